@@ -1,0 +1,9 @@
+import os from 'node:os';
+import path from 'node:path';
+
+/** Where generated models and clips live: $VIGIL_CACHE_DIR, else $XDG_CACHE_HOME/vigil, else ~/.cache/vigil. */
+export function vigilCacheDir(): string {
+  if (process.env.VIGIL_CACHE_DIR) return path.resolve(process.env.VIGIL_CACHE_DIR);
+  const base = process.env.XDG_CACHE_HOME ? path.resolve(process.env.XDG_CACHE_HOME) : path.join(os.homedir(), '.cache');
+  return path.join(base, 'vigil');
+}

@@ -1,0 +1,40 @@
+import cliProgress from 'cli-progress';
+
+export interface StageProgress {
+  update(done: number, total: number, label: string): void;
+  stop(): void;
+}
+
+/**
+ * A progress bar on stderr when it is a terminal; otherwise one line per label change, so logs and
+ * CI output stay readable. stdout is left for results that scripts read.
+ */
+export function stageProgress(title: string, quiet = false): StageProgress {
+  if (quiet) return { update() {}, stop() {} };
+  if (!process.stderr.isTTY) {
+    let last = '';
+    return {
+      update(done, total, label) {
+        if (label !== last) process.stderr.write(`${title}: ${label} (${done}/${total})\n`);
+        last = label;
+      },
+      stop() {},
+    };
+  }
+  const bar = new cliProgress.SingleBar(
+    { format: `${title} [{bar}] {value}/{total} {label}`, stream: process.stderr, hideCursor: true, clearOnComplete: true },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    update(done, total, label) {
+      if (!started) bar.start(total, done, { label });
+      started = true;
+      bar.setTotal(total);
+      bar.update(done, { label });
+    },
+    stop() {
+      if (started) bar.stop();
+    },
+  };
+}

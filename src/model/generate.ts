@@ -1,0 +1,97 @@
+import type ort from 'onnxruntime-node';
+import { argmax } from '../../kernels/topk.js';
+import { mulberry32, sampleTopP } from '../../kernels/sampling.js';
+import { VigilError } from '../errors.js';
+import type { KvCache } from './kvCache.js';
+import type { VisionLanguageModel } from './visionLanguageModel.js';
+
+export interface SamplingOptions {
+  /** 0 (default) = greedy argmax; > 0 = temperature sampling with top-p. */
+  temperature?: number;
+  /** Nucleus mass kept when sampling; default 1 (all tokens). */
+  topP?: number;
+  /** Seed of the sampling random stream, for reproducible samples. */
+  seed?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  /** Called with each new piece of text as soon as it decodes to whole characters. */
+  onText?: (piece: string) => void;
+}
+
+export interface GenerationResult {
+  tokenIds: number[];
+  text: string;
+  stopReason: 'eos' | 'max_new_tokens';
+  promptTokens: number;
+  /** Time of the prompt prefill call (time to first token). */
+  prefillMs: number;
+  /** Time of all later decoder steps together. */
+  decodeMs: number;
+  /** Generated tokens per second of decode time (excluding the prefill). */
+  decodeTokensPerSecond: number;
+}
+
+export function validateSampling(options: SamplingOptions & { maxNewTokens?: number }): void {
+  const { temperature = 0, topP = 1, maxNewTokens } = options;
+  if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new VigilError('BAD_INPUT', `temperature must be >= 0, got ${temperature}`);
+  if (!(topP > 0 && topP <= 1)) throw new VigilError('BAD_INPUT', `top-p must be in (0, 1], got ${topP}`);
+  if (maxNewTokens !== undefined && (!Number.isInteger(maxNewTokens) || maxNewTokens < 1)) {
+    throw new VigilError('BAD_INPUT', `max new tokens must be a positive integer, got ${maxNewTokens}`);
+  }
+}
+
+/**
+ * Prefills `inputsEmbeds` on top of `past` (empty by default), then decodes token by token until an
+ * eos id or maxNewTokens. Every token comes from the decoder's logits: greedy or top-p sampled.
+ */
+export async function generate(
+  model: VisionLanguageModel,
+  prompt: { inputsEmbeds: ort.Tensor; past?: KvCache },
+  options: GenerateOptions,
+): Promise<GenerationResult> {
+  validateSampling(options);
+  const temperature = options.temperature ?? 0;
+  const random = mulberry32(options.seed ?? 0);
+  const pick = (logits: Float32Array) =>
+    temperature > 0 ? sampleTopP(logits, temperature, options.topP ?? 1, random) : argmax(logits);
+
+  const started = performance.now();
+  let step = await model.decoder.step({ inputsEmbeds: prompt.inputsEmbeds, past: prompt.past ?? model.decoder.emptyCache(), logits: 'last' });
+  const prefillMs = performance.now() - started;
+
+  const tokenIds: number[] = [];
+  let emitted = '';
+  let stopReason: GenerationResult['stopReason'] = 'max_new_tokens';
+  const decodeStarted = performance.now();
+  for (;;) {
+    const token = pick(step.logits);
+    if (model.eosTokenIds.has(token)) {
+      stopReason = 'eos';
+      break;
+    }
+    tokenIds.push(token);
+    const text = model.tokenizer.decode(tokenIds, { skipSpecialTokens: true });
+    // Hold back a trailing partial UTF-8 sequence until the next token completes it.
+    if (!text.endsWith('\uFFFD') && text.length > emitted.length && text.startsWith(emitted)) {
+      options.onText?.(text.slice(emitted.length));
+      emitted = text;
+    }
+    if (tokenIds.length >= options.maxNewTokens) break;
+    const inputsEmbeds = await model.embed([token]);
+    step = await model.decoder.step({ inputsEmbeds, past: step.present, logits: 'last' });
+  }
+  const decodeMs = performance.now() - decodeStarted;
+  const text = model.tokenizer.decode(tokenIds, { skipSpecialTokens: true });
+  if (text.length > emitted.length && text.startsWith(emitted)) options.onText?.(text.slice(emitted.length));
+  return {
+    tokenIds,
+    text,
+    stopReason,
+    promptTokens: prompt.inputsEmbeds.dims[1]!,
+    prefillMs,
+    decodeMs,
+    decodeTokensPerSecond: decodeMs > 0 ? (tokenIds.length / decodeMs) * 1000 : 0,
+  };
+}

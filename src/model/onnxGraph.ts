@@ -1,0 +1,117 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+import { VigilError } from '../errors.js';
+
+export interface TensorInfo {
+  name: string;
+  type: string;
+  /** Numeric dims are fixed; strings are symbolic names such as 'batch_size'. */
+  shape: ReadonlyArray<number | string>;
+}
+
+/** onnxruntime options from the environment: VIGIL_EXECUTION_PROVIDERS (e.g. "cuda,cpu"), VIGIL_THREADS. */
+function sessionOptions(): ort.InferenceSession.SessionOptions {
+  const providers = (process.env.VIGIL_EXECUTION_PROVIDERS ?? 'cpu').split(',').map((p) => p.trim()).filter(Boolean);
+  const threads = Number(process.env.VIGIL_THREADS ?? 0);
+  return {
+    executionProviders: providers,
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+    ...(threads > 0 ? { intraOpNumThreads: threads } : {}),
+  };
+}
+
+function describeShape(shape: ReadonlyArray<number | string>): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** One onnxruntime session with the checks the runtime relies on: declared inputs, dtypes, fixed dims. */
+export class OnnxGraph {
+  private constructor(
+    readonly file: string,
+    readonly session: ort.InferenceSession,
+    private readonly inputs: Map<string, TensorInfo>,
+    private readonly outputs: Map<string, TensorInfo>,
+  ) {}
+
+  static async open(file: string): Promise<OnnxGraph> {
+    if (!fs.existsSync(file)) throw new VigilError('FILE_NOT_FOUND', `ONNX graph not found: ${file}`);
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(file, sessionOptions());
+    } catch (error) {
+      const message = (error as Error).message ?? String(error);
+      const external = /external data|onnx_data/i.test(message);
+      throw new VigilError(
+        'CORRUPT_MODEL',
+        `onnxruntime could not load ${file}${external ? ' (its .onnx_data file is missing or truncated)' : ''}: ${message.split('\n')[0]}`,
+        { cause: error },
+      );
+    }
+    const info = (names: readonly string[], metadata: readonly ort.InferenceSession.ValueMetadata[]) => {
+      const map = new Map<string, TensorInfo>();
+      names.forEach((name, i) => {
+        const meta = metadata[i] as { type?: string; shape?: Array<number | string> } | undefined;
+        map.set(name, { name, type: meta?.type ?? 'unknown', shape: meta?.shape ?? [] });
+      });
+      return map;
+    };
+    return new OnnxGraph(file, session, info(session.inputNames, session.inputMetadata), info(session.outputNames, session.outputMetadata));
+  }
+
+  get name(): string {
+    return path.basename(this.file);
+  }
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  hasInput(name: string): boolean {
+    return this.inputs.has(name);
+  }
+
+  input(name: string): TensorInfo {
+    const info = this.inputs.get(name);
+    if (!info) throw new VigilError('NOT_A_MODEL', `${this.file} has no input '${name}' (inputs: ${this.inputNames.join(', ')})`);
+    return info;
+  }
+
+  output(name: string): TensorInfo {
+    const info = this.outputs.get(name);
+    if (!info) throw new VigilError('NOT_A_MODEL', `${this.file} has no output '${name}'`);
+    return info;
+  }
+
+  /** Runs with exactly the declared inputs, checking each feed's dtype and fixed dims first. */
+  async run(feeds: Record<string, ort.Tensor>, fetches?: readonly string[]): Promise<Record<string, ort.Tensor>> {
+    for (const [name, info] of this.inputs) {
+      const tensor = feeds[name];
+      if (!tensor) throw new VigilError('BAD_INPUT', `${this.name}: input '${name}' was not provided`);
+      if (tensor.type !== info.type) {
+        throw new VigilError('DTYPE_MISMATCH', `${this.name}: input '${name}' expects ${info.type} but got ${tensor.type}`);
+      }
+      const dims = tensor.dims;
+      const mismatch =
+        dims.length !== info.shape.length || info.shape.some((d, i) => typeof d === 'number' && d !== dims[i]);
+      if (mismatch) {
+        throw new VigilError(
+          'SHAPE_MISMATCH',
+          `${this.name}: input '${name}' expects shape ${describeShape(info.shape)} but got ${describeShape(dims)}`,
+        );
+      }
+    }
+    const extra = Object.keys(feeds).filter((n) => !this.inputs.has(n));
+    if (extra.length > 0) throw new VigilError('BAD_INPUT', `${this.name}: unexpected inputs ${extra.join(', ')}`);
+    return fetches ? this.session.run(feeds, fetches as string[]) : this.session.run(feeds);
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}

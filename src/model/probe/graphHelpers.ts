@@ -1,0 +1,47 @@
+import { float32ToFloat16 } from '../../../kernels/fp16.js';
+import type { GraphBuilder } from '../onnx/graphBuilder.js';
+import type { WeightRole, WeightSource } from './weightSource.js';
+
+export type FloatType = 'float32' | 'float16';
+
+/** Graph-building context shared by the probe graphs: the builder, the weight values and the float type. */
+export interface ProbeGraphContext {
+  g: GraphBuilder;
+  weights: WeightSource;
+  dtype: FloatType;
+}
+
+/** Adds a named weight, stored in the model's float type. MatMul weights are laid out [in, out]. */
+export function weight(ctx: ProbeGraphContext, name: string, dims: readonly number[], role: WeightRole): string {
+  const values = ctx.weights(name, dims, role);
+  const data = ctx.dtype === 'float16' ? float32ToFloat16(values) : values;
+  return ctx.g.initializer(name, ctx.dtype, dims, data);
+}
+
+export function floatScalar(ctx: ProbeGraphContext, value: number): string {
+  if (ctx.dtype === 'float32') return ctx.g.scalar('float32', value);
+  return ctx.g.initializer(`/constants/half_${ctx.g.weightBytes}_${value}`, 'float16', [], float32ToFloat16(Float32Array.of(value)));
+}
+
+/** The most negative finite value of the float type: masked scores, as HF's finfo(dtype).min. */
+export function maskValue(dtype: FloatType): number {
+  return dtype === 'float16' ? -65504 : -3.4028234663852886e38;
+}
+
+/** Linear layer x·W (+ b), named like a torch export: `<scope>/<name>/MatMul`, `<scope>/<name>/Add`. */
+export function linear(
+  ctx: ProbeGraphContext,
+  x: string,
+  prefix: string,
+  layer: string,
+  inFeatures: number,
+  outFeatures: number,
+  bias: boolean,
+  role: WeightRole = 'linear',
+): string {
+  const w = weight(ctx, `${prefix}.${layer}.weight`, [inFeatures, outFeatures], role);
+  const y = ctx.g.op('MatMul', [x, w], {}, { name: `${layer}/MatMul` });
+  if (!bias) return y;
+  const b = weight(ctx, `${prefix}.${layer}.bias`, [outFeatures], 'bias');
+  return ctx.g.op('Add', [y, b], {}, { name: `${layer}/Add` });
+}

@@ -1,0 +1,104 @@
+import type { FloatType } from './graphHelpers.js';
+import type { TextGeometry, VisionGeometry } from './geometry.js';
+
+/** A buildable probe model: geometry, float type and where its weights come from. */
+export interface ProbeModelSpec {
+  name: string;
+  description: string;
+  text: TextGeometry;
+  vision: VisionGeometry;
+  dtype: FloatType;
+  weights: 'random';
+  /** Keep large weights in `.onnx_data` files beside the graphs (as exports over 2 GB must). */
+  externalData: boolean;
+}
+
+const SMOLVLM_VOCAB = 49280;
+
+/** Small enough for unit tests: 2 layers, 64-px frames of 4 tokens, the real SmolVLM vocab and ids. */
+const TINY_TEXT: TextGeometry = {
+  hiddenSize: 64,
+  intermediateSize: 128,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 16,
+  vocabSize: SMOLVLM_VOCAB,
+  ropeTheta: 100000,
+  rotaryDim: 16,
+  rmsNormEps: 1e-5,
+  maxPositionEmbeddings: 16384,
+};
+
+const TINY_VISION: VisionGeometry = {
+  imageSize: 64,
+  patchSize: 16,
+  hiddenSize: 32,
+  numLayers: 1,
+  numHeads: 2,
+  intermediateSize: 64,
+  scaleFactor: 2,
+  layerNormEps: 1e-6,
+};
+
+/** SmolVLM2-256M: SmolLM2-135M-style decoder and SigLIP-base/16 at 512 px with pixel shuffle x4. */
+const SMOLVLM2_256M_TEXT: TextGeometry = {
+  hiddenSize: 576,
+  intermediateSize: 1536,
+  numLayers: 30,
+  numHeads: 9,
+  numKvHeads: 3,
+  headDim: 64,
+  vocabSize: SMOLVLM_VOCAB,
+  ropeTheta: 100000,
+  rotaryDim: 64,
+  rmsNormEps: 1e-5,
+  maxPositionEmbeddings: 8192,
+};
+
+const SMOLVLM2_256M_VISION: VisionGeometry = {
+  imageSize: 512,
+  patchSize: 16,
+  hiddenSize: 768,
+  numLayers: 12,
+  numHeads: 12,
+  intermediateSize: 3072,
+  scaleFactor: 4,
+  layerNormEps: 1e-6,
+};
+
+function randomProbe(
+  name: string,
+  description: string,
+  text: TextGeometry,
+  vision: VisionGeometry,
+  dtype: FloatType,
+  externalData: boolean,
+): ProbeModelSpec {
+  return { name, description, text, vision, dtype, weights: 'random', externalData };
+}
+
+export const PROBE_MODELS: readonly ProbeModelSpec[] = [
+  randomProbe('probe-random-tiny', 'tiny random-weight SmolVLM-layout model for tests (2 layers, 4 tokens/frame)', TINY_TEXT, TINY_VISION, 'float32', false),
+  randomProbe('probe-random-tiny-fp16', 'probe-random-tiny with float16 weights and I/O', TINY_TEXT, TINY_VISION, 'float16', false),
+  randomProbe(
+    'probe-random-smolvlm2-256m',
+    'random weights at SmolVLM2-256M geometry (30 layers, 64 tokens per 512-px frame), weights in .onnx_data',
+    SMOLVLM2_256M_TEXT,
+    SMOLVLM2_256M_VISION,
+    'float32',
+    true,
+  ),
+  randomProbe(
+    'probe-random-smolvlm2-256m-fp16',
+    'probe-random-smolvlm2-256m with float16 weights and I/O',
+    SMOLVLM2_256M_TEXT,
+    SMOLVLM2_256M_VISION,
+    'float16',
+    true,
+  ),
+];
+
+export function findProbeSpec(name: string): ProbeModelSpec | undefined {
+  return PROBE_MODELS.find((spec) => spec.name === name);
+}

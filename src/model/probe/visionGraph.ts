@@ -1,0 +1,118 @@
+import type { VisionGeometry } from './geometry.js';
+import { tokensPerImage } from './geometry.js';
+import { floatScalar, linear, maskValue, type ProbeGraphContext, weight } from './graphHelpers.js';
+
+/**
+ * Idefics3/SmolVLM-style vision encoder:
+ *   pixel_values [B,N,3,S,S], pixel_attention_mask [B,N,S,S] -> image_features [N_real, T, textHidden]
+ * All-zero (padding) images are dropped as the real encoder does; patches whose mask is all false are
+ * masked out of attention, so a wrong mask changes the features. SigLIP body: patch Conv, learned
+ * positions, pre-norm transformer blocks (LayerNorm, MHA with biases, tanh-GELU MLP), post LayerNorm;
+ * then pixel shuffle by scaleFactor and a bias-free projection to the text hidden size.
+ */
+export function buildVisionGraph(ctx: ProbeGraphContext, geo: VisionGeometry, textHidden: number): void {
+  const { g, dtype } = ctx;
+  const S = geo.imageSize;
+  const side = S / geo.patchSize;
+  const patches = side * side;
+  const Hv = geo.hiddenSize;
+
+  const pixelValues = g.input('pixel_values', dtype, ['batch_size', 'num_images', 3, S, S]);
+  const pixelMask = g.input('pixel_attention_mask', 'bool', ['batch_size', 'num_images', S, S]);
+
+  const { images, patchAllowed } = g.scope('/model/vision_model', () => {
+    const flat = g.op('Reshape', [pixelValues, g.int64s([-1, 3, S, S])]);
+    const magnitude = g.op('ReduceMax', [g.op('Abs', [flat])], { axes: [1, 2, 3], keepdims: 0 });
+    const real = g.op('Greater', [magnitude, floatScalar(ctx, 0)]);
+    const images = g.op('Compress', [flat, real], { axis: 0 });
+    const maskFloat = g.op('Cast', [g.op('Reshape', [pixelMask, g.int64s([-1, 1, S, S])])], { to: 1 });
+    const realMask = g.op('Compress', [maskFloat, real], { axis: 0 });
+    const patchMask = g.op('MaxPool', [realMask], { kernel_shape: [geo.patchSize, geo.patchSize], strides: [geo.patchSize, geo.patchSize] });
+    const patchAllowed = g.op('Greater', [
+      g.op('Reshape', [patchMask, g.int64s([-1, 1, 1, patches])]),
+      g.scalar('float32', 0),
+    ]);
+    return { images, patchAllowed };
+  });
+
+  let x = g.scope('/model/vision_model/embeddings', () => {
+    const kernel = weight(ctx, 'model.vision_model.embeddings.patch_embedding.weight', [Hv, 3, geo.patchSize, geo.patchSize], 'linear');
+    const bias = weight(ctx, 'model.vision_model.embeddings.patch_embedding.bias', [Hv], 'bias');
+    const conv = g.op('Conv', [images, kernel, bias], { strides: [geo.patchSize, geo.patchSize], kernel_shape: [geo.patchSize, geo.patchSize] }, { name: 'patch_embedding/Conv' });
+    const sequence = g.op('Transpose', [g.op('Reshape', [conv, g.int64s([0, Hv, patches])])], { perm: [0, 2, 1] });
+    const positions = weight(ctx, 'model.vision_model.embeddings.position_embedding.weight', [patches, Hv], 'position');
+    return g.op('Add', [sequence, positions]);
+  });
+
+  for (let i = 0; i < geo.numLayers; i++) {
+    const prefix = `model.vision_model.encoder.layers.${i}`;
+    x = g.scope(`/model/vision_model/encoder/layers.${i}`, () => {
+      const h1 = g.scope('/layer_norm1', () => layerNorm(ctx, x, `${prefix}.layer_norm1`, Hv, geo.layerNormEps));
+      const attn = g.scope('/self_attn', () => selfAttention(ctx, h1, `${prefix}.self_attn`, geo, patchAllowed));
+      const afterAttn = g.op('Add', [x, attn]);
+      const h2 = g.scope('/layer_norm2', () => layerNorm(ctx, afterAttn, `${prefix}.layer_norm2`, Hv, geo.layerNormEps));
+      const mlp = g.scope('/mlp', () => {
+        const up = linear(ctx, h2, `${prefix}.mlp`, 'fc1', Hv, geo.intermediateSize, true);
+        return linear(ctx, geluTanh(ctx, up), `${prefix}.mlp`, 'fc2', geo.intermediateSize, Hv, true);
+      });
+      return g.op('Add', [afterAttn, mlp], {}, { name: 'Add_1' });
+    });
+  }
+  x = g.scope('/model/vision_model/post_layernorm', () => layerNorm(ctx, x, 'model.vision_model.post_layernorm', Hv, geo.layerNormEps));
+
+  const features = g.scope('/model/connector', () => {
+    const s = geo.scaleFactor;
+    const shuffled = pixelShuffle(ctx, x, side, Hv, s);
+    return g.scope('/modality_projection', () => {
+      const w = weight(ctx, 'model.connector.modality_projection.proj.weight', [Hv * s * s, textHidden], 'linear');
+      return g.op('MatMul', [shuffled, w], {}, { name: 'proj/MatMul' });
+    });
+  });
+  g.output(features, 'image_features', dtype, ['num_real_images', tokensPerImage(geo), textHidden]);
+}
+
+function layerNorm(ctx: ProbeGraphContext, x: string, prefix: string, size: number, eps: number): string {
+  const scale = weight(ctx, `${prefix}.weight`, [size], 'norm');
+  const bias = weight(ctx, `${prefix}.bias`, [size], 'bias');
+  return ctx.g.op('LayerNormalization', [x, scale, bias], { axis: -1, epsilon: { float: eps } });
+}
+
+function selfAttention(ctx: ProbeGraphContext, x: string, prefix: string, geo: VisionGeometry, allowed: string): string {
+  const { g, dtype } = ctx;
+  const Hv = geo.hiddenSize;
+  const headDim = Hv / geo.numHeads;
+  const heads = (name: string) => {
+    const projected = linear(ctx, x, prefix, name, Hv, Hv, true, name === 'v_proj' ? 'linear' : 'query_key');
+    return g.op('Transpose', [g.op('Reshape', [projected, g.int64s([0, 0, geo.numHeads, headDim])])], { perm: [0, 2, 1, 3] });
+  };
+  const q = heads('q_proj');
+  const k = heads('k_proj');
+  const v = heads('v_proj');
+  let scores = g.op('Mul', [g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 3, 2] })]), floatScalar(ctx, 1 / Math.sqrt(headDim))]);
+  if (dtype === 'float16') scores = g.op('Cast', [scores], { to: 1 });
+  scores = g.op('Where', [allowed, scores, g.scalar('float32', maskValue('float32'))]);
+  let probs = g.op('Softmax', [scores], { axis: -1 });
+  if (dtype === 'float16') probs = g.op('Cast', [probs], { to: 10 });
+  const context = g.op('Transpose', [g.op('MatMul', [probs, v])], { perm: [0, 2, 1, 3] });
+  const merged = g.op('Reshape', [context, g.int64s([0, 0, Hv])]);
+  return linear(ctx, merged, prefix, 'out_proj', Hv, Hv, true);
+}
+
+/** gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+function geluTanh(ctx: ProbeGraphContext, x: string): string {
+  const { g } = ctx;
+  const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
+  const inner = g.op('Mul', [g.op('Add', [x, g.op('Mul', [cube, floatScalar(ctx, 0.044715)])]), floatScalar(ctx, Math.sqrt(2 / Math.PI))]);
+  const gate = g.op('Add', [g.op('Tanh', [inner]), floatScalar(ctx, 1)]);
+  return g.op('Mul', [g.op('Mul', [x, gate]), floatScalar(ctx, 0.5)]);
+}
+
+/** Idefics3Connector.pixel_shuffle: [N, side*side, C] -> [N, (side/s)^2, C*s*s]. */
+function pixelShuffle(ctx: ProbeGraphContext, x: string, side: number, channels: number, s: number): string {
+  const { g } = ctx;
+  let y = g.op('Reshape', [x, g.int64s([0, side, side / s, channels * s])]);
+  y = g.op('Transpose', [y], { perm: [0, 2, 1, 3] });
+  y = g.op('Reshape', [y, g.int64s([0, side / s, side / s, channels * s * s])]);
+  y = g.op('Transpose', [y], { perm: [0, 2, 1, 3] });
+  return g.op('Reshape', [y, g.int64s([0, (side * side) / (s * s), channels * s * s])]);
+}
