@@ -1,0 +1,32 @@
+/**
+ * One evictable unit of streaming memory: the KV of one sampled frame's tokens (its timestamp
+ * prompt + image tokens), for every decoder layer. Keys are stored pre-RoPE so a chunk can be placed
+ * at any compact position later (design.md section 3).
+ */
+export interface FrameChunk {
+  /** Monotonic per stream, starting at 0. */
+  chunkId: number;
+  /** Stream time of the frame(s) in seconds (pts-based). */
+  tStart: number;
+  tEnd: number;
+  /** Wall-clock time the frame was captured, ms since the epoch. */
+  wallTime: number;
+  /** Tokens in the chunk; the same for every chunk of a stream with a fixed frame prompt. */
+  tokenCount: number;
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Per layer, float32 [numKvHeads, tokenCount, headDim], pre-RoPE. */
+  keys: Float32Array[];
+  /** Per layer, float32 [numKvHeads, tokenCount, headDim]. */
+  values: Float32Array[];
+  /** Per layer, float32 [numKvHeads * headDim]: mean pre-RoPE key over the chunk's tokens, heads concatenated. */
+  representatives: Float32Array[];
+}
+
+/** How chunk payloads are stored on disk. */
+export type KvStorageDtype = 'float32' | 'float16' | 'int8';
+
+export function chunkPayloadFloats(chunk: Pick<FrameChunk, 'numLayers' | 'numKvHeads' | 'tokenCount' | 'headDim'>): number {
+  return 2 * chunk.numLayers * chunk.numKvHeads * chunk.tokenCount * chunk.headDim;
+}
