@@ -34,9 +34,17 @@ const IMAGE_QUESTION: ChatMessage[] = [
   { role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'What color?' }] },
 ];
 
+/**
+ * Smallest tokenizer.json the loader accepts (optional pipeline stages omitted on purpose), for
+ * tests about files and templates: loading the full 49280-entry probe vocab costs ~100 ms each.
+ */
+const TINY_TOKENIZER = { model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2 }, merges: [['a', 'b']] } };
+
 let root: string;
 let probeDir: string;
 let probe: VlmTokenizer;
+let probeFiles: { tokenizer: string; config: string };
+let buildMs: number;
 let loadMs: number;
 
 async function writeModel(dir: string, files: Record<string, unknown>): Promise<string> {
@@ -58,10 +66,13 @@ async function rejectsWithVigilError(promise: Promise<unknown>, code: string, me
 
 before(async () => {
   root = await mkdtemp(path.join(os.tmpdir(), 'vigil-tokenizer-'));
+  const built = performance.now();
   const { tokenizerJson, tokenizerConfigJson } = buildProbeTokenizer(SPEC);
+  buildMs = performance.now() - built;
+  probeFiles = { tokenizer: JSON.stringify(tokenizerJson), config: JSON.stringify(tokenizerConfigJson) };
   probeDir = await writeModel(path.join(root, 'probe'), {
-    'tokenizer.json': tokenizerJson,
-    'tokenizer_config.json': tokenizerConfigJson,
+    'tokenizer.json': probeFiles.tokenizer,
+    'tokenizer_config.json': probeFiles.config,
   });
   const start = performance.now();
   probe = await VlmTokenizer.load(probeDir);
@@ -77,7 +88,9 @@ describe('probe tokenizer', () => {
     assert.equal(probe.vocabSize, 49280);
     for (let id = 0; id < 49280; id++) assert.notEqual(probe.idToToken(id), undefined, `id ${id} has no token`);
     assert.equal(probe.idToToken(49280), undefined);
-    assert.ok(loadMs < 1000, `loading took ${loadMs.toFixed(0)} ms`);
+    // Generous bounds (shared CI machines); typical: build ~100 ms, load ~100 ms.
+    assert.ok(buildMs < 2000, `building took ${buildMs.toFixed(0)} ms`);
+    assert.ok(loadMs < 2000, `loading took ${loadMs.toFixed(0)} ms`);
   });
 
   it('encodes every spec word as one token', () => {
@@ -149,7 +162,9 @@ describe('probe tokenizer', () => {
   });
 
   it('is deterministic', () => {
-    assert.equal(JSON.stringify(buildProbeTokenizer(SPEC)), JSON.stringify(buildProbeTokenizer({ ...SPEC, words: [...SPEC.words] })));
+    const again = buildProbeTokenizer({ ...SPEC, words: [...SPEC.words] });
+    assert.ok(JSON.stringify(again.tokenizerJson) === probeFiles.tokenizer, 'tokenizer.json differs between builds');
+    assert.ok(JSON.stringify(again.tokenizerConfigJson) === probeFiles.config, 'tokenizer_config.json differs between builds');
   });
 
   it('rejects words the pre-tokenizer would split', () => {
@@ -168,7 +183,7 @@ describe('VlmTokenizer.load errors', () => {
   });
 
   it('names a missing tokenizer_config.json', async () => {
-    const dir = await writeModel(path.join(root, 'no-config'), { 'tokenizer.json': { model: { type: 'BPE', vocab: {}, merges: [] } } });
+    const dir = await writeModel(path.join(root, 'no-config'), { 'tokenizer.json': TINY_TOKENIZER });
     await rejectsWithVigilError(VlmTokenizer.load(dir), 'NOT_A_MODEL', /tokenizer_config\.json is missing/);
   });
 
@@ -177,9 +192,16 @@ describe('VlmTokenizer.load errors', () => {
     await rejectsWithVigilError(VlmTokenizer.load(dir), 'CORRUPT_MODEL', /tokenizer\.json is not valid JSON/);
   });
 
+  it('accepts a minimal tokenizer.json without the optional pipeline stages', async () => {
+    const dir = await writeModel(path.join(root, 'tiny'), { 'tokenizer.json': TINY_TOKENIZER, 'tokenizer_config.json': {} });
+    const tokenizer = await VlmTokenizer.load(dir);
+    assert.deepEqual(tokenizer.encode('ab'), [2]);
+    assert.equal(tokenizer.vocabSize, 3);
+    assert.equal(tokenizer.decode([]), '');
+  });
+
   it('explains a missing chat template', async () => {
-    const { tokenizerJson } = buildProbeTokenizer(SPEC);
-    const dir = await writeModel(path.join(root, 'no-template'), { 'tokenizer.json': tokenizerJson, 'tokenizer_config.json': {} });
+    const dir = await writeModel(path.join(root, 'no-template'), { 'tokenizer.json': TINY_TOKENIZER, 'tokenizer_config.json': {} });
     const tokenizer = await VlmTokenizer.load(dir);
     assert.throws(
       () => tokenizer.applyChatTemplate(IMAGE_QUESTION),
@@ -190,9 +212,8 @@ describe('VlmTokenizer.load errors', () => {
 
 describe('chat template sources', () => {
   async function withTemplateFiles(name: string, files: Record<string, unknown>, config: Record<string, unknown> = {}): Promise<VlmTokenizer> {
-    const { tokenizerJson } = buildProbeTokenizer(SPEC);
     const dir = await writeModel(path.join(root, name), {
-      'tokenizer.json': tokenizerJson,
+      'tokenizer.json': TINY_TOKENIZER,
       'tokenizer_config.json': { eos_token: '<|im_end|>', ...config },
       ...files,
     });

@@ -116,31 +116,31 @@ export function buildProbeTokenizer(spec: ProbeTokenizerSpec): ProbeTokenizerFil
   const merges = learnMerges(trainingWords);
   checkSingleTokens(spec.words, trainingWords, merges);
 
-  // Fill ids in order, skipping the fixed special ids, so specials never move.
-  const vocab = new Map<string, number>();
-  let nextId = 0;
-  const takeId = (): number => {
+  // tokens[id] = vocab string. Ids are handed out in order, skipping the fixed special ids, so
+  // the specials never move whatever the words are.
+  const tokens = new Array<string | undefined>(spec.vocabSize);
+  const inVocab = new Set<string>();
+  let nextId = FIRST_BYTE_ID;
+  const assign = (token: string): void => {
     while (specialIds.has(nextId)) nextId++;
-    return nextId++;
+    tokens[nextId++] = token;
+    inVocab.add(token);
   };
-  for (const token of specials) if (token.id < FIRST_BYTE_ID) vocab.set(token.content, token.id);
-  nextId = FIRST_BYTE_ID;
-  for (const symbol of byteSymbols) vocab.set(symbol, takeId());
+  for (const token of specials) if (token.id < FIRST_BYTE_ID) tokens[token.id] = token.content;
+  for (const symbol of byteSymbols) assign(symbol);
   for (const [left, right] of merges) {
-    const merged = left + right;
-    if (!vocab.has(merged)) vocab.set(merged, takeId());
+    if (!inVocab.has(left + right)) assign(left + right);
   }
   if (nextId > FIRST_IMAGE_SPECIAL_ID) {
     throw new Error(`probe tokenizer: ${merges.length} merges do not fit below id ${FIRST_IMAGE_SPECIAL_ID}; use fewer or shorter words`);
   }
   // Fillers only pad the id space: no merge builds them and they are not added tokens, so no
   // input text can produce them; decoding one prints its name, which makes random output legible.
-  for (;;) {
-    const id = takeId();
-    if (id >= spec.vocabSize) break;
-    const filler = `<unused_${id}>`;
-    if (specialContents.has(filler) || vocab.has(filler)) throw new Error(`probe tokenizer: filler ${filler} collides`);
-    vocab.set(filler, id);
+  // They cannot collide with merges ("<" and "_" never merge with letters in one pre-token).
+  const vocab: Record<string, number> = {};
+  for (let id = 0; id < spec.vocabSize; id++) {
+    if (id >= FIRST_BYTE_ID && specialIds.has(id)) continue;
+    vocab[tokens[id] ?? `<unused_${id}>`] = id;
   }
 
   const addedTokens = specials.map((token) => ({
@@ -171,7 +171,7 @@ export function buildProbeTokenizer(spec: ProbeTokenizerSpec): ProbeTokenizerFil
       fuse_unk: false,
       byte_fallback: false,
       ignore_merges: false,
-      vocab: Object.fromEntries(vocab),
+      vocab,
       merges: merges.map(([left, right]) => [left, right]),
     },
   };

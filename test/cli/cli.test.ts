@@ -1,0 +1,111 @@
+/**
+ * The `vigil` command as a user runs it: a real child process of bin/vigil.js (through tsx), real
+ * probe models, real files. Errors must be one clear line and a non-zero exit, never a stack trace.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { probeModelDir } from '../helpers/probeModels.js';
+
+const BIN = path.resolve('bin/vigil.js');
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function vigil(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+function assertCleanError(run: Run, pattern: RegExp): void {
+  assert.equal(run.code, 2, `exit code; stderr: ${run.stderr}`);
+  assert.match(run.stderr, pattern);
+  assert.doesNotMatch(run.stderr, /\n\s+at .+\(.+:\d+:\d+\)/, 'no stack trace');
+}
+
+describe('vigil CLI', () => {
+  let scratch: string;
+  let cache: string;
+  let tinyDir: string;
+  before(() => {
+    scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-cli-'));
+    cache = path.join(scratch, 'cache');
+    tinyDir = probeModelDir('probe-random-tiny');
+  });
+  after(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+  it('--help works on every command', async () => {
+    for (const args of [['--help'], ['models', '--help'], ['models', 'list', '--help'], ['models', 'build', '--help'], ['models', 'inspect', '--help'], ['chat', '--help']]) {
+      const run = await vigil(args);
+      assert.equal(run.code, 0, `${args.join(' ')}: ${run.stderr}`);
+      assert.match(run.stdout, /Usage: vigil/);
+    }
+  });
+
+  it('chat runs end to end on a fresh cache (builds the default probe model, makes the test card)', async () => {
+    const run = await vigil(['chat', '--json', '--max-new-tokens', '6', 'What color is the square?'], { VIGIL_CACHE_DIR: cache });
+    assert.equal(run.code, 0, run.stderr);
+    const result = JSON.parse(run.stdout) as { answer: string; tokenIds: number[]; imageTokens: number; promptTokens: number; decodeTokensPerSecond: number };
+    assert.equal(result.tokenIds.length, 6);
+    assert.equal(result.imageTokens, 4);
+    assert.ok(result.promptTokens > result.imageTokens);
+    assert.ok(result.decodeTokensPerSecond > 0);
+    assert.ok(fs.existsSync(path.join(cache, 'models', 'probe-random-tiny-seed0', 'vigil-probe.json')));
+  });
+
+  it('chat prints the answer on stdout and token/s on stderr', async () => {
+    const image = path.join(scratch, 'frame.png');
+    const sharp = (await import('sharp')).default;
+    await sharp({ create: { width: 80, height: 60, channels: 3, background: '#ffff00' } }).png().toFile(image);
+    const run = await vigil(['chat', '--model', tinyDir, '--image', image, '--max-new-tokens', '3', 'Describe it']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.ok(run.stdout.trim().length > 0);
+    assert.match(run.stderr, /3 tokens at [\d.]+ token\/s/);
+  });
+
+  it('models list, build and inspect', async () => {
+    const list = await vigil(['models', 'list', '--json'], { VIGIL_CACHE_DIR: cache });
+    assert.equal(list.code, 0);
+    const names = (JSON.parse(list.stdout) as Array<{ name: string }>).map((m) => m.name);
+    assert.deepEqual(names, ['probe-random-tiny', 'probe-random-tiny-fp16', 'probe-random-smolvlm2-256m', 'probe-random-smolvlm2-256m-fp16']);
+    const out = path.join(scratch, 'built-fp16');
+    const build = await vigil(['models', 'build', 'probe-random-tiny-fp16', '--out', out, '--seed', '3']);
+    assert.equal(build.code, 0, build.stderr);
+    assert.equal(build.stdout.trim(), out);
+    assert.ok(fs.existsSync(path.join(out, 'onnx', 'decoder_model_merged_fp16.onnx')));
+    const inspect = await vigil(['models', 'inspect', out, '--json']);
+    assert.equal(inspect.code, 0, inspect.stderr);
+    const info = JSON.parse(inspect.stdout) as { family: string; kvType: string; queryTaps: string; probe: { seed: number } };
+    assert.equal(info.family, 'idefics3');
+    assert.equal(info.kvType, 'float16');
+    assert.equal(info.queryTaps, 'yes');
+    assert.equal(info.probe.seed, 3);
+  });
+
+  it('bad input gives one clear line and exit code 2', async () => {
+    assertCleanError(await vigil(['chat', '--model', path.join(scratch, 'nope'), 'q']), /vigil: model '.*nope' is neither a folder nor a probe model/);
+    assertCleanError(await vigil(['chat', '--model', tinyDir, '--image', path.join(scratch, 'missing.jpg'), 'q']), /missing\.jpg/);
+    const notImage = path.join(scratch, 'text.jpg');
+    fs.writeFileSync(notImage, 'just text');
+    assertCleanError(await vigil(['chat', '--model', tinyDir, '--image', notImage, 'q']), /text\.jpg/);
+    assertCleanError(await vigil(['chat', '--max-new-tokens', '0', 'q']), /expected an integer in 1\.\.4096/);
+    assertCleanError(await vigil(['models', 'build', 'probe-nope']), /unknown probe model 'probe-nope'/);
+    assertCleanError(await vigil(['chat']), /missing required argument 'question'/);
+    const notModel = path.join(scratch, 'empty');
+    fs.mkdirSync(notModel);
+    assertCleanError(await vigil(['models', 'inspect', notModel]), /not a model folder/);
+  });
+});
