@@ -29,14 +29,17 @@ export interface DecoderStepInput {
   positions?: ArrayLike<number>;
   /** 1 = attend, 0 = padding, length P+S; default all ones. */
   attentionMask?: ArrayLike<number>;
-  /** 'last' returns only the last row of logits (generation); default 'all'. */
-  logits?: 'all' | 'last';
+  /**
+   * 'all' (default) every row; 'last' only the last row (generation); 'none' skips them, and
+   * onnxruntime then skips the lm_head too (encoding frames needs only `present`).
+   */
+  logits?: 'all' | 'last' | 'none';
   /** Also return the pre-RoPE query taps (needs a graph that exposes them). */
   queries?: boolean;
 }
 
 export interface DecoderStepOutput {
-  /** float32 [rows, vocab]; rows = S for 'all', 1 for 'last'. */
+  /** float32 [rows, vocab]; rows = S for 'all', 1 for 'last', 0 for 'none'. */
   logits: Float32Array;
   logitRows: number;
   /** The past plus this call's tokens (post-RoPE keys), ready to pass as the next call's past. */
@@ -99,19 +102,22 @@ export class Decoder {
     if (wantQueries && !info.queryTapNames) {
       throw new VigilError('NOT_A_MODEL', `${this.graph.file} exposes no query taps (/model/layers.{i}/self_attn/q_proj outputs)`);
     }
-    const fetches = ['logits'];
+    const fetches = input.logits === 'none' ? [] : ['logits'];
     for (let i = 0; i < info.numLayers; i++) fetches.push(`present.${i}.key`, `present.${i}.value`);
     if (wantQueries) fetches.push(...info.queryTapNames!);
     const out = await this.graph.run(feeds, fetches);
 
-    const logitsTensor = out.logits!;
-    const vocab = logitsTensor.dims[2]!;
-    const rowsOut = logitsTensor.dims[1]!;
-    let logits = toFloat32(logitsTensor);
-    let logitRows = rowsOut;
-    if (input.logits === 'last' && rowsOut > 1) {
-      logits = logits.slice((rowsOut - 1) * vocab, rowsOut * vocab);
-      logitRows = 1;
+    let logits: Float32Array = new Float32Array(0);
+    let logitRows = 0;
+    const logitsTensor = out.logits;
+    if (logitsTensor) {
+      const vocab = logitsTensor.dims[2]!;
+      logitRows = logitsTensor.dims[1]!;
+      logits = toFloat32(logitsTensor);
+      if (input.logits === 'last' && logitRows > 1) {
+        logits = logits.slice((logitRows - 1) * vocab, logitRows * vocab);
+        logitRows = 1;
+      }
     }
     const present = new KvCache(
       Array.from({ length: info.numLayers }, (_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! })),

@@ -1,0 +1,131 @@
+import type ort from 'onnxruntime-node';
+import { meanOverTokens } from '../../kernels/pool.js';
+import { ropeInvFreq, rotateHeads } from '../../kernels/rope.js';
+import { type AssembledContext, assembleContext, type KvGeometry, type PrefixBlock } from '../../memory/contextAssembler.js';
+import type { FrameChunk } from '../../memory/frameChunk.js';
+import { sliceTokens } from '../../memory/kvLayout.js';
+import { SlidingWindow } from '../../memory/slidingWindow.js';
+import { VigilError } from '../errors.js';
+import type { KvCache } from '../model/kvCache.js';
+import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
+import { toFloat32 } from '../model/tensors.js';
+import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
+import { toKvCache } from './kvContext.js';
+import { type StreamPromptFormat, streamPromptFormat } from './streamPromptFormat.js';
+
+export interface StreamEncoderOptions {
+  /** First frames kept in context forever (frame-level sinks); default 1. */
+  sinkFrames?: number;
+  /** Recent frames kept in context after the sinks; default 16. */
+  windowFrames?: number;
+}
+
+export interface EncodedFrame {
+  chunk: FrameChunk;
+  /** Frames that left the window because of this one (oldest first): offload them. */
+  evicted: FrameChunk[];
+  /** Compact position of the frame's first token when it was encoded. */
+  position: number;
+}
+
+/**
+ * The streaming encode loop of one stream: each frame is prefilled over [prefix | sink frames |
+ * window] at compact positions, and the new part of `present` becomes a pre-RoPE FrameChunk. The
+ * context never grows past prefix + sinks + window, so per-frame cost is flat in stream length.
+ */
+export class StreamEncoder {
+  readonly window: SlidingWindow;
+  readonly geometry: KvGeometry;
+  readonly format: StreamPromptFormat;
+  private nextChunkId = 0;
+
+  private constructor(
+    readonly model: VisionLanguageModel,
+    readonly prefix: PrefixBlock,
+    format: StreamPromptFormat,
+    geometry: KvGeometry,
+    options: Required<StreamEncoderOptions>,
+  ) {
+    this.format = format;
+    this.geometry = geometry;
+    this.window = new SlidingWindow({ sinkFrames: options.sinkFrames, windowFrames: options.windowFrames });
+  }
+
+  /** Encodes the stream's text prefix (the token sinks) and returns a ready encoder. */
+  static async create(model: VisionLanguageModel, options: StreamEncoderOptions = {}): Promise<StreamEncoder> {
+    const info = model.decoder.info;
+    const geometry: KvGeometry = {
+      numLayers: info.numLayers,
+      numKvHeads: info.numKvHeads,
+      headDim: info.headDim,
+      invFreq: ropeInvFreq(model.config.text.rotaryDim, model.config.text.ropeTheta),
+    };
+    const format = streamPromptFormat(model.config.family, model.tokensPerImage);
+    const ids = model.tokenizer.encode(format.prefix);
+    const out = await model.decoder.step({ inputsEmbeds: await model.embed(ids), past: model.decoder.emptyCache(), logits: 'none' });
+    const { keys, values } = newTokensPreRope(out.present, 0, ids.length, geometry);
+    const prefix: PrefixBlock = { tokenCount: ids.length, keys, values };
+    return new StreamEncoder(model, prefix, format, geometry, { sinkFrames: options.sinkFrames ?? 1, windowFrames: options.windowFrames ?? 16 });
+  }
+
+  /** Token ids of one frame's block (timestamp prompt + image placeholders). */
+  frameTokenIds(seconds: number): number[] {
+    return this.model.tokenizer.encode(this.format.frame(seconds));
+  }
+
+  /** Encodes one preprocessed frame captured at stream time `t` (seconds). */
+  async encodeFrame(image: PreprocessedImage, t: number, wallTime = Date.now()): Promise<EncodedFrame> {
+    if (image.count !== 1) throw new VigilError('BAD_INPUT', `a stream frame must be one image, got ${image.count}`);
+    const features = await this.model.encodeImages(image);
+    return this.encodeFeatures(features, t, wallTime);
+  }
+
+  /** Encodes a frame whose image features are already computed ([rows, hidden] in the embedding type). */
+  async encodeFeatures(features: ort.Tensor, t: number, wallTime = Date.now()): Promise<EncodedFrame> {
+    const ids = this.frameTokenIds(t);
+    const embeds = await this.model.embedWithImages(ids, features);
+    const context = this.assembleContext(this.window.contextChunks);
+    const out = await this.model.decoder.step({ inputsEmbeds: embeds, past: this.toCache(context), logits: 'none' });
+    const { keys, values } = newTokensPreRope(out.present, context.length, ids.length, this.geometry);
+    const { numKvHeads, headDim } = this.geometry;
+    const chunk: FrameChunk = {
+      chunkId: this.nextChunkId++,
+      tStart: t,
+      tEnd: t,
+      wallTime,
+      tokenCount: ids.length,
+      numLayers: this.geometry.numLayers,
+      numKvHeads,
+      headDim,
+      keys,
+      values,
+      representatives: keys.map((k) => meanOverTokens(k, numKvHeads, ids.length, headDim)),
+    };
+    const evicted = this.window.push(chunk);
+    return { chunk, evicted, position: context.length };
+  }
+
+  /** [prefix | chunks in time order] at compact positions, as float32 per layer. */
+  assembleContext(chunks: readonly FrameChunk[]): AssembledContext {
+    return assembleContext(this.prefix, chunks, this.geometry);
+  }
+
+  toCache(context: AssembledContext): KvCache {
+    return toKvCache(context, this.model.decoder.info);
+  }
+}
+
+/** The last `count` tokens of every layer of `present` (starting at `start`), keys un-rotated to pre-RoPE. */
+function newTokensPreRope(present: KvCache, start: number, count: number, geo: KvGeometry): { keys: Float32Array[]; values: Float32Array[] } {
+  const { numKvHeads: heads, headDim } = geo;
+  const total = present.length;
+  const positions = Array.from({ length: count }, (_, i) => start + i);
+  const keys: Float32Array[] = [];
+  const values: Float32Array[] = [];
+  for (const layer of present.layers) {
+    const postRope = sliceTokens(toFloat32(layer.key), heads, total, headDim, start, count);
+    keys.push(rotateHeads(postRope, heads, count, headDim, positions, geo.invFreq, -1, postRope));
+    values.push(sliceTokens(toFloat32(layer.value), heads, total, headDim, start, count));
+  }
+  return { keys, values };
+}
