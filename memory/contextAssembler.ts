@@ -27,28 +27,50 @@ export interface AssembledContext {
   spans: Array<{ chunkId: number; start: number; end: number }>;
 }
 
+export interface LayeredContext {
+  /** Per layer float32 [KV, length, D]; keys rotated to their compact positions. */
+  keys: Float32Array[];
+  values: Float32Array[];
+  length: number;
+  /** Per layer, where each chunk landed: [start, end) compact positions, in time order. */
+  spans: Array<Array<{ chunkId: number; start: number; end: number }>>;
+}
+
+function timeOrder(chunks: readonly FrameChunk[]): FrameChunk[] {
+  return [...chunks].sort((a, b) => a.tStart - b.tStart || a.chunkId - b.chunkId);
+}
+
 /**
  * Lays out [prefix | chunks in time order] at compact positions 0..N-1 for every layer, rotating
  * each pre-RoPE key to its position. Every layer gets the same length (one shared attention mask).
  */
 export function assembleContext(prefix: PrefixBlock, chunks: readonly FrameChunk[], geo: KvGeometry): AssembledContext {
-  const ordered = [...chunks].sort((a, b) => a.tStart - b.tStart || a.chunkId - b.chunkId);
-  const length = prefix.tokenCount + ordered.reduce((n, c) => n + c.tokenCount, 0);
+  const layered = assembleLayeredContext(prefix, Array.from({ length: geo.numLayers }, () => chunks), geo);
+  return { keys: layered.keys, values: layered.values, length: layered.length, spans: layered.spans[0] ?? [] };
+}
+
+/**
+ * Like assembleContext, but each layer has its own chunk set (ReKV's per-layer retrieval). The
+ * sets may differ in membership, never in total tokens: all layers share one attention mask.
+ */
+export function assembleLayeredContext(prefix: PrefixBlock, chunksPerLayer: ReadonlyArray<readonly FrameChunk[]>, geo: KvGeometry): LayeredContext {
   const { numLayers, numKvHeads: heads, headDim } = geo;
-  for (const chunk of ordered) {
+  if (chunksPerLayer.length !== numLayers) throw new RangeError(`${chunksPerLayer.length} chunk lists for ${numLayers} layers`);
+  const ordered = chunksPerLayer.map(timeOrder);
+  const lengths = ordered.map((list) => prefix.tokenCount + list.reduce((n, c) => n + c.tokenCount, 0));
+  const length = lengths[0]!;
+  lengths.forEach((l, layer) => {
+    if (l !== length) throw new RangeError(`layer ${layer} context has ${l} tokens, layer 0 has ${length}: every layer must have the same length`);
+  });
+  for (const chunk of ordered.flat()) {
     if (chunk.numLayers !== numLayers || chunk.numKvHeads !== heads || chunk.headDim !== headDim) {
       throw new RangeError(`chunk ${chunk.chunkId} has geometry ${chunk.numLayers}x${chunk.numKvHeads}x${chunk.headDim}, expected ${numLayers}x${heads}x${headDim}`);
     }
   }
-  const spans: AssembledContext['spans'] = [];
-  let position = prefix.tokenCount;
-  for (const chunk of ordered) {
-    spans.push({ chunkId: chunk.chunkId, start: position, end: position + chunk.tokenCount });
-    position += chunk.tokenCount;
-  }
+  const prefixPositions = Array.from({ length: prefix.tokenCount }, (_, i) => i);
   const keys: Float32Array[] = [];
   const values: Float32Array[] = [];
-  const prefixPositions = Array.from({ length: prefix.tokenCount }, (_, i) => i);
+  const spans: LayeredContext['spans'] = [];
   for (let layer = 0; layer < numLayers; layer++) {
     const k = new Float32Array(heads * length * headDim);
     const v = new Float32Array(heads * length * headDim);
@@ -56,15 +78,19 @@ export function assembleContext(prefix: PrefixBlock, chunks: readonly FrameChunk
       writeTokens(k, heads, length, headDim, 0, rotateHeads(prefix.keys[layer]!, heads, prefix.tokenCount, headDim, prefixPositions, geo.invFreq, 1), prefix.tokenCount);
       writeTokens(v, heads, length, headDim, 0, prefix.values[layer]!, prefix.tokenCount);
     }
-    ordered.forEach((chunk, i) => {
-      const { start } = spans[i]!;
-      const positions = Array.from({ length: chunk.tokenCount }, (_, t) => start + t);
+    const layerSpans: Array<{ chunkId: number; start: number; end: number }> = [];
+    let position = prefix.tokenCount;
+    for (const chunk of ordered[layer]!) {
+      const positions = Array.from({ length: chunk.tokenCount }, (_, t) => position + t);
       const rotated = rotateHeads(chunk.keys[layer]!, heads, chunk.tokenCount, headDim, positions, geo.invFreq, 1);
-      writeTokens(k, heads, length, headDim, start, rotated, chunk.tokenCount);
-      writeTokens(v, heads, length, headDim, start, chunk.values[layer]!, chunk.tokenCount);
-    });
+      writeTokens(k, heads, length, headDim, position, rotated, chunk.tokenCount);
+      writeTokens(v, heads, length, headDim, position, chunk.values[layer]!, chunk.tokenCount);
+      layerSpans.push({ chunkId: chunk.chunkId, start: position, end: position + chunk.tokenCount });
+      position += chunk.tokenCount;
+    }
     keys.push(k);
     values.push(v);
+    spans.push(layerSpans);
   }
   return { keys, values, length, spans };
 }

@@ -1,0 +1,113 @@
+import { assembleLayeredContext } from '../../memory/contextAssembler.js';
+import type { FrameChunk } from '../../memory/frameChunk.js';
+import { VigilError } from '../errors.js';
+import { generate, type GenerationResult, type SamplingOptions } from '../model/generate.js';
+import { toKvCache } from './kvContext.js';
+import type { StreamEncoder } from './streamEncoder.js';
+
+/** Per-layer chunk choice for one question: the same count on every layer. */
+export interface LayerRetrieval {
+  /** chunkIds[layer] = retrieved chunk ids (any order). */
+  chunkIds: number[][];
+  /** scores[layer][i] = score of chunkIds[layer][i]. */
+  scores: number[][];
+}
+
+/** Where retrieval and chunk payloads come from; the stream session provides both. */
+export interface QuestionMemory {
+  /** Chooses r chunks per layer from pass-1 query taps (per layer [S, heads*D]), never one in `exclude`. */
+  retrieve(queries: Float32Array[], r: number, exclude: ReadonlySet<number>): Promise<LayerRetrieval>;
+  /** Loads chunks by id (RAM first, then disk). */
+  loadChunks(ids: readonly number[]): Promise<FrameChunk[]>;
+}
+
+export interface QuestionOptions extends SamplingOptions {
+  question: string;
+  /** Chunks retrieved per layer (ReKV: 64). */
+  retrieve: number;
+  /** Also keep the recent window in the answer context (ReKV leaves it out); default false. */
+  includeWindow?: boolean;
+  maxNewTokens: number;
+  onText?: (piece: string) => void;
+}
+
+export interface Evidence {
+  chunkId: number;
+  tStart: number;
+  tEnd: number;
+  /** Layers that retrieved this chunk, and the mean score over them. */
+  layers: number;
+  meanScore: number;
+}
+
+export interface QuestionAnswer extends GenerationResult {
+  evidence: Evidence[];
+  contextTokens: number;
+  retrievalMs: number;
+}
+
+/**
+ * ReKV's question path. Pass 1: the raw question over [prefix | sinks | window] gives each layer's
+ * pre-RoPE queries; retrieval picks r chunks per layer. Pass 2: each layer's context is
+ * [prefix | sink frames | its retrieved frames (| window)] in time order at compact positions; the
+ * chat-formatted question is prefilled on top and the answer decoded. Nothing is written back.
+ */
+export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMemory, options: QuestionOptions): Promise<QuestionAnswer> {
+  const { model } = encoder;
+  if (options.question.trim() === '') throw new VigilError('BAD_INPUT', 'the question is empty');
+  if (!Number.isInteger(options.retrieve) || options.retrieve < 0) throw new VigilError('BAD_INPUT', `retrieve must be an integer >= 0, got ${options.retrieve}`);
+  const started = performance.now();
+  const sinks = [...encoder.window.sinkChunks];
+  const window = [...encoder.window.windowChunks];
+
+  let retrieval: LayerRetrieval = { chunkIds: Array.from({ length: encoder.geometry.numLayers }, () => []), scores: [] };
+  if (options.retrieve > 0) {
+    const rawIds = model.tokenizer.encode(options.question);
+    const pass1Context = encoder.assembleContext([...sinks, ...window]);
+    const pass1 = await model.decoder.step({
+      inputsEmbeds: await model.embed(rawIds),
+      past: encoder.toCache(pass1Context),
+      logits: 'none',
+      queries: true,
+    });
+    const exclude = new Set(sinks.map((c) => c.chunkId));
+    if (options.includeWindow) for (const c of window) exclude.add(c.chunkId);
+    retrieval = await memory.retrieve(pass1.queries!, options.retrieve, exclude);
+  }
+
+  const wanted = [...new Set(retrieval.chunkIds.flat())];
+  const loaded = new Map((await memory.loadChunks(wanted)).map((c) => [c.chunkId, c]));
+  const perLayer = retrieval.chunkIds.map((ids) => [
+    ...sinks,
+    ...ids.map((id) => {
+      const chunk = loaded.get(id);
+      if (!chunk) throw new VigilError('BAD_INPUT', `chunk ${id} could not be loaded`);
+      return chunk;
+    }),
+    ...(options.includeWindow ? window : []),
+  ]);
+  const context = assembleLayeredContext(encoder.prefix, perLayer, encoder.geometry);
+  const retrievalMs = performance.now() - started;
+
+  const promptIds = model.tokenizer.encode(encoder.format.question(options.question));
+  const result = await generate(model, { inputsEmbeds: await model.embed(promptIds), past: toKvCache(context, model.decoder.info) }, options);
+  return { ...result, evidence: collectEvidence(retrieval, loaded), contextTokens: context.length, retrievalMs };
+}
+
+function collectEvidence(retrieval: LayerRetrieval, chunks: ReadonlyMap<number, FrameChunk>): Evidence[] {
+  const byId = new Map<number, { layers: number; total: number }>();
+  retrieval.chunkIds.forEach((ids, layer) =>
+    ids.forEach((id, i) => {
+      const entry = byId.get(id) ?? { layers: 0, total: 0 };
+      entry.layers += 1;
+      entry.total += retrieval.scores[layer]?.[i] ?? 0;
+      byId.set(id, entry);
+    }),
+  );
+  return [...byId.entries()]
+    .map(([chunkId, { layers, total }]) => {
+      const chunk = chunks.get(chunkId)!;
+      return { chunkId, tStart: chunk.tStart, tEnd: chunk.tEnd, layers, meanScore: total / layers };
+    })
+    .sort((a, b) => a.tStart - b.tStart || a.chunkId - b.chunkId);
+}
