@@ -101,6 +101,8 @@ describe('probe tokenizer', () => {
     }
     // In context the leading-space words still come out whole.
     assert.equal(probe.encode('What color?').length, 3);
+    // Digits are one token each, as in SmolLM2's tokenizer, so frame timestamps cost the same.
+    assert.deepEqual(probe.encode('00:12').map((id) => probe.idToToken(id)), ['0', '0', ':', '1', '2']);
   });
 
   it('puts special tokens at SmolVLM2 ids', () => {
@@ -169,6 +171,7 @@ describe('probe tokenizer', () => {
 
   it('rejects words the pre-tokenizer would split', () => {
     assert.throws(() => buildProbeTokenizer({ vocabSize: 49280, words: ['red square'] }), /pre-token/);
+    assert.throws(() => buildProbeTokenizer({ vocabSize: 49280, words: ['12'] }), /pre-token/);
   });
 });
 

@@ -94,8 +94,25 @@ const COMMON_WORDS = [
 /** Capitalised sentence starters, which the ByteLevel split keeps without a leading space. */
 const SENTENCE_STARTERS = ['The', 'What', 'Which', 'Where', 'When', 'Who', 'How', 'Why', 'Is', 'Are', 'Do', 'Does', 'Describe', 'Frame', 'User', 'Assistant', 'System', 'You', 'It', 'There', 'Yes', 'No'];
 
+/**
+ * The pre-tokenizer, as in SmolLM2's tokenizer: every digit on its own (so timestamps such as
+ * "00:12" cost the same number of tokens as with the real model), then GPT-2's ByteLevel split.
+ */
+const PRE_TOKENIZER = {
+  type: 'Sequence',
+  pretokenizers: [
+    { type: 'Digits', individual_digits: true },
+    { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+  ],
+};
+const DIGIT_SPLIT_PATTERN = /[^\d]+|\d/gu;
 /** GPT-2's pre-tokenizer split, as the ByteLevel pre-tokenizer applies it with `use_regex`. */
-const PRE_TOKEN_PATTERN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
+const BYTE_LEVEL_SPLIT_PATTERN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
+
+/** The pieces PRE_TOKENIZER cuts `text` into; BPE merges never cross them. */
+function preTokenize(text: string): string[] {
+  return (text.match(DIGIT_SPLIT_PATTERN) ?? []).flatMap((piece) => piece.match(BYTE_LEVEL_SPLIT_PATTERN) ?? []);
+}
 
 interface SpecialToken {
   id: number;
@@ -109,7 +126,6 @@ export function buildProbeTokenizer(spec: ProbeTokenizerSpec): ProbeTokenizerFil
   }
   const specials = specialTokens();
   const specialIds = new Set(specials.map((token) => token.id));
-  const specialContents = new Set(specials.map((token) => token.content));
 
   const byteSymbols = byteToUnicode();
   const trainingWords = trainingCorpus(spec.words, byteSymbols);
@@ -159,7 +175,7 @@ export function buildProbeTokenizer(spec: ProbeTokenizerSpec): ProbeTokenizerFil
     padding: null,
     added_tokens: addedTokens,
     normalizer: null,
-    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    pre_tokenizer: PRE_TOKENIZER,
     post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
     model: {
@@ -257,10 +273,10 @@ function trainingCorpus(words: string[], table: string[]): Map<string, TrainingW
     else corpus.set(key, { symbols, weight });
   };
   for (const word of words) {
-    const pieces = word.match(PRE_TOKEN_PATTERN) ?? [];
+    const pieces = preTokenize(word);
     if (pieces.length !== 1 || pieces[0] !== word) {
       // The pre-tokenizer splits before BPE runs, so no merge could join these pieces.
-      throw new Error(`probe tokenizer: word ${JSON.stringify(word)} is split by the ByteLevel pre-tokenizer into ${JSON.stringify(pieces)}; each word must be one pre-token`);
+      throw new Error(`probe tokenizer: word ${JSON.stringify(word)} is split by the pre-tokenizer (digits, then ByteLevel) into ${JSON.stringify(pieces)}; each word must be one pre-token`);
     }
     add(word, 4);
   }
