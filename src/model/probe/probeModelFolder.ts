@@ -10,6 +10,8 @@ import type { ProbeGraphContext } from './graphHelpers.js';
 import { findProbeSpec, PROBE_MODELS, type ProbeModelSpec } from './probeSpecs.js';
 import { buildProbeTokenizer } from './probeTokenizer.js';
 import { PROBE_WORDS } from './probeVocabulary.js';
+import { buildNeedleVisionGraph } from './needleVisionGraph.js';
+import { NEEDLE_CONSTRUCTION_VERSION, needleTokenIds, needleWeightSource } from './needleWeights.js';
 import { randomWeightSource } from './randomWeights.js';
 import { probeModelFiles } from './probeConfigFiles.js';
 import { buildVisionGraph } from './visionGraph.js';
@@ -45,7 +47,9 @@ export function defaultProbeDir(name: string, seed: number): string {
 }
 
 function stampFor(spec: ProbeModelSpec, seed: number): string {
-  return JSON.stringify({ builder: PROBE_BUILDER_VERSION, seed, spec }, null, 2);
+  // The needle model's hand-set construction has its own version (absent, so unchanged, for random models).
+  const needle = spec.weights === 'needle' ? NEEDLE_CONSTRUCTION_VERSION : undefined;
+  return JSON.stringify({ builder: PROBE_BUILDER_VERSION, seed, spec, needle }, null, 2);
 }
 
 function isComplete(dir: string, stamp: string): boolean {
@@ -119,10 +123,13 @@ function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onPro
   const stages = ['tokenizer', 'embed_tokens', 'vision_encoder', 'decoder'];
   const report = (stage: string) => onProgress?.({ stage, done: stages.indexOf(stage), total: stages.length });
   const suffix = spec.dtype === 'float16' ? '_fp16' : '';
-  const weights = randomWeightSource(seed);
 
   report('tokenizer');
   const { tokenizerJson, tokenizerConfigJson } = buildProbeTokenizer({ vocabSize: spec.text.vocabSize, words: [...PROBE_WORDS] });
+  // The needle model's hand-set weights address tokens by id, so they need the tokenizer first.
+  const needle = spec.weights === 'needle';
+  const weights = needle ? needleWeightSource(spec.text, needleTokenIds(tokenizerJson)) : randomWeightSource(seed);
+  const buildVision = needle ? buildNeedleVisionGraph : buildVisionGraph;
   const files = probeModelFiles(spec, seed, suffix, tokenizerConfigJson);
   writeJson(path.join(dir, 'tokenizer.json'), tokenizerJson);
   for (const [file, content] of Object.entries(files)) writeJson(path.join(dir, file), content);
@@ -140,7 +147,7 @@ function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onPro
     writer.save();
   };
   writeGraph('embed_tokens', 'embed_tokens', (ctx) => buildEmbedGraph(ctx, spec.text.vocabSize, spec.text.hiddenSize));
-  writeGraph('vision_encoder', 'vision_encoder', (ctx) => buildVisionGraph(ctx, spec.vision, spec.text.hiddenSize));
+  writeGraph('vision_encoder', 'vision_encoder', (ctx) => buildVision(ctx, spec.vision, spec.text.hiddenSize));
   writeGraph('decoder', 'decoder_model_merged', (ctx) => buildDecoderGraph(ctx, spec.text));
   onProgress?.({ stage: 'done', done: stages.length, total: stages.length });
 }

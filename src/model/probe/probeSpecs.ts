@@ -8,7 +8,8 @@ export interface ProbeModelSpec {
   text: TextGeometry;
   vision: VisionGeometry;
   dtype: FloatType;
-  weights: 'random';
+  /** 'random': seeded random weights; 'needle': hand-set weights and the hand-built needle vision encoder. */
+  weights: 'random' | 'needle';
   /** Keep large weights in `.onnx_data` files beside the graphs (as exports over 2 GB must). */
   externalData: boolean;
 }
@@ -40,6 +41,12 @@ const TINY_VISION: VisionGeometry = {
   scaleFactor: 2,
   layerNormEps: 1e-6,
 };
+
+/**
+ * probe-needle (docs/needle-model.md): the tiny shapes with partial rotary (RoPE on the first 4 of 16
+ * head dims), so the 12 other dims carry position-free content; the MLP is all zeros, so it is small.
+ */
+const NEEDLE_TEXT: TextGeometry = { ...TINY_TEXT, intermediateSize: 16, rotaryDim: 4 };
 
 /** SmolVLM2-256M: SmolLM2-135M-style decoder and SigLIP-base/16 at 512 px with pixel shuffle x4. */
 const SMOLVLM2_256M_TEXT: TextGeometry = {
@@ -97,6 +104,15 @@ export const PROBE_MODELS: readonly ProbeModelSpec[] = [
     'float16',
     true,
   ),
+  {
+    name: 'probe-needle',
+    description: 'hand-set weights: answers "What color was the square on the <color> screen?" only if that frame is in context',
+    text: NEEDLE_TEXT,
+    vision: TINY_VISION,
+    dtype: 'float32',
+    weights: 'needle',
+    externalData: false,
+  },
 ];
 
 export function findProbeSpec(name: string): ProbeModelSpec | undefined {
