@@ -11,7 +11,14 @@ export type VigilErrorCode =
   | 'DTYPE_MISMATCH'
   | 'BAD_INPUT'
   | 'BAD_CONFIG'
-  | 'UNKNOWN_PROBE_MODEL';
+  | 'UNKNOWN_PROBE_MODEL'
+  // memory/store: damaged or foreign store files; a failed write or fsync; use after close.
+  | 'STORE_CORRUPT'
+  | 'STORE_IO'
+  | 'STORE_CLOSED'
+  | 'INDEX_CORRUPT' // retrieval/: an index folder that is damaged, foreign, or disagrees with its own meta.
+  // ingest/: sources that cannot be read, reached or decoded (docs/ingest.md lists which input gives which).
+  | 'NOT_A_VIDEO' | 'CORRUPT_VIDEO' | 'UNSUPPORTED_CODEC' | 'SOURCE_UNREACHABLE' | 'SOURCE_AUTH' | 'SOURCE_NOT_FOUND' | 'SOURCE_TIMEOUT' | 'SOURCE_SCHEME' | 'SOURCE_STALLED' | 'SOURCE_FAILED' | 'FFMPEG_MISSING';
 
 export class VigilError extends Error {
   override readonly name = 'VigilError';

@@ -1,0 +1,609 @@
+// The disk tier of one stream's memory: append-only segment files of chunk payloads, a SQLite
+// manifest, a RAM LRU in front, retention, recovery and verification (docs/memory-store.md).
+//
+// Durability order (design.md section 3), enforced here and in CommitQueue:
+//   payload written (and fsynced per policy) -> manifest row committed -> append() resolves.
+// Updating the retrieval index is the caller's job, after append() resolves.
+//
+// What blocks the event loop: append() encodes, checksums and writes one record synchronously
+// (one chunk write into the page cache), then returns a promise; fsync runs on the thread pool and
+// the row commit is one small SQLite transaction. readChunks() and verify() read on the thread pool
+// and decode one chunk at a time. open() (recovery) and applyRetention() are synchronous.
+import fs from 'node:fs';
+import path from 'node:path';
+import { VigilError } from '../../src/errors.js';
+import type { FrameChunk, KvStorageDtype } from '../frameChunk.js';
+import type {
+  AppendReceipt,
+  ChunkFailure,
+  ChunkGeometry,
+  ChunkStoreOptions,
+  FsyncPolicy,
+  ReadChunksResult,
+  RecoveryReport,
+  RetentionPolicy,
+  RetentionResult,
+  StoreStats,
+  StreamGap,
+  VerifyReport,
+} from './types.js';
+import { forEachConcurrent } from './asyncRead.js';
+import { ChunkCache } from './chunkCache.js';
+import { validateChunk } from './chunkValidation.js';
+import { CommitQueue, fdatasyncAsync, type PendingCommit } from './commitQueue.js';
+import { Manifest, MANIFEST_FILE, type ChunkRow } from './manifest.js';
+import { resolveOptions, type ResolvedOptions } from './options.js';
+import { planReads } from './readPlan.js';
+import { RecordEncoder } from './recordEncoder.js';
+import { FORMAT_VERSION, SEGMENT_HEADER_BYTES } from './recordFormat.js';
+import { recoverStore } from './recovery.js';
+import { packRepresentatives, unpackRepresentatives } from './representatives.js';
+import { selectSegmentsToDelete } from './retention.js';
+import { readRunChunks, type RunReadContext } from './runReader.js';
+import {
+  createSegment,
+  fsyncDir,
+  listSegmentFiles,
+  openSegmentForAppend,
+  SegmentReaders,
+  segmentPath,
+  type WritableSegment,
+} from './segmentFiles.js';
+import { acquireStoreLock } from './storeLock.js';
+import { verifyStore } from './verify.js';
+
+/** Reads closer than this are merged into one (cheaper than another system call). */
+const READ_MERGE_GAP_BYTES = 256 * 1024;
+/** Largest single read; bounds the transient buffer of a reload. */
+const READ_RUN_BYTES = 16 * 1024 * 1024;
+/** Reads in flight at once: the libuv thread pool's default size. */
+const READ_CONCURRENCY = 4;
+
+/** Per-segment facts retention and stats need, kept in RAM (O(segments), not O(chunks)). */
+interface SegmentState {
+  fileBytes: number;
+  chunkCount: number;
+  /** Newest committed tEnd, null while the segment holds no committed chunk. */
+  tEnd: number | null;
+}
+
+/** A chunk's metadata and representative vectors, for rebuilding indices without reading payloads. */
+export interface ChunkMeta {
+  chunkId: number;
+  tStart: number;
+  tEnd: number;
+  wallTime: number;
+  tokenCount: number;
+  dtype: KvStorageDtype;
+  /** Per layer, float32 [numKvHeads * headDim]. */
+  representatives: Float32Array[];
+}
+
+export class ChunkStore {
+  readonly dir: string;
+  readonly geometry: ChunkGeometry;
+  /** Payload dtype of new appends. */
+  readonly dtype: KvStorageDtype;
+  readonly fsync: FsyncPolicy;
+  readonly retention: RetentionPolicy | undefined;
+  /** What open() found and repaired. */
+  readonly recovery: RecoveryReport;
+
+  private readonly opts: ResolvedOptions;
+  private readonly manifest: Manifest;
+  private readonly readers: SegmentReaders;
+  private readonly cache: ChunkCache;
+  private readonly queue: CommitQueue;
+  private readonly segments = new Map<number, SegmentState>();
+  private readonly releaseLock: () => void;
+  private readonly onChunksRemoved: ((ids: number[]) => void) | undefined;
+  private readonly afterPayloadWrite: ((chunkId: number) => void) | undefined;
+  private active: WritableSegment | null = null;
+  /** Segment to keep appending to after open (the newest, if it has room). */
+  private resumeSegment: number | null;
+  private nextSegmentId: number;
+  /** Highest chunk id appended (committed or pending). */
+  private lastChunkId: number | null;
+  private readonly encoder = new RecordEncoder();
+  private failure: VigilError | null = null;
+  private closing = false;
+  private closed = false;
+  private closingPromise: Promise<void> | null = null;
+  private readsInFlight = 0;
+  private readsIdle: (() => void) | null = null;
+  private readonly io = { readCalls: 0, bytesRead: 0 };
+  private readonly readCtx: RunReadContext;
+
+  private constructor(opts: ResolvedOptions, hooks: ChunkStoreOptions) {
+    this.opts = opts;
+    this.dir = opts.dir;
+    this.fsync = opts.fsync;
+    this.retention = opts.retention;
+    this.onChunksRemoved = hooks.onChunksRemoved;
+    this.afterPayloadWrite = hooks.afterPayloadWrite;
+
+    if (!fs.existsSync(opts.dir)) {
+      if (!opts.create) throw new VigilError('FILE_NOT_FOUND', `memory store folder ${opts.dir} does not exist`);
+      fs.mkdirSync(opts.dir, { recursive: true });
+    }
+    const manifestPath = path.join(opts.dir, MANIFEST_FILE);
+    const isNew = !fs.existsSync(manifestPath);
+    if (isNew && !opts.create) throw new VigilError('FILE_NOT_FOUND', `no memory store in ${opts.dir} (no ${MANIFEST_FILE})`);
+    this.releaseLock = acquireStoreLock(opts.dir);
+    let manifest: Manifest | undefined;
+    try {
+      try {
+        manifest = new Manifest(manifestPath, opts.fsync !== 'none');
+      } catch (e) {
+        throw new VigilError('STORE_CORRUPT', `${manifestPath} is not a readable manifest: ${(e as Error).message}`, { cause: e });
+      }
+      this.manifest = manifest;
+      let meta = this.manifest.readMeta();
+      if (meta === undefined) {
+        if (opts.geometry === undefined) {
+          throw new VigilError('BAD_CONFIG', `memory store ${opts.dir} is new: options.geometry is required`);
+        }
+        this.manifest.createMeta(opts.geometry, opts.dtype ?? 'float32', opts.fsync);
+        fsyncDir(opts.dir);
+        meta = this.manifest.readMeta()!;
+      }
+      if (meta.formatVersion > FORMAT_VERSION) {
+        throw new VigilError('STORE_CORRUPT', `memory store ${opts.dir} has format ${meta.formatVersion}; this Vigil reads ${FORMAT_VERSION}`);
+      }
+      const stored: ChunkGeometry = { numLayers: meta.numLayers, numKvHeads: meta.numKvHeads, headDim: meta.headDim };
+      const g = opts.geometry;
+      if (g !== undefined && (g.numLayers !== stored.numLayers || g.numKvHeads !== stored.numKvHeads || g.headDim !== stored.headDim)) {
+        throw new VigilError(
+          'SHAPE_MISMATCH',
+          `memory store ${opts.dir} holds ${stored.numLayers} layers x ${stored.numKvHeads} KV heads x head_dim ${stored.headDim}; ` +
+            `asked for ${g.numLayers} x ${g.numKvHeads} x ${g.headDim} (a different model?)`,
+        );
+      }
+      this.geometry = stored;
+      this.dtype = opts.dtype ?? meta.dtype;
+
+      const { report, maxSegmentSeen } = recoverStore(opts.dir, this.manifest, meta, stored, opts.recoveryCheck);
+      this.recovery = report;
+      this.manifest.beginSession(opts.fsync);
+
+      const files = listSegmentFiles(opts.dir);
+      const summaries = new Map(this.manifest.segmentSummaries().map((s) => [s.segment, s]));
+      for (const f of files) {
+        const s = summaries.get(f.segment);
+        this.segments.set(f.segment, { fileBytes: f.size, chunkCount: s?.chunkCount ?? 0, tEnd: s?.tEnd ?? null });
+      }
+      const newest = files.at(-1);
+      this.resumeSegment = newest !== undefined && newest.size < opts.segmentBytes ? newest.segment : null;
+      this.nextSegmentId = maxSegmentSeen + 1;
+      this.lastChunkId = this.manifest.maxChunkId();
+      this.readers = new SegmentReaders(opts.dir);
+      this.readCtx = { readers: this.readers, geometry: stored, io: this.io };
+      this.cache = new ChunkCache(opts.cacheBytes);
+      this.queue = new CommitQueue(opts.fsync, {
+        commit: (rows) => this.manifest.insert(rows),
+        afterCommit: (batch) => this.afterCommit(batch),
+        onFailure: (e) => this.fail(e),
+      });
+    } catch (e) {
+      try {
+        manifest?.close();
+      } finally {
+        this.releaseLock();
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Opens (creating if needed) the store in options.dir, runs recovery (see `recovery`), and takes
+   * the folder's lock. Synchronous: it may read the segments a crash could have damaged.
+   */
+  static open(options: ChunkStoreOptions): ChunkStore {
+    return new ChunkStore(resolveOptions(options), options);
+  }
+
+  /**
+   * Writes the chunk's record now (synchronously, one chunk write) and resolves once its manifest
+   * row is committed under the fsync policy. Chunk ids must increase. The chunk's arrays are not
+   * referenced after this call returns. Rejects with SHAPE_MISMATCH / BAD_INPUT for a bad chunk
+   * (nothing written), STORE_IO when a write, fsync or commit fails (the store then refuses
+   * further appends), STORE_CLOSED after close().
+   */
+  async append(chunk: FrameChunk): Promise<AppendReceipt> {
+    this.assertWritable();
+    validateChunk(chunk, this.geometry, this.lastChunkId);
+    const dtype = this.dtype;
+    const { bytes: rec, payloadBytes, checksum } = this.encoder.encode(chunk, dtype, this.geometry);
+    const length = rec.length;
+
+    let seg: WritableSegment;
+    try {
+      seg = this.segmentFor(length);
+    } catch (e) {
+      if (e instanceof VigilError) throw e;
+      throw new VigilError('STORE_IO', `memory store ${this.dir}: opening a segment failed: ${(e as Error).message}`, { cause: e });
+    }
+    const offset = seg.size;
+    this.writeRecord(seg, rec, length, offset);
+    seg.size += length;
+    this.segments.get(seg.segment)!.fileBytes = seg.size;
+    this.lastChunkId = chunk.chunkId;
+    this.afterPayloadWrite?.(chunk.chunkId);
+
+    const row: ChunkRow = {
+      chunkId: chunk.chunkId,
+      segment: seg.segment,
+      offset,
+      length,
+      tStart: chunk.tStart,
+      tEnd: chunk.tEnd,
+      wallTime: chunk.wallTime,
+      tokenCount: chunk.tokenCount,
+      dtype,
+      checksum,
+      payloadBytes,
+      representatives: packRepresentatives(chunk.representatives),
+    };
+    const receipt: AppendReceipt = { chunkId: chunk.chunkId, segment: seg.segment, offset, length };
+    return new Promise<AppendReceipt>((resolve, reject) => this.queue.add({ row, fd: seg.fd, receipt, resolve, reject }));
+  }
+
+  /** Commits every pending append now (one fsync); resolves when they are committed. */
+  async flush(): Promise<void> {
+    this.assertOpen();
+    await this.queue.flush();
+    if (this.failure !== null) throw this.failure;
+  }
+
+  /**
+   * Loads committed chunks as float32 FrameChunks: RAM cache first, then disk, reads grouped by
+   * segment, sorted by offset and merged, every payload checksummed. A chunk that cannot be
+   * returned (unknown id, damaged, missing) is listed in `failed`; the others are returned.
+   */
+  async readChunks(ids: readonly number[]): Promise<ReadChunksResult> {
+    this.assertOpen();
+    if (!Array.isArray(ids) || !ids.every((id) => Number.isSafeInteger(id) && id >= 0)) {
+      throw new VigilError('BAD_INPUT', 'readChunks: ids must be an array of chunk ids (integers >= 0)');
+    }
+    const wanted = [...new Set(ids)].sort((a, b) => a - b);
+    const found = new Map<number, FrameChunk>();
+    const failed: ChunkFailure[] = [];
+    const misses: number[] = [];
+    for (const id of wanted) {
+      const c = this.cache.get(id);
+      if (c !== undefined) found.set(id, c);
+      else misses.push(id);
+    }
+    if (misses.length > 0) {
+      const rows = this.manifest.rowsByIds(misses);
+      const known = new Set(rows.map((r) => r.chunkId));
+      for (const id of misses) {
+        if (!known.has(id)) failed.push({ chunkId: id, reason: 'not-found', message: `chunk ${id} is not in the store` });
+      }
+      this.readsInFlight++;
+      try {
+        const runs = planReads(rows, { maxGapBytes: READ_MERGE_GAP_BYTES, maxRunBytes: READ_RUN_BYTES });
+        await forEachConcurrent(runs, READ_CONCURRENCY, async (run) => {
+          for (const chunk of await readRunChunks(this.readCtx, run, failed)) {
+            this.cache.put(chunk);
+            found.set(chunk.chunkId, chunk);
+          }
+        });
+      } finally {
+        this.readDone();
+      }
+    }
+    const chunks = new Map([...found].sort((a, b) => a[0] - b[0]));
+    failed.sort((a, b) => a.chunkId - b.chunkId);
+    return { chunks, failed };
+  }
+
+  /**
+   * Applies a retention policy now (default: the store's): deletes whole old segments and their
+   * rows, returns the removed chunk ids. Rows go first, in one transaction, then the files.
+   */
+  applyRetention(policy: RetentionPolicy | undefined = this.retention): RetentionResult {
+    this.assertOpen();
+    return this.retain(policy);
+  }
+
+  private retain(policy: RetentionPolicy | undefined): RetentionResult {
+    const none: RetentionResult = { removedChunkIds: [], deletedSegments: [], freedBytes: 0 };
+    if (policy === undefined) return none;
+    const pending = this.queue.pendingSegments();
+    const ids = [...this.segments.keys()].sort((a, b) => a - b);
+    const newestSegment = ids.at(-1);
+    let newestTEnd: number | null = null;
+    for (const s of this.segments.values()) if (s.tEnd !== null && (newestTEnd === null || s.tEnd > newestTEnd)) newestTEnd = s.tEnd;
+    const victims = selectSegmentsToDelete(
+      ids.map((segment) => {
+        const s = this.segments.get(segment)!;
+        // The newest segment is where appends go (or will resume): never deleted.
+        const busy = segment === newestSegment || segment === this.active?.segment || pending.has(segment);
+        return { segment, fileBytes: s.fileBytes, tEnd: s.tEnd, busy };
+      }),
+      newestTEnd,
+      policy,
+    );
+    if (victims.length === 0) return none;
+    const removedChunkIds = this.manifest.deleteSegments(victims);
+    for (const id of removedChunkIds) this.cache.delete(id);
+    let freedBytes = 0;
+    for (const segment of victims) {
+      freedBytes += this.segments.get(segment)!.fileBytes;
+      this.segments.delete(segment);
+      if (this.resumeSegment === segment) this.resumeSegment = null;
+      // Unlink now; a read in flight keeps its descriptor (and the bytes) until it finishes.
+      this.readers.retire(segment);
+      fs.rmSync(segmentPath(this.dir, segment), { force: true });
+    }
+    return { removedChunkIds, deletedSegments: victims, freedBytes };
+  }
+
+  /**
+   * Reads every committed record and checks it (header, identity, sizes, checksum). Reports
+   * damaged chunk ids; changes nothing (dropChunks() removes them if wanted).
+   */
+  async verify(): Promise<VerifyReport> {
+    this.assertOpen();
+    this.readsInFlight++;
+    try {
+      return await verifyStore(this.readCtx, this.manifest, {
+        dir: this.dir,
+        activeSegment: this.active?.segment ?? null,
+        maxGapBytes: READ_MERGE_GAP_BYTES,
+        maxRunBytes: READ_RUN_BYTES,
+        concurrency: READ_CONCURRENCY,
+      });
+    } finally {
+      this.readDone();
+    }
+  }
+
+  /** Removes rows (e.g. the damaged ones verify() found); their bytes stay as holes. Returns the ids removed. */
+  dropChunks(ids: readonly number[]): number[] {
+    this.assertOpen();
+    const removed = this.manifest.deleteChunks(ids);
+    for (const id of removed) this.cache.delete(id);
+    this.refreshSegmentSummaries();
+    return removed;
+  }
+
+  /** Metadata and representative vectors of committed chunks in id order, a page at a time. */
+  listChunks(options: { afterId?: number; limit?: number } = {}): ChunkMeta[] {
+    this.assertOpen();
+    const { numLayers: L, numKvHeads: H, headDim: D } = this.geometry;
+    return this.manifest.rowsPage(options.afterId ?? -1, options.limit ?? 1000).map((r) => ({
+      chunkId: r.chunkId,
+      tStart: r.tStart,
+      tEnd: r.tEnd,
+      wallTime: r.wallTime,
+      tokenCount: r.tokenCount,
+      dtype: r.dtype,
+      representatives: unpackRepresentatives(r.representatives, L, H * D),
+    }));
+  }
+
+  /** Records an outage in the stream timeline (kept until retention passes it). */
+  recordGap(gap: StreamGap): void {
+    this.assertOpen();
+    if (!Number.isFinite(gap.tStart) || !Number.isFinite(gap.tEnd) || gap.tEnd < gap.tStart) {
+      throw new VigilError('BAD_INPUT', `recordGap: need finite tStart <= tEnd, got ${gap.tStart}..${gap.tEnd}`);
+    }
+    this.manifest.insertGap(gap);
+  }
+
+  gaps(): StreamGap[] {
+    this.assertOpen();
+    return this.manifest.gaps();
+  }
+
+  stats(): StoreStats {
+    this.assertOpen();
+    const t = this.manifest.totals();
+    const bytesByDtype: Record<KvStorageDtype, number> = { float32: 0, float16: 0, int8: 0 };
+    for (const b of t.bytesByDtype) bytesByDtype[b.dtype] = b.bytes;
+    const summaries = new Map(this.manifest.segmentSummaries().map((s) => [s.segment, s]));
+    const segments = [...this.segments.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([segment, s]) => {
+        const m = summaries.get(segment);
+        return {
+          segment,
+          fileBytes: s.fileBytes,
+          chunkCount: m?.chunkCount ?? 0,
+          firstChunkId: m?.firstChunkId ?? null,
+          lastChunkId: m?.lastChunkId ?? null,
+          tStart: m?.tStart ?? null,
+          tEnd: m?.tEnd ?? null,
+        };
+      });
+    return {
+      geometry: { ...this.geometry },
+      dtype: this.dtype,
+      chunkCount: t.chunkCount,
+      firstChunkId: t.firstChunkId,
+      lastChunkId: t.lastChunkId,
+      bytesByDtype,
+      segmentBytes: segments.reduce((s, x) => s + x.fileBytes, 0),
+      tStart: t.tStart,
+      tEnd: t.tEnd,
+      wallStart: t.wallStart,
+      wallEnd: t.wallEnd,
+      segments,
+      pendingChunks: this.queue.size,
+      cache: {
+        entries: this.cache.size,
+        bytes: this.cache.bytes,
+        budgetBytes: this.cache.budgetBytes,
+        hits: this.cache.hits,
+        misses: this.cache.misses,
+      },
+      io: { ...this.io },
+    };
+  }
+
+  /** Empties the RAM cache (the next reads go to disk). */
+  clearCache(): void {
+    this.cache.clear();
+  }
+
+  /** Chunk ids in the RAM cache, least recently used first. */
+  cachedChunkIds(): number[] {
+    return this.cache.keys();
+  }
+
+  /**
+   * Commits pending appends, waits for reads in flight, fsyncs the open segment, marks the store
+   * cleanly closed and releases the lock. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closingPromise ??= this.closeOnce();
+    return this.closingPromise;
+  }
+
+  private async closeOnce(): Promise<void> {
+    this.closing = true;
+    try {
+      await this.queue.flush();
+      if (this.readsInFlight > 0) await new Promise<void>((r) => (this.readsIdle = r));
+      let clean = this.failure === null;
+      if (this.active !== null) {
+        try {
+          fs.fdatasyncSync(this.active.fd);
+        } catch {
+          clean = false;
+        }
+        fs.closeSync(this.active.fd);
+        this.active = null;
+      }
+      // Everything is on disk now (whatever the policy), so the next open needs no payload check.
+      if (clean) this.manifest.endSession(Math.max(0, ...this.segments.keys()));
+    } finally {
+      this.readers.closeAll();
+      this.manifest.close();
+      this.releaseLock();
+      this.closed = true;
+    }
+  }
+
+  // ---- internals ----
+
+  private assertOpen(): void {
+    if (this.closed || this.closing) throw new VigilError('STORE_CLOSED', `memory store ${this.dir} is closed`);
+  }
+
+  private assertWritable(): void {
+    this.assertOpen();
+    if (this.failure !== null) throw this.failure;
+  }
+
+  private fail(e: unknown): VigilError {
+    if (this.failure === null) {
+      this.failure =
+        e instanceof VigilError
+          ? e
+          : new VigilError('STORE_IO', `memory store ${this.dir}: ${(e as Error).message}; no further appends`, { cause: e });
+    }
+    return this.failure;
+  }
+
+  /** The segment the next record of `length` bytes goes to, rolling to a new one when full. */
+  private segmentFor(length: number): WritableSegment {
+    if (this.active === null) {
+      if (this.resumeSegment !== null) {
+        this.active = openSegmentForAppend(this.dir, this.resumeSegment);
+        // Records added here are not synced: recovery after a crash under 'none' must recheck it.
+        this.manifest.lowerSyncedThrough(this.resumeSegment - 1);
+        this.resumeSegment = null;
+      } else {
+        this.active = this.newSegment();
+      }
+    }
+    const seg = this.active;
+    // A record larger than a whole segment still gets one of its own.
+    if (seg.size + length > this.opts.segmentBytes && seg.size > SEGMENT_HEADER_BYTES) {
+      this.retire(seg);
+      this.active = this.newSegment();
+    }
+    return this.active;
+  }
+
+  private newSegment(): WritableSegment {
+    const seg = createSegment(this.dir, this.nextSegmentId++);
+    // The new file's directory entry must be durable before a committed row can point into it.
+    if (this.fsync !== 'none') fsyncDir(this.dir);
+    this.segments.set(seg.segment, { fileBytes: seg.size, chunkCount: 0, tEnd: null });
+    return seg;
+  }
+
+  /**
+   * A full segment: commit what is pending in it (a roll forces a group commit), then fsync and
+   * close it, and record that everything up to it is on disk. Queued, so it never runs under a
+   * pending fsync of the same descriptor.
+   */
+  private retire(seg: WritableSegment): void {
+    void this.queue.flush();
+    void this.queue.enqueue(async () => {
+      try {
+        await fdatasyncAsync(seg.fd);
+        this.manifest.raiseSyncedThrough(seg.segment);
+      } catch (e) {
+        this.fail(e);
+      } finally {
+        fs.closeSync(seg.fd);
+      }
+    });
+  }
+
+  private writeRecord(seg: WritableSegment, rec: Buffer, length: number, offset: number): void {
+    try {
+      let done = 0;
+      while (done < length) done += fs.writeSync(seg.fd, rec, done, length - done, offset + done);
+    } catch (e) {
+      // Cut the partial record off so the segment ends at a record boundary again.
+      try {
+        fs.ftruncateSync(seg.fd, offset);
+      } catch {
+        this.fail(e);
+      }
+      throw new VigilError('STORE_IO', `memory store ${this.dir}: writing chunk record failed: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+  }
+
+  private afterCommit(batch: PendingCommit[]): void {
+    for (const p of batch) {
+      const s = this.segments.get(p.row.segment);
+      if (s === undefined) continue;
+      s.chunkCount++;
+      if (s.tEnd === null || p.row.tEnd > s.tEnd) s.tEnd = p.row.tEnd;
+    }
+    if (this.retention === undefined || this.closed) return;
+    try {
+      const r = this.retain(this.retention);
+      if (r.removedChunkIds.length > 0) this.onChunksRemoved?.(r.removedChunkIds);
+    } catch (e) {
+      // Retention is retried after the next commit; do not fail the appends that succeeded.
+      process.emitWarning(`memory store ${this.dir}: retention failed: ${(e as Error).message}`);
+    }
+  }
+
+  private refreshSegmentSummaries(): void {
+    const summaries = new Map(this.manifest.segmentSummaries().map((s) => [s.segment, s]));
+    for (const [segment, s] of this.segments) {
+      const m = summaries.get(segment);
+      s.chunkCount = m?.chunkCount ?? 0;
+      s.tEnd = m?.tEnd ?? null;
+    }
+  }
+
+  private readDone(): void {
+    this.readsInFlight--;
+    if (this.readsInFlight === 0 && this.readsIdle !== null) {
+      this.readsIdle();
+      this.readsIdle = null;
+    }
+  }
+}

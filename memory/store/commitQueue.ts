@@ -1,0 +1,103 @@
+// Group commit under an fsync policy. Appends write their payload synchronously and queue their
+// manifest row here; a drain fsyncs (on the libuv thread pool, so the event loop keeps running)
+// every segment the batch wrote to, then commits all its rows in one transaction, then resolves
+// the appends. Drains and other tasks run one at a time, in order, on one promise chain, so rows
+// commit in append order and a segment is never closed under a pending fsync.
+import fs from 'node:fs';
+import type { ChunkRow } from './manifest.js';
+import type { AppendReceipt, FsyncPolicy } from './types.js';
+
+export interface PendingCommit {
+  row: ChunkRow;
+  /** Write descriptor of the segment holding the payload. */
+  fd: number;
+  receipt: AppendReceipt;
+  resolve: (receipt: AppendReceipt) => void;
+  reject: (error: unknown) => void;
+}
+
+export interface CommitSink {
+  /** Commits the rows in one transaction (throws to fail the batch). */
+  commit(rows: ChunkRow[]): void;
+  /** After a successful commit (retention, bookkeeping). Must not throw. */
+  afterCommit(batch: PendingCommit[]): void;
+  /** An fsync or commit failed; the batch is rejected with the returned error. */
+  onFailure(error: unknown): unknown;
+}
+
+export function fdatasyncAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+}
+
+export class CommitQueue {
+  private pending: PendingCommit[] = [];
+  private chain: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly policy: FsyncPolicy,
+    private readonly sink: CommitSink,
+  ) {}
+
+  /** Appended chunks whose rows have not committed yet. */
+  get size(): number {
+    return this.pending.length;
+  }
+
+  /** Segments holding pending payloads (retention must not delete them). */
+  pendingSegments(): Set<number> {
+    return new Set(this.pending.map((p) => p.row.segment));
+  }
+
+  add(p: PendingCommit): void {
+    this.pending.push(p);
+    const policy = this.policy;
+    if (policy === 'every-chunk' || policy === 'none') this.schedule();
+    else if ('everyChunks' in policy) {
+      if (this.pending.length >= policy.everyChunks) this.schedule();
+    } else if (this.timer === null) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.schedule();
+      }, policy.intervalMs);
+    }
+  }
+
+  /** Commits everything pending now; resolves when that and all earlier tasks are done. */
+  flush(): Promise<void> {
+    this.schedule();
+    return this.chain;
+  }
+
+  /** Runs `task` after everything queued so far (it must not throw). */
+  enqueue(task: () => Promise<void> | void): Promise<void> {
+    this.chain = this.chain.then(task);
+    return this.chain;
+  }
+
+  private schedule(): void {
+    this.chain = this.chain.then(() => this.drain());
+  }
+
+  private async drain(): Promise<void> {
+    const batch = this.pending.splice(0);
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (batch.length === 0) return;
+    try {
+      if (this.policy !== 'none') {
+        // Payload before row: the durability order's first arrow.
+        await Promise.all([...new Set(batch.map((p) => p.fd))].map(fdatasyncAsync));
+      }
+      this.sink.commit(batch.map((p) => p.row));
+    } catch (e) {
+      const error = this.sink.onFailure(e);
+      for (const p of batch) p.reject(error);
+      return;
+    }
+    for (const p of batch) p.resolve(p.receipt);
+    this.sink.afterCommit(batch);
+  }
+}

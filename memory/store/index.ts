@@ -1,0 +1,21 @@
+// Public surface of the disk tier (explicit names, no export *).
+export { ChunkStore } from './ChunkStore.js';
+export type { ChunkMeta } from './ChunkStore.js';
+export type {
+  AppendReceipt,
+  ChunkFailure,
+  ChunkFailureReason,
+  ChunkGeometry,
+  ChunkStoreOptions,
+  FsyncPolicy,
+  ReadChunksResult,
+  RecoveryReport,
+  RetentionPolicy,
+  RetentionResult,
+  SegmentStats,
+  StoreStats,
+  StreamGap,
+  VerifyReport,
+} from './types.js';
+export { DEFAULT_CACHE_BYTES, DEFAULT_SEGMENT_BYTES } from './options.js';
+export { checksumImplementation } from './checksum.js';

@@ -1,0 +1,288 @@
+// The manifest: one SQLite database per stream (better-sqlite3, WAL). It is the commit point of
+// the store: a chunk exists once its row is committed, and every row points at an intact record.
+import Database from 'better-sqlite3';
+import type { KvStorageDtype } from '../frameChunk.js';
+import type { ChunkGeometry, FsyncPolicy, StreamGap } from './types.js';
+import { FORMAT_VERSION } from './recordFormat.js';
+
+export const MANIFEST_FILE = 'manifest.sqlite';
+
+/** One committed chunk (without its representative vectors). */
+export interface ChunkLocation {
+  chunkId: number;
+  segment: number;
+  offset: number;
+  length: number;
+  tStart: number;
+  tEnd: number;
+  wallTime: number;
+  tokenCount: number;
+  dtype: KvStorageDtype;
+  checksum: number;
+  payloadBytes: number;
+}
+
+export interface ChunkRow extends ChunkLocation {
+  /** numLayers x (numKvHeads * headDim) float32, little-endian, layer-major. */
+  representatives: Buffer;
+}
+
+export interface StreamMeta extends ChunkGeometry {
+  formatVersion: number;
+  dtype: KvStorageDtype;
+  createdWall: number;
+  cleanShutdown: boolean;
+  sessionFsync: FsyncPolicy;
+  /** Every committed record in segments <= this one is known to be on stable storage. */
+  syncedThroughSegment: number;
+}
+
+export interface SegmentSummary {
+  segment: number;
+  chunkCount: number;
+  bytes: number;
+  firstChunkId: number;
+  lastChunkId: number;
+  tStart: number;
+  tEnd: number;
+  /** End of the last committed record: everything after it is uncommitted. */
+  committedEnd: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS stream (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  format_version INTEGER NOT NULL,
+  num_layers INTEGER NOT NULL,
+  num_kv_heads INTEGER NOT NULL,
+  head_dim INTEGER NOT NULL,
+  dtype TEXT NOT NULL,
+  created_wall INTEGER NOT NULL,
+  clean_shutdown INTEGER NOT NULL,
+  session_fsync TEXT NOT NULL,
+  synced_through_segment INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+  chunk_id INTEGER PRIMARY KEY,
+  segment_id INTEGER NOT NULL,
+  offset INTEGER NOT NULL,
+  length INTEGER NOT NULL,
+  t_start REAL NOT NULL,
+  t_end REAL NOT NULL,
+  wall_time REAL NOT NULL,
+  token_count INTEGER NOT NULL,
+  dtype TEXT NOT NULL,
+  checksum INTEGER NOT NULL,
+  payload_bytes INTEGER NOT NULL,
+  representatives BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_segment ON chunks (segment_id, offset);
+CREATE TABLE IF NOT EXISTS gaps (
+  id INTEGER PRIMARY KEY,
+  t_start REAL NOT NULL,
+  t_end REAL NOT NULL,
+  reason TEXT NOT NULL
+);
+`;
+
+const LOCATION_COLUMNS = `chunk_id AS chunkId, segment_id AS segment, offset, length, t_start AS tStart, t_end AS tEnd,
+  wall_time AS wallTime, token_count AS tokenCount, dtype, checksum, payload_bytes AS payloadBytes`;
+
+export class Manifest {
+  readonly db: Database.Database;
+  private readonly insertStmt: Database.Statement;
+  private readonly commitRows: (rows: ChunkRow[]) => void;
+
+  constructor(path: string, durable: boolean) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    // FULL: a commit is on disk when it returns (the WAL is fsynced), which is what "reported as
+    // committed" promises. With fsync 'none' nothing is promised past a process crash: NORMAL.
+    this.db.pragma(`synchronous = ${durable ? 'FULL' : 'NORMAL'}`);
+    this.db.exec(SCHEMA);
+    this.insertStmt = this.db.prepare(
+      `INSERT INTO chunks (chunk_id, segment_id, offset, length, t_start, t_end, wall_time, token_count, dtype,
+        checksum, payload_bytes, representatives)
+       VALUES (@chunkId, @segment, @offset, @length, @tStart, @tEnd, @wallTime, @tokenCount, @dtype, @checksum,
+        @payloadBytes, @representatives)`,
+    );
+    this.commitRows = this.db.transaction((rows: ChunkRow[]) => {
+      for (const r of rows) this.insertStmt.run(r);
+    });
+  }
+
+  readMeta(): StreamMeta | undefined {
+    const r = this.db.prepare('SELECT * FROM stream WHERE id = 1').get() as Record<string, unknown> | undefined;
+    if (r === undefined) return undefined;
+    return {
+      formatVersion: Number(r.format_version),
+      numLayers: Number(r.num_layers),
+      numKvHeads: Number(r.num_kv_heads),
+      headDim: Number(r.head_dim),
+      dtype: r.dtype as KvStorageDtype,
+      createdWall: Number(r.created_wall),
+      cleanShutdown: Number(r.clean_shutdown) === 1,
+      sessionFsync: JSON.parse(String(r.session_fsync)) as FsyncPolicy,
+      syncedThroughSegment: Number(r.synced_through_segment),
+    };
+  }
+
+  createMeta(geometry: ChunkGeometry, dtype: KvStorageDtype, fsync: FsyncPolicy): void {
+    this.db
+      .prepare(
+        `INSERT INTO stream (id, format_version, num_layers, num_kv_heads, head_dim, dtype, created_wall, clean_shutdown,
+          session_fsync, synced_through_segment) VALUES (1, ?, ?, ?, ?, ?, ?, 1, ?, 0)`,
+      )
+      .run(FORMAT_VERSION, geometry.numLayers, geometry.numKvHeads, geometry.headDim, dtype, Date.now(), JSON.stringify(fsync));
+  }
+
+  /** Marks a session open (unclean until close) under the given fsync policy. */
+  beginSession(fsync: FsyncPolicy): void {
+    this.db.prepare('UPDATE stream SET clean_shutdown = 0, session_fsync = ? WHERE id = 1').run(JSON.stringify(fsync));
+  }
+
+  endSession(syncedThroughSegment: number): void {
+    this.db
+      .prepare('UPDATE stream SET clean_shutdown = 1, synced_through_segment = max(synced_through_segment, ?) WHERE id = 1')
+      .run(syncedThroughSegment);
+  }
+
+  /** Every committed record up to this segment is now fsynced. */
+  raiseSyncedThrough(segment: number): void {
+    this.db
+      .prepare('UPDATE stream SET synced_through_segment = max(synced_through_segment, ?) WHERE id = 1')
+      .run(segment);
+  }
+
+  /** Appends are about to resume in segment + 1, which is therefore no longer known to be synced. */
+  lowerSyncedThrough(segment: number): void {
+    this.db
+      .prepare('UPDATE stream SET synced_through_segment = min(synced_through_segment, ?) WHERE id = 1')
+      .run(segment);
+  }
+
+  /** Commits rows in one transaction (all or none). */
+  insert(rows: ChunkRow[]): void {
+    this.commitRows(rows);
+  }
+
+  /** Rows for the given ids, representatives included; missing ids are simply absent. */
+  rowsByIds(ids: readonly number[]): ChunkRow[] {
+    return this.db
+      .prepare(`SELECT ${LOCATION_COLUMNS}, representatives FROM chunks WHERE chunk_id IN (SELECT value FROM json_each(?))`)
+      .all(JSON.stringify(ids)) as ChunkRow[];
+  }
+
+  /** All locations, by segment then offset. */
+  allLocations(): ChunkLocation[] {
+    return this.db.prepare(`SELECT ${LOCATION_COLUMNS} FROM chunks ORDER BY segment_id, offset`).all() as ChunkLocation[];
+  }
+
+  locationsInSegments(segments: readonly number[]): ChunkLocation[] {
+    return this.db
+      .prepare(
+        `SELECT ${LOCATION_COLUMNS} FROM chunks WHERE segment_id IN (SELECT value FROM json_each(?)) ORDER BY segment_id, offset`,
+      )
+      .all(JSON.stringify(segments)) as ChunkLocation[];
+  }
+
+  /** Page of rows in id order after `afterId`, for rebuilding indices from representatives. */
+  rowsPage(afterId: number, limit: number): ChunkRow[] {
+    return this.db
+      .prepare(`SELECT ${LOCATION_COLUMNS}, representatives FROM chunks WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?`)
+      .all(afterId, limit) as ChunkRow[];
+  }
+
+  segmentSummaries(): SegmentSummary[] {
+    return this.db
+      .prepare(
+        `SELECT segment_id AS segment, COUNT(*) AS chunkCount, SUM(length) AS bytes, MIN(chunk_id) AS firstChunkId,
+          MAX(chunk_id) AS lastChunkId, MIN(t_start) AS tStart, MAX(t_end) AS tEnd, MAX(offset + length) AS committedEnd
+         FROM chunks GROUP BY segment_id ORDER BY segment_id`,
+      )
+      .all() as SegmentSummary[];
+  }
+
+  maxChunkId(): number | null {
+    const r = this.db.prepare('SELECT MAX(chunk_id) AS m FROM chunks').get() as { m: number | null };
+    return r.m;
+  }
+
+  maxSegmentId(): number | null {
+    const r = this.db.prepare('SELECT MAX(segment_id) AS m FROM chunks').get() as { m: number | null };
+    return r.m;
+  }
+
+  /** Deletes the rows of whole segments in one transaction; returns the removed chunk ids. */
+  deleteSegments(segments: readonly number[]): number[] {
+    const json = JSON.stringify(segments);
+    return this.db.transaction(() => {
+      const ids = (
+        this.db
+          .prepare('SELECT chunk_id AS id FROM chunks WHERE segment_id IN (SELECT value FROM json_each(?)) ORDER BY chunk_id')
+          .all(json) as Array<{ id: number }>
+      ).map((r) => r.id);
+      this.db.prepare('DELETE FROM chunks WHERE segment_id IN (SELECT value FROM json_each(?))').run(json);
+      // Gaps that end before everything still stored describe nothing any more.
+      this.db.prepare('DELETE FROM gaps WHERE t_end < (SELECT MIN(t_start) FROM chunks)').run();
+      return ids;
+    })();
+  }
+
+  /** Deletes rows by id in one transaction; returns the ids that existed. */
+  deleteChunks(ids: readonly number[]): number[] {
+    const json = JSON.stringify(ids);
+    return this.db.transaction(() => {
+      const found = (
+        this.db
+          .prepare('SELECT chunk_id AS id FROM chunks WHERE chunk_id IN (SELECT value FROM json_each(?)) ORDER BY chunk_id')
+          .all(json) as Array<{ id: number }>
+      ).map((r) => r.id);
+      this.db.prepare('DELETE FROM chunks WHERE chunk_id IN (SELECT value FROM json_each(?))').run(json);
+      return found;
+    })();
+  }
+
+  totals(): {
+    chunkCount: number;
+    firstChunkId: number | null;
+    lastChunkId: number | null;
+    tStart: number | null;
+    tEnd: number | null;
+    wallStart: number | null;
+    wallEnd: number | null;
+    bytesByDtype: Array<{ dtype: KvStorageDtype; bytes: number }>;
+  } {
+    const t = this.db
+      .prepare(
+        `SELECT COUNT(*) AS chunkCount, MIN(chunk_id) AS firstChunkId, MAX(chunk_id) AS lastChunkId, MIN(t_start) AS tStart,
+          MAX(t_end) AS tEnd, MIN(wall_time) AS wallStart, MAX(wall_time) AS wallEnd FROM chunks`,
+      )
+      .get() as {
+      chunkCount: number;
+      firstChunkId: number | null;
+      lastChunkId: number | null;
+      tStart: number | null;
+      tEnd: number | null;
+      wallStart: number | null;
+      wallEnd: number | null;
+    };
+    const bytesByDtype = this.db.prepare('SELECT dtype, SUM(length) AS bytes FROM chunks GROUP BY dtype').all() as Array<{
+      dtype: KvStorageDtype;
+      bytes: number;
+    }>;
+    return { ...t, bytesByDtype };
+  }
+
+  insertGap(gap: StreamGap): void {
+    this.db.prepare('INSERT INTO gaps (t_start, t_end, reason) VALUES (?, ?, ?)').run(gap.tStart, gap.tEnd, gap.reason);
+  }
+
+  gaps(): StreamGap[] {
+    return this.db.prepare('SELECT t_start AS tStart, t_end AS tEnd, reason FROM gaps ORDER BY t_start').all() as StreamGap[];
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

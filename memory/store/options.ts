@@ -1,0 +1,101 @@
+// Validates and completes ChunkStoreOptions, so every misuse fails at open with one clear line.
+import { VigilError } from '../../src/errors.js';
+import type { KvStorageDtype } from '../frameChunk.js';
+import type { ChunkGeometry, ChunkStoreOptions, FsyncPolicy, RetentionPolicy } from './types.js';
+import { isStorageDtype, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from './recordFormat.js';
+
+export const DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
+
+export interface ResolvedOptions {
+  dir: string;
+  geometry: ChunkGeometry | undefined;
+  dtype: KvStorageDtype | undefined;
+  fsync: FsyncPolicy;
+  segmentBytes: number;
+  cacheBytes: number;
+  retention: RetentionPolicy | undefined;
+  recoveryCheck: 'auto' | 'full';
+  create: boolean;
+}
+
+function bad(message: string): VigilError {
+  return new VigilError('BAD_CONFIG', `memory store: ${message}`);
+}
+
+function positiveInt(name: string, v: unknown, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
+    throw bad(`${name} must be an integer in 1..${max}, got ${String(v)}`);
+  }
+  return v;
+}
+
+export function validateGeometry(g: unknown): ChunkGeometry {
+  if (typeof g !== 'object' || g === null) throw bad('geometry must be { numLayers, numKvHeads, headDim }');
+  const x = g as Record<string, unknown>;
+  // The record header keeps these as u16.
+  return {
+    numLayers: positiveInt('geometry.numLayers', x.numLayers, 65535),
+    numKvHeads: positiveInt('geometry.numKvHeads', x.numKvHeads, 65535),
+    headDim: positiveInt('geometry.headDim', x.headDim, 65535),
+  };
+}
+
+export function validateFsyncPolicy(p: unknown): FsyncPolicy {
+  if (p === 'every-chunk' || p === 'none') return p;
+  if (typeof p === 'object' && p !== null) {
+    const keys = Object.keys(p);
+    const x = p as Record<string, unknown>;
+    if (keys.length === 1 && keys[0] === 'everyChunks') return { everyChunks: positiveInt('fsync.everyChunks', x.everyChunks) };
+    if (keys.length === 1 && keys[0] === 'intervalMs') return { intervalMs: positiveInt('fsync.intervalMs', x.intervalMs, 2 ** 31 - 1) };
+  }
+  throw bad(`fsync must be 'every-chunk' | 'none' | { everyChunks: N } | { intervalMs: N }, got ${JSON.stringify(p)}`);
+}
+
+export function resolveOptions(o: ChunkStoreOptions): ResolvedOptions {
+  if (typeof o !== 'object' || o === null) throw bad('options object required');
+  if (typeof o.dir !== 'string' || o.dir.length === 0) throw bad('dir must be a non-empty path');
+  const segmentBytes = o.segmentBytes === undefined ? DEFAULT_SEGMENT_BYTES : positiveInt('segmentBytes', o.segmentBytes);
+  if (segmentBytes < SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES) {
+    throw bad(`segmentBytes ${segmentBytes} is smaller than one record header`);
+  }
+  const cacheBytes = o.cacheBytes ?? DEFAULT_CACHE_BYTES;
+  if (typeof cacheBytes !== 'number' || !Number.isFinite(cacheBytes) || cacheBytes < 0) {
+    throw bad(`cacheBytes must be >= 0, got ${String(cacheBytes)}`);
+  }
+  if (o.dtype !== undefined && !isStorageDtype(o.dtype)) {
+    throw new VigilError('DTYPE_MISMATCH', `memory store: dtype must be 'float32' | 'float16' | 'int8', got ${String(o.dtype)}`);
+  }
+  let retention: RetentionPolicy | undefined;
+  if (o.retention !== undefined) {
+    const r = o.retention;
+    if (typeof r !== 'object' || r === null) throw bad('retention must be { maxBytes?, maxStreamAgeSec? }');
+    retention = {};
+    if (r.maxBytes !== undefined) {
+      retention.maxBytes = positiveInt('retention.maxBytes', r.maxBytes);
+      // Whole segments are deleted and the newest is kept, so a budget under one segment cannot hold.
+      if (retention.maxBytes < segmentBytes) {
+        throw bad(`retention.maxBytes ${retention.maxBytes} is below segmentBytes ${segmentBytes}`);
+      }
+    }
+    if (r.maxStreamAgeSec !== undefined) {
+      if (typeof r.maxStreamAgeSec !== 'number' || !(r.maxStreamAgeSec >= 0) || !Number.isFinite(r.maxStreamAgeSec)) {
+        throw bad(`retention.maxStreamAgeSec must be a finite number >= 0, got ${String(r.maxStreamAgeSec)}`);
+      }
+      retention.maxStreamAgeSec = r.maxStreamAgeSec;
+    }
+  }
+  const recoveryCheck = o.recoveryCheck ?? 'auto';
+  if (recoveryCheck !== 'auto' && recoveryCheck !== 'full') throw bad(`recoveryCheck must be 'auto' | 'full'`);
+  return {
+    dir: o.dir,
+    geometry: o.geometry === undefined ? undefined : validateGeometry(o.geometry),
+    dtype: o.dtype,
+    fsync: validateFsyncPolicy(o.fsync ?? 'every-chunk'),
+    segmentBytes,
+    cacheBytes,
+    retention,
+    recoveryCheck,
+    create: o.create ?? true,
+  };
+}

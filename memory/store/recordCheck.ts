@@ -1,0 +1,38 @@
+// Is the record a manifest row points at intact? Shared by reads, verify() and recovery, so all
+// three judge a record by the same rules.
+import type { ChunkLocation } from './manifest.js';
+import type { ChunkFailure, ChunkGeometry } from './types.js';
+import { payloadCrc32 } from './checksum.js';
+import { decodeRecordHeader, payloadLayout, RECORD_HEADER_BYTES, recordLength } from './recordFormat.js';
+
+/**
+ * Checks the record of `loc` held in `buf` at `at` (the record's first byte): header, identity,
+ * geometry, sizes and payload checksum. Returns null when intact, else why not.
+ */
+export function checkRecord(buf: Buffer, at: number, loc: ChunkLocation, geometry: ChunkGeometry): ChunkFailure | null {
+  const fail = (reason: ChunkFailure['reason'], message: string): ChunkFailure => ({
+    chunkId: loc.chunkId,
+    reason,
+    message: `chunk ${loc.chunkId} (segment ${loc.segment} @${loc.offset}): ${message}`,
+  });
+  if (buf.length - at < loc.length) return fail('truncated', `record cut short (${buf.length - at} of ${loc.length} bytes)`);
+  const h = decodeRecordHeader(buf, at);
+  if (!h.ok) return fail('bad-header', h.message);
+  const r = h.header;
+  if (r.chunkId !== loc.chunkId) return fail('bad-header', `record holds chunk ${r.chunkId}`);
+  if (r.numLayers !== geometry.numLayers || r.numKvHeads !== geometry.numKvHeads || r.headDim !== geometry.headDim) {
+    return fail('bad-header', `record geometry ${r.numLayers}x${r.numKvHeads}x${r.headDim} differs from the store's`);
+  }
+  if (r.dtype !== loc.dtype || r.tokenCount !== loc.tokenCount || r.payloadBytes !== loc.payloadBytes) {
+    return fail('bad-header', 'record header disagrees with its manifest row');
+  }
+  if (payloadLayout(r.dtype, geometry, r.tokenCount).totalBytes !== r.payloadBytes || recordLength(r.payloadBytes) !== loc.length) {
+    return fail('bad-header', 'record sizes are inconsistent');
+  }
+  const payload = buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + r.payloadBytes);
+  const crc = payloadCrc32(payload);
+  if (crc !== loc.checksum || r.payloadCrc !== loc.checksum) {
+    return fail('checksum', `payload checksum ${crc.toString(16)}, expected ${loc.checksum.toString(16)}`);
+  }
+  return null;
+}

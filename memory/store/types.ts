@@ -1,0 +1,156 @@
+// Public types of the chunk store: options, receipts and reports. The options
+// are the documentation: each says what it does and its default.
+import type { FrameChunk, KvStorageDtype } from '../frameChunk.js';
+
+/** The per-stream tensor geometry every chunk must have (tokenCount may vary per chunk). */
+export interface ChunkGeometry {
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+}
+
+/**
+ * When chunk payloads are fsynced before their manifest rows commit.
+ * - 'every-chunk': each append fsyncs its payload, then commits its row (safest; the default).
+ * - { everyChunks: N }: group commit; rows of N appended chunks commit together after one fsync.
+ * - { intervalMs: N }: group commit; pending rows commit after one fsync at most N ms after the first.
+ * - 'none': rows commit right after the write; the OS flushes when it likes. Survives a process
+ *   crash, not a power loss (committed chunks may then be dropped by recovery).
+ * In every policy a manifest row never commits before its payload is written (and, except for
+ * 'none', fsynced), so a committed chunk is never torn.
+ */
+export type FsyncPolicy = 'every-chunk' | 'none' | { everyChunks: number } | { intervalMs: number };
+
+/** Disk budget of one stream. Whole segments are deleted, oldest first; the active segment never. */
+export interface RetentionPolicy {
+  /** Keep total segment bytes at or under this (plus the active segment). Must be >= segmentBytes. */
+  maxBytes?: number;
+  /**
+   * Delete segments whose newest chunk ended more than this many seconds of *stream time* before the
+   * newest committed chunk's tEnd. Stream time, not wall time, so offline videos processed faster than
+   * real time keep the span they asked for; for live sources the two agree.
+   */
+  maxStreamAgeSec?: number;
+}
+
+export interface ChunkStoreOptions {
+  /** Folder of this stream's store; created if missing (see `create`). */
+  dir: string;
+  /** Required for a new store; for an existing one it must equal the stored geometry when given. */
+  geometry?: ChunkGeometry;
+  /** Payload dtype for new appends. Default: the store's recorded dtype, 'float32' for a new store. */
+  dtype?: KvStorageDtype;
+  /** Default 'every-chunk'. */
+  fsync?: FsyncPolicy;
+  /** Roll to a new segment file when the next record would pass this size. Default 256 MiB. */
+  segmentBytes?: number;
+  /** RAM LRU budget for decoded chunks (float32 bytes). Default 256 MiB; 0 disables the cache. */
+  cacheBytes?: number;
+  /** Applied automatically after every manifest commit. Default: none (keep everything). */
+  retention?: RetentionPolicy;
+  /**
+   * Open-time payload check. 'auto' (default): read and checksum the payloads only where a crash of
+   * the previous session could have damaged them (its segments past the last fsynced one, and only
+   * if it did not close cleanly under fsync 'none'); sizes and torn tails are always checked.
+   * 'full': checksum every payload on open (same as verify(), but drops what is damaged).
+   */
+  recoveryCheck?: 'auto' | 'full';
+  /** Create the store if the folder has none. Default true; false gives STORE_CORRUPT/FILE_NOT_FOUND. */
+  create?: boolean;
+  /**
+   * Called with chunk ids removed by automatic retention, after their rows are gone, so the caller can
+   * drop them from its indices. (applyRetention() returns them instead.)
+   */
+  onChunksRemoved?: (chunkIds: number[]) => void;
+  /** Test and diagnostics hook: runs after a payload is written, before its row can commit. */
+  afterPayloadWrite?: (chunkId: number) => void;
+}
+
+/** What append() resolves to once the chunk's manifest row is committed. */
+export interface AppendReceipt {
+  chunkId: number;
+  segment: number;
+  offset: number;
+  /** Record bytes on disk (header + payload + padding). */
+  length: number;
+}
+
+export type ChunkFailureReason = 'not-found' | 'checksum' | 'bad-header' | 'truncated' | 'missing-segment' | 'io';
+
+export interface ChunkFailure {
+  chunkId: number;
+  reason: ChunkFailureReason;
+  message: string;
+}
+
+export interface ReadChunksResult {
+  /** Decoded chunks by id, in ascending id order. Shared with the cache: treat them as read-only. */
+  chunks: Map<number, FrameChunk>;
+  /** Requested ids that could not be returned, and why. */
+  failed: ChunkFailure[];
+}
+
+export interface RecoveryReport {
+  /** Whether the previous session closed cleanly. */
+  cleanShutdown: boolean;
+  /** Rows removed from the manifest because their payload was not intact. */
+  droppedChunks: ChunkFailure[];
+  /** Segment tails cut back to the end of their last committed record (torn or uncommitted writes). */
+  truncatedSegments: Array<{ segment: number; fromBytes: number; toBytes: number }>;
+  /** Segment files with no committed record, deleted. */
+  deletedSegments: number[];
+  /** Payloads read and checksummed during recovery. */
+  checkedPayloads: number;
+}
+
+export interface VerifyReport {
+  checkedChunks: number;
+  damaged: ChunkFailure[];
+  /** Segment files on disk that no manifest row references (harmless; deleted on next open). */
+  unreferencedSegments: number[];
+  bytesRead: number;
+}
+
+export interface RetentionResult {
+  removedChunkIds: number[];
+  deletedSegments: number[];
+  freedBytes: number;
+}
+
+export interface SegmentStats {
+  segment: number;
+  fileBytes: number;
+  chunkCount: number;
+  firstChunkId: number | null;
+  lastChunkId: number | null;
+  tStart: number | null;
+  tEnd: number | null;
+}
+
+export interface StoreStats {
+  geometry: ChunkGeometry;
+  dtype: KvStorageDtype;
+  chunkCount: number;
+  firstChunkId: number | null;
+  lastChunkId: number | null;
+  /** Record bytes (header + payload + padding) of committed chunks, by payload dtype. */
+  bytesByDtype: Record<KvStorageDtype, number>;
+  /** Sum of segment file sizes (includes segment headers and holes left by dropped rows). */
+  segmentBytes: number;
+  tStart: number | null;
+  tEnd: number | null;
+  wallStart: number | null;
+  wallEnd: number | null;
+  segments: SegmentStats[];
+  /** Appended chunks whose rows have not committed yet. */
+  pendingChunks: number;
+  cache: { entries: number; bytes: number; budgetBytes: number; hits: number; misses: number };
+  /** Disk reads issued by readChunks()/verify() since open (cache hits add none). */
+  io: { readCalls: number; bytesRead: number };
+}
+
+export interface StreamGap {
+  tStart: number;
+  tEnd: number;
+  reason: string;
+}

@@ -1,0 +1,98 @@
+// Shared fixtures for the memory store tests: seeded chunks, temp folders, bit-exact comparison.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import type { FrameChunk } from '../../memory/frameChunk.js';
+import type { ChunkGeometry } from '../../memory/store/index.js';
+import { meanOverTokens } from '../../kernels/pool.js';
+import { mulberry32 } from '../../kernels/sampling.js';
+
+export const TINY: ChunkGeometry = { numLayers: 3, numKvHeads: 2, headDim: 8 };
+
+/**
+ * A deterministic chunk: K/V uniform in [-scale, scale) from a PRNG seeded by (seed, chunkId),
+ * representatives = mean pre-RoPE key per layer (as the engine computes them).
+ * tStart = 2 * id s, tEnd = tStart + 2, wall time 1.7e12 + 2000 * id.
+ */
+export function makeChunk(
+  chunkId: number,
+  geometry: ChunkGeometry = TINY,
+  tokenCount = 5,
+  options: { seed?: number; scale?: number } = {},
+): FrameChunk {
+  const { numLayers: L, numKvHeads: H, headDim: D } = geometry;
+  const rand = mulberry32(((options.seed ?? 1) * 1_000_003 + chunkId) >>> 0);
+  const scale = options.scale ?? 1;
+  const n = H * tokenCount * D;
+  const fill = (): Float32Array => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = (rand() * 2 - 1) * scale;
+    return a;
+  };
+  const keys = Array.from({ length: L }, fill);
+  const values = Array.from({ length: L }, fill);
+  return {
+    chunkId,
+    tStart: 2 * chunkId,
+    tEnd: 2 * chunkId + 2,
+    wallTime: 1.7e12 + 2000 * chunkId,
+    tokenCount,
+    numLayers: L,
+    numKvHeads: H,
+    headDim: D,
+    keys,
+    values,
+    representatives: keys.map((k) => meanOverTokens(k, H, tokenCount, D)),
+  };
+}
+
+/** A fresh folder under the OS temp dir, removed after the test. */
+export function tempDir(t: TestContext, prefix = 'vigil-store-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function bits(a: Float32Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length);
+}
+
+/** Same metadata and bit-identical tensors (NaN payloads and -0 included). */
+export function assertChunkBitExact(got: FrameChunk | undefined, want: FrameChunk): void {
+  assert.ok(got !== undefined, `chunk ${want.chunkId} missing`);
+  const meta = (c: FrameChunk) => [c.chunkId, c.tStart, c.tEnd, c.wallTime, c.tokenCount, c.numLayers, c.numKvHeads, c.headDim];
+  assert.deepEqual(meta(got), meta(want));
+  for (const k of ['keys', 'values', 'representatives'] as const) {
+    assert.equal(got[k].length, want[k].length);
+    for (let l = 0; l < want[k].length; l++) {
+      assert.deepEqual(bits(got[k][l]), bits(want[k][l]), `chunk ${want.chunkId} ${k}[${l}] differs`);
+    }
+  }
+}
+
+/** Path of a segment file (the store's naming: seg-000001.kvseg). */
+export function segmentFile(dir: string, segment: number): string {
+  return path.join(dir, `seg-${String(segment).padStart(6, '0')}.kvseg`);
+}
+
+export async function rejectsWithCode(p: Promise<unknown> | (() => unknown), code: string, pattern?: RegExp): Promise<void> {
+  const check = (e: unknown): boolean => {
+    assert.equal((e as { name?: string }).name, 'VigilError', `expected a VigilError, got ${String(e)}`);
+    assert.equal((e as { code?: string }).code, code, `expected ${code}: ${(e as Error).message}`);
+    if (pattern !== undefined) assert.match((e as Error).message, pattern);
+    return true;
+  };
+  if (typeof p === 'function') {
+    let threw = false;
+    try {
+      await p();
+    } catch (e) {
+      threw = check(e);
+    }
+    assert.ok(threw, `expected ${code}, nothing was thrown`);
+  } else {
+    await assert.rejects(p, check);
+  }
+}
