@@ -33,6 +33,14 @@ export class SlidingWindow {
     return overflow > 0 ? this.recent.splice(0, overflow) : [];
   }
 
+  /** Refills an empty window after a restart: the stored sink frames, then the most recent frames. */
+  restore(sinks: readonly FrameChunk[], recent: readonly FrameChunk[]): void {
+    if (this.sinks.length > 0 || this.recent.length > 0) throw new RangeError('restore needs an empty window');
+    if (sinks.length > this.options.sinkFrames) throw new RangeError(`${sinks.length} sink frames, the window keeps ${this.options.sinkFrames}`);
+    this.sinks.push(...sinks);
+    this.recent.push(...recent.slice(-this.options.windowFrames));
+  }
+
   get sinkChunks(): readonly FrameChunk[] {
     return this.sinks;
   }

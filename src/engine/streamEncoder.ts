@@ -68,6 +68,20 @@ export class StreamEncoder {
     return new StreamEncoder(model, prefix, format, geometry, { sinkFrames: options.sinkFrames ?? 1, windowFrames: options.windowFrames ?? 16 });
   }
 
+  /** Id the next encoded frame gets. */
+  get nextId(): number {
+    return this.nextChunkId;
+  }
+
+  /**
+   * Continues a stream after a restart: sink and recent frames read back from the store go back
+   * into the window, and chunk ids continue after the last stored one.
+   */
+  restore(sinks: readonly FrameChunk[], recent: readonly FrameChunk[], nextChunkId: number): void {
+    this.window.restore(sinks, recent);
+    this.nextChunkId = nextChunkId;
+  }
+
   /** Token ids of one frame's block (timestamp prompt + image placeholders). */
   frameTokenIds(seconds: number): number[] {
     return this.model.tokenizer.encode(this.format.frame(seconds));

@@ -1,0 +1,240 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { FrameChunk, KvStorageDtype } from '../../memory/frameChunk.js';
+import { ChunkStore } from '../../memory/store/index.js';
+import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
+import { retrievalQueries, StreamIndex, type TimeRange } from '../../retrieval/index.js';
+import { VigilError } from '../errors.js';
+import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
+import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
+import { answerQuestion, type QuestionAnswer, type QuestionMemory, type QuestionOptions } from './questionAnswerer.js';
+import { StreamEncoder } from './streamEncoder.js';
+
+export interface StreamSessionOptions {
+  /** The stream's folder: `kv/` (chunk store) and `index/` (retrieval index) live in it. */
+  dir: string;
+  /** First frames kept in context forever; default 1. */
+  sinkFrames?: number;
+  /** Recent frames kept in context; default 16. */
+  windowFrames?: number;
+  /** Payload dtype on disk; default float32 (bit-exact). */
+  storageDtype?: KvStorageDtype;
+  fsync?: FsyncPolicy;
+  retention?: RetentionPolicy;
+  /** RAM budget of the chunk reload cache, bytes. */
+  cacheBytes?: number;
+  segmentBytes?: number;
+  /** 'per-layer' (ReKV) or 'shared' (one chunk set for every layer). */
+  retrievalMode?: 'per-layer' | 'shared';
+}
+
+export interface AskOptions extends Omit<QuestionOptions, 'retrieve'> {
+  /** Chunks retrieved per layer; default 64 (ReKV). */
+  retrieve?: number;
+  /** Only chunks overlapping this stream-time range are candidates. */
+  timeRange?: TimeRange;
+}
+
+export interface StreamSessionStats {
+  framesEncoded: number;
+  nextChunkId: number;
+  contextFrames: number;
+  storedChunks: number;
+  storedBytes: number;
+  indexedChunks: number;
+  lastFrameTime: number | null;
+}
+
+const INDEX_PAGE = 512;
+
+/**
+ * One stream's memory, end to end: each frame is encoded over [prefix | sinks | window], written
+ * through to the disk store (payload -> manifest) and then added to the retrieval index; questions
+ * run ReKV's two passes over it. Operations are serialized (one decoder per stream). Everything
+ * survives a restart: the index is reconciled with the manifest and the window refilled from disk.
+ */
+export class StreamSession {
+  private queue: Promise<unknown> = Promise.resolve();
+  private framesEncoded = 0;
+  private lastT: number | null = null;
+  private closed = false;
+
+  private constructor(
+    readonly encoder: StreamEncoder,
+    readonly store: ChunkStore,
+    private readonly indexRef: { index: StreamIndex },
+    private readonly options: StreamSessionOptions,
+  ) {}
+
+  static async open(model: VisionLanguageModel, options: StreamSessionOptions): Promise<StreamSession> {
+    const encoder = await StreamEncoder.create(model, {
+      sinkFrames: options.sinkFrames ?? 1,
+      windowFrames: options.windowFrames ?? 16,
+    });
+    const { numLayers, numKvHeads, headDim } = encoder.geometry;
+    fs.mkdirSync(options.dir, { recursive: true });
+    const indexRef: { index: StreamIndex } = { index: StreamIndex.create({ numLayers, dim: numKvHeads * headDim }) };
+    const store = ChunkStore.open({
+      dir: path.join(options.dir, 'kv'),
+      geometry: { numLayers, numKvHeads, headDim },
+      ...(options.storageDtype ? { dtype: options.storageDtype } : {}),
+      ...(options.fsync ? { fsync: options.fsync } : {}),
+      ...(options.retention ? { retention: options.retention } : {}),
+      ...(options.cacheBytes !== undefined ? { cacheBytes: options.cacheBytes } : {}),
+      ...(options.segmentBytes ? { segmentBytes: options.segmentBytes } : {}),
+      // Retention removes manifest rows first; the index follows (it is derived data).
+      onChunksRemoved: (ids) => indexRef.index.removeChunks(ids),
+    });
+    try {
+      const storedIds = listStoredIds(store);
+      indexRef.index = await loadOrRebuildIndex(store, path.join(options.dir, 'index'), storedIds, numLayers, numKvHeads * headDim);
+      const session = new StreamSession(encoder, store, indexRef, options);
+      await session.restoreWindow(storedIds);
+      return session;
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+  }
+
+  get model(): VisionLanguageModel {
+    return this.encoder.model;
+  }
+
+  get index(): StreamIndex {
+    return this.indexRef.index;
+  }
+
+  /** Encodes one frame at stream time t (seconds, non-decreasing) and commits it to memory. */
+  addFrame(image: PreprocessedImage, t: number, wallTime = Date.now()): Promise<FrameChunk> {
+    return this.serialize(async () => {
+      if (!Number.isFinite(t) || t < 0) throw new VigilError('BAD_INPUT', `frame time must be a finite number >= 0, got ${t}`);
+      if (this.lastT !== null && t < this.lastT) throw new VigilError('BAD_INPUT', `frame time ${t} is before the previous frame (${this.lastT})`);
+      const { chunk } = await this.encoder.encodeFrame(image, t, wallTime);
+      await this.store.append(chunk);
+      this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
+      this.framesEncoded++;
+      this.lastT = t;
+      return chunk;
+    });
+  }
+
+  /** Answers a question from this stream's memory (ReKV two-pass retrieval). */
+  ask(options: AskOptions): Promise<QuestionAnswer> {
+    return this.serialize(() => answerQuestion(this.encoder, this.questionMemory(options), { ...options, retrieve: options.retrieve ?? 64 }));
+  }
+
+  stats(): StreamSessionStats {
+    const store = this.store.stats();
+    return {
+      framesEncoded: this.framesEncoded,
+      nextChunkId: this.encoder.nextId,
+      contextFrames: this.encoder.window.contextChunks.length,
+      storedChunks: store.chunkCount,
+      storedBytes: store.segmentBytes,
+      indexedChunks: this.index.size,
+      lastFrameTime: this.lastT ?? store.tEnd,
+    };
+  }
+
+  /** Commits what is pending, saves the index, closes the store. Safe to call twice. */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    return this.queue.then(
+      () => this.shutdown(),
+      () => this.shutdown(),
+    );
+  }
+
+  private async shutdown(): Promise<void> {
+    await this.store.flush();
+    await this.index.save(path.join(this.options.dir, 'index'));
+    await this.store.close();
+  }
+
+  private serialize<T>(task: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new VigilError('BAD_INPUT', 'this stream session is closed'));
+    const run = this.queue.then(task, task);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private questionMemory(options: AskOptions): QuestionMemory {
+    const info = this.model.decoder.info;
+    return {
+      retrieve: async (taps, r, exclude) => {
+        const queries = retrievalQueries(taps, { numHeads: info.numHeads, numKvHeads: info.numKvHeads, headDim: info.headDim });
+        const result = this.index.retrieve(queries, r, {
+          exclude,
+          mode: this.options.retrievalMode ?? 'per-layer',
+          ...(options.timeRange ? { timeRange: options.timeRange } : {}),
+        });
+        return { chunkIds: result.chunkIds, scores: result.scores };
+      },
+      loadChunks: (ids) => this.loadChunks(ids),
+    };
+  }
+
+  /** Chunks by id: those still in the context window from RAM, the rest from the store. */
+  private async loadChunks(ids: readonly number[]): Promise<FrameChunk[]> {
+    const inRam = new Map(this.encoder.window.contextChunks.map((c) => [c.chunkId, c]));
+    const missing = ids.filter((id) => !inRam.has(id));
+    const { chunks, failed } = missing.length > 0 ? await this.store.readChunks(missing) : { chunks: new Map<number, FrameChunk>(), failed: [] };
+    if (failed.length > 0) {
+      throw new VigilError('STORE_CORRUPT', `could not read chunks ${failed.map((f) => `${f.chunkId} (${f.reason})`).join(', ')} from ${this.store.dir}`);
+    }
+    return ids.map((id) => inRam.get(id) ?? chunks.get(id)!);
+  }
+
+  private async restoreWindow(storedIds: number[]): Promise<void> {
+    if (storedIds.length === 0) return;
+    const { sinkFrames, windowFrames } = this.encoder.window.options;
+    const sinkIds = storedIds.slice(0, sinkFrames);
+    const recentIds = storedIds.slice(sinkFrames).slice(-windowFrames);
+    const { chunks, failed } = await this.store.readChunks([...sinkIds, ...recentIds]);
+    if (failed.length > 0) throw new VigilError('STORE_CORRUPT', `could not restore the context window of ${this.options.dir}: chunks ${failed.map((f) => f.chunkId).join(', ')} are damaged`);
+    const byId = (ids: number[]) => ids.map((id) => chunks.get(id)!);
+    this.encoder.restore(byId(sinkIds), byId(recentIds), storedIds.at(-1)! + 1);
+    this.lastT = chunks.get(storedIds.at(-1)!)?.tEnd ?? null;
+  }
+}
+
+function listStoredIds(store: ChunkStore): number[] {
+  const ids: number[] = [];
+  let afterId: number | undefined;
+  for (;;) {
+    const page = store.listChunks({ ...(afterId !== undefined ? { afterId } : {}), limit: INDEX_PAGE });
+    for (const meta of page) ids.push(meta.chunkId);
+    if (page.length < INDEX_PAGE) return ids;
+    afterId = page.at(-1)!.chunkId;
+  }
+}
+
+/**
+ * The saved index if it loads, reconciled with the manifest (the source of truth): ids the manifest
+ * lost are removed, committed chunks the index missed (a crash before the index was saved) added.
+ * Anything unreadable is rebuilt from the manifest's stored representative vectors.
+ */
+async function loadOrRebuildIndex(store: ChunkStore, dir: string, storedIds: number[], numLayers: number, dim: number): Promise<StreamIndex> {
+  let index: StreamIndex | undefined;
+  if (fs.existsSync(dir)) {
+    try {
+      index = await StreamIndex.load(dir, { numLayers, dim });
+    } catch {
+      index = undefined;
+    }
+  }
+  if (!index) index = StreamIndex.create({ numLayers, dim });
+  const stored = new Set(storedIds);
+  const stale = index.chunkIds().filter((id) => !stored.has(id));
+  if (stale.length > 0) index.removeChunks(stale);
+  let afterId: number | undefined;
+  for (;;) {
+    const page = store.listChunks({ ...(afterId !== undefined ? { afterId } : {}), limit: INDEX_PAGE });
+    for (const meta of page) if (!index.has(meta.chunkId)) index.addChunk(meta.chunkId, meta.tStart, meta.tEnd, meta.representatives);
+    if (page.length < INDEX_PAGE) break;
+    afterId = page.at(-1)!.chunkId;
+  }
+  return index;
+}

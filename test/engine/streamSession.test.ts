@@ -1,0 +1,151 @@
+/**
+ * A stream's memory end to end, with real parts: the probe-needle model, frames evicted to the
+ * disk store, the retrieval index, and the two-pass question path. The needle answer is right only
+ * when retrieval brings the needle frame's KV back from disk; with nothing retrieved it is 'unknown'.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { FrameChunk } from '../../memory/frameChunk.js';
+import { StreamSession } from '../../src/engine/streamSession.js';
+import type { PreprocessedImage } from '../../src/model/preprocess/imagePreprocessor.js';
+import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
+import { haystackFrame, needleFrame, preprocessFrame } from '../helpers/needleFrames.js';
+import { probeModelDir } from '../helpers/probeModels.js';
+
+const FRAMES = 40;
+const NEEDLE_AT = 9;
+
+describe('StreamSession with probe-needle', () => {
+  let model: VisionLanguageModel;
+  let scratch: string;
+  let haystack: PreprocessedImage;
+  let needle: PreprocessedImage;
+
+  before(async () => {
+    model = await VisionLanguageModel.load(probeModelDir('probe-needle'));
+    scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-session-'));
+    haystack = await preprocessFrame(model, await haystackFrame());
+    needle = await preprocessFrame(model, await needleFrame({ background: 'red', square: 'green' }));
+  });
+  after(async () => {
+    await model?.dispose();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  async function ingest(dir: string, options: Partial<Parameters<typeof StreamSession.open>[1]> = {}): Promise<StreamSession> {
+    const session = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4, ...options });
+    for (let i = 0; i < FRAMES; i++) await session.addFrame(i === NEEDLE_AT ? needle : haystack, i, 1_700_000_000_000 + i * 1000);
+    return session;
+  }
+
+  const ask = (session: StreamSession, retrieve: number) =>
+    session.ask({ question: 'What color was the square on the red screen?', retrieve, maxNewTokens: 4 });
+
+  it('retrieves the evicted needle frame from disk and answers its square color', async () => {
+    const session = await ingest(path.join(scratch, 'needle'));
+    try {
+      const stats = session.stats();
+      assert.equal(stats.storedChunks, FRAMES);
+      assert.equal(stats.indexedChunks, FRAMES);
+      assert.equal(stats.contextFrames, 5);
+      const answer = await ask(session, 4);
+      assert.equal(answer.text.trim(), 'green');
+      assert.equal(answer.stopReason, 'eos');
+      assert.ok(answer.evidence.some((e) => e.chunkId === NEEDLE_AT && e.tStart === NEEDLE_AT), JSON.stringify(answer.evidence));
+      const control = await ask(session, 0);
+      assert.equal(control.text.trim(), 'unknown', 'without retrieval the needle is out of context');
+    } finally {
+      await session.close();
+    }
+  });
+
+  it('chunks read back from disk assemble to exactly the in-RAM context (float32 storage)', async () => {
+    const dir = path.join(scratch, 'exact');
+    const kept: FrameChunk[] = [];
+    const session = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 2 });
+    try {
+      for (let i = 0; i < 12; i++) kept.push(await session.addFrame(i === 5 ? needle : haystack, i));
+      session.store.clearCache();
+      const ids = kept.map((c) => c.chunkId);
+      const { chunks, failed } = await session.store.readChunks(ids);
+      assert.deepEqual(failed, []);
+      const fromDisk = session.encoder.assembleContext(ids.map((id) => chunks.get(id)!));
+      const inRam = session.encoder.assembleContext(kept);
+      assert.equal(fromDisk.length, inRam.length);
+      fromDisk.keys.forEach((k, layer) => {
+        assert.deepEqual(k, inRam.keys[layer]);
+        assert.deepEqual(fromDisk.values[layer], inRam.values[layer]);
+      });
+    } finally {
+      await session.close();
+    }
+  });
+
+  for (const dtype of ['float16', 'int8'] as const) {
+    it(`${dtype} storage still answers the needle (stated tolerance: same answer, KV error bounded)`, async (t) => {
+      const session = await ingest(path.join(scratch, dtype), { storageDtype: dtype });
+      try {
+        session.store.clearCache();
+        const { chunks } = await session.store.readChunks([NEEDLE_AT]);
+        const stored = chunks.get(NEEDLE_AT)!;
+        const fresh = await StreamSession.open(model, { dir: path.join(scratch, `${dtype}-ref`), sinkFrames: 1, windowFrames: 100 });
+        let worst = 0;
+        try {
+          let original: FrameChunk | undefined;
+          for (let i = 0; i <= NEEDLE_AT; i++) original = await fresh.addFrame(i === NEEDLE_AT ? needle : haystack, i);
+          original!.keys.forEach((k, layer) => {
+            const back = stored.keys[layer]!;
+            for (let i = 0; i < k.length; i++) worst = Math.max(worst, Math.abs(k[i]! - back[i]!));
+          });
+        } finally {
+          await fresh.close();
+        }
+        t.diagnostic(`max |stored - original| key error (${dtype}) = ${worst.toExponential(2)}`);
+        assert.ok(worst < (dtype === 'float16' ? 0.05 : 0.5), `${dtype} key error ${worst}`);
+        const answer = await ask(session, 4);
+        assert.equal(answer.text.trim(), 'green');
+      } finally {
+        await session.close();
+      }
+    });
+  }
+
+  it('survives a restart: window, ids, index and answers come back', async () => {
+    const dir = path.join(scratch, 'restart');
+    const first = await ingest(dir);
+    const before = await ask(first, 4);
+    await first.close();
+
+    const reopened = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4 });
+    try {
+      const stats = reopened.stats();
+      assert.equal(stats.storedChunks, FRAMES);
+      assert.equal(stats.indexedChunks, FRAMES);
+      assert.equal(stats.contextFrames, 5);
+      assert.equal(stats.nextChunkId, FRAMES);
+      const after = await ask(reopened, 4);
+      assert.deepEqual(after.tokenIds, before.tokenIds);
+      assert.deepEqual(after.evidence.map((e) => e.chunkId), before.evidence.map((e) => e.chunkId));
+      const next = await reopened.addFrame(haystack, FRAMES);
+      assert.equal(next.chunkId, FRAMES);
+      await assert.rejects(reopened.addFrame(haystack, 3), /before the previous frame/);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('rebuilds a missing or damaged index from the manifest', async () => {
+    const dir = path.join(scratch, 'restart');
+    fs.rmSync(path.join(dir, 'index'), { recursive: true, force: true });
+    const session = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4 });
+    try {
+      assert.equal(session.stats().indexedChunks, FRAMES + 1);
+      assert.equal((await ask(session, 4)).text.trim(), 'green');
+    } finally {
+      await session.close();
+    }
+  });
+});
