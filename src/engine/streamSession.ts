@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import path from 'node:path';
 import type { FrameChunk, KvStorageDtype } from '../../memory/frameChunk.js';
 import { ChunkStore } from '../../memory/store/index.js';
 import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
@@ -8,6 +7,8 @@ import { VigilError } from '../errors.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { answerQuestion, type QuestionAnswer, type QuestionMemory, type QuestionOptions } from './questionAnswerer.js';
+import { streamIndexDir, streamStoreDir } from './dataLayout.js';
+import { storedChunks } from './storedChunks.js';
 import { StreamEncoder } from './streamEncoder.js';
 
 export interface StreamSessionOptions {
@@ -45,8 +46,6 @@ export interface StreamSessionStats {
   lastFrameTime: number | null;
 }
 
-const INDEX_PAGE = 512;
-
 /**
  * One stream's memory, end to end: each frame is encoded over [prefix | sinks | window], written
  * through to the disk store (payload -> manifest) and then added to the retrieval index; questions
@@ -75,7 +74,7 @@ export class StreamSession {
     fs.mkdirSync(options.dir, { recursive: true });
     const indexRef: { index: StreamIndex } = { index: StreamIndex.create({ numLayers, dim: numKvHeads * headDim }) };
     const store = ChunkStore.open({
-      dir: path.join(options.dir, 'kv'),
+      dir: streamStoreDir(options.dir),
       geometry: { numLayers, numKvHeads, headDim },
       ...(options.storageDtype ? { dtype: options.storageDtype } : {}),
       ...(options.fsync ? { fsync: options.fsync } : {}),
@@ -86,8 +85,8 @@ export class StreamSession {
       onChunksRemoved: (ids) => indexRef.index.removeChunks(ids),
     });
     try {
-      const storedIds = listStoredIds(store);
-      indexRef.index = await loadOrRebuildIndex(store, path.join(options.dir, 'index'), storedIds, numLayers, numKvHeads * headDim);
+      const storedIds = [...storedChunks(store)].map((meta) => meta.chunkId);
+      indexRef.index = await loadOrRebuildIndex(store, streamIndexDir(options.dir), storedIds, numLayers, numKvHeads * headDim);
       const session = new StreamSession(encoder, store, indexRef, options);
       await session.restoreWindow(storedIds);
       return session;
@@ -149,7 +148,7 @@ export class StreamSession {
 
   private async shutdown(): Promise<void> {
     await this.store.flush();
-    await this.index.save(path.join(this.options.dir, 'index'));
+    await this.index.save(streamIndexDir(this.options.dir));
     await this.store.close();
   }
 
@@ -200,17 +199,6 @@ export class StreamSession {
   }
 }
 
-function listStoredIds(store: ChunkStore): number[] {
-  const ids: number[] = [];
-  let afterId: number | undefined;
-  for (;;) {
-    const page = store.listChunks({ ...(afterId !== undefined ? { afterId } : {}), limit: INDEX_PAGE });
-    for (const meta of page) ids.push(meta.chunkId);
-    if (page.length < INDEX_PAGE) return ids;
-    afterId = page.at(-1)!.chunkId;
-  }
-}
-
 /**
  * The saved index if it loads, reconciled with the manifest (the source of truth): ids the manifest
  * lost are removed, committed chunks the index missed (a crash before the index was saved) added.
@@ -229,12 +217,8 @@ async function loadOrRebuildIndex(store: ChunkStore, dir: string, storedIds: num
   const stored = new Set(storedIds);
   const stale = index.chunkIds().filter((id) => !stored.has(id));
   if (stale.length > 0) index.removeChunks(stale);
-  let afterId: number | undefined;
-  for (;;) {
-    const page = store.listChunks({ ...(afterId !== undefined ? { afterId } : {}), limit: INDEX_PAGE });
-    for (const meta of page) if (!index.has(meta.chunkId)) index.addChunk(meta.chunkId, meta.tStart, meta.tEnd, meta.representatives);
-    if (page.length < INDEX_PAGE) break;
-    afterId = page.at(-1)!.chunkId;
+  for (const meta of storedChunks(store)) {
+    if (!index.has(meta.chunkId)) index.addChunk(meta.chunkId, meta.tStart, meta.tEnd, meta.representatives);
   }
   return index;
 }

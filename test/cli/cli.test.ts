@@ -3,32 +3,15 @@
  * probe models, real files. Errors must be one clear line and a non-zero exit, never a stack trace.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { probeModelDir } from '../helpers/probeModels.js';
+import { runVigil, type VigilRun } from '../helpers/runVigil.js';
 
-const BIN = path.resolve('bin/vigil.js');
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function vigil(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+type Run = VigilRun;
+const vigil = runVigil;
 
 function assertCleanError(run: Run, pattern: RegExp): void {
   assert.equal(run.code, 2, `exit code; stderr: ${run.stderr}`);
