@@ -1,6 +1,11 @@
 import { Command, CommanderError } from 'commander';
+import { askCommand } from './cli/commands/askCommand.js';
 import { chatCommand } from './cli/commands/chatCommand.js';
+import { demoCommand } from './cli/commands/demoCommand.js';
 import { modelsCommand } from './cli/commands/modelsCommand.js';
+import { sourceCommand } from './cli/commands/sourceCommand.js';
+import { clipCommand } from './cli/commands/clipCommand.js';
+import { storeCommand } from './cli/commands/storeCommand.js';
 import { isVigilError } from './errors.js';
 
 export function buildProgram(): Command {
@@ -9,20 +14,26 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  program.addCommand(demoCommand());
+  program.addCommand(askCommand());
   program.addCommand(modelsCommand());
   program.addCommand(chatCommand());
+  program.addCommand(sourceCommand());
+  program.addCommand(clipCommand());
+  program.addCommand(storeCommand());
   for (const command of program.commands) command.exitOverride();
   for (const command of program.commands.flatMap((c) => c.commands)) command.exitOverride();
   return program;
 }
 
-/** Runs the CLI and returns the exit code: 0 ok, 1 unexpected failure, 2 bad input or usage. */
+/** Runs the CLI and returns the exit code: 0 ok, 1 failure (or damage found), 2 bad input or usage. */
 export async function main(argv: string[]): Promise<number> {
   try {
     await buildProgram().parseAsync(argv);
     return 0;
   } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    // Commander's own usage errors exit 2; a command's deliberate exit code (e.g. verify's 1) stands.
+    if (error instanceof CommanderError) return error.code.startsWith('commander.') ? (error.exitCode === 0 ? 0 : 2) : error.exitCode;
     if (isVigilError(error)) {
       process.stderr.write(`vigil: ${error.message}\n`);
       return 2;

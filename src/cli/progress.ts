@@ -12,11 +12,18 @@ export interface StageProgress {
 export function stageProgress(title: string, quiet = false): StageProgress {
   if (quiet) return { update() {}, stop() {} };
   if (!process.stderr.isTTY) {
-    let last = '';
+    // Logs get a line per stage, and at most one progress line every 5 s within a stage.
+    let lastStage = '';
+    let lastAt = 0;
     return {
       update(done, total, label) {
-        if (label !== last) process.stderr.write(`${title}: ${label} (${done}/${total})\n`);
-        last = label;
+        const stage = label.replace(/[\d.]+/g, '#');
+        const now = Date.now();
+        if (stage !== lastStage || now - lastAt >= 5000) {
+          process.stderr.write(`${title}: ${label} (${done}/${total})\n`);
+          lastStage = stage;
+          lastAt = now;
+        }
       },
       stop() {},
     };

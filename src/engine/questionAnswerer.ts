@@ -23,8 +23,10 @@ export interface QuestionMemory {
 
 export interface QuestionOptions extends SamplingOptions {
   question: string;
-  /** Chunks retrieved per layer (ReKV: 64). */
+  /** Chunks retrieved per layer (ReKV: 64); ignored when `selection` is given. */
   retrieve: number;
+  /** A fixed chunk set for every layer instead of retrieval (baselines: full, uniform, oracle); skips pass 1. */
+  selection?: readonly number[];
   /** Also keep the recent window in the answer context (ReKV leaves it out); default false. */
   includeWindow?: boolean;
   maxNewTokens: number;
@@ -43,7 +45,13 @@ export interface Evidence {
 export interface QuestionAnswer extends GenerationResult {
   evidence: Evidence[];
   contextTokens: number;
+  /** Pass 1 and the index search. */
   retrievalMs: number;
+  /** Reading chunks (RAM or disk) and assembling the per-layer context. */
+  loadMs: number;
+  /** Time to first token: retrieval + load + prefill. */
+  ttftMs: number;
+  totalMs: number;
 }
 
 /**
@@ -59,9 +67,14 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
   const started = performance.now();
   const sinks = [...encoder.window.sinkChunks];
   const window = [...encoder.window.windowChunks];
+  const numLayers = encoder.geometry.numLayers;
 
-  let retrieval: LayerRetrieval = { chunkIds: Array.from({ length: encoder.geometry.numLayers }, () => []), scores: [] };
-  if (options.retrieve > 0) {
+  let retrieval: LayerRetrieval = { chunkIds: Array.from({ length: numLayers }, () => []), scores: [] };
+  if (options.selection) {
+    const inContext = new Set([...sinks, ...(options.includeWindow ? window : [])].map((c) => c.chunkId));
+    const ids = [...new Set(options.selection)].filter((id) => !inContext.has(id));
+    retrieval = { chunkIds: Array.from({ length: numLayers }, () => ids), scores: Array.from({ length: numLayers }, () => ids.map(() => 0)) };
+  } else if (options.retrieve > 0) {
     const rawIds = model.tokenizer.encode(options.question);
     const pass1Context = encoder.assembleContext([...sinks, ...window]);
     const pass1 = await model.decoder.step({
@@ -75,6 +88,7 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
     retrieval = await memory.retrieve(pass1.queries!, options.retrieve, exclude);
   }
 
+  const retrievalMs = performance.now() - started;
   const wanted = [...new Set(retrieval.chunkIds.flat())];
   const loaded = new Map((await memory.loadChunks(wanted)).map((c) => [c.chunkId, c]));
   const perLayer = retrieval.chunkIds.map((ids) => [
@@ -87,11 +101,20 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
     ...(options.includeWindow ? window : []),
   ]);
   const context = assembleLayeredContext(encoder.prefix, perLayer, encoder.geometry);
-  const retrievalMs = performance.now() - started;
+  const past = toKvCache(context, model.decoder.info);
+  const loadMs = performance.now() - started - retrievalMs;
 
   const promptIds = model.tokenizer.encode(encoder.format.question(options.question));
-  const result = await generate(model, { inputsEmbeds: await model.embed(promptIds), past: toKvCache(context, model.decoder.info) }, options);
-  return { ...result, evidence: collectEvidence(retrieval, loaded), contextTokens: context.length, retrievalMs };
+  const result = await generate(model, { inputsEmbeds: await model.embed(promptIds), past }, options);
+  return {
+    ...result,
+    evidence: collectEvidence(retrieval, loaded),
+    contextTokens: context.length,
+    retrievalMs,
+    loadMs,
+    ttftMs: retrievalMs + loadMs + result.prefillMs,
+    totalMs: performance.now() - started,
+  };
 }
 
 function collectEvidence(retrieval: LayerRetrieval, chunks: ReadonlyMap<number, FrameChunk>): Evidence[] {

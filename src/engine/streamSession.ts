@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { FrameChunk, KvStorageDtype } from '../../memory/frameChunk.js';
 import { ChunkStore } from '../../memory/store/index.js';
 import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
-import { retrievalQueries, StreamIndex, type TimeRange } from '../../retrieval/index.js';
+import { type ChunkTimes, oracle, retrievalQueries, StreamIndex, type TimeRange, uniform } from '../../retrieval/index.js';
 import { VigilError } from '../errors.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
@@ -29,11 +29,31 @@ export interface StreamSessionOptions {
   retrievalMode?: 'per-layer' | 'shared';
 }
 
-export interface AskOptions extends Omit<QuestionOptions, 'retrieve'> {
-  /** Chunks retrieved per layer; default 64 (ReKV). */
+/**
+ * How the answer context is chosen (design.md section 4):
+ * - rekv: per-layer top-r retrieval by the question's pre-RoPE queries (default);
+ * - window: sinks + the recent window only (StreamingLLM), nothing retrieved;
+ * - full: every frame seen (short streams only: the context grows with the stream);
+ * - uniform: r frames spread evenly over the stream (offline Video-LLM sampling, from stored KV);
+ * - oracle: the frames given as ground truth (`oracleTimes` or `oracleChunkIds`).
+ */
+export type AnswerMode = 'rekv' | 'window' | 'full' | 'uniform' | 'oracle';
+export const ANSWER_MODES: readonly AnswerMode[] = ['rekv', 'window', 'full', 'uniform', 'oracle'];
+
+export interface AskOptions extends Omit<QuestionOptions, 'retrieve' | 'selection'> {
+  mode?: AnswerMode;
+  /** Chunks per layer for rekv, frames for uniform; default 64 (ReKV). */
   retrieve?: number;
-  /** Only chunks overlapping this stream-time range are candidates. */
+  /** Only chunks overlapping this stream-time range are candidates (rekv, uniform, full). */
   timeRange?: TimeRange;
+  /** oracle: the ground-truth stream-time intervals... */
+  oracleTimes?: TimeRange[];
+  /** ...or the ground-truth chunk ids. */
+  oracleChunkIds?: number[];
+}
+
+export interface SessionAnswer extends QuestionAnswer {
+  mode: AnswerMode;
 }
 
 export interface StreamSessionStats {
@@ -54,6 +74,8 @@ export interface StreamSessionStats {
  */
 export class StreamSession {
   private queue: Promise<unknown> = Promise.resolve();
+  /** Times of every stored chunk, in id order (baselines pick from these without touching the store). */
+  private readonly times: ChunkTimes[] = [];
   private framesEncoded = 0;
   private lastT: number | null = null;
   private closed = false;
@@ -73,6 +95,7 @@ export class StreamSession {
     const { numLayers, numKvHeads, headDim } = encoder.geometry;
     fs.mkdirSync(options.dir, { recursive: true });
     const indexRef: { index: StreamIndex } = { index: StreamIndex.create({ numLayers, dim: numKvHeads * headDim }) };
+    const sessionRef: { session?: StreamSession } = {};
     const store = ChunkStore.open({
       dir: streamStoreDir(options.dir),
       geometry: { numLayers, numKvHeads, headDim },
@@ -82,12 +105,18 @@ export class StreamSession {
       ...(options.cacheBytes !== undefined ? { cacheBytes: options.cacheBytes } : {}),
       ...(options.segmentBytes ? { segmentBytes: options.segmentBytes } : {}),
       // Retention removes manifest rows first; the index follows (it is derived data).
-      onChunksRemoved: (ids) => indexRef.index.removeChunks(ids),
+      onChunksRemoved: (ids) => {
+        indexRef.index.removeChunks(ids);
+        sessionRef.session?.forgetChunks(ids);
+      },
     });
     try {
-      const storedIds = [...storedChunks(store)].map((meta) => meta.chunkId);
+      const stored = [...storedChunks(store)].map(({ chunkId, tStart, tEnd }) => ({ chunkId, tStart, tEnd }));
+      const storedIds = stored.map((c) => c.chunkId);
       indexRef.index = await loadOrRebuildIndex(store, streamIndexDir(options.dir), storedIds, numLayers, numKvHeads * headDim);
       const session = new StreamSession(encoder, store, indexRef, options);
+      session.times.push(...stored);
+      sessionRef.session = session;
       await session.restoreWindow(storedIds);
       return session;
     } catch (error) {
@@ -111,6 +140,7 @@ export class StreamSession {
       if (this.lastT !== null && t < this.lastT) throw new VigilError('BAD_INPUT', `frame time ${t} is before the previous frame (${this.lastT})`);
       const { chunk } = await this.encoder.encodeFrame(image, t, wallTime);
       await this.store.append(chunk);
+      this.times.push({ chunkId: chunk.chunkId, tStart: chunk.tStart, tEnd: chunk.tEnd });
       this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
       this.framesEncoded++;
       this.lastT = t;
@@ -118,9 +148,45 @@ export class StreamSession {
     });
   }
 
-  /** Answers a question from this stream's memory (ReKV two-pass retrieval). */
-  ask(options: AskOptions): Promise<QuestionAnswer> {
-    return this.serialize(() => answerQuestion(this.encoder, this.questionMemory(options), { ...options, retrieve: options.retrieve ?? 64 }));
+  /** Answers a question from this stream's memory (rekv by default; baselines by `mode`). */
+  ask(options: AskOptions): Promise<SessionAnswer> {
+    const mode = options.mode ?? 'rekv';
+    if (!ANSWER_MODES.includes(mode)) throw new VigilError('BAD_INPUT', `unknown mode '${String(mode)}' (${ANSWER_MODES.join(', ')})`);
+    const r = options.retrieve ?? 64;
+    return this.serialize(async () => {
+      const base = { ...options, retrieve: r };
+      const memory = this.questionMemory(options);
+      const inRange = (c: ChunkTimes) => !options.timeRange || (c.tEnd >= options.timeRange.start && c.tStart <= options.timeRange.end);
+      let answer: QuestionAnswer;
+      switch (mode) {
+        case 'rekv':
+          answer = await answerQuestion(this.encoder, memory, base);
+          break;
+        case 'window':
+          answer = await answerQuestion(this.encoder, memory, { ...base, retrieve: 0, includeWindow: true });
+          break;
+        case 'full':
+          answer = await answerQuestion(this.encoder, memory, { ...base, includeWindow: true, selection: this.times.filter(inRange).map((c) => c.chunkId) });
+          break;
+        case 'uniform':
+          answer = await answerQuestion(this.encoder, memory, { ...base, includeWindow: false, selection: uniform(this.times.filter(inRange), r) });
+          break;
+        case 'oracle': {
+          if (!options.oracleChunkIds && !options.oracleTimes) throw new VigilError('BAD_INPUT', 'mode oracle needs oracleTimes or oracleChunkIds');
+          const ids = options.oracleChunkIds ?? oracle(this.times, options.oracleTimes!);
+          answer = await answerQuestion(this.encoder, memory, { ...base, includeWindow: false, selection: ids });
+          break;
+        }
+      }
+      return { ...answer, mode };
+    });
+  }
+
+  /** Drops chunks removed by retention from the baselines' catalog. */
+  private forgetChunks(ids: readonly number[]): void {
+    const gone = new Set(ids);
+    const kept = this.times.filter((c) => !gone.has(c.chunkId));
+    this.times.splice(0, this.times.length, ...kept);
   }
 
   stats(): StreamSessionStats {

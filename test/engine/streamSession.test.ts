@@ -62,6 +62,32 @@ describe('StreamSession with probe-needle', () => {
     }
   });
 
+  it('answer modes: window and uniform miss the evicted needle; full, oracle and rekv find it; time ranges filter', async () => {
+    const session = await ingest(path.join(scratch, 'modes'));
+    try {
+      const q = 'What color was the square on the red screen?';
+      const run = (options: Omit<Parameters<StreamSession['ask']>[0], 'maxNewTokens'>) =>
+        session.ask({ ...options, maxNewTokens: 4 }).then((a) => ({ text: a.text.trim(), a }));
+      assert.equal((await run({ question: q, mode: 'window' })).text, 'unknown');
+      assert.equal((await run({ question: q, mode: 'uniform', retrieve: 4 })).text, 'unknown');
+      const full = await run({ question: q, mode: 'full' });
+      assert.equal(full.text, 'green');
+      assert.equal(full.a.mode, 'full');
+      assert.equal((await run({ question: q, mode: 'oracle', oracleTimes: [{ start: NEEDLE_AT, end: NEEDLE_AT }] })).text, 'green');
+      assert.equal((await run({ question: q, mode: 'oracle', oracleChunkIds: [NEEDLE_AT + 1] })).text, 'unknown');
+      assert.equal((await run({ question: q, retrieve: 4, timeRange: { start: 0, end: 15 } })).text, 'green');
+      const later = await run({ question: q, retrieve: 4, timeRange: { start: 20, end: 40 } });
+      assert.equal(later.text, 'unknown');
+      assert.ok(later.a.evidence.every((e) => e.tStart >= 20));
+      const timed = (await run({ question: q, retrieve: 4 })).a;
+      assert.ok(timed.ttftMs >= timed.retrievalMs + timed.loadMs && timed.totalMs >= timed.ttftMs);
+      await assert.rejects(run({ question: q, mode: 'oracle' }), /needs oracleTimes/);
+      await assert.rejects(async () => run({ question: q, mode: 'nope' as 'rekv' }), /unknown mode 'nope'/);
+    } finally {
+      await session.close();
+    }
+  });
+
   it('chunks read back from disk assemble to exactly the in-RAM context (float32 storage)', async () => {
     const dir = path.join(scratch, 'exact');
     const kept: FrameChunk[] = [];

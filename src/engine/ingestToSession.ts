@@ -1,0 +1,59 @@
+import { frameToModelInput, modelFrameSize } from '../../ingest/modelAdapter.js';
+import { openSource, type OpenSourceOptions, type SourceInput, type VideoSource } from '../../ingest/index.js';
+import { VigilError } from '../errors.js';
+import type { StreamSession } from './streamSession.js';
+
+export interface IngestProgress {
+  framesEncoded: number;
+  /** Stream time of the last encoded frame. */
+  t: number;
+  /** Known length of a finite source in seconds, else null. */
+  durationS: number | null;
+}
+
+export interface IngestOptions extends Omit<OpenSourceOptions, 'size'> {
+  onProgress?: (progress: IngestProgress) => void;
+  /** Stops the ingest (the source is stopped, its ffmpeg killed). */
+  signal?: AbortSignal;
+}
+
+export interface IngestResult {
+  framesEncoded: number;
+  source: ReturnType<VideoSource['stats']>;
+}
+
+/** The side of the square frame the model's vision encoder takes. */
+export function modelFrameSide(session: StreamSession): number {
+  const config = session.model.imageConfig;
+  return config.tileSize ?? config.height ?? 512;
+}
+
+/**
+ * Feeds a source into a stream session until it ends (files) or is stopped: ffmpeg scales each
+ * sampled frame to the encoder's size, then normalization, vision encoder, decoder, store, index.
+ */
+export async function ingestIntoSession(session: StreamSession, input: SourceInput, options: IngestOptions = {}): Promise<IngestResult> {
+  const side = modelFrameSide(session);
+  const { onProgress, signal, ...sourceOptions } = options;
+  const source = await openSource(input, { ...sourceOptions, size: modelFrameSize(side) });
+  const stop = () => void source.stop();
+  signal?.addEventListener('abort', stop, { once: true });
+  let framesEncoded = 0;
+  try {
+    for await (const frame of source) {
+      if (signal?.aborted) break;
+      const image = await frameToModelInput(frame, session.model.imageConfig, side);
+      await session.addFrame(image, frame.t, frame.wallTime);
+      framesEncoded++;
+      onProgress?.({ framesEncoded, t: frame.t, durationS: source.probe?.durationS ?? null });
+    }
+  } finally {
+    signal?.removeEventListener('abort', stop);
+    await source.stop();
+  }
+  const stats = source.stats();
+  if (stats.state === 'failed' && stats.lastError) {
+    throw new VigilError(stats.lastError.code, stats.lastError.message);
+  }
+  return { framesEncoded, source: stats };
+}
