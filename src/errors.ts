@@ -18,7 +18,8 @@ export type VigilErrorCode =
   | 'STORE_CLOSED'
   | 'INDEX_CORRUPT' // retrieval/: an index folder that is damaged, foreign, or disagrees with its own meta.
   // ingest/: sources that cannot be read, reached or decoded (docs/ingest.md lists which input gives which).
-  | 'NOT_A_VIDEO' | 'CORRUPT_VIDEO' | 'UNSUPPORTED_CODEC' | 'SOURCE_UNREACHABLE' | 'SOURCE_AUTH' | 'SOURCE_NOT_FOUND' | 'SOURCE_TIMEOUT' | 'SOURCE_SCHEME' | 'SOURCE_STALLED' | 'SOURCE_FAILED' | 'FFMPEG_MISSING';
+  | 'NOT_A_VIDEO' | 'CORRUPT_VIDEO' | 'UNSUPPORTED_CODEC' | 'SOURCE_UNREACHABLE' | 'SOURCE_AUTH' | 'SOURCE_NOT_FOUND' | 'SOURCE_TIMEOUT' | 'SOURCE_SCHEME' | 'SOURCE_STALLED' | 'SOURCE_FAILED' | 'FFMPEG_MISSING'
+  | 'STREAM_NOT_FOUND' | 'STREAM_EXISTS' | 'STREAM_UNAVAILABLE' | 'SOURCE_FORBIDDEN' | 'OVERLOADED' | 'CANCELLED'; // engine/manager: the multi-stream service.
 
 export class VigilError extends Error {
   override readonly name = 'VigilError';

@@ -13,6 +13,8 @@ export interface IngestProgress {
 
 export interface IngestOptions extends Omit<OpenSourceOptions, 'size'> {
   onProgress?: (progress: IngestProgress) => void;
+  /** Resuming: frames at or before this stream time are already in memory and are skipped. */
+  skipUntilAfter?: number;
   /** Stops the ingest (the source is stopped, its ffmpeg killed). */
   signal?: AbortSignal;
 }
@@ -34,7 +36,7 @@ export function modelFrameSide(session: StreamSession): number {
  */
 export async function ingestIntoSession(session: StreamSession, input: SourceInput, options: IngestOptions = {}): Promise<IngestResult> {
   const side = modelFrameSide(session);
-  const { onProgress, signal, ...sourceOptions } = options;
+  const { onProgress, signal, skipUntilAfter, ...sourceOptions } = options;
   const source = await openSource(input, { ...sourceOptions, size: modelFrameSize(side) });
   const stop = () => void source.stop();
   signal?.addEventListener('abort', stop, { once: true });
@@ -42,6 +44,7 @@ export async function ingestIntoSession(session: StreamSession, input: SourceInp
   try {
     for await (const frame of source) {
       if (signal?.aborted) break;
+      if (skipUntilAfter !== undefined && frame.t <= skipUntilAfter) continue;
       const image = await frameToModelInput(frame, session.model.imageConfig, side);
       await session.addFrame(image, frame.t, frame.wallTime);
       framesEncoded++;

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { VigilError } from '../errors.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
+import { contentHash } from './fileFingerprint.js';
 import { type IngestProgress, ingestIntoSession } from './ingestToSession.js';
 import { StreamSession, type StreamSessionOptions } from './streamSession.js';
 
@@ -12,71 +13,107 @@ export interface OfflineVideoOptions {
   sinkFrames?: number;
   windowFrames?: number;
   storageDtype?: StreamSessionOptions['storageDtype'];
-  /** Re-encode even when a complete memory of this video exists. */
+  /** Re-encode from scratch even when a memory of this video exists. */
   rebuild?: boolean;
   onProgress?: (progress: IngestProgress) => void;
+  signal?: AbortSignal;
 }
 
 export interface OfflineVideoMemory {
   session: StreamSession;
   dir: string;
-  /** True when an existing memory was reused (no frame was encoded). */
-  reused: boolean;
+  /** 'reused': complete memory found; 'resumed': an interrupted encode was continued; 'built': encoded now. */
+  status: 'reused' | 'resumed' | 'built';
   framesEncoded: number;
 }
 
 interface MemoryRecord {
   video: string;
-  size: number;
-  mtimeMs: number;
+  videoSha256: string;
   settings: Record<string, unknown>;
   complete: boolean;
-  framesEncoded: number;
+}
+
+/** The files whose content defines the model: config, tokenizer, the graphs in use and their external data. */
+function modelFiles(model: VisionLanguageModel): string[] {
+  const graphs = [model.vision.file, model.embedder.file, model.decoder.graph.file];
+  const data = graphs.map((g) => `${g}_data`).filter((f) => fs.existsSync(f));
+  return [path.join(model.config.dir, 'config.json'), path.join(model.config.dir, 'tokenizer.json'), ...graphs, ...data];
+}
+
+function checkWritable(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (error) {
+    throw new VigilError('BAD_INPUT', `data folder ${dir} is not writable (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
+  }
 }
 
 /**
- * A long video's memory on disk, reused across runs: keyed by the file (path, size, mtime), the
- * model folder and the encoding settings, so asking again costs a question, not a re-encode. A
- * memory whose ingest did not finish is rebuilt.
+ * A long video's memory on disk, reused across runs. Its identity is the video's content hash, the
+ * model files' content hashes and the encoding settings, so nothing is reused across incompatible
+ * settings. An interrupted encode (Ctrl-C, SIGKILL) is never marked complete: the next run reopens
+ * the store (recovery drops any torn tail) and continues from the last committed frame.
  */
 export async function openOfflineVideo(model: VisionLanguageModel, video: string, options: OfflineVideoOptions): Promise<OfflineVideoMemory> {
   const file = path.resolve(video);
   if (!fs.existsSync(file)) throw new VigilError('FILE_NOT_FOUND', `video not found: ${file}`);
-  const stat = fs.statSync(file);
-  if (!stat.isFile()) throw new VigilError('BAD_INPUT', `${file} is not a file`);
+  if (!fs.statSync(file).isFile()) throw new VigilError('BAD_INPUT', `${file} is not a file`);
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+  } catch {
+    throw new VigilError('BAD_INPUT', `video ${file} is not readable`);
+  }
+  const offlineDir = path.join(options.dataDir, 'offline');
+  checkWritable(offlineDir);
+  const hashCache = path.join(offlineDir, 'file-hashes.json');
+  const videoSha256 = await contentHash(file, hashCache);
+  const modelHashes: string[] = [];
+  for (const f of modelFiles(model)) modelHashes.push(await contentHash(f, hashCache));
   const settings = {
-    model: model.config.dir,
-    modelConfig: crypto.createHash('sha256').update(fs.readFileSync(path.join(model.config.dir, 'config.json'))).digest('hex').slice(0, 16),
+    model: crypto.createHash('sha256').update(modelHashes.join(',')).digest('hex').slice(0, 16),
     fps: options.fps ?? 1,
     sinkFrames: options.sinkFrames ?? 1,
     windowFrames: options.windowFrames ?? 16,
     storageDtype: options.storageDtype ?? 'float32',
   };
-  const key = crypto.createHash('sha256').update(JSON.stringify({ file, size: stat.size, mtimeMs: stat.mtimeMs, settings })).digest('hex').slice(0, 20);
-  const dir = path.join(options.dataDir, 'offline', key);
+  const key = crypto.createHash('sha256').update(JSON.stringify({ videoSha256, settings })).digest('hex').slice(0, 20);
+  const dir = path.join(offlineDir, key);
   const recordFile = path.join(dir, 'video.json');
   const record = readRecord(recordFile);
-  const reuse = !options.rebuild && record?.complete === true;
-  if (!reuse) fs.rmSync(dir, { recursive: true, force: true });
+  if (options.rebuild || !record) fs.rmSync(dir, { recursive: true, force: true });
+  const writeRecord = (complete: boolean) => {
+    fs.mkdirSync(dir, { recursive: true });
+    const partial = `${recordFile}.partial`;
+    fs.writeFileSync(partial, `${JSON.stringify({ video: file, videoSha256, settings, complete } satisfies MemoryRecord, null, 2)}\n`);
+    fs.renameSync(partial, recordFile);
+  };
 
   const session = await StreamSession.open(model, {
     dir,
     sinkFrames: settings.sinkFrames,
     windowFrames: settings.windowFrames,
     storageDtype: settings.storageDtype,
-    fsync: 'none',
+    fsync: { intervalMs: 1000 },
   });
-  if (reuse) return { session, dir, reused: true, framesEncoded: record!.framesEncoded };
+  const stored = session.stats().storedChunks;
+  if (record?.complete && !options.rebuild) return { session, dir, status: 'reused', framesEncoded: stored };
   try {
-    const write = (complete: boolean, framesEncoded: number) =>
-      fs.writeFileSync(recordFile, `${JSON.stringify({ video: file, size: stat.size, mtimeMs: stat.mtimeMs, settings, complete, framesEncoded } satisfies MemoryRecord, null, 2)}\n`);
-    write(false, 0);
-    const result = await ingestIntoSession(session, file, { fps: settings.fps, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
-    if (result.framesEncoded === 0) throw new VigilError('NOT_A_VIDEO', `${file}: no frame could be sampled`);
-    // Complete only once every chunk is durable: a crash before this line means a rebuild next time.
+    writeRecord(false);
+    const resumeAfter = stored > 0 ? session.stats().lastFrameTime : null;
+    const result = await ingestIntoSession(session, file, {
+      fps: settings.fps,
+      ...(resumeAfter !== null ? { startAtS: (Math.floor(resumeAfter * settings.fps + 1e-9) + 1) / settings.fps, skipUntilAfter: resumeAfter } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    if (options.signal?.aborted) throw new VigilError('BAD_INPUT', 'interrupted; the memory will be completed on the next run');
+    if (stored + result.framesEncoded === 0) throw new VigilError('NOT_A_VIDEO', `${file}: no frame could be sampled`);
+    // Complete only once every chunk is durable: a crash before this line means a resume next time.
     await session.store.flush();
-    write(true, result.framesEncoded);
-    return { session, dir, reused: false, framesEncoded: result.framesEncoded };
+    writeRecord(true);
+    return { session, dir, status: stored > 0 ? 'resumed' : 'built', framesEncoded: stored + result.framesEncoded };
   } catch (error) {
     await session.close();
     throw error;

@@ -1,9 +1,18 @@
-import { assembleLayeredContext } from '../../memory/contextAssembler.js';
+import { meanOverTokens } from '../../kernels/pool.js';
+import { rotateHeads } from '../../kernels/rope.js';
+import { assembleLayeredContext, type KvGeometry } from '../../memory/contextAssembler.js';
+import { sliceTokens } from '../../memory/kvLayout.js';
+import { retrievalQueries } from '../../retrieval/queryVectors.js';
+import type { KvCache } from '../model/kvCache.js';
+import { toFloat32 } from '../model/tensors.js';
 import type { FrameChunk } from '../../memory/frameChunk.js';
 import { VigilError } from '../errors.js';
 import { generate, type GenerationResult, type SamplingOptions } from '../model/generate.js';
 import { toKvCache } from './kvContext.js';
 import type { StreamEncoder } from './streamEncoder.js';
+
+/** Longer questions are refused: they would crowd the retrieved frames out of the context. */
+export const MAX_QUESTION_CHARS = 2000;
 
 /** Per-layer chunk choice for one question: the same count on every layer. */
 export interface LayerRetrieval {
@@ -15,7 +24,10 @@ export interface LayerRetrieval {
 
 /** Where retrieval and chunk payloads come from; the stream session provides both. */
 export interface QuestionMemory {
-  /** Chooses r chunks per layer from pass-1 query taps (per layer [S, heads*D]), never one in `exclude`. */
+  /**
+   * Chooses r chunks per layer, never one in `exclude`, from per-layer query vectors in the chunk
+   * representatives' form ([numKvHeads * headDim]: mean pre-RoPE query, heads summed per KV group).
+   */
   retrieve(queries: Float32Array[], r: number, exclude: ReadonlySet<number>): Promise<LayerRetrieval>;
   /** Loads chunks by id (RAM first, then disk). */
   loadChunks(ids: readonly number[]): Promise<FrameChunk[]>;
@@ -44,6 +56,18 @@ export interface Evidence {
 
 export interface QuestionAnswer extends GenerationResult {
   evidence: Evidence[];
+  /**
+   * The chunks put in each layer's context besides sinks (and window): layerChunkIds[layer], as
+   * retrieved (rekv) or the fixed selection (baselines). Evidence merges layers; evaluations need
+   * the layer that carries the retrieval signal (V-NIAH recall, docs/EVALUATION.md).
+   */
+  layerChunkIds: number[][];
+  /**
+   * What retrieval scored with: 'taps' = the question's pre-RoPE queries (ReKV); 'keys' = the
+   * question's own pre-RoPE keys, a proxy used when the decoder exposes no q projections;
+   * 'none' = nothing was retrieved.
+   */
+  queryKind: 'taps' | 'keys' | 'none';
   contextTokens: number;
   /** Pass 1 and the index search. */
   retrievalMs: number;
@@ -63,6 +87,9 @@ export interface QuestionAnswer extends GenerationResult {
 export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMemory, options: QuestionOptions): Promise<QuestionAnswer> {
   const { model } = encoder;
   if (options.question.trim() === '') throw new VigilError('BAD_INPUT', 'the question is empty');
+  if (options.question.length > MAX_QUESTION_CHARS) {
+    throw new VigilError('BAD_INPUT', `the question has ${options.question.length} characters; the limit is ${MAX_QUESTION_CHARS}`);
+  }
   if (!Number.isInteger(options.retrieve) || options.retrieve < 0) throw new VigilError('BAD_INPUT', `retrieve must be an integer >= 0, got ${options.retrieve}`);
   const started = performance.now();
   const sinks = [...encoder.window.sinkChunks];
@@ -70,6 +97,7 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
   const numLayers = encoder.geometry.numLayers;
 
   let retrieval: LayerRetrieval = { chunkIds: Array.from({ length: numLayers }, () => []), scores: [] };
+  let queryKind: QuestionAnswer['queryKind'] = 'none';
   if (options.selection) {
     const inContext = new Set([...sinks, ...(options.includeWindow ? window : [])].map((c) => c.chunkId));
     const ids = [...new Set(options.selection)].filter((id) => !inContext.has(id));
@@ -77,15 +105,21 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
   } else if (options.retrieve > 0) {
     const rawIds = model.tokenizer.encode(options.question);
     const pass1Context = encoder.assembleContext([...sinks, ...window]);
+    const info = model.decoder.info;
+    queryKind = info.queryTapNames ? 'taps' : 'keys';
     const pass1 = await model.decoder.step({
       inputsEmbeds: await model.embed(rawIds),
       past: encoder.toCache(pass1Context),
       logits: 'none',
-      queries: true,
+      queries: queryKind === 'taps',
     });
+    const queries =
+      queryKind === 'taps'
+        ? retrievalQueries(pass1.queries!, { numHeads: info.numHeads, numKvHeads: info.numKvHeads, headDim: info.headDim })
+        : questionKeyMeans(pass1.present, pass1Context.length, rawIds.length, encoder.geometry);
     const exclude = new Set(sinks.map((c) => c.chunkId));
     if (options.includeWindow) for (const c of window) exclude.add(c.chunkId);
-    retrieval = await memory.retrieve(pass1.queries!, options.retrieve, exclude);
+    retrieval = await memory.retrieve(queries, options.retrieve, exclude);
   }
 
   const retrievalMs = performance.now() - started;
@@ -109,12 +143,25 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
   return {
     ...result,
     evidence: collectEvidence(retrieval, loaded),
+    layerChunkIds: retrieval.chunkIds,
+    queryKind,
     contextTokens: context.length,
     retrievalMs,
     loadMs,
     ttftMs: retrievalMs + loadMs + result.prefillMs,
     totalMs: performance.now() - started,
   };
+}
+
+/** Fallback query: the mean pre-RoPE key of the question tokens per layer (already in KV-group form). */
+function questionKeyMeans(present: KvCache, start: number, count: number, geo: KvGeometry): Float32Array[] {
+  const { numKvHeads: heads, headDim } = geo;
+  const positions = Array.from({ length: count }, (_, i) => start + i);
+  return present.layers.map((layer) => {
+    const keys = sliceTokens(toFloat32(layer.key), heads, present.length, headDim, start, count);
+    rotateHeads(keys, heads, count, headDim, positions, geo.invFreq, -1, keys);
+    return meanOverTokens(keys, heads, count, headDim);
+  });
 }
 
 function collectEvidence(retrieval: LayerRetrieval, chunks: ReadonlyMap<number, FrameChunk>): Evidence[] {

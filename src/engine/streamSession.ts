@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { FrameChunk, KvStorageDtype } from '../../memory/frameChunk.js';
 import { ChunkStore } from '../../memory/store/index.js';
 import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
-import { type ChunkTimes, oracle, retrievalQueries, StreamIndex, type TimeRange, uniform } from '../../retrieval/index.js';
+import { type ChunkTimes, oracle, StreamIndex, type TimeRange, uniform } from '../../retrieval/index.js';
 import { VigilError } from '../errors.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
@@ -226,10 +226,8 @@ export class StreamSession {
   }
 
   private questionMemory(options: AskOptions): QuestionMemory {
-    const info = this.model.decoder.info;
     return {
-      retrieve: async (taps, r, exclude) => {
-        const queries = retrievalQueries(taps, { numHeads: info.numHeads, numKvHeads: info.numKvHeads, headDim: info.headDim });
+      retrieve: async (queries, r, exclude) => {
         const result = this.index.retrieve(queries, r, {
           exclude,
           mode: this.options.retrievalMode ?? 'per-layer',

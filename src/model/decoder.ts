@@ -52,11 +52,14 @@ export interface DecoderStepOutput {
 export class Decoder {
   readonly info: DecoderInfo;
 
+  /** `tapNames`: per-layer outputs to use as query taps (from graph surgery); default: found by name. */
   constructor(
     readonly graph: OnnxGraph,
     config: ModelConfig,
+    tapNames?: string[],
   ) {
     this.info = readDecoderInfo(graph, config);
+    if (tapNames) this.info.queryTapNames = tapNames;
   }
 
   emptyCache(): KvCache {

@@ -1,7 +1,9 @@
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { VigilError } from '../errors.js';
+import { vigilCacheDir } from '../cacheDir.js';
 import { Decoder } from './decoder.js';
+import { exposeQueryTaps } from './onnx/queryTapSurgery.js';
 import { type GraphDtype, resolveGraphFile } from './graphFiles.js';
 import { loadModelConfig, type ModelConfig, readJsonFile } from './modelConfig.js';
 import { OnnxGraph } from './onnxGraph.js';
@@ -14,6 +16,11 @@ import { VlmTokenizer } from './tokenizer.js';
 export interface LoadModelOptions {
   /** Weight format of all graphs (file suffix); default: config's transformers.js_config.dtype, else fp32. */
   dtype?: GraphDtype;
+  /**
+   * 'auto' (default): when the decoder does not expose its per-layer q projections, expose them by
+   * graph surgery on a cached copy; 'off': never (retrieval then falls back to the question's keys).
+   */
+  queryTaps?: 'auto' | 'off';
 }
 
 /** The end-of-turn token each family's chat template emits; generation stops on it too. */
@@ -55,8 +62,15 @@ export class VisionLanguageModel {
       await Promise.all(opened.map((g) => g.dispose()));
       throw error;
     }
-    const [vision, embedder, decoderGraph] = opened as [OnnxGraph, OnnxGraph, OnnxGraph];
-    const decoder = new Decoder(decoderGraph, config);
+    const [vision, embedder, firstDecoderGraph] = opened as [OnnxGraph, OnnxGraph, OnnxGraph];
+    let decoder = new Decoder(firstDecoderGraph, config);
+    if (!decoder.info.queryTapNames && options.queryTaps !== 'off') {
+      const surgery = exposeQueryTaps(firstDecoderGraph.file, decoder.info.numLayers, decoder.info.embedType, vigilCacheDir());
+      if (surgery) {
+        await firstDecoderGraph.dispose();
+        decoder = new Decoder(await OnnxGraph.open(surgery.file), config, surgery.tapNames);
+      }
+    }
     const eos = new Set(config.eosTokenIds);
     const turnEnd = tokenizer.tokenToId(TURN_END_TOKEN[config.family]);
     if (turnEnd !== undefined) eos.add(turnEnd);

@@ -1,19 +1,21 @@
 import { Command } from 'commander';
 import { vigilDataDir } from '../../cacheDir.js';
 import { openOfflineVideo } from '../../engine/offlineVideo.js';
+import { ANSWER_MODES, type AnswerMode, type SessionAnswer } from '../../engine/streamSession.js';
+import { VigilError } from '../../errors.js';
 import { type GraphDtype, isGraphDtype } from '../../model/graphFiles.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
-import { VigilError } from '../../errors.js';
 import { parseInteger, parseNumber, printJson } from '../options.js';
 import { stageProgress } from '../progress.js';
 import { resolveModelDir } from '../resolveModel.js';
 
 interface AskOptions {
   model: string;
+  mode: string;
   data: string;
   fps: number;
   window: number;
-  retrieve: number;
+  r: number;
   includeWindow?: boolean;
   maxNewTokens: number;
   storage: string;
@@ -22,7 +24,28 @@ interface AskOptions {
   json?: boolean;
 }
 
-const clock = (t: number) => `${Math.floor(t / 60)}:${(t % 60).toFixed(0).padStart(2, '0')}`;
+const clock = (t: number) => `${Math.floor(t / 60)}:${Math.floor(t % 60).toString().padStart(2, '0')}`;
+
+/** The JSON shape of one answer (issue #5): answer, mode, evidence with stream times, timing by phase. */
+function answerJson(question: string, a: SessionAnswer) {
+  return {
+    question,
+    answer: a.text.trim(),
+    mode: a.mode,
+    evidence: a.evidence.map((e) => ({ chunkId: e.chunkId, t: e.tStart, score: e.meanScore, layers: e.layers })),
+    timing: {
+      retrievalMs: round(a.retrievalMs),
+      loadMs: round(a.loadMs),
+      prefillMs: round(a.prefillMs),
+      ttftMs: round(a.ttftMs),
+      totalMs: round(a.totalMs),
+    },
+    contextTokens: a.contextTokens,
+    stopReason: a.stopReason,
+  };
+}
+
+const round = (ms: number) => Math.round(ms * 10) / 10;
 
 export function askCommand(): Command {
   return new Command('ask')
@@ -30,22 +53,31 @@ export function askCommand(): Command {
     .argument('<video>', 'video file')
     .argument('<questions...>', 'one or more questions')
     .option('--model <model>', 'model folder or probe model name', 'probe-needle')
-    .option('--data <dir>', 'where video memories are kept', vigilDataDir())
+    .option('--mode <mode>', `how the answer context is chosen: ${ANSWER_MODES.filter((m) => m !== 'oracle').join(', ')}`, 'rekv')
+    .option('--r <n>', 'frames retrieved per layer (rekv) or sampled (uniform)', parseInteger(1, 1024), 64)
     .option('--fps <f>', 'frames sampled per second', parseNumber(0.01, 30), 1)
     .option('--window <frames>', 'recent frames kept in context while encoding', parseInteger(1, 10000), 16)
-    .option('--retrieve <n>', 'frames retrieved per layer for each question', parseInteger(0, 1024), 64)
-    .option('--include-window', 'also put the last window of frames in the answer context')
+    .option('--include-window', 'rekv: also put the last window of frames in the answer context')
     .option('--max-new-tokens <n>', 'most tokens per answer', parseInteger(1, 4096), 64)
     .option('--storage <dtype>', 'KV storage on disk: float32, float16, int8', 'float32')
+    .option('--data <dir>', 'where video memories are kept', vigilDataDir())
     .option('--rebuild', 're-encode the video even if its memory exists')
     .option('--dtype <dtype>', 'model weight format (fp32, fp16, q8, q4, ...)')
-    .option('--json', 'print JSON')
+    .option('--json', 'print JSON: {answer, mode, evidence:[{chunkId, t, score}], timing:{...}} (an array for several questions)')
     .action(async (video: string, questions: string[], options: AskOptions) => {
+      const modes: readonly AnswerMode[] = ANSWER_MODES.filter((m) => m !== 'oracle');
+      if (!modes.includes(options.mode as AnswerMode)) throw new VigilError('BAD_INPUT', `unknown --mode '${options.mode}' (${modes.join(', ')})`);
       if (!['float32', 'float16', 'int8'].includes(options.storage)) throw new VigilError('BAD_INPUT', `--storage must be float32, float16 or int8, got '${options.storage}'`);
       if (options.dtype && !isGraphDtype(options.dtype)) throw new VigilError('BAD_INPUT', `unknown --dtype '${options.dtype}'`);
+      for (const q of questions) if (q.trim() === '') throw new VigilError('BAD_INPUT', 'a question is empty');
       const quiet = options.json ?? false;
       const model = await VisionLanguageModel.load(resolveModelDir(options.model, { quiet }), options.dtype ? { dtype: options.dtype as GraphDtype } : {});
       const progress = stageProgress('encoding', quiet);
+      // Ctrl-C stops the encode cleanly; the memory stays marked incomplete and the next run resumes it.
+      const abort = new AbortController();
+      const onSigint = () => abort.abort();
+      process.once('SIGINT', onSigint);
+      const started = Date.now();
       try {
         const memory = await openOfflineVideo(model, video, {
           dataDir: options.data,
@@ -53,7 +85,12 @@ export function askCommand(): Command {
           windowFrames: options.window,
           storageDtype: options.storage as 'float32',
           rebuild: options.rebuild ?? false,
-          onProgress: (p) => progress.update(Math.round(p.t), Math.max(Math.round(p.durationS ?? p.t), Math.round(p.t)), `${p.framesEncoded} frames`),
+          signal: abort.signal,
+          onProgress: (p) => {
+            const rate = p.framesEncoded / Math.max(1e-3, (Date.now() - started) / 1000);
+            const total = Math.max(Math.ceil(p.durationS ?? p.t), Math.ceil(p.t), 1);
+            progress.update(Math.min(Math.round(p.t), total), total, `${p.framesEncoded} frames, ${rate.toFixed(1)} frames/s`);
+          },
         });
         progress.stop();
         try {
@@ -61,23 +98,25 @@ export function askCommand(): Command {
           for (const question of questions) {
             const answer = await memory.session.ask({
               question,
-              retrieve: options.retrieve,
+              mode: options.mode as AnswerMode,
+              retrieve: options.r,
               includeWindow: options.includeWindow ?? false,
               maxNewTokens: options.maxNewTokens,
             });
-            answers.push({ question, answer: answer.text.trim(), evidence: answer.evidence, firstTokenMs: Math.round(answer.retrievalMs + answer.prefillMs), contextTokens: answer.contextTokens });
+            answers.push(answerJson(question, answer));
           }
-          if (options.json) return printJson({ video, memory: memory.dir, reused: memory.reused, framesEncoded: memory.framesEncoded, answers });
-          if (!quiet) process.stderr.write(`${memory.reused ? 'reused' : 'built'} memory of ${memory.framesEncoded} frames in ${memory.dir}\n`);
+          if (options.json) return printJson(answers.length === 1 ? answers[0] : answers);
+          process.stderr.write(`${memory.status} memory of ${memory.framesEncoded} frames (${memory.dir})\n`);
           for (const a of answers) {
-            const strongest = [...a.evidence].sort((x, y) => y.meanScore - x.meanScore).slice(0, 5).sort((x, y) => x.tStart - y.tStart);
-            const cited = strongest.map((e) => `${clock(e.tStart)} (${e.meanScore.toFixed(2)})`).join(', ') || '-';
-            process.stdout.write(`Q: ${a.question}\nA: ${a.answer}\n   strongest evidence at ${cited}; first token ${a.firstTokenMs} ms\n`);
+            const strongest = [...a.evidence].sort((x, y) => y.score - x.score).slice(0, 5).sort((x, y) => x.t - y.t);
+            const cited = strongest.map((e) => `${clock(e.t)} (${e.score.toFixed(2)})`).join(', ') || '-';
+            process.stdout.write(`Q: ${a.question}\nA: ${a.answer}\n   ${a.mode}: strongest evidence at ${cited}; first token ${Math.round(a.timing.ttftMs)} ms\n`);
           }
         } finally {
           await memory.session.close();
         }
       } finally {
+        process.off('SIGINT', onSigint);
         progress.stop();
         await model.dispose();
       }

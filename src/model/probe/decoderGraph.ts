@@ -11,7 +11,8 @@ import { floatScalar, linear, maskValue, type ProbeGraphContext, weight } from '
  * The math follows HF's eager Llama: RMSNorm, GQA with rotate-half RoPE (optionally partial),
  * causal + padding mask, softmax in float32, SwiGLU MLP.
  */
-export function buildDecoderGraph(ctx: ProbeGraphContext, geo: TextGeometry): void {
+export function buildDecoderGraph(ctx: ProbeGraphContext, geo: TextGeometry, options: { queryTaps?: boolean } = {}): void {
+  const exposeTaps = options.queryTaps ?? true;
   const { g, dtype } = ctx;
   const { hiddenSize: H, numHeads, numKvHeads, headDim: D, numLayers } = geo;
   const rep = numHeads / numKvHeads;
@@ -49,7 +50,7 @@ export function buildDecoderGraph(ctx: ProbeGraphContext, geo: TextGeometry): vo
         const presentValue = g.op('Concat', [pastValue, vHeads], { axis: 2 });
         g.output(presentKey, `present.${i}.key`, dtype, ['batch_size', numKvHeads, 'total_sequence_length', D]);
         g.output(presentValue, `present.${i}.value`, dtype, ['batch_size', numKvHeads, 'total_sequence_length', D]);
-        g.output(q, q, dtype, ['batch_size', 'sequence_length', numHeads * D]);
+        if (exposeTaps) g.output(q, q, dtype, ['batch_size', 'sequence_length', numHeads * D]);
         const context = groupedAttention(ctx, qRot, presentKey, presentValue, allowed, geo);
         return linear(ctx, context, `${prefix}.self_attn`, 'o_proj', numHeads * D, H, false);
       });
@@ -68,12 +69,13 @@ export function buildDecoderGraph(ctx: ProbeGraphContext, geo: TextGeometry): vo
     return g.op('MatMul', [finalNorm, w]);
   });
   g.output(logits, 'logits', dtype, ['batch_size', 'sequence_length', geo.vocabSize]);
-  // Exports list logits first, then present.{i}.key/value in layer order; the query taps come last.
+  // Exports list logits first, then present.{i}.key/value in layer order; the query taps come last
+  // (stock exports have none: `queryTaps: false` builds such a graph, to test the graph surgery).
   const layers = Array.from({ length: numLayers }, (_, i) => i);
   g.orderOutputs([
     'logits',
     ...layers.flatMap((i) => [`present.${i}.key`, `present.${i}.value`]),
-    ...layers.map((i) => queryTapName(i)),
+    ...(exposeTaps ? layers.map((i) => queryTapName(i)) : []),
   ]);
 }
 

@@ -148,7 +148,7 @@ function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onPro
   };
   writeGraph('embed_tokens', 'embed_tokens', (ctx) => buildEmbedGraph(ctx, spec.text.vocabSize, spec.text.hiddenSize));
   writeGraph('vision_encoder', 'vision_encoder', (ctx) => buildVision(ctx, spec.vision, spec.text.hiddenSize));
-  writeGraph('decoder', 'decoder_model_merged', (ctx) => buildDecoderGraph(ctx, spec.text));
+  writeGraph('decoder', 'decoder_model_merged', (ctx) => buildDecoderGraph(ctx, spec.text, { queryTaps: spec.queryTaps ?? true }));
   onProgress?.({ stage: 'done', done: stages.length, total: stages.length });
 }
 

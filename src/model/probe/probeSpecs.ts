@@ -10,6 +10,8 @@ export interface ProbeModelSpec {
   dtype: FloatType;
   /** 'random': seeded random weights; 'needle': hand-set weights and the hand-built needle vision encoder. */
   weights: 'random' | 'needle';
+  /** Expose the per-layer q projections as outputs (default true); real stock exports do not. */
+  queryTaps?: boolean;
   /** Keep large weights in `.onnx_data` files beside the graphs (as exports over 2 GB must). */
   externalData: boolean;
 }

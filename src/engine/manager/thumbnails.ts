@@ -1,0 +1,68 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import type { Frame } from '../../../ingest/index.js';
+
+/** Longest edge of a stored thumbnail (px): enough to recognise a scene in a list of evidence. */
+export const THUMBNAIL_EDGE = 160;
+
+/**
+ * The evidence pictures of one stream: `<stream>/thumbs/<chunkId>.jpg`, one small JPEG per chunk,
+ * made from the sampled frame when it is encoded (the KV cannot be turned back into pixels). They
+ * follow the chunk store: `prune(firstChunkId)` removes those whose chunk retention has deleted.
+ */
+export class ThumbnailStore {
+  /** Lowest chunk id that may still have a thumbnail (everything below was pruned). */
+  private floor = 0;
+  private newest: number | null = null;
+
+  constructor(readonly dir: string) {
+    fs.mkdirSync(dir, { recursive: true });
+    const ids = this.ids();
+    if (ids.length > 0) {
+      this.floor = ids[0]!;
+      this.newest = ids.at(-1)!;
+    }
+  }
+
+  async write(chunkId: number, frame: Frame): Promise<void> {
+    const jpeg = await sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } })
+      .resize({ width: THUMBNAIL_EDGE, height: THUMBNAIL_EDGE, fit: 'inside', withoutEnlargement: true })
+      .jpeg({ quality: 70 })
+      .toBuffer();
+    // Write then rename: a reader never sees half a picture.
+    const file = this.file(chunkId);
+    await fs.promises.writeFile(`${file}.tmp`, jpeg);
+    await fs.promises.rename(`${file}.tmp`, file);
+    this.newest = chunkId;
+  }
+
+  file(chunkId: number): string {
+    return path.join(this.dir, `${chunkId}.jpg`);
+  }
+
+  /** The thumbnail of a chunk, if it has one. */
+  find(chunkId: number): string | null {
+    const file = this.file(chunkId);
+    return fs.existsSync(file) ? file : null;
+  }
+
+  get newestChunkId(): number | null {
+    return this.newest;
+  }
+
+  /** Deletes the thumbnails of chunks below `firstChunkId` (removed from the store by retention). */
+  async prune(firstChunkId: number | null): Promise<void> {
+    const limit = firstChunkId ?? (this.newest === null ? 0 : this.newest + 1);
+    for (; this.floor < limit; this.floor++) await fs.promises.rm(this.file(this.floor), { force: true });
+  }
+
+  private ids(): number[] {
+    return fs
+      .readdirSync(this.dir)
+      .map((name) => /^(\d+)\.jpg$/.exec(name)?.[1])
+      .filter((id): id is string => id !== undefined)
+      .map(Number)
+      .sort((a, b) => a - b);
+  }
+}
