@@ -5,6 +5,7 @@ export { LayerIndex } from './layerIndex.js';
 export type { LayerMode, LayerStats } from './layerIndex.js';
 export { DEFAULT_HNSW_THRESHOLD } from './layerOptions.js';
 export type { LayerIndexOptions } from './layerOptions.js';
+export type { LayerTuning } from './layerFiles.js';
 export { DEFAULT_HNSW_PARAMS } from './hnswStore.js';
 export type { HnswParams } from './hnswStore.js';
 export type { Hits } from './hits.js';

@@ -5,24 +5,13 @@
 //   exact      ExactStore only (recall 1.0)
 //   migrating  ExactStore answers; the graph is being filled (all ids below `nextBackfillId`)
 //   hnsw       HnswStore only
-import { join } from 'node:path';
 import { VigilError } from '../src/errors.js';
 import { ExactStore, type ScoredRows } from './exactStore.js';
 import { bestK, type Hits } from './hits.js';
 import { HnswStore } from './hnswStore.js';
+import { readLayer, writeLayer, type LayerTuning } from './layerFiles.js';
 import { resolveLayerOptions, type LayerIndexOptions, type ResolvedLayerOptions } from './layerOptions.js';
-import {
-  bytesOf,
-  fileSize,
-  float32At,
-  readExact,
-  readJsonObject,
-  syncFile,
-  uint32At,
-  writeDurable,
-} from './persist.js';
 import { searchId } from './sortedIds.js';
-import { parseSpace } from './space.js';
 import { checkChunkId, checkCount, checkVector } from './validate.js';
 
 export type LayerMode = 'exact' | 'migrating' | 'hnsw';
@@ -39,12 +28,6 @@ export interface LayerStats {
   shortSearches: number;
 }
 
-const META_FILE = 'meta.json';
-const VECTORS_FILE = 'vectors.bin';
-const GRAPH_FILE = 'hnsw.bin';
-const GRAPH_IDS_FILE = 'ids.bin';
-const FORMAT = 'vigil-layer-index';
-const VERSION = 1;
 /** Fewer vectors than this at graph start: no offset (see startMigration). */
 const MIN_OFFSET_SAMPLES = 256;
 
@@ -217,41 +200,11 @@ export class LayerIndex {
   }
 
   /**
-   * Writes the layer into `dir` (which must exist): meta.json plus vectors.bin (exact and
-   * migrating: a half-built graph is not saved, the load restarts it) or hnsw.bin + ids.bin.
-   * Binary files are in host byte order (little-endian on every supported platform).
+   * Writes the layer into `dir` (which must exist); see layerFiles.ts. A layer that is still
+   * building its graph is saved exact, and the build restarts after load.
    */
   async save(dir: string): Promise<void> {
-    const o = this.options;
-    const meta: Record<string, unknown> = {
-      format: FORMAT,
-      version: VERSION,
-      dim: o.dim,
-      space: o.space,
-      count: this.size,
-      hnswThreshold: o.hnswThreshold === Infinity ? null : o.hnswThreshold,
-      hnsw: { ...o.hnsw },
-      backfillPerAdd: o.backfillPerAdd,
-      exactFilterLimit: o.exactFilterLimit,
-    };
-    if (this.exact) {
-      const ids = this.exact.ids();
-      const data = new Uint8Array(ids.length * 4 * (1 + o.dim));
-      data.set(bytesOf(ids), 0);
-      for (let row = 0; row < ids.length; row++) data.set(bytesOf(this.exact.rowVector(row)), ids.length * 4 + row * o.dim * 4);
-      await writeDurable(join(dir, VECTORS_FILE), data);
-      meta.storage = 'exact';
-    } else {
-      const graph = this.graph!;
-      await writeDurable(join(dir, GRAPH_IDS_FILE), bytesOf(graph.liveIds()));
-      const file = join(dir, GRAPH_FILE);
-      await graph.save(file);
-      await syncFile(file);
-      meta.storage = 'hnsw';
-      meta.offset = Array.from(graph.offset);
-      meta.graphBytes = await fileSize(file);
-    }
-    await writeDurable(join(dir, META_FILE), `${JSON.stringify(meta, null, 2)}\n`);
+    await writeLayer(dir, this.options, this.exact ? { exact: this.exact } : { graph: this.graph! });
   }
 
   /**
@@ -260,84 +213,15 @@ export class LayerIndex {
    * backfillPerAdd, exactFilterLimit). `expect` states what the caller requires (BAD_CONFIG when the
    * saved layer differs). Damaged or inconsistent files: INDEX_CORRUPT.
    */
-  static async load(
-    dir: string,
-    tuning: Pick<LayerIndexOptions, 'hnswThreshold' | 'backfillPerAdd' | 'exactFilterLimit'> & { ef?: number } = {},
-    expect: { dim?: number; space?: string } = {},
-  ): Promise<LayerIndex> {
-    const metaFile = join(dir, META_FILE);
-    const meta = await readJsonObject(metaFile);
-    const corrupt = (why: string): VigilError => new VigilError('INDEX_CORRUPT', `${metaFile}: ${why}`);
-    if (meta.format !== FORMAT) throw corrupt(`not a Vigil layer index (format ${JSON.stringify(meta.format)})`);
-    if (meta.version !== VERSION) throw corrupt(`unsupported version ${JSON.stringify(meta.version)}`);
-    const dim = meta.dim;
-    const count = meta.count;
-    if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 1) throw corrupt('bad dim');
-    if (typeof count !== 'number' || !Number.isInteger(count) || count < 0) throw corrupt('bad count');
-    let space;
-    try {
-      space = parseSpace(meta.space);
-    } catch {
-      throw corrupt(`unknown space ${JSON.stringify(meta.space)}`);
-    }
-    if (expect.dim !== undefined && expect.dim !== dim) throw new VigilError('BAD_CONFIG', `${dir} holds ${dim}-d vectors, expected ${expect.dim}`);
-    if (expect.space !== undefined && parseSpace(expect.space) !== space) {
-      throw new VigilError('BAD_CONFIG', `${dir} was built for space '${space}', expected '${expect.space}': rebuild the index to change it`);
-    }
-    const savedHnsw = meta.hnsw as Record<string, unknown> | undefined;
-    if (typeof savedHnsw !== 'object' || savedHnsw === null) throw corrupt('missing hnsw parameters');
-    let saved: ResolvedLayerOptions;
-    try {
-      saved = resolveLayerOptions({
-        dim,
-        space,
-        hnswThreshold: meta.hnswThreshold === null ? Infinity : (meta.hnswThreshold as number),
-        hnsw: { m: savedHnsw.m as number, efConstruction: savedHnsw.efConstruction as number, seed: savedHnsw.seed as number, ef: savedHnsw.ef as number },
-        backfillPerAdd: meta.backfillPerAdd as number,
-        exactFilterLimit: meta.exactFilterLimit as number,
-      });
-    } catch (error) {
-      throw corrupt((error as Error).message);
-    }
-    // Tuning errors are the caller's (BAD_CONFIG), not the file's.
-    const index = new LayerIndex({
-      ...saved,
-      hnswThreshold: tuning.hnswThreshold ?? saved.hnswThreshold,
-      backfillPerAdd: tuning.backfillPerAdd ?? saved.backfillPerAdd,
-      exactFilterLimit: tuning.exactFilterLimit ?? saved.exactFilterLimit,
-      hnsw: { ...saved.hnsw, ef: tuning.ef ?? saved.hnsw.ef },
-    });
-    if (meta.storage === 'exact') {
-      const data = await readExact(join(dir, VECTORS_FILE), count * 4 * (1 + dim));
-      const ids = uint32At(data, 0, count);
-      const vectors = float32At(data, count * 4, count * dim);
-      const exact = new ExactStore(dim, space, count);
-      for (let row = 0; row < count; row++) {
-        if (row > 0 && ids[row]! <= ids[row - 1]!) throw corrupt('vector ids are not ascending');
-        const v = vectors.subarray(row * dim, (row + 1) * dim);
-        for (let i = 0; i < dim; i++) if (!Number.isFinite(v[i])) throw corrupt(`chunk ${ids[row]} has a non-finite value`);
-        exact.add(ids[row]!, v);
-      }
-      index.exact = exact;
-      // A layer saved mid-migration (or loaded with a lower threshold) starts its graph again.
-      if (exact.size >= index.options.hnswThreshold) index.startMigration();
-    } else if (meta.storage === 'hnsw') {
-      const offset = meta.offset;
-      if (!Array.isArray(offset) || offset.length !== dim || !offset.every((v) => typeof v === 'number' && Number.isFinite(v))) {
-        throw corrupt('bad graph offset');
-      }
-      const graphFile = join(dir, GRAPH_FILE);
-      // hnswlib trusts the sizes inside its file; a truncated one can crash it, so check first.
-      if ((await fileSize(graphFile)) !== meta.graphBytes) throw corrupt(`${GRAPH_FILE} does not have the size recorded at save`);
-      const ids = uint32At(await readExact(join(dir, GRAPH_IDS_FILE), count * 4), 0, count);
-      try {
-        index.graph = await HnswStore.load(graphFile, space, dim, index.options.hnsw, Float32Array.from(offset as number[]), ids);
-      } catch (error) {
-        throw new VigilError('INDEX_CORRUPT', `${graphFile}: ${(error as Error).message}`, { cause: error });
-      }
+  static async load(dir: string, tuning: LayerTuning = {}, expect: { dim?: number; space?: string } = {}): Promise<LayerIndex> {
+    const saved = await readLayer(dir, tuning, expect);
+    const index = new LayerIndex(saved.options);
+    if (saved.graph) {
       index.exact = undefined;
+      index.graph = saved.graph;
     } else {
-      throw corrupt(`unknown storage ${JSON.stringify(meta.storage)}`);
+      index.exact = saved.exact!;
+      if (index.exact.size >= index.options.hnswThreshold) index.startMigration();
     }
     return index;
   }

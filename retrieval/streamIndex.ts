@@ -3,17 +3,18 @@
 // picks its own top-r chunks by dot(question query, chunk key mean) and gets them back in time
 // order. Every layer gets the same count r (the decoder shares one attention mask, design.md
 // section 3), or all chunks that pass the filter when fewer exist.
-import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { VigilError } from '../src/errors.js';
 import { ChunkCatalog, type ChunkFilter, type TimeRange } from './chunkCatalog.js';
-import { bestK, type Hits } from './hits.js';
+import type { Hits } from './hits.js';
 import { LayerIndex, type LayerStats } from './layerIndex.js';
 import type { LayerIndexOptions } from './layerOptions.js';
-import { readJsonObject, replaceFolder, stagingFolder, writeDurable } from './persist.js';
+import { sharedSum } from './sharedRanking.js';
 import { sortedUnique } from './sortedIds.js';
-import { parseSpace, type SimilaritySpace } from './space.js';
+import type { SimilaritySpace } from './space.js';
+import { readStream, writeStream, type StreamIndexLoadOptions } from './streamFiles.js';
 import { checkChunkId, checkConfigInt, checkCount, checkTime, checkVector } from './validate.js';
+
+export type { StreamIndexLoadOptions } from './streamFiles.js';
 
 export interface StreamIndexOptions extends LayerIndexOptions {
   numLayers: number;
@@ -48,26 +49,6 @@ export interface Retrieval {
   union: number[];
 }
 
-/** Load-time checks (what the caller requires) and tuning that may differ from the saved values. */
-export interface StreamIndexLoadOptions {
-  numLayers?: number;
-  dim?: number;
-  space?: SimilaritySpace;
-  ef?: number;
-  hnswThreshold?: number;
-  backfillPerAdd?: number;
-  exactFilterLimit?: number;
-}
-
-const INDEX_FILE = 'index.json';
-const CHUNKS_FILE = 'chunks.bin';
-const FORMAT = 'vigil-stream-index';
-const VERSION = 1;
-
-function layerFolder(dir: string, layer: number): string {
-  return join(dir, `layer-${String(layer).padStart(3, '0')}`);
-}
-
 type PendingOp = { kind: 'add'; chunk: IndexedChunk } | { kind: 'remove'; ids: number[] };
 
 export class StreamIndex {
@@ -98,13 +79,15 @@ export class StreamIndex {
   }
 
   /**
-   * An index holding exactly these chunks (e.g. from the manifest after a crash or a lost folder).
-   * Graph builds are spread over event-loop turns of `slice` inserts per layer; expect ~0.4-0.6 ms per
-   * chunk and layer in graph mode (20k chunks x 30 layers: minutes).
+   * An index holding exactly these chunks (e.g. from the manifest after a crash or a lost folder),
+   * in any order. Graph builds are spread over event-loop turns of `slice` inserts per layer;
+   * expect ~0.4-0.6 ms per chunk and layer in graph mode (20k chunks x 30 layers: minutes).
    */
   static async rebuild(options: StreamIndexOptions, chunks: Iterable<IndexedChunk>, slice = 256): Promise<StreamIndex> {
     checkConfigInt('numLayers', options.numLayers, 1);
-    const list = [...chunks];
+    checkConfigInt('dim', options.dim, 1);
+    // Id order makes every catalog insert an append.
+    const list = [...chunks].sort((a, b) => a.chunkId - b.chunkId);
     const catalog = new ChunkCatalog();
     for (const chunk of list) {
       StreamIndex.checkChunk(chunk, options.numLayers, options.dim);
@@ -138,16 +121,17 @@ export class StreamIndex {
 
   /**
    * Indexes an evicted chunk on every layer. Cost per call: a copy per layer in exact mode, one
-   * hnswlib insert per layer in graph mode (~0.3-0.5 ms each, blocking: 10-15 ms for 30 layers), plus
-   * backfillPerAdd inserts per layer while a graph is being built. During a save the change is
-   * checked now and applied when the save completes.
+   * hnswlib insert per layer in graph mode (~0.3-0.5 ms each, blocking: 10-15 ms for 30 layers),
+   * plus backfillPerAdd inserts per layer while a graph is being built. During a save the change
+   * is checked now and applied when the save completes.
    */
   addChunk(chunkId: number, tStart: number, tEnd: number, representatives: readonly Float32Array[]): void {
     const chunk: IndexedChunk = { chunkId, tStart, tEnd, representatives };
     StreamIndex.checkChunk(chunk, this.numLayers, this.dim);
     if (this.willHave(chunkId)) throw new VigilError('BAD_INPUT', `chunk ${chunkId} is already indexed`);
     if (this.saving) {
-      this.pending.push({ kind: 'add', chunk: { ...chunk, representatives: [...representatives] } });
+      // Copied: the caller may reuse its buffers before the save ends.
+      this.pending.push({ kind: 'add', chunk: { ...chunk, representatives: representatives.map((v) => v.slice()) } });
       this.pendingMembership.set(chunkId, true);
       return;
     }
@@ -156,7 +140,7 @@ export class StreamIndex {
 
   /** Drops chunks (retention, purge); unknown ids are ignored. Returns how many were indexed. */
   removeChunks(ids: Iterable<number>): number {
-    const list = [...ids];
+    const list = [...new Set(ids)];
     const count = list.filter((id) => this.willHave(id)).length;
     if (this.saving) {
       this.pending.push({ kind: 'remove', ids: list });
@@ -193,7 +177,7 @@ export class StreamIndex {
     } else if (mode === 'per-layer') {
       perLayer = this.layers.map((layer, i) => layer.search(queries[i]!, k, allowed));
     } else {
-      const shared = options.sharedLayer !== undefined ? this.layers[options.sharedLayer]!.search(queries[options.sharedLayer]!, k, allowed) : this.sharedSum(queries, k, allowed);
+      const shared = options.sharedLayer !== undefined ? this.layers[options.sharedLayer]!.search(queries[options.sharedLayer]!, k, allowed) : sharedSum(this.layers, queries, k, allowed);
       perLayer = this.layers.map(() => shared);
     }
     for (const hits of perLayer) {
@@ -227,7 +211,7 @@ export class StreamIndex {
    */
   async save(dir: string): Promise<void> {
     while (this.saving) await this.saving;
-    const run = this.writeFolder(dir);
+    const run = writeStream(dir, { numLayers: this.numLayers, dim: this.dim, space: this.space }, this.catalog, this.layers);
     this.saving = run.then(
       () => undefined,
       () => undefined,
@@ -246,59 +230,8 @@ export class StreamIndex {
 
   /** Reads an index written by save(). INDEX_CORRUPT if anything disagrees; FILE_NOT_FOUND if absent. */
   static async load(dir: string, options: StreamIndexLoadOptions = {}): Promise<StreamIndex> {
-    const file = join(dir, INDEX_FILE);
-    const meta = await readJsonObject(file);
-    const corrupt = (why: string): VigilError => new VigilError('INDEX_CORRUPT', `${file}: ${why}`);
-    if (meta.format !== FORMAT) throw corrupt(`not a Vigil stream index (format ${JSON.stringify(meta.format)})`);
-    if (meta.version !== VERSION) throw corrupt(`unsupported version ${JSON.stringify(meta.version)}`);
-    const { numLayers, dim, count } = meta;
-    for (const [name, value, min] of [['numLayers', numLayers, 1], ['dim', dim, 1], ['count', count, 0]] as const) {
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < min) throw corrupt(`bad ${name}`);
-    }
-    let space: SimilaritySpace;
-    try {
-      space = parseSpace(meta.space);
-    } catch {
-      throw corrupt(`unknown space ${JSON.stringify(meta.space)}`);
-    }
-    const expectSpace = options.space === undefined ? undefined : parseSpace(options.space);
-    if (options.numLayers !== undefined && options.numLayers !== numLayers) throw new VigilError('BAD_CONFIG', `${dir} has ${numLayers} layers, expected ${options.numLayers}`);
-    if (options.dim !== undefined && options.dim !== dim) throw new VigilError('BAD_CONFIG', `${dir} holds ${dim}-d vectors, expected ${options.dim}`);
-    if (expectSpace !== undefined && expectSpace !== space) {
-      throw new VigilError('BAD_CONFIG', `${dir} was built for space '${space}', expected '${expectSpace}': rebuild the index to change it`);
-    }
-    const catalog = await ChunkCatalog.load(join(dir, CHUNKS_FILE), count as number);
-    const ids = catalog.allIds();
-    const tuning = { ef: options.ef, hnswThreshold: options.hnswThreshold, backfillPerAdd: options.backfillPerAdd, exactFilterLimit: options.exactFilterLimit };
-    const layers: LayerIndex[] = [];
-    for (let layer = 0; layer < (numLayers as number); layer++) {
-      const loaded = await LayerIndex.load(layerFolder(dir, layer), tuning, { dim: dim as number, space });
-      const layerIds = loaded.ids();
-      if (layerIds.length !== ids.length || layerIds.some((id, i) => id !== ids[i])) {
-        throw new VigilError('INDEX_CORRUPT', `${layerFolder(dir, layer)} does not hold the chunks listed in ${CHUNKS_FILE}`);
-      }
-      layers.push(loaded);
-    }
+    const { layers, catalog } = await readStream(dir, options);
     return new StreamIndex(layers, catalog);
-  }
-
-  private async writeFolder(dir: string): Promise<void> {
-    const staging = await stagingFolder(dir);
-    try {
-      await writeDurable(join(staging, CHUNKS_FILE), this.catalog.serialize());
-      for (let layer = 0; layer < this.numLayers; layer++) {
-        const folder = layerFolder(staging, layer);
-        await mkdir(folder);
-        await this.layers[layer]!.save(folder);
-      }
-      const meta = { format: FORMAT, version: VERSION, numLayers: this.numLayers, dim: this.dim, space: this.space, count: this.catalog.size };
-      // Written last: a staging folder without it is never mistaken for an index.
-      await writeDurable(join(staging, INDEX_FILE), `${JSON.stringify(meta, null, 2)}\n`);
-      await replaceFolder(staging, dir);
-    } catch (error) {
-      await rm(staging, { recursive: true, force: true });
-      throw error;
-    }
   }
 
   private applyPending(): unknown {
@@ -341,38 +274,6 @@ export class StreamIndex {
 
   private willHave(id: number): boolean {
     return this.pendingMembership.get(id) ?? this.catalog.has(id);
-  }
-
-  /** Sum of all layers' scores: exact when every layer still holds its vectors, else over candidates. */
-  private sharedSum(queries: readonly Float32Array[], k: number, allowed: Uint32Array | undefined): Hits {
-    if (this.layers.every((l) => l.mode !== 'hnsw')) {
-      let ids: Uint32Array | undefined;
-      let total: Float64Array | undefined;
-      this.layers.forEach((layer, i) => {
-        const rows = layer.scoreAll(queries[i]!, allowed)!;
-        if (ids === undefined) {
-          ids = rows.ids;
-          total = Float64Array.from(rows.scores);
-          return;
-        }
-        if (rows.ids.length !== ids.length || rows.ids.some((id, j) => id !== ids![j])) throw new Error('layers hold different chunks');
-        for (let j = 0; j < total!.length; j++) total![j] += rows.scores[j]!;
-      });
-      return bestK(ids!, total!, k);
-    }
-    // Graph mode: the candidates are the union of every layer's own top-k (a chunk outside all of
-    // them cannot win), each scored on every layer; ~20 us per score hnswlib must copy out.
-    const own = this.layers.map((layer, i) => layer.search(queries[i]!, k, allowed));
-    const candidates = sortedUnique(own.flatMap((h) => h.ids));
-    const total = new Float64Array(candidates.length);
-    this.layers.forEach((layer, i) => {
-      const known = new Map(own[i]!.ids.map((id, j) => [id, own[i]!.scores[j]!]));
-      const missing = Array.from(candidates).filter((id) => !known.has(id));
-      const missingScores = missing.length > 0 ? layer.scoreIds(queries[i]!, missing) : new Float64Array(0);
-      missing.forEach((id, j) => known.set(id, missingScores[j]!));
-      candidates.forEach((id, j) => (total[j] += known.get(id)!));
-    });
-    return bestK(candidates, total, k);
   }
 
   private inTimeOrder(hits: Hits): Hits {

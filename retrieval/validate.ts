@@ -29,5 +29,5 @@ export function checkConfigInt(what: string, value: number, min: number): void {
 }
 
 export function checkTime(what: string, value: number): void {
-  if (Number.isNaN(value) || typeof value !== 'number') throw new VigilError('BAD_INPUT', `${what} must be a number, got ${value}`);
+  if (typeof value !== 'number' || Number.isNaN(value)) throw new VigilError('BAD_INPUT', `${what} must be a number, got ${value}`);
 }
