@@ -36,6 +36,8 @@ export interface MachineInfo {
   cores: number;
   memoryGiB: number;
   node: string;
+  /** 1-minute load average when the run started: other work on the machine skews the timings. */
+  loadAverage1m: number;
   gitCommit: string | null;
   gitDirty: boolean | null;
 }
@@ -59,6 +61,7 @@ export function machineInfo(): MachineInfo {
     cores: cpus.length,
     memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     node: process.versions.node,
+    loadAverage1m: Math.round(os.loadavg()[0]! * 100) / 100,
     gitCommit,
     gitDirty,
   };

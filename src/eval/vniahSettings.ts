@@ -36,6 +36,8 @@ export interface VniahSettings {
   fps: number;
   clip: { width: number; height: number; fps: number };
   maxNewTokens: number;
+  /** Each question is asked this many times; times are the median (ms-scale timings are noisy). */
+  repeats: number;
 }
 
 export const DEFAULT_VNIAH_SETTINGS: VniahSettings = {
@@ -56,6 +58,7 @@ export const DEFAULT_VNIAH_SETTINGS: VniahSettings = {
   clip: { width: 640, height: 360, fps: 2 },
   // An answer is one color word then end-of-utterance; 4 leaves room to see a model that rambles.
   maxNewTokens: 4,
+  repeats: 5,
 };
 
 /** Flags as the command line gives them (all optional text). */
@@ -71,6 +74,7 @@ export interface VniahFlags {
   fullLimit?: string;
   signalLayer?: string;
   needleSeconds?: string;
+  repeats?: string;
 }
 
 function list(flag: string, text: string): string[] {
@@ -128,6 +132,7 @@ export function vniahSettingsFromFlags(flags: VniahFlags): VniahSettings {
   if (flags.fullLimit !== undefined) s.fullLimitTokens = integer('full-limit', flags.fullLimit, 1);
   if (flags.signalLayer !== undefined) s.signalLayer = integer('signal-layer', flags.signalLayer, 0, 1000);
   if (flags.needleSeconds !== undefined) s.needleSeconds = integer('needle-seconds', flags.needleSeconds, 1, 3600);
+  if (flags.repeats !== undefined) s.repeats = integer('repeats', flags.repeats, 1, 1000);
   s.modes.sort((a, b) => EVAL_MODES.indexOf(a) - EVAL_MODES.indexOf(b));
   s.depthsPct.sort((a, b) => a - b);
   s.lengthsMin.sort((a, b) => a - b);

@@ -1,0 +1,80 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Command } from 'commander';
+import { writeVniahOutputs } from '../../eval/vniahOutputs.js';
+import { runVniah } from '../../eval/vniahRunner.js';
+import { DEFAULT_VNIAH_SETTINGS as D, type VniahFlags, vniahSettingsFromFlags } from '../../eval/vniahSettings.js';
+import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
+import { printJson } from '../options.js';
+import { stageProgress } from '../progress.js';
+import { resolveModelDir } from '../resolveModel.js';
+
+interface VniahOptions extends VniahFlags {
+  model: string;
+  out: string;
+  keepMemory?: boolean;
+  json?: boolean;
+}
+
+/** The command line as typed, for the record (arguments with spaces quoted). */
+function commandLine(): string {
+  return ['vigil', ...process.argv.slice(2)].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+function vniahCommand(): Command {
+  return new Command('vniah')
+    .description('V-NIAH: needle questions on probe clips of several lengths, every retrieval mode, table + heatmap')
+    .option('--lengths <minutes>', 'clip lengths in minutes (comma list, fractions allowed)', D.lengthsMin.join(','))
+    .option('--depths <percent>', 'needle depths in % of the clip (comma list, 0..100)', D.depthsPct.join(','))
+    .option('--modes <modes>', 'answer modes: full, window, uniform, rekv, oracle', D.modes.join(','))
+    .option('--dtypes <dtypes>', 'KV storage dtypes rekv is measured on (float32, float16, int8)', D.dtypes.join(','))
+    .option('--baseline-dtypes <dtypes>', 'KV storage dtypes the other modes are measured on', D.baselineDtypes.join(','))
+    .option('--retrieve <r>', 'chunks per layer (rekv) / frames (uniform)', String(D.retrieve))
+    .option('--window <frames>', 'recent frames kept in context', String(D.windowFrames))
+    .option('--sinks <frames>', 'first frames kept in context forever', String(D.sinkFrames))
+    .option('--full-limit <tokens>', 'run full only when frames x tokens per frame is at most this', String(D.fullLimitTokens))
+    .option('--needle-seconds <s>', 'length of each needle scene (frames at 1 fps)', String(D.needleSeconds))
+    .option('--repeats <n>', 'times each question is asked; timings are the median', String(D.repeats))
+    .option('--signal-layer <i>', 'layer whose retrieved set recall is read at (probe-needle: 1)', String(D.signalLayer))
+    .option('--model <model>', 'the probe-needle model (name or folder)', 'probe-needle')
+    .option('--out <dir>', 'where results.json, table.md and heatmap.png go', './vniah-results')
+    .option('--keep-memory', 'keep each stream memory under OUT/memory (default: a temp folder, removed)')
+    .option('--json', 'print results.json on stdout')
+    .addHelpText(
+      'after',
+      '\nEach clip is generated once into the Vigil cache and ingested once per storage dtype.\n' +
+        "Answers come from the probe-needle model: the square's color only when the needle frame's KV is in context.",
+    )
+    .action(async (options: VniahOptions) => {
+      const settings = vniahSettingsFromFlags(options);
+      const quiet = options.json ?? false;
+      const out = path.resolve(options.out);
+      const modelDir = resolveModelDir(options.model, { quiet });
+      const model = await VisionLanguageModel.load(modelDir);
+      const progress = stageProgress('eval vniah', quiet);
+      const memoryRoot = options.keepMemory ? path.join(out, 'memory') : fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-vniah-'));
+      try {
+        const results = await runVniah(model, {
+          settings,
+          modelDir,
+          memoryRoot,
+          keepMemory: options.keepMemory ?? false,
+          commandLine: commandLine(),
+          onStage: (label, done, total) => progress.update(done, total, label),
+        });
+        progress.stop();
+        const files = await writeVniahOutputs(out, results);
+        if (options.json) return printJson(results);
+        process.stderr.write(`wrote ${files.resultsJson}, ${files.tableMd}, ${files.heatmapPng} (${results.totalSeconds.toFixed(0)} s)\n`);
+      } finally {
+        progress.stop();
+        if (!options.keepMemory) fs.rmSync(memoryRoot, { recursive: true, force: true });
+        await model.dispose();
+      }
+    });
+}
+
+export function evalCommand(): Command {
+  return new Command('eval').description('evaluations with baselines, tables and charts').addCommand(vniahCommand());
+}
