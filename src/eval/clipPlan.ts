@@ -34,11 +34,14 @@ export function clipSeconds(lengthMin: number): number {
 }
 
 /**
- * Needle i (depth d) starts at round(d/100 x (L - D)) s and lasts D s, so depth 0 starts the clip
- * and depth 100 ends it. Starts are whole seconds: at 1 fps the needle is exactly D sampled frames.
+ * Needle i (depth d) starts at leadIn + round(d/100 x (L - D - leadIn)) s and lasts D s, so depth 0
+ * is the first thing after the lead-in and depth 100 ends the clip. The lead-in covers the sink
+ * frames, which stay in every context: a needle there would be answered without any retrieval.
+ * Starts are whole seconds: at 1 fps the needle is exactly D sampled frames.
  */
-export function planClip(lengthMin: number, depthsPct: readonly number[], needleSeconds: number): ClipPlan {
+export function planClip(lengthMin: number, depthsPct: readonly number[], needleSeconds: number, leadInS = 0): ClipPlan {
   const durationS = clipSeconds(lengthMin);
+  if (needleSeconds + leadInS > durationS) throw new VigilError('BAD_INPUT', `a ${needleSeconds}-s needle after a ${leadInS}-s lead-in does not fit in a ${lengthMin}-minute clip`);
   if (depthsPct.length > DRAWN.length) {
     throw new VigilError('BAD_INPUT', `at most ${DRAWN.length} depths: each needle needs its own background color and one palette color stays unused for the control question`);
   }
@@ -46,7 +49,7 @@ export function planClip(lengthMin: number, depthsPct: readonly number[], needle
   const needles = [...depthsPct]
     .sort((a, b) => a - b)
     .map((depthPct, i): PlannedNeedle => {
-      const start = Math.round((depthPct / 100) * (durationS - needleSeconds));
+      const start = leadInS + Math.round((depthPct / 100) * (durationS - needleSeconds - leadInS));
       return { depthPct, start, duration: needleSeconds, end: start + needleSeconds, background: DRAWN[i]!, square: DRAWN[(i + SQUARE_SHIFT) % DRAWN.length]! };
     });
   for (let i = 1; i < needles.length; i++) {

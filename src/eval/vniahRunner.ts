@@ -110,7 +110,9 @@ export async function runVniah(model: VisionLanguageModel, options: VniahRunOpti
     throw new VigilError('BAD_INPUT', `--signal-layer ${settings.signalLayer} is out of range: the model has ${numLayers} layers (0..${numLayers - 1})`);
   }
   // Plan every clip before any work, so a grid that cannot be laid out fails at once.
-  const plans = settings.lengthsMin.map((m) => planClip(m, settings.depthsPct, settings.needleSeconds));
+  // The needles start after the sink frames (at 1 frame per second of stream), which every mode keeps.
+  const leadInS = Math.ceil(settings.sinkFrames / settings.fps);
+  const plans = settings.lengthsMin.map((m) => planClip(m, settings.depthsPct, settings.needleSeconds, leadInS));
   const started = performance.now();
   const results: VniahResults = {
     kind: 'vigil-vniah',

@@ -51,9 +51,9 @@ describe('V-NIAH grid rules', () => {
   });
 
   it('plans one needle per depth inside the clip, distinct colors, a control color drawn nowhere', () => {
-    const plan = planClip(2, [0, 25, 50, 75, 100], 2);
+    const plan = planClip(2, [0, 25, 50, 75, 100], 2, 1);
     assert.equal(plan.durationS, 120);
-    assert.deepEqual(plan.needles.map((n) => n.start), [0, 30, 59, 89, 118]);
+    assert.deepEqual(plan.needles.map((n) => n.start), [1, 30, 60, 89, 118], 'depth 0 comes right after the 1-s sink lead-in');
     assert.equal(plan.needles.at(-1)!.end, 120, 'depth 100 ends with the clip');
     const backgrounds = plan.needles.map((n) => n.background);
     const squares = plan.needles.map((n) => n.square);
