@@ -2,10 +2,12 @@ import { Command, CommanderError } from 'commander';
 import { askCommand } from './cli/commands/askCommand.js';
 import { chatCommand } from './cli/commands/chatCommand.js';
 import { demoCommand } from './cli/commands/demoCommand.js';
+import { evalCommand } from './cli/commands/evalCommand.js';
 import { modelsCommand } from './cli/commands/modelsCommand.js';
 import { sourceCommand } from './cli/commands/sourceCommand.js';
 import { clipCommand } from './cli/commands/clipCommand.js';
 import { storeCommand } from './cli/commands/storeCommand.js';
+import { serveCommand } from './cli/commands/serveCommand.js';
 import { isVigilError } from './errors.js';
 
 export function buildProgram(): Command {
@@ -21,6 +23,8 @@ export function buildProgram(): Command {
   program.addCommand(sourceCommand());
   program.addCommand(clipCommand());
   program.addCommand(storeCommand());
+  program.addCommand(serveCommand());
+  program.addCommand(evalCommand());
   for (const command of program.commands) command.exitOverride();
   for (const command of program.commands.flatMap((c) => c.commands)) command.exitOverride();
   return program;

@@ -111,7 +111,7 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
     if (options.signal?.aborted) throw new VigilError('BAD_INPUT', 'interrupted; the memory will be completed on the next run');
     if (stored + result.framesEncoded === 0) throw new VigilError('NOT_A_VIDEO', `${file}: no frame could be sampled`);
     // Complete only once every chunk is durable: a crash before this line means a resume next time.
-    await session.store.flush();
+    await session.flush();
     writeRecord(true);
     return { session, dir, status: stored > 0 ? 'resumed' : 'built', framesEncoded: stored + result.framesEncoded };
   } catch (error) {

@@ -74,6 +74,8 @@ export interface StreamSessionStats {
  */
 export class StreamSession {
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly pendingCommits = new Set<Promise<void>>();
+  private commitError: unknown;
   /** Times of every stored chunk, in id order (baselines pick from these without touching the store). */
   private readonly times: ChunkTimes[] = [];
   private framesEncoded = 0;
@@ -138,10 +140,22 @@ export class StreamSession {
     return this.serialize(async () => {
       if (!Number.isFinite(t) || t < 0) throw new VigilError('BAD_INPUT', `frame time must be a finite number >= 0, got ${t}`);
       if (this.lastT !== null && t < this.lastT) throw new VigilError('BAD_INPUT', `frame time ${t} is before the previous frame (${this.lastT})`);
+      this.throwCommitError();
       const { chunk } = await this.encoder.encodeFrame(image, t, wallTime);
-      await this.store.append(chunk);
-      this.times.push({ chunkId: chunk.chunkId, tStart: chunk.tStart, tEnd: chunk.tEnd });
-      this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
+      // The payload is written now; the manifest row commits per the fsync policy (a group commit
+      // may wait up to its interval). Only then is the chunk indexed (design.md: payload -> manifest
+      // -> index), without holding up the next frame. Until then it is still in the RAM window.
+      const committed = this.store.append(chunk).then(
+        () => {
+          this.times.push({ chunkId: chunk.chunkId, tStart: chunk.tStart, tEnd: chunk.tEnd });
+          this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
+        },
+        (error: unknown) => {
+          this.commitError ??= error;
+        },
+      );
+      this.pendingCommits.add(committed);
+      void committed.finally(() => this.pendingCommits.delete(committed));
       this.framesEncoded++;
       this.lastT = t;
       return chunk;
@@ -154,6 +168,10 @@ export class StreamSession {
     if (!ANSWER_MODES.includes(mode)) throw new VigilError('BAD_INPUT', `unknown mode '${String(mode)}' (${ANSWER_MODES.join(', ')})`);
     const r = options.retrieve ?? 64;
     return this.serialize(async () => {
+      // A question sees every frame encoded before it: wait for their manifest commits (bounded by
+      // the fsync policy's interval) so they are in the index.
+      await Promise.all([...this.pendingCommits]);
+      this.throwCommitError();
       const base = { ...options, retrieve: r };
       const memory = this.questionMemory(options);
       const inRange = (c: ChunkTimes) => !options.timeRange || (c.tEnd >= options.timeRange.start && c.tStart <= options.timeRange.end);
@@ -212,8 +230,20 @@ export class StreamSession {
     );
   }
 
+  /** Waits until every encoded frame is committed and indexed. */
+  async flush(): Promise<void> {
+    await this.store.flush();
+    await Promise.all([...this.pendingCommits]);
+    this.throwCommitError();
+  }
+
+  private throwCommitError(): void {
+    if (this.commitError !== undefined) throw this.commitError;
+  }
+
   private async shutdown(): Promise<void> {
     await this.store.flush();
+    await Promise.all([...this.pendingCommits]);
     await this.index.save(streamIndexDir(this.options.dir));
     await this.store.close();
   }

@@ -38,6 +38,7 @@ describe('StreamSession with probe-needle', () => {
   async function ingest(dir: string, options: Partial<Parameters<typeof StreamSession.open>[1]> = {}): Promise<StreamSession> {
     const session = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4, ...options });
     for (let i = 0; i < FRAMES; i++) await session.addFrame(i === NEEDLE_AT ? needle : haystack, i, 1_700_000_000_000 + i * 1000);
+    await session.flush();
     return session;
   }
 
@@ -94,6 +95,7 @@ describe('StreamSession with probe-needle', () => {
     const session = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 2 });
     try {
       for (let i = 0; i < 12; i++) kept.push(await session.addFrame(i === 5 ? needle : haystack, i));
+      await session.flush();
       session.store.clearCache();
       const ids = kept.map((c) => c.chunkId);
       const { chunks, failed } = await session.store.readChunks(ids);

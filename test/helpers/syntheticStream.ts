@@ -46,6 +46,7 @@ export async function runSyntheticStream(options: {
   const perLayer = g.numKvHeads * g.tokensPerChunk * g.headDim;
   const template = Float32Array.from({ length: perLayer * 4 }, () => random() * 2 - 1);
   const samples: MemorySample[] = [];
+  const pending = new Set<Promise<void>>();
   try {
     for (let id = 0; id < options.chunks; id++) {
       // Fresh arrays per chunk, as the encoder allocates them; values vary by an offset into a template.
@@ -67,10 +68,13 @@ export async function runSyntheticStream(options: {
         values: Array.from({ length: g.numLayers }, slice),
         representatives: keys.map((k) => meanOverTokens(k, g.numKvHeads, g.tokensPerChunk, g.headDim)),
       };
-      await store.append(chunk);
-      index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
+      // As StreamSession does: the payload is written now, the index follows the manifest commit.
+      pending.add(store.append(chunk).then(() => index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives)));
       window.push(chunk);
       if ((id + 1) % options.sampleEvery === 0) {
+        await store.flush();
+        await Promise.all(pending);
+        pending.clear();
         (globalThis as { gc?: () => void }).gc?.();
         const usage = process.memoryUsage();
         const sample = {
@@ -85,6 +89,7 @@ export async function runSyntheticStream(options: {
         options.onSample?.(sample);
       }
     }
+    await Promise.all(pending);
   } finally {
     await store.close();
   }

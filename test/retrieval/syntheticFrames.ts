@@ -1,8 +1,8 @@
 // Synthetic chunk representatives shaped like a camera stream, for the HNSW recall test and
 // bench/hnsw.ts. Real mean pre-RoPE keys share a large constant offset (biases, outlier channels)
-// and vary across frames in a low-dimensional content subspace; frames of one scene are near
-// copies with slow drift, and scenes recur (a camera revisits the same view). Isotropic noise on
-// top keeps every dimension live. Recall depends on this structure (docs/retrieval.md), so the
+// and vary across frames in a low-dimensional content subspace; frames of one scene share its
+// content and drift around it (how far is `motion`), and scenes recur (a camera revisits the same
+// view). Isotropic noise on top keeps every dimension live. Recall depends on this structure (docs/retrieval.md), so the
 // generator is deliberately explicit about it.
 import { mulberry32 } from '../../kernels/sampling.js';
 
@@ -37,7 +37,7 @@ export interface SyntheticFrames {
   scene: Int32Array;
   /** View of each row: a revisit shares the view of the scene it returns to (near-identical content). */
   view: Int32Array;
-  /** Makes a question-like query about a random earlier scene (deterministic per seed). */
+  /** Makes a question-like query about a random scene (deterministic per seed). */
   query(seed: number): Float32Array;
 }
 

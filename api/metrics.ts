@@ -1,0 +1,103 @@
+import type { RequestHandler } from 'express';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { QuestionEvent, StreamStatus } from '../src/engine/streamManager.js';
+import type { ServiceContext } from './context.js';
+
+const PHASES = ['queue', 'retrieval', 'load', 'prefill', 'ttft', 'decode', 'total'] as const;
+
+/**
+ * Prometheus metrics on a registry of this app's own (two apps in one process, as in tests, do not
+ * collide). Per-stream figures are read from the manager at scrape time; question latencies are
+ * observed as questions finish, by phase (queue wait, retrieval, chunk load, prefill, time to first
+ * token, decode, total).
+ */
+export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMetrics: RequestHandler; handler: RequestHandler } {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'vigil_' });
+  const streams = () => ctx.peek()?.list() ?? [];
+  // Gauges and counters filled from stream status on every scrape.
+  const perStream = (name: string, help: string, value: (s: StreamStatus) => number | null, counter = false) => {
+    const collect = function (this: Gauge | Counter) {
+      this.reset();
+      for (const s of streams()) {
+        const v = value(s);
+        if (v === null) continue;
+        if (this instanceof Gauge) this.set({ stream: s.id }, v);
+        else this.inc({ stream: s.id }, v);
+      }
+    };
+    return counter
+      ? new Counter({ name, help, labelNames: ['stream'], registers: [registry], collect })
+      : new Gauge({ name, help, labelNames: ['stream'], registers: [registry], collect });
+  };
+  perStream('vigil_ingest_fps', 'Frames encoded per second (10 s window).', (s) => s.ingest?.fps ?? null);
+  perStream('vigil_ingest_source_fps', 'Frames sampled from the source per second (10 s window).', (s) => s.ingest?.sourceFps ?? null);
+  perStream('vigil_ingest_lag_seconds', 'Age of the oldest frame waiting for the model.', (s) => (s.ingest ? s.ingest.lagMs / 1000 : null));
+  perStream('vigil_ingest_frames_dropped_total', 'Frames dropped because the model was behind (live sources).', (s) => s.ingest?.drops ?? null, true);
+  perStream('vigil_ingest_reconnects_total', 'Source restarts (reconnects, watchdog kills).', (s) => s.ingest?.restarts ?? null, true);
+  perStream('vigil_ingest_gaps_total', 'Outages recorded in the stream timeline.', (s) => s.ingest?.gaps ?? null, true);
+  perStream('vigil_ingest_frames_total', 'Frames encoded since the ingest started.', (s) => s.frames, true);
+  perStream('vigil_memory_chunks', 'Chunks stored on disk.', (s) => s.memory?.chunks ?? null);
+  perStream('vigil_memory_disk_bytes', 'Bytes of KV segments on disk.', (s) => s.memory?.bytes ?? null);
+  new Gauge({
+    name: 'vigil_streams',
+    help: 'Streams by state.',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of streams()) this.inc({ state: s.state });
+    },
+  });
+  new Gauge({
+    name: 'vigil_model_queue',
+    help: 'Model jobs waiting, by kind.',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      const stats = ctx.peek()?.scheduler.stats();
+      this.set({ kind: 'question' }, stats?.queuedQuestions ?? 0);
+      this.set({ kind: 'frame' }, stats?.queuedFrames ?? 0);
+    },
+  });
+  const phases = new Histogram({
+    name: 'vigil_question_seconds',
+    help: 'Question latency by phase.',
+    labelNames: ['phase', 'mode'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const questions = new Counter({ name: 'vigil_questions_total', help: 'Questions by outcome.', labelNames: ['outcome'], registers: [registry] });
+  const requests = new Counter({ name: 'vigil_http_requests_total', help: 'HTTP requests by route and status.', labelNames: ['method', 'route', 'status'], registers: [registry] });
+
+  const onQuestion = (event: QuestionEvent) => {
+    questions.inc({ outcome: event.outcome });
+    if (!event.timing) return;
+    const t = event.timing;
+    const ms: Record<(typeof PHASES)[number], number> = {
+      queue: t.queueMs,
+      retrieval: t.retrievalMs,
+      load: t.loadMs,
+      prefill: t.prefillMs,
+      ttft: t.ttftMs,
+      decode: t.decodeMs,
+      total: t.totalMs,
+    };
+    for (const phase of PHASES) phases.observe({ phase, mode: event.mode }, ms[phase] / 1000);
+  };
+  void ctx.ready.then(() => ctx.peek()?.on('question', onQuestion));
+
+  const httpMetrics: RequestHandler = (req, res, next) => {
+    res.on('finish', () => {
+      // The matched route pattern, never the raw path (ids would explode the label set).
+      const route = (req.route as { path?: string } | undefined)?.path;
+      requests.inc({ method: req.method, route: route ? `${req.baseUrl}${route}` : 'unmatched', status: String(res.statusCode) });
+    });
+    next();
+  };
+  const handler: RequestHandler = async (_req, res) => {
+    res.type(registry.contentType).send(await registry.metrics());
+  };
+  return { registry, httpMetrics, handler };
+}
+

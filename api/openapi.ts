@@ -1,0 +1,92 @@
+import { z } from 'zod';
+import { ChatCompletionBody, ChatCompletionResponse } from './schemas/chat.js';
+import { ErrorBody } from './schemas/common.js';
+import { AnswerSchema, Evidence, QuestionBody, Timing } from './schemas/questions.js';
+import { CreateStreamBody, Retention, StreamList, StreamStatusSchema, UploadForm } from './schemas/streams.js';
+
+const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
+const json = (id: string) => ({ 'application/json': { schema: ref(id) } });
+const errors = (...statuses: number[]) =>
+  Object.fromEntries(statuses.map((s) => [String(s), { description: ERROR_TEXT[s] ?? 'error', content: json('Error') }]));
+const ERROR_TEXT: Record<number, string> = {
+  400: 'invalid input',
+  401: 'missing or invalid bearer token',
+  403: 'source refused by the URL or file policy',
+  404: 'no such stream (or thumbnail)',
+  409: 'the stream exists, or is unavailable',
+  413: 'body or upload too large',
+  415: 'unsupported content type',
+  429: 'question queue full: retry after the Retry-After header',
+  503: 'starting or stopping',
+};
+const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' }, description: 'Stream id' };
+
+/**
+ * The OpenAPI 3.0 document, generated from the same zod schemas that validate requests (so the docs
+ * cannot drift from the checks). Served at `/openapi.json`.
+ */
+export function buildOpenApi(version: string): object {
+  const registry = z.registry<{ id: string }>();
+  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, Timing, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse };
+  for (const [id, schema] of Object.entries(named)) registry.add(schema as z.ZodType, { id });
+  const { schemas } = z.toJSONSchema(registry, { target: 'openapi-3.0', io: 'input', uri: (id) => `#/components/schemas/${id}`, unrepresentable: 'any' });
+  for (const schema of Object.values(schemas)) delete (schema as { $id?: string }).$id;
+
+  const secured = { security: [{ bearer: [] }] };
+  return {
+    openapi: '3.0.3',
+    info: { title: 'Vigil', version, description: 'Streaming video QA: add camera streams or videos, ask questions about anything they showed, with evidence frames.' },
+    components: { schemas, securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    paths: {
+      '/v1/streams': {
+        post: {
+          ...secured,
+          summary: 'Add a stream: a URL or server-side file (JSON), or an uploaded video (multipart)',
+          requestBody: { required: true, content: { ...json('CreateStream'), 'multipart/form-data': { schema: ref('UploadStream') } } },
+          responses: { 201: { description: 'created', content: json('StreamStatus') }, ...errors(400, 401, 403, 409, 413, 415, 429) },
+        },
+        get: { ...secured, summary: 'List streams', responses: { 200: { description: 'streams', content: json('StreamList') }, ...errors(401) } },
+      },
+      '/v1/streams/{id}': {
+        parameters: [idParam],
+        get: { ...secured, summary: 'Stream status', responses: { 200: { description: 'status', content: json('StreamStatus') }, ...errors(401, 404) } },
+        delete: {
+          ...secured,
+          summary: 'Remove a stream (purge=true also deletes its memory)',
+          parameters: [{ name: 'purge', in: 'query', schema: { type: 'boolean' } }],
+          responses: { 204: { description: 'removed' }, ...errors(400, 401, 404) },
+        },
+      },
+      '/v1/streams/{id}/stop': { parameters: [idParam], post: { ...secured, summary: 'Stop ingest (memory stays answerable)', responses: { 200: { description: 'status', content: json('StreamStatus') }, ...errors(401, 404) } } },
+      '/v1/streams/{id}/start': { parameters: [idParam], post: { ...secured, summary: 'Restart a stopped ingest', responses: { 200: { description: 'status', content: json('StreamStatus') }, ...errors(401, 404, 409) } } },
+      '/v1/streams/{id}/questions': {
+        parameters: [idParam],
+        post: {
+          ...secured,
+          summary: 'Ask a question (JSON answer, or SSE with stream=true: token events, then an evidence event)',
+          requestBody: { required: true, content: json('Question') },
+          responses: {
+            200: { description: 'the answer', content: { ...json('Answer'), 'text/event-stream': { schema: { type: 'string' } } } },
+            ...errors(400, 401, 404, 409, 429),
+          },
+        },
+      },
+      '/v1/streams/{id}/frames/{chunk}.jpg': {
+        parameters: [idParam, { name: 'chunk', in: 'path', required: true, schema: { type: 'string' }, description: 'Chunk id, or "latest"' }],
+        get: { ...secured, summary: 'Evidence thumbnail (JPEG)', responses: { 200: { description: 'JPEG', content: { 'image/jpeg': { schema: { type: 'string', format: 'binary' } } } }, ...errors(400, 401, 404) } },
+      },
+      '/v1/chat/completions': {
+        post: {
+          ...secured,
+          summary: 'OpenAI-compatible chat completion; model = stream id; evidence in the extra field "vigil"',
+          requestBody: { required: true, content: json('ChatCompletionRequest') },
+          responses: { 200: { description: 'completion (or SSE chunks with stream=true)', content: json('ChatCompletion') }, ...errors(400, 401, 404, 429) },
+        },
+      },
+      '/v1/models': { get: { ...secured, summary: 'Streams as OpenAI models', responses: { 200: { description: 'list' }, ...errors(401) } } },
+      '/healthz': { get: { summary: 'Liveness', responses: { 200: { description: 'alive' } } } },
+      '/readyz': { get: { summary: 'Readiness (model and streams loaded)', responses: { 200: { description: 'ready' }, ...errors(503) } } },
+      '/metrics': { get: { ...secured, summary: 'Prometheus metrics', responses: { 200: { description: 'text exposition format' }, ...errors(401) } } },
+    },
+  };
+}

@@ -1,0 +1,46 @@
+import { z } from 'zod';
+import { questionFields } from './questions.js';
+
+const ContentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
+
+/**
+ * OpenAI's chat completion request, the parts Vigil uses. `model` names a stream; the question is the
+ * last user message. Unknown fields are accepted (clients send `user`, `stream_options`, ...).
+ */
+export const ChatCompletionBody = z
+  .looseObject({
+    model: z.string().min(1).meta({ description: 'The stream id to ask.' }),
+    messages: z
+      .array(
+        z.looseObject({
+          role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+          content: z.union([z.string(), z.array(ContentPart), z.null()]).optional(),
+        }),
+      )
+      .min(1),
+    stream: z.boolean().optional(),
+    max_tokens: z.int().min(1).max(1024).optional(),
+    max_completion_tokens: z.int().min(1).max(1024).optional(),
+    temperature: z.number().min(0).max(2).optional(),
+    top_p: z.number().gt(0).max(1).optional(),
+    seed: z.int().optional(),
+    n: z.literal(1).optional(),
+    vigil: z.strictObject(questionFields).optional().meta({ description: 'Vigil extras: retrieval mode, r, time range.' }),
+  });
+
+export const ChatCompletionResponse = z
+  .object({
+    id: z.string(),
+    object: z.literal('chat.completion'),
+    created: z.int(),
+    model: z.string(),
+    choices: z.array(
+      z.object({
+        index: z.int(),
+        message: z.object({ role: z.literal('assistant'), content: z.string() }),
+        finish_reason: z.enum(['stop', 'length']),
+      }),
+    ),
+    usage: z.object({ prompt_tokens: z.int(), completion_tokens: z.int(), total_tokens: z.int() }),
+    vigil: z.object({ evidence: z.array(z.unknown()), timing: z.unknown(), mode: z.string() }).meta({ description: 'Evidence and timing (Vigil extension).' }),
+  });

@@ -1,0 +1,111 @@
+import { z } from 'zod';
+import { StreamId } from './common.js';
+
+export const Retention = z
+  .strictObject({
+    maxBytes: z.int().min(1024 * 1024).optional().meta({ description: 'Disk budget in bytes (at least 1 MiB); oldest segments are deleted first.' }),
+    maxAgeSec: z.number().positive().optional().meta({ description: 'Keep only this many seconds of stream time.' }),
+  });
+
+const Storage = z.enum(['float32', 'float16', 'int8']).meta({ description: 'KV payload dtype on disk. Default float32 (exact).' });
+
+/** Fields shared by JSON creation, uploads (as form fields) and config-file cameras. */
+export const streamSettingsShape = {
+  id: StreamId.optional().meta({ description: 'Stream id; generated when absent. 409 if it exists.' }),
+  name: z.string().min(1).max(200).optional().meta({ description: 'Display name; default the id.' }),
+  fps: z.number().min(0.01).max(30).optional().meta({ description: 'Frames sampled per second. Default 1.' }),
+  window: z.int().min(1).max(4096).optional().meta({ description: 'Recent frames kept in context while encoding. Default 16.' }),
+  sinks: z.int().min(0).max(64).optional().meta({ description: 'First frames kept in context forever. Default 1.' }),
+  storage: Storage.optional(),
+  retention: Retention.optional(),
+};
+
+export const CreateStreamBody = z
+  .strictObject({
+    source: z
+      .string()
+      .trim()
+      .min(1)
+      .max(4096)
+      .meta({ description: 'rtsp://, rtsps://, http(s):// (file or HLS), or a server-side path when the server allows files.', example: 'rtsp://user:pass@camera.example.com/stream' }),
+    ...streamSettingsShape,
+  });
+
+/** The same settings as multipart form fields (strings), for uploads. */
+const numberField = (schema: z.ZodNumber) => z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), schema);
+export const UploadFields = z.strictObject({
+  id: streamSettingsShape.id,
+  name: streamSettingsShape.name,
+  fps: numberField(z.number().min(0.01).max(30)).optional(),
+  window: numberField(z.int().min(1).max(4096)).optional(),
+  sinks: numberField(z.int().min(0).max(64)).optional(),
+  storage: Storage.optional(),
+  retention: z
+    .preprocess((v) => {
+      if (typeof v !== 'string') return v;
+      try {
+        return JSON.parse(v) as unknown;
+      } catch {
+        return v;
+      }
+    }, Retention)
+    .optional(),
+});
+
+export const UploadForm = z
+  .object({
+    file: z.string().meta({ format: 'binary', description: 'The video file (multipart field "file").' }),
+    id: z.string().optional(),
+    name: z.string().optional(),
+    fps: z.number().optional(),
+    window: z.int().optional(),
+    sinks: z.int().optional(),
+    storage: Storage.optional(),
+    retention: z.string().optional().meta({ description: 'JSON, e.g. {"maxBytes": 1073741824}' }),
+  });
+
+export const DeleteQuery = z.strictObject({
+  purge: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .transform((v) => v === 'true' || v === '1')
+    .meta({ description: 'Also delete the memory (KV, index, thumbnails) from disk.' }),
+});
+
+const Gap = z.object({ startT: z.number(), endT: z.number().nullable(), reason: z.string() });
+
+export const StreamStatusSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    source: z.string().meta({ description: 'The source with credentials removed.' }),
+    origin: z.enum(['api', 'config']),
+    kind: z.enum(['file', 'upload', 'rtsp', 'http', 'hls']),
+    live: z.boolean().nullable(),
+    state: z.enum(['starting', 'connecting', 'live', 'backing-off', 'processing', 'ended', 'stopped', 'failed', 'unavailable']),
+    createdAt: z.string(),
+    settings: z.object({ fps: z.number(), window: z.int(), sinks: z.int(), storage: Storage, retention: Retention }),
+    frames: z.int().meta({ description: 'Frames encoded since the ingest (re)started.' }),
+    memory: z
+      .object({ chunks: z.int(), bytes: z.int(), firstT: z.number().nullable(), lastT: z.number().nullable(), contextFrames: z.int() })
+      .nullable()
+      .meta({ description: 'Chunks and bytes on disk, stream-time span, frames in the context window.' }),
+    ingest: z
+      .object({
+        fps: z.number(),
+        sourceFps: z.number(),
+        lagMs: z.number(),
+        drops: z.int(),
+        gaps: z.int(),
+        restarts: z.int(),
+        queued: z.int(),
+        lastGap: Gap.nullable(),
+      })
+      .nullable(),
+    progress: z.object({ t: z.number(), durationS: z.number().nullable(), fraction: z.number().nullable() }).nullable(),
+    questions: z.object({ queued: z.int(), answered: z.int() }),
+    latestThumbnail: z.int().nullable(),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  });
+
+export const StreamList = z.object({ streams: z.array(StreamStatusSchema) });

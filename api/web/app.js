@@ -1,0 +1,307 @@
+// Vigil's web page: plain browser JavaScript, no build step. Every request carries the bearer token
+// (kept in this browser's localStorage); pictures are fetched with it and shown as blob: URLs, and
+// streamed answers are read from fetch() (EventSource cannot send an Authorization header).
+// Text from the server is only ever set with textContent, never parsed as HTML.
+
+const $ = (selector) => document.querySelector(selector);
+const POLL_MS = 1500;
+const TOKEN_KEY = 'vigil.token';
+
+let token = localStorage.getItem(TOKEN_KEY) ?? '';
+let pollTimer = null;
+/** Stream id -> { element, thumbChunk, thumbUrl } */
+const cards = new Map();
+
+function headers(extra = {}) {
+  return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: headers(options.headers) });
+  if (!response.ok) throw await apiError(response);
+  return response.status === 204 ? null : response.json();
+}
+
+async function apiError(response) {
+  let message = `${response.status} ${response.statusText}`;
+  try {
+    const body = await response.json();
+    if (body?.error?.message) message = body.error.message;
+  } catch {
+    // not JSON: keep the status line
+  }
+  const error = new Error(message);
+  error.status = response.status;
+  return error;
+}
+
+async function imageUrl(path) {
+  const response = await fetch(path, { headers: headers() });
+  if (!response.ok) return null;
+  return URL.createObjectURL(await response.blob());
+}
+
+const clock = (t) => {
+  const s = Math.floor(t);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Streams list
+
+async function refresh() {
+  try {
+    const { streams } = await api('/v1/streams');
+    $('#connection').textContent = 'connected';
+    render(streams);
+  } catch (error) {
+    $('#connection').textContent = error.status === 401 ? 'this server needs a token' : `cannot reach the server: ${error.message}`;
+  }
+}
+
+function schedule() {
+  clearTimeout(pollTimer);
+  pollTimer = setTimeout(async () => {
+    await refresh();
+    schedule();
+  }, POLL_MS);
+}
+
+function render(streams) {
+  $('#no-streams').hidden = streams.length > 0;
+  const seen = new Set();
+  for (const s of streams) {
+    seen.add(s.id);
+    let card = cards.get(s.id);
+    if (!card) {
+      card = createCard(s.id);
+      cards.set(s.id, card);
+      $('#streams').append(card.element);
+    }
+    updateCard(card, s);
+  }
+  for (const [id, card] of cards) {
+    if (seen.has(id)) continue;
+    card.element.remove();
+    if (card.thumbUrl) URL.revokeObjectURL(card.thumbUrl);
+    cards.delete(id);
+  }
+  updateStreamSelect(streams);
+}
+
+function createCard(id) {
+  const element = document.createElement('li');
+  element.className = 'stream';
+  element.dataset.streamId = id;
+  const img = document.createElement('img');
+  img.alt = `latest frame of ${id}`;
+  img.className = 'placeholder';
+  const info = document.createElement('div');
+  info.className = 'info';
+  const title = document.createElement('div');
+  title.className = 'title';
+  const source = document.createElement('div');
+  source.className = 'source';
+  const state = document.createElement('span');
+  state.className = 'state';
+  const figures = document.createElement('div');
+  figures.className = 'figures';
+  const actions = document.createElement('div');
+  const stop = button('Stop', () => api(`/v1/streams/${encodeURIComponent(id)}/stop`, { method: 'POST' }).then(refresh));
+  const start = button('Start', () => api(`/v1/streams/${encodeURIComponent(id)}/start`, { method: 'POST' }).then(refresh));
+  const remove = button('Delete', () => {
+    if (!confirm(`Delete stream ${id} and its memory?`)) return;
+    api(`/v1/streams/${encodeURIComponent(id)}?purge=true`, { method: 'DELETE' }).then(refresh);
+  });
+  actions.append(stop, start, remove);
+  info.append(title, source, state, figures, actions);
+  element.append(img, info);
+  return { element, img, title, source, state, figures, stop, start, thumbChunk: null, thumbUrl: null };
+}
+
+function button(text, onClick) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = text;
+  b.addEventListener('click', () => {
+    Promise.resolve(onClick()).catch((error) => alert(error.message));
+  });
+  return b;
+}
+
+function updateCard(card, s) {
+  card.title.textContent = s.name === s.id ? s.id : `${s.name} (${s.id})`;
+  card.source.textContent = s.source;
+  card.source.title = s.source;
+  card.state.textContent = s.state;
+  card.state.className = `state ${s.state}`;
+  const parts = [`${s.memory?.chunks ?? 0} chunks`, `${((s.memory?.bytes ?? 0) / 1024 ** 2).toFixed(1)} MiB`];
+  if (s.ingest) parts.push(`${s.ingest.fps.toFixed(1)} fps`, `lag ${(s.ingest.lagMs / 1000).toFixed(1)} s`, `${s.ingest.drops} dropped`, `${s.ingest.gaps} gaps`);
+  if (s.progress?.fraction != null) parts.push(`${Math.round(s.progress.fraction * 100)}%`);
+  if (s.error) parts.push(`${s.error.code}: ${s.error.message}`);
+  card.figures.textContent = parts.join(' · ');
+  const running = ['starting', 'connecting', 'live', 'backing-off', 'processing'].includes(s.state);
+  card.stop.hidden = !running;
+  card.start.hidden = running || s.state === 'ended' || s.state === 'unavailable';
+  if (s.latestThumbnail !== null && s.latestThumbnail !== card.thumbChunk) {
+    card.thumbChunk = s.latestThumbnail;
+    imageUrl(`/v1/streams/${encodeURIComponent(s.id)}/frames/${s.latestThumbnail}.jpg`).then((url) => {
+      if (!url) return;
+      if (card.thumbUrl) URL.revokeObjectURL(card.thumbUrl);
+      card.thumbUrl = url;
+      card.img.src = url;
+      card.img.className = '';
+    });
+  }
+}
+
+function updateStreamSelect(streams) {
+  const select = $('#ask-stream');
+  const current = select.value;
+  const ids = streams.map((s) => s.id);
+  const existing = [...select.options].map((o) => o.value);
+  if (ids.join('\n') === existing.join('\n')) return;
+  select.replaceChildren(
+    ...streams.map((s) => {
+      const option = document.createElement('option');
+      option.value = s.id;
+      option.textContent = s.name === s.id ? s.id : `${s.name} (${s.id})`;
+      return option;
+    }),
+  );
+  if (ids.includes(current)) select.value = current;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adding a stream
+
+async function addStream(event) {
+  event.preventDefault();
+  $('#add-error').textContent = '';
+  const file = $('#upload').files[0];
+  const name = $('#name').value.trim();
+  const fps = Number($('#fps').value);
+  const window_ = Number($('#window').value);
+  try {
+    if (file) {
+      const form = new FormData();
+      form.append('file', file);
+      if (name) form.append('name', name);
+      form.append('fps', String(fps));
+      form.append('window', String(window_));
+      await api('/v1/streams', { method: 'POST', body: form });
+    } else {
+      const source = $('#source').value.trim();
+      if (!source) throw new Error('give a source URL or path, or choose a file to upload');
+      const body = { source, fps, window: window_, ...(name ? { name } : {}) };
+      await api('/v1/streams', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    }
+    $('#add-form').reset();
+    await refresh();
+  } catch (error) {
+    $('#add-error').textContent = error.message;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Asking
+
+async function ask(event) {
+  event.preventDefault();
+  const id = $('#ask-stream').value;
+  const question = $('#question').value.trim();
+  if (!id || !question) return;
+  $('#answer-box').hidden = false;
+  $('#answer').textContent = '';
+  $('#answer-timing').textContent = 'waiting for the model…';
+  $('#ask-error').textContent = '';
+  $('#evidence').replaceChildren();
+  $('#ask-button').disabled = true;
+  try {
+    const body = { question, mode: $('#mode').value, r: Number($('#r').value), stream: true };
+    const response = await fetch(`/v1/streams/${encodeURIComponent(id)}/questions`, {
+      method: 'POST',
+      headers: headers({ 'Content-Type': 'application/json', Accept: 'text/event-stream' }),
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) throw await apiError(response);
+    let text = '';
+    for await (const { event: name, data } of readEvents(response.body)) {
+      if (name === 'token') {
+        text += data.text;
+        $('#answer').textContent = text.trim();
+      } else if (name === 'evidence') {
+        showAnswer(data);
+      } else if (name === 'error') {
+        throw new Error(data.error.message);
+      }
+    }
+  } catch (error) {
+    $('#ask-error').textContent = error.message;
+    $('#answer-timing').textContent = '';
+  } finally {
+    $('#ask-button').disabled = false;
+  }
+}
+
+/** Server-Sent Events from a fetch body: yields {event, data} with data parsed as JSON. */
+async function* readEvents(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = 'message';
+      const data = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) event = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+      }
+      if (data.length > 0) yield { event, data: JSON.parse(data.join('\n')) };
+    }
+  }
+}
+
+function showAnswer(answer) {
+  $('#answer').textContent = answer.text;
+  const t = answer.timing;
+  $('#answer-timing').textContent = `${answer.mode} · first token ${Math.round(t.ttftMs)} ms · total ${Math.round(t.totalMs)} ms · ${answer.evidence.length} chunks retrieved`;
+  // Strongest evidence first; the rest of the retrieved set follows in time order.
+  const sorted = [...answer.evidence].sort((a, b) => b.score - a.score || a.tStart - b.tStart).slice(0, 12);
+  const best = sorted[0]?.score ?? 0;
+  const figures = sorted.map((e) => {
+    const figure = document.createElement('figure');
+    figure.dataset.chunkId = String(e.chunkId);
+    if (best > 0 && e.score >= best * 0.5) figure.classList.add('strong');
+    const img = document.createElement('img');
+    img.alt = `frame at ${clock(e.tStart)}`;
+    const caption = document.createElement('figcaption');
+    caption.textContent = `${clock(e.tStart)} · score ${e.score.toFixed(2)}`;
+    figure.append(img, caption);
+    if (e.thumbnail) {
+      imageUrl(e.thumbnail).then((url) => {
+        if (url) img.src = url;
+      });
+    }
+    return figure;
+  });
+  $('#evidence').replaceChildren(...figures);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+$('#token').value = token;
+$('#token-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  token = $('#token').value.trim();
+  localStorage.setItem(TOKEN_KEY, token);
+  refresh();
+});
+$('#add-form').addEventListener('submit', addStream);
+$('#ask-form').addEventListener('submit', ask);
+refresh().then(schedule);

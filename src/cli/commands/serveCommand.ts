@@ -1,0 +1,122 @@
+import { Command } from 'commander';
+import type { AuthConfig } from '../../../api/auth.js';
+import { loadServiceConfig } from '../../../api/config.js';
+import type { ServiceConfig } from '../../../api/schemas/config.js';
+import { startServer } from '../../../api/server.js';
+import { vigilDataDir } from '../../cacheDir.js';
+import { checkRange } from '../../engine/streamManager.js';
+import { VigilError } from '../../errors.js';
+import { parseInteger } from '../options.js';
+import { resolveModelDir } from '../resolveModel.js';
+
+interface ServeOptions {
+  config?: string;
+  port?: number;
+  host?: string;
+  data?: string;
+  model?: string;
+  token: string[];
+  auth: boolean;
+  allowFiles?: string;
+  allowPrivate?: boolean;
+  allowNetwork: string[];
+  maxUploadMb?: number;
+  quiet?: boolean;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+const MIN_TOKEN_LENGTH = 16;
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('run the REST API, the web page and multi-stream ingest')
+    .option('--config <file>', 'vigil.yaml: model, data folder, auth tokens, URL policy, cameras')
+    .option('--port <p>', 'port (default 8080; 0 = any free port)', parseInteger(0, 65535))
+    .option('--host <addr>', 'address to listen on (default 127.0.0.1)')
+    .option('--data <dir>', `data folder (default ${vigilDataDir()})`)
+    .option('--model <dir|name>', 'model folder or probe model name (default probe-needle)')
+    .option('--token <token>', 'accepted bearer token (repeatable); better: VIGIL_API_TOKENS=a,b in the environment', collect, [])
+    .option('--no-auth', 'accept requests without a token (local use only)')
+    .option('--allow-files <dir>', 'let API callers ingest server-side video files from this folder')
+    .option('--allow-private', 'let source URLs reach loopback and private networks')
+    .option('--allow-network <cidr>', 'a network source URLs may reach despite the private-network rule (repeatable)', collect, [])
+    .option('--max-upload-mb <n>', 'largest uploaded video in MiB (default 2048)', parseInteger(1, 1024 * 1024))
+    .option('--quiet', 'no request log')
+    .action(async (options: ServeOptions) => {
+      const config: ServiceConfig = options.config ? loadServiceConfig(options.config) : {};
+      const auth = authConfig(options, config);
+      for (const range of options.allowNetwork) checkRange(range);
+      const host = options.host ?? config.host ?? '127.0.0.1';
+      const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+      const modelDir = resolveModelDir(options.model ?? config.model ?? 'probe-needle');
+      const running = await startServer({
+        host,
+        port: options.port ?? config.port ?? 8080,
+        auth,
+        log,
+        requestLog: !options.quiet,
+        ...(options.maxUploadMb !== undefined ? { maxUploadBytes: options.maxUploadMb * 1024 ** 2 } : config.limits?.maxUploadBytes ? { maxUploadBytes: config.limits.maxUploadBytes } : {}),
+        ...(config.limits?.maxBodyBytes ? { maxBodyBytes: config.limits.maxBodyBytes } : {}),
+        cameras: config.cameras ?? [],
+        manager: {
+          dataDir: options.data ?? config.data ?? vigilDataDir(),
+          model: modelDir,
+          policy: {
+            ...(config.urlPolicy?.allowedSchemes ? { allowedSchemes: config.urlPolicy.allowedSchemes } : {}),
+            allowPrivateNetworks: options.allowPrivate ?? config.urlPolicy?.allowPrivateNetworks ?? false,
+            allowNetworks: [...(config.urlPolicy?.allowNetworks ?? []), ...options.allowNetwork],
+            filesDir: options.allowFiles ?? config.urlPolicy?.allowFilesDir ?? null,
+          },
+          limits: {
+            ...(config.limits?.maxStreams ? { maxStreams: config.limits.maxStreams } : {}),
+            ...(config.limits?.questionsPerStream ? { questionsPerStream: config.limits.questionsPerStream } : {}),
+            ...(config.limits?.questionsTotal ? { questionsTotal: config.limits.questionsTotal } : {}),
+          },
+          ...(config.defaults ? { defaults: config.defaults } : {}),
+        },
+      });
+      const authText = 'disabled' in auth ? 'OFF (--no-auth)' : `bearer token (${auth.tokens.length} accepted)`;
+      log(`vigil serve: listening on ${running.url} (auth: ${authText}); web page at ${running.url}/`);
+      if ('disabled' in auth && !isLoopback(host)) log(`WARNING: auth is off and the server listens on ${host}: anyone on the network can use it`);
+      running.manager.then(
+        (m) => log(`ready: model ${modelDir}, ${m.list().length} streams`),
+        (error: unknown) => log(`could not start: ${(error as Error).message}`),
+      );
+      await waitForSignal();
+      log('shutting down: stopping ingest and saving memories');
+      await running.close();
+    });
+}
+
+/** Tokens from --token, then VIGIL_API_TOKENS / VIGIL_API_TOKEN, then the config file; none means refuse to start. */
+function authConfig(options: ServeOptions, config: ServiceConfig): AuthConfig {
+  if (!options.auth || config.auth?.disabled) return { disabled: true };
+  const fromEnv = (process.env.VIGIL_API_TOKENS ?? process.env.VIGIL_API_TOKEN ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  const tokens = options.token.length > 0 ? options.token : fromEnv.length > 0 ? fromEnv : (config.auth?.tokens ?? []);
+  if (tokens.length === 0) {
+    throw new VigilError('BAD_CONFIG', 'no API token: set VIGIL_API_TOKENS=<token>, pass --token, list auth.tokens in the config file, or use --no-auth for local use');
+  }
+  const short = tokens.find((t) => t.length < MIN_TOKEN_LENGTH);
+  if (short !== undefined) throw new VigilError('BAD_CONFIG', `API tokens must have at least ${MIN_TOKEN_LENGTH} characters (one has ${short.length})`);
+  return { tokens };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** Resolves on the first SIGINT/SIGTERM; a second one exits at once. */
+function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const onSignal = () => {
+      process.once('SIGINT', () => process.exit(130));
+      process.once('SIGTERM', () => process.exit(143));
+      resolve();
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+}

@@ -1,0 +1,150 @@
+import type { KvStorageDtype } from '../../../memory/frameChunk.js';
+import type { AnswerMode } from '../streamSession.js';
+
+/** What a caller (API, config file, code) asks for when adding a stream. Unset fields take the manager's defaults. */
+export interface CreateStreamRequest {
+  /** Stream id (1-64 of [A-Za-z0-9_-]); generated when absent. Reusing the id of a detached memory continues it. */
+  id?: string;
+  /** Display name; default the id. */
+  name?: string;
+  /** A URL (rtsp, rtsps, http, https) or a server-side file path; exactly one of source and upload. */
+  source?: string;
+  /** A video already written under `manager.incomingDir` (e.g. by an upload handler); moved into the stream folder. */
+  upload?: { file: string; name: string };
+  /** Sampled frames per second. Default 1. */
+  fps?: number;
+  /** Recent frames kept in context while encoding. Default 16. */
+  window?: number;
+  /** First frames kept in context forever. Default 1. */
+  sinks?: number;
+  /** KV payload dtype on disk. Default float32. */
+  storage?: KvStorageDtype;
+  /** Disk budget: bytes and/or stream-time age (s); oldest segments go first. Default: keep everything. */
+  retention?: { maxBytes?: number; maxAgeSec?: number };
+}
+
+/**
+ * starting: the memory is being opened; connecting / live / backing-off: a live source's state;
+ * processing: a finite source (file, upload) is being read; ended: a finite source was read to its
+ * end (still answerable); stopped: stopped by a caller (answerable); failed: the source failed (see
+ * `error`; answerable); unavailable: the memory could not be opened (see `error`).
+ */
+export type StreamState = 'starting' | 'connecting' | 'live' | 'backing-off' | 'processing' | 'ended' | 'stopped' | 'failed' | 'unavailable';
+
+export interface StreamStatus {
+  id: string;
+  name: string;
+  /** The source with credentials removed (uploads: `upload:<file name>`). */
+  source: string;
+  origin: 'api' | 'config';
+  kind: 'file' | 'upload' | 'rtsp' | 'http' | 'hls';
+  /** Whether the source is live (null until it has been probed). */
+  live: boolean | null;
+  state: StreamState;
+  createdAt: string;
+  settings: { fps: number; window: number; sinks: number; storage: KvStorageDtype; retention: { maxBytes?: number; maxAgeSec?: number } };
+  /** Frames encoded since the ingest (re)started. */
+  frames: number;
+  /** What the stream remembers: chunks and bytes on disk, the stream-time span, frames in the context window. */
+  memory: { chunks: number; bytes: number; firstT: number | null; lastT: number | null; contextFrames: number } | null;
+  /** The live ingest, null when none ran since the process started. */
+  ingest: {
+    /** Frames encoded per second (10-s window). */
+    fps: number;
+    /** Frames sampled from the source per second (10-s window). */
+    sourceFps: number;
+    /** Age of the oldest frame waiting for the model (ms). */
+    lagMs: number;
+    /** Frames dropped because the model was behind (live sources). */
+    drops: number;
+    /** Outages recorded in the timeline, and reconnects (ffmpeg restarts). */
+    gaps: number;
+    restarts: number;
+    queued: number;
+    lastGap: { startT: number; endT: number | null; reason: string } | null;
+  } | null;
+  /** Finite sources: how far ingest has got. */
+  progress: { t: number; durationS: number | null; fraction: number | null } | null;
+  questions: { queued: number; answered: number };
+  /** Chunk id of the newest thumbnail, null when there is none. */
+  latestThumbnail: number | null;
+  error: { code: string; message: string } | null;
+}
+
+export interface StreamQuestion {
+  question: string;
+  /** rekv (default), window, full, uniform, or oracle (with from/to as the ground-truth interval). */
+  mode?: AnswerMode;
+  /** Chunks retrieved per layer (rekv) or frames (uniform). Default 64. */
+  retrieve?: number;
+  /** Only memory between these stream times (s) is searched. */
+  from?: number;
+  to?: number;
+  /** Most answer tokens. Default 64. */
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+}
+
+export interface EvidenceItem {
+  chunkId: number;
+  tStart: number;
+  tEnd: number;
+  /** Layers that retrieved the chunk and their mean score. */
+  layers: number;
+  score: number;
+  /** Whether a thumbnail of the chunk is stored. */
+  thumbnail: boolean;
+}
+
+export interface AnswerTiming {
+  /** Waiting for the model (other streams' frames and questions). */
+  queueMs: number;
+  retrievalMs: number;
+  loadMs: number;
+  prefillMs: number;
+  /** Time to first token from when the question started running: retrieval + load + prefill. */
+  ttftMs: number;
+  decodeMs: number;
+  totalMs: number;
+  decodeTokensPerSecond: number;
+}
+
+export interface StreamAnswer {
+  streamId: string;
+  question: string;
+  text: string;
+  mode: AnswerMode;
+  stopReason: 'eos' | 'max_new_tokens';
+  evidence: EvidenceItem[];
+  tokens: number;
+  contextTokens: number;
+  timing: AnswerTiming;
+}
+
+export interface AskHooks {
+  /** Each decoded piece of the answer, as soon as it is whole characters. */
+  onText?: (piece: string) => void;
+  /** Called once the question leaves the queue and starts on the model. */
+  onStart?: () => void;
+  /** Cancels a queued question, or stops a running one at its next token (CANCELLED). */
+  signal?: AbortSignal;
+}
+
+/** Emitted for every question, for metrics: how it ended and, when answered, its timing. */
+export interface QuestionEvent {
+  streamId: string;
+  outcome: 'answered' | 'rejected' | 'cancelled' | 'failed';
+  mode: AnswerMode;
+  timing: AnswerTiming | null;
+}
+
+export interface ManagerLimits {
+  /** Streams in one process. Default 32. */
+  maxStreams: number;
+  /** Questions queued or running per stream before 429. Default 4. */
+  questionsPerStream: number;
+  /** Questions queued or running in all before 429. Default 16. */
+  questionsTotal: number;
+}

@@ -1,0 +1,489 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { type OpenSourceOptions, redactUrl } from '../../ingest/index.js';
+import type { FsyncPolicy } from '../../memory/store/types.js';
+import { isVigilError, VigilError } from '../errors.js';
+import { VisionLanguageModel } from '../model/visionLanguageModel.js';
+import { checkStreamId, listStreamIds, streamDir } from './dataLayout.js';
+import { expandEnv } from './manager/envTemplate.js';
+import { ManagedStream } from './manager/managedStream.js';
+import { ModelScheduler } from './manager/modelScheduler.js';
+import { QuestionGate } from './manager/questionGate.js';
+import { type CheckedSource, SourcePolicy, type SourcePolicyOptions } from './manager/sourcePolicy.js';
+import { StreamIngest } from './manager/streamIngest.js';
+import { readRecord, removeRecord, type StreamRecord, type StreamSettings } from './manager/streamRecord.js';
+import { safeName, type StreamDefaults, streamSettings, timeRange } from './manager/requestChecks.js';
+import type { AskHooks, CreateStreamRequest, ManagerLimits, QuestionEvent, StreamAnswer, StreamQuestion, StreamStatus } from './manager/types.js';
+import { ANSWER_MODES, StreamSession } from './streamSession.js';
+
+export { expandEnv } from './manager/envTemplate.js';
+export { OverloadedError } from './manager/questionGate.js';
+export { AddressSet, checkRange, PRIVATE_RANGES } from './manager/networkPolicy.js';
+export type { SchedulerStats } from './manager/modelScheduler.js';
+export type { SourcePolicyOptions } from './manager/sourcePolicy.js';
+export type * from './manager/types.js';
+export { ANSWER_MODES, type AnswerMode } from './streamSession.js';
+
+export interface StreamManagerOptions {
+  /** Data folder: `<data>/streams/<id>/` per stream, `<data>/incoming/` for uploads in transit. */
+  dataDir: string;
+  /** A loaded model (the caller disposes it) or a model folder (loaded here, disposed by close()). */
+  model: VisionLanguageModel | string;
+  /** What API callers may ingest (schemes, private networks, a files folder). */
+  policy?: SourcePolicyOptions;
+  limits?: Partial<ManagerLimits>;
+  /** Settings for streams that do not set them. */
+  defaults?: StreamDefaults;
+  /** Extra ingest options for every source (ffmpeg build, timeouts, backoff, queue). */
+  sourceOptions?: OpenSourceOptions;
+  /** Chunk store options for every stream. */
+  store?: { fsync?: FsyncPolicy; cacheBytes?: number; segmentBytes?: number };
+  /** Restart the ingest of streams that were running when the process stopped. Default true. */
+  resume?: boolean;
+  /** One line per lifecycle event (never contains credentials). */
+  log?: (line: string) => void;
+}
+
+interface ManagerEvents {
+  question: [QuestionEvent];
+}
+
+const DEFAULT_LIMITS: ManagerLimits = { maxStreams: 32, questionsPerStream: 4, questionsTotal: 16 };
+
+/**
+ * Many streams in one process over one model. Every model call of every stream (frame encodes,
+ * questions, opening a memory) goes through one fair scheduler: questions first, then frames
+ * round-robin between streams. Each stream has its own StreamSession (its own chunk store and index
+ * in `<data>/streams/<id>/`), so a question can only ever see its own stream's chunks. Streams are
+ * recorded in `stream.json` and come back with their memories after a restart: live sources
+ * reconnect, finite ones resume where they stopped or stay answerable once complete.
+ */
+export class StreamManager extends EventEmitter<ManagerEvents> {
+  readonly scheduler: ModelScheduler;
+  readonly limits: ManagerLimits;
+  private readonly streams = new Map<string, ManagedStream>();
+  private readonly gate: QuestionGate;
+  private readonly policy: SourcePolicy;
+  private readonly log: (line: string) => void;
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    readonly dataDir: string,
+    readonly model: VisionLanguageModel,
+    private readonly ownsModel: boolean,
+    private readonly options: StreamManagerOptions,
+  ) {
+    super();
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.scheduler = new ModelScheduler();
+    this.gate = new QuestionGate(this.limits.questionsPerStream, this.limits.questionsTotal);
+    this.policy = new SourcePolicy(options.policy);
+    this.log = options.log ?? (() => {});
+  }
+
+  /** Loads the model (when given a folder), then every recorded stream with its memory. */
+  static async open(options: StreamManagerOptions): Promise<StreamManager> {
+    const dataDir = path.resolve(options.dataDir);
+    fs.mkdirSync(path.join(dataDir, 'streams'), { recursive: true });
+    // Uploads that were in transit when the process stopped belong to no stream.
+    fs.rmSync(path.join(dataDir, 'incoming'), { recursive: true, force: true });
+    fs.mkdirSync(path.join(dataDir, 'incoming'), { recursive: true });
+    const owns = typeof options.model === 'string';
+    const model = typeof options.model === 'string' ? await VisionLanguageModel.load(options.model) : options.model;
+    const manager = new StreamManager(dataDir, model, owns, options);
+    try {
+      await manager.restore();
+    } catch (error) {
+      await manager.close();
+      throw error;
+    }
+    return manager;
+  }
+
+  /** Where an upload handler writes incoming files before `create({ upload })` takes them over. */
+  get incomingDir(): string {
+    return path.join(this.dataDir, 'incoming');
+  }
+
+  get closed(): boolean {
+    return this.closing !== null;
+  }
+
+  /**
+   * Adds a stream and starts its ingest. Returns once its memory is open; the source connects in the
+   * background (failures show in its status). `origin: 'config'` marks an operator-declared stream:
+   * its source may use `${VAR}` placeholders and is not subject to the URL policy.
+   */
+  async create(request: CreateStreamRequest, origin: 'api' | 'config' = 'api'): Promise<StreamStatus> {
+    this.assertOpen();
+    const id = request.id !== undefined ? checkStreamId(request.id) : this.newId();
+    if (this.streams.has(id) || readRecord(streamDir(this.dataDir, id))) throw new VigilError('STREAM_EXISTS', `a stream with id '${id}' already exists`);
+    if (this.streams.size >= this.limits.maxStreams) throw new VigilError('OVERLOADED', `this server runs at most ${this.limits.maxStreams} streams`);
+    const settings = streamSettings(request, this.options.defaults);
+    const dir = streamDir(this.dataDir, id);
+    let checked: CheckedSource;
+    let record: StreamRecord;
+    if (request.upload) {
+      if (request.source !== undefined) throw new VigilError('BAD_INPUT', 'give either a source or an upload, not both');
+      const file = this.takeUpload(request.upload, dir);
+      checked = this.policy.checkTrusted(file);
+      record = this.newRecord(id, request, origin, 'upload', file, `upload:${safeName(request.upload.name)}`, settings, { name: safeName(request.upload.name), file });
+    } else {
+      if (!request.source) throw new VigilError('BAD_INPUT', 'a stream needs a source (a URL or a file path) or an upload');
+      checked = origin === 'config' ? this.policy.checkTrusted(expandEnv(request.source, process.env, `stream '${id}'`)) : await this.policy.check(request.source);
+      // A config camera's record keeps its ${VAR} template, and shows it (redacted), never the expanded secret.
+      const display = origin === 'config' ? redactUrl(request.source) : checked.display;
+      record = this.newRecord(id, request, origin, checked.spec.kind, origin === 'config' ? request.source : checked.spec.input, display, settings, null);
+    }
+    // The URL check may have awaited a DNS lookup: another request may have taken the id meanwhile.
+    if (this.streams.has(id)) throw new VigilError('STREAM_EXISTS', `a stream with id '${id}' already exists`);
+    const stream = new ManagedStream(dir, record);
+    this.streams.set(id, stream);
+    stream.persist();
+    try {
+      await this.openSession(stream);
+    } catch (error) {
+      this.streams.delete(id);
+      removeRecord(dir);
+      if (record.upload) fs.rmSync(record.upload.file, { force: true });
+      throw error;
+    }
+    this.log(`stream ${id}: created from ${record.display}`);
+    this.startIngest(stream);
+    return this.status(id);
+  }
+
+  /**
+   * A stream declared in the config file: created when missing; when its declaration changed, its
+   * record is updated and the stream reopened (its memory is kept).
+   */
+  async declare(request: CreateStreamRequest & { id: string }): Promise<StreamStatus> {
+    this.assertOpen();
+    const existing = this.streams.get(request.id);
+    if (!existing) return this.create(request, 'config');
+    const settings = streamSettings(request, this.options.defaults);
+    const changed =
+      existing.record.source !== request.source ||
+      existing.record.name !== (request.name ?? request.id) ||
+      JSON.stringify(existing.record.settings) !== JSON.stringify(settings);
+    if (!changed) return this.status(request.id);
+    const checked = this.policy.checkTrusted(expandEnv(request.source ?? '', process.env, `stream '${request.id}'`));
+    await this.detach(existing);
+    existing.record = {
+      ...existing.record,
+      origin: 'config',
+      source: request.source!,
+      display: redactUrl(request.source!),
+      kind: checked.spec.kind,
+      name: request.name ?? request.id,
+      settings,
+      completed: false,
+      desired: 'running',
+      lastError: null,
+    };
+    existing.persist();
+    const fresh = new ManagedStream(existing.dir, existing.record);
+    this.streams.set(request.id, fresh);
+    await this.openSession(fresh);
+    this.startIngest(fresh);
+    return this.status(request.id);
+  }
+
+  list(): StreamStatus[] {
+    return [...this.streams.keys()].sort().map((id) => this.status(id));
+  }
+
+  status(id: string): StreamStatus {
+    return this.get(id).status(this.gate.pending(id));
+  }
+
+  /** Stops the ingest; the memory stays answerable, and the stream stays stopped after a restart. */
+  async stop(id: string): Promise<StreamStatus> {
+    const stream = this.get(id);
+    stream.record.desired = 'stopped';
+    stream.persist();
+    await stream.ingest?.stop();
+    this.log(`stream ${id}: stopped`);
+    return this.status(id);
+  }
+
+  /** Restarts a stopped or failed stream's ingest (a finite source resumes after its last stored frame). */
+  async start(id: string): Promise<StreamStatus> {
+    const stream = this.get(id);
+    if (!stream.session) throw new VigilError('STREAM_UNAVAILABLE', `stream '${id}' is not available: ${stream.unavailable?.message ?? 'its memory is not open'}`);
+    stream.record.desired = 'running';
+    stream.record.lastError = null;
+    stream.persist();
+    if (!stream.ingesting && !stream.record.completed) this.startIngest(stream);
+    return this.status(id);
+  }
+
+  /**
+   * Removes a stream from the service. Without `purge` its memory stays on disk (a stream created
+   * later with the same id continues it); with `purge` its folder (KV, index, thumbnails, upload) is deleted.
+   */
+  async remove(id: string, options: { purge?: boolean } = {}): Promise<void> {
+    const stream = this.get(id);
+    this.streams.delete(id);
+    await this.detach(stream);
+    if (options.purge) fs.rmSync(stream.dir, { recursive: true, force: true });
+    else removeRecord(stream.dir);
+    this.log(`stream ${id}: removed${options.purge ? ' and purged' : ''}`);
+  }
+
+  /**
+   * Answers a question from one stream's memory. Refused at once with OVERLOADED (an OverloadedError
+   * carrying `retryAfterS`) when that stream's or the server's question queue is full.
+   */
+  async ask(id: string, question: StreamQuestion, hooks: AskHooks = {}): Promise<StreamAnswer> {
+    const stream = this.get(id);
+    const session = stream.session;
+    if (!session) throw new VigilError('STREAM_UNAVAILABLE', `stream '${id}' is not available: ${stream.unavailable?.message ?? 'its memory is still opening'}`);
+    const mode = question.mode ?? 'rekv';
+    if (!ANSWER_MODES.includes(mode)) throw new VigilError('BAD_INPUT', `unknown mode '${String(mode)}' (${ANSWER_MODES.join(', ')})`);
+    const range = timeRange(question);
+    if (mode === 'oracle' && !range) throw new VigilError('BAD_INPUT', 'mode oracle needs from and to: the ground-truth interval');
+    let release: () => void;
+    try {
+      release = this.gate.admit(id);
+    } catch (error) {
+      this.emit('question', { streamId: id, outcome: 'rejected', mode, timing: null });
+      throw error;
+    }
+    const queuedAt = performance.now();
+    let startedAt = queuedAt;
+    const { signal } = hooks;
+    try {
+      const answer = await this.scheduler.run(
+        id,
+        'question',
+        () => {
+          startedAt = performance.now();
+          hooks.onStart?.();
+          return session.ask({
+            question: question.question,
+            mode,
+            retrieve: question.retrieve ?? 64,
+            maxNewTokens: question.maxTokens ?? 64,
+            ...(question.temperature !== undefined ? { temperature: question.temperature } : {}),
+            ...(question.topP !== undefined ? { topP: question.topP } : {}),
+            ...(question.seed !== undefined ? { seed: question.seed } : {}),
+            ...(range && mode !== 'oracle' ? { timeRange: range } : {}),
+            ...(range && mode === 'oracle' ? { oracleTimes: [range] } : {}),
+            // Throwing from the token callback is how a running answer stops when its caller has gone.
+            onText: (piece) => {
+              if (signal?.aborted) throw new VigilError('CANCELLED', 'the question was cancelled');
+              hooks.onText?.(piece);
+            },
+          });
+        },
+        signal,
+      );
+      stream.answered++;
+      const result: StreamAnswer = {
+        streamId: id,
+        question: question.question,
+        text: answer.text.trim(),
+        mode: answer.mode,
+        stopReason: answer.stopReason,
+        evidence: answer.evidence.map((e) => ({
+          chunkId: e.chunkId,
+          tStart: e.tStart,
+          tEnd: e.tEnd,
+          layers: e.layers,
+          score: e.meanScore,
+          thumbnail: stream.thumbnails.find(e.chunkId) !== null,
+        })),
+        tokens: answer.tokenIds.length,
+        contextTokens: answer.contextTokens,
+        timing: {
+          queueMs: round(startedAt - queuedAt),
+          retrievalMs: round(answer.retrievalMs),
+          loadMs: round(answer.loadMs),
+          prefillMs: round(answer.prefillMs),
+          ttftMs: round(answer.ttftMs),
+          decodeMs: round(answer.decodeMs),
+          totalMs: round(answer.totalMs),
+          decodeTokensPerSecond: round(answer.decodeTokensPerSecond),
+        },
+      };
+      this.emit('question', { streamId: id, outcome: 'answered', mode, timing: result.timing });
+      return result;
+    } catch (error) {
+      const cancelled = isVigilError(error) && error.code === 'CANCELLED';
+      this.emit('question', { streamId: id, outcome: cancelled ? 'cancelled' : 'failed', mode, timing: null });
+      throw error;
+    } finally {
+      release();
+    }
+  }
+
+  /** The stored JPEG of a chunk (or of the newest chunk), or null when there is none. */
+  thumbnail(id: string, chunkId: number | 'latest'): string | null {
+    const stream = this.get(id);
+    const wanted = chunkId === 'latest' ? stream.thumbnails.newestChunkId : chunkId;
+    return wanted === null ? null : stream.thumbnails.find(wanted);
+  }
+
+  /** Stops every ingest and closes every memory; running streams resume at the next open. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const streams = [...this.streams.values()];
+      this.streams.clear();
+      await Promise.all(streams.map((s) => this.detach(s)));
+      if (this.ownsModel) await this.model.dispose();
+    })();
+    return this.closing;
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  private get(id: string): ManagedStream {
+    const stream = this.streams.get(id);
+    if (!stream) throw new VigilError('STREAM_NOT_FOUND', `no stream with id '${id}'`);
+    return stream;
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new VigilError('STREAM_UNAVAILABLE', 'the server is shutting down');
+  }
+
+  private async restore(): Promise<void> {
+    for (const id of listStreamIds(this.dataDir)) {
+      const dir = streamDir(this.dataDir, id);
+      let record: StreamRecord | null;
+      try {
+        record = readRecord(dir);
+      } catch (error) {
+        this.log(`stream ${id}: skipped, ${(error as Error).message}`);
+        continue;
+      }
+      if (!record) continue;
+      const stream = new ManagedStream(dir, record);
+      this.streams.set(id, stream);
+      try {
+        await this.openSession(stream);
+      } catch (error) {
+        stream.unavailable = { code: isVigilError(error) ? error.code : 'STORE_IO', message: (error as Error).message };
+        this.log(`stream ${id}: memory unavailable: ${(error as Error).message}`);
+        continue;
+      }
+      if (this.options.resume !== false && record.desired === 'running' && !record.completed) this.startIngest(stream);
+      this.log(`stream ${id}: restored (${stream.session?.stats().storedChunks ?? 0} chunks)`);
+    }
+  }
+
+  private async openSession(stream: ManagedStream): Promise<void> {
+    const { settings } = stream.record;
+    const store = this.options.store ?? {};
+    const retention = {
+      ...(settings.retention.maxBytes !== undefined ? { maxBytes: settings.retention.maxBytes } : {}),
+      ...(settings.retention.maxStreamAgeSec !== undefined ? { maxStreamAgeSec: settings.retention.maxStreamAgeSec } : {}),
+    };
+    // Retention deletes whole segments: with a byte budget, segments must be well under it.
+    const segmentBytes = store.segmentBytes ?? (retention.maxBytes ? Math.max(64 * 1024, Math.min(256 * 1024 ** 2, Math.floor(retention.maxBytes / 8))) : undefined);
+    // Opening encodes the stream's text prefix: a model call, so it waits its turn like any other.
+    stream.session = await this.scheduler.run(stream.id, 'question', () =>
+      StreamSession.open(this.model, {
+        dir: stream.dir,
+        sinkFrames: settings.sinkFrames,
+        windowFrames: settings.windowFrames,
+        storageDtype: settings.storage,
+        ...(Object.keys(retention).length > 0 ? { retention } : {}),
+        ...(store.fsync !== undefined ? { fsync: store.fsync } : {}),
+        ...(store.cacheBytes !== undefined ? { cacheBytes: store.cacheBytes } : {}),
+        ...(segmentBytes !== undefined ? { segmentBytes } : {}),
+      }),
+    );
+  }
+
+  private startIngest(stream: ManagedStream): void {
+    if (!stream.session || stream.ingesting || this.closing) return;
+    const { record } = stream;
+    const input = record.origin === 'config' ? expandEnv(record.source, process.env, `stream '${record.id}'`) : record.source;
+    const hasRetention = record.settings.retention.maxBytes !== undefined || record.settings.retention.maxStreamAgeSec !== undefined;
+    const ingest = new StreamIngest({
+      streamId: record.id,
+      session: stream.session,
+      scheduler: this.scheduler,
+      thumbnails: stream.thumbnails,
+      input,
+      source: { ...this.options.sourceOptions, fps: record.settings.fps },
+      pruneEvery: hasRetention ? 16 : null,
+    });
+    stream.ingest = ingest;
+    stream.ingesting = true;
+    void ingest.done.then((outcome) => {
+      stream.ingesting = false;
+      if (ingest.source?.probe?.durationS != null) stream.durationS = ingest.source.probe.durationS;
+      if (this.streams.get(record.id) !== stream || this.closing) return;
+      const live = ingest.sourceStats()?.live ?? false;
+      if (outcome.result === 'ended' && !live) {
+        stream.record.completed = true;
+        // The memory holds what questions need; the uploaded file is only kept to resume an interrupted ingest.
+        if (stream.record.upload) fs.rmSync(stream.record.upload.file, { force: true });
+      }
+      if (outcome.result === 'failed') stream.record.lastError = outcome.error;
+      stream.persist();
+      this.log(`stream ${record.id}: ingest ${outcome.result}${outcome.error ? ` (${outcome.error.code}: ${outcome.error.message})` : ''}, ${ingest.framesEncoded} frames`);
+    });
+  }
+
+  /** Stops the ingest and closes the memory; the record stays as it is. */
+  private async detach(stream: ManagedStream): Promise<void> {
+    await stream.ingest?.stop();
+    await stream.session?.close();
+    stream.session = null;
+  }
+
+  private newRecord(
+    id: string,
+    request: CreateStreamRequest,
+    origin: 'api' | 'config',
+    kind: StreamRecord['kind'],
+    source: string,
+    display: string,
+    settings: StreamSettings,
+    upload: StreamRecord['upload'],
+  ): StreamRecord {
+    return {
+      version: 1,
+      id,
+      name: request.name ?? id,
+      origin,
+      source,
+      display,
+      kind,
+      upload,
+      settings,
+      createdAt: new Date().toISOString(),
+      desired: 'running',
+      completed: false,
+      lastError: null,
+    };
+  }
+
+  /** Moves an uploaded file from the incoming folder into the stream's folder. */
+  private takeUpload(upload: { file: string; name: string }, dir: string): string {
+    const from = path.resolve(upload.file);
+    const rel = path.relative(this.incomingDir, from);
+    if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) throw new VigilError('BAD_INPUT', 'an upload must be a file in the incoming folder');
+    const target = path.join(dir, 'video', `upload${path.extname(safeName(upload.name)) || '.bin'}`);
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    fs.renameSync(from, target);
+    return target;
+  }
+
+  private newId(): string {
+    for (;;) {
+      const id = `s${randomBytes(4).toString('hex')}`;
+      if (!this.streams.has(id) && !fs.existsSync(streamDir(this.dataDir, id))) return id;
+    }
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}

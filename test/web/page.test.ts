@@ -1,0 +1,92 @@
+/**
+ * The web page in headless Chromium (Debian's chromium driven by playwright-core): enter the token,
+ * add a stream from a probe clip, watch it reach "ended" with a live thumbnail, ask the needle
+ * question, and see the streamed answer and the evidence thumbnails with their times.
+ *
+ * Needs /usr/bin/chromium (`apt-get install chromium`); skipped loudly without it, except in CI
+ * (CI=true), where a missing browser fails the test.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type Browser, chromium } from 'playwright-core';
+import { disposeSharedModel, makeClips, startTestServer, type TestServer, TOKEN } from '../api/helpers.js';
+
+const CHROMIUM = process.env.VIGIL_CHROMIUM ?? '/usr/bin/chromium';
+// The closed network here refuses Chromium's background connections: switch them all off.
+const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+function requireChromium(t: { skip(message?: string): void }): boolean {
+  if (fs.existsSync(CHROMIUM)) return true;
+  const reason = `Chromium not found at ${CHROMIUM} (apt-get install chromium)`;
+  if (process.env.CI === 'true') throw new Error(`CI=true and ${reason}`);
+  process.stderr.write(`\n*** SKIPPING BROWSER TEST: ${reason} ***\n\n`);
+  t.skip(reason);
+  return false;
+}
+
+describe('web page', () => {
+  let server: TestServer;
+  let browser: Browser | null = null;
+
+  before(async () => {
+    const clips = await makeClips();
+    server = await startTestServer({ filesDir: clips });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    await disposeSharedModel();
+  });
+
+  it('adds a stream from a probe clip, asks a needle question, shows the answer and the evidence', async (t) => {
+    if (!requireChromium(t)) return;
+    // Playwright starts Chromium with a new, empty profile (user data dir) of its own.
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 60_000 });
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    page.on('console', (message) => {
+      // The first poll, before the token is entered, is refused on purpose (401).
+      if (message.type() === 'error' && !/status of 401/.test(message.text())) problems.push(`console: ${message.text()}`);
+    });
+    page.setDefaultTimeout(30_000);
+
+    await page.goto(server.url);
+    await page.getByText('this server needs a token').waitFor();
+    await page.fill('#token', TOKEN);
+    await page.click('#token-form button');
+    await page.getByText('connected').waitFor();
+
+    await page.fill('#source', 'a.mp4');
+    await page.fill('#name', 'Needle clip');
+    await page.fill('#window', '4');
+    await page.click('#add-form button[type=submit]');
+    const card = page.locator('#streams li.stream');
+    await card.locator('.title', { hasText: 'Needle clip' }).waitFor();
+    await card.locator('.state', { hasText: 'ended' }).waitFor();
+    await assert.doesNotReject(card.locator('img[src^="blob:"]').waitFor(), 'the card shows the latest thumbnail');
+    assert.match(await card.locator('.figures').innerText(), /40 chunks/);
+
+    await page.fill('#question', 'What color was the square on the red screen?');
+    await page.fill('#r', '4');
+    await page.click('#ask-button');
+    await page.locator('#answer', { hasText: 'green' }).waitFor();
+    assert.equal((await page.locator('#answer').innerText()).trim(), 'green');
+    await page.locator('#answer-timing', { hasText: 'first token' }).waitFor();
+
+    const strongest = page.locator('#evidence figure.strong');
+    await strongest.first().waitFor();
+    const captions = await strongest.locator('figcaption').allInnerTexts();
+    assert.ok(captions.some((c) => /^0:1[0-2] /.test(c)), `the needle frames (0:10-0:12) are the strong evidence: ${captions.join(' | ')}`);
+    // The evidence pictures are real images, fetched with the token.
+    // (A string, evaluated in the page: this file is type-checked without the DOM library.)
+    await page.waitForFunction("[...document.querySelectorAll('#evidence figure.strong img')].every((img) => img.complete && img.naturalWidth > 0)");
+
+    const shot = process.env.VIGIL_PAGE_SCREENSHOT ?? path.join(server.dataDir, 'page.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    assert.ok(fs.statSync(shot).size > 1000);
+    assert.deepEqual(problems, []);
+  });
+});
