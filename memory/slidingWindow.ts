@@ -5,6 +5,8 @@ export interface SlidingWindowOptions {
   sinkFrames: number;
   /** The most recent N frames kept after the sink frames. */
   windowFrames: number;
+  /** Also cap the window by tokens (frames of a real model differ in size across models); none by default. */
+  windowTokens?: number;
 }
 
 /**
@@ -18,6 +20,9 @@ export class SlidingWindow {
   constructor(readonly options: SlidingWindowOptions) {
     if (!Number.isInteger(options.sinkFrames) || options.sinkFrames < 0) throw new RangeError('sinkFrames must be an integer >= 0');
     if (!Number.isInteger(options.windowFrames) || options.windowFrames < 1) throw new RangeError('windowFrames must be an integer >= 1');
+    if (options.windowTokens !== undefined && (!Number.isInteger(options.windowTokens) || options.windowTokens < 1)) {
+      throw new RangeError('windowTokens must be an integer >= 1');
+    }
   }
 
   /** Adds the newest frame; returns the frames evicted from the window (oldest first). */
@@ -29,7 +34,12 @@ export class SlidingWindow {
       return [];
     }
     this.recent.push(chunk);
-    const overflow = this.recent.length - this.options.windowFrames;
+    let overflow = Math.max(0, this.recent.length - this.options.windowFrames);
+    if (this.options.windowTokens !== undefined) {
+      // The newest frame always stays, even if it alone is larger than the token cap.
+      let tokens = this.recent.slice(overflow).reduce((n, c) => n + c.tokenCount, 0);
+      while (overflow < this.recent.length - 1 && tokens > this.options.windowTokens) tokens -= this.recent[overflow++]!.tokenCount;
+    }
     return overflow > 0 ? this.recent.splice(0, overflow) : [];
   }
 

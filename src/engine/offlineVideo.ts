@@ -13,6 +13,8 @@ export interface OfflineVideoOptions {
   sinkFrames?: number;
   windowFrames?: number;
   storageDtype?: StreamSessionOptions['storageDtype'];
+  /** Retrieval score (the index is derived data: changing it does not re-encode). */
+  similarity?: 'ip' | 'cosine';
   /** Re-encode from scratch even when a memory of this video exists. */
   rebuild?: boolean;
   onProgress?: (progress: IngestProgress) => void;
@@ -96,6 +98,7 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
     windowFrames: settings.windowFrames,
     storageDtype: settings.storageDtype,
     fsync: { intervalMs: 1000 },
+    ...(options.similarity ? { similarity: options.similarity } : {}),
   });
   const stored = session.stats().storedChunks;
   if (record?.complete && !options.rebuild) return { session, dir, status: 'reused', framesEncoded: stored };

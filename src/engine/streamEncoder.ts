@@ -18,6 +18,8 @@ export interface StreamEncoderOptions {
   sinkFrames?: number;
   /** Recent frames kept in context after the sinks; default 16. */
   windowFrames?: number;
+  /** Also cap the window by tokens; none by default. */
+  windowTokens?: number;
 }
 
 export interface EncodedFrame {
@@ -44,11 +46,15 @@ export class StreamEncoder {
     readonly prefix: PrefixBlock,
     format: StreamPromptFormat,
     geometry: KvGeometry,
-    options: Required<StreamEncoderOptions>,
+    options: { sinkFrames: number; windowFrames: number; windowTokens?: number },
   ) {
     this.format = format;
     this.geometry = geometry;
-    this.window = new SlidingWindow({ sinkFrames: options.sinkFrames, windowFrames: options.windowFrames });
+    this.window = new SlidingWindow({
+      sinkFrames: options.sinkFrames,
+      windowFrames: options.windowFrames,
+      ...(options.windowTokens !== undefined ? { windowTokens: options.windowTokens } : {}),
+    });
   }
 
   /** Encodes the stream's text prefix (the token sinks) and returns a ready encoder. */
@@ -65,7 +71,11 @@ export class StreamEncoder {
     const out = await model.decoder.step({ inputsEmbeds: await model.embed(ids), past: model.decoder.emptyCache(), logits: 'none' });
     const { keys, values } = newTokensPreRope(out.present, 0, ids.length, geometry);
     const prefix: PrefixBlock = { tokenCount: ids.length, keys, values };
-    return new StreamEncoder(model, prefix, format, geometry, { sinkFrames: options.sinkFrames ?? 1, windowFrames: options.windowFrames ?? 16 });
+    return new StreamEncoder(model, prefix, format, geometry, {
+      sinkFrames: options.sinkFrames ?? 1,
+      windowFrames: options.windowFrames ?? 16,
+      ...(options.windowTokens !== undefined ? { windowTokens: options.windowTokens } : {}),
+    });
   }
 
   /** Id the next encoded frame gets. */

@@ -18,6 +18,10 @@ export interface StreamSessionOptions {
   sinkFrames?: number;
   /** Recent frames kept in context; default 16. */
   windowFrames?: number;
+  /** Also cap the window by tokens (e.g. ReKV's n_local); none by default. */
+  windowTokens?: number;
+  /** How retrieval scores chunks: 'ip' (dot product, ReKV's published numbers; default) or 'cosine' (the paper's text). */
+  similarity?: 'ip' | 'cosine';
   /** Payload dtype on disk; default float32 (bit-exact). */
   storageDtype?: KvStorageDtype;
   fsync?: FsyncPolicy;
@@ -93,10 +97,12 @@ export class StreamSession {
     const encoder = await StreamEncoder.create(model, {
       sinkFrames: options.sinkFrames ?? 1,
       windowFrames: options.windowFrames ?? 16,
+      ...(options.windowTokens !== undefined ? { windowTokens: options.windowTokens } : {}),
     });
+    const space = options.similarity ?? 'ip';
     const { numLayers, numKvHeads, headDim } = encoder.geometry;
     fs.mkdirSync(options.dir, { recursive: true });
-    const indexRef: { index: StreamIndex } = { index: StreamIndex.create({ numLayers, dim: numKvHeads * headDim }) };
+    const indexRef: { index: StreamIndex } = { index: StreamIndex.create({ numLayers, dim: numKvHeads * headDim, space }) };
     const sessionRef: { session?: StreamSession } = {};
     const store = ChunkStore.open({
       dir: streamStoreDir(options.dir),
@@ -115,7 +121,7 @@ export class StreamSession {
     try {
       const stored = [...storedChunks(store)].map(({ chunkId, tStart, tEnd }) => ({ chunkId, tStart, tEnd }));
       const storedIds = stored.map((c) => c.chunkId);
-      indexRef.index = await loadOrRebuildIndex(store, streamIndexDir(options.dir), storedIds, numLayers, numKvHeads * headDim);
+      indexRef.index = await loadOrRebuildIndex(store, streamIndexDir(options.dir), storedIds, numLayers, numKvHeads * headDim, space);
       const session = new StreamSession(encoder, store, indexRef, options);
       session.times.push(...stored);
       sessionRef.session = session;
@@ -298,16 +304,24 @@ export class StreamSession {
  * lost are removed, committed chunks the index missed (a crash before the index was saved) added.
  * Anything unreadable is rebuilt from the manifest's stored representative vectors.
  */
-async function loadOrRebuildIndex(store: ChunkStore, dir: string, storedIds: number[], numLayers: number, dim: number): Promise<StreamIndex> {
+async function loadOrRebuildIndex(
+  store: ChunkStore,
+  dir: string,
+  storedIds: number[],
+  numLayers: number,
+  dim: number,
+  space: 'ip' | 'cosine',
+): Promise<StreamIndex> {
   let index: StreamIndex | undefined;
   if (fs.existsSync(dir)) {
     try {
-      index = await StreamIndex.load(dir, { numLayers, dim });
+      // A saved index of another similarity (the option changed) fails this check and is rebuilt.
+      index = await StreamIndex.load(dir, { numLayers, dim, space });
     } catch {
       index = undefined;
     }
   }
-  if (!index) index = StreamIndex.create({ numLayers, dim });
+  if (!index) index = StreamIndex.create({ numLayers, dim, space });
   const stored = new Set(storedIds);
   const stale = index.chunkIds().filter((id) => !stored.has(id));
   if (stale.length > 0) index.removeChunks(stale);

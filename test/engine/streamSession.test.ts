@@ -89,6 +89,24 @@ describe('StreamSession with probe-needle', () => {
     }
   });
 
+  it('cosine similarity also finds the needle, and a saved index of the other similarity is rebuilt', async () => {
+    const dir = path.join(scratch, 'cosine');
+    const session = await ingest(dir, { similarity: 'cosine' });
+    try {
+      assert.equal(session.index.space, 'cosine');
+      assert.equal((await ask(session, 4)).text.trim(), 'green');
+    } finally {
+      await session.close();
+    }
+    const reopened = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4 });
+    try {
+      assert.equal(reopened.index.space, 'ip');
+      assert.equal(reopened.stats().indexedChunks, FRAMES);
+    } finally {
+      await reopened.close();
+    }
+  });
+
   it('chunks read back from disk assemble to exactly the in-RAM context (float32 storage)', async () => {
     const dir = path.join(scratch, 'exact');
     const kept: FrameChunk[] = [];

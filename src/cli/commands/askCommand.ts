@@ -19,6 +19,7 @@ interface AskOptions {
   includeWindow?: boolean;
   maxNewTokens: number;
   storage: string;
+  similarity: string;
   rebuild?: boolean;
   dtype?: string;
   json?: boolean;
@@ -60,6 +61,7 @@ export function askCommand(): Command {
     .option('--include-window', 'rekv: also put the last window of frames in the answer context')
     .option('--max-new-tokens <n>', 'most tokens per answer', parseInteger(1, 4096), 64)
     .option('--storage <dtype>', 'KV storage on disk: float32, float16, int8', 'float32')
+    .option('--similarity <space>', 'retrieval score: ip (dot product, as ReKV) or cosine', 'ip')
     .option('--data <dir>', 'where video memories are kept', vigilDataDir())
     .option('--rebuild', 're-encode the video even if its memory exists')
     .option('--dtype <dtype>', 'model weight format (fp32, fp16, q8, q4, ...)')
@@ -68,6 +70,7 @@ export function askCommand(): Command {
       const modes: readonly AnswerMode[] = ANSWER_MODES.filter((m) => m !== 'oracle');
       if (!modes.includes(options.mode as AnswerMode)) throw new VigilError('BAD_INPUT', `unknown --mode '${options.mode}' (${modes.join(', ')})`);
       if (!['float32', 'float16', 'int8'].includes(options.storage)) throw new VigilError('BAD_INPUT', `--storage must be float32, float16 or int8, got '${options.storage}'`);
+      if (options.similarity !== 'ip' && options.similarity !== 'cosine') throw new VigilError('BAD_INPUT', `--similarity must be ip or cosine, got '${options.similarity}'`);
       if (options.dtype && !isGraphDtype(options.dtype)) throw new VigilError('BAD_INPUT', `unknown --dtype '${options.dtype}'`);
       for (const q of questions) if (q.trim() === '') throw new VigilError('BAD_INPUT', 'a question is empty');
       const quiet = options.json ?? false;
@@ -84,6 +87,7 @@ export function askCommand(): Command {
           fps: options.fps,
           windowFrames: options.window,
           storageDtype: options.storage as 'float32',
+          similarity: options.similarity,
           rebuild: options.rebuild ?? false,
           signal: abort.signal,
           onProgress: (p) => {
