@@ -1,8 +1,9 @@
 /**
- * Per-call decoder latency at a probe geometry: prefill of N new tokens on top of a past of P tokens
- * (P = 1k, 4k, 16k by default), and a single-token decode step at the same past lengths.
+ * Per-call model latency at a probe geometry: the vision encoder on one frame, then the decoder's
+ * prefill of N new tokens on top of a past of P tokens (P = 1k, 4k, 16k by default) and a
+ * single-token decode step at the same past lengths.
  *
- *   node --import tsx bench/decoderLatency.ts [--model probe-random-smolvlm2-256m] [--new 64] [--past 1024,4096,16384] [--repeats 5]
+ *   node --import tsx bench/modelLatency.ts [--model probe-random-smolvlm2-256m] [--new 64] [--past 1024,4096,16384] [--repeats 5]
  *
  * Prints median milliseconds per call and the ratio to the shortest past, measured in the same run.
  */
@@ -40,6 +41,17 @@ function median(xs: number[]): number {
 const model = await VisionLanguageModel.load(resolveModelDir(values.model!));
 const info = model.decoder.info;
 const random = mulberry32(1);
+
+const side = model.imageConfig.tileSize ?? 512;
+const frame = { pixelValues: randomValues(3 * side * side, random, 1), count: 1, height: side, width: side, rows: 0, cols: 0 };
+await model.encodeImages(frame);
+const visionSamples: number[] = [];
+for (let r = 0; r < Math.max(3, Math.ceil(repeats / 2)); r++) {
+  const started = performance.now();
+  await model.encodeImages(frame);
+  visionSamples.push(performance.now() - started);
+}
+process.stdout.write(`vision encoder, one ${side}x${side} frame: ${median(visionSamples).toFixed(0)} ms (median of ${visionSamples.length} after a warm-up)\n`);
 process.stdout.write(
   `model ${values.model}: ${info.numLayers} layers, ${info.numKvHeads} KV heads x ${info.headDim}, hidden ${info.hiddenSize}, KV ${info.type}; ` +
     `${repeats} timed calls after 1 warm-up, median\n\n`,
