@@ -71,6 +71,9 @@ export async function runSyntheticStream(options: {
       // As StreamSession does: the payload is written now, the index follows the manifest commit.
       pending.add(store.append(chunk).then(() => index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives)));
       window.push(chunk);
+      // A real encoder yields to the event loop (onnxruntime calls are async), which lets group
+      // commits and their timers run; without this the loop would hold every pending record.
+      await new Promise((resolve) => setImmediate(resolve));
       if ((id + 1) % options.sampleEvery === 0) {
         await store.flush();
         await Promise.all(pending);
