@@ -190,12 +190,25 @@ export function systemFfmpeg(): FfmpegBinary | null {
 }
 
 /**
- * The binary Vigil uses by default (cached): $VIGIL_FFMPEG, else the newer of system and bundled.
+ * The binary Vigil uses by default (cached): $VIGIL_FFMPEG (a path, or 'bundled' / 'system'), else
+ * the newer of system and bundled.
  * Throws FFMPEG_MISSING with what to do when there is none.
  */
 export function locateFfmpeg(): FfmpegBinary {
   if (located) return located;
   const fromEnv = process.env.VIGIL_FFMPEG;
+  if (fromEnv === 'bundled') {
+    const bundled = bundledFfmpeg();
+    if (!bundled) throw new VigilError('FFMPEG_MISSING', 'VIGIL_FFMPEG=bundled, but @ffmpeg-installer/ffmpeg is not installed: run `npm ci`.');
+    located = bundled;
+    return located;
+  }
+  if (fromEnv === 'system') {
+    const system = systemFfmpeg();
+    if (!system) throw new VigilError('FFMPEG_MISSING', 'VIGIL_FFMPEG=system, but there is no ffmpeg on the PATH.');
+    located = system;
+    return located;
+  }
   if (fromEnv) {
     located = ffmpegBinaryAt(fromEnv, { origin: 'env' });
     return located;
