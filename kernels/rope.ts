@@ -34,9 +34,9 @@ function checkShapes(
 }
 
 /**
- * Applies the rotation given by (cos, sin) to token t of every head. Reads
- * both halves before writing, so out === src is safe. Tail dims are copied
- * only when out is a different buffer.
+ * Applies the rotation given by (cos, sin) at cos[offset + i], sign * sin[offset + i] to token t of
+ * every head. Reads both halves before writing, so out === src is safe. Tail dims are copied only
+ * when out is a different buffer.
  */
 function rotateToken(
   src: Float32Array,
@@ -48,6 +48,8 @@ function rotateToken(
   half: number,
   cos: Float64Array,
   sin: Float64Array,
+  offset: number,
+  sign: number,
 ): void {
   const rot = 2 * half;
   const headStride = tokens * headDim;
@@ -56,13 +58,63 @@ function rotateToken(
     for (let i = 0; i < half; i++) {
       const x1 = src[base + i];
       const x2 = src[base + i + half];
-      const c = cos[i];
-      const s = sin[i];
+      const c = cos[offset + i];
+      const s = sign * sin[offset + i];
       out[base + i] = x1 * c - x2 * s;
       out[base + i + half] = x2 * c + x1 * s;
     }
     if (out !== src) for (let d = rot; d < headDim; d++) out[base + d] = src[base + d];
   }
+}
+
+/**
+ * cos/sin of every integer position below TABLE_LIMIT, per inverse-frequency array, computed once:
+ * the engine rotates the same compact positions (0..N) for every frame and question, and the trig
+ * dominated the kernel (7% of memcpy speed before). The values are the ones computed on the fly
+ * (cos/sin of the same float32 angle), so results are bit-identical either way.
+ */
+const TABLE_LIMIT = 1 << 16;
+interface TrigTable {
+  rows: number;
+  cos: Float64Array;
+  sin: Float64Array;
+}
+const tables = new WeakMap<Float32Array, TrigTable>();
+
+function trigTable(invFreq: Float32Array, needRows: number): TrigTable {
+  const half = invFreq.length;
+  let table = tables.get(invFreq);
+  if (table && table.rows >= needRows) return table;
+  let rows = Math.max(1024, table?.rows ?? 0);
+  while (rows < needRows) rows *= 2;
+  rows = Math.min(rows, TABLE_LIMIT);
+  const cos = new Float64Array(rows * half);
+  const sin = new Float64Array(rows * half);
+  const from = table?.rows ?? 0;
+  if (table) {
+    cos.set(table.cos);
+    sin.set(table.sin);
+  }
+  for (let p = from; p < rows; p++) {
+    const pos = Math.fround(p);
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(pos * invFreq[i]);
+      cos[p * half + i] = Math.cos(angle);
+      sin[p * half + i] = Math.sin(angle);
+    }
+  }
+  table = { rows, cos, sin };
+  tables.set(invFreq, table);
+  return table;
+}
+
+function maxTablePosition(positions: ArrayLike<number>, tokens: number): number {
+  let max = -1;
+  for (let t = 0; t < tokens; t++) {
+    const p = positions[t];
+    if (Number.isInteger(p) && p >= 0 && p < TABLE_LIMIT && p > max) max = p;
+  }
+  return max;
 }
 
 /** Copies token t of every head unchanged (used when all angles are zero, keeping bits exact). */
@@ -97,17 +149,29 @@ export function rotateHeads(
   if (positions.length < tokens) throw new RangeError(`rotateHeads: ${positions.length} positions for ${tokens} tokens`);
   const cos = new Float64Array(half);
   const sin = new Float64Array(half);
+  const maxPosition = maxTablePosition(positions, tokens);
+  const table = maxPosition >= 0 ? trigTable(invFreq, maxPosition + 1) : undefined;
   for (let t = 0; t < tokens; t++) {
-    const pos = Math.fround(positions[t]);
+    const p = positions[t];
+    if (p === 0) {
+      // Every angle is 0: copy, keeping -0, Inf and NaN bit-exact.
+      copyToken(src, dst, heads, tokens, headDim, t);
+      continue;
+    }
+    if (table && Number.isInteger(p) && p > 0 && p < table.rows) {
+      rotateToken(src, dst, heads, tokens, headDim, t, half, table.cos, table.sin, p * half, direction);
+      continue;
+    }
+    const pos = Math.fround(p);
     let allZero = true;
     for (let i = 0; i < half; i++) {
       const angle = Math.fround(pos * invFreq[i]);
       if (angle !== 0) allZero = false;
       cos[i] = Math.cos(angle);
-      sin[i] = direction * Math.sin(angle);
+      sin[i] = Math.sin(angle);
     }
     if (allZero) copyToken(src, dst, heads, tokens, headDim, t);
-    else rotateToken(src, dst, heads, tokens, headDim, t, half, cos, sin);
+    else rotateToken(src, dst, heads, tokens, headDim, t, half, cos, sin, 0, direction);
   }
   return dst;
 }
@@ -148,7 +212,7 @@ export function rerotateHeads(
       sin[i] = Math.sin(delta);
     }
     if (allZero) copyToken(src, dst, heads, tokens, headDim, t);
-    else rotateToken(src, dst, heads, tokens, headDim, t, half, cos, sin);
+    else rotateToken(src, dst, heads, tokens, headDim, t, half, cos, sin, 0, 1);
   }
   return dst;
 }
