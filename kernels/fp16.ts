@@ -101,7 +101,17 @@ export function float32ToFloat16(src: Float32Array, out?: Uint16Array): Uint16Ar
   if (dst.length < n) throw new RangeError(`float32ToFloat16: out length ${dst.length} < ${n}`);
   // Read float32 bits directly; a Float32Array's byteOffset is always 4-aligned.
   const bits = new Uint32Array(src.buffer, src.byteOffset, n);
-  for (let i = 0; i < n; i++) dst[i] = roundF32Bits(bits[i]);
+  for (let i = 0; i < n; i++) {
+    const u = bits[i];
+    const abs = u & 0x7fffffff;
+    // Fast path for normal halves (nearly all KV values): rebias and round to nearest even in one
+    // add, since dropped bits + 0xfff + the kept lsb carry exactly when RNE rounds up.
+    if (abs >= 0x38800000 && abs < 0x477ff000) {
+      dst[i] = ((u >>> 16) & 0x8000) | ((abs - 0x38000000 + 0xfff + ((abs >>> 13) & 1)) >>> 13);
+    } else {
+      dst[i] = roundF32Bits(u);
+    }
+  }
   return dst;
 }
 
