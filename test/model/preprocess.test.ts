@@ -355,3 +355,17 @@ describe('fullPixelMask', () => {
     assert.throws(() => fullPixelMask(-1, 2, 2), RangeError);
   });
 });
+
+describe('preprocessVideoFrame fast path', () => {
+  test('a raw frame already at the target size skips sharp and gives the same values as the sharp path', async () => {
+    const size = 64;
+    const data = new Uint8Array(size * size * 3);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 37) % 256;
+    const config = parsePreprocessorConfig({ size: { longest_edge: size }, max_image_size: { longest_edge: size } }, 'idefics3', 'test');
+    const fast = await preprocessVideoFrame({ data, width: size, height: size, channels: 3 }, config, size);
+    const png = await sharp(Buffer.from(data), { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+    const viaSharp = await preprocessVideoFrame(png, config, size);
+    assert.deepEqual(fast.pixelValues, viaSharp.pixelValues);
+    assert.equal(fast.count, 1);
+  });
+});

@@ -96,9 +96,15 @@ export async function preprocessVideoFrame(
   if (!Number.isInteger(size) || size <= 0) {
     throw new VigilError('BAD_INPUT', `Video frame size must be a positive integer (got ${size}).`);
   }
+  const luts = normalisationLut(config);
+  // Frames that ffmpeg already scaled to size x size RGB (the ingest path) need no decode or
+  // resize: sharp would return the same bytes, so go straight to the normalisation.
+  if (typeof input === 'object' && !Buffer.isBuffer(input) && input.channels === 3 && input.width === size && input.height === size && input.data.length === size * size * 3) {
+    const image: RgbImage = { data: Buffer.from(input.data.buffer, input.data.byteOffset, input.data.byteLength), width: size, height: size };
+    return pack([{ image, region: fullRegion(image) }], size, size, 0, 0, luts);
+  }
   const kernel = SHARP_KERNEL[config.resample];
   const frame = await decodeRgb(input, config, (w, h) => videoFrameSize(w, h, size));
-  const luts = normalisationLut(config);
   if ((options.fit ?? 'stretch') === 'stretch') {
     const squared = await resizeRgb(frame, { width: size, height: size }, kernel);
     return pack([{ image: squared, region: fullRegion(squared) }], size, size, 0, 0, luts);
