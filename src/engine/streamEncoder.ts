@@ -22,8 +22,21 @@ export interface StreamEncoderOptions {
   windowTokens?: number;
 }
 
+/** Milliseconds per phase of one frame's encode (onnxruntime calls: vision, embed, decoder). */
+export interface EncodePhases {
+  visionMs: number;
+  /** Frame prompt tokens, embed_tokens and the feature merge. */
+  embedMs: number;
+  /** Laying out [prefix | sinks | window] at compact positions (RoPE) as the decoder's past. */
+  assembleMs: number;
+  decoderMs: number;
+  /** Slicing the new tokens out of `present`, un-rotating keys, representative vectors. */
+  extractMs: number;
+}
+
 export interface EncodedFrame {
   chunk: FrameChunk;
+  phases: EncodePhases;
   /** Frames that left the window because of this one (oldest first): offload them. */
   evicted: FrameChunk[];
   /** Compact position of the frame's first token when it was encoded. */
@@ -100,16 +113,25 @@ export class StreamEncoder {
   /** Encodes one preprocessed frame captured at stream time `t` (seconds). */
   async encodeFrame(image: PreprocessedImage, t: number, wallTime = Date.now()): Promise<EncodedFrame> {
     if (image.count !== 1) throw new VigilError('BAD_INPUT', `a stream frame must be one image, got ${image.count}`);
+    const started = performance.now();
     const features = await this.model.encodeImages(image);
-    return this.encodeFeatures(features, t, wallTime);
+    const visionMs = performance.now() - started;
+    const encoded = await this.encodeFeatures(features, t, wallTime);
+    encoded.phases.visionMs = visionMs;
+    return encoded;
   }
 
   /** Encodes a frame whose image features are already computed ([rows, hidden] in the embedding type). */
   async encodeFeatures(features: ort.Tensor, t: number, wallTime = Date.now()): Promise<EncodedFrame> {
+    const t0 = performance.now();
     const ids = this.frameTokenIds(t);
     const embeds = await this.model.embedWithImages(ids, features);
+    const t1 = performance.now();
     const context = this.assembleContext(this.window.contextChunks);
-    const out = await this.model.decoder.step({ inputsEmbeds: embeds, past: this.toCache(context), logits: 'none' });
+    const past = this.toCache(context);
+    const t2 = performance.now();
+    const out = await this.model.decoder.step({ inputsEmbeds: embeds, past, logits: 'none' });
+    const t3 = performance.now();
     const { keys, values } = newTokensPreRope(out.present, context.length, ids.length, this.geometry);
     const { numKvHeads, headDim } = this.geometry;
     const chunk: FrameChunk = {
@@ -126,7 +148,8 @@ export class StreamEncoder {
       representatives: keys.map((k) => meanOverTokens(k, numKvHeads, ids.length, headDim)),
     };
     const evicted = this.window.push(chunk);
-    return { chunk, evicted, position: context.length };
+    const phases: EncodePhases = { visionMs: 0, embedMs: t1 - t0, assembleMs: t2 - t1, decoderMs: t3 - t2, extractMs: performance.now() - t3 };
+    return { chunk, evicted, position: context.length, phases };
   }
 
   /** [prefix | chunks in time order] at compact positions, as float32 per layer. */

@@ -62,6 +62,8 @@ export interface SessionAnswer extends QuestionAnswer {
 
 export interface StreamSessionStats {
   framesEncoded: number;
+  /** Mean milliseconds per frame and phase since open (encode phases, store write, index add). */
+  meanPhaseMs: Record<string, number>;
   nextChunkId: number;
   contextFrames: number;
   storedChunks: number;
@@ -80,6 +82,7 @@ export class StreamSession {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly pendingCommits = new Set<Promise<void>>();
   private commitError: unknown;
+  private readonly phaseTotals: Record<string, number> = {};
   /** Times of every stored chunk, in id order (baselines pick from these without touching the store). */
   private readonly times: ChunkTimes[] = [];
   private framesEncoded = 0;
@@ -147,14 +150,17 @@ export class StreamSession {
       if (!Number.isFinite(t) || t < 0) throw new VigilError('BAD_INPUT', `frame time must be a finite number >= 0, got ${t}`);
       if (this.lastT !== null && t < this.lastT) throw new VigilError('BAD_INPUT', `frame time ${t} is before the previous frame (${this.lastT})`);
       this.throwCommitError();
-      const { chunk } = await this.encoder.encodeFrame(image, t, wallTime);
+      const { chunk, phases } = await this.encoder.encodeFrame(image, t, wallTime);
+      const writeStarted = performance.now();
       // The payload is written now; the manifest row commits per the fsync policy (a group commit
       // may wait up to its interval). Only then is the chunk indexed (design.md: payload -> manifest
       // -> index), without holding up the next frame. Until then it is still in the RAM window.
       const committed = this.store.append(chunk).then(
         () => {
+          const indexStarted = performance.now();
           this.times.push({ chunkId: chunk.chunkId, tStart: chunk.tStart, tEnd: chunk.tEnd });
           this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
+          this.addPhase('indexMs', performance.now() - indexStarted);
         },
         (error: unknown) => {
           this.commitError ??= error;
@@ -162,6 +168,8 @@ export class StreamSession {
       );
       this.pendingCommits.add(committed);
       void committed.finally(() => this.pendingCommits.delete(committed));
+      for (const [phase, ms] of Object.entries(phases)) this.addPhase(phase, ms);
+      this.addPhase('storeWriteMs', performance.now() - writeStarted);
       this.framesEncoded++;
       this.lastT = t;
       return chunk;
@@ -213,10 +221,16 @@ export class StreamSession {
     this.times.splice(0, this.times.length, ...kept);
   }
 
+  private addPhase(phase: string, ms: number): void {
+    this.phaseTotals[phase] = (this.phaseTotals[phase] ?? 0) + ms;
+  }
+
   stats(): StreamSessionStats {
     const store = this.store.stats();
+    const frames = Math.max(1, this.framesEncoded);
     return {
       framesEncoded: this.framesEncoded,
+      meanPhaseMs: Object.fromEntries(Object.entries(this.phaseTotals).map(([phase, total]) => [phase, total / frames])),
       nextChunkId: this.encoder.nextId,
       contextFrames: this.encoder.window.contextChunks.length,
       storedChunks: store.chunkCount,
