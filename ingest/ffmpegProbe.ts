@@ -9,6 +9,7 @@ import { VigilError } from '../src/errors.js';
 import { runChild } from './childRunner.js';
 import { networkInputArgs, type NetworkOptions } from './ffmpegArgs.js';
 import type { FfmpegBinary } from './ffmpegBinary.js';
+import { keyframeSpacing } from './keyframeSpacing.js';
 import { ffmpegFailure, redactInText } from './ffmpegErrors.js';
 import type { SourceSpec } from './sourceSpec.js';
 import type { KeyframeInfo, ProbeInfo } from './types.js';
@@ -131,10 +132,5 @@ export function framecrcKeyframes(text: string): KeyframeInfo {
     // framecrc prints F= only when the flags are not exactly "keyframe".
     if (flags === undefined || (parseInt(flags.slice(2), 16) & 1) === 1) keys.push(t);
   }
-  keys.sort((a, b) => a - b);
-  const scannedS = times.length > 1 ? Math.max(...times) - Math.min(...times) : 0;
-  if (keys.length < 2) return { count: keys.length, scannedS, maxIntervalS: null, meanIntervalS: null };
-  let max = Math.max(...times) - keys[keys.length - 1]!;
-  for (let i = 1; i < keys.length; i++) max = Math.max(max, keys[i]! - keys[i - 1]!);
-  return { count: keys.length, scannedS, maxIntervalS: max, meanIntervalS: (keys[keys.length - 1]! - keys[0]!) / (keys.length - 1) };
+  return keyframeSpacing(times, keys);
 }

@@ -9,6 +9,7 @@ import { VigilError } from '../src/errors.js';
 import { runChild } from './childRunner.js';
 import { type NetworkOptions, probeArgs } from './ffmpegArgs.js';
 import type { FfmpegBinary } from './ffmpegBinary.js';
+import { keyframeSpacing } from './keyframeSpacing.js';
 import { ffmpegFailure, redactInText } from './ffmpegErrors.js';
 import { probeWithFfmpeg } from './ffmpegProbe.js';
 import type { SourceSpec } from './sourceSpec.js';
@@ -162,13 +163,7 @@ export function keyframeStats(packets: Json[]): KeyframeInfo {
     times.push(t);
     if (String(p['flags'] ?? '').startsWith('K')) keys.push(t);
   }
-  keys.sort((a, b) => a - b);
-  const scannedS = times.length > 1 ? Math.max(...times) - Math.min(...times) : 0;
-  if (keys.length < 2) return { count: keys.length, scannedS, maxIntervalS: null, meanIntervalS: null };
-  // The stretch after the last keyframe is a lower bound of the next interval: count it too.
-  let max = Math.max(...times) - keys[keys.length - 1]!;
-  for (let i = 1; i < keys.length; i++) max = Math.max(max, keys[i]! - keys[i - 1]!);
-  return { count: keys.length, scannedS, maxIntervalS: max, meanIntervalS: (keys[keys.length - 1]! - keys[0]!) / (keys.length - 1) };
+  return keyframeSpacing(times, keys);
 }
 
 /**
