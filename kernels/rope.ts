@@ -216,3 +216,69 @@ export function rerotateHeads(
   }
   return dst;
 }
+
+/**
+ * Rotates a [heads, tokens, headDim] block of pre-RoPE keys to the consecutive positions
+ * firstPosition, firstPosition + 1, ... and writes it into tokens [offset, offset + tokens) of a
+ * [heads, total, headDim] array: context assembly's rotate-and-place in one pass, with no
+ * intermediate block and no positions array. Bit-identical to rotateHeads then writeTokens.
+ */
+export function rotateBlockInto(
+  src: Float32Array,
+  heads: number,
+  tokens: number,
+  headDim: number,
+  firstPosition: number,
+  invFreq: Float32Array,
+  dst: Float32Array,
+  total: number,
+  offset: number,
+): void {
+  const half = invFreq.length;
+  if (!Number.isInteger(firstPosition) || firstPosition < 0) throw new RangeError(`rotateBlockInto: firstPosition must be an integer >= 0, got ${firstPosition}`);
+  if (src.length < heads * tokens * headDim) throw new RangeError(`rotateBlockInto: src length ${src.length} < ${heads}*${tokens}*${headDim}`);
+  if (offset < 0 || offset + tokens > total || dst.length < heads * total * headDim) {
+    throw new RangeError(`rotateBlockInto: tokens [${offset}, ${offset + tokens}) do not fit a [${heads}, ${total}, ${headDim}] array of length ${dst.length}`);
+  }
+  if (2 * half > headDim) throw new RangeError(`rotateBlockInto: rotaryDim ${2 * half} > headDim ${headDim}`);
+  const lastPosition = firstPosition + tokens - 1;
+  const table = trigTable(invFreq, Math.min(lastPosition, TABLE_LIMIT - 1) + 1);
+  const rot = 2 * half;
+  const spare = new Float64Array(2 * half);
+  for (let t = 0; t < tokens; t++) {
+    const p = firstPosition + t;
+    let cos = table.cos;
+    let sin = table.sin;
+    let row = p * half;
+    if (p >= table.rows) {
+      // Past the table: the same float32 angles, computed here (as rotateHeads does).
+      const pos = Math.fround(p);
+      for (let i = 0; i < half; i++) {
+        const angle = Math.fround(pos * invFreq[i]!);
+        spare[i] = Math.cos(angle);
+        spare[half + i] = Math.sin(angle);
+      }
+      cos = spare.subarray(0, half);
+      sin = spare.subarray(half);
+      row = 0;
+    }
+    for (let h = 0; h < heads; h++) {
+      const from = (h * tokens + t) * headDim;
+      const to = (h * total + offset + t) * headDim;
+      if (p === 0) {
+        // Every angle is 0: copy, keeping -0, Inf and NaN bit-exact (as rotateHeads does).
+        for (let d = 0; d < headDim; d++) dst[to + d] = src[from + d]!;
+        continue;
+      }
+      for (let i = 0; i < half; i++) {
+        const x1 = src[from + i]!;
+        const x2 = src[from + i + half]!;
+        const c = cos[row + i]!;
+        const s = sin[row + i]!;
+        dst[to + i] = x1 * c - x2 * s;
+        dst[to + i + half] = x2 * c + x1 * s;
+      }
+      for (let d = rot; d < headDim; d++) dst[to + d] = src[from + d]!;
+    }
+  }
+}

@@ -1,4 +1,4 @@
-import { rotateHeads } from '../kernels/rope.js';
+import { rotateBlockInto } from '../kernels/rope.js';
 import type { FrameChunk } from './frameChunk.js';
 import { writeTokens } from './kvLayout.js';
 
@@ -36,7 +36,14 @@ export interface LayeredContext {
   spans: Array<Array<{ chunkId: number; start: number; end: number }>>;
 }
 
-function timeOrder(chunks: readonly FrameChunk[]): FrameChunk[] {
+export function checkChunkGeometry(chunk: FrameChunk, geo: KvGeometry): void {
+  const { numLayers, numKvHeads: heads, headDim } = geo;
+  if (chunk.numLayers !== numLayers || chunk.numKvHeads !== heads || chunk.headDim !== headDim) {
+    throw new RangeError(`chunk ${chunk.chunkId} has geometry ${chunk.numLayers}x${chunk.numKvHeads}x${chunk.headDim}, expected ${numLayers}x${heads}x${headDim}`);
+  }
+}
+
+export function timeOrder(chunks: readonly FrameChunk[]): FrameChunk[] {
   return [...chunks].sort((a, b) => a.tStart - b.tStart || a.chunkId - b.chunkId);
 }
 
@@ -62,12 +69,7 @@ export function assembleLayeredContext(prefix: PrefixBlock, chunksPerLayer: Read
   lengths.forEach((l, layer) => {
     if (l !== length) throw new RangeError(`layer ${layer} context has ${l} tokens, layer 0 has ${length}: every layer must have the same length`);
   });
-  for (const chunk of ordered.flat()) {
-    if (chunk.numLayers !== numLayers || chunk.numKvHeads !== heads || chunk.headDim !== headDim) {
-      throw new RangeError(`chunk ${chunk.chunkId} has geometry ${chunk.numLayers}x${chunk.numKvHeads}x${chunk.headDim}, expected ${numLayers}x${heads}x${headDim}`);
-    }
-  }
-  const prefixPositions = Array.from({ length: prefix.tokenCount }, (_, i) => i);
+  for (const chunk of ordered.flat()) checkChunkGeometry(chunk, geo);
   const keys: Float32Array[] = [];
   const values: Float32Array[] = [];
   const spans: LayeredContext['spans'] = [];
@@ -75,15 +77,13 @@ export function assembleLayeredContext(prefix: PrefixBlock, chunksPerLayer: Read
     const k = new Float32Array(heads * length * headDim);
     const v = new Float32Array(heads * length * headDim);
     if (prefix.tokenCount > 0) {
-      writeTokens(k, heads, length, headDim, 0, rotateHeads(prefix.keys[layer]!, heads, prefix.tokenCount, headDim, prefixPositions, geo.invFreq, 1), prefix.tokenCount);
+      rotateBlockInto(prefix.keys[layer]!, heads, prefix.tokenCount, headDim, 0, geo.invFreq, k, length, 0);
       writeTokens(v, heads, length, headDim, 0, prefix.values[layer]!, prefix.tokenCount);
     }
     const layerSpans: Array<{ chunkId: number; start: number; end: number }> = [];
     let position = prefix.tokenCount;
     for (const chunk of ordered[layer]!) {
-      const positions = Array.from({ length: chunk.tokenCount }, (_, t) => position + t);
-      const rotated = rotateHeads(chunk.keys[layer]!, heads, chunk.tokenCount, headDim, positions, geo.invFreq, 1);
-      writeTokens(k, heads, length, headDim, position, rotated, chunk.tokenCount);
+      rotateBlockInto(chunk.keys[layer]!, heads, chunk.tokenCount, headDim, position, geo.invFreq, k, length, position);
       writeTokens(v, heads, length, headDim, position, chunk.values[layer]!, chunk.tokenCount);
       layerSpans.push({ chunkId: chunk.chunkId, start: position, end: position + chunk.tokenCount });
       position += chunk.tokenCount;

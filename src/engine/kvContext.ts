@@ -1,15 +1,23 @@
+import ort from 'onnxruntime-node';
 import type { AssembledContext } from '../../memory/contextAssembler.js';
 import type { KvSpec } from '../model/kvCache.js';
 import { KvCache } from '../model/kvCache.js';
 import { floatTensor } from '../model/tensors.js';
 
-/** Wraps an assembled float32 context as the decoder's past (converted to its KV dtype). */
-export function toKvCache(context: Pick<AssembledContext, 'keys' | 'values' | 'length'>, spec: KvSpec): KvCache {
+type ContextArrays = Pick<AssembledContext, 'keys' | 'values' | 'length'> & { keys16?: Uint16Array[] | undefined; values16?: Uint16Array[] | undefined };
+
+/**
+ * Wraps an assembled float32 context as the decoder's past (converted to its KV dtype). Float16
+ * bits the context already carries (a WindowLayout for a float16 decoder) are used as they are.
+ */
+export function toKvCache(context: ContextArrays, spec: KvSpec): KvCache {
   const dims = [1, spec.numKvHeads, context.length, spec.headDim];
+  const { keys16, values16 } = context;
   return new KvCache(
-    context.keys.map((key, layer) => ({
-      key: floatTensor(spec.type, key, dims),
-      value: floatTensor(spec.type, context.values[layer]!, dims),
-    })),
+    context.keys.map((key, layer) =>
+      spec.type === 'float16' && keys16 && values16
+        ? { key: new ort.Tensor('float16', keys16[layer]!, dims), value: new ort.Tensor('float16', values16[layer]!, dims) }
+        : { key: floatTensor(spec.type, key, dims), value: floatTensor(spec.type, context.values[layer]!, dims) },
+    ),
   );
 }

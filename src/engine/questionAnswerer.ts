@@ -71,6 +71,8 @@ export interface QuestionAnswer extends GenerationResult {
   contextTokens: number;
   /** Pass 1 and the index search. */
   retrievalMs: number;
+  /** The same time split finer: pass 1 (question over the window), index search, chunk reads, per-layer assembly. */
+  phases: { pass1Ms: number; searchMs: number; chunkLoadMs: number; assembleMs: number };
   /** Reading chunks (RAM or disk) and assembling the per-layer context. */
   loadMs: number;
   /** Time to first token: retrieval + load + prefill. */
@@ -98,18 +100,20 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
 
   let retrieval: LayerRetrieval = { chunkIds: Array.from({ length: numLayers }, () => []), scores: [] };
   let queryKind: QuestionAnswer['queryKind'] = 'none';
+  let pass1Ms = 0;
   if (options.selection) {
     const inContext = new Set([...sinks, ...(options.includeWindow ? window : [])].map((c) => c.chunkId));
     const ids = [...new Set(options.selection)].filter((id) => !inContext.has(id));
     retrieval = { chunkIds: Array.from({ length: numLayers }, () => ids), scores: Array.from({ length: numLayers }, () => ids.map(() => 0)) };
   } else if (options.retrieve > 0) {
     const rawIds = model.tokenizer.encode(options.question);
-    const pass1Context = encoder.assembleContext([...sinks, ...window]);
+    // Pass 1 attends to exactly what the next frame would: the encoder's laid-out [prefix | sinks | window].
+    const { context: pass1Context, past: pass1Past } = encoder.currentContext();
     const info = model.decoder.info;
     queryKind = info.queryTapNames ? 'taps' : 'keys';
     const pass1 = await model.decoder.step({
       inputsEmbeds: await model.embed(rawIds),
-      past: encoder.toCache(pass1Context),
+      past: pass1Past,
       logits: 'none',
       queries: queryKind === 'taps',
     });
@@ -119,12 +123,14 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
         : questionKeyMeans(pass1.present, pass1Context.length, rawIds.length, encoder.geometry);
     const exclude = new Set(sinks.map((c) => c.chunkId));
     if (options.includeWindow) for (const c of window) exclude.add(c.chunkId);
+    pass1Ms = performance.now() - started;
     retrieval = await memory.retrieve(queries, options.retrieve, exclude);
   }
 
   const retrievalMs = performance.now() - started;
   const wanted = [...new Set(retrieval.chunkIds.flat())];
   const loaded = new Map((await memory.loadChunks(wanted)).map((c) => [c.chunkId, c]));
+  const chunkLoadMs = performance.now() - started - retrievalMs;
   const perLayer = retrieval.chunkIds.map((ids) => [
     ...sinks,
     ...ids.map((id) => {
@@ -148,6 +154,7 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
     contextTokens: context.length,
     retrievalMs,
     loadMs,
+    phases: { pass1Ms, searchMs: retrievalMs - pass1Ms, chunkLoadMs, assembleMs: loadMs - chunkLoadMs },
     ttftMs: retrievalMs + loadMs + result.prefillMs,
     totalMs: performance.now() - started,
   };

@@ -5,6 +5,7 @@ import { type AssembledContext, assembleContext, type KvGeometry, type PrefixBlo
 import type { FrameChunk } from '../../memory/frameChunk.js';
 import { sliceTokens } from '../../memory/kvLayout.js';
 import { SlidingWindow } from '../../memory/slidingWindow.js';
+import { type LaidOutContext, WindowLayout } from '../../memory/windowLayout.js';
 import { VigilError } from '../errors.js';
 import type { KvCache } from '../model/kvCache.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
@@ -53,6 +54,8 @@ export class StreamEncoder {
   readonly geometry: KvGeometry;
   readonly format: StreamPromptFormat;
   private nextChunkId = 0;
+  /** [prefix | sinks | window] kept laid out between frames (and reused by questions' pass 1). */
+  private readonly layout: WindowLayout;
 
   private constructor(
     readonly model: VisionLanguageModel,
@@ -63,6 +66,7 @@ export class StreamEncoder {
   ) {
     this.format = format;
     this.geometry = geometry;
+    this.layout = new WindowLayout(prefix, geometry, model.decoder.info.type === 'float16');
     this.window = new SlidingWindow({
       sinkFrames: options.sinkFrames,
       windowFrames: options.windowFrames,
@@ -105,6 +109,21 @@ export class StreamEncoder {
     this.nextChunkId = nextChunkId;
   }
 
+  /**
+   * Takes a frame chunk encoded elsewhere (an import, a benchmark's fast-forward) as the next
+   * frame: it gets the next chunk id and enters the window like an encoded frame.
+   */
+  adopt(chunk: Omit<FrameChunk, 'chunkId'>): { chunk: FrameChunk; evicted: FrameChunk[] } {
+    const { numLayers, numKvHeads, headDim } = this.geometry;
+    if (chunk.numLayers !== numLayers || chunk.numKvHeads !== numKvHeads || chunk.headDim !== headDim) {
+      throw new VigilError('SHAPE_MISMATCH', `chunk geometry ${chunk.numLayers}x${chunk.numKvHeads}x${chunk.headDim} is not the decoder's ${numLayers}x${numKvHeads}x${headDim}`);
+    }
+    const adopted: FrameChunk = { ...chunk, chunkId: this.nextChunkId };
+    const evicted = this.window.push(adopted);
+    this.nextChunkId++;
+    return { chunk: adopted, evicted };
+  }
+
   /** Token ids of one frame's block (timestamp prompt + image placeholders). */
   frameTokenIds(seconds: number): number[] {
     return this.model.tokenizer.encode(this.format.frame(seconds));
@@ -127,8 +146,7 @@ export class StreamEncoder {
     const ids = this.frameTokenIds(t);
     const embeds = await this.model.embedWithImages(ids, features);
     const t1 = performance.now();
-    const context = this.assembleContext(this.window.contextChunks);
-    const past = this.toCache(context);
+    const { context, past } = this.currentContext();
     const t2 = performance.now();
     const out = await this.model.decoder.step({ inputsEmbeds: embeds, past, logits: 'none' });
     const t3 = performance.now();
@@ -152,7 +170,16 @@ export class StreamEncoder {
     return { chunk, evicted, position: context.length, phases };
   }
 
-  /** [prefix | chunks in time order] at compact positions, as float32 per layer. */
+  /**
+   * [prefix | sinks | window] as the decoder's past, from the reused layout: valid until the next
+   * call (the next frame or question of this stream; a stream's calls are serialized).
+   */
+  currentContext(): { context: LaidOutContext; past: KvCache } {
+    const context = this.layout.layout(this.window.contextChunks);
+    return { context, past: this.toCache(context) };
+  }
+
+  /** [prefix | chunks in time order] at compact positions, as float32 per layer (fresh arrays). */
   assembleContext(chunks: readonly FrameChunk[]): AssembledContext {
     return assembleContext(this.prefix, chunks, this.geometry);
   }

@@ -64,6 +64,8 @@ export interface StreamSessionStats {
   framesEncoded: number;
   /** Mean milliseconds per frame and phase since open (encode phases, store write, index add). */
   meanPhaseMs: Record<string, number>;
+  /** The same as totals (a caller measuring a stretch of frames takes differences). */
+  phaseTotalsMs: Record<string, number>;
   nextChunkId: number;
   contextFrames: number;
   storedChunks: number;
@@ -147,33 +149,58 @@ export class StreamSession {
   /** Encodes one frame at stream time t (seconds, non-decreasing) and commits it to memory. */
   addFrame(image: PreprocessedImage, t: number, wallTime = Date.now()): Promise<FrameChunk> {
     return this.serialize(async () => {
-      if (!Number.isFinite(t) || t < 0) throw new VigilError('BAD_INPUT', `frame time must be a finite number >= 0, got ${t}`);
-      if (this.lastT !== null && t < this.lastT) throw new VigilError('BAD_INPUT', `frame time ${t} is before the previous frame (${this.lastT})`);
+      this.checkFrameTime(t);
       this.throwCommitError();
       const { chunk, phases } = await this.encoder.encodeFrame(image, t, wallTime);
-      const writeStarted = performance.now();
-      // The payload is written now; the manifest row commits per the fsync policy (a group commit
-      // may wait up to its interval). Only then is the chunk indexed (design.md: payload -> manifest
-      // -> index), without holding up the next frame. Until then it is still in the RAM window.
-      const committed = this.store.append(chunk).then(
-        () => {
-          const indexStarted = performance.now();
-          this.times.push({ chunkId: chunk.chunkId, tStart: chunk.tStart, tEnd: chunk.tEnd });
-          this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
-          this.addPhase('indexMs', performance.now() - indexStarted);
-        },
-        (error: unknown) => {
-          this.commitError ??= error;
-        },
-      );
-      this.pendingCommits.add(committed);
-      void committed.finally(() => this.pendingCommits.delete(committed));
       for (const [phase, ms] of Object.entries(phases)) this.addPhase(phase, ms);
-      this.addPhase('storeWriteMs', performance.now() - writeStarted);
+      this.commit(chunk, true);
       this.framesEncoded++;
-      this.lastT = t;
       return chunk;
     });
+  }
+
+  /**
+   * Commits a frame chunk encoded elsewhere (an import, or a benchmark fast-forwarding stream time)
+   * as the next frame, through the same write-through path as addFrame, without a model call. Its
+   * times are not counted in stats().meanPhaseMs, which describe encoded frames.
+   */
+  addEncodedChunk(chunk: Omit<FrameChunk, 'chunkId'>): Promise<FrameChunk> {
+    return this.serialize(async () => {
+      this.checkFrameTime(chunk.tStart);
+      this.throwCommitError();
+      const adopted = this.encoder.adopt(chunk).chunk;
+      this.commit(adopted, false);
+      return adopted;
+    });
+  }
+
+  private checkFrameTime(t: number): void {
+    if (!Number.isFinite(t) || t < 0) throw new VigilError('BAD_INPUT', `frame time must be a finite number >= 0, got ${t}`);
+    if (this.lastT !== null && t < this.lastT) throw new VigilError('BAD_INPUT', `frame time ${t} is before the previous frame (${this.lastT})`);
+  }
+
+  /**
+   * The payload is written now; the manifest row commits per the fsync policy (a group commit may
+   * wait up to its interval). Only then is the chunk indexed (design.md: payload -> manifest ->
+   * index), without holding up the next frame. Until then it is still in the RAM window.
+   */
+  private commit(chunk: FrameChunk, timed: boolean): void {
+    const writeStarted = performance.now();
+    const committed = this.store.append(chunk).then(
+      () => {
+        const indexStarted = performance.now();
+        this.times.push({ chunkId: chunk.chunkId, tStart: chunk.tStart, tEnd: chunk.tEnd });
+        this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
+        if (timed) this.addPhase('indexMs', performance.now() - indexStarted);
+      },
+      (error: unknown) => {
+        this.commitError ??= error;
+      },
+    );
+    this.pendingCommits.add(committed);
+    void committed.finally(() => this.pendingCommits.delete(committed));
+    if (timed) this.addPhase('storeWriteMs', performance.now() - writeStarted);
+    this.lastT = chunk.tEnd;
   }
 
   /** Answers a question from this stream's memory (rekv by default; baselines by `mode`). */
@@ -231,6 +258,7 @@ export class StreamSession {
     return {
       framesEncoded: this.framesEncoded,
       meanPhaseMs: Object.fromEntries(Object.entries(this.phaseTotals).map(([phase, total]) => [phase, total / frames])),
+      phaseTotalsMs: { ...this.phaseTotals },
       nextChunkId: this.encoder.nextId,
       contextFrames: this.encoder.window.contextChunks.length,
       storedChunks: store.chunkCount,

@@ -194,4 +194,33 @@ describe('StreamSession with probe-needle', () => {
       await session.close();
     }
   });
+
+  it('takes chunks encoded elsewhere through the same write-through path (stored, indexed, retrieved)', async () => {
+    const source = await ingest(path.join(scratch, 'import-source'));
+    const ids = Array.from({ length: FRAMES }, (_, i) => i);
+    const { chunks } = await source.store.readChunks(ids);
+    await source.close();
+    const session = await StreamSession.open(model, { dir: path.join(scratch, 'import'), sinkFrames: 1, windowFrames: 4 });
+    try {
+      for (const id of ids) {
+        const { chunkId: _, ...encoded } = chunks.get(id)!;
+        const adopted = await session.addEncodedChunk(encoded);
+        assert.equal(adopted.chunkId, id);
+      }
+      await session.flush();
+      const stats = session.stats();
+      assert.equal(stats.storedChunks, FRAMES);
+      assert.equal(stats.indexedChunks, FRAMES);
+      assert.equal(stats.framesEncoded, 0, 'imports are not encoded frames');
+      assert.deepEqual(stats.phaseTotalsMs, {});
+      const answer = await ask(session, 4);
+      assert.equal(answer.text.trim(), 'green');
+      assert.ok(answer.evidence.some((e) => e.chunkId === NEEDLE_AT));
+      const { chunkId: _, ...late } = chunks.get(0)!;
+      await assert.rejects(session.addEncodedChunk(late), /before the previous frame/);
+      await assert.rejects(session.addEncodedChunk({ ...late, tStart: FRAMES, tEnd: FRAMES, numKvHeads: late.numKvHeads + 1 }), /geometry/);
+    } finally {
+      await session.close();
+    }
+  });
 });

@@ -192,3 +192,25 @@ test('shape validation', () => {
   assert.throws(() => rotateHeads(new Float32Array(10), 1, 1, 8, [0], inv, 1), RangeError);
   assert.throws(() => rotateHeads(new Float32Array(16), 1, 2, 8, [0], ropeInvFreq(8, 1e4), 1), RangeError);
 });
+
+test('rotateBlockInto equals rotateHeads + placement bit for bit (position 0, past the table, pass-through dims)', async () => {
+  const { rotateBlockInto } = await import('../../kernels/rope.js');
+  const { writeTokens } = await import('../../memory/kvLayout.js');
+  const H = 3;
+  const D = 10;
+  const inv = ropeInvFreq(8, 10000); // dims 8, 9 pass through
+  for (const [first, tokens] of [[0, 5], [7, 4], [65534, 4], [70000, 3]] as const) {
+    const src = data(H * tokens * D, first + 1);
+    src[0] = -0;
+    const total = tokens + 6;
+    const offset = 2;
+    const expected = new Float32Array(H * total * D).fill(7);
+    const positions = Array.from({ length: tokens }, (_, i) => first + i);
+    writeTokens(expected, H, total, D, offset, rotateHeads(src, H, tokens, D, positions, inv, 1), tokens);
+    const actual = new Float32Array(H * total * D).fill(7);
+    rotateBlockInto(src, H, tokens, D, first, inv, actual, total, offset);
+    assert.deepEqual(new Uint32Array(actual.buffer), new Uint32Array(expected.buffer), `first position ${first}`);
+  }
+  assert.throws(() => rotateBlockInto(data(H * 4 * D, 1), H, 4, D, 0, inv, new Float32Array(H * 5 * D), 5, 2), /do not fit/);
+  assert.throws(() => rotateBlockInto(data(H * 4 * D, 1), H, 4, D, -1, inv, new Float32Array(H * 8 * D), 8, 0), /firstPosition/);
+});
