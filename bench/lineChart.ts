@@ -41,7 +41,9 @@ function panelSpec(panel: Panel, title: string | undefined, xLabel: string): veg
     data: [{ name: 'rows', values: rows }],
     scales: [
       { name: 'x', type: 'linear', domain: { data: 'rows', field: 'x' }, range: 'width', nice: true, zero: true },
-      { name: 'y', type: yScale, domain: { data: 'rows', field: 'y' }, range: 'height', nice: true, zero: yScale === 'linear' },
+      yScale === 'log'
+        ? { name: 'y', type: 'log', domain: { data: 'rows', field: 'y' }, range: 'height', nice: true }
+        : { name: 'y', type: 'linear', domain: { data: 'rows', field: 'y' }, range: 'height', nice: true, zero: true },
       { name: 'color', type: 'ordinal', domain: panel.series.map((s) => s.name), range: 'category' },
     ],
     axes: [

@@ -4,9 +4,10 @@
  */
 
 /** Tokens [start, start+count) of a [heads, total, headDim] array, as a new [heads, count, headDim] array. */
-export function sliceTokens(src: Float32Array, heads: number, total: number, headDim: number, start: number, count: number): Float32Array {
+export function sliceTokens<T extends Float32Array | Uint16Array>(src: T, heads: number, total: number, headDim: number, start: number, count: number): T {
   if (start < 0 || count < 0 || start + count > total) throw new RangeError(`sliceTokens: [${start}, ${start + count}) outside 0..${total}`);
-  const out = new Float32Array(heads * count * headDim);
+  // Float16 KV travels as Uint16Array bits: slicing those first converts only the slice.
+  const out = (src instanceof Uint16Array ? new Uint16Array(heads * count * headDim) : new Float32Array(heads * count * headDim)) as T;
   for (let h = 0; h < heads; h++) {
     const from = (h * total + start) * headDim;
     out.set(src.subarray(from, from + count * headDim), h * count * headDim);

@@ -36,6 +36,8 @@ export function modelFrameSide(session: StreamSession): number {
  */
 export async function ingestIntoSession(session: StreamSession, input: SourceInput, options: IngestOptions = {}): Promise<IngestResult> {
   const side = modelFrameSide(session);
+  // One pixel buffer for every frame: each is encoded before the next is preprocessed.
+  let pixels: Float32Array | undefined;
   const { onProgress, signal, skipUntilAfter, ...sourceOptions } = options;
   const source = await openSource(input, { ...sourceOptions, size: modelFrameSize(side) });
   const stop = () => void source.stop();
@@ -45,7 +47,7 @@ export async function ingestIntoSession(session: StreamSession, input: SourceInp
     for await (const frame of source) {
       if (signal?.aborted) break;
       if (skipUntilAfter !== undefined && frame.t <= skipUntilAfter) continue;
-      const image = await frameToModelInput(frame, session.model.imageConfig, side);
+      const image = await frameToModelInput(frame, session.model.imageConfig, side, { out: (pixels ??= new Float32Array(3 * side * side)) });
       await session.addFrame(image, frame.t, frame.wallTime);
       framesEncoded++;
       onProgress?.({ framesEncoded, t: frame.t, durationS: source.probe?.durationS ?? null });

@@ -1,4 +1,5 @@
 import type ort from 'onnxruntime-node';
+import { float16ToFloat32 } from '../../kernels/fp16.js';
 import { meanOverTokens } from '../../kernels/pool.js';
 import { ropeInvFreq, rotateHeads } from '../../kernels/rope.js';
 import { type AssembledContext, assembleContext, type KvGeometry, type PrefixBlock } from '../../memory/contextAssembler.js';
@@ -7,7 +8,7 @@ import { sliceTokens } from '../../memory/kvLayout.js';
 import { SlidingWindow } from '../../memory/slidingWindow.js';
 import { type LaidOutContext, WindowLayout } from '../../memory/windowLayout.js';
 import { VigilError } from '../errors.js';
-import type { KvCache } from '../model/kvCache.js';
+import { emptyKvCache, type KvCache } from '../model/kvCache.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
 import { toFloat32 } from '../model/tensors.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
@@ -56,6 +57,7 @@ export class StreamEncoder {
   private nextChunkId = 0;
   /** [prefix | sinks | window] kept laid out between frames (and reused by questions' pass 1). */
   private readonly layout: WindowLayout;
+  private present: KvCache | undefined;
 
   private constructor(
     readonly model: VisionLanguageModel,
@@ -148,7 +150,7 @@ export class StreamEncoder {
     const t1 = performance.now();
     const { context, past } = this.currentContext();
     const t2 = performance.now();
-    const out = await this.model.decoder.step({ inputsEmbeds: embeds, past, logits: 'none' });
+    const out = await this.model.decoder.step({ inputsEmbeds: embeds, past, logits: 'none', presentInto: this.presentBuffer(context.length + ids.length) });
     const t3 = performance.now();
     const { keys, values } = newTokensPreRope(out.present, context.length, ids.length, this.geometry);
     const { numKvHeads, headDim } = this.geometry;
@@ -168,6 +170,12 @@ export class StreamEncoder {
     const evicted = this.window.push(chunk);
     const phases: EncodePhases = { visionMs: 0, embedMs: t1 - t0, assembleMs: t2 - t1, decoderMs: t3 - t2, extractMs: performance.now() - t3 };
     return { chunk, evicted, position: context.length, phases };
+  }
+
+  /** The decoder's `present` for a frame: reused while the context length stays the same (always, once the window is full). */
+  private presentBuffer(length: number): KvCache {
+    if (this.present?.length !== length) this.present = emptyKvCache(this.model.decoder.info, length);
+    return this.present;
   }
 
   /**
@@ -196,10 +204,14 @@ function newTokensPreRope(present: KvCache, start: number, count: number, geo: K
   const positions = Array.from({ length: count }, (_, i) => start + i);
   const keys: Float32Array[] = [];
   const values: Float32Array[] = [];
+  const newTokens = (tensor: ort.Tensor): Float32Array =>
+    tensor.type === 'float16'
+      ? float16ToFloat32(sliceTokens(tensor.data as Uint16Array, heads, total, headDim, start, count))
+      : sliceTokens(toFloat32(tensor), heads, total, headDim, start, count);
   for (const layer of present.layers) {
-    const postRope = sliceTokens(toFloat32(layer.key), heads, total, headDim, start, count);
+    const postRope = newTokens(layer.key);
     keys.push(rotateHeads(postRope, heads, count, headDim, positions, geo.invFreq, -1, postRope));
-    values.push(sliceTokens(toFloat32(layer.value), heads, total, headDim, start, count));
+    values.push(newTokens(layer.value));
   }
   return { keys, values };
 }

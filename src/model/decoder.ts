@@ -36,6 +36,8 @@ export interface DecoderStepInput {
   logits?: 'all' | 'last' | 'none';
   /** Also return the pre-RoPE query taps (needs a graph that exposes them). */
   queries?: boolean;
+  /** A cache of length P + S in the KV type that onnxruntime writes `present` into (reused between calls). */
+  presentInto?: KvCache;
 }
 
 export interface DecoderStepOutput {
@@ -108,7 +110,20 @@ export class Decoder {
     const fetches = input.logits === 'none' ? [] : ['logits'];
     for (let i = 0; i < info.numLayers; i++) fetches.push(`present.${i}.key`, `present.${i}.value`);
     if (wantQueries) fetches.push(...info.queryTapNames!);
-    const out = await this.graph.run(feeds, fetches);
+    let into: Record<string, ort.Tensor> | undefined;
+    if (input.presentInto) {
+      const target = input.presentInto;
+      const wrongType = target.layers.some((l) => l.key.type !== info.type || l.value.type !== info.type);
+      if (target.length !== total || target.layers.length !== info.numLayers || wrongType) {
+        throw new VigilError('SHAPE_MISMATCH', `presentInto must be ${info.numLayers} layers of ${total} tokens in ${info.type}`);
+      }
+      into = {};
+      target.layers.forEach((layer, i) => {
+        into![`present.${i}.key`] = layer.key;
+        into![`present.${i}.value`] = layer.value;
+      });
+    }
+    const out = await this.graph.run(feeds, fetches, into);
 
     let logits: Float32Array = new Float32Array(0);
     let logitRows = 0;

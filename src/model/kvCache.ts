@@ -40,9 +40,14 @@ export class KvCache {
   }
 
   static empty(spec: KvSpec): KvCache {
-    const dims = [1, spec.numKvHeads, 0, spec.headDim];
-    return new KvCache(
-      Array.from({ length: spec.numLayers }, () => ({ key: emptyFloatTensor(spec.type, dims), value: emptyFloatTensor(spec.type, dims) })),
-    );
+    return emptyKvCache(spec, 0);
   }
+}
+
+/** A zero-filled cache of `length` tokens per layer (0 = the empty past of a first call). */
+export function emptyKvCache(spec: KvSpec, length: number): KvCache {
+  const dims = [1, spec.numKvHeads, length, spec.headDim];
+  return new KvCache(
+    Array.from({ length: spec.numLayers }, () => ({ key: emptyFloatTensor(spec.type, dims), value: emptyFloatTensor(spec.type, dims) })),
+  );
 }

@@ -88,8 +88,12 @@ export class OnnxGraph {
     return info;
   }
 
-  /** Runs with exactly the declared inputs, checking each feed's dtype and fixed dims first. */
-  async run(feeds: Record<string, ort.Tensor>, fetches?: readonly string[]): Promise<Record<string, ort.Tensor>> {
+  /**
+   * Runs with exactly the declared inputs, checking each feed's dtype and fixed dims first.
+   * `into` names outputs that onnxruntime writes into the given tensors instead of fresh arrays
+   * (callers reuse them: fresh tens of MB per call cost page faults and garbage collections).
+   */
+  async run(feeds: Record<string, ort.Tensor>, fetches?: readonly string[], into?: Readonly<Record<string, ort.Tensor>>): Promise<Record<string, ort.Tensor>> {
     for (const [name, info] of this.inputs) {
       const tensor = feeds[name];
       if (!tensor) throw new VigilError('BAD_INPUT', `${this.name}: input '${name}' was not provided`);
@@ -108,6 +112,16 @@ export class OnnxGraph {
     }
     const extra = Object.keys(feeds).filter((n) => !this.inputs.has(n));
     if (extra.length > 0) throw new VigilError('BAD_INPUT', `${this.name}: unexpected inputs ${extra.join(', ')}`);
+    if (into) {
+      const outputs: Record<string, ort.Tensor | null> = Object.fromEntries((fetches ?? this.outputNames).map((name) => [name, null]));
+      for (const [name, tensor] of Object.entries(into)) {
+        if (!(name in outputs)) throw new VigilError('BAD_INPUT', `${this.name}: '${name}' is not among the outputs fetched`);
+        outputs[name] = tensor;
+      }
+      const result = await this.session.run(feeds, outputs as ort.InferenceSession.FetchesType);
+      // onnxruntime wrote into the given buffers; hand back the caller's own tensors.
+      return { ...result, ...into };
+    }
     return fetches ? this.session.run(feeds, fetches as string[]) : this.session.run(feeds);
   }
 

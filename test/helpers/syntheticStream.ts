@@ -42,32 +42,12 @@ export async function runSyntheticStream(options: {
   const store = ChunkStore.open({ dir: options.dir, geometry: g, fsync: { intervalMs: 1000 } });
   const index = StreamIndex.create({ numLayers: g.numLayers, dim: g.numKvHeads * g.headDim });
   const window = new SlidingWindow({ sinkFrames: 1, windowFrames: options.windowFrames });
-  const random = mulberry32(1);
-  const perLayer = g.numKvHeads * g.tokensPerChunk * g.headDim;
-  const template = Float32Array.from({ length: perLayer * 4 }, () => random() * 2 - 1);
+  const nextChunk = syntheticChunks(g);
   const samples: MemorySample[] = [];
   const pending = new Set<Promise<void>>();
   try {
     for (let id = 0; id < options.chunks; id++) {
-      // Fresh arrays per chunk, as the encoder allocates them; values vary by an offset into a template.
-      const slice = () => {
-        const start = Math.floor(random() * perLayer * 3);
-        return template.slice(start, start + perLayer);
-      };
-      const keys = Array.from({ length: g.numLayers }, slice);
-      const chunk: FrameChunk = {
-        chunkId: id,
-        tStart: id,
-        tEnd: id,
-        wallTime: Date.now(),
-        tokenCount: g.tokensPerChunk,
-        numLayers: g.numLayers,
-        numKvHeads: g.numKvHeads,
-        headDim: g.headDim,
-        keys,
-        values: Array.from({ length: g.numLayers }, slice),
-        representatives: keys.map((k) => meanOverTokens(k, g.numKvHeads, g.tokensPerChunk, g.headDim)),
-      };
+      const chunk: FrameChunk = { chunkId: id, ...nextChunk(id) };
       // As StreamSession does: the payload is written now, the index follows the manifest commit.
       pending.add(store.append(chunk).then(() => index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives)));
       window.push(chunk);
@@ -97,6 +77,36 @@ export async function runSyntheticStream(options: {
     await store.close();
   }
   return samples;
+}
+
+/**
+ * A source of frame chunks of real geometry with random KV, fresh arrays per chunk as the encoder
+ * allocates them (values vary by an offset into a template, so making them costs little), and
+ * representatives computed from the keys as the engine does.
+ */
+export function syntheticChunks(g: SyntheticGeometry, seed = 1): (t: number) => Omit<FrameChunk, 'chunkId'> {
+  const random = mulberry32(seed);
+  const perLayer = g.numKvHeads * g.tokensPerChunk * g.headDim;
+  const template = Float32Array.from({ length: perLayer * 4 }, () => random() * 2 - 1);
+  const slice = () => {
+    const start = Math.floor(random() * perLayer * 3);
+    return template.slice(start, start + perLayer);
+  };
+  return (t) => {
+    const keys = Array.from({ length: g.numLayers }, slice);
+    return {
+      tStart: t,
+      tEnd: t,
+      wallTime: Date.now(),
+      tokenCount: g.tokensPerChunk,
+      numLayers: g.numLayers,
+      numKvHeads: g.numKvHeads,
+      headDim: g.headDim,
+      keys,
+      values: Array.from({ length: g.numLayers }, slice),
+      representatives: keys.map((k) => meanOverTokens(k, g.numKvHeads, g.tokensPerChunk, g.headDim)),
+    };
+  };
 }
 
 export function removeDir(dir: string): void {

@@ -70,6 +70,29 @@ for (const c of CASES) {
       assert.ok(worst <= c.tolerance, `max |incremental - full| = ${worst} > ${c.tolerance}`);
     });
 
+    it('present written into reused buffers equals present in fresh ones, bit for bit', async () => {
+      const { emptyKvCache } = await import('../../src/model/kvCache.js');
+      const embeds = await model.embed(randomTokenIds(c.total, 11));
+      const first = await model.decoder.step({ inputsEmbeds: sliceRows(embeds, 0, c.prefill), past: model.decoder.emptyCache(), logits: 'none' });
+      const next = sliceRows(embeds, c.prefill, c.total);
+      const fresh = await model.decoder.step({ inputsEmbeds: next, past: first.present, logits: 'last' });
+      const into = emptyKvCache(model.decoder.info, c.total);
+      // Twice into the same buffers: stale contents from the first call must not leak into the second.
+      for (let round = 0; round < 2; round++) {
+        const reused = await model.decoder.step({ inputsEmbeds: next, past: first.present, logits: 'last', presentInto: into });
+        assert.deepEqual(reused.logits, fresh.logits);
+        reused.present.layers.forEach((layer, i) => {
+          assert.equal(layer.key.data, into.layers[i]!.key.data, 'the caller\'s buffer is the one returned');
+          assert.deepEqual(layer.key.data, fresh.present.layers[i]!.key.data, `layer ${i} keys`);
+          assert.deepEqual(layer.value.data, fresh.present.layers[i]!.value.data, `layer ${i} values`);
+        });
+      }
+      await assert.rejects(
+        model.decoder.step({ inputsEmbeds: next, past: first.present, presentInto: emptyKvCache(model.decoder.info, c.total + 1) }),
+        /presentInto must be/,
+      );
+    });
+
     it("negative control: wrong positions change the logits", async (t) => {
       const vocab = model.decoder.info.vocabSize;
       const { full, rows } = await incrementalLogits(true);

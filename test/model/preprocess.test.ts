@@ -276,6 +276,18 @@ describe('preprocessImage (LLaVA-OneVision)', () => {
 });
 
 describe('preprocessVideoFrame', () => {
+  test('writes into a reused output buffer exactly what it returns fresh, and refuses a buffer of the wrong size', async () => {
+    const size = 32;
+    const rgb = Buffer.from(Array.from({ length: size * size * 3 }, (_, i) => (i * 37) % 256));
+    const frame = { data: rgb, width: size, height: size, channels: 3 as const };
+    const fresh = await preprocessVideoFrame(frame, smol(), size);
+    const out = new Float32Array(3 * size * size).fill(42);
+    const reused = await preprocessVideoFrame(frame, smol(), size, { out });
+    assert.equal(reused.pixelValues, out);
+    assert.deepEqual(out, fresh.pixelValues);
+    await assert.rejects(preprocessVideoFrame(frame, smol(), size, { out: new Float32Array(5) }), /output buffer has 5 floats/);
+  });
+
   test('640x360 -> 512x288, padded to 512x512 with black (-1) bottom rows', async () => {
     const out = await preprocessVideoFrame(redBluePath, smol(), 512, { fit: 'pad' });
     assertShape(out, 1, 512, 0, 0);

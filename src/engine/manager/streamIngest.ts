@@ -73,6 +73,8 @@ export class StreamIngest {
     const { session, scheduler, thumbnails, streamId } = this.options;
     const signal = this.abort.signal;
     const side = modelFrameSide(session);
+    // One pixel buffer for every frame: each is encoded before the next is preprocessed.
+    let pixels: Float32Array | undefined;
     const stored = session.stats();
     const resumeAfter = stored.storedChunks > 0 ? stored.lastFrameTime : null;
     const wallEnd = session.store.stats().wallEnd;
@@ -97,7 +99,7 @@ export class StreamIngest {
         if (offset === null) offset = timeOffset(source.stats().live, resumeAfter, wallEnd, fps);
         const t = frame.t + offset;
         if (resumeAfter !== null && t <= resumeAfter) continue;
-        const image = await frameToModelInput(frame, session.model.imageConfig, side);
+        const image = await frameToModelInput(frame, session.model.imageConfig, side, { out: (pixels ??= new Float32Array(3 * side * side)) });
         const chunk = await scheduler.run(streamId, 'frame', () => session.addFrame(image, t, frame.wallTime), signal);
         await thumbnails.write(chunk.chunkId, frame);
         this.framesEncoded++;
