@@ -91,31 +91,37 @@ export function quantizeKeysPerChannel(
 ): void {
   const name = 'quantizeKeysPerChannel';
   checkLayout(name, src, codes, heads, tokens, headDim, heads * headDim, scales, zeros);
-  const stride = headDim;
+  // Row by row (token by token) with one range per channel in small arrays: the reads stay
+  // sequential whatever the number of tokens (striding a channel at a time over a long block
+  // missed the cache on every element: 19 ns per element at 87k tokens).
+  const lo = new Float64Array(headDim);
+  const hi = new Float64Array(headDim);
+  const inv = new Float64Array(headDim);
   for (let h = 0; h < heads; h++) {
     const base = h * tokens * headDim;
     const end = base + tokens * headDim;
-    // One channel at a time, striding over the tokens, so its range and scale live in locals
-    // (a head's tensor is small enough to stay in cache across the channels).
-    for (let d = 0; d < headDim; d++) {
-      let lo = src[base + d];
-      let hi = lo;
-      // x * 0 is NaN exactly for NaN and ±Inf, so one sum flags them all.
-      let poison = 0;
-      for (let i = base + d; i < end; i += stride) {
-        const x = src[i];
+    for (let d = 0; d < headDim; d++) lo[d] = hi[d] = src[base + d]!;
+    // x * 0 is NaN exactly for NaN and ±Inf, so one sum flags them all.
+    let poison = 0;
+    for (let row = base; row < end; row += headDim) {
+      for (let d = 0; d < headDim; d++) {
+        const x = src[row + d]!;
         poison += x * 0;
-        if (x < lo) lo = x;
-        else if (x > hi) hi = x;
+        if (x < lo[d]!) lo[d] = x;
+        else if (x > hi[d]!) hi[d] = x;
       }
-      if (poison !== 0) throw nonFinite(name, src, base + d, end, stride);
-      const scale = int8Scale(lo, hi);
-      const inv = inverse(scale);
+    }
+    if (poison !== 0) throw nonFinite(name, src, base, end, 1);
+    for (let d = 0; d < headDim; d++) {
+      const scale = int8Scale(lo[d]!, hi[d]!);
+      inv[d] = inverse(scale);
       scales[h * headDim + d] = scale;
-      zeros[h * headDim + d] = lo;
-      for (let i = base + d; i < end; i += stride) {
-        const q = ((src[i] - lo) * inv + 0.5) | 0; // the code, inlined: this is the hot loop
-        codes[i] = q < INT8_MAX_CODE ? q : INT8_MAX_CODE;
+      zeros[h * headDim + d] = lo[d]!;
+    }
+    for (let row = base; row < end; row += headDim) {
+      for (let d = 0; d < headDim; d++) {
+        const q = ((src[row + d]! - lo[d]!) * inv[d]! + 0.5) | 0; // the code, inlined: this is the hot loop
+        codes[row + d] = q < INT8_MAX_CODE ? q : INT8_MAX_CODE;
       }
     }
   }
@@ -136,11 +142,10 @@ export function dequantizeKeysPerChannel(
   for (let h = 0; h < heads; h++) {
     const base = h * tokens * headDim;
     const end = base + tokens * headDim;
-    // Channel by channel (as in quantizeKeysPerChannel): zero and scale stay in locals.
-    for (let d = 0; d < headDim; d++) {
-      const lo = zeros[h * headDim + d];
-      const scale = scales[h * headDim + d];
-      for (let i = base + d; i < end; i += headDim) dst[i] = lo + codes[i] * scale;
+    const g = h * headDim;
+    // Row by row (as in quantizeKeysPerChannel): sequential reads and writes.
+    for (let row = base; row < end; row += headDim) {
+      for (let d = 0; d < headDim; d++) dst[row + d] = zeros[g + d]! + codes[row + d]! * scales[g + d]!;
     }
   }
   return dst;

@@ -60,7 +60,13 @@ export function assembleContext(prefix: PrefixBlock, chunks: readonly FrameChunk
  * Like assembleContext, but each layer has its own chunk set (ReKV's per-layer retrieval). The
  * sets may differ in membership, never in total tokens: all layers share one attention mask.
  */
-export function assembleLayeredContext(prefix: PrefixBlock, chunksPerLayer: ReadonlyArray<readonly FrameChunk[]>, geo: KvGeometry): LayeredContext {
+export function assembleLayeredContext(
+  prefix: PrefixBlock,
+  chunksPerLayer: ReadonlyArray<readonly FrameChunk[]>,
+  geo: KvGeometry,
+  /** Where each layer's keys/values go (e.g. views of reused memory; every element is written); default fresh arrays. */
+  allocate: (floats: number) => Float32Array = (floats) => new Float32Array(floats),
+): LayeredContext {
   const { numLayers, numKvHeads: heads, headDim } = geo;
   if (chunksPerLayer.length !== numLayers) throw new RangeError(`${chunksPerLayer.length} chunk lists for ${numLayers} layers`);
   const ordered = chunksPerLayer.map(timeOrder);
@@ -74,8 +80,8 @@ export function assembleLayeredContext(prefix: PrefixBlock, chunksPerLayer: Read
   const values: Float32Array[] = [];
   const spans: LayeredContext['spans'] = [];
   for (let layer = 0; layer < numLayers; layer++) {
-    const k = new Float32Array(heads * length * headDim);
-    const v = new Float32Array(heads * length * headDim);
+    const k = allocate(heads * length * headDim);
+    const v = allocate(heads * length * headDim);
     if (prefix.tokenCount > 0) {
       rotateBlockInto(prefix.keys[layer]!, heads, prefix.tokenCount, headDim, 0, geo.invFreq, k, length, 0);
       writeTokens(v, heads, length, headDim, 0, prefix.values[layer]!, prefix.tokenCount);

@@ -15,7 +15,7 @@ export interface LayerIndexOptions {
    * retention later shrinks the layer (rebuild picks the mode from the count again).
    */
   hnswThreshold?: number;
-  /** Graph parameters (defaults: M 32, efConstruction 400, ef 256, seed 100; bench/hnsw.ts measures them). */
+  /** Graph parameters (defaults: M 32, efConstruction 400, ef 256, seed 100; bench/index.ts measures them). */
   hnsw?: Partial<HnswParams>;
   /**
    * Older vectors copied into the new graph per add() while it is being built (default 4). Search

@@ -7,6 +7,7 @@ import type { KvCache } from '../model/kvCache.js';
 import { toFloat32 } from '../model/tensors.js';
 import type { FrameChunk } from '../../memory/frameChunk.js';
 import { VigilError } from '../errors.js';
+import { sharedBufferPool } from '../model/bufferPool.js';
 import { generate, type GenerationResult, type SamplingOptions } from '../model/generate.js';
 import { toKvCache } from './kvContext.js';
 import type { StreamEncoder } from './streamEncoder.js';
@@ -140,12 +141,27 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
     }),
     ...(options.includeWindow ? window : []),
   ]);
-  const context = assembleLayeredContext(encoder.prefix, perLayer, encoder.geometry);
-  const past = toKvCache(context, model.decoder.info);
-  const loadMs = performance.now() - started - retrievalMs;
-
-  const promptIds = model.tokenizer.encode(encoder.format.question(options.question));
-  const result = await generate(model, { inputsEmbeds: await model.embed(promptIds), past }, options);
+  // The per-layer context (~200 MiB at r = 64 and smolvlm2-256m geometry) lives in pooled memory
+  // for the length of the answer.
+  const { numKvHeads, headDim } = encoder.geometry;
+  const contextFloats = 2 * numLayers * numKvHeads * headDim * (encoder.prefix.tokenCount + perLayer[0]!.reduce((n, c) => n + c.tokenCount, 0));
+  const contextBuffer = sharedBufferPool.take(contextFloats * 4);
+  let used = 0;
+  const context = assembleLayeredContext(encoder.prefix, perLayer, encoder.geometry, (floats) => {
+    const view = new Float32Array(contextBuffer, used * 4, floats);
+    used += floats;
+    return view;
+  });
+  let result: GenerationResult;
+  let loadMs: number;
+  try {
+    const past = toKvCache(context, model.decoder.info);
+    loadMs = performance.now() - started - retrievalMs;
+    const promptIds = model.tokenizer.encode(encoder.format.question(options.question));
+    result = await generate(model, { inputsEmbeds: await model.embed(promptIds), past }, options);
+  } finally {
+    sharedBufferPool.give(contextBuffer);
+  }
   return {
     ...result,
     evidence: collectEvidence(retrieval, loaded),

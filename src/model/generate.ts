@@ -2,7 +2,9 @@ import type ort from 'onnxruntime-node';
 import { argmax } from '../../kernels/topk.js';
 import { mulberry32, sampleTopP } from '../../kernels/sampling.js';
 import { VigilError } from '../errors.js';
+import { type BufferPool, sharedBufferPool } from './bufferPool.js';
 import type { KvCache } from './kvCache.js';
+import { PresentBuffers } from './presentBuffers.js';
 import type { VisionLanguageModel } from './visionLanguageModel.js';
 
 export interface SamplingOptions {
@@ -16,6 +18,8 @@ export interface SamplingOptions {
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
+  /** Where the decoder's `present` of each step goes (reused memory); default the process's shared pool. */
+  buffers?: BufferPool;
   /** Called with each new piece of text as soon as it decodes to whole characters. */
   onText?: (piece: string) => void;
 }
@@ -58,7 +62,27 @@ export async function generate(
     temperature > 0 ? sampleTopP(logits, temperature, options.topP ?? 1, random) : argmax(logits);
 
   const started = performance.now();
-  let step = await model.decoder.step({ inputsEmbeds: prompt.inputsEmbeds, past: prompt.past ?? model.decoder.emptyCache(), logits: 'last' });
+  const past = prompt.past ?? model.decoder.emptyCache();
+  const promptLength = past.length + prompt.inputsEmbeds.dims[1]!;
+  // Every step's present (past + 1 token) goes into pooled memory, alternating between two sets.
+  const presents = new PresentBuffers(model.decoder.info, promptLength + options.maxNewTokens, options.buffers ?? sharedBufferPool);
+  try {
+    return await decodeLoop(model, prompt.inputsEmbeds, past, presents, options, pick, started);
+  } finally {
+    presents.release();
+  }
+}
+
+async function decodeLoop(
+  model: VisionLanguageModel,
+  inputsEmbeds: ort.Tensor,
+  past: KvCache,
+  presents: PresentBuffers,
+  options: GenerateOptions,
+  pick: (logits: Float32Array) => number,
+  started: number,
+): Promise<GenerationResult> {
+  let step = await model.decoder.step({ inputsEmbeds, past, logits: 'last', presentInto: presents.take(past.length + inputsEmbeds.dims[1]!) });
   const prefillMs = performance.now() - started;
 
   const tokenIds: number[] = [];
@@ -79,8 +103,8 @@ export async function generate(
       emitted = text;
     }
     if (tokenIds.length >= options.maxNewTokens) break;
-    const inputsEmbeds = await model.embed([token]);
-    step = await model.decoder.step({ inputsEmbeds, past: step.present, logits: 'last' });
+    const next = await model.embed([token]);
+    step = await model.decoder.step({ inputsEmbeds: next, past: step.present, logits: 'last', presentInto: presents.take(step.present.length + 1) });
   }
   const decodeMs = performance.now() - decodeStarted;
   const text = model.tokenizer.decode(tokenIds, { skipSpecialTokens: true });
@@ -89,7 +113,7 @@ export async function generate(
     tokenIds,
     text,
     stopReason,
-    promptTokens: prompt.inputsEmbeds.dims[1]!,
+    promptTokens: inputsEmbeds.dims[1]!,
     prefillMs,
     decodeMs,
     decodeTokensPerSecond: decodeMs > 0 ? (tokenIds.length / decodeMs) * 1000 : 0,

@@ -38,7 +38,8 @@ describe('questions during ingest', () => {
     let asking = true;
     const questions = (async () => {
       while (asking) {
-        const framesBefore = busy.stats().storedChunks;
+        // Frames encoded so far (committed or still waiting for their group commit).
+        const framesBefore = busy.stats().nextChunkId;
         const answer = await busy.ask({ question, retrieve: 4, maxNewTokens: 3 });
         answers.push({ text: answer.text.trim(), framesBefore });
         await new Promise((r) => setTimeout(r, 5));

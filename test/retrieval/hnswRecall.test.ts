@@ -5,7 +5,7 @@ import { syntheticFrames } from './syntheticFrames.js';
 
 // The graph path end to end (offset, hnswlib 'ip', score conversion, ranking) against exact search
 // on 20k chunks of 192-d (smolvlm2-256m: 3 KV heads x 64), with the default graph parameters.
-// The data are camera-like scenes with motion; on near-static scenes recall is lower (bench/hnsw.ts
+// The data are camera-like scenes with motion; on near-static scenes recall is lower (bench/index.ts
 // and docs/retrieval.md report both).
 test('HNSW recall@64 >= 0.99 against exact search on 20k x 192-d scene data', (t) => {
   const count = 20_000;

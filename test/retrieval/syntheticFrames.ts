@@ -1,5 +1,5 @@
 // Synthetic chunk representatives shaped like a camera stream, for the HNSW recall test and
-// bench/hnsw.ts. Real mean pre-RoPE keys share a large constant offset (biases, outlier channels)
+// bench/index.ts. Real mean pre-RoPE keys share a large constant offset (biases, outlier channels)
 // and vary across frames in a low-dimensional content subspace; frames of one scene share its
 // content and drift around it (how far is `motion`), and scenes recur (a camera revisits the same
 // view). Isotropic noise on top keeps every dimension live. Recall depends on this structure (docs/retrieval.md), so the

@@ -1,14 +1,15 @@
 /**
- * HNSW vs exact top-r on one layer's chunk representatives at stream scale: 100k chunks of 192-d
- * (smolvlm2-256m: 3 KV heads x 64), camera-like scene data (test/retrieval/syntheticFrames.ts).
+ * The retrieval index (hnswlib) vs exact top-r on one layer's chunk representatives at stream
+ * scale: 10k / 100k / 1M chunks of 192-d (smolvlm2-256m: 3 KV heads x 64), camera-like scene data
+ * (test/retrieval/syntheticFrames.ts). At 1 frame/s, 1M chunks are 11.6 days of one camera.
  *
- *   node --import tsx bench/hnsw.ts [--count 100000] [--queries 200] [--ef 128,256,512,1024]
- *                                   [--m 32] [--ef-construction 400] [--data moving,static] [--r 64]
+ *   node --import tsx bench/index.ts [--count 10000,100000,1000000] [--queries 200] [--ef 128,256,512,1024]
+ *                                    [--m 32] [--ef-construction 400] [--data moving,static] [--r 64]
  *
- * For each data kind: graph build time, per-add cost on the built graph (what one evicted frame
- * costs per layer), then for each ef: recall@r against exact search, median / p99 query latency,
- * and the ratio to exact brute force measured in the same run. Design targets (design.md section 7):
- * recall@64 >= 0.99 and query < 2 ms at 100k chunks.
+ * For each size and data kind: graph build time and rate, per-add cost on the built graph (what
+ * one evicted frame costs per layer), then for each ef: recall@r against exact search, median / p99
+ * query latency, and the ratio to exact brute force measured in the same run. Design targets
+ * (design.md section 7): recall@64 >= 0.99 and query < 2 ms at 100k chunks.
  */
 import { parseArgs } from 'node:util';
 import { LayerIndex } from '../retrieval/layerIndex.js';
@@ -16,7 +17,7 @@ import { syntheticFrames } from '../test/retrieval/syntheticFrames.js';
 
 const { values } = parseArgs({
   options: {
-    count: { type: 'string', default: '100000' },
+    count: { type: 'string', default: '10000,100000,1000000' },
     dim: { type: 'string', default: '192' },
     queries: { type: 'string', default: '200' },
     ef: { type: 'string', default: '128,256,512,1024' },
@@ -26,7 +27,7 @@ const { values } = parseArgs({
     r: { type: 'string', default: '64' },
   },
 });
-const count = Number(values.count);
+const counts = values.count!.split(',').map(Number);
 const dim = Number(values.dim);
 const queryCount = Number(values.queries);
 const efs = values.ef!.split(',').map(Number);
@@ -55,8 +56,8 @@ function timeEach<T>(items: T[], fn: (item: T) => void): { median: number; p99: 
 
 const fmt = (x: number, digits = 3): string => x.toFixed(digits);
 
-console.log(`# HNSW vs exact: ${count} chunks x ${dim}-d, r=${r}, ${queryCount} queries, M=${m}, efConstruction=${efConstruction}, node ${process.version}`);
-for (const kind of values.data!.split(',')) {
+console.log(`# HNSW vs exact: ${counts.join(' / ')} chunks x ${dim}-d, r=${r}, ${queryCount} queries, M=${m}, efConstruction=${efConstruction}, node ${process.version}`);
+for (const count of counts) for (const kind of values.data!.split(',')) {
   const spec = KINDS[kind];
   if (!spec) throw new Error(`unknown --data ${kind}: use ${Object.keys(KINDS).join(', ')}`);
   const frames = syntheticFrames({ count, dim, seed: 1, motion: spec.motion });
@@ -81,10 +82,10 @@ for (const kind of values.data!.split(',')) {
     exact.search(q, r);
     graph.search(q, r);
   }
-  const truth = queries.map((q) => exact.search(q, r).ids);
-  const exactTime = timeEach(queries, (q) => exact.search(q, r));
+  const truth: number[][] = [];
+  const exactTime = timeEach(queries, (q) => truth.push(exact.search(q, r).ids));
 
-  console.log(`\n## ${kind}: ${spec.what}`);
+  console.log(`\n## ${count} chunks, ${kind}: ${spec.what}`);
   console.log(`graph build ${fmt(buildS, 1)} s (${Math.round(count / buildS)} inserts/s), RSS +${Math.round(graphMiB)} MiB; add on the built graph: median ${fmt(add.median)} ms, p99 ${fmt(add.p99)} ms`);
   console.log(`exact brute force: median ${fmt(exactTime.median)} ms, p99 ${fmt(exactTime.p99)} ms`);
   console.log('');
