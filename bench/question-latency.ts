@@ -61,6 +61,7 @@ interface Row {
   skipped?: string;
   contextTokens?: number;
   chunksLoaded?: number;
+  layerSections?: number;
   ttftMs?: number;
   totalMs?: number;
   pass1Ms?: number;
@@ -79,6 +80,7 @@ function summarize(minutes: number, method: string, answers: SessionAnswer[]): R
     method,
     contextTokens: answers[0]!.contextTokens,
     chunksLoaded: new Set(answers[0]!.layerChunkIds.flat()).size,
+    layerSections: answers[0]!.layerChunkIds.reduce((n, ids) => n + ids.length, 0),
     ttftMs: m((a) => a.ttftMs),
     totalMs: m((a) => a.totalMs),
     pass1Ms: m((a) => a.phases.pass1Ms),
@@ -133,11 +135,11 @@ try {
   const out = process.stdout;
   const f = (x: number | undefined, digits = 1) => (x === undefined ? '' : x.toFixed(digits));
   out.write(`${values.model}, window ${values.window} frames, question "${QUESTION}", ${maxNewTokens} new tokens at most, median of ${repeats} after one untimed answer per method and length\n\n`);
-  out.write('| stream min | method | context tokens | chunks loaded | pass 1 ms | search ms | chunk load ms | assembly ms | prefill ms | **TTFT ms** | decode tok/s | total ms |\n');
+  out.write('| stream min | method | context tokens | chunks (layer sections) loaded | pass 1 ms | search ms | chunk load ms | assembly ms | prefill ms | **TTFT ms** | decode tok/s | total ms |\n');
   out.write('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n');
   for (const r of rows) {
     if (r.skipped) out.write(`| ${r.minutes} | ${r.method} | not run: ${r.skipped} ||||||||||\n`);
-    else out.write(`| ${r.minutes} | ${r.method} | ${r.contextTokens} | ${r.chunksLoaded} | ${f(r.pass1Ms)} | ${f(r.searchMs, 2)} | ${f(r.chunkLoadMs)} | ${f(r.assembleMs)} | ${f(r.prefillMs)} | **${f(r.ttftMs)}** | ${f(r.decodeTokensPerSecond)} | ${f(r.totalMs)} |\n`);
+    else out.write(`| ${r.minutes} | ${r.method} | ${r.contextTokens} | ${r.chunksLoaded} (${r.layerSections}) | ${f(r.pass1Ms)} | ${f(r.searchMs, 2)} | ${f(r.chunkLoadMs)} | ${f(r.assembleMs)} | ${f(r.prefillMs)} | **${f(r.ttftMs)}** | ${f(r.decodeTokensPerSecond)} | ${f(r.totalMs)} |\n`);
   }
   const ttft = (method: string, minutes: number) => rows.find((r) => r.method === method && r.minutes === minutes && !r.skipped)?.ttftMs;
   const first = mainMinutes[0]!;

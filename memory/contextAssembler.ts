@@ -43,8 +43,23 @@ export function checkChunkGeometry(chunk: FrameChunk, geo: KvGeometry): void {
   }
 }
 
-export function timeOrder(chunks: readonly FrameChunk[]): FrameChunk[] {
+export function timeOrder<T extends { tStart: number; chunkId: number }>(chunks: readonly T[]): T[] {
   return [...chunks].sort((a, b) => a.tStart - b.tStart || a.chunkId - b.chunkId);
+}
+
+/** One layer of one chunk, as per-layer assembly needs it (a chunk's layer in RAM, or read alone from disk). */
+export interface LayerSlice {
+  chunkId: number;
+  tStart: number;
+  tokenCount: number;
+  /** float32 [numKvHeads, tokenCount, headDim], pre-RoPE. */
+  key: Float32Array;
+  value: Float32Array;
+}
+
+/** Layer `layer` of a whole chunk (views, no copy). */
+export function layerSlice(chunk: FrameChunk, layer: number): LayerSlice {
+  return { chunkId: chunk.chunkId, tStart: chunk.tStart, tokenCount: chunk.tokenCount, key: chunk.keys[layer]!, value: chunk.values[layer]! };
 }
 
 /**
@@ -52,30 +67,40 @@ export function timeOrder(chunks: readonly FrameChunk[]): FrameChunk[] {
  * each pre-RoPE key to its position. Every layer gets the same length (one shared attention mask).
  */
 export function assembleContext(prefix: PrefixBlock, chunks: readonly FrameChunk[], geo: KvGeometry): AssembledContext {
-  const layered = assembleLayeredContext(prefix, Array.from({ length: geo.numLayers }, () => chunks), geo);
+  for (const chunk of chunks) checkChunkGeometry(chunk, geo);
+  const perLayer = Array.from({ length: geo.numLayers }, (_, layer) => chunks.map((c) => layerSlice(c, layer)));
+  const layered = assembleLayeredContext(prefix, perLayer, geo);
   return { keys: layered.keys, values: layered.values, length: layered.length, spans: layered.spans[0] ?? [] };
 }
 
 /**
- * Like assembleContext, but each layer has its own chunk set (ReKV's per-layer retrieval). The
- * sets may differ in membership, never in total tokens: all layers share one attention mask.
+ * Like assembleContext, but each layer has its own chunks (ReKV's per-layer retrieval), given as
+ * that layer's slices. The sets may differ in membership, never in total tokens: all layers share
+ * one attention mask.
  */
 export function assembleLayeredContext(
   prefix: PrefixBlock,
-  chunksPerLayer: ReadonlyArray<readonly FrameChunk[]>,
+  slicesPerLayer: ReadonlyArray<readonly LayerSlice[]>,
   geo: KvGeometry,
   /** Where each layer's keys/values go (e.g. views of reused memory; every element is written); default fresh arrays. */
   allocate: (floats: number) => Float32Array = (floats) => new Float32Array(floats),
 ): LayeredContext {
   const { numLayers, numKvHeads: heads, headDim } = geo;
-  if (chunksPerLayer.length !== numLayers) throw new RangeError(`${chunksPerLayer.length} chunk lists for ${numLayers} layers`);
-  const ordered = chunksPerLayer.map(timeOrder);
+  if (slicesPerLayer.length !== numLayers) throw new RangeError(`${slicesPerLayer.length} chunk lists for ${numLayers} layers`);
+  const ordered = slicesPerLayer.map(timeOrder);
   const lengths = ordered.map((list) => prefix.tokenCount + list.reduce((n, c) => n + c.tokenCount, 0));
   const length = lengths[0]!;
   lengths.forEach((l, layer) => {
     if (l !== length) throw new RangeError(`layer ${layer} context has ${l} tokens, layer 0 has ${length}: every layer must have the same length`);
   });
-  for (const chunk of ordered.flat()) checkChunkGeometry(chunk, geo);
+  ordered.forEach((list, layer) => {
+    for (const slice of list) {
+      const n = heads * slice.tokenCount * headDim;
+      if (slice.key.length !== n || slice.value.length !== n) {
+        throw new RangeError(`chunk ${slice.chunkId} layer ${layer} has ${slice.key.length}/${slice.value.length} key/value floats, expected ${heads}x${slice.tokenCount}x${headDim} = ${n}`);
+      }
+    }
+  });
   const keys: Float32Array[] = [];
   const values: Float32Array[] = [];
   const spans: LayeredContext['spans'] = [];
@@ -89,8 +114,8 @@ export function assembleLayeredContext(
     const layerSpans: Array<{ chunkId: number; start: number; end: number }> = [];
     let position = prefix.tokenCount;
     for (const chunk of ordered[layer]!) {
-      rotateBlockInto(chunk.keys[layer]!, heads, chunk.tokenCount, headDim, position, geo.invFreq, k, length, position);
-      writeTokens(v, heads, length, headDim, position, chunk.values[layer]!, chunk.tokenCount);
+      rotateBlockInto(chunk.key, heads, chunk.tokenCount, headDim, position, geo.invFreq, k, length, position);
+      writeTokens(v, heads, length, headDim, position, chunk.value, chunk.tokenCount);
       layerSpans.push({ chunkId: chunk.chunkId, start: position, end: position + chunk.tokenCount });
       position += chunk.tokenCount;
     }

@@ -28,6 +28,7 @@ import type {
   VerifyReport,
 } from './types.js';
 import { forEachConcurrent } from './asyncRead.js';
+import { type ChunkLayers, chunkLayers, readLayerSections, type ScratchBuffers } from './layerReader.js';
 import { ChunkCache } from './chunkCache.js';
 import { validateChunk } from './chunkValidation.js';
 import { CommitQueue, fdatasyncAsync, type PendingCommit } from './commitQueue.js';
@@ -58,6 +59,16 @@ const READ_MERGE_GAP_BYTES = 256 * 1024;
 const READ_RUN_BYTES = 16 * 1024 * 1024;
 /** Reads in flight at once: the libuv thread pool's default size. */
 const READ_CONCURRENCY = 4;
+/** Without a pool, each readLayers() gets a buffer of its own. */
+const FRESH_BUFFERS: ScratchBuffers = { take: (bytes) => new ArrayBuffer(bytes), give: () => undefined };
+
+export interface ReadLayersResult {
+  /** The requested layers by chunk id. */
+  chunks: Map<number, ChunkLayers>;
+  failed: ChunkFailure[];
+  /** Gives the read buffer back to the scratch pool: the layers may not be used afterwards. */
+  release(): void;
+}
 
 /** Per-segment facts retention and stats need, kept in RAM (O(segments), not O(chunks)). */
 interface SegmentState {
@@ -213,7 +224,7 @@ export class ChunkStore {
     this.assertWritable();
     validateChunk(chunk, this.geometry, this.lastChunkId);
     const dtype = this.dtype;
-    const { bytes: rec, payloadBytes, checksum } = this.encoder.encode(chunk, dtype, this.geometry);
+    const { bytes: rec, payloadBytes, checksum, layerChecksums } = this.encoder.encode(chunk, dtype, this.geometry);
     const length = rec.length;
 
     let seg: WritableSegment;
@@ -243,6 +254,7 @@ export class ChunkStore {
       checksum,
       payloadBytes,
       representatives: packRepresentatives(chunk.representatives),
+      layerChecksums,
     };
     const receipt: AppendReceipt = { chunkId: chunk.chunkId, segment: seg.segment, offset, length };
     return new Promise<AppendReceipt>((resolve, reject) => this.queue.add({ row, fd: seg.fd, receipt, resolve, reject }));
@@ -296,6 +308,71 @@ export class ChunkStore {
     const chunks = new Map([...found].sort((a, b) => a[0] - b[0]));
     failed.sort((a, b) => a.chunkId - b.chunkId);
     return { chunks, failed };
+  }
+
+  /**
+   * Loads chosen layers of committed chunks (ReKV: each layer its own chunks): `wanted` maps a
+   * chunk id to its layer indices. A chunk in the RAM cache gives views of its arrays; a chunk
+   * whose manifest row has per-layer checksums is read layer by layer into one buffer from
+   * `scratch`; an older row, or a chunk wanted on every layer, is read whole (readChunks, cached). The returned layers are valid until
+   * release(), which gives the buffer back. Failures are listed per chunk, as in readChunks.
+   */
+  async readLayers(wanted: ReadonlyMap<number, readonly number[]>, scratch: ScratchBuffers = FRESH_BUFFERS): Promise<ReadLayersResult> {
+    this.assertOpen();
+    const L = this.geometry.numLayers;
+    for (const [id, layers] of wanted) {
+      if (!Number.isSafeInteger(id) || id < 0 || !layers.every((l) => Number.isInteger(l) && l >= 0 && l < L)) {
+        throw new VigilError('BAD_INPUT', `readLayers: chunk ${id} layers [${layers.join(', ')}] are not chunk ids with layers 0..${L - 1}`);
+      }
+    }
+    const chunks = new Map<number, ChunkLayers>();
+    const failed: ChunkFailure[] = [];
+    const fromWhole = (chunk: FrameChunk) => chunks.set(chunk.chunkId, chunkLayers(chunk, wanted.get(chunk.chunkId) ?? []));
+    const misses: number[] = [];
+    for (const id of wanted.keys()) {
+      const cached = this.cache.get(id);
+      if (cached) fromWhole(cached);
+      else misses.push(id);
+    }
+    let buffer: ArrayBuffer | undefined;
+    if (misses.length > 0) {
+      const rows = this.manifest.rowsByIds(misses);
+      const known = new Set(rows.map((r) => r.chunkId));
+      for (const id of misses) if (!known.has(id)) failed.push({ chunkId: id, reason: 'not-found', message: `chunk ${id} is not in the store` });
+      // Read whole (through the cache, as readChunks does): rows from before layer checksums, and
+      // chunks wanted on every layer (full, uniform and oracle contexts), where sections gain nothing.
+      const readWhole = (r: ChunkRow) => r.layerChecksums === null || new Set(wanted.get(r.chunkId)).size === L;
+      const whole = rows.filter(readWhole).map((r) => r.chunkId);
+      if (whole.length > 0) {
+        const read = await this.readChunks(whole);
+        for (const chunk of read.chunks.values()) fromWhole(chunk);
+        failed.push(...read.failed);
+      }
+      this.readsInFlight++;
+      try {
+        const sections = await readLayerSections(
+          this.readCtx,
+          rows.filter((r) => !readWhole(r)),
+          wanted,
+          scratch,
+          { maxRunBytes: READ_RUN_BYTES, concurrency: READ_CONCURRENCY },
+          failed,
+        );
+        buffer = sections.buffer;
+        for (const [id, chunk] of sections.chunks) chunks.set(id, chunk);
+      } finally {
+        this.readDone();
+      }
+    }
+    const unique = new Map(failed.map((f) => [f.chunkId, f]));
+    return {
+      chunks,
+      failed: [...unique.values()].sort((a, b) => a.chunkId - b.chunkId),
+      release: () => {
+        if (buffer) scratch.give(buffer);
+        buffer = undefined;
+      },
+    };
   }
 
   /**

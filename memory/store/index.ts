@@ -1,6 +1,8 @@
 // Public surface of the disk tier (explicit names, no export *).
 export { ChunkStore } from './ChunkStore.js';
-export type { ChunkMeta } from './ChunkStore.js';
+export type { ChunkMeta, ReadLayersResult } from './ChunkStore.js';
+export type { ChunkLayers, LayerData, ScratchBuffers } from './layerReader.js';
+export { chunkLayers } from './layerReader.js';
 export type {
   AppendReceipt,
   ChunkFailure,

@@ -20,6 +20,11 @@ export interface ChunkLocation {
   dtype: KvStorageDtype;
   checksum: number;
   payloadBytes: number;
+  /**
+   * CRC-32 of each layer's payload section (numLayers x u32, little-endian), so one layer can be
+   * read and checked alone; null for rows written before the column existed (whole-record reads).
+   */
+  layerChecksums: Buffer | null;
 }
 
 export interface ChunkRow extends ChunkLocation {
@@ -74,7 +79,8 @@ CREATE TABLE IF NOT EXISTS chunks (
   dtype TEXT NOT NULL,
   checksum INTEGER NOT NULL,
   payload_bytes INTEGER NOT NULL,
-  representatives BLOB NOT NULL
+  representatives BLOB NOT NULL,
+  layer_checksums BLOB
 );
 CREATE INDEX IF NOT EXISTS chunks_by_segment ON chunks (segment_id, offset);
 CREATE TABLE IF NOT EXISTS gaps (
@@ -86,7 +92,7 @@ CREATE TABLE IF NOT EXISTS gaps (
 `;
 
 const LOCATION_COLUMNS = `chunk_id AS chunkId, segment_id AS segment, offset, length, t_start AS tStart, t_end AS tEnd,
-  wall_time AS wallTime, token_count AS tokenCount, dtype, checksum, payload_bytes AS payloadBytes`;
+  wall_time AS wallTime, token_count AS tokenCount, dtype, checksum, payload_bytes AS payloadBytes, layer_checksums AS layerChecksums`;
 
 export class Manifest {
   readonly db: Database.Database;
@@ -100,11 +106,14 @@ export class Manifest {
     // committed" promises. With fsync 'none' nothing is promised past a process crash: NORMAL.
     this.db.pragma(`synchronous = ${durable ? 'FULL' : 'NORMAL'}`);
     this.db.exec(SCHEMA);
+    // Stores made before per-layer checksums existed: add the column (their rows keep NULL there).
+    const columns = this.db.prepare('PRAGMA table_info(chunks)').all() as Array<{ name: string }>;
+    if (!columns.some((c) => c.name === 'layer_checksums')) this.db.exec('ALTER TABLE chunks ADD COLUMN layer_checksums BLOB');
     this.insertStmt = this.db.prepare(
       `INSERT INTO chunks (chunk_id, segment_id, offset, length, t_start, t_end, wall_time, token_count, dtype,
-        checksum, payload_bytes, representatives)
+        checksum, payload_bytes, representatives, layer_checksums)
        VALUES (@chunkId, @segment, @offset, @length, @tStart, @tEnd, @wallTime, @tokenCount, @dtype, @checksum,
-        @payloadBytes, @representatives)`,
+        @payloadBytes, @representatives, @layerChecksums)`,
     );
     this.commitRows = this.db.transaction((rows: ChunkRow[]) => {
       for (const r of rows) this.insertStmt.run(r);

@@ -116,23 +116,37 @@ export function decodePayload(
   view(Buffer.allocUnsafeSlow(2 * L * n * 4).buffer as ArrayBuffer, 0);
   // Typed views need 4-aligned sources; reads normally deliver that, copy if not.
   const aligned = src.byteOffset % 4 === 0 ? src : new Uint8Array(src);
-  const buf = aligned.buffer;
   for (let l = 0; l < L; l++) {
-    let pos = aligned.byteOffset + l * lay.layerBytes;
-    for (const isKey of [true, false]) {
-      const out = isKey ? keys[l] : values[l];
-      if (dtype === 'float16') {
-        float16ToFloat32(new Uint16Array(buf, pos, n), out);
-      } else {
-        const groups = isKey ? H * D : H * tokens;
-        const scales = new Float32Array(buf, pos, groups);
-        const zeros = new Float32Array(buf, pos + 4 * groups, groups);
-        const codes = new Uint8Array(buf, pos + 8 * groups, n);
-        if (isKey) dequantizeKeysPerChannel(codes, scales, zeros, H, tokens, D, out);
-        else dequantizeValuesPerToken(codes, scales, zeros, H, tokens, D, out);
-      }
-      pos += isKey ? lay.keyBytes : lay.valueBytes;
-    }
+    decodeLayer(aligned.subarray(l * lay.layerBytes, (l + 1) * lay.layerBytes), dtype, geometry, tokens, keys[l]!, values[l]!);
   }
   return { keys, values };
+}
+
+/**
+ * Decodes one layer's section of a float16 or int8 payload (its K section, then its V section,
+ * 4-aligned in its buffer) into float32 `key` and `value` arrays. (A float32 section needs no
+ * decoding: view it.)
+ */
+export function decodeLayer(section: Uint8Array, dtype: 'float16' | 'int8', geometry: ChunkGeometry, tokens: number, key: Float32Array, value: Float32Array): void {
+  const { numKvHeads: H, headDim: D } = geometry;
+  const lay = payloadLayout(dtype, geometry, tokens);
+  if (section.byteLength !== lay.layerBytes) throw new RangeError(`decodeLayer: ${section.byteLength} bytes, expected ${lay.layerBytes}`);
+  if (section.byteOffset % 4 !== 0) throw new RangeError('decodeLayer: the section must start 4-aligned');
+  const n = lay.elements;
+  const buf = section.buffer;
+  let pos = section.byteOffset;
+  for (const isKey of [true, false]) {
+    const out = isKey ? key : value;
+    if (dtype === 'float16') {
+      float16ToFloat32(new Uint16Array(buf, pos, n), out);
+    } else {
+      const groups = isKey ? H * D : H * tokens;
+      const scales = new Float32Array(buf, pos, groups);
+      const zeros = new Float32Array(buf, pos + 4 * groups, groups);
+      const codes = new Uint8Array(buf, pos + 8 * groups, n);
+      if (isKey) dequantizeKeysPerChannel(codes, scales, zeros, H, tokens, D, out);
+      else dequantizeValuesPerToken(codes, scales, zeros, H, tokens, D, out);
+    }
+    pos += isKey ? lay.keyBytes : lay.valueBytes;
+  }
 }

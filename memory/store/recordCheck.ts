@@ -36,3 +36,16 @@ export function checkRecord(buf: Buffer, at: number, loc: ChunkLocation, geometr
   }
   return null;
 }
+
+/** The manifest's per-layer checksums against an intact payload (verify: single-layer reads would trust them). */
+export function checkLayerChecksums(buf: Buffer, at: number, loc: ChunkLocation, geometry: ChunkGeometry): ChunkFailure | null {
+  if (!loc.layerChecksums) return null;
+  const { layerBytes } = payloadLayout(loc.dtype, geometry, loc.tokenCount);
+  for (let l = 0; l < geometry.numLayers; l++) {
+    const from = at + RECORD_HEADER_BYTES + l * layerBytes;
+    if (payloadCrc32(buf.subarray(from, from + layerBytes)) !== loc.layerChecksums.readUInt32LE(4 * l)) {
+      return { chunkId: loc.chunkId, reason: 'checksum', message: `chunk ${loc.chunkId} (segment ${loc.segment} @${loc.offset}): layer ${l} checksum in the manifest disagrees with the intact payload` };
+    }
+  }
+  return null;
+}

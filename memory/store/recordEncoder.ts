@@ -12,6 +12,8 @@ export interface EncodedRecord {
   bytes: Buffer;
   payloadBytes: number;
   checksum: number;
+  /** CRC-32 of each layer's section of the payload (numLayers x u32 LE): lets one layer be read alone. */
+  layerChecksums: Buffer;
 }
 
 export class RecordEncoder {
@@ -31,6 +33,12 @@ export class RecordEncoder {
     }
     rec.fill(0, RECORD_HEADER_BYTES + payloadBytes, length);
     const checksum = payloadCrc32(rec.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + payloadBytes));
+    const { layerBytes } = payloadLayout(dtype, geometry, chunk.tokenCount);
+    const layerChecksums = Buffer.alloc(4 * geometry.numLayers);
+    for (let l = 0; l < geometry.numLayers; l++) {
+      const from = RECORD_HEADER_BYTES + l * layerBytes;
+      layerChecksums.writeUInt32LE(payloadCrc32(rec.subarray(from, from + layerBytes)), 4 * l);
+    }
     encodeRecordHeader(
       {
         dtype,
@@ -45,6 +53,6 @@ export class RecordEncoder {
       },
       rec,
     );
-    return { bytes: rec, payloadBytes, checksum };
+    return { bytes: rec, payloadBytes, checksum, layerChecksums };
   }
 }

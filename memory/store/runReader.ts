@@ -5,7 +5,7 @@ import type { ChunkLocation, ChunkRow } from './manifest.js';
 import type { ChunkFailure, ChunkGeometry } from './types.js';
 import { readRange, readvFully } from './asyncRead.js';
 import { decodePayload } from './payloadCodec.js';
-import type { ReadRun } from './readPlan.js';
+import type { Extent, ReadRun } from './readPlan.js';
 import { checkRecord } from './recordCheck.js';
 import { RECORD_HEADER_BYTES } from './recordFormat.js';
 import { unpackRepresentatives } from './representatives.js';
@@ -21,15 +21,15 @@ export interface RunReadContext {
   io: { readCalls: number; bytesRead: number };
 }
 
-function failAll(run: ReadRun<ChunkLocation>, failed: ChunkFailure[], reason: ChunkFailure['reason'], why: string): null {
+function failAll(run: ReadRun<Extent & { chunkId: number }>, failed: ChunkFailure[], reason: ChunkFailure['reason'], why: string): null {
   for (const l of run.items) failed.push({ chunkId: l.chunkId, reason, message: `chunk ${l.chunkId}: ${why}` });
   return null;
 }
 
 /** Runs `read` with the segment's descriptor held; a missing file fails every chunk of the run. */
-async function withSegment<T>(
+export async function withSegment<T>(
   ctx: RunReadContext,
-  run: ReadRun<ChunkLocation>,
+  run: ReadRun<Extent & { chunkId: number }>,
   failed: ChunkFailure[],
   read: (fd: number) => Promise<T>,
 ): Promise<T | null> {

@@ -3,7 +3,7 @@ import type { Manifest } from './manifest.js';
 import type { VerifyReport } from './types.js';
 import { forEachConcurrent } from './asyncRead.js';
 import { planReads } from './readPlan.js';
-import { checkRecord } from './recordCheck.js';
+import { checkLayerChecksums, checkRecord } from './recordCheck.js';
 import { readRunBuffer, type RunReadContext } from './runReader.js';
 import { listSegmentFiles } from './segmentFiles.js';
 
@@ -32,7 +32,7 @@ export async function verifyStore(ctx: RunReadContext, manifest: Manifest, o: Ve
       report.bytesRead += buf.length;
       for (const loc of run.items) {
         report.checkedChunks++;
-        const f = checkRecord(buf, loc.offset - run.offset, loc, ctx.geometry);
+        const f = checkRecord(buf, loc.offset - run.offset, loc, ctx.geometry) ?? checkLayerChecksums(buf, loc.offset - run.offset, loc, ctx.geometry);
         if (f !== null) report.damaged.push(f);
       }
     });

@@ -1,6 +1,7 @@
 import { meanOverTokens } from '../../kernels/pool.js';
 import { rotateHeads } from '../../kernels/rope.js';
-import { assembleLayeredContext, type KvGeometry } from '../../memory/contextAssembler.js';
+import { assembleLayeredContext, type KvGeometry, type LayeredContext, type LayerSlice, layerSlice } from '../../memory/contextAssembler.js';
+import type { ChunkLayers } from '../../memory/store/index.js';
 import { sliceTokens } from '../../memory/kvLayout.js';
 import { retrievalQueries } from '../../retrieval/queryVectors.js';
 import type { KvCache } from '../model/kvCache.js';
@@ -30,8 +31,16 @@ export interface QuestionMemory {
    * representatives' form ([numKvHeads * headDim]: mean pre-RoPE query, heads summed per KV group).
    */
   retrieve(queries: Float32Array[], r: number, exclude: ReadonlySet<number>): Promise<LayerRetrieval>;
-  /** Loads chunks by id (RAM first, then disk). */
-  loadChunks(ids: readonly number[]): Promise<FrameChunk[]>;
+  /**
+   * Loads the given layers of chunks (chunk id -> layer indices): RAM first, then disk, where only
+   * those layers are read. The layers are valid until release().
+   */
+  loadLayers(wanted: ReadonlyMap<number, readonly number[]>): Promise<LoadedLayers>;
+}
+
+export interface LoadedLayers {
+  chunks: ReadonlyMap<number, ChunkLayers>;
+  release(): void;
 }
 
 export interface QuestionOptions extends SamplingOptions {
@@ -129,29 +138,44 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
   }
 
   const retrievalMs = performance.now() - started;
-  const wanted = [...new Set(retrieval.chunkIds.flat())];
-  const loaded = new Map((await memory.loadChunks(wanted)).map((c) => [c.chunkId, c]));
-  const chunkLoadMs = performance.now() - started - retrievalMs;
-  const perLayer = retrieval.chunkIds.map((ids) => [
-    ...sinks,
-    ...ids.map((id) => {
-      const chunk = loaded.get(id);
-      if (!chunk) throw new VigilError('BAD_INPUT', `chunk ${id} could not be loaded`);
-      return chunk;
-    }),
-    ...(options.includeWindow ? window : []),
-  ]);
-  // The per-layer context (~200 MiB at r = 64 and smolvlm2-256m geometry) lives in pooled memory
-  // for the length of the answer.
-  const { numKvHeads, headDim } = encoder.geometry;
-  const contextFloats = 2 * numLayers * numKvHeads * headDim * (encoder.prefix.tokenCount + perLayer[0]!.reduce((n, c) => n + c.tokenCount, 0));
-  const contextBuffer = sharedBufferPool.take(contextFloats * 4);
-  let used = 0;
-  const context = assembleLayeredContext(encoder.prefix, perLayer, encoder.geometry, (floats) => {
-    const view = new Float32Array(contextBuffer, used * 4, floats);
-    used += floats;
-    return view;
+  const wanted = new Map<number, number[]>();
+  retrieval.chunkIds.forEach((ids, layer) => {
+    for (const id of ids) {
+      const layers = wanted.get(id) ?? [];
+      if (layers.at(-1) !== layer) layers.push(layer);
+      wanted.set(id, layers);
+    }
   });
+  const loaded = await memory.loadLayers(wanted);
+  let context: LayeredContext;
+  let contextBuffer: ArrayBuffer;
+  const chunkLoadMs = performance.now() - started - retrievalMs;
+  try {
+    const perLayer = retrieval.chunkIds.map((ids, layer) => [
+      ...sinks.map((c) => layerSlice(c, layer)),
+      ...ids.map((id): LayerSlice => {
+        const chunk = loaded.chunks.get(id);
+        const data = chunk?.layers.get(layer);
+        if (!chunk || !data) throw new VigilError('BAD_INPUT', `chunk ${id} layer ${layer} could not be loaded`);
+        return { chunkId: id, tStart: chunk.tStart, tokenCount: chunk.tokenCount, key: data.key, value: data.value };
+      }),
+      ...(options.includeWindow ? window.map((c) => layerSlice(c, layer)) : []),
+    ]);
+    // The per-layer context (~200 MiB at r = 64 and smolvlm2-256m geometry) lives in pooled memory
+    // for the length of the answer; the layers read for it go back to the pool once it is built.
+    const { numKvHeads, headDim } = encoder.geometry;
+    const contextFloats = 2 * numLayers * numKvHeads * headDim * (encoder.prefix.tokenCount + perLayer[0]!.reduce((n, c) => n + c.tokenCount, 0));
+    const buffer = sharedBufferPool.take(contextFloats * 4);
+    contextBuffer = buffer;
+    let used = 0;
+    context = assembleLayeredContext(encoder.prefix, perLayer, encoder.geometry, (floats) => {
+      const view = new Float32Array(buffer, used * 4, floats);
+      used += floats;
+      return view;
+    });
+  } finally {
+    loaded.release();
+  }
   let result: GenerationResult;
   let loadMs: number;
   try {
@@ -164,7 +188,7 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
   }
   return {
     ...result,
-    evidence: collectEvidence(retrieval, loaded),
+    evidence: collectEvidence(retrieval, loaded.chunks),
     layerChunkIds: retrieval.chunkIds,
     queryKind,
     contextTokens: context.length,
@@ -187,7 +211,7 @@ function questionKeyMeans(present: KvCache, start: number, count: number, geo: K
   });
 }
 
-function collectEvidence(retrieval: LayerRetrieval, chunks: ReadonlyMap<number, FrameChunk>): Evidence[] {
+function collectEvidence(retrieval: LayerRetrieval, chunks: ReadonlyMap<number, Pick<ChunkLayers, 'tStart' | 'tEnd'>>): Evidence[] {
   const byId = new Map<number, { layers: number; total: number }>();
   retrieval.chunkIds.forEach((ids, layer) =>
     ids.forEach((id, i) => {

@@ -1,12 +1,13 @@
 import fs from 'node:fs';
 import type { FrameChunk, KvStorageDtype } from '../../memory/frameChunk.js';
-import { ChunkStore } from '../../memory/store/index.js';
+import { type ChunkLayers, chunkLayers, ChunkStore } from '../../memory/store/index.js';
 import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
 import { type ChunkTimes, oracle, StreamIndex, type TimeRange, uniform } from '../../retrieval/index.js';
 import { VigilError } from '../errors.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
-import { answerQuestion, type QuestionAnswer, type QuestionMemory, type QuestionOptions } from './questionAnswerer.js';
+import { answerQuestion, type LoadedLayers, type QuestionAnswer, type QuestionMemory, type QuestionOptions } from './questionAnswerer.js';
+import { sharedBufferPool } from '../model/bufferPool.js';
 import { streamIndexDir, streamStoreDir } from './dataLayout.js';
 import { storedChunks } from './storedChunks.js';
 import { StreamEncoder } from './streamEncoder.js';
@@ -313,19 +314,28 @@ export class StreamSession {
         });
         return { chunkIds: result.chunkIds, scores: result.scores };
       },
-      loadChunks: (ids) => this.loadChunks(ids),
+      loadLayers: (wanted) => this.loadLayers(wanted),
     };
   }
 
-  /** Chunks by id: those still in the context window from RAM, the rest from the store. */
-  private async loadChunks(ids: readonly number[]): Promise<FrameChunk[]> {
+  /**
+   * Layers of chunks by id: those still in the context window from RAM, the rest from the store,
+   * which reads only the wanted layers (into pooled memory, given back by release()).
+   */
+  private async loadLayers(wanted: ReadonlyMap<number, readonly number[]>): Promise<LoadedLayers> {
     const inRam = new Map(this.encoder.window.contextChunks.map((c) => [c.chunkId, c]));
-    const missing = ids.filter((id) => !inRam.has(id));
-    const { chunks, failed } = missing.length > 0 ? await this.store.readChunks(missing) : { chunks: new Map<number, FrameChunk>(), failed: [] };
-    if (failed.length > 0) {
-      throw new VigilError('STORE_CORRUPT', `could not read chunks ${failed.map((f) => `${f.chunkId} (${f.reason})`).join(', ')} from ${this.store.dir}`);
+    const fromDisk = new Map([...wanted].filter(([id]) => !inRam.has(id)));
+    const read = await this.store.readLayers(fromDisk, sharedBufferPool);
+    if (read.failed.length > 0) {
+      read.release();
+      throw new VigilError('STORE_CORRUPT', `could not read chunks ${read.failed.map((f) => `${f.chunkId} (${f.reason})`).join(', ')} from ${this.store.dir}`);
     }
-    return ids.map((id) => inRam.get(id) ?? chunks.get(id)!);
+    const chunks = new Map<number, ChunkLayers>(read.chunks);
+    for (const [id, layers] of wanted) {
+      const chunk = inRam.get(id);
+      if (chunk) chunks.set(id, chunkLayers(chunk, layers));
+    }
+    return { chunks, release: read.release };
   }
 
   private async restoreWindow(storedIds: number[]): Promise<void> {

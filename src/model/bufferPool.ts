@@ -11,11 +11,15 @@ export class BufferPool {
 
   constructor(readonly maxRetainedBytes: number) {}
 
-  /** A buffer of at least `bytes` (a kept one no larger than twice that, else a new one). */
+  /**
+   * A buffer of at least `bytes`: the smallest kept one that fits, else a new one. (A kept buffer
+   * much larger than the need still beats a new one: it is resident already, and a new one would
+   * add its size to the process and pay the page faults.)
+   */
   take(bytes: number): ArrayBuffer {
     let best = -1;
     this.free.forEach((buffer, i) => {
-      if (buffer.byteLength >= bytes && buffer.byteLength <= 2 * bytes && (best < 0 || buffer.byteLength < this.free[best]!.byteLength)) best = i;
+      if (buffer.byteLength >= bytes && (best < 0 || buffer.byteLength < this.free[best]!.byteLength)) best = i;
     });
     if (best < 0) return new ArrayBuffer(bytes);
     const [buffer] = this.free.splice(best, 1);
@@ -35,5 +39,5 @@ export class BufferPool {
   }
 }
 
-/** The process's pool for question contexts and decode steps (bounded: 1 GiB kept at most). */
-export const sharedBufferPool = new BufferPool(2 ** 30);
+/** The process's pool for question contexts, layer reads and decode steps (1.5 GiB kept at most: an r = 64 question at smolvlm2-256m geometry uses ~1.1 GiB). */
+export const sharedBufferPool = new BufferPool(1.5 * 2 ** 30);

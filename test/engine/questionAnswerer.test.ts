@@ -3,6 +3,7 @@
  * included), pass 2 sees exactly the frames a never-evicting stream sees, so the answer tokens match.
  * With nothing retrieved the context is only sinks: the evidence is empty and the context shorter.
  */
+import { chunkLayers } from '../../memory/store/index.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { mulberry32 } from '../../kernels/sampling.js';
@@ -26,8 +27,8 @@ function ramMemory(chunks: Map<number, FrameChunk>, numLayers: number): Question
       const ids = [...chunks.keys()].filter((id) => !exclude.has(id)).slice(0, r);
       return { chunkIds: Array.from({ length: numLayers }, () => ids), scores: Array.from({ length: numLayers }, () => ids.map(() => 1)) };
     },
-    async loadChunks(ids) {
-      return ids.map((id) => chunks.get(id)!);
+    async loadLayers(wanted) {
+      return { chunks: new Map([...wanted].map(([id, layers]) => [id, chunkLayers(chunks.get(id)!, layers)])), release: () => undefined };
     },
   };
 }
