@@ -10,6 +10,7 @@ import type { FrameChunk } from '../../memory/frameChunk.js';
 import { VigilError } from '../errors.js';
 import { sharedBufferPool } from '../model/bufferPool.js';
 import { generate, type GenerationResult, type SamplingOptions } from '../model/generate.js';
+import { PresentBuffers } from '../model/presentBuffers.js';
 import { toKvCache } from './kvContext.js';
 import type { StreamEncoder } from './streamEncoder.js';
 
@@ -121,16 +122,24 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
     const { context: pass1Context, past: pass1Past } = encoder.currentContext();
     const info = model.decoder.info;
     queryKind = info.queryTapNames ? 'taps' : 'keys';
-    const pass1 = await model.decoder.step({
-      inputsEmbeds: await model.embed(rawIds),
-      past: pass1Past,
-      logits: 'none',
-      queries: queryKind === 'taps',
-    });
-    const queries =
-      queryKind === 'taps'
-        ? retrievalQueries(pass1.queries!, { numHeads: info.numHeads, numKvHeads: info.numKvHeads, headDim: info.headDim })
-        : questionKeyMeans(pass1.present, pass1Context.length, rawIds.length, encoder.geometry);
+    // Its present (past + question, tens of MB) goes into pooled memory, needed only for the key fallback.
+    const presents = new PresentBuffers(info, pass1Context.length + rawIds.length, sharedBufferPool, 1);
+    let queries: Float32Array[];
+    try {
+      const pass1 = await model.decoder.step({
+        inputsEmbeds: await model.embed(rawIds),
+        past: pass1Past,
+        logits: 'none',
+        queries: queryKind === 'taps',
+        presentInto: presents.take(pass1Context.length + rawIds.length),
+      });
+      queries =
+        queryKind === 'taps'
+          ? retrievalQueries(pass1.queries!, { numHeads: info.numHeads, numKvHeads: info.numKvHeads, headDim: info.headDim })
+          : questionKeyMeans(pass1.present, pass1Context.length, rawIds.length, encoder.geometry);
+    } finally {
+      presents.release();
+    }
     const exclude = new Set(sinks.map((c) => c.chunkId));
     if (options.includeWindow) for (const c of window) exclude.add(c.chunkId);
     pass1Ms = performance.now() - started;

@@ -9,7 +9,7 @@ import { KvCache, type KvSpec } from './kvCache.js';
  * length T is a view of the first KV x T x D elements of each slot.
  */
 export class PresentBuffers {
-  private readonly sets: [ArrayBuffer, ArrayBuffer];
+  private readonly sets: ArrayBuffer[];
   private readonly slotElements: number;
   private next = 0;
 
@@ -17,21 +17,23 @@ export class PresentBuffers {
     private readonly spec: KvSpec,
     readonly capacity: number,
     private readonly pool: BufferPool,
+    /** 2 for a decode loop; 1 for a single call (every take() returns the same set). */
+    sets: 1 | 2 = 2,
   ) {
     this.slotElements = spec.numKvHeads * capacity * spec.headDim;
     const bytes = 2 * spec.numLayers * this.slotElements * this.bytesPerElement;
-    this.sets = [pool.take(bytes), pool.take(bytes)];
+    this.sets = Array.from({ length: sets }, () => pool.take(bytes));
   }
 
   private get bytesPerElement(): number {
     return this.spec.type === 'float16' ? 2 : 4;
   }
 
-  /** The set not holding the last one returned, as a cache of `length` tokens. */
+  /** The set not holding the last one returned (with two sets), as a cache of `length` tokens. */
   take(length: number): KvCache {
     if (!Number.isInteger(length) || length < 0 || length > this.capacity) throw new RangeError(`present of ${length} tokens does not fit ${this.capacity}`);
     const buffer = this.sets[this.next]!;
-    this.next = 1 - this.next;
+    this.next = (this.next + 1) % this.sets.length;
     const { numKvHeads, headDim, numLayers, type } = this.spec;
     const dims = [1, numKvHeads, length, headDim];
     const count = numKvHeads * length * headDim;
