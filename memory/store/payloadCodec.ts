@@ -91,7 +91,7 @@ export function decodePayload(
   geometry: ChunkGeometry,
   tokens: number,
 ): { keys: Float32Array[]; values: Float32Array[] } {
-  const { numLayers: L, numKvHeads: H, headDim: D } = geometry;
+  const { numLayers: L } = geometry;
   const lay = payloadLayout(dtype, geometry, tokens);
   if (src.byteLength !== lay.totalBytes) {
     throw new RangeError(`decodePayload: ${src.byteLength} bytes, expected ${lay.totalBytes}`);

@@ -6,7 +6,6 @@ import { sliceTokens } from '../../memory/kvLayout.js';
 import { retrievalQueries } from '../../retrieval/queryVectors.js';
 import type { KvCache } from '../model/kvCache.js';
 import { toFloat32 } from '../model/tensors.js';
-import type { FrameChunk } from '../../memory/frameChunk.js';
 import { VigilError } from '../errors.js';
 import { sharedBufferPool } from '../model/bufferPool.js';
 import { generate, type GenerationResult, type SamplingOptions } from '../model/generate.js';
@@ -156,57 +155,55 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
     }
   });
   const loaded = await memory.loadLayers(wanted);
-  let context: LayeredContext;
-  let contextBuffer: ArrayBuffer;
   const chunkLoadMs = performance.now() - started - retrievalMs;
+  // The per-layer context (~200 MiB at r = 64 and smolvlm2-256m geometry) lives in pooled memory
+  // for the length of the answer; the layers read for it go back to the pool once it is built.
+  let contextBuffer: ArrayBuffer | undefined;
   try {
-    const perLayer = retrieval.chunkIds.map((ids, layer) => [
-      ...sinks.map((c) => layerSlice(c, layer)),
-      ...ids.map((id): LayerSlice => {
-        const chunk = loaded.chunks.get(id);
-        const data = chunk?.layers.get(layer);
-        if (!chunk || !data) throw new VigilError('BAD_INPUT', `chunk ${id} layer ${layer} could not be loaded`);
-        return { chunkId: id, tStart: chunk.tStart, tokenCount: chunk.tokenCount, key: data.key, value: data.value };
-      }),
-      ...(options.includeWindow ? window.map((c) => layerSlice(c, layer)) : []),
-    ]);
-    // The per-layer context (~200 MiB at r = 64 and smolvlm2-256m geometry) lives in pooled memory
-    // for the length of the answer; the layers read for it go back to the pool once it is built.
-    const { numKvHeads, headDim } = encoder.geometry;
-    const contextFloats = 2 * numLayers * numKvHeads * headDim * (encoder.prefix.tokenCount + perLayer[0]!.reduce((n, c) => n + c.tokenCount, 0));
-    const buffer = sharedBufferPool.take(contextFloats * 4);
-    contextBuffer = buffer;
-    let used = 0;
-    context = assembleLayeredContext(encoder.prefix, perLayer, encoder.geometry, (floats) => {
-      const view = new Float32Array(buffer, used * 4, floats);
-      used += floats;
-      return view;
-    });
-  } finally {
-    loaded.release();
-  }
-  let result: GenerationResult;
-  let loadMs: number;
-  try {
+    let context: LayeredContext;
+    try {
+      const perLayer = retrieval.chunkIds.map((ids, layer) => [
+        ...sinks.map((c) => layerSlice(c, layer)),
+        ...ids.map((id): LayerSlice => {
+          const chunk = loaded.chunks.get(id);
+          const data = chunk?.layers.get(layer);
+          if (!chunk || !data) throw new VigilError('BAD_INPUT', `chunk ${id} layer ${layer} could not be loaded`);
+          return { chunkId: id, tStart: chunk.tStart, tokenCount: chunk.tokenCount, key: data.key, value: data.value };
+        }),
+        ...(options.includeWindow ? window.map((c) => layerSlice(c, layer)) : []),
+      ]);
+      const { numKvHeads, headDim } = encoder.geometry;
+      const contextFloats = 2 * numLayers * numKvHeads * headDim * (encoder.prefix.tokenCount + perLayer[0]!.reduce((n, c) => n + c.tokenCount, 0));
+      const buffer = sharedBufferPool.take(contextFloats * 4);
+      contextBuffer = buffer;
+      let used = 0;
+      context = assembleLayeredContext(encoder.prefix, perLayer, encoder.geometry, (floats) => {
+        const view = new Float32Array(buffer, used * 4, floats);
+        used += floats;
+        return view;
+      });
+    } finally {
+      loaded.release();
+    }
     const past = toKvCache(context, model.decoder.info);
-    loadMs = performance.now() - started - retrievalMs;
+    const loadMs = performance.now() - started - retrievalMs;
     const promptIds = model.tokenizer.encode(encoder.format.question(options.question));
-    result = await generate(model, { inputsEmbeds: await model.embed(promptIds), past }, options);
+    const result = await generate(model, { inputsEmbeds: await model.embed(promptIds), past }, options);
+    return {
+      ...result,
+      evidence: collectEvidence(retrieval, loaded.chunks),
+      layerChunkIds: retrieval.chunkIds,
+      queryKind,
+      contextTokens: context.length,
+      retrievalMs,
+      loadMs,
+      phases: { pass1Ms, searchMs: retrievalMs - pass1Ms, chunkLoadMs, assembleMs: loadMs - chunkLoadMs },
+      ttftMs: retrievalMs + loadMs + result.prefillMs,
+      totalMs: performance.now() - started,
+    };
   } finally {
-    sharedBufferPool.give(contextBuffer);
+    if (contextBuffer) sharedBufferPool.give(contextBuffer);
   }
-  return {
-    ...result,
-    evidence: collectEvidence(retrieval, loaded.chunks),
-    layerChunkIds: retrieval.chunkIds,
-    queryKind,
-    contextTokens: context.length,
-    retrievalMs,
-    loadMs,
-    phases: { pass1Ms, searchMs: retrievalMs - pass1Ms, chunkLoadMs, assembleMs: loadMs - chunkLoadMs },
-    ttftMs: retrievalMs + loadMs + result.prefillMs,
-    totalMs: performance.now() - started,
-  };
 }
 
 /** Fallback query: the mean pre-RoPE key of the question tokens per layer (already in KV-group form). */
