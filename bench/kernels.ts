@@ -4,12 +4,15 @@
  *
  *   node --import tsx bench/kernels.ts [--mib 64] [--repeats 5]
  *
+ * Each kernel runs as JavaScript and as the native addon (kernels/native), alternating in the same run.
  * Design target (issue 7): every kernel >= 25% of memcpy bandwidth.
  */
 import { parseArgs } from 'node:util';
 import { float16ToFloat32, float32ToFloat16 } from '../kernels/fp16.js';
 import { meanOverTokens } from '../kernels/pool.js';
-import { quantizeKeysPerChannel, quantizeValuesPerToken } from '../kernels/quantize.js';
+import { dequantizeKeysPerChannel, dequantizeValuesPerToken, quantizeKeysPerChannel, quantizeValuesPerToken } from '../kernels/quantize.js';
+import { nativeKernels, nativeLoadError, useKernelBackend, type KernelBackend } from '../kernels/native.js';
+import { dotRows } from '../kernels/similarity.js';
 import { ropeInvFreq, rotateBlockInto, rotateHeads } from '../kernels/rope.js';
 import { mulberry32 } from '../kernels/sampling.js';
 import { topK } from '../kernels/topk.js';
@@ -51,38 +54,92 @@ const perBlock = (fn: (b: number) => void) => () => {
   for (let b = 0; b < blocks; b++) fn(b);
 };
 
-const memcpy = best(() => out.set(src));
-const rows: Array<[string, number, number | undefined]> = [
-  ['memcpy (Float32Array.set)', memcpy, best(perBlock((b) => (view(out, b) as Float32Array).set(view(src, b) as Float32Array)))],
-  [
-    'rope rotate (rotateHeads)',
-    best(() => rotateHeads(src, heads, tokens, headDim, positions, invFreq, 1, out)),
-    best(perBlock((b) => rotateHeads(view(src, b) as Float32Array, heads, blockTokens, headDim, blockPositions, invFreq, 1, view(out, b) as Float32Array))),
-  ],
-  [
-    'rope rotate-and-place (rotateBlockInto)',
-    best(() => rotateBlockInto(src, heads, tokens, headDim, 0, invFreq, out, tokens, 0)),
-    best(perBlock((b) => rotateBlockInto(view(src, b) as Float32Array, heads, blockTokens, headDim, 1000, invFreq, view(out, b) as Float32Array, blockTokens, 0))),
-  ],
-  ['rope unrotate in place', best(() => rotateHeads(out, heads, tokens, headDim, positions, invFreq, -1, out)), undefined],
-  ['fp32 -> fp16', best(() => float32ToFloat16(src, half)), best(perBlock((b) => float32ToFloat16(view(src, b) as Float32Array, view(half, b) as Uint16Array)))],
-  ['fp16 -> fp32', best(() => float16ToFloat32(half, out)), best(perBlock((b) => float16ToFloat32(view(half, b) as Uint16Array, view(out, b) as Float32Array)))],
-  [
-    'int8 keys per channel',
-    best(() => quantizeKeysPerChannel(src, heads, tokens, headDim, codes, new Float32Array(heads * headDim), new Float32Array(heads * headDim))),
-    best(perBlock((b) => quantizeKeysPerChannel(view(src, b) as Float32Array, heads, blockTokens, headDim, view(codes, b) as Uint8Array, scratch.a, scratch.b))),
-  ],
-  [
-    'int8 values per token',
-    best(() => quantizeValuesPerToken(src, heads, tokens, headDim, codes, new Float32Array(heads * tokens), new Float32Array(heads * tokens))),
-    best(perBlock((b) => quantizeValuesPerToken(view(src, b) as Float32Array, heads, blockTokens, headDim, view(codes, b) as Uint8Array, scratch.c, scratch.d))),
-  ],
-  ['mean pool over tokens', best(() => meanOverTokens(src, heads, tokens, headDim)), best(perBlock((b) => meanOverTokens(view(src, b) as Float32Array, heads, blockTokens, headDim, scratch.a)))],
-  ['top-64 of all values', best(() => topK(src, 64)), undefined],
-];
-process.stdout.write(`${(bytes / 2 ** 20).toFixed(0)} MiB of float32: one [${heads}, ${tokens}, ${headDim}] array, and ${blocks} blocks of [${heads}, ${blockTokens}, ${headDim}] (one layer of a frame chunk, the engine's call shape); best of ${values.repeats}, ratios against one memcpy of the whole array\n\n`);
-process.stdout.write('| kernel | one array: ms | MiB/s | vs memcpy | per block: ms | vs memcpy |\n|---|---|---|---|---|---|\n');
-for (const [name, ms, blockMs] of rows) {
-  const block = blockMs === undefined ? '- | -' : `${blockMs.toFixed(1)} | ${(memcpy / blockMs).toFixed(2)}`;
-  process.stdout.write(`| ${name} | ${ms.toFixed(1)} | ${(bytes / 2 ** 20 / (ms / 1000)).toFixed(0)} | ${(memcpy / ms).toFixed(2)} | ${block} |\n`);
+interface Kernel {
+  name: string;
+  whole: () => void;
+  perBlock?: () => void;
 }
+const keyScales = new Float32Array(heads * headDim);
+const keyZeros = new Float32Array(heads * headDim);
+const valueScales = new Float32Array(heads * tokens);
+const valueZeros = new Float32Array(heads * tokens);
+// Exact search's shape: one row of 3 heads x 64 per chunk, scored against a question's query.
+const searchDim = heads * headDim;
+const searchRows = Math.floor(floats / searchDim);
+const searchQuery = src.subarray(0, searchDim);
+const searchScores = new Float64Array(searchRows);
+const kernels: Kernel[] = [
+  {
+    name: 'rope rotate (rotateHeads)',
+    whole: () => rotateHeads(src, heads, tokens, headDim, positions, invFreq, 1, out),
+    perBlock: perBlock((b) => rotateHeads(view(src, b) as Float32Array, heads, blockTokens, headDim, blockPositions, invFreq, 1, view(out, b) as Float32Array)),
+  },
+  {
+    name: 'rope rotate-and-place (rotateBlockInto)',
+    whole: () => rotateBlockInto(src, heads, tokens, headDim, 0, invFreq, out, tokens, 0),
+    perBlock: perBlock((b) => rotateBlockInto(view(src, b) as Float32Array, heads, blockTokens, headDim, 1000, invFreq, view(out, b) as Float32Array, blockTokens, 0)),
+  },
+  { name: 'rope unrotate in place', whole: () => rotateHeads(out, heads, tokens, headDim, positions, invFreq, -1, out) },
+  {
+    name: 'fp32 -> fp16',
+    whole: () => float32ToFloat16(src, half),
+    perBlock: perBlock((b) => float32ToFloat16(view(src, b) as Float32Array, view(half, b) as Uint16Array)),
+  },
+  {
+    name: 'fp16 -> fp32',
+    whole: () => float16ToFloat32(half, out),
+    perBlock: perBlock((b) => float16ToFloat32(view(half, b) as Uint16Array, view(out, b) as Float32Array)),
+  },
+  {
+    name: 'int8 keys per channel',
+    whole: () => quantizeKeysPerChannel(src, heads, tokens, headDim, codes, keyScales, keyZeros),
+    perBlock: perBlock((b) => quantizeKeysPerChannel(view(src, b) as Float32Array, heads, blockTokens, headDim, view(codes, b) as Uint8Array, scratch.a, scratch.b)),
+  },
+  {
+    name: 'int8 values per token',
+    whole: () => quantizeValuesPerToken(src, heads, tokens, headDim, codes, valueScales, valueZeros),
+    perBlock: perBlock((b) => quantizeValuesPerToken(view(src, b) as Float32Array, heads, blockTokens, headDim, view(codes, b) as Uint8Array, scratch.c, scratch.d)),
+  },
+  { name: 'int8 keys -> fp32', whole: () => dequantizeKeysPerChannel(codes, keyScales, keyZeros, heads, tokens, headDim, out) },
+  { name: 'int8 values -> fp32', whole: () => dequantizeValuesPerToken(codes, valueScales, valueZeros, heads, tokens, headDim, out) },
+  {
+    name: 'mean pool over tokens',
+    whole: () => meanOverTokens(src, heads, tokens, headDim),
+    perBlock: perBlock((b) => meanOverTokens(view(src, b) as Float32Array, heads, blockTokens, headDim, scratch.a)),
+  },
+  { name: 'top-64 of all values', whole: () => topK(src, 64) },
+  { name: `exact search scores (dotRows, ${searchRows} rows x ${searchDim})`, whole: () => dotRows(src, searchRows, searchDim, searchQuery, searchScores) },
+];
+
+const backends: KernelBackend[] = nativeKernels() ? ['js', 'native'] : ['js'];
+if (backends.length === 1) process.stdout.write(`native kernels not loaded (${nativeLoadError() ?? 'VIGIL_KERNELS=js'}): JavaScript only\n`);
+/** Best time of fn under each backend; rounds alternate between the backends so both see the same machine state. */
+function bestOfEach(fn: () => void): Map<KernelBackend, number> {
+  const times = new Map<KernelBackend, number>(backends.map((b) => [b, Infinity]));
+  for (let r = 0; r <= Number(values.repeats); r++) {
+    for (const backend of backends) {
+      useKernelBackend(backend);
+      const started = performance.now();
+      fn();
+      const ms = performance.now() - started;
+      if (r > 0) times.set(backend, Math.min(times.get(backend)!, ms)); // round 0 warms up
+    }
+  }
+  return times;
+}
+
+const memcpy = best(() => out.set(src));
+const memcpyBlocks = best(perBlock((b) => (view(out, b) as Float32Array).set(view(src, b) as Float32Array)));
+process.stdout.write(`${(bytes / 2 ** 20).toFixed(0)} MiB of float32: one [${heads}, ${tokens}, ${headDim}] array, and ${blocks} blocks of [${heads}, ${blockTokens}, ${headDim}] (one layer of a frame chunk, the engine's call shape); best of ${values.repeats}, backends alternating, ratios against one memcpy of the whole array (${memcpy.toFixed(1)} ms, ${(bytes / 2 ** 20 / (memcpy / 1000)).toFixed(0)} MiB/s; per block ${memcpyBlocks.toFixed(1)} ms)\n\n`);
+const last = backends[backends.length - 1]!;
+process.stdout.write(`| kernel | js ms | ${last === 'native' ? 'native ms | native / js speed-up | ' : ''}vs memcpy | per block: ${last} ms | vs memcpy |\n|---|---|${last === 'native' ? '---|---|' : ''}---|---|---|\n`);
+for (const kernel of kernels) {
+  const whole = bestOfEach(kernel.whole);
+  const block = kernel.perBlock ? bestOfEach(kernel.perBlock) : undefined;
+  const js = whole.get('js')!;
+  const fastest = whole.get(last)!;
+  const nativeColumns = last === 'native' ? `${fastest.toFixed(1)} | ${(js / fastest).toFixed(1)}x | ` : '';
+  const blockColumns = block ? `${block.get(last)!.toFixed(1)} | ${(memcpy / block.get(last)!).toFixed(2)}` : '- | -';
+  process.stdout.write(`| ${kernel.name} | ${js.toFixed(1)} | ${nativeColumns}${(memcpy / fastest).toFixed(2)} | ${blockColumns} |\n`);
+}
+useKernelBackend(backends.includes('native') ? 'native' : 'js');

@@ -1,5 +1,6 @@
 // IEEE 754 binary16 <-> binary32 conversion. Node 20 has no Float16Array, so
 // half tensors travel as Uint16Array bit patterns.
+import { nativeKernels } from './native.js';
 
 // Decode table: every half pattern maps to its exact float32 bits. 256 KiB,
 // built once; decoding is then one load per element and keeps NaN payloads.
@@ -99,6 +100,11 @@ export function float32ToFloat16(src: Float32Array, out?: Uint16Array): Uint16Ar
   const n = src.length;
   const dst = out ?? new Uint16Array(n);
   if (dst.length < n) throw new RangeError(`float32ToFloat16: out length ${dst.length} < ${n}`);
+  const native = nativeKernels();
+  if (native) {
+    native.float32ToFloat16(src, dst);
+    return dst;
+  }
   // Read float32 bits directly; a Float32Array's byteOffset is always 4-aligned.
   const bits = new Uint32Array(src.buffer, src.byteOffset, n);
   for (let i = 0; i < n; i++) {
@@ -120,6 +126,11 @@ export function float16ToFloat32(src: Uint16Array, out?: Float32Array): Float32A
   const n = src.length;
   const dst = out ?? new Float32Array(n);
   if (dst.length < n) throw new RangeError(`float16ToFloat32: out length ${dst.length} < ${n}`);
+  const native = nativeKernels();
+  if (native) {
+    native.float16ToFloat32(src, dst);
+    return dst;
+  }
   // Copy as uint32 so NaN bit patterns survive (number round-trips may canonicalize them).
   const bits = new Uint32Array(dst.buffer, dst.byteOffset, n);
   for (let i = 0; i < n; i++) bits[i] = DECODE_BITS[src[i]];

@@ -2,6 +2,8 @@
 export { float32ToFloat16, float16ToFloat32, toHalfBits, fromHalfBits } from './fp16.js';
 export { ropeInvFreq, rotateHeads, rerotateHeads } from './rope.js';
 export { meanOverTokens, meanRows } from './pool.js';
-export { dot, l2Norm, cosine } from './similarity.js';
+export { dot, dotRows, l2Norm, cosine } from './similarity.js';
 export { topK, argmax } from './topk.js';
 export { softmaxInPlace, sampleTopP, mulberry32 } from './sampling.js';
+export { kernelBackend, useKernelBackend } from './native.js';
+export type { KernelBackend } from './native.js';

@@ -1,4 +1,5 @@
 // Mean pooling. Sums run in float64 so long token runs don't lose precision.
+import { nativeKernels } from './native.js';
 
 /**
  * Mean over tokens for each head: [heads, tokens, headDim] -> [heads * headDim]
@@ -17,6 +18,11 @@ export function meanOverTokens(
   }
   const dst = out ?? new Float32Array(heads * headDim);
   if (dst.length < heads * headDim) throw new RangeError(`meanOverTokens: out length ${dst.length} < ${heads * headDim}`);
+  const native = nativeKernels();
+  if (native) {
+    native.meanOverTokens(src, heads, tokens, headDim, dst);
+    return dst;
+  }
   const acc = new Float64Array(headDim);
   for (let h = 0; h < heads; h++) {
     acc.fill(0);

@@ -16,6 +16,7 @@
 // Hence |x - x'| <= scale / 2, plus the final float32 rounding of x' and a float64 rounding
 // (relative 2^-52) from multiplying by inv instead of dividing by scale.
 // Non-finite inputs have no range and are rejected.
+import { nativeKernels } from './native.js';
 
 /** Highest code: codes use the full unsigned 8-bit range. */
 export const INT8_MAX_CODE = 255;
@@ -91,6 +92,12 @@ export function quantizeKeysPerChannel(
 ): void {
   const name = 'quantizeKeysPerChannel';
   checkLayout(name, src, codes, heads, tokens, headDim, heads * headDim, scales, zeros);
+  const native = nativeKernels();
+  if (native) {
+    const poisoned = native.quantizeKeysPerChannel(src, heads, tokens, headDim, codes, scales, zeros);
+    if (poisoned >= 0) throw nonFinite(name, src, poisoned * tokens * headDim, (poisoned + 1) * tokens * headDim, 1);
+    return;
+  }
   // Row by row (token by token) with one range per channel in small arrays: the reads stay
   // sequential whatever the number of tokens (striding a channel at a time over a long block
   // missed the cache on every element: 19 ns per element at 87k tokens).
@@ -139,6 +146,11 @@ export function dequantizeKeysPerChannel(
 ): Float32Array {
   const dst = out ?? new Float32Array(heads * tokens * headDim);
   checkLayout('dequantizeKeysPerChannel', dst, codes, heads, tokens, headDim, heads * headDim, scales, zeros);
+  const native = nativeKernels();
+  if (native) {
+    native.dequantizeKeysPerChannel(codes, scales, zeros, heads, tokens, headDim, dst);
+    return dst;
+  }
   for (let h = 0; h < heads; h++) {
     const base = h * tokens * headDim;
     const end = base + tokens * headDim;
@@ -166,6 +178,12 @@ export function quantizeValuesPerToken(
 ): void {
   const name = 'quantizeValuesPerToken';
   checkLayout(name, src, codes, heads, tokens, headDim, heads * tokens, scales, zeros);
+  const native = nativeKernels();
+  if (native) {
+    const poisoned = native.quantizeValuesPerToken(src, heads, tokens, headDim, codes, scales, zeros);
+    if (poisoned >= 0) throw nonFinite(name, src, poisoned * headDim, (poisoned + 1) * headDim, 1);
+    return;
+  }
   const rows = heads * tokens;
   for (let r = 0; r < rows; r++) {
     const base = r * headDim;
@@ -203,6 +221,11 @@ export function dequantizeValuesPerToken(
 ): Float32Array {
   const dst = out ?? new Float32Array(heads * tokens * headDim);
   checkLayout('dequantizeValuesPerToken', dst, codes, heads, tokens, headDim, heads * tokens, scales, zeros);
+  const native = nativeKernels();
+  if (native) {
+    native.dequantizeValuesPerToken(codes, scales, zeros, heads, tokens, headDim, dst);
+    return dst;
+  }
   const rows = heads * tokens;
   for (let r = 0; r < rows; r++) {
     const lo = zeros[r];

@@ -2,6 +2,7 @@
 // dim i pairs with dim i + half over the first rotaryDim dims of each head;
 // dims >= rotaryDim pass through. Data layout is [heads, tokens, headDim]
 // (one layer's KV for batch 1, ONNX [1, KV, T, D]).
+import { nativeKernels } from './native.js';
 
 /**
  * Inverse frequencies, length rotaryDim / 2. Also written as the inv_freq
@@ -149,6 +150,11 @@ function rotateTableRows(
   rows: Int32Array,
   sign: number,
 ): void {
+  const native = nativeKernels();
+  if (native) {
+    native.rotateRows(src, srcTokens, dst, dstTotal, dstOffset, heads, tokens, headDim, half, cos, sin, rows, sign);
+    return;
+  }
   const rot = 2 * half;
   const inPlace = src === dst && srcTokens === dstTotal && dstOffset === 0;
   for (let h = 0; h < heads; h++) {

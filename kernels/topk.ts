@@ -1,5 +1,6 @@
 // Top-k selection with a size-k binary min-heap: O(n log k), no full sort.
 // Order: larger value first, ties by lower index, NaN after every number.
+import { nativeKernels } from './native.js';
 
 /** True when (va, ia) ranks below (vb, ib) in the selection order. */
 function worse(va: number, ia: number, vb: number, ib: number): boolean {
@@ -49,6 +50,11 @@ export function topK(scores: ArrayLike<number>, k: number): { indices: Int32Arra
   const vals = new Float64Array(kk);
   const idx = new Int32Array(kk);
   if (kk === 0) return { indices: idx, values: vals };
+  const native = nativeKernels();
+  if (native && (scores instanceof Float32Array || scores instanceof Float64Array)) {
+    native.topK(scores, kk, vals, idx);
+    return { indices: idx, values: vals };
+  }
   let size = 0;
   for (let i = 0; i < n; i++) {
     const v = scores[i]!;

@@ -2,7 +2,7 @@
 // ties resolve by id without sorting and filters merge in one pass. Exact, and fast enough below a
 // few tens of thousands of chunks (an hour at 0.5 fps is 1,800), where it beats an HNSW index on
 // both recall (1.0) and per-frame insert cost (a copy instead of a graph update).
-import { l2Norm } from '../kernels/similarity.js';
+import { dotRow, dotRows, l2Norm } from '../kernels/similarity.js';
 import type { SimilaritySpace } from './space.js';
 import { searchId } from './sortedIds.js';
 
@@ -99,8 +99,9 @@ export class ExactStore {
     const cosine = this.space === 'cosine';
     const qNorm = cosine ? l2Norm(query) : 1;
     if (allowed === undefined) {
-      const scores = new Float64Array(this.count);
-      for (let row = 0; row < this.count; row++) scores[row] = this.rowScore(query, row, cosine, qNorm);
+      // Every row at once: the hot loop of exact search (rows x dim per layer and question).
+      const scores = dotRows(this.data, this.count, this.dim, query, new Float64Array(this.count));
+      if (cosine) for (let row = 0; row < this.count; row++) scores[row] = this.finish(scores[row]!, row, true, qNorm);
       return { ids: this.rowIds.slice(0, this.count), scores };
     }
     // Merge walk over two ascending lists.
@@ -119,29 +120,12 @@ export class ExactStore {
     return { ids: ids.subarray(0, n), scores: scores.subarray(0, n) };
   }
 
-  /**
-   * Dot product of the query with one row, or cosine with kernels' conventions (0 when a norm is 0,
-   * clamped to [-1, 1]). This is the hot loop of exact search (rows x dim per layer and question),
-   * so it is inlined with four float64 accumulators: ~1.8x faster than one running sum (measured at
-   * 20k x 192) and no less accurate. Identical vectors still get identical scores, so ties stay ties.
-   */
+  /** Dot product of the query with one row, or cosine with kernels' conventions (0 when a norm is 0, clamped to [-1, 1]). */
   private rowScore(query: Float32Array, row: number, cosine: boolean, qNorm: number): number {
-    const d = this.dim;
-    const data = this.data;
-    const base = row * d;
-    const end4 = d - (d % 4);
-    let s0 = 0;
-    let s1 = 0;
-    let s2 = 0;
-    let s3 = 0;
-    for (let i = 0; i < end4; i += 4) {
-      s0 += query[i]! * data[base + i]!;
-      s1 += query[i + 1]! * data[base + i + 1]!;
-      s2 += query[i + 2]! * data[base + i + 2]!;
-      s3 += query[i + 3]! * data[base + i + 3]!;
-    }
-    for (let i = end4; i < d; i++) s0 += query[i]! * data[base + i]!;
-    const s = s0 + s1 + (s2 + s3);
+    return this.finish(dotRow(this.data, row * this.dim, this.dim, query), row, cosine, qNorm);
+  }
+
+  private finish(s: number, row: number, cosine: boolean, qNorm: number): number {
     if (!cosine) return s;
     const denominator = qNorm * this.norms[row]!;
     if (denominator === 0) return 0;
