@@ -28,11 +28,11 @@ import type {
   VerifyReport,
 } from './types.js';
 import { forEachConcurrent } from './asyncRead.js';
-import { type ChunkLayers, chunkLayers, readLayerSections, type ScratchBuffers } from './layerReader.js';
+import { type ChunkLayers, chunkLayers, DEFAULT_SECTION_READ, readLayerSections, type ScratchBuffers } from './layerReader.js';
 import { ChunkCache } from './chunkCache.js';
 import { validateChunk } from './chunkValidation.js';
 import { CommitQueue, fdatasyncAsync, type PendingCommit } from './commitQueue.js';
-import { Manifest, MANIFEST_FILE, type ChunkRow } from './manifest.js';
+import { Manifest, MANIFEST_FILE, type ChunkLocation, type ChunkRow } from './manifest.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
 import { planReads } from './readPlan.js';
 import { RecordEncoder } from './recordEncoder.js';
@@ -336,12 +336,13 @@ export class ChunkStore {
     }
     let buffer: ArrayBuffer | undefined;
     if (misses.length > 0) {
-      const rows = this.manifest.rowsByIds(misses);
+      // Locations only: the representatives (23 KB a row) are not needed to read layers.
+      const rows = this.manifest.locationsByIds(misses);
       const known = new Set(rows.map((r) => r.chunkId));
       for (const id of misses) if (!known.has(id)) failed.push({ chunkId: id, reason: 'not-found', message: `chunk ${id} is not in the store` });
       // Read whole (through the cache, as readChunks does): rows from before layer checksums, and
       // chunks wanted on every layer (full, uniform and oracle contexts), where sections gain nothing.
-      const readWhole = (r: ChunkRow) => r.layerChecksums === null || new Set(wanted.get(r.chunkId)).size === L;
+      const readWhole = (r: ChunkLocation) => r.layerChecksums === null || new Set(wanted.get(r.chunkId)).size === L;
       const whole = rows.filter(readWhole).map((r) => r.chunkId);
       if (whole.length > 0) {
         const read = await this.readChunks(whole);
@@ -355,7 +356,7 @@ export class ChunkStore {
           rows.filter((r) => !readWhole(r)),
           wanted,
           scratch,
-          { maxRunBytes: READ_RUN_BYTES, concurrency: READ_CONCURRENCY },
+          DEFAULT_SECTION_READ,
           failed,
         );
         buffer = sections.buffer;

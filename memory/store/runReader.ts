@@ -12,7 +12,7 @@ import { unpackRepresentatives } from './representatives.js';
 import type { SegmentReaders } from './segmentFiles.js';
 
 /** Idle read descriptors kept open. */
-const MAX_IDLE_READERS = 64;
+export const MAX_IDLE_READERS = 64;
 
 export interface RunReadContext {
   readers: SegmentReaders;
