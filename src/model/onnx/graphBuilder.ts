@@ -77,6 +77,7 @@ export class GraphBuilder {
   private readonly usedNodeNames = new Map<string, number>();
   private readonly constantCache = new Map<string, string>();
   private readonly scopes: string[] = [];
+  private readonly customDomains = new Set<string>();
   private initializerBytes = 0;
 
   constructor(
@@ -84,6 +85,11 @@ export class GraphBuilder {
     private readonly externalData?: ExternalDataFile,
     private readonly externalThresholdBytes = 1024,
   ) {}
+
+  /** Operator domains other than the default ONNX one that nodes use (e.g. 'com.microsoft'). */
+  get domains(): string[] {
+    return [...this.customDomains].sort();
+  }
 
   /** Total bytes of initializer data written so far (inline and external). */
   get weightBytes(): number {
@@ -175,7 +181,10 @@ export class GraphBuilder {
     const nodeName = this.uniqueNodeName(`${this.scopes.join('')}/${options.name ?? opType}`);
     const outputs = Array.from({ length: outputCount }, (_, k) => `${nodeName}_output_${k}`);
     const node = this.makeNode(opType, inputs, outputs, attrs, nodeName);
-    if (options.domain) node.domain = options.domain;
+    if (options.domain) {
+      node.domain = options.domain;
+      this.customDomains.add(options.domain);
+    }
     this.nodes.push(node);
     return outputs;
   }

@@ -16,6 +16,9 @@ export interface OnnxModelWriterOptions {
 /** ONNX IR version 8 pairs with opsets up to 18 and is read by every onnxruntime since 1.14. */
 const IR_VERSION = 8;
 
+/** Opset versions of the non-default domains a graph may use (onnxruntime's contrib ops are version 1). */
+const DOMAIN_OPSETS: Record<string, number> = { 'com.microsoft': 1 };
+
 export class OnnxModelWriter {
   readonly graph: GraphBuilder;
   private readonly externalData: ExternalDataFile | undefined;
@@ -34,7 +37,14 @@ export class OnnxModelWriter {
       ir_version: IR_VERSION,
       producer_name: 'vigil',
       producer_version: '0.1.0',
-      opset_import: [{ domain: '', version: this.options.opset }],
+      opset_import: [
+        { domain: '', version: this.options.opset },
+        ...this.graph.domains.map((domain) => {
+          const version = DOMAIN_OPSETS[domain];
+          if (version === undefined) throw new Error(`no opset version known for operator domain '${domain}'`);
+          return { domain, version };
+        }),
+      ],
       graph: this.graph.toProto(),
       metadata_props: Object.entries(this.options.metadata ?? {}).map(([key, value]) => ({ key, value })),
     });

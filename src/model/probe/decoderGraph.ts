@@ -1,7 +1,7 @@
 import { ropeInvFreq } from '../../../kernels/rope.js';
 import type { GraphBuilder } from '../onnx/graphBuilder.js';
 import type { TextGeometry } from './geometry.js';
-import { floatScalar, linear, maskValue, type ProbeGraphContext, weight } from './graphHelpers.js';
+import { type AttentionPath, floatScalar, linear, maskValue, MS_DOMAIN, type ProbeGraphContext, weight } from './graphHelpers.js';
 
 /**
  * Llama/Qwen2-style decoder with the ONNX VLM contract's I/O:
@@ -10,9 +10,21 @@ import { floatScalar, linear, maskValue, type ProbeGraphContext, weight } from '
  *      plus query taps `/model/layers.{i}/self_attn/q_proj/MatMul_output_0` [B,S,heads*D] (pre-RoPE).
  * The math follows HF's eager Llama: RMSNorm, GQA with rotate-half RoPE (optionally partial),
  * causal + padding mask, softmax in float32, SwiGLU MLP.
+ *
+ * `attention: 'fused'` computes each layer's attention with onnxruntime's com.microsoft
+ * GroupQueryAttention instead (same I/O; RoPE stays outside it, so past keys are used as given,
+ * already rotated by the caller): it appends the new keys/values to the past (present = past ++ new),
+ * applies the causal mask itself, and the padding mask enters as an additive attention_bias.
+ * Difference: a query row whose every visible key is masked gets uniform weights over all keys in
+ * the eager graph, over its causal keys in the fused one (neither is meaningful).
  */
-export function buildDecoderGraph(ctx: ProbeGraphContext, geo: TextGeometry, options: { queryTaps?: boolean } = {}): void {
+export function buildDecoderGraph(
+  ctx: ProbeGraphContext,
+  geo: TextGeometry,
+  options: { queryTaps?: boolean; attention?: AttentionPath } = {},
+): void {
   const exposeTaps = options.queryTaps ?? true;
+  const fused = (options.attention ?? 'eager') === 'fused';
   const { g, dtype } = ctx;
   const { hiddenSize: H, numHeads, numKvHeads, headDim: D, numLayers } = geo;
   const rep = numHeads / numKvHeads;
@@ -28,8 +40,11 @@ export function buildDecoderGraph(ctx: ProbeGraphContext, geo: TextGeometry, opt
     ]);
   }
 
-  const allowed = g.scope('/model', () => attentionAllowed(g, embeds, mask, rep));
-  const rope = g.scope('/model/rotary_emb', () => rotaryTables(ctx, positionIds, geo));
+  // Eager: a boolean [B,1,rep*S,T] mask; fused: GroupQueryAttention's lengths and additive padding bias.
+  const allowed = fused ? undefined : g.scope('/model', () => attentionAllowed(g, embeds, mask, rep));
+  const fusedInputs = fused ? g.scope('/model', () => groupQueryInputs(ctx, embeds, mask)) : undefined;
+  // Eager rotates [B,heads,S,D] (tables [B,1,S,rot]); fused rotates [B,S,heads,D] (tables [B,S,1,rot]).
+  const rope = g.scope('/model/rotary_emb', () => rotaryTables(ctx, positionIds, geo, fused ? 2 : 1));
 
   let hidden = embeds;
   for (let i = 0; i < numLayers; i++) {
@@ -41,6 +56,13 @@ export function buildDecoderGraph(ctx: ProbeGraphContext, geo: TextGeometry, opt
         const q = linear(ctx, normed, `${prefix}.self_attn`, 'q_proj', H, numHeads * D, false, 'query_key');
         const k = linear(ctx, normed, `${prefix}.self_attn`, 'k_proj', H, numKvHeads * D, false, 'query_key');
         const v = linear(ctx, normed, `${prefix}.self_attn`, 'v_proj', H, numKvHeads * D, false);
+        if (exposeTaps) g.output(q, q, dtype, ['batch_size', 'sequence_length', numHeads * D]);
+        if (fusedInputs) {
+          const [context, presentKey, presentValue] = fusedAttention(ctx, q, k, v, pastKey, pastValue, rope, fusedInputs, geo);
+          g.output(presentKey!, `present.${i}.key`, dtype, ['batch_size', numKvHeads, 'total_sequence_length', D]);
+          g.output(presentValue!, `present.${i}.value`, dtype, ['batch_size', numKvHeads, 'total_sequence_length', D]);
+          return linear(ctx, context!, `${prefix}.self_attn`, 'o_proj', numHeads * D, H, false);
+        }
         const qHeads = splitHeads(g, q, numHeads, D);
         const kHeads = splitHeads(g, k, numKvHeads, D);
         const vHeads = splitHeads(g, v, numKvHeads, D);
@@ -50,8 +72,7 @@ export function buildDecoderGraph(ctx: ProbeGraphContext, geo: TextGeometry, opt
         const presentValue = g.op('Concat', [pastValue, vHeads], { axis: 2 });
         g.output(presentKey, `present.${i}.key`, dtype, ['batch_size', numKvHeads, 'total_sequence_length', D]);
         g.output(presentValue, `present.${i}.value`, dtype, ['batch_size', numKvHeads, 'total_sequence_length', D]);
-        if (exposeTaps) g.output(q, q, dtype, ['batch_size', 'sequence_length', numHeads * D]);
-        const context = groupedAttention(ctx, qRot, presentKey, presentValue, allowed, geo);
+        const context = groupedAttention(ctx, qRot, presentKey, presentValue, allowed!, geo);
         return linear(ctx, context, `${prefix}.self_attn`, 'o_proj', numHeads * D, H, false);
       });
       const afterAttn = g.op('Add', [hidden, attn]);
@@ -107,13 +128,69 @@ interface RopeTables {
   sin: string;
 }
 
-/** cos/sin [B,1,S,rotaryDim] from float32 angles position * inv_freq (as HF computes them). */
-function rotaryTables(ctx: ProbeGraphContext, positionIds: string, geo: TextGeometry): RopeTables {
+interface GroupQueryInputs {
+  /** int32 [B]: total length - 1 (every key slot is filled). */
+  seqlensK: string;
+  /** int32 scalar: past + new. */
+  totalLength: string;
+  /** [B,1,S,T] in the model's float type: 0 where attention_mask is 1, the most negative value where 0. */
+  paddingBias: string;
+}
+
+/** The layer-independent inputs of GroupQueryAttention, from the contract's attention_mask [B,T]. */
+function groupQueryInputs(ctx: ProbeGraphContext, embeds: string, mask: string): GroupQueryInputs {
+  const { g, dtype } = ctx;
+  const maskShape = g.op('Shape', [mask]);
+  const batch = g.op('Slice', [maskShape, g.int64s([0]), g.int64s([1])]);
+  const total = g.op('Slice', [maskShape, g.int64s([1]), g.int64s([2])]);
+  const seqLen = g.op('Slice', [g.op('Shape', [embeds]), g.int64s([1]), g.int64s([2])]);
+  const totalLength = g.op('Cast', [g.op('Squeeze', [total, g.int64s([0])])], { to: 6 });
+  const last = g.op('Cast', [g.op('Sub', [total, g.int64s([1])])], { to: 6 });
+  const seqlensK = g.op('Expand', [last, batch]);
+  const keep = g.op('Unsqueeze', [g.op('Cast', [mask], { to: 9 }), g.int64s([1, 2])]);
+  const bias = g.op('Where', [keep, floatScalar(ctx, 0), floatScalar(ctx, maskValue(dtype))]);
+  const biasShape = g.op('Concat', [batch, g.int64s([1]), seqLen, total], { axis: 0 });
+  return { seqlensK, totalLength, paddingBias: g.op('Expand', [bias, biasShape]) };
+}
+
+/**
+ * One layer's attention by com.microsoft GroupQueryAttention: q [B,S,heads*D], k/v [B,S,KV*D]
+ * (RoPE applied here in [B,S,heads,D] layout), past [B,KV,P,D] -> context [B,S,heads*D],
+ * present key/value [B,KV,P+S,D].
+ */
+function fusedAttention(
+  ctx: ProbeGraphContext,
+  q: string,
+  k: string,
+  v: string,
+  pastKey: string,
+  pastValue: string,
+  rope: RopeTables,
+  inputs: GroupQueryInputs,
+  geo: TextGeometry,
+): string[] {
+  const { g } = ctx;
+  const { numHeads, numKvHeads, headDim: D } = geo;
+  const rotate = (x: string, heads: number) => {
+    const split = g.op('Reshape', [x, g.int64s([0, 0, heads, D])]);
+    return g.op('Reshape', [applyRope(g, split, rope, geo), g.int64s([0, 0, heads * D])]);
+  };
+  return g.opMulti(
+    'GroupQueryAttention',
+    [rotate(q, numHeads), rotate(k, numKvHeads), v, pastKey, pastValue, inputs.seqlensK, inputs.totalLength, '', '', '', inputs.paddingBias],
+    3,
+    { num_heads: numHeads, kv_num_heads: numKvHeads, scale: { float: 1 / Math.sqrt(D) } },
+    { domain: MS_DOMAIN },
+  );
+}
+
+/** cos/sin from float32 angles position * inv_freq (as HF computes them): [B,1,S,rot] (headAxis 1) or [B,S,1,rot] (2). */
+function rotaryTables(ctx: ProbeGraphContext, positionIds: string, geo: TextGeometry, headAxis: 1 | 2): RopeTables {
   const { g } = ctx;
   const invFreq = g.initializer('model.rotary_emb.inv_freq', 'float32', [geo.rotaryDim / 2], ropeInvFreq(geo.rotaryDim, geo.ropeTheta));
   const positions = g.op('Unsqueeze', [g.op('Cast', [positionIds], { to: 1 }), g.int64s([2])]);
   const freqs = g.op('Mul', [positions, invFreq]);
-  const angles = g.op('Unsqueeze', [g.op('Concat', [freqs, freqs], { axis: -1 }), g.int64s([1])]);
+  const angles = g.op('Unsqueeze', [g.op('Concat', [freqs, freqs], { axis: -1 }), g.int64s([headAxis])]);
   let cos = g.op('Cos', [angles]);
   let sin = g.op('Sin', [angles]);
   if (ctx.dtype === 'float16') {
@@ -129,7 +206,7 @@ function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: number):
   return g.op('Transpose', [reshaped], { perm: [0, 2, 1, 3] });
 }
 
-/** rotate_half RoPE over the first rotaryDim dims of [B,heads,S,D]; the rest pass through. */
+/** rotate_half RoPE over the first rotaryDim dims of [B,heads,S,D] (or [B,S,heads,D]); the rest pass through. */
 function applyRope(g: GraphBuilder, x: string, rope: RopeTables, geo: TextGeometry): string {
   const rot = geo.rotaryDim;
   const half = rot / 2;

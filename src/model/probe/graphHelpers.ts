@@ -4,6 +4,17 @@ import type { WeightRole, WeightSource } from './weightSource.js';
 
 export type FloatType = 'float32' | 'float16';
 
+/**
+ * How the probe graphs compute attention. 'eager': MatMul, scale, Where-mask, Softmax, MatMul
+ * (HF's eager attention, standard ONNX ops only). 'fused': onnxruntime's contrib ops
+ * (com.microsoft GroupQueryAttention in the decoder, MultiHeadAttention in the vision encoder),
+ * which only onnxruntime runs; bench/attention-paths.ts measures both.
+ */
+export type AttentionPath = 'eager' | 'fused';
+
+/** The contrib-op domain of onnxruntime's fused kernels. */
+export const MS_DOMAIN = 'com.microsoft';
+
 /** Graph-building context shared by the probe graphs: the builder, the weight values and the float type. */
 export interface ProbeGraphContext {
   g: GraphBuilder;

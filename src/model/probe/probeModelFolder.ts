@@ -47,6 +47,8 @@ export function defaultProbeDir(name: string, seed: number): string {
 }
 
 function stampFor(spec: ProbeModelSpec, seed: number): string {
+  // The stamp holds the whole spec, so a spec's `attention` path (eager / fused graphs) is part of the
+  // cache key: changing it rebuilds the folder. An absent field means eager, the graphs of before.
   // The needle model's hand-set construction has its own version (absent, so unchanged, for random models).
   const needle = spec.weights === 'needle' ? NEEDLE_CONSTRUCTION_VERSION : undefined;
   return JSON.stringify({ builder: PROBE_BUILDER_VERSION, seed, spec, needle }, null, 2);
@@ -147,8 +149,9 @@ function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onPro
     writer.save();
   };
   writeGraph('embed_tokens', 'embed_tokens', (ctx) => buildEmbedGraph(ctx, spec.text.vocabSize, spec.text.hiddenSize));
-  writeGraph('vision_encoder', 'vision_encoder', (ctx) => buildVision(ctx, spec.vision, spec.text.hiddenSize));
-  writeGraph('decoder', 'decoder_model_merged', (ctx) => buildDecoderGraph(ctx, spec.text, { queryTaps: spec.queryTaps ?? true }));
+  const attention = spec.attention ?? 'eager';
+  writeGraph('vision_encoder', 'vision_encoder', (ctx) => buildVision(ctx, spec.vision, spec.text.hiddenSize, { attention }));
+  writeGraph('decoder', 'decoder_model_merged', (ctx) => buildDecoderGraph(ctx, spec.text, { queryTaps: spec.queryTaps ?? true, attention }));
   onProgress?.({ stage: 'done', done: stages.length, total: stages.length });
 }
 

@@ -1,4 +1,4 @@
-import type { FloatType } from './graphHelpers.js';
+import type { AttentionPath, FloatType } from './graphHelpers.js';
 import type { TextGeometry, VisionGeometry } from './geometry.js';
 
 /** A buildable probe model: geometry, float type and where its weights come from. */
@@ -12,6 +12,13 @@ export interface ProbeModelSpec {
   weights: 'random' | 'needle';
   /** Expose the per-layer q projections as outputs (default true); real stock exports do not. */
   queryTaps?: boolean;
+  /**
+   * How the decoder and the SigLIP vision encoder compute attention (absent: 'eager', standard ONNX
+   * ops). 'fused' uses onnxruntime's com.microsoft GroupQueryAttention / MultiHeadAttention: the same
+   * outputs within ~1e-5 (fp32), faster for long prefills (bench/attention-paths.ts). The needle
+   * model's hand-built vision encoder has no attention; its decoder stays eager.
+   */
+  attention?: AttentionPath;
   /** Keep large weights in `.onnx_data` files beside the graphs (as exports over 2 GB must). */
   externalData: boolean;
 }
@@ -84,7 +91,10 @@ function randomProbe(
   dtype: FloatType,
   externalData: boolean,
 ): ProbeModelSpec {
-  return { name, description, text, vision, dtype, weights: 'random', externalData };
+  // Fused attention where bench/attention-paths.ts measured it faster: float32. In float16 the
+  // fused decoder's decode step was slower (x1.14), so the half models stay eager.
+  const attention: AttentionPath | undefined = dtype === 'float32' ? 'fused' : undefined;
+  return { name, description, text, vision, dtype, weights: 'random', externalData, ...(attention ? { attention } : {}) };
 }
 
 export const PROBE_MODELS: readonly ProbeModelSpec[] = [

@@ -1,6 +1,6 @@
 import type { VisionGeometry } from './geometry.js';
 import { tokensPerImage } from './geometry.js';
-import { floatScalar, linear, maskValue, type ProbeGraphContext, weight } from './graphHelpers.js';
+import { type AttentionPath, floatScalar, linear, maskValue, MS_DOMAIN, type ProbeGraphContext, weight } from './graphHelpers.js';
 
 /**
  * Idefics3/SmolVLM-style vision encoder:
@@ -9,8 +9,17 @@ import { floatScalar, linear, maskValue, type ProbeGraphContext, weight } from '
  * masked out of attention, so a wrong mask changes the features. SigLIP body: patch Conv, learned
  * positions, pre-norm transformer blocks (LayerNorm, MHA with biases, tanh-GELU MLP), post LayerNorm;
  * then pixel shuffle by scaleFactor and a bias-free projection to the text hidden size.
+ *
+ * `attention: 'fused'` computes the (full, bidirectional) attention with onnxruntime's com.microsoft
+ * MultiHeadAttention on [N,T,Hv] q/k/v, the patch mask entering as an additive attention_bias.
  */
-export function buildVisionGraph(ctx: ProbeGraphContext, geo: VisionGeometry, textHidden: number): void {
+export function buildVisionGraph(
+  ctx: ProbeGraphContext,
+  geo: VisionGeometry,
+  textHidden: number,
+  options: { attention?: AttentionPath } = {},
+): void {
+  const fused = (options.attention ?? 'eager') === 'fused';
   const { g, dtype } = ctx;
   const S = geo.imageSize;
   const side = S / geo.patchSize;
@@ -32,7 +41,11 @@ export function buildVisionGraph(ctx: ProbeGraphContext, geo: VisionGeometry, te
       g.op('Reshape', [patchMask, g.int64s([-1, 1, 1, patches])]),
       g.scalar('float32', 0),
     ]);
-    return { images, patchAllowed };
+    if (!fused) return { images, patchAllowed };
+    // [N,1,S,T] additive: 0 for real patches, the most negative value for masked-out ones.
+    const bias = g.op('Where', [patchAllowed, floatScalar(ctx, 0), floatScalar(ctx, maskValue(dtype))]);
+    const biasShape = g.op('Concat', [g.op('Slice', [g.op('Shape', [images]), g.int64s([0]), g.int64s([1])]), g.int64s([1, patches, patches])], { axis: 0 });
+    return { images, patchAllowed: g.op('Expand', [bias, biasShape]) };
   });
 
   let x = g.scope('/model/vision_model/embeddings', () => {
@@ -48,7 +61,9 @@ export function buildVisionGraph(ctx: ProbeGraphContext, geo: VisionGeometry, te
     const prefix = `model.vision_model.encoder.layers.${i}`;
     x = g.scope(`/model/vision_model/encoder/layers.${i}`, () => {
       const h1 = g.scope('/layer_norm1', () => layerNorm(ctx, x, `${prefix}.layer_norm1`, Hv, geo.layerNormEps));
-      const attn = g.scope('/self_attn', () => selfAttention(ctx, h1, `${prefix}.self_attn`, geo, patchAllowed));
+      const attn = g.scope('/self_attn', () =>
+        fused ? fusedSelfAttention(ctx, h1, `${prefix}.self_attn`, geo, patchAllowed) : selfAttention(ctx, h1, `${prefix}.self_attn`, geo, patchAllowed),
+      );
       const afterAttn = g.op('Add', [x, attn]);
       const h2 = g.scope('/layer_norm2', () => layerNorm(ctx, afterAttn, `${prefix}.layer_norm2`, Hv, geo.layerNormEps));
       const mlp = g.scope('/mlp', () => {
@@ -96,6 +111,21 @@ function selfAttention(ctx: ProbeGraphContext, x: string, prefix: string, geo: V
   const context = g.op('Transpose', [g.op('MatMul', [probs, v])], { perm: [0, 2, 1, 3] });
   const merged = g.op('Reshape', [context, g.int64s([0, 0, Hv])]);
   return linear(ctx, merged, prefix, 'out_proj', Hv, Hv, true);
+}
+
+/** The same attention by com.microsoft MultiHeadAttention; `bias` is the additive [N,1,T,T] patch mask. */
+function fusedSelfAttention(ctx: ProbeGraphContext, x: string, prefix: string, geo: VisionGeometry, bias: string): string {
+  const { g } = ctx;
+  const Hv = geo.hiddenSize;
+  const headDim = Hv / geo.numHeads;
+  const project = (name: string) => linear(ctx, x, prefix, name, Hv, Hv, true, name === 'v_proj' ? 'linear' : 'query_key');
+  const context = g.op(
+    'MultiHeadAttention',
+    [project('q_proj'), project('k_proj'), project('v_proj'), '', '', bias],
+    { num_heads: geo.numHeads, scale: { float: 1 / Math.sqrt(headDim) } },
+    { domain: MS_DOMAIN },
+  );
+  return linear(ctx, context, prefix, 'out_proj', Hv, Hv, true);
 }
 
 /** gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
