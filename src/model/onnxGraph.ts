@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { VigilError } from '../errors.js';
@@ -10,15 +11,35 @@ export interface TensorInfo {
   shape: ReadonlyArray<number | string>;
 }
 
-/** onnxruntime options from the environment: VIGIL_EXECUTION_PROVIDERS (e.g. "cuda,cpu"), VIGIL_THREADS. */
+/**
+ * onnxruntime's CPU threading, from the environment. VIGIL_THREADS: intra-op threads (default: every
+ * core this process may use; 0: onnxruntime's own default, which picked one thread on the project's
+ * 2-core VMs and ran the vision encoder at half speed, docs/PERFORMANCE.md). VIGIL_ORT_SPINNING:
+ * 1 (default) lets idle pool threads spin for work, 0 makes them sleep at once.
+ */
+export function ortThreading(): { intraOpThreads: number; spinning: boolean } {
+  const threadsText = process.env.VIGIL_THREADS;
+  const threads = threadsText === undefined || threadsText === '' ? os.availableParallelism() : Number(threadsText);
+  if (!Number.isInteger(threads) || threads < 0) {
+    throw new VigilError('BAD_CONFIG', `VIGIL_THREADS must be a whole number >= 0 (0: onnxruntime's default), got '${threadsText}'`);
+  }
+  const spinningText = process.env.VIGIL_ORT_SPINNING ?? '1';
+  if (spinningText !== '0' && spinningText !== '1') {
+    throw new VigilError('BAD_CONFIG', `VIGIL_ORT_SPINNING must be 0 or 1, got '${spinningText}'`);
+  }
+  return { intraOpThreads: threads, spinning: spinningText === '1' };
+}
+
+/** onnxruntime options from the environment: VIGIL_EXECUTION_PROVIDERS (e.g. "cuda,cpu") and ortThreading(). */
 function sessionOptions(): ort.InferenceSession.SessionOptions {
   const providers = (process.env.VIGIL_EXECUTION_PROVIDERS ?? 'cpu').split(',').map((p) => p.trim()).filter(Boolean);
-  const threads = Number(process.env.VIGIL_THREADS ?? 0);
+  const { intraOpThreads, spinning } = ortThreading();
   return {
     executionProviders: providers,
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
-    ...(threads > 0 ? { intraOpNumThreads: threads } : {}),
+    ...(intraOpThreads > 0 ? { intraOpNumThreads: intraOpThreads } : {}),
+    extra: { session: { intra_op: { allow_spinning: spinning ? '1' : '0' } } },
   };
 }
 
