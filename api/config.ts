@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { checkRange, expandEnv } from '../src/engine/streamManager.js';
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import { type ServiceConfig, ServiceConfigSchema } from './schemas/config.js';
 
 /**

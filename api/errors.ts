@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { isVigilError, type VigilErrorCode } from '../src/errors.js';
+import { isVigilError, type VigilErrorCode } from '../common/errors.js';
 
 /**
  * The one HTTP error type: a status, a stable code and a message for the caller, rendered as

@@ -2,7 +2,7 @@
  * `vigil source check`: connect once (no reconnects), report what the source is, sample a few frames
  * and their stream timestamps, and stop. Every failure is a VigilError with the reason.
  */
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import { describeVersion } from './ffmpegBinary.js';
 import { openSource, type SourceInput } from './openSource.js';
 import type { OpenSourceOptions } from './options.js';

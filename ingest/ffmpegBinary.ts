@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 
 export interface FfmpegVersion {
   /** The version as printed: "5.1.9-0+deb12u1", "N-47683-g0e8eb07980-static". */

@@ -3,7 +3,7 @@
  * stable error code. The patterns are the messages both the 4.1 and the 5.1 builds print (checked by
  * the bad-input tests, which run every case against both).
  */
-import { VigilError, type VigilErrorCode } from '../src/errors.js';
+import { VigilError, type VigilErrorCode } from '../common/errors.js';
 
 interface Rule {
   code: VigilErrorCode;

@@ -5,7 +5,7 @@
  * with the keyframe flag; nothing is decoded) and prints the stream description on stderr, which
  * is parsed here into the same ProbeInfo.
  */
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import { runChild } from './childRunner.js';
 import { networkInputArgs, type NetworkOptions } from './ffmpegArgs.js';
 import type { FfmpegBinary } from './ffmpegBinary.js';

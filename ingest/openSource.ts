@@ -2,7 +2,7 @@
  * Opening a source: check the input (scheme, file), pick the ffmpeg build, spool an upload, and
  * start the source's connect loop. Returns at once; frames follow asynchronously.
  */
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import { resolveFfmpeg } from './ffmpegBinary.js';
 import { type OpenSourceOptions, resolveOptions } from './options.js';
 import { parseSource } from './sourceSpec.js';

@@ -2,7 +2,7 @@
  * Options of `openSource`, their defaults and validation (one place, so the CLI, the API and the
  * engine share the same rules and messages).
  */
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import { DEFAULT_BACKOFF } from './backoff.js';
 import type { FfmpegBinary } from './ffmpegBinary.js';
 import type { BackoffOptions, DecodeMode, OutputSize, QueueOptions, VideoInfo } from './types.js';

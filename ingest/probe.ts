@@ -5,7 +5,7 @@
  */
 import { lookup } from 'node:dns/promises';
 import fs from 'node:fs';
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import { runChild } from './childRunner.js';
 import { type NetworkOptions, probeArgs } from './ffmpegArgs.js';
 import type { FfmpegBinary } from './ffmpegBinary.js';

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { vigilCacheDir } from '../src/cacheDir.js';
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import { boundCommand } from './ffmpegCommand.js';
 import { type FfmpegBinary, describeVersion, resolveFfmpeg } from './ffmpegBinary.js';
 import { errorLines, redactInText } from './ffmpegErrors.js';

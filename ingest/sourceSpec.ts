@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import type { SourceKind } from './types.js';
 
 export interface SourceSpec {

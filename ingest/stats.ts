@@ -2,7 +2,7 @@
  * Small bookkeeping pieces for SourceStats: a sliding-window rate meter (current fps) and the gap
  * log of a stream's timeline (one entry per outage, bounded).
  */
-import type { VigilErrorCode } from '../src/errors.js';
+import type { VigilErrorCode } from '../common/errors.js';
 import type { Gap } from './types.js';
 
 /** Events per second over the last `windowMs` of wall time. */

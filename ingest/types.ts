@@ -3,7 +3,7 @@
  * ingest/ is model-free: a Frame carries raw RGB pixels; turning them into the model's input tensor
  * is `ingest/modelAdapter.ts`, the one file here that knows about the model.
  */
-import type { VigilErrorCode } from '../src/errors.js';
+import type { VigilErrorCode } from '../common/errors.js';
 
 /** One sampled video frame. */
 export interface Frame {

@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { vigilCacheDir } from '../src/cacheDir.js';
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 
 export interface UploadInput {
   /** The uploaded bytes: a stream (e.g. an HTTP request body) or a buffer. */

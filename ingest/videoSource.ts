@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import { VigilError, isVigilError } from '../src/errors.js';
+import { VigilError, isVigilError } from '../common/errors.js';
 import { Backoff, DEFAULT_BACKOFF } from './backoff.js';
 import { DecodeRun, type RunResult } from './decodeRun.js';
 import { type DecodePlan, decodeArgs } from './ffmpegArgs.js';

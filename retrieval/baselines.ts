@@ -1,7 +1,7 @@
 // Baseline chunk choices that every evaluation reports next to rekv (design.md section 4), as pure
 // functions of chunk metadata. Each returns chunk ids in time order (tStart, then id), the order
 // the context takes. `full` needs no function: it is every chunk.
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import type { TimeRange } from './chunkCatalog.js';
 import { checkCount } from './validate.js';
 

@@ -1,7 +1,7 @@
 // The stream's indexed chunks and their times, kept once for all layers: the time filter, the
 // exclusion set and the time ordering of results are answered here, and the layers receive the
 // allowed ids as one ascending list.
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import { bytesOf, float64At, readExact, uint32At } from './persist.js';
 import { searchId } from './sortedIds.js';
 

@@ -4,7 +4,7 @@
 // hnswlib a file whose size differs from the one recorded at save (a truncated graph file can
 // crash the library instead of throwing).
 import { join } from 'node:path';
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import { ExactStore } from './exactStore.js';
 import { HnswStore } from './hnswStore.js';
 import { resolveLayerOptions, type LayerIndexOptions, type ResolvedLayerOptions } from './layerOptions.js';

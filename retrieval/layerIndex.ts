@@ -5,7 +5,7 @@
 //   exact      ExactStore only (recall 1.0)
 //   migrating  ExactStore answers; the graph is being filled (all ids below `nextBackfillId`)
 //   hnsw       HnswStore only
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import { ExactStore, type ScoredRows } from './exactStore.js';
 import { bestK, type Hits } from './hits.js';
 import { HnswStore } from './hnswStore.js';

@@ -2,7 +2,7 @@
 import { DEFAULT_HNSW_PARAMS, type HnswParams } from './hnswStore.js';
 import { parseSpace, type SimilaritySpace } from './space.js';
 import { checkConfigInt } from './validate.js';
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 
 export interface LayerIndexOptions {
   /** Vector length: numKvHeads * headDim (192 for smolvlm2-256m). */

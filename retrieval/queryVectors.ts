@@ -2,7 +2,7 @@
 // representatives (see kernels/groupHeads.ts for why the dot products agree with the reference's
 // GQA-expanded ones).
 import { groupQueryHeads } from '../kernels/groupHeads.js';
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 
 export interface QueryHeadGeometry {
   numHeads: number;

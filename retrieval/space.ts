@@ -2,7 +2,7 @@
 // from it); the paper text says cosine. Both are offered (rekv-method.md section 10.1). The choice is
 // fixed per index because hnswlib stores cosine vectors normalised: an index built for one space
 // gives wrong answers in the other, so it is saved in the index meta and checked on load.
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 
 export type SimilaritySpace = 'ip' | 'cosine';
 

@@ -4,7 +4,7 @@
 // the catalogued chunks.
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import { ChunkCatalog } from './chunkCatalog.js';
 import { LayerIndex } from './layerIndex.js';
 import { readJsonObject, replaceFolder, stagingFolder, writeDurable } from './persist.js';

@@ -3,7 +3,7 @@
 // picks its own top-r chunks by dot(question query, chunk key mean) and gets them back in time
 // order. Every layer gets the same count r (the decoder shares one attention mask, design.md
 // section 3), or all chunks that pass the filter when fewer exist.
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 import { ChunkCatalog, type ChunkFilter, type TimeRange } from './chunkCatalog.js';
 import type { Hits } from './hits.js';
 import { LayerIndex, type LayerStats } from './layerIndex.js';

@@ -1,6 +1,6 @@
 // Input checks at the retrieval boundary: callers get a VigilError with a clear message instead of
 // a RangeError from a kernel or a cryptic hnswlib exception.
-import { VigilError } from '../src/errors.js';
+import { VigilError } from '../common/errors.js';
 
 /** hnswlib labels are uint32, so chunk ids must fit. */
 export const MAX_CHUNK_ID = 0xffff_ffff;

@@ -8,7 +8,7 @@ import { sourceCommand } from './cli/commands/sourceCommand.js';
 import { clipCommand } from './cli/commands/clipCommand.js';
 import { storeCommand } from './cli/commands/storeCommand.js';
 import { serveCommand } from './cli/commands/serveCommand.js';
-import { isVigilError } from './errors.js';
+import { isVigilError } from '../common/errors.js';
 
 export function buildProgram(): Command {
   const program = new Command('vigil')

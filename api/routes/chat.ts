@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import express, { Router } from 'express';
 import type { StreamQuestion } from '../../src/engine/streamManager.js';
-import { isVigilError } from '../../src/errors.js';
+import { isVigilError } from '../../common/errors.js';
 import { answerJson } from '../answerJson.js';
 import type { ServiceContext } from '../context.js';
 import { ApiError, toApiError } from '../errors.js';

@@ -1,5 +1,5 @@
 import express, { Router } from 'express';
-import { isVigilError } from '../../src/errors.js';
+import { isVigilError } from '../../common/errors.js';
 import type { StreamQuestion } from '../../src/engine/streamManager.js';
 import { answerJson } from '../answerJson.js';
 import type { ServiceContext } from '../context.js';

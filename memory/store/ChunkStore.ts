@@ -11,7 +11,7 @@
 // and decode one chunk at a time. open() (recovery) and applyRetention() are synchronous.
 import fs from 'node:fs';
 import path from 'node:path';
-import { VigilError } from '../../src/errors.js';
+import { VigilError } from '../../common/errors.js';
 import type { FrameChunk, KvStorageDtype } from '../frameChunk.js';
 import type {
   AppendReceipt,

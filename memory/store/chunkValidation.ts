@@ -1,6 +1,6 @@
 // Checks a FrameChunk against the store's geometry before anything is written, so a bad chunk
 // fails with a clear VigilError instead of a short read months later.
-import { VigilError } from '../../src/errors.js';
+import { VigilError } from '../../common/errors.js';
 import type { FrameChunk } from '../frameChunk.js';
 import type { ChunkGeometry } from './types.js';
 

@@ -1,5 +1,5 @@
 // Validates and completes ChunkStoreOptions, so every misuse fails at open with one clear line.
-import { VigilError } from '../../src/errors.js';
+import { VigilError } from '../../common/errors.js';
 import type { KvStorageDtype } from '../frameChunk.js';
 import type { ChunkGeometry, ChunkStoreOptions, FsyncPolicy, RetentionPolicy } from './types.js';
 import { isStorageDtype, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from './recordFormat.js';

@@ -1,6 +1,6 @@
 // FrameChunk -> one complete record (header + payload + padding) in a reused scratch buffer, so
 // an append is one allocation-free encode and one write.
-import { VigilError } from '../../src/errors.js';
+import { VigilError } from '../../common/errors.js';
 import type { FrameChunk, KvStorageDtype } from '../frameChunk.js';
 import type { ChunkGeometry } from './types.js';
 import { payloadCrc32 } from './checksum.js';

@@ -11,7 +11,7 @@
 //  5. Each segment is then truncated to the end of its last committed record (a torn or
 //     uncommitted tail); a segment with no committed record is deleted.
 import fs from 'node:fs';
-import { VigilError } from '../../src/errors.js';
+import { VigilError } from '../../common/errors.js';
 import type { Manifest, StreamMeta } from './manifest.js';
 import type { ChunkFailure, ChunkGeometry, RecoveryReport } from './types.js';
 import { checkRecord } from './recordCheck.js';

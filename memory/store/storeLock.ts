@@ -3,7 +3,7 @@
 // whose pid is no longer alive (the owner crashed or was killed) is taken over.
 import fs from 'node:fs';
 import path from 'node:path';
-import { VigilError } from '../../src/errors.js';
+import { VigilError } from '../../common/errors.js';
 
 export const LOCK_FILE = 'LOCK';
 

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import { findProbeSpec, PROBE_MODELS } from '../model/probe/probeSpecs.js';
 import { buildProbeModel } from '../model/probe/probeModelFolder.js';
 import { stageProgress } from './progress.js';

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 
 /**
  * Where a data folder keeps each stream: <data>/streams/<id>/ with kv/ (chunk store) and index/

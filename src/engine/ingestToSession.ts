@@ -1,6 +1,6 @@
 import { frameToModelInput, modelFrameSize } from '../../ingest/modelAdapter.js';
 import { openSource, type OpenSourceOptions, type SourceInput, type VideoSource } from '../../ingest/index.js';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import type { StreamSession } from './streamSession.js';
 
 export interface IngestProgress {

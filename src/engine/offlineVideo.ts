@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { contentHash } from './fileFingerprint.js';
 import { type IngestProgress, ingestIntoSession } from './ingestToSession.js';

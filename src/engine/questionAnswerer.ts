@@ -6,7 +6,7 @@ import { sliceTokens } from '../../memory/kvLayout.js';
 import { retrievalQueries } from '../../retrieval/queryVectors.js';
 import type { KvCache } from '../model/kvCache.js';
 import { toFloat32 } from '../model/tensors.js';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import { sharedBufferPool } from '../model/bufferPool.js';
 import { generate, type GenerationResult, type SamplingOptions } from '../model/generate.js';
 import { PresentBuffers } from '../model/presentBuffers.js';

@@ -7,7 +7,7 @@ import type { FrameChunk } from '../../memory/frameChunk.js';
 import { sliceTokens } from '../../memory/kvLayout.js';
 import { SlidingWindow } from '../../memory/slidingWindow.js';
 import { type LaidOutContext, WindowLayout } from '../../memory/windowLayout.js';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import { emptyKvCache, type KvCache } from '../model/kvCache.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
 import { toFloat32 } from '../model/tensors.js';

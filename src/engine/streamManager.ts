@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type OpenSourceOptions, redactUrl } from '../../ingest/index.js';
 import type { FsyncPolicy } from '../../memory/store/types.js';
-import { isVigilError, VigilError } from '../errors.js';
+import { isVigilError, VigilError } from '../../common/errors.js';
 import { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { checkStreamId, listStreamIds, streamDir } from './dataLayout.js';
 import { expandEnv } from './manager/envTemplate.js';

@@ -3,7 +3,7 @@ import type { FrameChunk, KvStorageDtype } from '../../memory/frameChunk.js';
 import { type ChunkLayers, chunkLayers, ChunkStore } from '../../memory/store/index.js';
 import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
 import { type ChunkTimes, oracle, StreamIndex, type TimeRange, uniform } from '../../retrieval/index.js';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { answerQuestion, type LoadedLayers, type QuestionAnswer, type QuestionMemory, type QuestionOptions } from './questionAnswerer.js';

@@ -3,7 +3,7 @@
  * square color, and one palette color never drawn, asked about as the 'unknown' control.
  */
 import type { Needle } from '../../ingest/probeClip.js';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import { NEEDLE_COLORS, type NeedleColor } from '../model/probe/needleLayout.js';
 
 export interface PlannedNeedle extends Needle {

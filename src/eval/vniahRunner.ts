@@ -12,7 +12,7 @@ import { ingestIntoSession } from '../engine/ingestToSession.js';
 import { needleQuestion } from '../engine/needleDemo.js';
 import { storedChunks } from '../engine/storedChunks.js';
 import { type AnswerMode, type AskOptions, type SessionAnswer, StreamSession } from '../engine/streamSession.js';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { type ClipPlan, planClip } from './clipPlan.js';
 import { contextRecall, gradeAnswer, machineInfo, type MachineInfo, median, needleChunkIds } from './metrics.js';

@@ -5,7 +5,7 @@
  */
 import type { KvStorageDtype } from '../../memory/frameChunk.js';
 import { type AnswerMode, ANSWER_MODES } from '../engine/streamSession.js';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 
 export const STORAGE_DTYPES: readonly KvStorageDtype[] = ['float32', 'float16', 'int8'];
 

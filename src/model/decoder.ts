@@ -1,5 +1,5 @@
 import ort from 'onnxruntime-node';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import { KvCache, type KvSpec } from './kvCache.js';
 import type { ModelConfig } from './modelConfig.js';
 import type { OnnxGraph } from './onnxGraph.js';

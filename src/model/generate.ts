@@ -1,7 +1,7 @@
 import type ort from 'onnxruntime-node';
 import { argmax } from '../../kernels/topk.js';
 import { mulberry32, sampleTopP } from '../../kernels/sampling.js';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import { type BufferPool, sharedBufferPool } from './bufferPool.js';
 import type { KvCache } from './kvCache.js';
 import { PresentBuffers } from './presentBuffers.js';

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 
 /** Weight formats of the transformers.js ONNX exports, keyed by their file-name suffix. */
 export const GRAPH_DTYPE_SUFFIX = {

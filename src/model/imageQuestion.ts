@@ -1,4 +1,4 @@
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import { generate, type GenerationResult, type SamplingOptions } from './generate.js';
 import { type ImageInput, preprocessImage } from './preprocess/imagePreprocessor.js';
 import { expandLlavaOnevisionPrompt, expandSmolVlmPrompt } from './promptExpansion.js';

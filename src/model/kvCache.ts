@@ -1,5 +1,5 @@
 import type ort from 'onnxruntime-node';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import { emptyFloatTensor, type FloatType } from './tensors.js';
 
 /** Shape facts of a decoder's KV cache, read from the graph's past_key_values inputs. */

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 
 /** Model families whose prompt format, preprocessing and decoder I/O Vigil implements. */
 export type ModelFamily = 'idefics3' | 'llava_onevision';

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 
 export interface TensorInfo {
   name: string;

@@ -4,7 +4,7 @@
  * out must equal the number of vision-feature rows, so these mirror HF character for character
  * (SmolVLM: `processing_smolvlm.py` `get_image_prompt_string` and `process_video`).
  */
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 
 const IMAGE = '<image>';
 const FAKE = '<fake_token_around_image>';

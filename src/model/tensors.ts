@@ -1,6 +1,6 @@
 import ort from 'onnxruntime-node';
 import { float16ToFloat32, float32ToFloat16 } from '../../kernels/fp16.js';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 
 /** Float element types a graph may declare; float16 data travels as Uint16Array bits (Node 20 has no Float16Array). */
 export type FloatType = 'float32' | 'float16';

@@ -6,7 +6,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 
 export type ChatContent = { type: 'text'; text: string } | { type: 'image' } | { type: 'video' };
 

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import ort from 'onnxruntime-node';
-import { VigilError } from '../errors.js';
+import { VigilError } from '../../common/errors.js';
 import { vigilCacheDir } from '../cacheDir.js';
 import { Decoder } from './decoder.js';
 import { exposeQueryTaps } from './onnx/queryTapSurgery.js';

@@ -13,7 +13,7 @@ import { CONTROL_COLOR, planClip } from '../../src/eval/clipPlan.js';
 import { heatmapSize } from '../../src/eval/vniahHeatmap.js';
 import type { VniahCell, VniahResults } from '../../src/eval/vniahRunner.js';
 import { DEFAULT_VNIAH_SETTINGS, modesFor, sessionDtypes, vniahSettingsFromFlags } from '../../src/eval/vniahSettings.js';
-import { VigilError } from '../../src/errors.js';
+import { VigilError } from '../../common/errors.js';
 import { probeModelDir } from '../helpers/probeModels.js';
 import { runVigil } from '../helpers/runVigil.js';
 

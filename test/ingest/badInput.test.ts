@@ -12,7 +12,7 @@ import { bundledFfmpeg, type FfmpegBinary, systemFfmpeg } from '../../ingest/ffm
 import { openSource } from '../../ingest/openSource.js';
 import type { ProbeClip } from '../../ingest/probeClip.js';
 import type { Frame } from '../../ingest/types.js';
-import { isVigilError, type VigilErrorCode } from '../../src/errors.js';
+import { isVigilError, type VigilErrorCode } from '../../common/errors.js';
 import { closedPort, silentTcpServer, startHttpServer, type TestServer } from '../fixtures/httpServer.js';
 import { audioOnly, corrupted, needleClip, tempDir, textFile, truncatedNoIndex, truncatedWithIndex, unknownCodec } from '../fixtures/ingestClips.js';
 import { assertNoChildrenLeft } from '../fixtures/processes.js';

@@ -13,7 +13,7 @@ import { openSource } from '../../ingest/openSource.js';
 import { cachedProbeClip, PALETTE, parseNeedle, type ProbeClip } from '../../ingest/probeClip.js';
 import type { Frame } from '../../ingest/types.js';
 import type { VideoSource } from '../../ingest/videoSource.js';
-import { isVigilError } from '../../src/errors.js';
+import { isVigilError } from '../../common/errors.js';
 import { closedPort } from '../fixtures/httpServer.js';
 import { colourOf, meanRgb } from '../fixtures/ingestClips.js';
 import { assertNoChildrenLeft } from '../fixtures/processes.js';

@@ -23,7 +23,7 @@ import { parseNeedle, probeClipGraph, validateClipOptions } from '../../ingest/p
 import { parseSource, redactUrl } from '../../ingest/sourceSpec.js';
 import { GapLog, RateMeter } from '../../ingest/stats.js';
 import { StallWatchdog } from '../../ingest/watchdog.js';
-import { isVigilError } from '../../src/errors.js';
+import { isVigilError } from '../../common/errors.js';
 import { tempDir } from '../fixtures/ingestClips.js';
 
 const V41 = `ffmpeg version N-47683-g0e8eb07980-static https://johnvansickle.com/ffmpeg/  Copyright (c) 2000-2018 the FFmpeg developers

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { after, before, describe, it } from 'node:test';
-import { isVigilError, type VigilErrorCode } from '../../src/errors.js';
+import { isVigilError, type VigilErrorCode } from '../../common/errors.js';
 import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
 import { probeModelDir } from '../helpers/probeModels.js';
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import ort from 'onnxruntime-node';
 import { float16ToFloat32, float32ToFloat16 } from '../../kernels/fp16.js';
-import { isVigilError } from '../../src/errors.js';
+import { isVigilError } from '../../common/errors.js';
 import { OnnxModelWriter } from '../../src/model/onnx/modelWriter.js';
 import { modelProtoType } from '../../src/model/onnx/onnxSchema.js';
 import { OnnxGraph } from '../../src/model/onnxGraph.js';

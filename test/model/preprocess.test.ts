@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { VigilError } from '../../src/errors.js';
+import { VigilError } from '../../common/errors.js';
 import {
   parsePreprocessorConfig,
   type ImagePreprocessorConfig,

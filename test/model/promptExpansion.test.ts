@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { VigilError } from '../../src/errors.js';
+import { VigilError } from '../../common/errors.js';
 import {
   SMOLVLM_VIDEO_OUTRO,
   expandLlavaOnevisionPrompt,

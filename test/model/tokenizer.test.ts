@@ -7,7 +7,7 @@ import { VlmTokenizer } from '../../src/model/tokenizer.js';
 import type { ChatMessage } from '../../src/model/tokenizer.js';
 import { buildProbeTokenizer } from '../../src/model/probe/probeTokenizer.js';
 import type { ProbeTokenizerSpec } from '../../src/model/probe/probeTokenizer.js';
-import { VigilError } from '../../src/errors.js';
+import { VigilError } from '../../common/errors.js';
 
 const SPEC: ProbeTokenizerSpec = {
   vocabSize: 49280,

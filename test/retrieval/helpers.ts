@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { mulberry32 } from '../../kernels/sampling.js';
-import { VigilError, type VigilErrorCode } from '../../src/errors.js';
+import { VigilError, type VigilErrorCode } from '../../common/errors.js';
 
 export function randomVector(dim: number, random: () => number, scale = 1): Float32Array {
   return Float32Array.from({ length: dim }, () => (random() * 2 - 1) * scale);

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { vigilDataDir } from '../../cacheDir.js';
 import { openOfflineVideo } from '../../engine/offlineVideo.js';
 import { ANSWER_MODES, type AnswerMode, type SessionAnswer } from '../../engine/streamSession.js';
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 import { type GraphDtype, isGraphDtype } from '../../model/graphFiles.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
 import { parseInteger, parseNumber, printJson } from '../options.js';

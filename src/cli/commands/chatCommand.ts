@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { type GraphDtype, isGraphDtype } from '../../model/graphFiles.js';
 import { answerAboutImage } from '../../model/imageQuestion.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 import { defaultTestImage } from '../defaultImage.js';
 import { parseInteger, parseNumber, printJson } from '../options.js';
 import { DEFAULT_MODEL, resolveModelDir } from '../resolveModel.js';

@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { makeProbeClip, type Needle, parseNeedle, PALETTE } from '../../../ingest/probeClip.js';
 import { killChildrenOnSignals } from '../../../ingest/processRegistry.js';
-import { isVigilError } from '../../errors.js';
+import { isVigilError } from '../../../common/errors.js';
 import { parseInteger, parseNumber, printJson } from '../options.js';
 import { stageProgress } from '../progress.js';
 

@@ -5,7 +5,7 @@ import type { ServiceConfig } from '../../../api/schemas/config.js';
 import { startServer } from '../../../api/server.js';
 import { vigilDataDir } from '../../cacheDir.js';
 import { checkRange } from '../../engine/streamManager.js';
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 import { parseInteger } from '../options.js';
 import { resolveModelDir } from '../resolveModel.js';
 

@@ -5,7 +5,7 @@ import { StreamIndex } from '../../../retrieval/index.js';
 import { vigilDataDir } from '../../cacheDir.js';
 import { listStreamIds, streamDir, streamIndexDir, streamStoreDir } from '../../engine/dataLayout.js';
 import { storedChunks } from '../../engine/storedChunks.js';
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 import { printJson } from '../options.js';
 
 interface StoreOptions {

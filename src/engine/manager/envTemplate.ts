@@ -1,4 +1,4 @@
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 
 const PLACEHOLDER = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 

@@ -1,4 +1,4 @@
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 
 /** What a model job is for: answering a question, or encoding one frame of a stream. */
 export type JobKind = 'question' | 'frame';

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 
 /**
  * Address ranges a source URL from an API caller may not reach unless the operator allows them:

@@ -1,4 +1,4 @@
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 
 /** Too many questions waiting: try again after `retryAfterS` seconds (HTTP 429 + Retry-After). */
 export class OverloadedError extends VigilError {

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 import type { StreamSettings } from './streamRecord.js';
 import type { CreateStreamRequest, StreamQuestion } from './types.js';
 

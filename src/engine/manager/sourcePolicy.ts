@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { parseSource, redactUrl, type SourceSpec } from '../../../ingest/index.js';
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 import { AddressSet, PRIVATE_RANGES } from './networkPolicy.js';
 
 export interface SourcePolicyOptions {

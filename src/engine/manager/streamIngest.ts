@@ -1,7 +1,7 @@
 import { openSource, type OpenSourceOptions, type SourceInput, type SourceStats, type VideoSource } from '../../../ingest/index.js';
 import { frameToModelInput, modelFrameSize } from '../../../ingest/modelAdapter.js';
 import { RateMeter } from '../../../ingest/stats.js';
-import { isVigilError, VigilError } from '../../errors.js';
+import { isVigilError, VigilError } from '../../../common/errors.js';
 import { modelFrameSide } from '../ingestToSession.js';
 import type { StreamSession } from '../streamSession.js';
 import type { ModelScheduler } from './modelScheduler.js';

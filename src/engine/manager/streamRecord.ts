@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { KvStorageDtype } from '../../../memory/frameChunk.js';
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 
 /** How a stream is encoded; fixed when it is created (its stored KV depends on them). */
 export interface StreamSettings {

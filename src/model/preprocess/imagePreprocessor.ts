@@ -14,7 +14,7 @@ import { rgbToPlanar } from '../../../kernels/pixels.js';
 import { stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import type { KernelEnum, Metadata, Sharp, SharpOptions } from 'sharp';
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 import type { ImagePreprocessorConfig, ResampleKernel } from './preprocessorConfig.js';
 
 export type ImageInput =

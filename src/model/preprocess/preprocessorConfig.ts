@@ -4,7 +4,7 @@
  * foreign config fails at load time with the file and field named instead of producing garbage
  * pixels later.
  */
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 
 export type ImageFamily = 'idefics3' | 'llava_onevision';
 export type ResampleKernel = 'lanczos3' | 'bilinear' | 'bicubic' | 'nearest';

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { vigilCacheDir } from '../../cacheDir.js';
-import { VigilError } from '../../errors.js';
+import { VigilError } from '../../../common/errors.js';
 import { OnnxModelWriter } from '../onnx/modelWriter.js';
 import { buildDecoderGraph } from './decoderGraph.js';
 import { buildEmbedGraph } from './embedGraph.js';
