@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import express, { Router } from 'express';
 import type { StreamQuestion } from '../../src/engine/streamManager.js';
 import { isVigilError } from '../../common/errors.js';
+import { LIMITS } from '../../common/settings.js';
 import { answerJson } from '../answerJson.js';
 import type { ServiceContext } from '../context.js';
 import { ApiError, toApiError } from '../errors.js';
@@ -36,7 +37,7 @@ export function chatRoutes(ctx: ServiceContext, maxBodyBytes: number): Router {
     const extra = body.vigil ?? {};
     const question: StreamQuestion = {
       question: text.trim(),
-      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? 64,
+      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? LIMITS.maxTokens.default,
       ...(extra.mode !== undefined ? { mode: extra.mode } : {}),
       ...(extra.r !== undefined ? { retrieve: extra.r } : {}),
       ...(extra.from !== undefined ? { from: extra.from } : {}),

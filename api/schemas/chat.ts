@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { Settings } from '../../common/settings.js';
 import { questionFields } from './questions.js';
 
 const ContentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
@@ -19,10 +20,10 @@ export const ChatCompletionBody = z
       )
       .min(1),
     stream: z.boolean().optional(),
-    max_tokens: z.int().min(1).max(1024).optional(),
-    max_completion_tokens: z.int().min(1).max(1024).optional(),
-    temperature: z.number().min(0).max(2).optional(),
-    top_p: z.number().gt(0).max(1).optional(),
+    max_tokens: Settings.maxTokens.optional(),
+    max_completion_tokens: Settings.maxTokens.optional(),
+    temperature: Settings.temperature.optional(),
+    top_p: Settings.topP.optional(),
     seed: z.int().optional(),
     n: z.literal(1).optional(),
     vigil: z.strictObject(questionFields).optional().meta({ description: 'Vigil extras: retrieval mode, r, time range.' }),

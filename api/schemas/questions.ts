@@ -1,20 +1,21 @@
 import { z } from 'zod';
+import { Settings } from '../../common/settings.js';
 import { ModeEnum } from './common.js';
 
 export const questionFields = {
   mode: ModeEnum.optional().meta({ description: 'rekv (retrieval, default), window, full, uniform, or oracle (from/to = the ground-truth interval).' }),
-  r: z.int().min(0).max(1024).optional().meta({ description: 'Chunks retrieved per layer (rekv) or frames (uniform). Default 64.' }),
+  r: Settings.r.optional(),
   from: z.number().min(0).optional().meta({ description: 'Only memory from this stream time (s).' }),
   to: z.number().min(0).optional().meta({ description: 'Only memory up to this stream time (s).' }),
 };
 
 export const QuestionBody = z
   .strictObject({
-    question: z.string().trim().min(1).max(4000),
+    question: Settings.question,
     ...questionFields,
-    maxTokens: z.int().min(1).max(1024).optional().meta({ description: 'Most answer tokens. Default 64.' }),
-    temperature: z.number().min(0).max(5).optional(),
-    topP: z.number().gt(0).max(1).optional(),
+    maxTokens: Settings.maxTokens.optional(),
+    temperature: Settings.temperature.optional(),
+    topP: Settings.topP.optional(),
     seed: z.int().optional(),
     stream: z.boolean().optional().meta({ description: 'Answer as Server-Sent Events: token events, then one evidence event.' }),
   })

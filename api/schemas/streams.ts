@@ -1,21 +1,22 @@
 import { z } from 'zod';
+import { Settings } from '../../common/settings.js';
 import { StreamId } from './common.js';
 
 export const Retention = z
   .strictObject({
-    maxBytes: z.int().min(1024 * 1024).optional().meta({ description: 'Disk budget in bytes (at least 1 MiB); oldest segments are deleted first.' }),
-    maxAgeSec: z.number().positive().optional().meta({ description: 'Keep only this many seconds of stream time.' }),
+    maxBytes: Settings.retentionMaxBytes.optional(),
+    maxAgeSec: Settings.retentionMaxAgeSec.optional(),
   });
 
-const Storage = z.enum(['float32', 'float16', 'int8']).meta({ description: 'KV payload dtype on disk. Default float32 (exact).' });
+const Storage = Settings.storage;
 
 /** Fields shared by JSON creation, uploads (as form fields) and config-file cameras. */
 export const streamSettingsShape = {
   id: StreamId.optional().meta({ description: 'Stream id; generated when absent. 409 if it exists.' }),
   name: z.string().min(1).max(200).optional().meta({ description: 'Display name; default the id.' }),
-  fps: z.number().min(0.01).max(30).optional().meta({ description: 'Frames sampled per second. Default 1.' }),
-  window: z.int().min(1).max(4096).optional().meta({ description: 'Recent frames kept in context while encoding. Default 16.' }),
-  sinks: z.int().min(0).max(64).optional().meta({ description: 'First frames kept in context forever. Default 1.' }),
+  fps: Settings.fps.optional(),
+  window: Settings.window.optional(),
+  sinks: Settings.sinks.optional(),
   storage: Storage.optional(),
   retention: Retention.optional(),
 };
@@ -36,9 +37,9 @@ const numberField = (schema: z.ZodNumber) => z.preprocess((v) => (typeof v === '
 export const UploadFields = z.strictObject({
   id: streamSettingsShape.id,
   name: streamSettingsShape.name,
-  fps: numberField(z.number().min(0.01).max(30)).optional(),
-  window: numberField(z.int().min(1).max(4096)).optional(),
-  sinks: numberField(z.int().min(0).max(64)).optional(),
+  fps: numberField(Settings.fps).optional(),
+  window: numberField(Settings.window).optional(),
+  sinks: numberField(Settings.sinks).optional(),
   storage: Storage.optional(),
   retention: z
     .preprocess((v) => {

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import { LIMITS, Settings } from '../../common/settings.js';
 
 export function parseInteger(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
@@ -13,6 +14,20 @@ export function parseNumber(min: number, max: number) {
     const n = Number(value);
     if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`expected a number in ${min}..${max}, got '${value}'`);
     return n;
+  };
+}
+
+type NumericSetting = 'fps' | 'window' | 'sinks' | 'r' | 'maxTokens' | 'temperature';
+
+/** A command-line value checked by the same schema (range, integer) as the API and the config file (common/settings.ts). */
+export function parseSetting(name: NumericSetting) {
+  const schema = Settings[name];
+  const { min, max } = LIMITS[name];
+  const integer = name === 'window' || name === 'sinks' || name === 'r' || name === 'maxTokens';
+  return (value: string): number => {
+    const result = schema.safeParse(value.trim() === '' ? Number.NaN : Number(value));
+    if (!result.success) throw new InvalidArgumentError(`expected ${integer ? 'an integer' : 'a number'} in ${min}..${max}, got '${value}'`);
+    return result.data;
   };
 }
 

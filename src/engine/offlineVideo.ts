@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { VigilError } from '../../common/errors.js';
+import { DEFAULT_STORAGE, LIMITS } from '../../common/settings.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { contentHash } from './fileFingerprint.js';
 import { type IngestProgress, ingestIntoSession } from './ingestToSession.js';
@@ -75,10 +76,10 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
   for (const f of modelFiles(model)) modelHashes.push(await contentHash(f, hashCache));
   const settings = {
     model: crypto.createHash('sha256').update(modelHashes.join(',')).digest('hex').slice(0, 16),
-    fps: options.fps ?? 1,
-    sinkFrames: options.sinkFrames ?? 1,
-    windowFrames: options.windowFrames ?? 16,
-    storageDtype: options.storageDtype ?? 'float32',
+    fps: options.fps ?? LIMITS.fps.default,
+    sinkFrames: options.sinkFrames ?? LIMITS.sinks.default,
+    windowFrames: options.windowFrames ?? LIMITS.window.default,
+    storageDtype: options.storageDtype ?? DEFAULT_STORAGE,
   };
   const key = crypto.createHash('sha256').update(JSON.stringify({ videoSha256, settings })).digest('hex').slice(0, 20);
   const dir = path.join(offlineDir, key);

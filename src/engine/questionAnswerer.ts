@@ -7,14 +7,15 @@ import { retrievalQueries } from '../../retrieval/queryVectors.js';
 import type { KvCache } from '../model/kvCache.js';
 import { toFloat32 } from '../model/tensors.js';
 import { VigilError } from '../../common/errors.js';
+import { MAX_QUESTION_CHARS } from '../../common/settings.js';
 import { sharedBufferPool } from '../model/bufferPool.js';
 import { generate, type GenerationResult, type SamplingOptions } from '../model/generate.js';
 import { PresentBuffers } from '../model/presentBuffers.js';
 import { toKvCache } from './kvContext.js';
 import type { StreamEncoder } from './streamEncoder.js';
 
-/** Longer questions are refused: they would crowd the retrieved frames out of the context. */
-export const MAX_QUESTION_CHARS = 2000;
+/** Longer questions are refused: they would crowd the retrieved frames out of the context (common/settings.ts). */
+export { MAX_QUESTION_CHARS };
 
 /** Per-layer chunk choice for one question: the same count on every layer. */
 export interface LayerRetrieval {

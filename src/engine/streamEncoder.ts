@@ -8,6 +8,7 @@ import { sliceTokens } from '../../memory/kvLayout.js';
 import { SlidingWindow } from '../../memory/slidingWindow.js';
 import { type LaidOutContext, WindowLayout } from '../../memory/windowLayout.js';
 import { VigilError } from '../../common/errors.js';
+import { LIMITS } from '../../common/settings.js';
 import { emptyKvCache, type KvCache } from '../model/kvCache.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
 import { toFloat32 } from '../model/tensors.js';
@@ -91,8 +92,8 @@ export class StreamEncoder {
     const { keys, values } = newTokensPreRope(out.present, 0, ids.length, geometry);
     const prefix: PrefixBlock = { tokenCount: ids.length, keys, values };
     return new StreamEncoder(model, prefix, format, geometry, {
-      sinkFrames: options.sinkFrames ?? 1,
-      windowFrames: options.windowFrames ?? 16,
+      sinkFrames: options.sinkFrames ?? LIMITS.sinks.default,
+      windowFrames: options.windowFrames ?? LIMITS.window.default,
       ...(options.windowTokens !== undefined ? { windowTokens: options.windowTokens } : {}),
     });
   }

@@ -4,6 +4,7 @@ import { type ChunkLayers, chunkLayers, ChunkStore } from '../../memory/store/in
 import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
 import { type ChunkTimes, oracle, StreamIndex, type TimeRange, uniform } from '../../retrieval/index.js';
 import { VigilError } from '../../common/errors.js';
+import { LIMITS } from '../../common/settings.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { answerQuestion, type LoadedLayers, type QuestionAnswer, type QuestionMemory, type QuestionOptions } from './questionAnswerer.js';
@@ -101,8 +102,8 @@ export class StreamSession {
 
   static async open(model: VisionLanguageModel, options: StreamSessionOptions): Promise<StreamSession> {
     const encoder = await StreamEncoder.create(model, {
-      sinkFrames: options.sinkFrames ?? 1,
-      windowFrames: options.windowFrames ?? 16,
+      sinkFrames: options.sinkFrames ?? LIMITS.sinks.default,
+      windowFrames: options.windowFrames ?? LIMITS.window.default,
       ...(options.windowTokens !== undefined ? { windowTokens: options.windowTokens } : {}),
     });
     const space = options.similarity ?? 'ip';
@@ -208,7 +209,7 @@ export class StreamSession {
   ask(options: AskOptions): Promise<SessionAnswer> {
     const mode = options.mode ?? 'rekv';
     if (!ANSWER_MODES.includes(mode)) throw new VigilError('BAD_INPUT', `unknown mode '${String(mode)}' (${ANSWER_MODES.join(', ')})`);
-    const r = options.retrieve ?? 64;
+    const r = options.retrieve ?? LIMITS.r.default;
     return this.serialize(async () => {
       // A question sees every frame encoded before it: wait for their manifest commits (bounded by
       // the fsync policy's interval) so they are in the index.

@@ -84,7 +84,7 @@ describe('vigil CLI', () => {
     const notImage = path.join(scratch, 'text.jpg');
     fs.writeFileSync(notImage, 'just text');
     assertCleanError(await vigil(['chat', '--model', tinyDir, '--image', notImage, 'q']), /text\.jpg/);
-    assertCleanError(await vigil(['chat', '--max-new-tokens', '0', 'q']), /expected an integer in 1\.\.4096/);
+    assertCleanError(await vigil(['chat', '--max-new-tokens', '0', 'q']), /expected an integer in 1\.\.1024/);
     assertCleanError(await vigil(['models', 'build', 'probe-nope']), /unknown probe model 'probe-nope'/);
     assertCleanError(await vigil(['chat']), /missing required argument 'question'/);
     const notModel = path.join(scratch, 'empty');

@@ -5,7 +5,8 @@ import { ANSWER_MODES, type AnswerMode, type SessionAnswer } from '../../engine/
 import { VigilError } from '../../../common/errors.js';
 import { type GraphDtype, isGraphDtype } from '../../model/graphFiles.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
-import { parseInteger, parseNumber, printJson } from '../options.js';
+import { parseSetting, printJson } from '../options.js';
+import { DEFAULT_STORAGE, LIMITS, STORAGE_DTYPES } from '../../../common/settings.js';
 import { stageProgress } from '../progress.js';
 import { resolveModelDir } from '../resolveModel.js';
 
@@ -55,12 +56,12 @@ export function askCommand(): Command {
     .argument('<questions...>', 'one or more questions')
     .option('--model <model>', 'model folder or probe model name', 'probe-needle')
     .option('--mode <mode>', `how the answer context is chosen: ${ANSWER_MODES.filter((m) => m !== 'oracle').join(', ')}`, 'rekv')
-    .option('--r <n>', 'frames retrieved per layer (rekv) or sampled (uniform)', parseInteger(1, 1024), 64)
-    .option('--fps <f>', 'frames sampled per second', parseNumber(0.01, 30), 1)
-    .option('--window <frames>', 'recent frames kept in context while encoding', parseInteger(1, 10000), 16)
+    .option('--r <n>', 'frames retrieved per layer (rekv) or sampled (uniform)', parseSetting('r'), LIMITS.r.default)
+    .option('--fps <f>', 'frames sampled per second', parseSetting('fps'), LIMITS.fps.default)
+    .option('--window <frames>', 'recent frames kept in context while encoding', parseSetting('window'), LIMITS.window.default)
     .option('--include-window', 'rekv: also put the last window of frames in the answer context')
-    .option('--max-new-tokens <n>', 'most tokens per answer', parseInteger(1, 4096), 64)
-    .option('--storage <dtype>', 'KV storage on disk: float32, float16, int8', 'float32')
+    .option('--max-new-tokens <n>', 'most tokens per answer', parseSetting('maxTokens'), LIMITS.maxTokens.default)
+    .option('--storage <dtype>', `KV storage on disk: ${STORAGE_DTYPES.join(', ')}`, DEFAULT_STORAGE)
     .option('--similarity <space>', 'retrieval score: ip (dot product, as ReKV) or cosine', 'ip')
     .option('--data <dir>', 'where video memories are kept', vigilDataDir())
     .option('--rebuild', 're-encode the video even if its memory exists')
@@ -69,7 +70,7 @@ export function askCommand(): Command {
     .action(async (video: string, questions: string[], options: AskOptions) => {
       const modes: readonly AnswerMode[] = ANSWER_MODES.filter((m) => m !== 'oracle');
       if (!modes.includes(options.mode as AnswerMode)) throw new VigilError('BAD_INPUT', `unknown --mode '${options.mode}' (${modes.join(', ')})`);
-      if (!['float32', 'float16', 'int8'].includes(options.storage)) throw new VigilError('BAD_INPUT', `--storage must be float32, float16 or int8, got '${options.storage}'`);
+      if (!(STORAGE_DTYPES as readonly string[]).includes(options.storage)) throw new VigilError('BAD_INPUT', `--storage must be ${STORAGE_DTYPES.join(', ')}, got '${options.storage}'`);
       if (options.similarity !== 'ip' && options.similarity !== 'cosine') throw new VigilError('BAD_INPUT', `--similarity must be ip or cosine, got '${options.similarity}'`);
       if (options.dtype && !isGraphDtype(options.dtype)) throw new VigilError('BAD_INPUT', `unknown --dtype '${options.dtype}'`);
       for (const q of questions) if (q.trim() === '') throw new VigilError('BAD_INPUT', 'a question is empty');

@@ -4,7 +4,7 @@ import { answerAboutImage } from '../../model/imageQuestion.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
 import { VigilError } from '../../../common/errors.js';
 import { defaultTestImage } from '../defaultImage.js';
-import { parseInteger, parseNumber, printJson } from '../options.js';
+import { parseInteger, parseNumber, parseSetting, printJson } from '../options.js';
 import { DEFAULT_MODEL, resolveModelDir } from '../resolveModel.js';
 
 interface ChatOptions {
@@ -24,8 +24,8 @@ export function chatCommand(): Command {
     .argument('<question>', 'the question')
     .option('--model <model>', 'model folder, or a probe model name (built on first use)', DEFAULT_MODEL)
     .option('--image <file>', 'image file (default: a generated test card, a red square on a blue screen)')
-    .option('--max-new-tokens <n>', 'most tokens to generate', parseInteger(1, 4096), 32)
-    .option('--temperature <t>', '0 = greedy; > 0 samples', parseNumber(0, 10), 0)
+    .option('--max-new-tokens <n>', 'most tokens to generate', parseSetting('maxTokens'), 32)
+    .option('--temperature <t>', '0 = greedy; > 0 samples', parseSetting('temperature'), 0)
     .option('--top-p <p>', 'nucleus mass when sampling', parseNumber(Number.MIN_VALUE, 1), 1)
     .option('--seed <n>', 'sampling seed', parseInteger(0, 0xffffffff), 0)
     .option('--dtype <dtype>', 'weight format to load (fp32, fp16, q8, q4, ...; default from the folder)')

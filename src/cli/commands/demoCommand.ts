@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { vigilCacheDir } from '../../cacheDir.js';
 import { runNeedleDemo } from '../../engine/needleDemo.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
-import { parseInteger, printJson } from '../options.js';
+import { parseInteger, parseSetting, printJson } from '../options.js';
 import { stageProgress } from '../progress.js';
 import { resolveModelDir } from '../resolveModel.js';
 
@@ -18,8 +18,8 @@ export function demoCommand(): Command {
   return new Command('demo')
     .description('stream a generated needle clip through Vigil and ask about frames that left the window long ago')
     .option('--duration <s>', 'clip length in seconds', parseInteger(30, 3600), 120)
-    .option('--window <frames>', 'recent frames kept in context (1 frame per second)', parseInteger(1, 1000), 8)
-    .option('--retrieve <n>', 'frames retrieved per layer for each question', parseInteger(1, 256), 8)
+    .option('--window <frames>', 'recent frames kept in context (1 frame per second)', parseSetting('window'), 8)
+    .option('--retrieve <n>', 'frames retrieved per layer for each question', parseSetting('r'), 8)
     .option('--json', 'print the result as JSON')
     .addHelpText(
       'after',

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { VigilError } from '../../../common/errors.js';
+import { DEFAULT_STORAGE, LIMITS, parseSetting, Settings } from '../../../common/settings.js';
 import type { StreamSettings } from './streamRecord.js';
 import type { CreateStreamRequest, StreamQuestion } from './types.js';
 
@@ -12,22 +13,15 @@ export interface StreamDefaults {
   storage?: StreamSettings['storage'];
 }
 
-const SETTINGS_LIMITS = { fps: [0.01, 30], window: [1, 4096], sinks: [0, 64] } as const;
-const STORAGE = ['float32', 'float16', 'int8'] as const;
-
-/** A create request's settings with the defaults filled in, each checked against its range. */
+/** A create request's settings with the defaults filled in, each checked against its range (common/settings.ts). */
 export function streamSettings(request: CreateStreamRequest, d: StreamDefaults = {}): StreamSettings {
-  const fps = request.fps ?? d.fps ?? 1;
-  const windowFrames = request.window ?? d.window ?? 16;
-  const sinkFrames = request.sinks ?? d.sinks ?? 1;
-  const storage = request.storage ?? d.storage ?? 'float32';
-  inRange('fps', fps, SETTINGS_LIMITS.fps, false);
-  inRange('window', windowFrames, SETTINGS_LIMITS.window, true);
-  inRange('sinks', sinkFrames, SETTINGS_LIMITS.sinks, true);
-  if (!STORAGE.includes(storage)) throw new VigilError('BAD_INPUT', `storage must be one of ${STORAGE.join(', ')}`);
+  const fps = parseSetting('fps', Settings.fps, request.fps ?? d.fps ?? LIMITS.fps.default);
+  const windowFrames = parseSetting('window', Settings.window, request.window ?? d.window ?? LIMITS.window.default);
+  const sinkFrames = parseSetting('sinks', Settings.sinks, request.sinks ?? d.sinks ?? LIMITS.sinks.default);
+  const storage = parseSetting('storage', Settings.storage, request.storage ?? d.storage ?? DEFAULT_STORAGE);
   const retention: StreamSettings['retention'] = {};
-  if (request.retention?.maxBytes !== undefined) retention.maxBytes = request.retention.maxBytes;
-  if (request.retention?.maxAgeSec !== undefined) retention.maxStreamAgeSec = request.retention.maxAgeSec;
+  if (request.retention?.maxBytes !== undefined) retention.maxBytes = parseSetting('retention.maxBytes', Settings.retentionMaxBytes, request.retention.maxBytes);
+  if (request.retention?.maxAgeSec !== undefined) retention.maxStreamAgeSec = parseSetting('retention.maxAgeSec', Settings.retentionMaxAgeSec, request.retention.maxAgeSec);
   return { fps, windowFrames, sinkFrames, storage, retention };
 }
 
@@ -38,12 +32,6 @@ export function timeRange(q: StreamQuestion): { start: number; end: number } | n
   const end = q.to ?? Number.MAX_SAFE_INTEGER;
   if (!(start >= 0 && end >= start)) throw new VigilError('BAD_INPUT', `the time range must have 0 <= from <= to (got ${start}..${end})`);
   return { start, end };
-}
-
-function inRange(name: string, value: number, [min, max]: readonly [number, number], integer: boolean): void {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
-    throw new VigilError('BAD_INPUT', `${name} must be ${integer ? 'an integer' : 'a number'} in ${min}..${max} (got ${String(value)})`);
-  }
 }
 
 /** A file name safe to show and to take an extension from: no folders, no control characters. */

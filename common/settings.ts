@@ -1,0 +1,55 @@
+import { z } from 'zod';
+import { VigilError } from './errors.js';
+
+/**
+ * The one definition of every user-facing setting's range and default: stream settings (fps, window,
+ * sinks, storage) and question settings (question length, r, answer tokens, sampling). The API's
+ * request schemas, the config file schema, the command line options and the engine's own checks
+ * all use these, so a limit cannot differ between them. Leaf module: imports only zod.
+ */
+
+/** Limits (inclusive) and defaults. */
+export const LIMITS = {
+  fps: { min: 0.01, max: 30, default: 1 },
+  window: { min: 1, max: 4096, default: 16 },
+  sinks: { min: 0, max: 64, default: 1 },
+  /** Chunks retrieved per layer (rekv) or frames sampled (uniform). */
+  r: { min: 0, max: 1024, default: 64 },
+  maxTokens: { min: 1, max: 1024, default: 64 },
+  /** Longer questions would crowd the retrieved frames out of the context. */
+  questionChars: { min: 1, max: 2000 },
+  temperature: { min: 0, max: 5, default: 0 },
+  /** Nucleus mass: > 0. */
+  topP: { max: 1, default: 1 },
+  /** Retention byte budget: at least 1 MiB. */
+  retentionMinBytes: 1024 * 1024,
+} as const;
+
+export const STORAGE_DTYPES = ['float32', 'float16', 'int8'] as const;
+export type StorageDtype = (typeof STORAGE_DTYPES)[number];
+export const DEFAULT_STORAGE: StorageDtype = 'float32';
+
+/** The longest question, in characters (UTF-16 code units, as JavaScript counts them). */
+export const MAX_QUESTION_CHARS = LIMITS.questionChars.max;
+
+export const Settings = {
+  fps: z.number().min(LIMITS.fps.min).max(LIMITS.fps.max).meta({ description: `Frames sampled per second. Default ${LIMITS.fps.default}.` }),
+  window: z.int().min(LIMITS.window.min).max(LIMITS.window.max).meta({ description: `Recent frames kept in context while encoding. Default ${LIMITS.window.default}.` }),
+  sinks: z.int().min(LIMITS.sinks.min).max(LIMITS.sinks.max).meta({ description: `First frames kept in context forever. Default ${LIMITS.sinks.default}.` }),
+  storage: z.enum(STORAGE_DTYPES).meta({ description: `KV payload dtype on disk. Default ${DEFAULT_STORAGE} (exact).` }),
+  question: z.string().trim().min(LIMITS.questionChars.min).max(LIMITS.questionChars.max).meta({ description: `The question (at most ${LIMITS.questionChars.max} characters).` }),
+  r: z.int().min(LIMITS.r.min).max(LIMITS.r.max).meta({ description: `Chunks retrieved per layer (rekv) or frames (uniform). Default ${LIMITS.r.default}.` }),
+  maxTokens: z.int().min(LIMITS.maxTokens.min).max(LIMITS.maxTokens.max).meta({ description: `Most answer tokens. Default ${LIMITS.maxTokens.default}.` }),
+  temperature: z.number().min(LIMITS.temperature.min).max(LIMITS.temperature.max).meta({ description: '0 = greedy (default); > 0 samples.' }),
+  topP: z.number().gt(0).max(LIMITS.topP.max).meta({ description: 'Nucleus mass when sampling. Default 1.' }),
+  retentionMaxBytes: z.int().min(LIMITS.retentionMinBytes).meta({ description: 'Disk budget in bytes (at least 1 MiB); oldest segments are deleted first.' }),
+  retentionMaxAgeSec: z.number().positive().meta({ description: 'Keep only this many seconds of stream time.' }),
+};
+
+/** A value checked against a setting's schema, or BAD_INPUT naming the setting, its problem and the value. */
+export function parseSetting<S extends z.ZodType>(name: string, schema: S, value: unknown): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  throw new VigilError('BAD_INPUT', `${name}: ${issue?.message ?? 'invalid value'} (got ${JSON.stringify(value) ?? String(value)})`);
+}
