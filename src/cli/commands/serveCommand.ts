@@ -8,6 +8,7 @@ import { checkRange } from '../../engine/streamManager.js';
 import { VigilError } from '../../../common/errors.js';
 import { parseInteger } from '../options.js';
 import { resolveModelDir } from '../resolveModel.js';
+import { watchShutdown } from '../shutdown.js';
 
 interface ServeOptions {
   config?: string;
@@ -22,10 +23,13 @@ interface ServeOptions {
   allowNetwork: string[];
   maxUploadMb?: number;
   quiet?: boolean;
+  shutdownTimeout?: number;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 const MIN_TOKEN_LENGTH = 16;
+/** deploy/systemd/vigil.service's TimeoutStopSec is a little above this. */
+const DEFAULT_SHUTDOWN_TIMEOUT_S = 10;
 
 export function serveCommand(): Command {
   return new Command('serve')
@@ -42,6 +46,7 @@ export function serveCommand(): Command {
     .option('--allow-network <cidr>', 'a network source URLs may reach despite the private-network rule (repeatable)', collect, [])
     .option('--max-upload-mb <n>', 'largest uploaded video in MiB (default 2048)', parseInteger(1, 1024 * 1024))
     .option('--quiet', 'no request log')
+    .option('--shutdown-timeout <s>', `seconds a graceful stop (SIGTERM/SIGINT/SIGHUP) may take before the process exits anyway (default ${DEFAULT_SHUTDOWN_TIMEOUT_S})`, parseInteger(1, 3600))
     .action(async (options: ServeOptions) => {
       const config: ServiceConfig = options.config ? loadServiceConfig(options.config) : {};
       const auth = authConfig(options, config);
@@ -49,6 +54,10 @@ export function serveCommand(): Command {
       const host = options.host ?? config.host ?? '127.0.0.1';
       const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
       const modelDir = resolveModelDir(options.model ?? config.model ?? 'probe-needle');
+      const graceS = options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT_S;
+      // Listening for signals (and for the launcher's exit) before the model loads: a stop asked
+      // for during start-up is honoured once the server is up.
+      const shutdown = watchShutdown({ log, graceMs: graceS * 1000 });
       const running = await startServer({
         host,
         port: options.port ?? config.port ?? 8080,
@@ -82,9 +91,11 @@ export function serveCommand(): Command {
         (m) => log(`ready: model ${modelDir}, ${m.list().length} streams`),
         (error: unknown) => log(`could not start: ${(error as Error).message}`),
       );
-      await waitForSignal();
-      log('shutting down: stopping ingest and saving memories');
+      const reason = await shutdown.requested;
+      log(`shutting down (${reason}): stopping ingest and saving memories (at most ${graceS} s; a second signal exits at once)`);
       await running.close();
+      shutdown.finished();
+      log('stopped');
     });
 }
 
@@ -106,17 +117,4 @@ function authConfig(options: ServeOptions, config: ServiceConfig): AuthConfig {
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
-}
-
-/** Resolves on the first SIGINT/SIGTERM; a second one exits at once. */
-function waitForSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const onSignal = () => {
-      process.once('SIGINT', () => process.exit(130));
-      process.once('SIGTERM', () => process.exit(143));
-      resolve();
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-  });
 }
