@@ -14,6 +14,10 @@ const PHASES = ['queue', 'retrieval', 'load', 'prefill', 'ttft', 'decode', 'tota
 export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMetrics: RequestHandler; handler: RequestHandler } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'vigil_' });
+  // prom-client's active handle/request/resource counts are gauges named *_total, which Prometheus
+  // reserves for counters (promtool check metrics refuses them). They are the sums of the per-type
+  // gauges vigil_nodejs_active_handles{type} (and _requests, _resources): sum() those instead.
+  for (const name of ['vigil_nodejs_active_handles_total', 'vigil_nodejs_active_requests_total', 'vigil_nodejs_active_resources_total']) registry.removeSingleMetric(name);
   const streams = () => ctx.peek()?.list() ?? [];
   // Gauges and counters filled from stream status on every scrape.
   const perStream = (name: string, help: string, value: (s: StreamStatus) => number | null, counter = false) => {
@@ -85,7 +89,9 @@ export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMe
     };
     for (const phase of PHASES) phases.observe({ phase, mode: event.mode }, ms[phase] / 1000);
   };
-  void ctx.ready.then(() => ctx.peek()?.on('question', onQuestion));
+  ctx.ready
+    .then(() => ctx.peek()?.on('question', onQuestion))
+    .catch((e: unknown) => ctx.log(`metrics: question timings not recorded: ${e instanceof Error ? e.message : String(e)}`));
 
   const httpMetrics: RequestHandler = (req, res, next) => {
     res.on('finish', () => {

@@ -70,6 +70,7 @@ export class DecodeRun {
     this.out.on('data', (chunk: Buffer) => {
       assembler.bytes(chunk);
       // Bytes without frame headers can only mean the log lines are not coming: never buffer without bound.
+      // eslint-disable-next-line @typescript-eslint/no-floating-promises -- kill() cannot reject (it awaits only resolve-only promises)
       if (assembler.pendingBytes > MAX_UNMATCHED_BYTES && !this.killedFor) void this.kill('desync: frame data without timestamps');
     });
 

@@ -217,6 +217,7 @@ export async function makeProbeClip(options: ProbeClipOptions): Promise<ProbeCli
     const m = /time=(\d+):(\d+):(\d+(?:\.\d+)?)/.exec(line);
     if (m && options.onProgress) options.onProgress(Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]), options.durationS);
   });
+  // eslint-disable-next-line @typescript-eslint/no-floating-promises -- started and killChild() only resolve
   const onAbort = () => void started.then((c) => c && killChild(c.pid));
   options.signal?.addEventListener('abort', onAbort, { once: true });
   try {

@@ -102,6 +102,7 @@ export function killChildrenOnSignals(onSignal?: () => Promise<void> | void): vo
   installExitHook();
   const handler = (signal: NodeJS.Signals) => {
     killAllChildrenSync();
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- the process exits in finally, rejected or not
     void Promise.resolve(onSignal?.()).finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
   };
   process.once('SIGINT', handler);

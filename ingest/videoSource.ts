@@ -16,6 +16,7 @@ import { type FfmpegBinary, describeVersion } from './ffmpegBinary.js';
 import { ffmpegFailure } from './ffmpegErrors.js';
 import type { DecodedFrameInfo } from './ffmpegLog.js';
 import type { RawFrame } from './frameAssembler.js';
+import { MediaGateway } from './mediaGateway.js';
 import { FrameQueue } from './frameQueue.js';
 import { type ResolvedOptions, targetSize } from './options.js';
 import { keyframesSuffice, probeSource } from './probe.js';
@@ -66,6 +67,8 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
   private readonly gaps = new GapLog();
   private readonly rate = new RateMeter();
   private readonly abort = new AbortController();
+  /** The only way ffmpeg reaches the source (policy-checked relays, sniffed containers). */
+  private readonly gateway: MediaGateway;
   private run: DecodeRun | null = null;
   private clock: RunClock | null = null;
   private runCount = 0;
@@ -99,16 +102,19 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     this.queue = new FrameQueue<Frame>(options.queue.capacity ?? (liveGuess ? 16 : 4), options.queue.policy ?? (liveGuess ? 'drop-oldest' : 'block'));
     this.backoff = new Backoff({ ...DEFAULT_BACKOFF, ...options.backoff });
     this.watchdog = new StallWatchdog(options.stallTimeoutS * 1000, (silentMs) => this.onStall(silentMs));
+    this.gateway = new MediaGateway(spec, { policy: options.policy, socketTimeoutS: options.socketTimeoutS });
     this.finished = this.loop()
       .catch((error: unknown) => {
         // Only a throwing event listener can get here; the source must still end cleanly.
         const vigil = isVigilError(error) ? error : new VigilError('SOURCE_FAILED', `Ingest loop failed on "${this.spec.display}": ${(error as Error).message}`, { cause: error });
+        // eslint-disable-next-line @typescript-eslint/no-floating-promises -- DecodeRun.kill() cannot reject
         void this.run?.kill('stop');
         if (this.state !== 'failed') this.failWith(vigil);
       })
-      .finally(() => {
-        // A spooled upload is not needed once no ffmpeg will read it again.
+      .finally(async () => {
+        // A spooled upload is not needed once no ffmpeg will read it again; nor are the relays.
         if (this.deleteOnStop) fs.rmSync(this.deleteOnStop, { force: true });
+        await this.gateway.dispose();
       });
   }
 
@@ -234,6 +240,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       }
       await this.run?.kill('stop');
       await this.finished;
+      await this.gateway.dispose();
       this.queue.clear();
       if (this.state !== 'ended' && this.state !== 'failed') this.finish('stopped');
       this.queue.close();
@@ -284,7 +291,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
         outcome = await this.attempt();
       } catch (error) {
         const vigil = isVigilError(error) ? error : new VigilError('SOURCE_FAILED', `Unexpected ingest error on "${this.spec.display}": ${(error as Error).message}`, { cause: error });
-        outcome = { kind: 'failure', error: vigil, fatal: vigil.code === 'FFMPEG_MISSING' || vigil.code === 'SOURCE_SCHEME' };
+        outcome = { kind: 'failure', error: vigil, fatal: isFatal(vigil) };
       }
       this.run = null;
       this.watchdog.disarm();
@@ -349,15 +356,26 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
   }
 
   private async attempt(): Promise<Outcome> {
+    const endpoint = await this.gateway.open(this.abort.signal);
     if (!this.probe) {
       const scanS = this.keyframeScanS();
-      this.probe = await probeSource(this.spec, this.binary, {
-        net: { rtspTransport: this.options.rtspTransport, socketTimeoutS: this.options.socketTimeoutS },
-        keyframeScanS: scanS,
-        timeoutMs: this.probeTimeoutMs(scanS),
-        signal: this.abort.signal,
-      });
-      if (this.live === null) this.live = this.probe.durationS === null;
+      let probe: ProbeInfo;
+      try {
+        probe = await probeSource(this.spec, this.binary, {
+          net: { rtspTransport: this.options.rtspTransport, socketTimeoutS: this.options.socketTimeoutS },
+          endpoint,
+          keyframeScanS: scanS,
+          timeoutMs: this.probeTimeoutMs(scanS),
+          signal: this.abort.signal,
+        });
+      } catch (error) {
+        // What Vigil saw upstream (a refused redirect, an HTTP status) beats ffmpeg's reading of the relay.
+        throw this.gateway.takeError() ?? error;
+      }
+      if (endpoint.durationS !== null) probe.durationS = endpoint.durationS;
+      if (endpoint.container !== null) probe.container = endpoint.container;
+      this.probe = probe;
+      if (this.live === null) this.live = endpoint.live ?? probe.durationS === null;
       if (!this.queuePolicyFixed && !this.live) {
         this.queue.setPolicy('block');
         this.queuePolicyFixed = true;
@@ -365,10 +383,10 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     }
     if (this.stopping) return { kind: 'stopped' };
     const plan = this.makePlan(this.probe);
-    const args = decodeArgs(this.spec.kind, this.binary.caps, { rtspTransport: this.options.rtspTransport, socketTimeoutS: this.options.socketTimeoutS }, plan);
+    const args = decodeArgs(this.spec.kind, endpoint, this.binary.caps, { rtspTransport: this.options.rtspTransport, socketTimeoutS: this.options.socketTimeoutS }, plan);
     this.runCount++;
     this.clock = { index: this.runCount - 1, plan, firstPts: null, lastPts: null, prevPts: null, base: plan.startAtS, prevSampledT: null };
-    const run = new DecodeRun(this.binary, this.spec.input, this.spec.display, args, {
+    const run = new DecodeRun(this.binary, endpoint.input, this.spec.display, args, {
       onFrame: (raw) => this.onFrame(run, raw),
       onDecoded: (info) => this.onDecoded(info),
       onCorruption: (line) => this.onCorruption(line),
@@ -422,6 +440,9 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       return { kind: 'failure', error: new VigilError('FFMPEG_MISSING', `Cannot start ffmpeg "${this.binary.ffmpegPath}": ${result.spawnError.message}`), fatal: true };
     }
     const clean = result.code === 0 && result.signal === null;
+    // What Vigil saw upstream while serving this run (a refused redirect, an HTTP status, auth).
+    const seen = this.gateway.takeError();
+    if (seen && (!clean || this.live)) return { kind: 'failure', error: seen, fatal: isFatal(seen) };
     if (!clean) {
       const context = { kind: this.spec.kind, elapsedMs: result.elapsedMs, socketTimeoutS: this.options.socketTimeoutS };
       return { kind: 'failure', error: ffmpegFailure(display, 'decoding', result.stderrTail, { code: result.code, signal: result.signal }, context), fatal: false };
@@ -437,6 +458,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     const lastT = this.lastT ?? 0;
     const slack = Math.max(2, 2 / plan.fps);
     if (duration !== null && lastT < duration - slack) {
+      if (seen) return { kind: 'failure', error: seen, fatal: isFatal(seen) };
       const message = `"${display}" ended at ${lastT.toFixed(1)} s of ${duration.toFixed(1)} s`;
       if (this.spec.kind === 'file' || this.spec.kind === 'upload') {
         this.warn(`${message}: the file is truncated or damaged.`);
@@ -461,6 +483,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
   private onStall(silentMs: number): void {
     const run = this.run;
     if (!run || this.stopping) return;
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- DecodeRun.kill() cannot reject
     void run.kill(`stall: no frame for ${(silentMs / 1000).toFixed(1)} s`);
   }
 
@@ -506,6 +529,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       this.warn(`${what} of "${this.spec.display}" are more than ${(1.5 / fps).toFixed(2)} s apart at t=${t.toFixed(2)}: switching to full decoding.`);
       if (!this.live) {
         // The file run restarts at the first bin not delivered yet, which includes this frame's bin.
+        // eslint-disable-next-line @typescript-eslint/no-floating-promises -- DecodeRun.kill() cannot reject
         void run.kill('mode-switch');
         return;
       }
@@ -542,9 +566,16 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     }
     if (this.framesSampled >= this.options.maxFrames) {
       this.maxFramesReached = true;
+      // eslint-disable-next-line @typescript-eslint/no-floating-promises -- DecodeRun.kill() cannot reject
       void run.kill('max-frames');
     } else if (switchMode) {
+      // eslint-disable-next-line @typescript-eslint/no-floating-promises -- DecodeRun.kill() cannot reject
       void run.kill('mode-switch');
     }
   }
+}
+
+/** Failures that no retry can fix: no ffmpeg, a refused scheme, or the URL policy said no. */
+function isFatal(error: VigilError): boolean {
+  return error.code === 'FFMPEG_MISSING' || error.code === 'SOURCE_SCHEME' || error.code === 'SOURCE_FORBIDDEN';
 }

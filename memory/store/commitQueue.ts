@@ -63,20 +63,30 @@ export class CommitQueue {
     }
   }
 
-  /** Commits everything pending now; resolves when that and all earlier tasks are done. */
+  /**
+   * Commits everything pending now; resolves when that and all earlier tasks are done. Never
+   * rejects: failures reach the appends' promises and the sink's onFailure.
+   */
   flush(): Promise<void> {
     this.schedule();
     return this.chain;
   }
 
-  /** Runs `task` after everything queued so far (it must not throw). */
+  /**
+   * Runs `task` after everything queued so far. Never rejects: an error thrown by the task goes to
+   * the sink's onFailure (the store then refuses further appends), so the chain stays usable.
+   */
   enqueue(task: () => Promise<void> | void): Promise<void> {
-    this.chain = this.chain.then(task);
+    this.chain = this.chain.then(task).catch((e: unknown) => {
+      this.sink.onFailure(e);
+    });
     return this.chain;
   }
 
   private schedule(): void {
-    this.chain = this.chain.then(() => this.drain());
+    this.chain = this.chain.then(() => this.drain()).catch((e: unknown) => {
+      this.sink.onFailure(e);
+    });
   }
 
   private async drain(): Promise<void> {

@@ -40,7 +40,11 @@ export async function ingestIntoSession(session: StreamSession, input: SourceInp
   let pixels: Float32Array | undefined;
   const { onProgress, signal, skipUntilAfter, ...sourceOptions } = options;
   const source = await openSource(input, { ...sourceOptions, size: modelFrameSize(side) });
-  const stop = () => void source.stop();
+  // The same stop promise is awaited in `finally` below, which reports its error; here it only must
+  // not be an unhandled rejection in between.
+  const stop = (): void => {
+    source.stop().catch(() => undefined);
+  };
   signal?.addEventListener('abort', stop, { once: true });
   let framesEncoded = 0;
   try {

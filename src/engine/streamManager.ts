@@ -10,7 +10,8 @@ import { checkStreamId, listStreamIds, streamDir } from './dataLayout.js';
 import { expandEnv } from './manager/envTemplate.js';
 import { ManagedStream } from './manager/managedStream.js';
 import { ModelScheduler } from './manager/modelScheduler.js';
-import { QuestionGate } from './manager/questionGate.js';
+import { OverloadedError, QuestionGate } from './manager/questionGate.js';
+import { type PathRoots, publicError, publicMessage } from './manager/publicMessage.js';
 import { type CheckedSource, SourcePolicy, type SourcePolicyOptions } from './manager/sourcePolicy.js';
 import { StreamIngest } from './manager/streamIngest.js';
 import { readRecord, removeRecord, type StreamRecord, type StreamSettings } from './manager/streamRecord.js';
@@ -51,6 +52,8 @@ interface ManagerEvents {
 }
 
 const DEFAULT_LIMITS: ManagerLimits = { maxStreams: 32, questionsPerStream: 4, questionsTotal: 16 };
+/** Retry-After (s) of a refused stream start: ingest slots free up when a stream ends, fails or is stopped. */
+const STREAM_SLOT_RETRY_S = 30;
 
 /**
  * Many streams in one process over one model. Every model call of every stream (frame encodes,
@@ -68,6 +71,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   private readonly policy: SourcePolicy;
   private readonly log: (line: string) => void;
   private closing: Promise<void> | null = null;
+  /** Ingest slots taken by creates still opening their memory (not yet ingesting). */
+  private reservedSlots = 0;
 
   private constructor(
     readonly dataDir: string,
@@ -117,10 +122,24 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
    * its source may use `${VAR}` placeholders and is not subject to the URL policy.
    */
   async create(request: CreateStreamRequest, origin: 'api' | 'config' = 'api'): Promise<StreamStatus> {
+    const slot = { held: false };
+    try {
+      return await this.createStream(request, origin, slot);
+    } catch (error) {
+      // Errors name the stream and the problem, never a server path (upload spool, data folder, files folder).
+      throw publicError(error, this.pathRoots);
+    } finally {
+      if (slot.held) this.reservedSlots--;
+    }
+  }
+
+  private async createStream(request: CreateStreamRequest, origin: 'api' | 'config', slot: { held: boolean }): Promise<StreamStatus> {
     this.assertOpen();
     const id = request.id !== undefined ? checkStreamId(request.id) : this.newId();
     if (this.streams.has(id) || readRecord(streamDir(this.dataDir, id))) throw new VigilError('STREAM_EXISTS', `a stream with id '${id}' already exists`);
-    if (this.streams.size >= this.limits.maxStreams) throw new VigilError('OVERLOADED', `this server runs at most ${this.limits.maxStreams} streams`);
+    this.assertIngestSlot();
+    this.reservedSlots++;
+    slot.held = true;
     const settings = streamSettings(request, this.options.defaults);
     const dir = streamDir(this.dataDir, id);
     let checked: CheckedSource;
@@ -196,7 +215,19 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   }
 
   status(id: string): StreamStatus {
-    return this.get(id).status(this.gate.pending(id));
+    return this.get(id).status(this.gate.pending(id), this.pathRoots);
+  }
+
+  /** Streams whose ingest is running (or about to): what `limits.maxStreams` bounds. Ended, failed and stopped streams do not count. */
+  get ingestingStreams(): number {
+    let n = this.reservedSlots;
+    for (const s of this.streams.values()) if (s.ingesting) n++;
+    return n;
+  }
+
+  /** Server folders that error messages must not show (publicMessage). */
+  get pathRoots(): PathRoots {
+    return { dataDir: this.dataDir, filesDir: this.options.policy?.filesDir ?? null };
   }
 
   /** Stops the ingest; the memory stays answerable, and the stream stays stopped after a restart. */
@@ -212,11 +243,13 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   /** Restarts a stopped or failed stream's ingest (a finite source resumes after its last stored frame). */
   async start(id: string): Promise<StreamStatus> {
     const stream = this.get(id);
-    if (!stream.session) throw new VigilError('STREAM_UNAVAILABLE', `stream '${id}' is not available: ${stream.unavailable?.message ?? 'its memory is not open'}`);
+    if (!stream.session) throw new VigilError('STREAM_UNAVAILABLE', `stream '${id}' is not available: ${stream.unavailable ? publicMessage(stream.unavailable.message, this.pathRoots) : 'its memory is not open'}`);
+    const resumes = !stream.ingesting && !stream.record.completed;
+    if (resumes) this.assertIngestSlot();
     stream.record.desired = 'running';
     stream.record.lastError = null;
     stream.persist();
-    if (!stream.ingesting && !stream.record.completed) this.startIngest(stream);
+    if (resumes) this.startIngest(stream);
     return this.status(id);
   }
 
@@ -240,11 +273,13 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   async ask(id: string, question: StreamQuestion, hooks: AskHooks = {}): Promise<StreamAnswer> {
     const stream = this.get(id);
     const session = stream.session;
-    if (!session) throw new VigilError('STREAM_UNAVAILABLE', `stream '${id}' is not available: ${stream.unavailable?.message ?? 'its memory is still opening'}`);
+    if (!session) throw new VigilError('STREAM_UNAVAILABLE', `stream '${id}' is not available: ${stream.unavailable ? publicMessage(stream.unavailable.message, this.pathRoots) : 'its memory is still opening'}`);
     const mode = question.mode ?? 'rekv';
     if (!ANSWER_MODES.includes(mode)) throw new VigilError('BAD_INPUT', `unknown mode '${String(mode)}' (${ANSWER_MODES.join(', ')})`);
     const range = timeRange(question);
     if (mode === 'oracle' && !range) throw new VigilError('BAD_INPUT', 'mode oracle needs from and to: the ground-truth interval');
+    // The answer's text is trimmed; streamed pieces are too, so that they add up to exactly that text.
+    const pieces = trimmedPieces((piece) => hooks.onText?.(piece));
     let release: () => void;
     try {
       release = this.gate.admit(id);
@@ -275,7 +310,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
             // Throwing from the token callback is how a running answer stops when its caller has gone.
             onText: (piece) => {
               if (signal?.aborted) throw new VigilError('CANCELLED', 'the question was cancelled');
-              hooks.onText?.(piece);
+              pieces(piece);
             },
           });
         },
@@ -314,7 +349,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     } catch (error) {
       const cancelled = isVigilError(error) && error.code === 'CANCELLED';
       this.emit('question', { streamId: id, outcome: cancelled ? 'cancelled' : 'failed', mode, timing: null });
-      throw error;
+      throw publicError(error, this.pathRoots);
     } finally {
       release();
     }
@@ -348,6 +383,14 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
 
   private assertOpen(): void {
     if (this.closing) throw new VigilError('STREAM_UNAVAILABLE', 'the server is shutting down');
+  }
+
+  /** 429 (with Retry-After) when `limits.maxStreams` streams are already ingesting. */
+  private assertIngestSlot(): void {
+    const max = this.limits.maxStreams;
+    if (this.ingestingStreams >= max) {
+      throw new OverloadedError(`this server ingests at most ${max} streams at once; stop or delete one, or wait for one to end`, STREAM_SLOT_RETRY_S);
+    }
   }
 
   private async restore(): Promise<void> {
@@ -415,20 +458,34 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     });
     stream.ingest = ingest;
     stream.ingesting = true;
-    void ingest.done.then((outcome) => {
-      stream.ingesting = false;
-      if (ingest.source?.probe?.durationS != null) stream.durationS = ingest.source.probe.durationS;
-      if (this.streams.get(record.id) !== stream || this.closing) return;
-      const live = ingest.sourceStats()?.live ?? false;
-      if (outcome.result === 'ended' && !live) {
-        stream.record.completed = true;
-        // The memory holds what questions need; the uploaded file is only kept to resume an interrupted ingest.
-        if (stream.record.upload) fs.rmSync(stream.record.upload.file, { force: true });
-      }
-      if (outcome.result === 'failed') stream.record.lastError = outcome.error;
-      stream.persist();
-      this.log(`stream ${record.id}: ingest ${outcome.result}${outcome.error ? ` (${outcome.error.code}: ${outcome.error.message})` : ''}, ${ingest.framesEncoded} frames`);
-    });
+    ingest.done
+      .then((outcome) => {
+        stream.ingesting = false;
+        if (ingest.source?.probe?.durationS != null) stream.durationS = ingest.source.probe.durationS;
+        if (this.streams.get(record.id) !== stream || this.closing) return;
+        const live = ingest.sourceStats()?.live ?? false;
+        if (outcome.result === 'ended' && !live) {
+          stream.record.completed = true;
+          // The memory holds what questions need; the uploaded file is only kept to resume an interrupted ingest.
+          if (stream.record.upload) fs.rmSync(stream.record.upload.file, { force: true });
+        }
+        if (outcome.result === 'failed') stream.record.lastError = outcome.error;
+        stream.persist();
+        this.log(`stream ${record.id}: ingest ${outcome.result}${outcome.error ? ` (${outcome.error.code}: ${outcome.error.message})` : ''}, ${ingest.framesEncoded} frames`);
+      })
+      .catch((error: unknown) => this.ingestEndFailed(stream, error));
+  }
+
+  /**
+   * Recording the end of an ingest failed (the record write or the upload removal: ENOSPC, EACCES).
+   * It must not become an unhandled rejection (that would exit the process with every camera): the
+   * stream shows the error in its status and the log says why.
+   */
+  private ingestEndFailed(stream: ManagedStream, error: unknown): void {
+    stream.ingesting = false;
+    const message = error instanceof Error ? error.message : String(error);
+    stream.record.lastError = { code: isVigilError(error) ? error.code : 'STORE_IO', message: `recording the end of the ingest failed: ${message}` };
+    this.log(`stream ${stream.id}: recording the end of the ingest failed: ${error instanceof Error ? (error.stack ?? message) : message}`);
   }
 
   /** Stops the ingest and closes the memory; the record stays as it is. */
@@ -482,6 +539,25 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
       if (!this.streams.has(id) && !fs.existsSync(streamDir(this.dataDir, id))) return id;
     }
   }
+}
+
+/**
+ * Passes text pieces on without the answer's leading and trailing whitespace: leading whitespace is
+ * dropped, whitespace after the text is held back until more text follows (and dropped at the end).
+ * The pieces passed on then add up to exactly the trimmed answer.
+ */
+function trimmedPieces(emit: (piece: string) => void): (piece: string) => void {
+  let started = false;
+  let held = '';
+  return (piece) => {
+    let text = started ? held + piece : piece.trimStart();
+    if (text === '') return;
+    started = true;
+    const body = text.trimEnd();
+    held = text.slice(body.length);
+    text = body;
+    if (text !== '') emit(text);
+  };
 }
 
 function round(ms: number): number {

@@ -59,10 +59,11 @@ describe('live RTSP stream through the service', () => {
 
     // The model busy for 3 s (e.g. other streams): the live source drops frames instead of queueing them.
     let release!: () => void;
-    void s.ready.scheduler.run('other', 'frame', () => new Promise<void>((r) => (release = r)));
+    const held = s.ready.scheduler.run('other', 'frame', () => new Promise<void>((r) => (release = r)));
     await new Promise((r) => setTimeout(r, 3000));
     const busy = s.ready.status('cam');
     release();
+    await held;
     assert.ok(busy.ingest!.drops >= 1, `frames dropped while the model was busy: ${JSON.stringify(busy.ingest)}`);
     assert.ok(busy.ingest!.lagMs > 0, 'the waiting frames show as lag');
     assert.ok(busy.ingest!.queued <= 2);

@@ -27,12 +27,15 @@ describe('questions API', () => {
     await disposeSharedModel();
   });
 
-  /** Holds the model (as a long frame encode would) until the returned function is called. */
-  function holdModel(): () => void {
+  /** Holds the model (as a long frame encode would) until the returned function is called (and awaited). */
+  function holdModel(): () => Promise<void> {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    void server.ready.scheduler.run('test-hold', 'frame', () => gate);
-    return release;
+    const held = server.ready.scheduler.run('test-hold', 'frame', () => gate);
+    return () => {
+      release();
+      return held;
+    };
   }
 
   it('answers with JSON: text, evidence with thumbnails and times, timing by phase', async () => {
@@ -164,13 +167,13 @@ describe('questions API', () => {
       const global = await ask('b');
       assert.equal(global.status, 429, 'the global limit (3) applies across streams');
       assert.match(global.body.error.message, /server/);
-      release();
+      await release();
       const answers = await Promise.all([...queued, third]);
       assert.deepEqual(answers.map((r) => r.status), [200, 200, 200], 'queued questions are answered once the model is free');
       assert.deepEqual(answers.map((r) => r.body.text), ['green', 'green', 'blue']);
       assert.ok(answers[0]!.body.timing.queueMs > 0);
     } finally {
-      release();
+      await release();
     }
   });
 
@@ -187,7 +190,7 @@ describe('questions API', () => {
       await waitFor('cancelled and removed from the queue', () => server.ready.status('a').questions.queued === 0);
       assert.equal(server.ready.scheduler.stats().queuedQuestions, 0);
     } finally {
-      release();
+      await release();
     }
     const ok = await api().post('/v1/streams/a/questions').set(AUTH).send({ question: question('red'), r: 4 }).expect(200);
     assert.equal(ok.body.text, 'green');

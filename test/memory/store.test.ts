@@ -324,8 +324,9 @@ test('appends in flight together: commit in order across segment rolls; close() 
     const store = ChunkStore.open({ dir, geometry: TINY, fsync, segmentBytes: 32 + 3 * 1992 });
     const receipts = await Promise.all(Array.from({ length: 10 }, (_, id) => store.append(makeChunk(id))));
     assert.deepEqual(receipts.map((r) => r.segment), [1, 1, 1, 2, 2, 2, 3, 3, 3, 4], JSON.stringify(fsync));
-    void store.append(makeChunk(10)); // not awaited: close() must still commit it
+    const last = store.append(makeChunk(10)); // not awaited before close(): close() must still commit it
     await store.close();
+    assert.equal((await last).chunkId, 10);
     const again = ChunkStore.open({ dir });
     assert.equal(again.recovery.cleanShutdown, true);
     assert.deepEqual(again.recovery.truncatedSegments, []);
