@@ -1,4 +1,5 @@
 import type { StreamManager } from '../src/engine/streamManager.js';
+import { publicMessage } from '../src/engine/manager/publicMessage.js';
 import { ApiError } from './errors.js';
 
 /**
@@ -28,7 +29,7 @@ export class ServiceContext {
   /** The ready manager; 503 while it is loading, after a failed start, or while shutting down. */
   manager(): StreamManager {
     if (this.current && !this.current.closed) return this.current;
-    if (this.failure) throw new ApiError(503, 'NOT_READY', `the service failed to start: ${this.failure.message}`);
+    if (this.failure) throw new ApiError(503, 'NOT_READY', `the service failed to start: ${publicMessage(this.failure.message)}`);
     if (this.current) throw new ApiError(503, 'NOT_READY', 'the service is shutting down', { retryAfterS: 5 });
     throw new ApiError(503, 'NOT_READY', 'the service is starting (loading the model and streams)', { retryAfterS: 2 });
   }

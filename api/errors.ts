@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { isVigilError, type VigilErrorCode } from '../common/errors.js';
+import { publicMessage } from '../src/engine/manager/publicMessage.js';
 
 /**
  * The one HTTP error type: a status, a stable code and a message for the caller, rendered as
@@ -18,8 +19,12 @@ export class ApiError extends Error {
   }
 }
 
-/** HTTP status of each engine error code a request can cause; unlisted codes are server faults (500). */
-const STATUS: Partial<Record<VigilErrorCode, number>> = {
+/**
+ * HTTP status of every engine error code: 4xx for what the request did wrong, 5xx for server faults
+ * (a bug, a disposed model or session, store or model files, a camera that fails upstream). Total
+ * over VigilErrorCode: a new code without a status does not compile. 5xx errors are logged.
+ */
+export const STATUS_BY_CODE: Readonly<Record<VigilErrorCode, number>> = {
   BAD_INPUT: 400,
   BAD_CONFIG: 400,
   FILE_NOT_FOUND: 400,
@@ -34,16 +39,43 @@ const STATUS: Partial<Record<VigilErrorCode, number>> = {
   STREAM_UNAVAILABLE: 409,
   OVERLOADED: 429,
   CANCELLED: 499,
+  // Server faults.
+  INTERNAL: 500,
+  DISPOSED: 503,
+  STORE_CLOSED: 503,
+  STORE_CORRUPT: 500,
+  STORE_IO: 500,
+  INDEX_CORRUPT: 500,
+  NOT_A_MODEL: 500,
+  UNSUPPORTED_MODEL: 500,
+  CORRUPT_MODEL: 500,
+  SHAPE_MISMATCH: 500,
+  DTYPE_MISMATCH: 500,
+  UNKNOWN_PROBE_MODEL: 500,
+  FFMPEG_MISSING: 500,
+  SOURCE_AUTH: 502,
+  SOURCE_NOT_FOUND: 502,
+  SOURCE_FAILED: 502,
+  SOURCE_STALLED: 502,
+  SOURCE_TIMEOUT: 504,
 };
 
-/** Turns anything thrown into an ApiError; the second value says whether it was unexpected (to be logged). */
+/** Retry-After (s) of a 429 whose cause gave no estimate: every 429 tells the client when to come back. */
+const DEFAULT_RETRY_AFTER_S = 5;
+
+/**
+ * Turns anything thrown into an ApiError; the second value says whether it was unexpected (to be
+ * logged). Engine messages may name server files (stores, uploads, models) for the operator's log;
+ * the caller gets them without any absolute path (the manager already made stream paths relative).
+ */
 export function toApiError(error: unknown): { api: ApiError; unexpected: boolean } {
   if (error instanceof ApiError) return { api: error, unexpected: false };
   if (isVigilError(error)) {
-    const status = STATUS[error.code];
+    // A code cast in from elsewhere that is not in the table is a server fault too.
+    const status = (STATUS_BY_CODE as Partial<Record<string, number>>)[error.code] ?? 500;
+    const message = publicMessage(error.message);
     const retryAfterS = (error as { retryAfterS?: unknown }).retryAfterS;
-    if (status) return { api: new ApiError(status, error.code, error.message, typeof retryAfterS === 'number' ? { retryAfterS } : {}), unexpected: false };
-    return { api: new ApiError(500, error.code, error.message), unexpected: true };
+    return { api: new ApiError(status, error.code, message, typeof retryAfterS === 'number' ? { retryAfterS } : {}), unexpected: status >= 500 };
   }
   const http = httpParserError(error);
   if (http) return { api: http, unexpected: false };
@@ -66,7 +98,8 @@ function httpParserError(error: unknown): ApiError | null {
 }
 
 export function sendError(res: Parameters<RequestHandler>[1], api: ApiError): void {
-  if (api.options.retryAfterS !== undefined) res.setHeader('Retry-After', String(api.options.retryAfterS));
+  const retryAfterS = api.options.retryAfterS ?? (api.status === 429 ? DEFAULT_RETRY_AFTER_S : undefined);
+  if (retryAfterS !== undefined) res.setHeader('Retry-After', String(retryAfterS));
   for (const [name, value] of Object.entries(api.options.headers ?? {})) res.setHeader(name, value);
   res.status(api.status).json({ error: { code: api.code, message: api.message } });
 }

@@ -1,13 +1,16 @@
 import { z } from 'zod';
-import { ChatCompletionBody, ChatCompletionResponse } from './schemas/chat.js';
+import { ChatCompletionBody, ChatCompletionResponse, ModelList } from './schemas/chat.js';
 import { ErrorBody } from './schemas/common.js';
 import { AnswerSchema, Evidence, QuestionBody, Timing } from './schemas/questions.js';
 import { CreateStreamBody, Retention, StreamList, StreamStatusSchema, UploadForm } from './schemas/streams.js';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string) => ({ 'application/json': { schema: ref(id) } });
+const RETRY_AFTER = { 'Retry-After': { description: 'Seconds to wait before trying again.', schema: { type: 'integer' } } };
 const errors = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((s) => [String(s), { description: ERROR_TEXT[s] ?? 'error', content: json('Error') }]));
+  Object.fromEntries(
+    statuses.map((s) => [String(s), { description: ERROR_TEXT[s] ?? 'error', content: json('Error'), ...(s === 429 || s === 503 ? { headers: RETRY_AFTER } : {}) }]),
+  );
 const ERROR_TEXT: Record<number, string> = {
   400: 'invalid input',
   401: 'missing or invalid bearer token',
@@ -16,7 +19,7 @@ const ERROR_TEXT: Record<number, string> = {
   409: 'the stream exists, or is unavailable',
   413: 'body or upload too large',
   415: 'unsupported content type',
-  429: 'question queue full: retry after the Retry-After header',
+  429: 'a question queue is full, or (creating or starting a stream) the server already ingests its most streams at once: retry after the Retry-After header',
   503: 'starting or stopping',
 };
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' }, description: 'Stream id' };
@@ -27,7 +30,7 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
  */
 export function buildOpenApi(version: string): object {
   const registry = z.registry<{ id: string }>();
-  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, Timing, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse };
+  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, Timing, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList };
   for (const [id, schema] of Object.entries(named)) registry.add(schema as z.ZodType, { id });
   const { schemas } = z.toJSONSchema(registry, { target: 'openapi-3.0', io: 'input', uri: (id) => `#/components/schemas/${id}`, unrepresentable: 'any' });
   for (const schema of Object.values(schemas)) delete (schema as { $id?: string }).$id;
@@ -58,7 +61,7 @@ export function buildOpenApi(version: string): object {
         },
       },
       '/v1/streams/{id}/stop': { parameters: [idParam], post: { ...secured, summary: 'Stop ingest (memory stays answerable)', responses: { 200: { description: 'status', content: json('StreamStatus') }, ...errors(401, 404) } } },
-      '/v1/streams/{id}/start': { parameters: [idParam], post: { ...secured, summary: 'Restart a stopped ingest', responses: { 200: { description: 'status', content: json('StreamStatus') }, ...errors(401, 404, 409) } } },
+      '/v1/streams/{id}/start': { parameters: [idParam], post: { ...secured, summary: 'Restart a stopped ingest', responses: { 200: { description: 'status', content: json('StreamStatus') }, ...errors(401, 404, 409, 429) } } },
       '/v1/streams/{id}/questions': {
         parameters: [idParam],
         post: {
@@ -83,7 +86,7 @@ export function buildOpenApi(version: string): object {
           responses: { 200: { description: 'completion (or SSE chunks with stream=true)', content: json('ChatCompletion') }, ...errors(400, 401, 404, 429) },
         },
       },
-      '/v1/models': { get: { ...secured, summary: 'Streams as OpenAI models', responses: { 200: { description: 'list' }, ...errors(401) } } },
+      '/v1/models': { get: { ...secured, summary: 'Streams as OpenAI models', responses: { 200: { description: 'list', content: json('ModelList') }, ...errors(401) } } },
       '/healthz': { get: { summary: 'Liveness', responses: { 200: { description: 'alive' } } } },
       '/readyz': { get: { summary: 'Readiness (model and streams loaded)', responses: { 200: { description: 'ready' }, ...errors(503) } } },
       '/metrics': { get: { ...secured, summary: 'Prometheus metrics', responses: { 200: { description: 'text exposition format' }, ...errors(401) } } },

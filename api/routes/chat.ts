@@ -31,6 +31,7 @@ export function chatRoutes(ctx: ServiceContext, maxBodyBytes: number): Router {
   router.post('/chat/completions', express.json({ limit: maxBodyBytes }), async (req, res) => {
     const manager = ctx.manager();
     const body = parseInput(ChatCompletionBody, req.body ?? {}, 'body');
+    rejectUnsupported(body);
     const lastUser = [...body.messages].reverse().find((m) => m.role === 'user');
     const text = lastUser ? contentText(lastUser.content) : '';
     if (!text.trim()) throw new ApiError(400, 'BAD_INPUT', 'messages must contain a user message with text: it is the question');
@@ -96,6 +97,38 @@ export function chatRoutes(ctx: ServiceContext, maxBodyBytes: number): Router {
   });
 
   return router;
+}
+
+/**
+ * What Vigil cannot do is refused rather than silently ignored: tool calling (the answer comes from
+ * the stream's memory, never from a tool) and non-text content parts (the video is the stream: an
+ * image or audio part would not be looked at).
+ */
+function rejectUnsupported(body: { messages: Array<{ content?: unknown }> } & Record<string, unknown>): void {
+  for (const field of ['tools', 'functions'] as const) {
+    const value = body[field];
+    if (value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0)) {
+      throw new ApiError(400, 'BAD_INPUT', `invalid body: ${field}: tool calling is not supported; Vigil answers from the stream's memory (remove "${field}")`);
+    }
+  }
+  for (const field of ['tool_choice', 'function_call'] as const) {
+    const value = body[field];
+    if (value !== undefined && value !== null && value !== 'none') {
+      throw new ApiError(400, 'BAD_INPUT', `invalid body: ${field}: tool calling is not supported; Vigil answers from the stream's memory (remove "${field}")`);
+    }
+  }
+  body.messages.forEach((message, i) => {
+    if (!Array.isArray(message.content)) return;
+    message.content.forEach((part: { type?: unknown }, j) => {
+      if (part.type !== 'text') {
+        throw new ApiError(
+          400,
+          'BAD_INPUT',
+          `invalid body: messages.${i}.content.${j}: content parts of type "${String(part.type)}" are not supported; send text only (the video is the stream named by "model")`,
+        );
+      }
+    });
+  });
 }
 
 function contentText(content: unknown): string {

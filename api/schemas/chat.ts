@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { Settings } from '../../common/settings.js';
-import { questionFields } from './questions.js';
+import { ModeEnum } from './common.js';
+import { Evidence, questionFields, Timing } from './questions.js';
 
 const ContentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
 
@@ -30,18 +31,24 @@ export const ChatCompletionBody = z
   });
 
 export const ChatCompletionResponse = z
-  .object({
+  .strictObject({
     id: z.string(),
     object: z.literal('chat.completion'),
     created: z.int(),
     model: z.string(),
     choices: z.array(
-      z.object({
+      z.strictObject({
         index: z.int(),
-        message: z.object({ role: z.literal('assistant'), content: z.string() }),
+        message: z.strictObject({ role: z.literal('assistant'), content: z.string() }),
         finish_reason: z.enum(['stop', 'length']),
+        logprobs: z.null(),
       }),
     ),
-    usage: z.object({ prompt_tokens: z.int(), completion_tokens: z.int(), total_tokens: z.int() }),
-    vigil: z.object({ evidence: z.array(z.unknown()), timing: z.unknown(), mode: z.string() }).meta({ description: 'Evidence and timing (Vigil extension).' }),
+    usage: z.strictObject({ prompt_tokens: z.int(), completion_tokens: z.int(), total_tokens: z.int() }),
+    vigil: z.strictObject({ evidence: z.array(Evidence), timing: Timing, mode: ModeEnum }).meta({ description: 'Evidence and timing (Vigil extension).' }),
   });
+
+export const ModelList = z.strictObject({
+  object: z.literal('list'),
+  data: z.array(z.strictObject({ id: z.string(), object: z.literal('model'), created: z.int(), owned_by: z.string() })),
+});

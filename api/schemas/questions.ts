@@ -22,7 +22,7 @@ export const QuestionBody = z
   .refine((q) => q.from === undefined || q.to === undefined || q.from <= q.to, { message: 'from must be <= to', path: ['from'] });
 
 export const Evidence = z
-  .object({
+  .strictObject({
     chunkId: z.int(),
     tStart: z.number().meta({ description: 'Stream time (s).' }),
     tEnd: z.number(),
@@ -32,7 +32,7 @@ export const Evidence = z
   });
 
 export const Timing = z
-  .object({
+  .strictObject({
     queueMs: z.number(),
     retrievalMs: z.number(),
     loadMs: z.number(),
@@ -44,7 +44,7 @@ export const Timing = z
   });
 
 export const AnswerSchema = z
-  .object({
+  .strictObject({
     streamId: z.string(),
     question: z.string(),
     text: z.string(),

@@ -73,10 +73,10 @@ export const DeleteQuery = z.strictObject({
     .meta({ description: 'Also delete the memory (KV, index, thumbnails) from disk.' }),
 });
 
-const Gap = z.object({ startT: z.number(), endT: z.number().nullable(), reason: z.string() });
+const Gap = z.strictObject({ startT: z.number(), endT: z.number().nullable(), reason: z.string() });
 
 export const StreamStatusSchema = z
-  .object({
+  .strictObject({
     id: z.string(),
     name: z.string(),
     source: z.string().meta({ description: 'The source with credentials removed.' }),
@@ -85,14 +85,14 @@ export const StreamStatusSchema = z
     live: z.boolean().nullable(),
     state: z.enum(['starting', 'connecting', 'live', 'backing-off', 'processing', 'ended', 'stopped', 'failed', 'unavailable']),
     createdAt: z.string(),
-    settings: z.object({ fps: z.number(), window: z.int(), sinks: z.int(), storage: Storage, retention: Retention }),
+    settings: z.strictObject({ fps: z.number(), window: z.int(), sinks: z.int(), storage: Storage, retention: Retention }),
     frames: z.int().meta({ description: 'Frames encoded since the ingest (re)started.' }),
     memory: z
-      .object({ chunks: z.int(), bytes: z.int(), firstT: z.number().nullable(), lastT: z.number().nullable(), contextFrames: z.int() })
+      .strictObject({ chunks: z.int(), bytes: z.int(), firstT: z.number().nullable(), lastT: z.number().nullable(), contextFrames: z.int() })
       .nullable()
       .meta({ description: 'Chunks and bytes on disk, stream-time span, frames in the context window.' }),
     ingest: z
-      .object({
+      .strictObject({
         fps: z.number(),
         sourceFps: z.number(),
         lagMs: z.number(),
@@ -103,10 +103,15 @@ export const StreamStatusSchema = z
         lastGap: Gap.nullable(),
       })
       .nullable(),
-    progress: z.object({ t: z.number(), durationS: z.number().nullable(), fraction: z.number().nullable() }).nullable(),
-    questions: z.object({ queued: z.int(), answered: z.int() }),
+    progress: z
+      .strictObject({ t: z.number(), durationS: z.number().nullable(), fraction: z.number().nullable() })
+      .meta({ description: 'Newest stored stream time (s); durationS and fraction only for finite sources (null for live ones).' }),
+    questions: z.strictObject({ queued: z.int(), answered: z.int() }),
     latestThumbnail: z.int().nullable(),
-    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+    error: z
+      .strictObject({ code: z.string(), message: z.string() })
+      .nullable()
+      .meta({ description: 'Why the stream failed or is unavailable, or why a live source is reconnecting (backing-off); null otherwise.' }),
   });
 
-export const StreamList = z.object({ streams: z.array(StreamStatusSchema) });
+export const StreamList = z.strictObject({ streams: z.array(StreamStatusSchema) });

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { type OpenSourceOptions, redactUrl } from '../../ingest/index.js';
 import type { FsyncPolicy } from '../../memory/store/types.js';
 import { isVigilError, VigilError } from '../../common/errors.js';
+import { LIMITS } from '../../common/settings.js';
 import { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { checkStreamId, listStreamIds, streamDir } from './dataLayout.js';
 import { expandEnv } from './manager/envTemplate.js';
@@ -21,7 +22,7 @@ import { ANSWER_MODES, StreamSession } from './streamSession.js';
 
 export { expandEnv } from './manager/envTemplate.js';
 export { OverloadedError } from './manager/questionGate.js';
-export { AddressSet, checkRange, PRIVATE_RANGES } from './manager/networkPolicy.js';
+export { AddressSet, checkRange, PRIVATE_RANGES } from '../../ingest/net/addressSet.js';
 export type { SchedulerStats } from './manager/modelScheduler.js';
 export type { SourcePolicyOptions } from './manager/sourcePolicy.js';
 export type * from './manager/types.js';
@@ -300,8 +301,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
           return session.ask({
             question: question.question,
             mode,
-            retrieve: question.retrieve ?? 64,
-            maxNewTokens: question.maxTokens ?? 64,
+            retrieve: question.retrieve ?? LIMITS.r.default,
+            maxNewTokens: question.maxTokens ?? LIMITS.maxTokens.default,
             ...(question.temperature !== undefined ? { temperature: question.temperature } : {}),
             ...(question.topP !== undefined ? { topP: question.topP } : {}),
             ...(question.seed !== undefined ? { seed: question.seed } : {}),

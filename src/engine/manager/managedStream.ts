@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { StreamSession } from '../streamSession.js';
+import { type PathRoots, publicMessage } from './publicMessage.js';
 import type { StreamIngest } from './streamIngest.js';
 import { type StreamRecord, writeRecord } from './streamRecord.js';
 import { ThumbnailStore } from './thumbnails.js';
@@ -41,7 +42,8 @@ export class ManagedStream {
     writeRecord(this.dir, this.record);
   }
 
-  status(questionsQueued: number): StreamStatus {
+  /** The status as callers see it: error messages without server paths (`roots`). */
+  status(questionsQueued: number, roots: PathRoots = {}): StreamStatus {
     const { record } = this;
     const source = this.ingest?.sourceStats() ?? null;
     const session = this.session?.stats() ?? null;
@@ -50,6 +52,8 @@ export class ManagedStream {
     const lastGap = source?.gaps.at(-1) ?? null;
     const durationS = this.ingest?.source?.probe?.durationS ?? this.durationS;
     const lastT = session?.lastFrameTime ?? null;
+    const state = this.state();
+    const error = this.unavailable ?? this.record.lastError ?? this.sourceError(state);
     return {
       id: record.id,
       name: record.name,
@@ -57,7 +61,7 @@ export class ManagedStream {
       origin: record.origin,
       kind: this.kind,
       live,
-      state: this.state(),
+      state,
       createdAt: record.createdAt,
       settings: {
         fps: record.settings.fps,
@@ -87,18 +91,23 @@ export class ManagedStream {
               lastGap: lastGap ? { startT: lastGap.startT, endT: lastGap.endT, reason: lastGap.reason } : null,
             }
           : null,
+      // Every stream has a position in stream time; only a finite source has a length to reach.
       progress:
         live === false
-          ? {
-              t: lastT ?? 0,
-              durationS,
-              fraction: record.completed ? 1 : durationS ? Math.min(1, (lastT ?? 0) / durationS) : null,
-            }
-          : null,
+          ? { t: lastT ?? 0, durationS, fraction: record.completed ? 1 : durationS ? Math.min(1, (lastT ?? 0) / durationS) : null }
+          : { t: lastT ?? 0, durationS: null, fraction: null },
       questions: { queued: questionsQueued, answered: this.answered },
       latestThumbnail: this.thumbnails.newestChunkId,
-      error: this.unavailable ?? record.lastError,
+      error: error ? { code: error.code, message: publicMessage(error.message, roots) } : null,
     };
+  }
+
+  /** While a live source is reconnecting (backing off, or connecting again after a failure): why it went down. */
+  private sourceError(state: StreamState): { code: string; message: string } | null {
+    const source = this.ingesting ? this.ingest?.sourceStats() : null;
+    if (!source?.lastError) return null;
+    if (state === 'backing-off' || (state === 'connecting' && source.consecutiveFailures > 0)) return { code: source.lastError.code, message: source.lastError.message };
+    return null;
   }
 
   private state(): StreamState {

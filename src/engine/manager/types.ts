@@ -63,11 +63,12 @@ export interface StreamStatus {
     queued: number;
     lastGap: { startT: number; endT: number | null; reason: string } | null;
   } | null;
-  /** Finite sources: how far ingest has got. */
-  progress: { t: number; durationS: number | null; fraction: number | null } | null;
+  /** How far the stream has got: `t` the newest stored stream time (0 before the first frame); `durationS` and `fraction` for finite sources (null for live ones, or before the probe). */
+  progress: { t: number; durationS: number | null; fraction: number | null };
   questions: { queued: number; answered: number };
   /** Chunk id of the newest thumbnail, null when there is none. */
   latestThumbnail: number | null;
+  /** Why the stream failed, is unavailable, or (live sources) is reconnecting; null otherwise. */
   error: { code: string; message: string } | null;
 }
 
@@ -141,7 +142,7 @@ export interface QuestionEvent {
 }
 
 export interface ManagerLimits {
-  /** Streams in one process. Default 32. */
+  /** Streams ingesting at once (ended, failed and stopped streams do not count); past it a create or start is refused (OVERLOADED). Default 32. */
   maxStreams: number;
   /** Questions queued or running per stream before 429. Default 4. */
   questionsPerStream: number;
