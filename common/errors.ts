@@ -19,7 +19,22 @@ export type VigilErrorCode =
   | 'INDEX_CORRUPT' // retrieval/: an index folder that is damaged, foreign, or disagrees with its own meta.
   // ingest/: sources that cannot be read, reached or decoded (docs/ingest.md lists which input gives which).
   | 'NOT_A_VIDEO' | 'CORRUPT_VIDEO' | 'UNSUPPORTED_CODEC' | 'SOURCE_UNREACHABLE' | 'SOURCE_AUTH' | 'SOURCE_NOT_FOUND' | 'SOURCE_TIMEOUT' | 'SOURCE_SCHEME' | 'SOURCE_STALLED' | 'SOURCE_FAILED' | 'FFMPEG_MISSING'
-  | 'STREAM_NOT_FOUND' | 'STREAM_EXISTS' | 'STREAM_UNAVAILABLE' | 'SOURCE_FORBIDDEN' | 'OVERLOADED' | 'CANCELLED'; // engine/manager: the multi-stream service.
+  | 'STREAM_NOT_FOUND' | 'STREAM_EXISTS' | 'STREAM_UNAVAILABLE' | 'SOURCE_FORBIDDEN' | 'OVERLOADED' | 'CANCELLED' // engine/manager: the multi-stream service.
+  // Server faults, never the caller's: a broken invariant (a bug), and use of an object after dispose().
+  | 'INTERNAL'
+  | 'DISPOSED';
+
+/** Every code once, in declaration order (for exhaustive tables and tests). */
+export const VIGIL_ERROR_CODES = [
+  'FILE_NOT_FOUND', 'NOT_A_MODEL', 'UNSUPPORTED_MODEL', 'CORRUPT_MODEL', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH', 'BAD_INPUT', 'BAD_CONFIG', 'UNKNOWN_PROBE_MODEL',
+  'STORE_CORRUPT', 'STORE_IO', 'STORE_CLOSED', 'INDEX_CORRUPT',
+  'NOT_A_VIDEO', 'CORRUPT_VIDEO', 'UNSUPPORTED_CODEC', 'SOURCE_UNREACHABLE', 'SOURCE_AUTH', 'SOURCE_NOT_FOUND', 'SOURCE_TIMEOUT', 'SOURCE_SCHEME', 'SOURCE_STALLED', 'SOURCE_FAILED', 'FFMPEG_MISSING',
+  'STREAM_NOT_FOUND', 'STREAM_EXISTS', 'STREAM_UNAVAILABLE', 'SOURCE_FORBIDDEN', 'OVERLOADED', 'CANCELLED',
+  'INTERNAL', 'DISPOSED',
+] as const satisfies readonly VigilErrorCode[];
+// The list above names every code: a code added to the union but not to the list fails to compile here.
+const _everyCodeListed: Exclude<VigilErrorCode, (typeof VIGIL_ERROR_CODES)[number]> extends never ? true : never = true;
+void _everyCodeListed;
 
 export class VigilError extends Error {
   override readonly name = 'VigilError';
@@ -34,4 +49,17 @@ export class VigilError extends Error {
 
 export function isVigilError(error: unknown): error is VigilError {
   return error instanceof VigilError;
+}
+
+/**
+ * Asserts something the code itself guarantees; a failure is a bug in Vigil, not the caller's
+ * mistake, so it is an INTERNAL error (HTTP 500), never BAD_INPUT.
+ */
+export function invariant(condition: unknown, message: string | (() => string)): asserts condition {
+  if (!condition) throw new VigilError('INTERNAL', `internal error: ${typeof message === 'function' ? message() : message}`);
+}
+
+/** The error for any use of an object after its dispose(). */
+export function disposedError(what: string): VigilError {
+  return new VigilError('DISPOSED', `${what} has been disposed`);
 }

@@ -49,7 +49,7 @@ function checkWritable(dir: string): void {
     fs.mkdirSync(dir, { recursive: true });
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (error) {
-    throw new VigilError('BAD_INPUT', `data folder ${dir} is not writable (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
+    throw new VigilError('STORE_IO', `data folder ${dir} is not writable (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
   }
 }
 
@@ -112,7 +112,7 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    if (options.signal?.aborted) throw new VigilError('BAD_INPUT', 'interrupted; the memory will be completed on the next run');
+    if (options.signal?.aborted) throw new VigilError('CANCELLED', 'interrupted; the memory will be completed on the next run');
     if (stored + result.framesEncoded === 0) throw new VigilError('NOT_A_VIDEO', `${file}: no frame could be sampled`);
     // Complete only once every chunk is durable: a crash before this line means a resume next time.
     await session.flush();

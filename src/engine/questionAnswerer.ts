@@ -168,7 +168,7 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
         ...ids.map((id): LayerSlice => {
           const chunk = loaded.chunks.get(id);
           const data = chunk?.layers.get(layer);
-          if (!chunk || !data) throw new VigilError('BAD_INPUT', `chunk ${id} layer ${layer} could not be loaded`);
+          if (!chunk || !data) throw new VigilError('STORE_IO', `chunk ${id} layer ${layer} could not be loaded`);
           return { chunkId: id, tStart: chunk.tStart, tokenCount: chunk.tokenCount, key: data.key, value: data.value };
         }),
         ...(options.includeWindow ? window.map((c) => layerSlice(c, layer)) : []),

@@ -7,7 +7,7 @@ import type { FrameChunk } from '../../memory/frameChunk.js';
 import { sliceTokens } from '../../memory/kvLayout.js';
 import { SlidingWindow } from '../../memory/slidingWindow.js';
 import { type LaidOutContext, WindowLayout } from '../../memory/windowLayout.js';
-import { VigilError } from '../../common/errors.js';
+import { invariant, VigilError } from '../../common/errors.js';
 import { LIMITS } from '../../common/settings.js';
 import { emptyKvCache, type KvCache } from '../model/kvCache.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
@@ -134,7 +134,7 @@ export class StreamEncoder {
 
   /** Encodes one preprocessed frame captured at stream time `t` (seconds). */
   async encodeFrame(image: PreprocessedImage, t: number, wallTime = Date.now()): Promise<EncodedFrame> {
-    if (image.count !== 1) throw new VigilError('BAD_INPUT', `a stream frame must be one image, got ${image.count}`);
+    invariant(image.count === 1, () => `a stream frame must be one image, got ${image.count}`);
     const started = performance.now();
     const features = await this.model.encodeImages(image);
     const visionMs = performance.now() - started;

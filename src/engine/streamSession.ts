@@ -188,19 +188,21 @@ export class StreamSession {
    */
   private commit(chunk: FrameChunk, timed: boolean): void {
     const writeStarted = performance.now();
-    const committed = this.store.append(chunk).then(
-      () => {
+    // Never rejects: a failed write or index update is kept in commitError (thrown by the next
+    // encode) and the promise leaves pendingCommits when it settles.
+    const committed: Promise<void> = this.store
+      .append(chunk)
+      .then(() => {
         const indexStarted = performance.now();
         this.times.push({ chunkId: chunk.chunkId, tStart: chunk.tStart, tEnd: chunk.tEnd });
         this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
         if (timed) this.addPhase('indexMs', performance.now() - indexStarted);
-      },
-      (error: unknown) => {
+      })
+      .catch((error: unknown) => {
         this.commitError ??= error;
-      },
-    );
+      })
+      .finally(() => this.pendingCommits.delete(committed));
     this.pendingCommits.add(committed);
-    void committed.finally(() => this.pendingCommits.delete(committed));
     if (timed) this.addPhase('storeWriteMs', performance.now() - writeStarted);
     this.lastT = chunk.tEnd;
   }
@@ -299,7 +301,7 @@ export class StreamSession {
   }
 
   private serialize<T>(task: () => Promise<T>): Promise<T> {
-    if (this.closed) return Promise.reject(new VigilError('BAD_INPUT', 'this stream session is closed'));
+    if (this.closed) return Promise.reject(new VigilError('DISPOSED', 'this stream session has been disposed'));
     const run = this.queue.then(task, task);
     this.queue = run.catch(() => undefined);
     return run;

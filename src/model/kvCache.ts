@@ -1,5 +1,5 @@
 import type ort from 'onnxruntime-node';
-import { VigilError } from '../../common/errors.js';
+import { invariant, VigilError } from '../../common/errors.js';
 import { emptyFloatTensor, type FloatType } from './tensors.js';
 
 /** Shape facts of a decoder's KV cache, read from the graph's past_key_values inputs. */
@@ -24,7 +24,7 @@ export class KvCache {
   readonly length: number;
 
   constructor(readonly layers: readonly KvLayer[]) {
-    if (layers.length === 0) throw new VigilError('BAD_INPUT', 'a KV cache needs at least one layer');
+    invariant(layers.length > 0, 'a KV cache needs at least one layer');
     const length = layers[0]!.key.dims[2]!;
     layers.forEach((layer, i) => {
       for (const [kind, tensor] of [['key', layer.key], ['value', layer.value]] as const) {

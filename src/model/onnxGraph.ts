@@ -117,7 +117,7 @@ export class OnnxGraph {
   async run(feeds: Record<string, ort.Tensor>, fetches?: readonly string[], into?: Readonly<Record<string, ort.Tensor>>): Promise<Record<string, ort.Tensor>> {
     for (const [name, info] of this.inputs) {
       const tensor = feeds[name];
-      if (!tensor) throw new VigilError('BAD_INPUT', `${this.name}: input '${name}' was not provided`);
+      if (!tensor) throw new VigilError('INTERNAL', `${this.name}: input '${name}' was not provided`);
       if (tensor.type !== info.type) {
         throw new VigilError('DTYPE_MISMATCH', `${this.name}: input '${name}' expects ${info.type} but got ${tensor.type}`);
       }
@@ -132,11 +132,11 @@ export class OnnxGraph {
       }
     }
     const extra = Object.keys(feeds).filter((n) => !this.inputs.has(n));
-    if (extra.length > 0) throw new VigilError('BAD_INPUT', `${this.name}: unexpected inputs ${extra.join(', ')}`);
+    if (extra.length > 0) throw new VigilError('INTERNAL', `${this.name}: unexpected inputs ${extra.join(', ')}`);
     if (into) {
       const outputs: Record<string, ort.Tensor | null> = Object.fromEntries((fetches ?? this.outputNames).map((name) => [name, null]));
       for (const [name, tensor] of Object.entries(into)) {
-        if (!(name in outputs)) throw new VigilError('BAD_INPUT', `${this.name}: '${name}' is not among the outputs fetched`);
+        if (!(name in outputs)) throw new VigilError('INTERNAL', `${this.name}: '${name}' is not among the outputs fetched`);
         outputs[name] = tensor;
       }
       const result = await this.session.run(feeds, outputs as ort.InferenceSession.FetchesType);

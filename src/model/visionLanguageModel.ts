@@ -153,6 +153,6 @@ export class VisionLanguageModel {
   }
 
   private assertOpen(): void {
-    if (this.disposed) throw new VigilError('BAD_INPUT', 'this model has been disposed');
+    if (this.disposed) throw new VigilError('DISPOSED', 'this model has been disposed');
   }
 }

@@ -422,7 +422,7 @@ function pack(
 ): PreprocessedImage {
   const plane = outHeight * outWidth;
   const floats = parts.length * 3 * plane;
-  if (out && out.length !== floats) throw new VigilError('BAD_INPUT', `the output buffer has ${out.length} floats; this image needs ${floats}`);
+  if (out && out.length !== floats) throw new VigilError('INTERNAL', `the output buffer has ${out.length} floats; this image needs ${floats}`);
   const pixelValues = out ?? new Float32Array(floats);
   parts.forEach(({ image, region }, index) => {
     const base = index * 3 * plane;
