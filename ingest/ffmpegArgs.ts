@@ -15,28 +15,28 @@ export interface NetworkOptions {
 
 export const DEFAULT_NETWORK: NetworkOptions = { rtspTransport: 'tcp', socketTimeoutS: 10 };
 
-/** Nested protocols ffmpeg may open for each kind of source (a URL cannot smuggle in file:, concat: ...). */
-export function protocolWhitelist(kind: SourceKind): string {
-  switch (kind) {
-    case 'rtsp':
-      return 'rtsp,rtsps,rtp,srtp,udp,tcp,tls';
-    case 'http':
-    case 'hls':
-      return 'http,https,tcp,tls,crypto';
-    default:
-      return 'file,crypto';
-  }
+/**
+ * How ffmpeg reaches one input, as the MediaGateway prepared it: a local file or one of Vigil's
+ * loopback relays, the demuxer Vigil chose, and the only protocols ffmpeg may open for it.
+ */
+export interface InputEndpoint {
+  transport: 'file' | 'http' | 'rtsp';
+  /** Forced demuxer (-f); null: ffmpeg's rtsp demuxer (the relay URL says rtsp://). */
+  demuxer: string | null;
+  /** -protocol_whitelist: a URL or a playlist cannot smuggle in file:, concat:, data: ... */
+  protocols: string;
 }
 
-/** Input options for reaching the source: transport, timeouts, protocol whitelist. */
-export function networkInputArgs(kind: SourceKind, caps: FfmpegCapabilities, net: NetworkOptions): string[] {
+/** Input options for reaching the source: protocol whitelist, demuxer, transport and timeouts. */
+export function networkInputArgs(endpoint: InputEndpoint, caps: FfmpegCapabilities, net: NetworkOptions): string[] {
   const micros = String(Math.round(net.socketTimeoutS * 1_000_000));
-  const args = ['-protocol_whitelist', protocolWhitelist(kind)];
-  if (kind === 'rtsp') {
+  const args = ['-protocol_whitelist', endpoint.protocols];
+  if (endpoint.demuxer) args.push('-f', endpoint.demuxer);
+  if (endpoint.transport === 'rtsp') {
     // 4.x: -timeout would make ffmpeg *listen* (it means listen_timeout there); -stimeout is the socket timeout.
     args.push('-rtsp_transport', net.rtspTransport, `-${caps.rtspSocketTimeoutOption}`, micros);
-  } else if (kind === 'http' || kind === 'hls') {
-    args.push('-rw_timeout', micros, '-user_agent', 'Vigil/0.1');
+  } else if (endpoint.transport === 'http') {
+    args.push('-rw_timeout', micros);
   }
   return args;
 }
@@ -90,9 +90,9 @@ export function videoFilter(plan: DecodePlan): string {
  * filter reports every decoded frame there (frames-decoded counter and the watchdog's heartbeat),
  * and showinfo reports every sampled frame's pts and size at info level.
  */
-export function decodeArgs(kind: SourceKind, caps: FfmpegCapabilities, net: NetworkOptions, plan: DecodePlan): DecodeArgs {
+export function decodeArgs(kind: SourceKind, endpoint: InputEndpoint, caps: FfmpegCapabilities, net: NetworkOptions, plan: DecodePlan): DecodeArgs {
   const inputOptions = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'repeat+level+debug'];
-  inputOptions.push(...networkInputArgs(kind, caps, net));
+  inputOptions.push(...networkInputArgs(endpoint, caps, net));
   // Network: the probe already knows the stream, so ffmpeg need not spend its default 5 s (in
   // practice ~2 s per RTSP connect, measuring the frame rate) analysing it again.
   if (kind !== 'file' && kind !== 'upload') inputOptions.push('-fflags', '+genpts+discardcorrupt', '-analyzeduration', String(plan.analyzeUs));
@@ -109,13 +109,13 @@ export function decodeArgs(kind: SourceKind, caps: FfmpegCapabilities, net: Netw
 }
 
 /** ffprobe: format, the first video stream and (optionally) its packets' keyframe flags for `scanS` seconds. */
-export function probeArgs(kind: SourceKind, caps: FfmpegCapabilities, net: NetworkOptions, input: string, scanS: number, analyzeUs = 0): string[] {
-  const args = ['-hide_banner', '-v', 'error', ...networkInputArgs(kind, caps, net)];
+export function probeArgs(kind: SourceKind, endpoint: InputEndpoint & { input: string }, caps: FfmpegCapabilities, net: NetworkOptions, scanS: number, analyzeUs = 0): string[] {
+  const args = ['-hide_banner', '-v', 'error', ...networkInputArgs(endpoint, caps, net)];
   if (kind !== 'file' && kind !== 'upload') args.push('-fflags', '+genpts');
   if (analyzeUs > 0) args.push('-analyzeduration', String(analyzeUs));
   args.push('-of', 'json', '-show_format', '-show_streams', '-select_streams', 'v:0');
   if (scanS > 0) args.push('-show_entries', 'packet=pts_time,dts_time,flags', '-read_intervals', `%+${formatNumber(scanS)}`);
-  args.push(input);
+  args.push(endpoint.input);
   return args;
 }
 

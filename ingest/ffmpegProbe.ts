@@ -7,7 +7,7 @@
  */
 import { VigilError } from '../common/errors.js';
 import { runChild } from './childRunner.js';
-import { networkInputArgs, type NetworkOptions } from './ffmpegArgs.js';
+import { type InputEndpoint, networkInputArgs, type NetworkOptions } from './ffmpegArgs.js';
 import type { FfmpegBinary } from './ffmpegBinary.js';
 import { keyframeSpacing } from './keyframeSpacing.js';
 import { ffmpegFailure, redactInText } from './ffmpegErrors.js';
@@ -16,6 +16,7 @@ import type { KeyframeInfo, ProbeInfo } from './types.js';
 
 export interface FfmpegProbeOptions {
   net: NetworkOptions;
+  endpoint: InputEndpoint & { input: string };
   keyframeScanS: number;
   timeoutMs: number;
   analyzeUs: number;
@@ -23,9 +24,9 @@ export interface FfmpegProbeOptions {
 }
 
 export async function probeWithFfmpeg(spec: SourceSpec, binary: FfmpegBinary, options: FfmpegProbeOptions): Promise<ProbeInfo> {
-  const args = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'level+info', ...networkInputArgs(spec.kind, binary.caps, options.net)];
+  const args = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'level+info', ...networkInputArgs(options.endpoint, binary.caps, options.net)];
   if (options.analyzeUs > 0) args.push('-analyzeduration', String(options.analyzeUs));
-  args.push('-i', spec.input, '-map', '0:v:0', '-c', 'copy');
+  args.push('-i', options.endpoint.input, '-map', '0:v:0', '-c', 'copy');
   args.push(...(options.keyframeScanS > 0 ? ['-t', String(options.keyframeScanS)] : ['-frames:v', '1']));
   args.push('-f', 'framecrc', 'pipe:1');
   const started = Date.now();

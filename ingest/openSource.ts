@@ -2,6 +2,7 @@
  * Opening a source: check the input (scheme, file), pick the ffmpeg build, spool an upload, and
  * start the source's connect loop. Returns at once; frames follow asynchronously.
  */
+import path from 'node:path';
 import { VigilError } from '../common/errors.js';
 import { resolveFfmpeg } from './ffmpegBinary.js';
 import { type OpenSourceOptions, resolveOptions } from './options.js';
@@ -21,7 +22,8 @@ export async function openSource(input: SourceInput, options: OpenSourceOptions 
   const binary = resolveFfmpeg(options.ffmpeg);
   if (isUploadInput(input)) {
     const file = await spoolUpload(input);
-    const spec = { ...parseSource(file), kind: 'upload' as const, display: input.name ? `upload:${input.name}` : `upload:${file}` };
+    // The display never names the spool path (it would reach API errors and statuses).
+    const spec = { ...parseSource(file), kind: 'upload' as const, display: `upload:${input.name ?? path.basename(file)}` };
     return new VideoSource(spec, binary, resolved, file);
   }
   if (typeof input !== 'string') throw new VigilError('BAD_INPUT', 'A source is a path, a URL or an upload.');

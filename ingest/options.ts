@@ -5,6 +5,7 @@
 import { VigilError } from '../common/errors.js';
 import { DEFAULT_BACKOFF } from './backoff.js';
 import type { FfmpegBinary } from './ffmpegBinary.js';
+import { OutboundPolicy } from './net/outboundPolicy.js';
 import type { BackoffOptions, DecodeMode, OutputSize, QueueOptions, VideoInfo } from './types.js';
 
 export interface OpenSourceOptions {
@@ -44,6 +45,12 @@ export interface OpenSourceOptions {
   scaleFlags?: 'bicubic' | 'bilinear' | 'area' | 'lanczos' | 'neighbor' | 'fast_bilinear';
   /** Delete this file when the source stops (used for spooled uploads). */
   deleteOnStop?: string;
+  /**
+   * Which addresses the source, its redirects, playlists, segments and RTSP redirects may reach.
+   * Default OutboundPolicy.trusted (everything: the operator's own sources); the service passes the
+   * URL policy for sources from API callers.
+   */
+  policy?: OutboundPolicy;
 }
 
 export interface ResolvedOptions {
@@ -63,6 +70,7 @@ export interface ResolvedOptions {
   probeTimeoutS: number | null;
   threads: number;
   scaleFlags: string;
+  policy: OutboundPolicy;
 }
 
 function positive(name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -114,6 +122,7 @@ export function resolveOptions(options: OpenSourceOptions): ResolvedOptions {
     probeTimeoutS: options.probeTimeoutS === undefined ? null : positive('probeTimeoutS', options.probeTimeoutS, 30),
     threads: options.threads ?? 0,
     scaleFlags: options.scaleFlags ?? 'bicubic',
+    policy: options.policy ?? OutboundPolicy.trusted,
   };
 }
 

@@ -3,11 +3,9 @@
  * seconds (which decides whether keyframe-only decoding can serve the requested sample rate).
  * Every failure becomes a VigilError with the reason (see `ffmpegErrors.ts`).
  */
-import { lookup } from 'node:dns/promises';
-import fs from 'node:fs';
 import { VigilError } from '../common/errors.js';
 import { runChild } from './childRunner.js';
-import { type NetworkOptions, probeArgs } from './ffmpegArgs.js';
+import { type InputEndpoint, type NetworkOptions, probeArgs } from './ffmpegArgs.js';
 import type { FfmpegBinary } from './ffmpegBinary.js';
 import { keyframeSpacing } from './keyframeSpacing.js';
 import { ffmpegFailure, redactInText } from './ffmpegErrors.js';
@@ -17,6 +15,8 @@ import type { KeyframeInfo, ProbeInfo, VideoInfo } from './types.js';
 
 export interface ProbeOptions {
   net: NetworkOptions;
+  /** What ffprobe opens (MediaGateway): a checked file or a loopback relay, never the source URL. */
+  endpoint: InputEndpoint & { input: string };
   /** Seconds of stream whose packet flags are read to measure the keyframe interval (0 = skip). */
   keyframeScanS: number;
   /** Hard limit for the whole probe (ms). */
@@ -29,26 +29,11 @@ type Json = Record<string, unknown>;
 const CRASH_SIGNALS = new Set<string>(['SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGABRT', 'SIGFPE']);
 
 /**
- * Resolves a URL's host name in Node first: the npm 4.1 static build crashes (SIGSEGV) on DNS
- * lookups, and a clear "cannot resolve" beats a crash report on any build.
- */
-export async function checkHostResolves(spec: SourceSpec): Promise<void> {
-  if (spec.kind === 'file' || spec.kind === 'upload') return;
-  const host = new URL(spec.input).hostname.replace(/^\[|\]$/g, '');
-  try {
-    await lookup(host);
-  } catch (error) {
-    throw new VigilError('SOURCE_UNREACHABLE', `Cannot read video source "${spec.display}": cannot resolve host name "${host}" (${(error as NodeJS.ErrnoException).code ?? 'DNS error'}).`, { cause: error });
-  }
-}
-
-/**
  * Network streams are first analysed for 1 s (ffprobe's default 5 s costs ~2 s per RTSP connect,
  * spent measuring the frame rate, which the keyframe scan's packets give anyway); if that was too
  * short to learn the picture size, once more with the default.
  */
 export async function probeSource(spec: SourceSpec, binary: FfmpegBinary, options: ProbeOptions): Promise<ProbeInfo> {
-  await checkHostResolves(spec);
   const network = spec.kind !== 'file' && spec.kind !== 'upload';
   if (!network) return probeOnce(spec, binary, options, 0);
   try {
@@ -60,7 +45,7 @@ export async function probeSource(spec: SourceSpec, binary: FfmpegBinary, option
 }
 
 async function probeOnce(spec: SourceSpec, binary: FfmpegBinary, options: ProbeOptions, analyzeUs: number): Promise<ProbeInfo> {
-  const args = probeArgs(spec.kind, binary.probeCaps, options.net, spec.input, options.keyframeScanS, analyzeUs);
+  const args = probeArgs(spec.kind, options.endpoint, binary.probeCaps, options.net, options.keyframeScanS, analyzeUs);
   const started = Date.now();
   const result = await runChild(binary.ffprobePath, args, {
     timeoutMs: options.timeoutMs,
@@ -70,16 +55,13 @@ async function probeOnce(spec: SourceSpec, binary: FfmpegBinary, options: ProbeO
   if (result.aborted) throw new VigilError('SOURCE_FAILED', `Probing "${spec.display}" was cancelled.`);
   if (result.spawnError || (result.signal !== null && CRASH_SIGNALS.has(result.signal))) {
     // A missing or crashing ffprobe (the npm one dies on every MPEG-TS input): ask ffmpeg instead.
-    return probeWithFfmpeg(spec, binary, { net: options.net, keyframeScanS: options.keyframeScanS, timeoutMs: options.timeoutMs, analyzeUs, ...(options.signal ? { signal: options.signal } : {}) });
+    return probeWithFfmpeg(spec, binary, { net: options.net, endpoint: options.endpoint, keyframeScanS: options.keyframeScanS, timeoutMs: options.timeoutMs, analyzeUs, ...(options.signal ? { signal: options.signal } : {}) });
   }
   const lines = result.stderrLines.map(redactInText);
   if (result.timedOut) {
     throw new VigilError('SOURCE_TIMEOUT', `Cannot read video source "${spec.display}": no usable answer within ${Math.round(options.timeoutMs / 1000)} s (probe timeout).`);
   }
   if (result.code !== 0) {
-    if ((spec.kind === 'file' || spec.kind === 'upload') && !looksLikeIsoMedia(spec.input) && lines.some((l) => /moov atom not found/.test(l))) {
-      throw new VigilError('NOT_A_VIDEO', `"${spec.display}" is not a video (its name says MP4, its content is not).`);
-    }
     throw ffmpegFailure(spec.display, 'probing', lines, { code: result.code, signal: result.signal }, { kind: spec.kind, elapsedMs: Date.now() - started, socketTimeoutS: options.net.socketTimeoutS });
   }
   let json: Json;
@@ -89,19 +71,6 @@ async function probeOnce(spec: SourceSpec, binary: FfmpegBinary, options: ProbeO
     throw new VigilError('SOURCE_FAILED', `ffprobe gave unreadable output for "${spec.display}".`, { cause: error });
   }
   return parseProbe(json, spec.display);
-}
-
-/** Whether a file starts like an ISO media file (MP4/MOV box). A truncated MP4 does; a text file does not. */
-function looksLikeIsoMedia(file: string): boolean {
-  try {
-    const fd = fs.openSync(file, 'r');
-    const head = Buffer.alloc(12);
-    fs.readSync(fd, head, 0, 12, 0);
-    fs.closeSync(fd);
-    return /^(ftyp|moov|mdat|free|wide|skip|pnot|uuid)$/.test(head.subarray(4, 8).toString('latin1'));
-  } catch {
-    return true;
-  }
 }
 
 export function parseProbe(json: Json, display: string): ProbeInfo {

@@ -15,7 +15,7 @@ import { VigilError } from '../common/errors.js';
 export interface UploadInput {
   /** The uploaded bytes: a stream (e.g. an HTTP request body) or a buffer. */
   upload: Readable | Uint8Array;
-  /** Original file name, for the extension (ffmpeg guesses some containers from it) and messages. */
+  /** Original file name, for messages only (the container is sniffed from the content). */
   name?: string;
   /** Refuse uploads larger than this. Default 4 GiB. */
   maxBytes?: number;
@@ -32,9 +32,9 @@ export function uploadsDir(): string {
 /** Writes the upload to `uploadsDir()`; returns the path. Partial files are removed on failure. */
 export async function spoolUpload(input: UploadInput): Promise<string> {
   const maxBytes = input.maxBytes ?? 4 * 1024 ** 3;
-  const ext = input.name ? path.extname(input.name).replace(/[^.\w]/g, '').slice(0, 10) : '';
   fs.mkdirSync(uploadsDir(), { recursive: true });
-  const file = path.join(uploadsDir(), `${randomUUID()}${ext || '.bin'}`);
+  // No extension from the caller: the demuxer is chosen from the content (mediaGateway.ts), never the name.
+  const file = path.join(uploadsDir(), `${randomUUID()}.upload`);
   try {
     if (input.upload instanceof Uint8Array) {
       if (input.upload.length > maxBytes) throw tooLarge(maxBytes);

@@ -91,28 +91,35 @@ describe('ffmpeg version detection and arguments', () => {
   });
 
   it('builds RTSP options per version (never -timeout on 4.x, where it means listen)', () => {
-    const old = networkInputArgs('rtsp', capabilitiesOf(parseVersionOutput(V41)), NET);
+    const RTSP = { transport: 'rtsp', demuxer: null, protocols: 'rtsp,rtp,udp,tcp' } as const;
+    const HTTP = { transport: 'http', demuxer: 'mov', protocols: 'http,tcp' } as const;
+    const old = networkInputArgs(RTSP, capabilitiesOf(parseVersionOutput(V41)), NET);
     assert.ok(old.includes('-stimeout'));
     assert.ok(!old.includes('-timeout'));
     assert.equal(old[old.indexOf('-stimeout') + 1], '10000000');
-    const recent = networkInputArgs('rtsp', capabilitiesOf(parseVersionOutput(V51)), { rtspTransport: 'udp', socketTimeoutS: 2.5 });
+    const recent = networkInputArgs(RTSP, capabilitiesOf(parseVersionOutput(V51)), { rtspTransport: 'udp', socketTimeoutS: 2.5 });
     assert.equal(recent[recent.indexOf('-timeout') + 1], '2500000');
     assert.equal(recent[recent.indexOf('-rtsp_transport') + 1], 'udp');
-    const http = networkInputArgs('http', capabilitiesOf(parseVersionOutput(V41)), NET);
+    const http = networkInputArgs(HTTP, capabilitiesOf(parseVersionOutput(V41)), NET);
     assert.equal(http[http.indexOf('-rw_timeout') + 1], '10000000');
     assert.ok(http.every((a) => !a.includes(' ')), 'fluent-ffmpeg splits arguments that contain one space');
-    assert.equal(http[http.indexOf('-protocol_whitelist') + 1], 'http,https,tcp,tls,crypto');
+    // ffmpeg reaches only Vigil's loopback relay, with the demuxer Vigil chose: no tls, no playlists.
+    assert.equal(http[http.indexOf('-protocol_whitelist') + 1], 'http,tcp');
+    assert.equal(http[http.indexOf('-f') + 1], 'mov');
+    assert.ok(!old.includes('-f'), 'rtsp: the relay URL picks the rtsp demuxer');
   });
 
   it('uses -vsync before 5.1 and -fps_mode after, and keyframe skipping only when asked', () => {
-    const a41 = decodeArgs('file', capabilitiesOf(parseVersionOutput(V41)), NET, PLAN);
+    const FILE = { transport: 'file', demuxer: 'matroska', protocols: 'file' } as const;
+    const a41 = decodeArgs('file', FILE, capabilitiesOf(parseVersionOutput(V41)), NET, PLAN);
     assert.ok(a41.outputOptions.includes('-vsync') && !a41.outputOptions.includes('-fps_mode'));
     assert.ok(!a41.inputOptions.includes('-skip_frame'));
-    const a51 = decodeArgs('file', capabilitiesOf(parseVersionOutput(V51)), NET, { ...PLAN, mode: 'keyframes', startAtS: 12 });
+    const a51 = decodeArgs('file', FILE, capabilitiesOf(parseVersionOutput(V51)), NET, { ...PLAN, mode: 'keyframes', startAtS: 12 });
     assert.ok(a51.outputOptions.includes('-fps_mode') && !a51.outputOptions.includes('-vsync'));
     assert.equal(a51.inputOptions[a51.inputOptions.indexOf('-skip_frame') + 1], 'nokey');
     assert.equal(a51.inputOptions[a51.inputOptions.indexOf('-ss') + 1], '12');
     assert.ok([...a41.inputOptions, ...a41.outputOptions, a41.filter].every((a) => !a.includes(' ')));
+    assert.deepEqual(a41.inputOptions.slice(a41.inputOptions.indexOf('-protocol_whitelist'), a41.inputOptions.indexOf('-protocol_whitelist') + 4), ['-protocol_whitelist', 'file', '-f', 'matroska']);
   });
 
   it('samples by pts bins and scales only when asked', () => {
@@ -121,9 +128,9 @@ describe('ffmpeg version detection and arguments', () => {
     assert.match(videoFilter({ ...PLAN, size: { width: 64, height: 36 } }), /scale=64:36:flags=bicubic,setsar=1,format=rgb24,showinfo$/);
     assert.doesNotMatch(videoFilter(PLAN), /scale/);
     assert.match(videoFilter({ ...PLAN, sar: 16 / 11 }), /scale='trunc\(iw\*sar\/2\)\*2':ih/);
-    const probe = probeArgs('rtsp', capabilitiesOf(parseVersionOutput(V51)), NET, 'rtsp://h/x', 2.5);
+    const probe = probeArgs('rtsp', { transport: 'rtsp', demuxer: null, protocols: 'rtsp,rtp,udp,tcp', input: 'rtsp://127.0.0.1:9/x' }, capabilitiesOf(parseVersionOutput(V51)), NET, 2.5);
     assert.equal(probe[probe.indexOf('-read_intervals') + 1], '%+2.5');
-    assert.equal(probe.at(-1), 'rtsp://h/x');
+    assert.equal(probe.at(-1), 'rtsp://127.0.0.1:9/x');
   });
 
   it('computes output sizes from display aspect and rotation', () => {

@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { parseSource, redactUrl, type SourceSpec } from '../../../ingest/index.js';
 import { VigilError } from '../../../common/errors.js';
-import { AddressSet, PRIVATE_RANGES } from './networkPolicy.js';
+import { AddressSet, PRIVATE_RANGES } from '../../../ingest/net/addressSet.js';
 
 export interface SourcePolicyOptions {
   /** URL schemes a stream source may use. Default rtsp, rtsps, http, https (file sources need `filesDir`). */

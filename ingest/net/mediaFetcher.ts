@@ -1,0 +1,156 @@
+/**
+ * HTTP(S) requests for video sources, made by Vigil and never by ffmpeg: every connection goes
+ * through the OutboundPolicy (undici's connect hook resolves and checks the address of every
+ * connection: the first, each redirect's, each keep-alive reconnect's), redirects are followed here
+ * one hop at a time (at most 5, http(s) only), and credentials from the source URL are sent only to
+ * that URL's own origin.
+ */
+import net from 'node:net';
+import type { Readable } from 'node:stream';
+import { Agent, buildConnector, request } from 'undici';
+import { VigilError, isVigilError } from '../../common/errors.js';
+import { networkError, type OutboundPolicy } from './outboundPolicy.js';
+
+export { networkError };
+
+const MAX_REDIRECTS = 5;
+const USER_AGENT = 'Vigil/0.1';
+
+export interface MediaFetcherOptions {
+  policy: OutboundPolicy;
+  /** The source URL without credentials, for messages. */
+  display: string;
+  /** Connect, first-byte and between-bytes timeout (the source's socket timeout). */
+  timeoutMs: number;
+}
+
+export interface MediaResponse {
+  /** The URL that answered (after redirects), without credentials. */
+  url: URL;
+  status: number;
+  headers: Record<string, string>;
+  body: Readable;
+}
+
+export class MediaFetcher {
+  private readonly agent: Agent;
+  private disposed = false;
+
+  constructor(private readonly options: MediaFetcherOptions) {
+    const base = buildConnector({ timeout: options.timeoutMs });
+    this.agent = new Agent({
+      connect: (opts, callback) => {
+        options.policy.resolve(opts.hostname, options.display).then(
+          (addresses) => {
+            const bare = opts.hostname.replace(/^\[(.*)\]$/, '$1');
+            const servername = opts.servername ?? (net.isIP(bare) ? undefined : bare);
+            base({ ...opts, hostname: addresses[0]!, ...(servername ? { servername } : {}) }, callback);
+          },
+          (error: Error) => callback(error, null),
+        );
+      },
+    });
+  }
+
+  /**
+   * GET `url` (credentials in its userinfo are used for its own origin only), following redirects.
+   * Resolves with a 2xx response; throws a VigilError for anything else (the body is discarded).
+   */
+  async get(url: URL, init: { range?: string; signal?: AbortSignal } = {}): Promise<MediaResponse> {
+    if (this.disposed) throw new VigilError('CANCELLED', `fetching "${this.options.display}" after its source stopped`);
+    const origin = url.origin;
+    const auth = url.username || url.password ? `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}` : null;
+    let current = withoutCredentials(url);
+    for (let hop = 0; ; hop++) {
+      const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept: '*/*' };
+      if (init.range) headers['range'] = init.range;
+      if (auth && current.origin === origin) headers['authorization'] = auth;
+      let response: Awaited<ReturnType<typeof request>>;
+      try {
+        response = await request(current, {
+          dispatcher: this.agent,
+          method: 'GET',
+          headers,
+          headersTimeout: this.options.timeoutMs,
+          bodyTimeout: this.options.timeoutMs,
+          ...(init.signal ? { signal: init.signal } : {}),
+        });
+      } catch (error) {
+        throw networkError(error, this.options.display, init.signal);
+      }
+      const status = response.statusCode;
+      if (status >= 300 && status < 400 && status !== 304) {
+        response.body.destroy();
+        const location = header(response.headers, 'location');
+        if (!location) throw new VigilError('SOURCE_FAILED', `"${this.options.display}": the server answered ${status} without a Location.`);
+        if (hop >= MAX_REDIRECTS) throw new VigilError('SOURCE_FAILED', `"${this.options.display}": more than ${MAX_REDIRECTS} redirects.`);
+        let next: URL;
+        try {
+          next = new URL(location, current);
+        } catch (error) {
+          throw new VigilError('SOURCE_FAILED', `"${this.options.display}": the server redirected to an invalid URL.`, { cause: error });
+        }
+        if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+          throw new VigilError('SOURCE_FORBIDDEN', `"${this.options.display}" redirects to a ${next.protocol} URL; only http(s) redirects are followed.`);
+        }
+        current = withoutCredentials(next);
+        continue;
+      }
+      if (status < 200 || status >= 300) {
+        response.body.destroy();
+        throw statusError(status, this.options.display);
+      }
+      const flat: Record<string, string> = {};
+      for (const [k, v] of Object.entries(response.headers)) if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(', ') : v;
+      return { url: current, status, headers: flat, body: response.body };
+    }
+  }
+
+  /** GET a small text resource (a playlist), at most `maxBytes`. */
+  async text(url: URL, maxBytes: number, signal?: AbortSignal): Promise<{ url: URL; text: string }> {
+    const response = await this.get(url, signal ? { signal } : {});
+    const chunks: Buffer[] = [];
+    let total = 0;
+    try {
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        total += chunk.length;
+        if (total > maxBytes) throw new VigilError('SOURCE_FAILED', `"${this.options.display}": the playlist is larger than ${maxBytes >> 20} MiB.`);
+        chunks.push(chunk);
+      }
+    } catch (error) {
+      response.body.destroy();
+      throw isVigilError(error) ? error : networkError(error, this.options.display, signal);
+    }
+    return { url: response.url, text: Buffer.concat(chunks).toString('utf8') };
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.agent.destroy();
+  }
+}
+
+function withoutCredentials(url: URL): URL {
+  const copy = new URL(url.href);
+  copy.username = '';
+  copy.password = '';
+  return copy;
+}
+
+function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** An HTTP status as the same error ffmpeg's message would have given (see ffmpegErrors.ts). */
+export function statusError(status: number, display: string): VigilError {
+  const prefix = `Cannot read video source "${display}"`;
+  if (status === 401 || status === 403) {
+    const text = status === 401 ? '401 Unauthorized' : '403 Forbidden';
+    return new VigilError('SOURCE_AUTH', `${prefix}: the server refused the credentials (${text}): check user and password in the URL.`);
+  }
+  if (status === 404) return new VigilError('SOURCE_NOT_FOUND', `${prefix}: the server has no such stream or file (404 Not Found): check the path.`);
+  if (status >= 400 && status < 500) return new VigilError('SOURCE_NOT_FOUND', `${prefix}: the server rejected the request (HTTP ${status}).`);
+  return new VigilError('SOURCE_UNREACHABLE', `${prefix}: the server failed (HTTP ${status}).`);
+}
