@@ -97,8 +97,10 @@ export class ChunkStore {
   readonly dtype: KvStorageDtype;
   readonly fsync: FsyncPolicy;
   readonly retention: RetentionPolicy | undefined;
-  /** What open() found and repaired. */
+  /** What open() found and repaired (read-only stores: nothing, recovery does not run). */
   readonly recovery: RecoveryReport;
+  /** Opened with `readOnly`: nothing is ever written (see ChunkStoreOptions.readOnly). */
+  readonly readOnly: boolean;
 
   private readonly opts: ResolvedOptions;
   private readonly manifest: Manifest;
@@ -132,25 +134,29 @@ export class ChunkStore {
     this.retention = opts.retention;
     this.onChunksRemoved = hooks.onChunksRemoved;
     this.afterPayloadWrite = hooks.afterPayloadWrite;
+    const readOnly = hooks.readOnly ?? false;
+    this.readOnly = readOnly;
 
     if (!fs.existsSync(opts.dir)) {
-      if (!opts.create) throw new VigilError('FILE_NOT_FOUND', `memory store folder ${opts.dir} does not exist`);
+      if (!opts.create || readOnly) throw new VigilError('FILE_NOT_FOUND', `memory store folder ${opts.dir} does not exist`);
       fs.mkdirSync(opts.dir, { recursive: true });
     }
     const manifestPath = path.join(opts.dir, MANIFEST_FILE);
     const isNew = !fs.existsSync(manifestPath);
-    if (isNew && !opts.create) throw new VigilError('FILE_NOT_FOUND', `no memory store in ${opts.dir} (no ${MANIFEST_FILE})`);
-    this.releaseLock = acquireStoreLock(opts.dir);
+    if (isNew && (!opts.create || readOnly)) throw new VigilError('FILE_NOT_FOUND', `no memory store in ${opts.dir} (no ${MANIFEST_FILE})`);
+    // A reader takes no lock: the writer (a running server) keeps it, and nothing here writes.
+    this.releaseLock = readOnly ? () => undefined : acquireStoreLock(opts.dir);
     let manifest: Manifest | undefined;
     try {
       try {
-        manifest = new Manifest(manifestPath, opts.fsync !== 'none');
+        manifest = new Manifest(manifestPath, opts.fsync !== 'none', readOnly);
       } catch (e) {
         throw new VigilError('STORE_CORRUPT', `${manifestPath} is not a readable manifest: ${(e as Error).message}`, { cause: e });
       }
       this.manifest = manifest;
       let meta = this.manifest.readMeta();
       if (meta === undefined) {
+        if (readOnly) throw new VigilError('STORE_CORRUPT', `memory store ${opts.dir} has no metadata yet`);
         if (opts.geometry === undefined) {
           throw new VigilError('BAD_CONFIG', `memory store ${opts.dir} is new: options.geometry is required`);
         }
@@ -173,9 +179,17 @@ export class ChunkStore {
       this.geometry = stored;
       this.dtype = opts.dtype ?? meta.dtype;
 
-      const { report, maxSegmentSeen } = recoverStore(opts.dir, this.manifest, meta, stored, opts.recoveryCheck);
-      this.recovery = report;
-      this.manifest.beginSession(opts.fsync);
+      let maxSegmentSeen: number;
+      if (readOnly) {
+        // Recovery repairs (truncates, deletes, drops rows): a reader only looks at committed rows.
+        this.recovery = { cleanShutdown: meta.cleanShutdown, droppedChunks: [], truncatedSegments: [], deletedSegments: [], checkedPayloads: 0 };
+        maxSegmentSeen = Math.max(-1, ...listSegmentFiles(opts.dir).map((f) => f.segment));
+      } else {
+        const recovered = recoverStore(opts.dir, this.manifest, meta, stored, opts.recoveryCheck);
+        this.recovery = recovered.report;
+        maxSegmentSeen = recovered.maxSegmentSeen;
+        this.manifest.beginSession(opts.fsync);
+      }
 
       const files = listSegmentFiles(opts.dir);
       const summaries = new Map(this.manifest.segmentSummaries().map((s) => [s.segment, s]));
@@ -382,6 +396,7 @@ export class ChunkStore {
    */
   applyRetention(policy: RetentionPolicy | undefined = this.retention): RetentionResult {
     this.assertOpen();
+    this.assertNotReadOnly();
     return this.retain(policy);
   }
 
@@ -428,7 +443,8 @@ export class ChunkStore {
     try {
       return await verifyStore(this.readCtx, this.manifest, {
         dir: this.dir,
-        activeSegment: this.active?.segment ?? null,
+        // A reader beside a live writer: the newest segment may be one the writer has just started.
+        activeSegment: this.readOnly ? (listSegmentFiles(this.dir).at(-1)?.segment ?? null) : (this.active?.segment ?? null),
         maxGapBytes: READ_MERGE_GAP_BYTES,
         maxRunBytes: READ_RUN_BYTES,
         concurrency: READ_CONCURRENCY,
@@ -441,6 +457,7 @@ export class ChunkStore {
   /** Removes rows (e.g. the damaged ones verify() found); their bytes stay as holes. Returns the ids removed. */
   dropChunks(ids: readonly number[]): number[] {
     this.assertOpen();
+    this.assertNotReadOnly();
     const removed = this.manifest.deleteChunks(ids);
     for (const id of removed) this.cache.delete(id);
     this.refreshSegmentSummaries();
@@ -465,6 +482,7 @@ export class ChunkStore {
   /** Records an outage in the stream timeline (kept until retention passes it). */
   recordGap(gap: StreamGap): void {
     this.assertOpen();
+    this.assertNotReadOnly();
     if (!Number.isFinite(gap.tStart) || !Number.isFinite(gap.tEnd) || gap.tEnd < gap.tStart) {
       throw new VigilError('BAD_INPUT', `recordGap: need finite tStart <= tEnd, got ${gap.tStart}..${gap.tEnd}`);
     }
@@ -556,7 +574,7 @@ export class ChunkStore {
         this.active = null;
       }
       // Everything is on disk now (whatever the policy), so the next open needs no payload check.
-      if (clean) this.manifest.endSession(Math.max(0, ...this.segments.keys()));
+      if (clean && !this.readOnly) this.manifest.endSession(Math.max(0, ...this.segments.keys()));
     } finally {
       this.readers.closeAll();
       this.manifest.close();
@@ -571,8 +589,13 @@ export class ChunkStore {
     if (this.closed || this.closing) throw new VigilError('STORE_CLOSED', `memory store ${this.dir} is closed`);
   }
 
+  private assertNotReadOnly(): void {
+    if (this.readOnly) throw new VigilError('BAD_INPUT', `memory store ${this.dir} is open read-only`);
+  }
+
   private assertWritable(): void {
     this.assertOpen();
+    this.assertNotReadOnly();
     if (this.failure !== null) throw this.failure;
   }
 

@@ -105,8 +105,16 @@ export class Manifest {
   private readonly commitRows: (rows: ChunkRow[]) => void;
   private locationsStmt: Database.Statement | undefined;
 
-  constructor(path: string, durable: boolean) {
-    this.db = new Database(path);
+  /** `readOnly`: a reader beside a live writer (WAL): no schema changes, no pragma writes, no writes at all. */
+  constructor(path: string, durable: boolean, readOnly = false) {
+    this.db = new Database(path, readOnly ? { readonly: true, fileMustExist: true } : {});
+    if (readOnly) {
+      this.insertStmt = this.db.prepare('SELECT 1');
+      this.commitRows = () => {
+        throw new Error('the manifest is open read-only');
+      };
+      return;
+    }
     this.db.pragma('journal_mode = WAL');
     // FULL: a commit is on disk when it returns (the WAL is fsynced), which is what "reported as
     // committed" promises. With fsync 'none' nothing is promised past a process crash: NORMAL.

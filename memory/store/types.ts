@@ -58,6 +58,12 @@ export interface ChunkStoreOptions {
   /** Create the store if the folder has none. Default true; false gives STORE_CORRUPT/FILE_NOT_FOUND. */
   create?: boolean;
   /**
+   * Inspect only (stats, reads, verify), also while another process writes the store: the manifest
+   * is opened read-only, no lock is taken, recovery does not run (its report is empty) and nothing
+   * is ever written; appends, retention, dropChunks and recordGap throw. Implies `create: false`.
+   */
+  readOnly?: boolean;
+  /**
    * Called with chunk ids removed by automatic retention, after their rows are gone, so the caller can
    * drop them from its indices. (applyRetention() returns them instead.)
    */

@@ -76,6 +76,57 @@ describe('vigil store', () => {
     assert.match(after.stdout, /index consistent/);
   });
 
+  it('stats and verify inspect a store that a live writer holds, read-only: no lock taken, nothing changed', async () => {
+    // This process holds the stream open (its store lock, a WAL manifest with an open session), as `vigil serve` does.
+    const model = await VisionLanguageModel.load(probeModelDir('probe-random-tiny'));
+    const dir = streamDir(data, 'live-1');
+    const session = await StreamSession.open(model, { dir, windowFrames: 2 });
+    const kv = path.join(dir, 'kv');
+    const snapshot = () =>
+      fs.readdirSync(kv).filter((f) => f !== 'LOCK' && !f.startsWith('manifest.sqlite')).sort().map((f) => {
+        const st = fs.statSync(path.join(kv, f));
+        return `${f}:${st.size}:${st.mtimeMs}`;
+      });
+    try {
+      const random = mulberry32(5);
+      for (let i = 0; i < 5; i++) {
+        const pixelValues = Float32Array.from({ length: 3 * 64 * 64 }, () => random() * 2 - 1);
+        await session.addFrame({ pixelValues, count: 1, height: 64, width: 64, rows: 0, cols: 0 }, i);
+      }
+      await session.store.flush();
+      const lock = fs.readFileSync(path.join(kv, 'LOCK'), 'utf8');
+      assert.equal(lock, String(process.pid));
+      const before = snapshot();
+      const rows = () => (session.store.stats().chunkCount);
+
+      const stats = await runVigil(['store', 'stats', '--data', data, '--stream', 'live-1', '--json']);
+      assert.equal(stats.code, 0, stats.stderr);
+      const [s] = JSON.parse(stats.stdout) as Array<{ chunkCount: number; tEnd: number }>;
+      assert.equal(s!.chunkCount, 5);
+      assert.equal(s!.tEnd, 4);
+      const verify = await runVigil(['store', 'verify', '--data', data, '--stream', 'live-1']);
+      assert.equal(verify.code, 0, verify.stderr);
+      assert.match(verify.stdout, /live-1: 5 chunks checked, 0 damaged/);
+
+      assert.equal(fs.readFileSync(path.join(kv, 'LOCK'), 'utf8'), lock, 'the writer keeps its lock');
+      assert.deepEqual(snapshot(), before, 'segment files untouched');
+      assert.equal(rows(), 5);
+      // The writer carries on as if nothing happened.
+      const pixelValues = Float32Array.from({ length: 3 * 64 * 64 }, () => 0.5);
+      await session.addFrame({ pixelValues, count: 1, height: 64, width: 64, rows: 0, cols: 0 }, 5);
+      await session.store.flush();
+      const again = await runVigil(['store', 'stats', '--data', data, '--stream', 'live-1', '--json']);
+      assert.equal((JSON.parse(again.stdout) as Array<{ chunkCount: number }>)[0]!.chunkCount, 6);
+      // Repairs still need the lock: rebuild-index is refused while the writer holds it.
+      const rebuild = await runVigil(['store', 'rebuild-index', '--data', data, '--stream', 'live-1']);
+      assert.equal(rebuild.code, 2);
+      assert.match(rebuild.stderr, /already open in process/);
+    } finally {
+      await session.close();
+      await model.dispose();
+    }
+  });
+
   it('bad arguments are one clear line', async () => {
     const run = await runVigil(['store', 'stats', '--data', data, '--stream', 'nope']);
     assert.equal(run.code, 2);

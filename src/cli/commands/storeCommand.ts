@@ -25,9 +25,14 @@ function selectedStreams(options: StoreOptions): string[] {
   return ids;
 }
 
-/** Opens a stream's store; opening runs recovery, which only ever drops data that was never committed. */
-function openStore(options: StoreOptions, id: string): ChunkStore {
-  return ChunkStore.open({ dir: streamStoreDir(streamDir(options.data, id)), create: false });
+/**
+ * Opens a stream's store. `read-only` (stats, verify): no lock, no recovery, nothing written, so a
+ * running `vigil serve` may keep writing the folder meanwhile. `write` (rebuild-index): takes the
+ * store's lock (refused while a server holds it); opening runs recovery, which only ever drops data
+ * that was never committed.
+ */
+function openStore(options: StoreOptions, id: string, mode: 'read-only' | 'write'): ChunkStore {
+  return ChunkStore.open({ dir: streamStoreDir(streamDir(options.data, id)), create: false, readOnly: mode === 'read-only' });
 }
 
 const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
@@ -43,10 +48,10 @@ function withCommonOptions(command: Command): Command {
 export function storeCommand(): Command {
   const store = new Command('store').description('inspect and repair stream memories on disk');
 
-  withCommonOptions(store.command('stats').description('chunk counts, bytes by dtype, time span and gaps of each stream')).action(async (options: StoreOptions) => {
+  withCommonOptions(store.command('stats').description('chunk counts, bytes by dtype, time span and gaps of each stream (read-only: works beside a running server)')).action(async (options: StoreOptions) => {
     const rows = [];
     for (const id of selectedStreams(options)) {
-      const s = openStore(options, id);
+      const s = openStore(options, id, 'read-only');
       try {
         const stats = s.stats();
         rows.push({ stream: id, recovery: s.recovery, gaps: s.gaps(), ...stats });
@@ -65,11 +70,11 @@ export function storeCommand(): Command {
     }
   });
 
-  withCommonOptions(store.command('verify').description('read and checksum every chunk; exit code 1 when anything is damaged')).action(
+  withCommonOptions(store.command('verify').description('read and checksum every chunk, changing nothing (works beside a running server); exit code 1 when anything is damaged')).action(
     async (options: StoreOptions, command: Command) => {
       const reports = [];
       for (const id of selectedStreams(options)) {
-        const s = openStore(options, id);
+        const s = openStore(options, id, 'read-only');
         try {
           const report = await s.verify();
           const indexDir = streamIndexDir(streamDir(options.data, id));
@@ -113,7 +118,7 @@ export function storeCommand(): Command {
     async (options: StoreOptions) => {
       const results = [];
       for (const id of selectedStreams(options)) {
-        const s = openStore(options, id);
+        const s = openStore(options, id, 'write');
         try {
           const started = performance.now();
           const { numLayers, numKvHeads, headDim } = s.geometry;
