@@ -634,21 +634,21 @@ class RelaySession {
     this.clientFramer = new RtspFramer({
       binary: (bytes) => this.enqueue(Buffer.from(bytes)),
       message: (m) => this.enqueue(m),
-      error: () => void this.close(), // a client that is not speaking RTSP: just drop it
+      error: () => this.shutdown(), // a client that is not speaking RTSP: just drop it
     });
   }
 
   start(): void {
     this.client.setNoDelay(true);
     this.client.on('data', (chunk: Buffer) => this.clientFramer.push(chunk));
-    this.client.on('end', () => void this.close());
-    this.client.on('close', () => void this.close());
+    this.client.on('end', () => this.shutdown());
+    this.client.on('close', () => this.shutdown());
     this.client.on('drain', () => this.upstream?.resume());
     const idleMs = this.relay.options.idleTimeoutMs ?? 60_000;
     this.idleTimer = setInterval(() => {
       if (this.upstream && Date.now() - this.lastActivity > idleMs) {
         this.relay.report(new VigilError('SOURCE_TIMEOUT', `"${this.relay.options.display}" sent nothing for ${Math.round(idleMs / 1000)} s`));
-        void this.close();
+        this.shutdown();
       }
     }, Math.max(50, Math.min(1000, idleMs / 4)));
     this.idleTimer.unref();
@@ -687,7 +687,7 @@ class RelaySession {
       message: (m) => this.fromUpstream(m),
       error: (reason) => {
         this.relay.report(new VigilError('SOURCE_FAILED', `"${this.relay.options.display}" sent malformed RTSP (${reason})`));
-        void this.close();
+        this.shutdown();
       },
     });
     this.upstreamFramer = framer;
@@ -706,7 +706,7 @@ class RelaySession {
     socket.on('error', (error: NodeJS.ErrnoException) => {
       if (socket !== this.upstream || this.isClosed || this.redirecting) return;
       if (!this.tornDown) this.relay.report(new VigilError('SOURCE_UNREACHABLE', `connection to "${this.relay.options.display}" failed (${error.code ?? error.message})`, { cause: error }));
-      void this.close();
+      this.shutdown();
     });
     socket.on('close', () => {
       if (socket === this.upstream && !this.redirecting) this.endClient();
@@ -730,7 +730,7 @@ class RelaySession {
     this.relay.report(vigil);
     this.failure = { error: vigil, status: vigil.code === 'SOURCE_FORBIDDEN' ? 403 : 503 };
     // Answer the request ffmpeg sent (or is about to send), then close.
-    setTimeout(() => void this.close(), 2000).unref();
+    setTimeout(() => this.shutdown(), 2000).unref();
     this.pump();
   }
 
@@ -744,7 +744,7 @@ class RelaySession {
   private pump(): void {
     if (this.processing) return;
     this.processing = true;
-    void (async () => {
+    (async () => {
       try {
         while (this.queue.length > 0 && !this.isClosed) {
           if (this.connecting) await this.connecting;
@@ -764,12 +764,12 @@ class RelaySession {
         }
       } catch (error) {
         this.relay.report(error instanceof VigilError ? error : new VigilError('SOURCE_FAILED', `RTSP relay error: ${(error as Error).message}`, { cause: error }));
-        void this.close();
+        this.shutdown();
       } finally {
         this.processing = false;
       }
       if (this.queue.length > 0 && !this.isClosed && !this.failure) this.pump();
-    })();
+    })().catch(() => this.shutdown());
   }
 
   private async fromClient(m: RtspMessage): Promise<void> {
@@ -885,7 +885,7 @@ class RelaySession {
       this.connecting = this.redirect(p, m)
         .catch((error: unknown) => {
           this.relay.report(asVigil(error, this.relay.options.display));
-          void this.close();
+          this.shutdown();
         })
         .finally(() => (this.redirecting = false));
       this.pump();
@@ -1017,7 +1017,7 @@ class RelaySession {
     this.detachUpstream();
     if (this.isClosed || this.client.writableEnded) return;
     this.client.end();
-    setTimeout(() => void this.close(), 1000).unref();
+    setTimeout(() => this.shutdown(), 1000).unref();
   }
 
   // ----- UDP ------------------------------------------------------------------------------
@@ -1097,6 +1097,12 @@ class RelaySession {
   // ----- teardown -------------------------------------------------------------------------
 
   close(): Promise<void> {
+    this.shutdown();
+    return this.closed;
+  }
+
+  /** Closes the session now (synchronously); `closed` resolves. */
+  shutdown(): void {
     if (!this.isClosed) {
       this.isClosed = true;
       if (this.idleTimer) clearInterval(this.idleTimer);
@@ -1108,7 +1114,6 @@ class RelaySession {
       this.pending.clear();
       this.resolveClosed();
     }
-    return this.closed;
   }
 }
 
