@@ -45,7 +45,7 @@ const MiB = 1024 * 1024;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+  return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
 // Roughly normal KV values (sum of 4 uniforms), so float16/int8 errors are typical, not best-case.
@@ -78,7 +78,7 @@ function randomChunk(id: number, seed: number): FrameChunk {
 // A pool of distinct chunks reused under new ids: generating 852k random floats per chunk would
 // otherwise dominate the setup time (the store encodes each append afresh either way).
 const POOL = Array.from({ length: 8 }, (_, i) => randomChunk(i, 1000 + i));
-const chunkFor = (id: number): FrameChunk => ({ ...POOL[id % POOL.length], chunkId: id, tStart: id * 2, tEnd: id * 2 + 2 });
+const chunkFor = (id: number): FrameChunk => ({ ...POOL[id % POOL.length]!, chunkId: id, tStart: id * 2, tEnd: id * 2 + 2 });
 
 function rawWrite(file: string, lengths: number[]): number {
   const max = Math.max(...lengths);
@@ -150,13 +150,13 @@ function errors(got: FrameChunk, want: FrameChunk): { maxAbs: number; relRms: nu
   let ss = 0;
   for (const k of ['keys', 'values'] as const) {
     for (let l = 0; l < want[k].length; l++) {
-      const a = got[k][l];
-      const b = want[k][l];
+      const a = got[k][l]!;
+      const b = want[k][l]!;
       for (let i = 0; i < b.length; i++) {
-        const e = Math.abs(a[i] - b[i]);
+        const e = Math.abs(a[i]! - b[i]!);
         if (e > maxAbs) maxAbs = e;
         se += e * e;
-        ss += b[i] * b[i];
+        ss += b[i]! * b[i]!;
       }
     }
   }
@@ -214,7 +214,7 @@ try {
         const q = rl.get(r)!;
         for (let rep = 0; rep < 3; rep++) {
           const ids = pick(r, round * 100 + rep);
-          const sub = ids.map((id) => receipts[id]);
+          const sub = ids.map((id) => receipts[id]!);
           mib.set(r, sub.reduce((s, x) => s + x.length, 0) / MiB);
           // Warm: everything in the OS page cache (recently written or read).
           rawRead(dir, sub, 'reuse');
@@ -223,7 +223,7 @@ try {
           const got = await store.readChunks(ids);
           q.ws.push(performance.now() - s0);
           if (got.failed.length > 0 || got.chunks.size !== r) throw new Error(`reload failed: ${JSON.stringify(got.failed)}`);
-          if (round === 0 && rep === 0 && r === RS[0]) err = errors(got.chunks.get(ids[0])!, chunkFor(ids[0]));
+          if (round === 0 && rep === 0 && r === RS[0]) err = errors(got.chunks.get(ids[0]!)!, chunkFor(ids[0]!));
           q.wr.push(rawRead(dir, sub, 'reuse'));
           q.wf.push(rawRead(dir, sub, 'fresh'));
           // Cold: the segment files dropped from the page cache before each side.
@@ -263,7 +263,7 @@ const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}`;
 console.log(
   `memory store bench: ${N} chunks/round, ${rounds} rounds (medians), fsync ${JSON.stringify(policy)}, ` +
     `geometry 30x3x64, ${TOKENS} tokens (float32 KV ${(FLOAT32_CHUNK_BYTES / MiB).toFixed(2)} MiB/chunk), ` +
-    `checksum ${checksumImplementation}, dir ${values.dir}, load avg ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} CPUs`,
+    `checksum ${checksumImplementation}, dir ${values.dir}, load avg ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs`,
 );
 console.log('\nOffload (append, awaited one by one, vs fs.writeSync of the same record sizes at the same fsync policy)');
 console.log('| dtype | MiB/chunk on disk | store MiB/s | raw MiB/s | store/raw (disk bytes) | store KV MiB/s (float32-equivalent) | KV/raw | max abs err | rel RMS err |');

@@ -19,13 +19,13 @@ const TABLES: Uint32Array[] = [];
   }
   TABLES.push(t0);
   for (let k = 1; k < 8; k++) {
-    const prev = TABLES[k - 1];
+    const prev = TABLES[k - 1]!;
     const t = new Uint32Array(256);
-    for (let b = 0; b < 256; b++) t[b] = ((prev[b] >>> 8) ^ t0[prev[b] & 0xff]) >>> 0;
+    for (let b = 0; b < 256; b++) t[b] = ((prev[b]! >>> 8) ^ t0[prev[b]! & 0xff]!) >>> 0;
     TABLES.push(t);
   }
 }
-const [T0, T1, T2, T3, T4, T5, T6, T7] = TABLES;
+const [T0, T1, T2, T3, T4, T5, T6, T7] = TABLES as [Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array];
 
 /**
  * CRC-32 of `data[offset, offset + length)`, continuing from `previous` (the
@@ -41,17 +41,17 @@ export function crc32(data: Uint8Array, previous = 0, offset = 0, length = data.
   const end = offset + length;
   // Eight bytes per step; bytes are read one by one, so alignment does not matter.
   for (; i + 8 <= end; i += 8) {
-    const lo = (c ^ (data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24))) >>> 0;
+    const lo = (c ^ (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24))) >>> 0;
     c =
-      T7[lo & 0xff] ^
-      T6[(lo >>> 8) & 0xff] ^
-      T5[(lo >>> 16) & 0xff] ^
-      T4[lo >>> 24] ^
-      T3[data[i + 4]] ^
-      T2[data[i + 5]] ^
-      T1[data[i + 6]] ^
-      T0[data[i + 7]];
+      T7[lo & 0xff]! ^
+      T6[(lo >>> 8) & 0xff]! ^
+      T5[(lo >>> 16) & 0xff]! ^
+      T4[lo >>> 24]! ^
+      T3[data[i + 4]!]! ^
+      T2[data[i + 5]!]! ^
+      T1[data[i + 6]!]! ^
+      T0[data[i + 7]!]!;
   }
-  for (; i < end; i++) c = T0[(c ^ data[i]) & 0xff] ^ (c >>> 8);
+  for (; i < end; i++) c = T0[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
   return ~c >>> 0;
 }

@@ -64,7 +64,7 @@ const LO = 1 - HI;
  */
 export function toHalfBits(x: number): number {
   F64[0] = x;
-  const hi = F64_WORDS[HI];
+  const hi = F64_WORDS[HI]!;
   const lo = F64_WORDS[LO];
   const sign = (hi >>> 16) & 0x8000;
   const ahi = hi & 0x7fffffff;
@@ -92,7 +92,7 @@ export function toHalfBits(x: number): number {
 
 /** Exact float value of a half bit pattern (only the low 16 bits are used). */
 export function fromHalfBits(h: number): number {
-  return DECODE[h & 0xffff];
+  return DECODE[h & 0xffff]!;
 }
 
 /** Converts float32 values to half bit patterns (RNE, subnormals, ±Inf on overflow, quiet NaN). */
@@ -108,7 +108,7 @@ export function float32ToFloat16(src: Float32Array, out?: Uint16Array): Uint16Ar
   // Read float32 bits directly; a Float32Array's byteOffset is always 4-aligned.
   const bits = new Uint32Array(src.buffer, src.byteOffset, n);
   for (let i = 0; i < n; i++) {
-    const u = bits[i];
+    const u = bits[i]!;
     const abs = u & 0x7fffffff;
     // Fast path for normal halves (nearly all KV values): rebias and round to nearest even in one
     // add, since dropped bits + 0xfff + the kept lsb carry exactly when RNE rounds up.
@@ -133,6 +133,6 @@ export function float16ToFloat32(src: Uint16Array, out?: Float32Array): Float32A
   }
   // Copy as uint32 so NaN bit patterns survive (number round-trips may canonicalize them).
   const bits = new Uint32Array(dst.buffer, dst.byteOffset, n);
-  for (let i = 0; i < n; i++) bits[i] = DECODE_BITS[src[i]];
+  for (let i = 0; i < n; i++) bits[i] = DECODE_BITS[src[i]!]!;
   return dst;
 }

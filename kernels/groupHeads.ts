@@ -37,9 +37,9 @@ export function groupQueryHeads(
       const from = row + h * headDim;
       // Heads of one group are consecutive, so the group's slot is (h / groupSize) rounded down.
       const to = Math.floor(h / groupSize) * headDim;
-      for (let d = 0; d < headDim; d++) acc[to + d] += src[from + d];
+      for (let d = 0; d < headDim; d++) acc[to + d]! += src[from + d]!;
     }
   }
-  for (let i = 0; i < size; i++) dst[i] = acc[i] / tokens;
+  for (let i = 0; i < size; i++) dst[i] = acc[i]! / tokens;
   return dst;
 }

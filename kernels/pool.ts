@@ -29,10 +29,10 @@ export function meanOverTokens(
     let base = h * tokens * headDim;
     // Token rows are contiguous, so walk them in order and add into acc.
     for (let t = 0; t < tokens; t++, base += headDim) {
-      for (let d = 0; d < headDim; d++) acc[d] += src[base + d];
+      for (let d = 0; d < headDim; d++) acc[d]! += src[base + d]!;
     }
     const o = h * headDim;
-    for (let d = 0; d < headDim; d++) dst[o + d] = acc[d] / tokens;
+    for (let d = 0; d < headDim; d++) dst[o + d] = acc[d]! / tokens;
   }
   return dst;
 }

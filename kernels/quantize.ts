@@ -32,7 +32,7 @@ export function int8Scale(lo: number, hi: number): number {
   if (scale * INT8_MAX_CODE < range) {
     // Rounded down (matters mostly for subnormal scales): take the next float32 up.
     F32[0] = scale;
-    U32[0] += 1;
+    U32[0]! += 1;
     scale = F32[0];
   }
   return scale;
@@ -188,11 +188,11 @@ export function quantizeValuesPerToken(
   for (let r = 0; r < rows; r++) {
     const base = r * headDim;
     const end = base + headDim;
-    let lo = src[base];
+    let lo = src[base]!;
     let hi = lo;
     let poison = 0; // see quantizeKeysPerChannel
     for (let i = base; i < end; i++) {
-      const x = src[i];
+      const x = src[i]!;
       poison += x * 0;
       if (x < lo) lo = x;
       else if (x > hi) hi = x;
@@ -203,7 +203,7 @@ export function quantizeValuesPerToken(
     scales[r] = scale;
     zeros[r] = lo;
     for (let i = base; i < end; i++) {
-      const q = ((src[i] - lo) * inv + 0.5) | 0; // code(), inlined
+      const q = ((src[i]! - lo) * inv + 0.5) | 0; // code(), inlined
       codes[i] = q < INT8_MAX_CODE ? q : INT8_MAX_CODE;
     }
   }
@@ -228,9 +228,9 @@ export function dequantizeValuesPerToken(
   }
   const rows = heads * tokens;
   for (let r = 0; r < rows; r++) {
-    const lo = zeros[r];
-    const scale = scales[r];
-    for (let i = r * headDim; i < (r + 1) * headDim; i++) dst[i] = lo + codes[i] * scale;
+    const lo = zeros[r]!;
+    const scale = scales[r]!;
+    for (let i = r * headDim; i < (r + 1) * headDim; i++) dst[i] = lo + codes[i]! * scale;
   }
   return dst;
 }

@@ -57,14 +57,14 @@ function rotateToken(
   for (let h = 0; h < heads; h++) {
     const base = h * headStride + t * headDim;
     for (let i = 0; i < half; i++) {
-      const x1 = src[base + i];
-      const x2 = src[base + i + half];
-      const c = cos[offset + i];
-      const s = sign * sin[offset + i];
+      const x1 = src[base + i]!;
+      const x2 = src[base + i + half]!;
+      const c = cos[offset + i]!;
+      const s = sign * sin[offset + i]!;
       out[base + i] = x1 * c - x2 * s;
       out[base + i + half] = x2 * c + x1 * s;
     }
-    if (out !== src) for (let d = rot; d < headDim; d++) out[base + d] = src[base + d];
+    if (out !== src) for (let d = rot; d < headDim; d++) out[base + d] = src[base + d]!;
   }
 }
 
@@ -99,7 +99,7 @@ function trigTable(invFreq: Float32Array, needRows: number): TrigTable {
   for (let p = from; p < rows; p++) {
     const pos = Math.fround(p);
     for (let i = 0; i < half; i++) {
-      const angle = Math.fround(pos * invFreq[i]);
+      const angle = Math.fround(pos * invFreq[i]!);
       cos[p * half + i] = Math.cos(angle);
       sin[p * half + i] = Math.sin(angle);
     }
@@ -112,7 +112,7 @@ function trigTable(invFreq: Float32Array, needRows: number): TrigTable {
 function maxTablePosition(positions: ArrayLike<number>, tokens: number): number {
   let max = -1;
   for (let t = 0; t < tokens; t++) {
-    const p = positions[t];
+    const p = positions[t]!;
     if (Number.isInteger(p) && p >= 0 && p < TABLE_LIMIT && p > max) max = p;
   }
   return max;
@@ -186,7 +186,7 @@ function copyToken(src: Float32Array, out: Float32Array, heads: number, tokens: 
   const headStride = tokens * headDim;
   for (let h = 0; h < heads; h++) {
     const base = h * headStride + t * headDim;
-    for (let d = 0; d < headDim; d++) out[base + d] = src[base + d];
+    for (let d = 0; d < headDim; d++) out[base + d] = src[base + d]!;
   }
 }
 
@@ -220,7 +220,7 @@ export function rotateHeads(
     return dst;
   }
   for (let t = 0; t < tokens; t++) {
-    const p = positions[t];
+    const p = positions[t]!;
     if (p === 0) {
       // Every angle is 0: copy, keeping -0, Inf and NaN bit-exact.
       copyToken(src, dst, heads, tokens, headDim, t);
@@ -233,7 +233,7 @@ export function rotateHeads(
     const pos = Math.fround(p);
     let allZero = true;
     for (let i = 0; i < half; i++) {
-      const angle = Math.fround(pos * invFreq[i]);
+      const angle = Math.fround(pos * invFreq[i]!);
       if (angle !== 0) allZero = false;
       cos[i] = Math.cos(angle);
       sin[i] = Math.sin(angle);
@@ -270,11 +270,11 @@ export function rerotateHeads(
   const cos = new Float64Array(half);
   const sin = new Float64Array(half);
   for (let t = 0; t < tokens; t++) {
-    const from = Math.fround(fromPositions[t]);
-    const to = Math.fround(toPositions[t]);
+    const from = Math.fround(fromPositions[t]!);
+    const to = Math.fround(toPositions[t]!);
     let allZero = true;
     for (let i = 0; i < half; i++) {
-      const delta = Math.fround(to * invFreq[i]) - Math.fround(from * invFreq[i]);
+      const delta = Math.fround(to * invFreq[i]!) - Math.fround(from * invFreq[i]!);
       if (delta !== 0) allZero = false;
       cos[i] = Math.cos(delta);
       sin[i] = Math.sin(delta);

@@ -9,7 +9,7 @@ export function softmaxInPlace(values: Float32Array | Float64Array): void {
   const n = values.length;
   if (n === 0) return;
   let max = -Infinity;
-  for (let i = 0; i < n; i++) if (values[i] > max) max = values[i];
+  for (let i = 0; i < n; i++) if (values[i]! > max) max = values[i]!;
   if (max === -Infinity || max === Infinity) {
     // No finite shift exists: the mass goes uniformly to the entries equal to max.
     let count = 0;
@@ -19,12 +19,12 @@ export function softmaxInPlace(values: Float32Array | Float64Array): void {
   }
   let sum = 0;
   for (let i = 0; i < n; i++) {
-    const v = values[i];
+    const v = values[i]!;
     const e = v === v ? Math.exp(v - max) : 0;
     values[i] = e;
-    sum += values[i]; // the stored (possibly float32-rounded) value, so the result sums to ~1
+    sum += values[i]!; // the stored (possibly float32-rounded) value, so the result sums to ~1
   }
-  for (let i = 0; i < n; i++) values[i] /= sum;
+  for (let i = 0; i < n; i++) values[i]! /= sum;
 }
 
 /**
@@ -46,7 +46,7 @@ export function sampleTopP(logits: Float32Array, temperature: number, topP: numb
   if (topP !== topP) throw new RangeError('sampleTopP: topP is NaN');
   const n = logits.length;
   let max = -Infinity;
-  for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
+  for (let i = 0; i < n; i++) if (logits[i]! > max) max = logits[i]!;
   if (max === -Infinity) throw new RangeError('sampleTopP: no selectable logits (empty, all -Infinity or NaN)');
 
   // One scratch buffer per call: probabilities (unnormalized) + candidate indices.
@@ -55,7 +55,7 @@ export function sampleTopP(logits: Float32Array, temperature: number, topP: numb
   const cand = new Int32Array(buf, n * 8, n);
   let z = 0;
   for (let i = 0; i < n; i++) {
-    const l = logits[i];
+    const l = logits[i]!;
     let e: number;
     if (max === Infinity) e = l === Infinity ? 1 : 0; // +Inf logits take all the mass
     else e = l === l ? Math.exp((l - max) / temperature) : 0;
@@ -70,9 +70,9 @@ export function sampleTopP(logits: Float32Array, temperature: number, topP: numb
     count = 0;
     let mass = 0;
     for (let i = 0; i < n; i++) {
-      if (p[i] >= tau && p[i] > 0) {
+      if (p[i]! >= tau && p[i]! > 0) {
         cand[count++] = i;
-        mass += p[i];
+        mass += p[i]!;
       }
     }
     if (mass >= target || tau === 0) break;
@@ -80,23 +80,23 @@ export function sampleTopP(logits: Float32Array, temperature: number, topP: numb
   }
 
   const c = cand.subarray(0, count);
-  c.sort((a, b) => (p[b] - p[a]) || a - b);
+  c.sort((a, b) => (p[b]! - p[a]!) || a - b);
 
   // Smallest prefix reaching the target; keep all candidates if rounding leaves it just short.
   let kept = 0;
   let keptMass = 0;
   while (kept < count) {
-    keptMass += p[c[kept++]];
+    keptMass += p[c[kept++]!]!;
     if (keptMass >= target) break;
   }
 
   const r = random() * keptMass;
   let acc = 0;
   for (let j = 0; j < kept; j++) {
-    acc += p[c[j]];
-    if (r < acc) return c[j];
+    acc += p[c[j]!]!;
+    if (r < acc) return c[j]!;
   }
-  return c[kept - 1]; // r rounded up to keptMass
+  return c[kept - 1]!; // r rounded up to keptMass
 }
 
 /**

@@ -20,7 +20,7 @@ export function dot(
   span('dot', a, aOffset, n);
   span('dot', b, bOffset, n);
   let s = 0;
-  for (let i = 0; i < n; i++) s += a[aOffset + i] * b[bOffset + i];
+  for (let i = 0; i < n; i++) s += a[aOffset + i]! * b[bOffset + i]!;
   return s;
 }
 
@@ -30,7 +30,7 @@ export function l2Norm(a: ArrayLike<number>, length?: number, offset = 0): numbe
   span('l2Norm', a, offset, n);
   let s = 0;
   for (let i = 0; i < n; i++) {
-    const v = a[offset + i];
+    const v = a[offset + i]!;
     s += v * v;
   }
   return Math.sqrt(s);
@@ -54,8 +54,8 @@ export function cosine(
   let aa = 0;
   let bb = 0;
   for (let i = 0; i < n; i++) {
-    const x = a[aOffset + i];
-    const y = b[bOffset + i];
+    const x = a[aOffset + i]!;
+    const y = b[bOffset + i]!;
     ab += x * y;
     aa += x * x;
     bb += y * y;

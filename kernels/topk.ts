@@ -11,15 +11,15 @@ function worse(va: number, ia: number, vb: number, ib: number): boolean {
 
 /** Restores the heap below slot i; the root holds the worst kept entry. */
 function siftDown(vals: Float64Array, idx: Int32Array, size: number, i: number): void {
-  const v = vals[i];
-  const x = idx[i];
+  const v = vals[i]!;
+  const x = idx[i]!;
   for (;;) {
     let c = 2 * i + 1;
     if (c >= size) break;
-    if (c + 1 < size && worse(vals[c + 1], idx[c + 1], vals[c], idx[c])) c++;
-    if (!worse(vals[c], idx[c], v, x)) break;
-    vals[i] = vals[c];
-    idx[i] = idx[c];
+    if (c + 1 < size && worse(vals[c + 1]!, idx[c + 1]!, vals[c]!, idx[c]!)) c++;
+    if (!worse(vals[c]!, idx[c]!, v, x)) break;
+    vals[i] = vals[c]!;
+    idx[i] = idx[c]!;
     i = c;
   }
   vals[i] = v;
@@ -27,13 +27,13 @@ function siftDown(vals: Float64Array, idx: Int32Array, size: number, i: number):
 }
 
 function siftUp(vals: Float64Array, idx: Int32Array, i: number): void {
-  const v = vals[i];
-  const x = idx[i];
+  const v = vals[i]!;
+  const x = idx[i]!;
   while (i > 0) {
     const p = (i - 1) >> 1;
-    if (!worse(v, x, vals[p], idx[p])) break;
-    vals[i] = vals[p];
-    idx[i] = idx[p];
+    if (!worse(v, x, vals[p]!, idx[p]!)) break;
+    vals[i] = vals[p]!;
+    idx[i] = idx[p]!;
     i = p;
   }
   vals[i] = v;
@@ -65,7 +65,7 @@ export function topK(scores: ArrayLike<number>, k: number): { indices: Int32Arra
       vals[size] = v;
       idx[size] = i;
       siftUp(vals, idx, size++);
-    } else if (worse(vals[0], idx[0], v, i)) {
+    } else if (worse(vals[0]!, idx[0]!, v, i)) {
       vals[0] = v;
       idx[0] = i;
       siftDown(vals, idx, size, 0);
@@ -73,11 +73,11 @@ export function topK(scores: ArrayLike<number>, k: number): { indices: Int32Arra
   }
   // Pop the worst into the tail repeatedly: the arrays end up sorted best-first in place.
   while (size > 1) {
-    const v = vals[0];
-    const x = idx[0];
+    const v = vals[0]!;
+    const x = idx[0]!;
     size--;
-    vals[0] = vals[size];
-    idx[0] = idx[size];
+    vals[0] = vals[size]!;
+    idx[0] = idx[size]!;
     vals[size] = v;
     idx[size] = x;
     siftDown(vals, idx, size, 0);
@@ -96,9 +96,9 @@ export function argmax(values: ArrayLike<number>, offset = 0, length?: number): 
   }
   if (n === 0) return -1;
   let best = 0;
-  let bestV = values[offset];
+  let bestV = values[offset]!;
   for (let i = 1; i < n; i++) {
-    const v = values[offset + i];
+    const v = values[offset + i]!;
     // bestV !== bestV: a leading NaN gives way to the first number.
     if (v > bestV || (bestV !== bestV && v === v)) {
       best = i;

@@ -271,7 +271,7 @@ export class LayerIndex {
     const mean = new Float64Array(dim);
     for (let row = 0; row < exact.size; row++) {
       const v = exact.rowVector(row);
-      for (let i = 0; i < dim; i++) mean[i] += v[i]!;
+      for (let i = 0; i < dim; i++) mean[i]! += v[i]!;
     }
     // A mean of a handful of vectors is mostly noise, and shifting by noise makes the graph worse.
     const n = exact.size >= MIN_OFFSET_SAMPLES ? exact.size : 0;

@@ -22,7 +22,7 @@ export function sharedSum(layers: readonly LayerIndex[], queries: readonly Float
       }
       const first = ids;
       if (rows.ids.length !== first.length || rows.ids.some((id, j) => id !== first[j])) throw new Error('layers hold different chunks');
-      for (let j = 0; j < total.length; j++) total[j] += rows.scores[j]!;
+      for (let j = 0; j < total.length; j++) total[j]! += rows.scores[j]!;
     });
     return bestK(ids!, total!, k);
   }
@@ -34,7 +34,7 @@ export function sharedSum(layers: readonly LayerIndex[], queries: readonly Float
     const missing = Array.from(candidates).filter((id) => !known.has(id));
     const missingScores = missing.length > 0 ? layer.scoreIds(queries[i]!, missing) : new Float64Array(0);
     missing.forEach((id, j) => known.set(id, missingScores[j]!));
-    candidates.forEach((id, j) => (total[j] += known.get(id)!));
+    candidates.forEach((id, j) => (total[j]! += known.get(id)!));
   });
   return bestK(candidates, total, k);
 }

@@ -21,7 +21,7 @@ export async function readRange(fd: number, position: number, length: number): P
 export async function forEachConcurrent<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < items.length) await work(items[next++]);
+    while (next < items.length) await work(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
@@ -43,13 +43,13 @@ export async function readvFully(fd: number, bufs: readonly Buffer[], position: 
   let bytes = 0;
   let calls = 0;
   while (idx < bufs.length) {
-    const iov = [bufs[idx].subarray(off), ...bufs.slice(idx + 1, idx + MAX_IOV)];
+    const iov = [bufs[idx]!.subarray(off), ...bufs.slice(idx + 1, idx + MAX_IOV)];
     const n = await readvAt(fd, iov, position + bytes);
     calls++;
     if (n === 0) break;
     bytes += n;
     for (let left = n; left > 0; ) {
-      const room = bufs[idx].length - off;
+      const room = bufs[idx]!.length - off;
       if (left >= room) {
         left -= room;
         idx++;
@@ -59,7 +59,7 @@ export async function readvFully(fd: number, bufs: readonly Buffer[], position: 
         left = 0;
       }
     }
-    while (idx < bufs.length && bufs[idx].length === 0) idx++;
+    while (idx < bufs.length && bufs[idx]!.length === 0) idx++;
   }
   return { bytes, calls };
 }

@@ -10,6 +10,7 @@ import {
   quantizeValuesPerToken,
 } from '../../kernels/quantize.js';
 import { payloadLayout } from './recordFormat.js';
+import { invariant } from '../../common/errors.js';
 
 // Payload bytes are viewed as float32/uint16 in place; that is only the file format on a
 // little-endian host (every platform Node ships for today, but say so if it ever is not).
@@ -32,7 +33,10 @@ export function encodePayload(chunk: FrameChunk, dtype: KvStorageDtype, out: Buf
   if (base % 4 !== 0) throw new RangeError('encodePayload: payload must start 4-aligned');
   for (let l = 0; l < L; l++) {
     let pos = base + l * lay.layerBytes;
-    for (const [tensor, isKey] of [[chunk.keys[l], true], [chunk.values[l], false]] as const) {
+    const keys = chunk.keys[l];
+    const values = chunk.values[l];
+    invariant(keys && values, () => `encodePayload: chunk ${chunk.chunkId} has no layer ${l} (validated on append)`);
+    for (const [tensor, isKey] of [[keys, true], [values, false]] as const) {
       const sectionBytes = isKey ? lay.keyBytes : lay.valueBytes;
       if (dtype === 'float32') {
         new Uint8Array(out.buffer, pos, n * 4).set(new Uint8Array(tensor.buffer, tensor.byteOffset, n * 4));
@@ -67,12 +71,12 @@ function checkHalfOverflow(src: Float32Array, halves: Uint16Array, chunkId: numb
   const pairs = new Uint32Array(halves.buffer, halves.byteOffset, halves.length >>> 1);
   let suspect = (halves.length & 1) === 1;
   for (let i = 0; i < pairs.length && !suspect; i++) {
-    const w = pairs[i];
+    const w = pairs[i]!;
     suspect = (w & 0x7c00) === 0x7c00 || (w & 0x7c000000) === 0x7c000000;
   }
   if (!suspect) return;
   for (let i = 0; i < halves.length; i++) {
-    if ((halves[i] & 0x7fff) === 0x7c00 && Number.isFinite(src[i])) {
+    if ((halves[i]! & 0x7fff) === 0x7c00 && Number.isFinite(src[i])) {
       throw new UnrepresentableValueError(
         `chunk ${chunkId} layer ${layer} ${isKey ? 'keys' : 'values'}[${i}] = ${src[i]} is outside the float16 range (±65504); store as float32 or int8`,
       );

@@ -28,7 +28,7 @@ export class RecordEncoder {
     try {
       encodePayload(chunk, dtype, rec, RECORD_HEADER_BYTES);
     } catch (e) {
-      if (e instanceof UnrepresentableValueError) throw new VigilError('INTERNAL', `append: ${e.message}`);
+      if (e instanceof UnrepresentableValueError) throw new VigilError('BAD_INPUT', `append: ${e.message}`);
       throw e;
     }
     rec.fill(0, RECORD_HEADER_BYTES + payloadBytes, length);

@@ -88,7 +88,7 @@ export async function readRunChunks(ctx: RunReadContext, run: ReadRun<ChunkRow>,
   run.items.forEach((row, k) => {
     // A record past end of file (cut short) shows as a short buffer and fails the check.
     const available = Math.max(0, Math.min(row.length, run.offset + bytes - row.offset));
-    const buf = records[k].subarray(0, available);
+    const buf = records[k]!.subarray(0, available);
     const f = checkRecord(buf, 0, row, ctx.geometry);
     if (f !== null) {
       failed.push(f);

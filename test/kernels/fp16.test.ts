@@ -20,17 +20,17 @@ const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 function nextUp(x: number): number {
   f32[0] = x; // positive finite only
-  u32[0] += 1;
+  u32[0]! += 1;
   return f32[0];
 }
 function nextDown(x: number): number {
   f32[0] = x;
-  u32[0] -= 1;
+  u32[0]! -= 1;
   return f32[0];
 }
 function bitsOf(x: number): number {
   f32[0] = x;
-  return u32[0];
+  return u32[0]!;
 }
 
 test('f16 -> f32 matches the IEEE formula for all 65536 patterns', () => {
@@ -48,9 +48,9 @@ test('f16 -> f32 -> f16 is the identity (NaN stays NaN)', () => {
   const back = float32ToFloat16(float16ToFloat32(ALL));
   for (let h = 0; h < 65536; h++) {
     if (isNaNBits(h)) {
-      assert.ok(isNaNBits(back[h]), `NaN ${h.toString(16)} -> ${back[h].toString(16)}`);
-      assert.equal(back[h] & 0x200, 0x200, 'NaN is quiet');
-      assert.equal(back[h] & 0x8000, h & 0x8000, 'NaN sign');
+      assert.ok(isNaNBits(back[h]!), `NaN ${h.toString(16)} -> ${back[h]!.toString(16)}`);
+      assert.equal(back[h]! & 0x200, 0x200, 'NaN is quiet');
+      assert.equal(back[h]! & 0x8000, h & 0x8000, 'NaN sign');
     } else {
       assert.equal(back[h], h, `pattern ${h.toString(16)}`);
     }
@@ -76,8 +76,8 @@ test('midpoints round to even; neighbours of midpoints round to nearest', () => 
   }
   const got = float32ToFloat16(new Float32Array(inputs));
   for (let i = 0; i < inputs.length; i++) {
-    if (got[i] !== expect[i]) assert.fail(`${inputs[i]}: got ${got[i].toString(16)} want ${expect[i].toString(16)}`);
-    if (toHalfBits(inputs[i]) !== expect[i]) assert.fail(`toHalfBits(${inputs[i]})`);
+    if (got[i] !== expect[i]) assert.fail(`${inputs[i]}: got ${got[i]!.toString(16)} want ${expect[i]!.toString(16)}`);
+    if (toHalfBits(inputs[i]!) !== expect[i]) assert.fail(`toHalfBits(${inputs[i]})`);
   }
 });
 
@@ -111,14 +111,14 @@ test('edge values', () => {
     assert.equal(got[i], want, `f32 ${x}`);
     assert.equal(toHalfBits(x), want, `scalar ${x}`);
   });
-  const nan = float32ToFloat16(new Float32Array([NaN]))[0];
+  const nan = float32ToFloat16(new Float32Array([NaN]))[0]!;
   assert.ok(isNaNBits(nan));
   assert.ok(isNaNBits(toHalfBits(NaN)));
   // A signaling float32 NaN (quiet bit clear, payload only in low bits) must not become Inf.
   const snan = new Float32Array(new Uint32Array([0x7f800001, 0xff802000]).buffer);
   const snanOut = float32ToFloat16(snan);
-  assert.ok(isNaNBits(snanOut[0]) && isNaNBits(snanOut[1]));
-  assert.equal(snanOut[1] & 0x8000, 0x8000);
+  assert.ok(isNaNBits(snanOut[0]!) && isNaNBits(snanOut[1]!));
+  assert.equal(snanOut[1]! & 0x8000, 0x8000);
   assert.ok(Object.is(fromHalfBits(0x8000), -0));
 });
 
@@ -141,7 +141,7 @@ test('random float32 inputs match a nearest-half search', () => {
   }
   const got = float32ToFloat16(src);
   for (let i = 0; i < n; i++) {
-    const x = Math.abs(src[i]);
+    const x = Math.abs(src[i]!);
     let want: number;
     if (x >= 65520) want = 0x7c00;
     else {
@@ -149,15 +149,15 @@ test('random float32 inputs match a nearest-half search', () => {
       let hi = 0x7bff;
       while (hi - lo > 1) {
         const m = (lo + hi) >> 1;
-        if (halves[m] <= x) lo = m;
+        if (halves[m]! <= x) lo = m;
         else hi = m;
       }
-      const dl = x - halves[lo];
-      const dh = halves[hi] - x;
+      const dl = x - halves[lo]!;
+      const dh = halves[hi]! - x;
       want = dl < dh ? lo : dh < dl ? hi : (lo & 1) === 0 ? lo : hi;
     }
-    want |= src[i] < 0 ? 0x8000 : 0;
-    if (got[i] !== want) assert.fail(`bits ${bitsOf(src[i]).toString(16)}: got ${got[i].toString(16)} want ${want.toString(16)}`);
+    want |= src[i]! < 0 ? 0x8000 : 0;
+    if (got[i] !== want) assert.fail(`bits ${bitsOf(src[i]!).toString(16)}: got ${got[i]!.toString(16)} want ${want.toString(16)}`);
   }
 });
 

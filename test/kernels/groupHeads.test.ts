@@ -28,7 +28,7 @@ function reference(src: Float32Array, S: number, H: number, G: number, D: number
   const n = H / G;
   for (let h = 0; h < H; h++) {
     const g = Math.floor(h / n);
-    for (let d = 0; d < D; d++) out[g * D + d] += qbar[h * D + d]!;
+    for (let d = 0; d < D; d++) out[g * D + d]! += qbar[h * D + d]!;
   }
   return out;
 }
@@ -75,7 +75,7 @@ test('dot(grouped query, KV-head mean key) equals the dot of the GQA-expanded ve
   const taps = uniformData(S * H * D, 7, 2);
   const key = uniformData(G * D, 8, 2); // the chunk's representative: KV heads concatenated
   const qbar = new Float64Array(H * D);
-  for (let t = 0; t < S; t++) for (let i = 0; i < H * D; i++) qbar[i] += taps[t * H * D + i]! / S;
+  for (let t = 0; t < S; t++) for (let i = 0; i < H * D; i++) qbar[i]! += taps[t * H * D + i]! / S;
   let expanded = 0;
   let magnitude = 0;
   for (let h = 0; h < H; h++) {

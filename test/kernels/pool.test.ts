@@ -22,7 +22,7 @@ test('meanOverTokens: per-head means, heads concatenated', () => {
   for (let h = 0; h < H; h++) {
     for (let d = 0; d < D; d++) {
       let s = 0;
-      for (let t = 0; t < T; t++) s += src[h * T * D + t * D + d];
+      for (let t = 0; t < T; t++) s += src[h * T * D + t * D + d]!;
       assert.equal(got[h * D + d], Math.fround(s / T), `h=${h} d=${d}`);
     }
   }
@@ -53,7 +53,7 @@ test('meanRows matches a reference and writes into out', () => {
   assert.equal(meanRows(src, R, D, out), out);
   for (let d = 0; d < D; d++) {
     let s = 0;
-    for (let r = 0; r < R; r++) s += src[r * D + d];
+    for (let r = 0; r < R; r++) s += src[r * D + d]!;
     assert.equal(out[d], Math.fround(s / R));
   }
   // Reusing out must not leak the previous result into the next one.

@@ -25,7 +25,7 @@ const u32 = new Uint32Array(f32.buffer);
 /** Half an ulp of float32 at |x| (the final rounding of a dequantized value). */
 function halfUlp(x: number): number {
   f32[0] = Math.abs(x);
-  const e = (u32[0] >>> 23) & 0xff;
+  const e = (u32[0]! >>> 23) & 0xff;
   return e === 0 ? 2 ** -150 : 2 ** (e - 127 - 24);
 }
 
@@ -36,7 +36,7 @@ function refScale(lo: number, hi: number): number {
   let s = Math.fround(range / 255);
   while (s * 255 < range) {
     f32[0] = s;
-    u32[0] += 1;
+    u32[0]! += 1;
     s = f32[0];
   }
   return s;
@@ -81,18 +81,18 @@ function checkExact(layout: Layout, src: Float32Array, H: number, T: number, D: 
   const { codes, scales, zeros, back } = roundTrip(layout, src, H, T, D);
   let worstSteps = 0;
   groups(layout, H, T, D).forEach((idx, g) => {
-    const xs = idx.map((i) => src[i]);
+    const xs = idx.map((i) => src[i]!);
     const lo = Math.min(...xs);
     const hi = Math.max(...xs);
     const scale = refScale(lo, hi);
     assert.equal(zeros[g], lo, `zero of group ${g}`);
     assert.equal(scales[g], scale, `scale of group ${g}`);
     for (const i of idx) {
-      const want = scale === 0 ? 0 : Math.floor((src[i] - lo) * (1 / scale) + 0.5);
+      const want = scale === 0 ? 0 : Math.floor((src[i]! - lo) * (1 / scale) + 0.5);
       assert.equal(codes[i], want, `code ${i}`);
       assert.ok(want >= 0 && want <= INT8_MAX_CODE);
       assert.equal(back[i], Math.fround(lo + want * scale), `dequantized ${i}`);
-      const err = Math.abs(back[i] - src[i]);
+      const err = Math.abs(back[i] - src[i]!);
       // Half a step, plus the float32 rounding of x' and the float64 rounding of (x - lo) * inv.
       const bound = (scale / 2) * (1 + 2 ** -50) + halfUlp(back[i]);
       assert.ok(err <= bound, `element ${i}: error ${err} > half step ${scale / 2}`);

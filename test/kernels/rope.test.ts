@@ -36,9 +36,9 @@ function refRotate(
     for (let t = 0; t < T; t++) {
       const row = (h * T + t) * D;
       for (let i = 0; i < half; i++) {
-        const angle = Math.fround(Math.fround(pos[t]) * inv[i]);
-        const x1 = src[row + i];
-        const x2 = src[row + i + half];
+        const angle = Math.fround(Math.fround(pos[t]!) * inv[i]!);
+        const x1 = src[row + i]!;
+        const x2 = src[row + i + half]!;
         const rh1 = -x2; // rotate_half: [-x2, x1]
         const rh2 = x1;
         out[row + i] = x1 * Math.cos(angle) + rh1 * dir * Math.sin(angle);
@@ -52,7 +52,7 @@ function refRotate(
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);
   let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 }
 
@@ -61,7 +61,7 @@ test('ropeInvFreq matches the float64 formula rounded to float32', () => {
     const inv = ropeInvFreq(dim, theta);
     assert.equal(inv.length, dim / 2);
     const ref = refInvFreq(dim, theta);
-    for (let i = 0; i < ref.length; i++) assert.ok(Math.abs(inv[i] - ref[i]) <= 2 ** -24 * ref[i] * 1.01, `i=${i}`);
+    for (let i = 0; i < ref.length; i++) assert.ok(Math.abs(inv[i]! - ref[i]!) <= 2 ** -24 * ref[i]! * 1.01, `i=${i}`);
     assert.equal(inv[0], 1);
   }
   assert.throws(() => ropeInvFreq(7, 10000), RangeError);
@@ -97,10 +97,10 @@ test('angles are rounded to float32 like the decoder', () => {
   const half = 32;
   let worst = 0;
   for (let i = 0; i < half; i++) {
-    const a = 16001 * inv[i];
-    const x1 = src[i];
-    const x2 = src[i + half];
-    worst = Math.max(worst, Math.abs(got[i] - (x1 * Math.cos(a) - x2 * Math.sin(a))));
+    const a = 16001 * inv[i]!;
+    const x1 = src[i]!;
+    const x2 = src[i + half]!;
+    worst = Math.max(worst, Math.abs(got[i]! - (x1 * Math.cos(a) - x2 * Math.sin(a))));
   }
   assert.ok(worst > 1e-5, `float64 angles would be indistinguishable (${worst})`);
 });
@@ -177,9 +177,9 @@ function refRotate2(src: Float64Array, H: number, T: number, D: number, pos: num
   for (let r = 0; r < H * T; r++) {
     const t = r % T;
     for (let i = 0; i < half; i++) {
-      const a = Math.fround(Math.fround(pos[t]) * inv[i]);
-      const x1 = src[r * D + i];
-      const x2 = src[r * D + i + half];
+      const a = Math.fround(Math.fround(pos[t]!) * inv[i]!);
+      const x1 = src[r * D + i]!;
+      const x2 = src[r * D + i + half]!;
       out[r * D + i] = x1 * Math.cos(a) - x2 * Math.sin(a);
       out[r * D + i + half] = x2 * Math.cos(a) + x1 * Math.sin(a);
     }

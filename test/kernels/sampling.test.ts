@@ -26,22 +26,22 @@ function refSampler(logits: Float32Array, temperature: number, topP: number): (u
   for (const l of logits) max = Math.max(max, l);
   const p = Array.from(logits, (l) => Math.exp((l - max) / temperature));
   const z = p.reduce((a, b) => a + b, 0);
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => p[b]! - p[a]! || a - b);
   const kept: number[] = [];
   let cum = 0;
   for (const i of order) {
     kept.push(i);
-    cum += p[i] / z;
+    cum += p[i]! / z;
     if (cum >= topP) break;
   }
-  const mass = kept.reduce((a, i) => a + p[i], 0);
+  const mass = kept.reduce((a, i) => a + p[i]!, 0);
   return (u) => {
     let r = u * mass;
     for (const i of kept) {
-      r -= p[i];
+      r -= p[i]!;
       if (r < 0) return i;
     }
-    return kept[kept.length - 1];
+    return kept[kept.length - 1]!;
   };
 }
 
@@ -71,7 +71,7 @@ test('mulberry32 is in [0, 1), reproducible and roughly uniform', () => {
     const x = a();
     assert.equal(x, b());
     assert.ok(x >= 0 && x < 1);
-    bins[Math.floor(x * 10)]++;
+    bins[Math.floor(x * 10)]!++;
   }
   for (const c of bins) assert.ok(Math.abs(c - 10000) < 500, `bin count ${c}`);
   assert.notEqual(mulberry32(1)(), mulberry32(2)());
@@ -81,11 +81,11 @@ test('softmaxInPlace: values, stability, edge cases', () => {
   const v = new Float64Array([1, 2, 3]);
   softmaxInPlace(v);
   const e = [Math.exp(1), Math.exp(2), Math.exp(3)];
-  const z = e[0] + e[1] + e[2];
-  v.forEach((x, i) => assert.ok(Math.abs(x - e[i] / z) < 1e-15));
+  const z = e[0]! + e[1]! + e[2]!;
+  v.forEach((x, i) => assert.ok(Math.abs(x - e[i]! / z) < 1e-15));
   const big = new Float32Array([1000, 1001, 1002]); // naive exp overflows
   softmaxInPlace(big);
-  big.forEach((x, i) => assert.ok(Math.abs(x - e[i] / z) < 1e-7));
+  big.forEach((x, i) => assert.ok(Math.abs(x - e[i]! / z) < 1e-7));
   const masked = new Float32Array([-Infinity, 0, -Infinity, 0]);
   softmaxInPlace(masked);
   assert.deepEqual([...masked], [0, 0.5, 0, 0.5]);
@@ -157,9 +157,9 @@ test('sampleTopP: masked logits, frequencies, validation', () => {
   const logits = new Float32Array([-Infinity, Math.log(3), -Infinity, 0]);
   const rng = mulberry32(77);
   const counts = [0, 0, 0, 0];
-  for (let i = 0; i < 20000; i++) counts[sampleTopP(logits, 1, 1, rng)]++;
-  assert.equal(counts[0] + counts[2], 0);
-  assert.ok(Math.abs(counts[1] / 20000 - 0.75) < 0.02, `${counts}`);
+  for (let i = 0; i < 20000; i++) counts[sampleTopP(logits, 1, 1, rng)]!++;
+  assert.equal(counts[0]! + counts[2]!, 0);
+  assert.ok(Math.abs(counts[1]! / 20000 - 0.75) < 0.02, `${counts}`);
   assert.throws(() => sampleTopP(logits, 0, 0.9, rng), RangeError);
   assert.throws(() => sampleTopP(new Float32Array([-Infinity]), 1, 0.9, rng), RangeError);
   assert.throws(() => sampleTopP(logits, 1, NaN, rng), RangeError);

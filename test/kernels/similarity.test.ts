@@ -44,9 +44,9 @@ test('cosine matches dot / (norm * norm) on random data and stays in [-1, 1]', (
     let aa = 0;
     let bb = 0;
     for (let i = 0; i < n; i++) {
-      ab += a[i] * b[i];
-      aa += a[i] * a[i];
-      bb += b[i] * b[i];
+      ab += a[i]! * b[i]!;
+      aa += a[i]! * a[i]!;
+      bb += b[i]! * b[i]!;
     }
     assert.ok(close(dot(a, b), ab));
     assert.ok(close(l2Norm(a), Math.sqrt(aa)));

@@ -6,8 +6,8 @@ import { argmax, topK } from '../../kernels/topk.js';
 function refTopK(scores: ArrayLike<number>, k: number): { indices: number[]; values: number[] } {
   const idx = Array.from({ length: scores.length }, (_, i) => i);
   idx.sort((i, j) => {
-    const a = scores[i];
-    const b = scores[j];
+    const a = scores[i]!;
+    const b = scores[j]!;
     const an = Number.isNaN(a);
     const bn = Number.isNaN(b);
     if (an !== bn) return an ? 1 : -1;
@@ -15,7 +15,7 @@ function refTopK(scores: ArrayLike<number>, k: number): { indices: number[]; val
     return i - j;
   });
   const top = idx.slice(0, Math.max(0, Math.min(k, scores.length)));
-  return { indices: top, values: top.map((i) => scores[i]) };
+  return { indices: top, values: top.map((i) => scores[i]!) };
 }
 
 function check(scores: ArrayLike<number>, k: number): void {

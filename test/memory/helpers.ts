@@ -67,7 +67,7 @@ export function assertChunkBitExact(got: FrameChunk | undefined, want: FrameChun
   for (const k of ['keys', 'values', 'representatives'] as const) {
     assert.equal(got[k].length, want[k].length);
     for (let l = 0; l < want[k].length; l++) {
-      assert.deepEqual(bits(got[k][l]), bits(want[k][l]), `chunk ${want.chunkId} ${k}[${l}] differs`);
+      assert.deepEqual(bits(got[k][l]!), bits(want[k][l]!), `chunk ${want.chunkId} ${k}[${l}] differs`);
     }
   }
 }

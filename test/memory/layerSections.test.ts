@@ -138,7 +138,7 @@ test('a damaged section, a cut-short segment and a missing segment fail their ch
     const fd = fs.openSync(segmentFile(dir, row(1).segment), 'r+');
     const byte = Buffer.alloc(1);
     fs.readSync(fd, byte, 0, 1, at);
-    byte[0] ^= 0x40;
+    byte[0]! ^= 0x40;
     fs.writeSync(fd, byte, 0, 1, at);
     fs.closeSync(fd);
     // The last chunk's segment cut inside its layer 4.

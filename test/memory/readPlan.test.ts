@@ -29,5 +29,5 @@ test('planReads: groups by segment, sorts by offset, merges adjacent records and
   assert.deepEqual(planReads([x(3, 10, 500)], { maxGapBytes: 0, maxRunBytes: 100 }).map((r) => r.length), [500]);
   assert.deepEqual(planReads([], { maxGapBytes: 0, maxRunBytes: 100 }), []);
   // Items keep offset order within a run.
-  assert.deepEqual(planReads(items, { maxGapBytes: 0, maxRunBytes: 1e9 })[0].items.map((i) => i.offset), [100, 150, 200]);
+  assert.deepEqual(planReads(items, { maxGapBytes: 0, maxRunBytes: 1e9 })[0]!.items.map((i) => i.offset), [100, 150, 200]);
 });

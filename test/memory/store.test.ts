@@ -10,9 +10,9 @@ test('float32: round trip is bit-exact, across reopen, with NaN payloads, -0 and
   const dir = tempDir(t);
   const chunks: FrameChunk[] = [0, 1, 2, 3, 4].map((id) => makeChunk(id, TINY, 3 + id));
   // Values that a numeric round trip would not preserve bit for bit.
-  chunks[1].keys[0][0] = -0;
-  new Uint32Array(chunks[1].values[2].buffer)[5] = 0x7fc01234; // NaN with a payload
-  chunks[2].keys[1][3] = 1e-45; // subnormal
+  chunks[1]!.keys[0]![0] = -0;
+  new Uint32Array(chunks[1]!.values[2]!.buffer)[5] = 0x7fc01234; // NaN with a payload
+  chunks[2]!.keys[1]![3] = 1e-45; // subnormal
   let store = ChunkStore.open({ dir, geometry: TINY, dtype: 'float32' });
   for (const c of chunks) {
     const r = await store.append(c);
@@ -33,7 +33,7 @@ test('float32: round trip is bit-exact, across reopen, with NaN payloads, -0 and
   // Representatives come from the manifest alone.
   const metas = store.listChunks();
   assert.deepEqual(metas.map((m) => m.chunkId), [0, 1, 2, 3, 4]);
-  assert.deepEqual(metas[3].representatives, chunks[3].representatives);
+  assert.deepEqual(metas[3]!.representatives, chunks[3]!.representatives);
   assert.deepEqual(store.listChunks({ afterId: 1, limit: 2 }).map((m) => m.chunkId), [2, 3]);
   await store.close();
 });
@@ -50,8 +50,8 @@ test('float16: every element within half a float16 ulp (relative 2^-11); measure
     const g = got.chunks.get(c.chunkId)!;
     for (const k of ['keys', 'values'] as const) {
       for (let l = 0; l < TINY.numLayers; l++) {
-        c[k][l].forEach((x, i) => {
-          const err = Math.abs(g[k][l][i] - x);
+        c[k][l]!.forEach((x, i) => {
+          const err = Math.abs(g[k][l]![i]! - x);
           maxAbs = Math.max(maxAbs, err);
           // Normal half range: relative error <= 2^-11; below 2^-14 the absolute spacing is 2^-24.
           if (Math.abs(x) >= 2 ** -14) maxRel = Math.max(maxRel, err / Math.abs(x));
@@ -83,8 +83,8 @@ test('int8: every element within half a step of its group (keys per channel, val
     const g = got.chunks.get(c.chunkId)!;
     for (let l = 0; l < G.numLayers; l++) {
       for (const isKey of [true, false]) {
-        const src = isKey ? c.keys[l] : c.values[l];
-        const back = isKey ? g.keys[l] : g.values[l];
+        const src = (isKey ? c.keys[l] : c.values[l])!;
+        const back = (isKey ? g.keys[l] : g.values[l])!;
         const D = G.headDim;
         // Group of element (h, t, d): keys (h, d) over t; values (h, t) over d.
         const groupOf = (i: number): number[] => {
@@ -96,13 +96,13 @@ test('int8: every element within half a step of its group (keys per channel, val
             : Array.from({ length: D }, (_, e) => (h * T + tt) * D + e);
         };
         for (let i = 0; i < src.length; i++) {
-          const xs = groupOf(i).map((j) => src[j]);
+          const xs = groupOf(i).map((j) => src[j]!);
           const step = (Math.max(...xs) - Math.min(...xs)) / 255;
-          const err = Math.abs(back[i] - src[i]);
-          assert.ok(err <= step / 2 + 1e-6 * step + 2 ** -24 * Math.abs(src[i]), `element ${i}: ${err} > ${step / 2}`);
+          const err = Math.abs(back[i]! - src[i]!);
+          assert.ok(err <= step / 2 + 1e-6 * step + 2 ** -24 * Math.abs(src[i]!), `element ${i}: ${err} > ${step / 2}`);
           worstSteps = Math.max(worstSteps, err / step);
           sqErr += err * err;
-          sq += src[i] * src[i];
+          sq += src[i]! * src[i]!;
           count++;
         }
       }
@@ -135,8 +135,8 @@ test('dtypes can change between sessions; stats report bytes by dtype, span and 
   assert.equal(s.bytesByDtype.int8, 72 + 3 * 368);
   assert.equal(s.bytesByDtype.float16, 0);
   assert.equal(s.segments.length, 1, 'the second session resumed the same segment');
-  assert.equal(s.segments[0].fileBytes, 32 + 2 * 1992 + 72 + 3 * 368);
-  assert.equal(s.segmentBytes, s.segments[0].fileBytes);
+  assert.equal(s.segments[0]!.fileBytes, 32 + 2 * 1992 + 72 + 3 * 368);
+  assert.equal(s.segmentBytes, s.segments[0]!.fileBytes);
   const got = await store.readChunks([0, 1, 2]);
   assert.equal(got.chunks.size, 3);
   assertChunkBitExact(got.chunks.get(1), makeChunk(1));
@@ -265,7 +265,7 @@ test('bad arguments and geometry mismatches give clear VigilErrors', async (t) =
   const other = makeChunk(0, { numLayers: 3, numKvHeads: 2, headDim: 16 });
   await rejectsWithCode(store.append(other), 'SHAPE_MISMATCH', /head_dim 16.*3 x 2 x 8/);
   const short = makeChunk(0);
-  short.values[1] = short.values[1].subarray(1);
+  short.values[1] = short.values[1]!.subarray(1);
   await rejectsWithCode(store.append(short), 'SHAPE_MISMATCH', /values\[1\]/);
   const missingLayer = makeChunk(0);
   missingLayer.keys.pop();
@@ -293,12 +293,12 @@ test('bad arguments and geometry mismatches give clear VigilErrors', async (t) =
   // Values a dtype cannot hold are refused before anything is written.
   const f16 = ChunkStore.open({ dir, dtype: 'float16' });
   const big = makeChunk(10);
-  big.keys[0][4] = 1e5;
+  big.keys[0]![4] = 1e5;
   await rejectsWithCode(f16.append(big), 'BAD_INPUT', /float16 range/);
   await f16.close();
   const i8 = ChunkStore.open({ dir, dtype: 'int8' });
   const nan = makeChunk(10);
-  nan.values[2][0] = Number.NaN;
+  nan.values[2]![0] = Number.NaN;
   await rejectsWithCode(i8.append(nan), 'BAD_INPUT', /non-finite/);
   assert.equal(i8.stats().chunkCount, 1);
   await i8.close();

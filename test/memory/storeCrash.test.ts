@@ -57,7 +57,7 @@ async function checkAfterCrash(dir: string, committed: number[]): Promise<ChunkS
   assert.deepEqual(store.recovery.droppedChunks, [], 'committed chunks are never damaged by a crash');
   const end = SEG_HEADER + ids.length * LEN;
   for (const tr of store.recovery.truncatedSegments) assert.deepEqual(tr, { segment: 1, fromBytes: tr.fromBytes, toBytes: end });
-  assert.equal(store.stats().segments[0].fileBytes, end, 'the segment ends at the last committed record');
+  assert.equal(store.stats().segments[0]!.fileBytes, end, 'the segment ends at the last committed record');
   const got = await store.readChunks(ids);
   assert.deepEqual(got.failed, []);
   for (const id of ids) assertChunkBitExact(got.chunks.get(id), makeChunk(id, CRASH_GEOMETRY, CRASH_TOKENS));
@@ -67,7 +67,7 @@ async function checkAfterCrash(dir: string, committed: number[]): Promise<ChunkS
 }
 
 test('SIGKILL during ingest: every committed chunk reads back bit-exactly; the torn tail is cut', async (t) => {
-  for (const [killAfter, killDelayMs] of [
+  for (const [killAfter, killDelayMs] of <[number, number][]>[
     [3, 0],
     [6, 3],
     [9, 6],

@@ -75,7 +75,7 @@ test('a damaged layer fails alone: its chunk is reported, the other layers of th
   const fd = fs.openSync(segmentFile(dir, 1), 'r+');
   const byte = Buffer.alloc(1);
   fs.readSync(fd, byte, 0, 1, at);
-  byte[0] ^= 0xff;
+  byte[0]! ^= 0xff;
   fs.writeSync(fd, byte, 0, 1, at);
   fs.closeSync(fd);
   store = ChunkStore.open({ dir, geometry: TINY, cacheBytes: 0 });

@@ -20,7 +20,7 @@ function flipByte(file: string, at: number): void {
   const fd = fs.openSync(file, 'r+');
   const b = Buffer.alloc(1);
   fs.readSync(fd, b, 0, 1, at);
-  b[0] ^= 0x40;
+  b[0]! ^= 0x40;
   fs.writeSync(fd, b, 0, 1, at);
   fs.closeSync(fd);
 }

@@ -215,7 +215,7 @@ describe('probe-needle', () => {
         const out = await model.decoder.step({ inputsEmbeds: await model.embed(ids), past, logits: 'none', queries: true });
         const taps = out.queries![layer]!;
         const qbar = new Float64Array(numHeads * D);
-        for (let row = 0; row < ids.length; row++) for (let i = 0; i < qbar.length; i++) qbar[i] += taps[row * qbar.length + i]! / ids.length;
+        for (let row = 0; row < ids.length; row++) for (let i = 0; i < qbar.length; i++) qbar[i]! += taps[row * qbar.length + i]! / ids.length;
         const target = s.needleChunks.get(needle.background)!;
         let best = s.chunks[0]!;
         let worstOther = 0;

@@ -26,7 +26,7 @@ test('retrieval scores from query taps equal the reference GQA-expanded dot prod
   for (let layer = 0; layer < LAYERS; layer++) {
     // ReKV: qbar = mean over tokens of all 9 heads; kbar = the 3 KV heads repeated to 9 (repeat_kv).
     const qbar = new Float64Array(H * D);
-    for (let t = 0; t < S; t++) for (let i = 0; i < H * D; i++) qbar[i] += taps[layer]![t * H * D + i]! / S;
+    for (let t = 0; t < S; t++) for (let i = 0; i < H * D; i++) qbar[i]! += taps[layer]![t * H * D + i]! / S;
     const expanded = chunks.map((c) => {
       let s = 0;
       for (let h = 0; h < H; h++) {
