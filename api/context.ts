@@ -28,7 +28,7 @@ export class ServiceContext {
 
   /** The ready manager; 503 while it is loading, after a failed start, or while shutting down. */
   manager(): StreamManager {
-    if (this.current && !this.current.closed) return this.current;
+    if (this.current && !this.current.disposed) return this.current;
     if (this.failure) throw new ApiError(503, 'NOT_READY', `the service failed to start: ${publicMessage(this.failure.message)}`);
     if (this.current) throw new ApiError(503, 'NOT_READY', 'the service is shutting down', { retryAfterS: 5 });
     throw new ApiError(503, 'NOT_READY', 'the service is starting (loading the model and streams)', { retryAfterS: 2 });
@@ -36,6 +36,6 @@ export class ServiceContext {
 
   /** The manager if it is ready, else null (for health and metrics, which must not throw). */
   peek(): StreamManager | null {
-    return this.current && !this.current.closed ? this.current : null;
+    return this.current && !this.current.disposed ? this.current : null;
   }
 }

@@ -35,7 +35,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     try {
       for (const camera of options.cameras ?? []) await m.declare(camera);
     } catch (error) {
-      await m.close();
+      await m.dispose();
       throw error;
     }
     return m;
@@ -61,7 +61,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await closed;
-        await manager.then((m) => m.close(), () => undefined);
+        await manager.then((m) => m.dispose(), () => undefined);
       })()),
   };
 }

@@ -170,7 +170,7 @@ async function main(): Promise<void> {
       try {
         await build(store);
       } finally {
-        await store.close();
+        await store.dispose();
       }
       console.error(`  built in ${((performance.now() - tb) / 1000).toFixed(1)} s`);
     }
@@ -273,7 +273,7 @@ async function main(): Promise<void> {
         if (rep >= 0) process.stderr.write(`  repeat ${rep + 1}/${REPEATS} done\n`);
       }
     } finally {
-      for (const store of stores) await store.close();
+      for (const store of stores) await store.dispose();
       for (const fd of fds.values()) fs.closeSync(fd);
     }
 

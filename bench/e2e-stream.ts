@@ -137,7 +137,7 @@ try {
     results.push({ minutes, frames, wallMs, phases, outsideOnnxMs: wallMs - onnxMs, memory: point });
     process.stderr.write(`${minutes} min: ${wallMs.toFixed(0)} ms per frame, ${(((wallMs - onnxMs) / wallMs) * 100).toFixed(1)}% outside onnxruntime (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
   }
-  await session.close();
+  await session.dispose();
   await model.dispose();
 
   const out = process.stdout;

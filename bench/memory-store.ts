@@ -236,7 +236,7 @@ try {
           q.cr.push(rawRead(dir, sub, 'reuse'));
         }
       }
-      await store.close();
+      await store.dispose();
       fs.rmSync(dir, { recursive: true, force: true });
     }
     writes.push({ dtype, recordMiB: bytes / N / MiB, storeMs: median(storeMs), rawMs: median(rawMs), bytes, err });

@@ -129,7 +129,7 @@ try {
       process.stderr.write(`${minutes} min ${method.name}: TTFT ${row.ttftMs!.toFixed(0)} ms, ${row.contextTokens} context tokens (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
     }
   }
-  await session.close();
+  await session.dispose();
   await model.dispose();
 
   const out = process.stdout;

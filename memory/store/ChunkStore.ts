@@ -551,11 +551,20 @@ export class ChunkStore {
 
   /**
    * Commits pending appends, waits for reads in flight, fsyncs the open segment, marks the store
-   * cleanly closed and releases the lock. Idempotent.
+   * cleanly closed and releases the lock. Idempotent: every call returns the same promise; any use
+   * after it fails with STORE_CLOSED.
    */
-  close(): Promise<void> {
+  dispose(): Promise<void> {
     this.closingPromise ??= this.closeOnce();
     return this.closingPromise;
+  }
+
+  get disposed(): boolean {
+    return this.closingPromise !== null;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 
   private async closeOnce(): Promise<void> {

@@ -104,6 +104,6 @@ export async function runNeedleDemo(model: VisionLanguageModel, options: NeedleD
     stage('done', asks.length, asks.length);
     return { clip: clip.clip, truth: clip.truth, framesEncoded: ingest.framesEncoded, ingestSeconds, rows, correct: rows.filter((r) => r.correct).length };
   } finally {
-    await session.close();
+    await session.dispose();
   }
 }

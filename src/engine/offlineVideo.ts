@@ -119,7 +119,7 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
     writeRecord(true);
     return { session, dir, status: stored > 0 ? 'resumed' : 'built', framesEncoded: stored + result.framesEncoded };
   } catch (error) {
-    await session.close();
+    await session.dispose();
     throw error;
   }
 }

@@ -31,7 +31,7 @@ export { ANSWER_MODES, type AnswerMode } from './streamSession.js';
 export interface StreamManagerOptions {
   /** Data folder: `<data>/streams/<id>/` per stream, `<data>/incoming/` for uploads in transit. */
   dataDir: string;
-  /** A loaded model (the caller disposes it) or a model folder (loaded here, disposed by close()). */
+  /** A loaded model (the caller disposes it) or a model folder (loaded here, disposed by dispose()). */
   model: VisionLanguageModel | string;
   /** What API callers may ingest (schemes, private networks, a files folder). */
   policy?: SourcePolicyOptions;
@@ -102,7 +102,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     try {
       await manager.restore();
     } catch (error) {
-      await manager.close();
+      await manager.dispose();
       throw error;
     }
     return manager;
@@ -113,7 +113,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     return path.join(this.dataDir, 'incoming');
   }
 
-  get closed(): boolean {
+  get disposed(): boolean {
     return this.closing !== null;
   }
 
@@ -363,8 +363,11 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     return wanted === null ? null : stream.thumbnails.find(wanted);
   }
 
-  /** Stops every ingest and closes every memory; running streams resume at the next open. */
-  close(): Promise<void> {
+  /**
+   * Stops every ingest and disposes every memory (then the model if it loaded it); running streams
+   * resume at the next open. Idempotent: every call returns the same promise.
+   */
+  dispose(): Promise<void> {
     this.closing ??= (async () => {
       const streams = [...this.streams.values()];
       this.streams.clear();
@@ -372,6 +375,10 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
       if (this.ownsModel) await this.model.dispose();
     })();
     return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -489,10 +496,10 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     this.log(`stream ${stream.id}: recording the end of the ingest failed: ${error instanceof Error ? (error.stack ?? message) : message}`);
   }
 
-  /** Stops the ingest and closes the memory; the record stays as it is. */
+  /** Stops the ingest and disposes the memory; the record stays as it is. */
   private async detach(stream: ManagedStream): Promise<void> {
     await stream.ingest?.stop();
-    await stream.session?.close();
+    await stream.session?.dispose();
     stream.session = null;
   }
 

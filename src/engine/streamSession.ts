@@ -91,7 +91,9 @@ export class StreamSession {
   private readonly times: ChunkTimes[] = [];
   private framesEncoded = 0;
   private lastT: number | null = null;
-  private closed = false;
+  private disposing: Promise<void> | null = null;
+  /** Unregisters from the model (which disposes its live sessions before itself). */
+  private leaveModel: () => void = () => {};
 
   private constructor(
     readonly encoder: StreamEncoder,
@@ -133,9 +135,11 @@ export class StreamSession {
       session.times.push(...stored);
       sessionRef.session = session;
       await session.restoreWindow(storedIds);
+      // The model owns its sessions: it refuses new ones once disposed, and disposes live ones first.
+      session.leaveModel = model.adopt(session);
       return session;
     } catch (error) {
-      await store.close();
+      await store.dispose();
       throw error;
     }
   }
@@ -272,14 +276,26 @@ export class StreamSession {
     };
   }
 
-  /** Commits what is pending, saves the index, closes the store. Safe to call twice. */
-  close(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    this.closed = true;
-    return this.queue.then(
-      () => this.shutdown(),
-      () => this.shutdown(),
-    );
+  /**
+   * Commits what is pending, saves the index, disposes the store. Idempotent: every call returns
+   * the same promise. Questions and frames after it fail with DISPOSED.
+   */
+  dispose(): Promise<void> {
+    this.disposing ??= this.queue
+      .then(
+        () => this.shutdown(),
+        () => this.shutdown(),
+      )
+      .finally(() => this.leaveModel());
+    return this.disposing;
+  }
+
+  get disposed(): boolean {
+    return this.disposing !== null;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 
   /** Waits until every encoded frame is committed and indexed. */
@@ -297,11 +313,11 @@ export class StreamSession {
     await this.store.flush();
     await Promise.all([...this.pendingCommits]);
     await this.index.save(streamIndexDir(this.options.dir));
-    await this.store.close();
+    await this.store.dispose();
   }
 
   private serialize<T>(task: () => Promise<T>): Promise<T> {
-    if (this.closed) return Promise.reject(new VigilError('DISPOSED', 'this stream session has been disposed'));
+    if (this.disposed) return Promise.reject(new VigilError('DISPOSED', 'this stream session has been disposed'));
     const run = this.queue.then(task, task);
     this.queue = run.catch(() => undefined);
     return run;

@@ -185,7 +185,7 @@ export async function runVniah(model: VisionLanguageModel, options: VniahRunOpti
         });
         await askAll(session, plan, dtype, times, tokensPerFrame, results, settings, (done, total) => stage(`ask ${label} ${dtype}`, done, total));
       } finally {
-        await session.close();
+        await session.dispose();
         if (!options.keepMemory) fs.rmSync(dir, { recursive: true, force: true });
       }
     }

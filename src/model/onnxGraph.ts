@@ -146,7 +146,19 @@ export class OnnxGraph {
     return fetches ? this.session.run(feeds, fetches as string[]) : this.session.run(feeds);
   }
 
-  async dispose(): Promise<void> {
-    await this.session.release();
+  private released: Promise<void> | null = null;
+
+  /** Releases the onnxruntime session. Idempotent: every call returns the same promise. */
+  dispose(): Promise<void> {
+    this.released ??= this.session.release();
+    return this.released;
+  }
+
+  get disposed(): boolean {
+    return this.released !== null;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 }

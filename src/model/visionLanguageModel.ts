@@ -34,7 +34,9 @@ const TURN_END_TOKEN: Record<ModelConfig['family'], string> = {
  * preprocessing and the three onnxruntime sessions (vision_encoder, embed_tokens, decoder).
  */
 export class VisionLanguageModel {
-  private disposed = false;
+  private disposing: Promise<void> | null = null;
+  /** Objects that use this model (stream sessions), disposed before it. */
+  private readonly children = new Set<AsyncDisposable>();
 
   private constructor(
     readonly config: ModelConfig,
@@ -146,13 +148,49 @@ export class VisionLanguageModel {
     return embeds;
   }
 
-  async dispose(): Promise<void> {
-    if (this.disposed) return;
-    this.disposed = true;
-    await Promise.all([this.vision.dispose(), this.embedder.dispose(), this.decoder.graph.dispose()]);
+  /**
+   * Registers an object that uses this model (a stream session registers itself when it opens);
+   * returns the function that unregisters it (its own dispose calls that). A disposed model takes no
+   * new children (DISPOSED).
+   */
+  adopt(child: AsyncDisposable): () => void {
+    this.assertOpen();
+    this.children.add(child);
+    return () => {
+      this.children.delete(child);
+    };
+  }
+
+  /** Objects using this model that are not disposed yet. */
+  get liveChildren(): number {
+    return this.children.size;
+  }
+
+  /**
+   * Disposes every live child first (a session commits its pending frames and saves its index), then
+   * releases the onnxruntime sessions. Idempotent: every call returns the same promise. If a child
+   * fails to dispose, the model is still released and the first such error is thrown.
+   */
+  dispose(): Promise<void> {
+    this.disposing ??= (async () => {
+      const children = await Promise.allSettled([...this.children].map((c) => c[Symbol.asyncDispose]()));
+      this.children.clear();
+      await Promise.all([this.vision.dispose(), this.embedder.dispose(), this.decoder.graph.dispose()]);
+      const failed = children.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    })();
+    return this.disposing;
+  }
+
+  get disposed(): boolean {
+    return this.disposing !== null;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 
   private assertOpen(): void {
-    if (this.disposed) throw new VigilError('DISPOSED', 'this model has been disposed');
+    if (this.disposing) throw new VigilError('DISPOSED', 'this model has been disposed');
   }
 }

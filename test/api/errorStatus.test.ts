@@ -115,7 +115,7 @@ describe('questions on disposed objects are server faults (5xx), not 400', () =>
   it('a question to a disposed stream session answers 503 DISPOSED', async () => {
     const session = await StreamSession.open(model, { dir: path.join(scratch, 's1'), sinkFrames: 1, windowFrames: 2 });
     await session.addFrame(await preprocessFrame(model, await haystackFrame()), 0);
-    await session.close();
+    await session.dispose();
     const ask = () => session.ask({ question: 'What color was the square on the red screen?', retrieve: 1, maxNewTokens: 2 });
     await assert.rejects(ask(), (e: unknown) => isVigilError(e) && e.code === 'DISPOSED');
     const res = await request(appRunning(ask)).get('/q');

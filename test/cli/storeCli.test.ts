@@ -26,7 +26,7 @@ describe('vigil store', () => {
       const pixelValues = Float32Array.from({ length: 3 * 64 * 64 }, () => random() * 2 - 1);
       await session.addFrame({ pixelValues, count: 1, height: 64, width: 64, rows: 0, cols: 0 }, i * 2);
     }
-    await session.close();
+    await session.dispose();
     await model.dispose();
   });
   after(() => fs.rmSync(data, { recursive: true, force: true }));
@@ -122,7 +122,7 @@ describe('vigil store', () => {
       assert.equal(rebuild.code, 2);
       assert.match(rebuild.stderr, /already open in process/);
     } finally {
-      await session.close();
+      await session.dispose();
       await model.dispose();
     }
   });

@@ -68,8 +68,8 @@ describe('questions during ingest', () => {
         x.keys.forEach((k, layer) => assert.deepEqual(k, y.keys[layer], `chunk ${id} layer ${layer} keys differ`));
       }
     } finally {
-      await quiet.close();
-      await busy.close();
+      await quiet.dispose();
+      await busy.dispose();
     }
   });
 });

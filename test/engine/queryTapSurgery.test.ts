@@ -32,7 +32,7 @@ describe('query taps by graph surgery', () => {
       for (let i = 0; i < 20; i++) await session.addFrame(i === 4 ? needle : haystack, i);
       return await session.ask({ question: 'What color was the square on the magenta screen?', retrieve: 4, maxNewTokens: 4 });
     } finally {
-      await session.close();
+      await session.dispose();
     }
   }
 

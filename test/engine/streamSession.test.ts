@@ -59,7 +59,7 @@ describe('StreamSession with probe-needle', () => {
       const control = await ask(session, 0);
       assert.equal(control.text.trim(), 'unknown', 'without retrieval the needle is out of context');
     } finally {
-      await session.close();
+      await session.dispose();
     }
   });
 
@@ -85,7 +85,7 @@ describe('StreamSession with probe-needle', () => {
       await assert.rejects(run({ question: q, mode: 'oracle' }), /needs oracleTimes/);
       await assert.rejects(async () => run({ question: q, mode: 'nope' as 'rekv' }), /unknown mode 'nope'/);
     } finally {
-      await session.close();
+      await session.dispose();
     }
   });
 
@@ -96,14 +96,14 @@ describe('StreamSession with probe-needle', () => {
       assert.equal(session.index.space, 'cosine');
       assert.equal((await ask(session, 4)).text.trim(), 'green');
     } finally {
-      await session.close();
+      await session.dispose();
     }
     const reopened = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4 });
     try {
       assert.equal(reopened.index.space, 'ip');
       assert.equal(reopened.stats().indexedChunks, FRAMES);
     } finally {
-      await reopened.close();
+      await reopened.dispose();
     }
   });
 
@@ -126,7 +126,7 @@ describe('StreamSession with probe-needle', () => {
         assert.deepEqual(fromDisk.values[layer], inRam.values[layer]);
       });
     } finally {
-      await session.close();
+      await session.dispose();
     }
   });
 
@@ -147,14 +147,14 @@ describe('StreamSession with probe-needle', () => {
             for (let i = 0; i < k.length; i++) worst = Math.max(worst, Math.abs(k[i]! - back[i]!));
           });
         } finally {
-          await fresh.close();
+          await fresh.dispose();
         }
         t.diagnostic(`max |stored - original| key error (${dtype}) = ${worst.toExponential(2)}`);
         assert.ok(worst < (dtype === 'float16' ? 0.05 : 0.5), `${dtype} key error ${worst}`);
         const answer = await ask(session, 4);
         assert.equal(answer.text.trim(), 'green');
       } finally {
-        await session.close();
+        await session.dispose();
       }
     });
   }
@@ -163,7 +163,7 @@ describe('StreamSession with probe-needle', () => {
     const dir = path.join(scratch, 'restart');
     const first = await ingest(dir);
     const before = await ask(first, 4);
-    await first.close();
+    await first.dispose();
 
     const reopened = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4 });
     try {
@@ -179,7 +179,7 @@ describe('StreamSession with probe-needle', () => {
       assert.equal(next.chunkId, FRAMES);
       await assert.rejects(reopened.addFrame(haystack, 3), /before the previous frame/);
     } finally {
-      await reopened.close();
+      await reopened.dispose();
     }
   });
 
@@ -191,7 +191,7 @@ describe('StreamSession with probe-needle', () => {
       assert.equal(session.stats().indexedChunks, FRAMES + 1);
       assert.equal((await ask(session, 4)).text.trim(), 'green');
     } finally {
-      await session.close();
+      await session.dispose();
     }
   });
 
@@ -199,7 +199,7 @@ describe('StreamSession with probe-needle', () => {
     const source = await ingest(path.join(scratch, 'import-source'));
     const ids = Array.from({ length: FRAMES }, (_, i) => i);
     const { chunks } = await source.store.readChunks(ids);
-    await source.close();
+    await source.dispose();
     const session = await StreamSession.open(model, { dir: path.join(scratch, 'import'), sinkFrames: 1, windowFrames: 4 });
     try {
       for (const id of ids) {
@@ -220,7 +220,7 @@ describe('StreamSession with probe-needle', () => {
       await assert.rejects(session.addEncodedChunk(late), /before the previous frame/);
       await assert.rejects(session.addEncodedChunk({ ...late, tStart: FRAMES, tEnd: FRAMES, numKvHeads: late.numKvHeads + 1 }), /geometry/);
     } finally {
-      await session.close();
+      await session.dispose();
     }
   });
 });

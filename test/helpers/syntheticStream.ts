@@ -74,7 +74,7 @@ export async function runSyntheticStream(options: {
     }
     await Promise.all(pending);
   } finally {
-    await store.close();
+    await store.dispose();
   }
   return samples;
 }

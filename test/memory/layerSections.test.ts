@@ -30,7 +30,7 @@ async function buildStore(t: TestContext, dtype: KvStorageDtype): Promise<string
   const recordBytes = RECORD_HEADER_BYTES + payloadLayout(dtype, G, 6).totalBytes;
   const store = ChunkStore.open({ dir, geometry: G, dtype, cacheBytes: 0, segmentBytes: 3 * recordBytes + 64 });
   for (let id = 0; id < COUNT; id++) await store.append(makeChunk(id, G, tokensOf(id)));
-  await store.close();
+  await store.dispose();
   return dir;
 }
 
@@ -85,7 +85,7 @@ for (const dtype of ['float32', 'int8'] as KvStorageDtype[]) {
     const dir = await buildStore(t, dtype);
     const store = ChunkStore.open({ dir, cacheBytes: 0 });
     const whole = await store.readChunks([...Array(COUNT).keys()]);
-    await store.close();
+    await store.dispose();
     const { ctx, manifest, readers } = opened(dir);
     try {
       assert.ok(new Set(manifest.locationsByIds([...Array(COUNT).keys()]).map((r) => r.segment)).size >= 3, 'spans several segments');
@@ -180,7 +180,7 @@ test('through the store: readLayers reports a damaged section and returns the re
   const dir = tempDir(t);
   let store = ChunkStore.open({ dir, geometry: TINY, cacheBytes: 0 });
   for (let id = 0; id < 8; id++) await store.append(makeChunk(id, TINY, 5));
-  await store.close();
+  await store.dispose();
   const lay = payloadLayout('float32', TINY, 5);
   const manifest = new Manifest(path.join(dir, MANIFEST_FILE), false);
   const r6 = manifest.locationsByIds([6])[0] as ChunkLocation;
@@ -210,14 +210,14 @@ test('through the store: readLayers reports a damaged section and returns the re
     }
     got.release();
   } finally {
-    await store.close();
+    await store.dispose();
   }
 });
 
 test('new stores keep the layer checksums ahead of the representatives in the row', async (t) => {
   const dir = tempDir(t);
   const store = ChunkStore.open({ dir, geometry: TINY });
-  await store.close();
+  await store.dispose();
   const manifest = new Manifest(path.join(dir, MANIFEST_FILE), false);
   try {
     const columns = (manifest.db.prepare('PRAGMA table_info(chunks)').all() as Array<{ name: string }>).map((c) => c.name);

@@ -22,7 +22,7 @@ test('float32: round trip is bit-exact, across reopen, with NaN payloads, -0 and
   assert.deepEqual([...got.chunks.keys()], [0, 1, 2, 3, 4]);
   assert.deepEqual(got.failed, []);
   for (const c of chunks) assertChunkBitExact(got.chunks.get(c.chunkId), c);
-  await store.close();
+  await store.dispose();
 
   store = ChunkStore.open({ dir, geometry: TINY });
   assert.equal(store.dtype, 'float32', 'recorded dtype is the default on reopen');
@@ -35,7 +35,7 @@ test('float32: round trip is bit-exact, across reopen, with NaN payloads, -0 and
   assert.deepEqual(metas.map((m) => m.chunkId), [0, 1, 2, 3, 4]);
   assert.deepEqual(metas[3]!.representatives, chunks[3]!.representatives);
   assert.deepEqual(store.listChunks({ afterId: 1, limit: 2 }).map((m) => m.chunkId), [2, 3]);
-  await store.close();
+  await store.dispose();
 });
 
 test('float16: every element within half a float16 ulp (relative 2^-11); measured', async (t) => {
@@ -64,7 +64,7 @@ test('float16: every element within half a float16 ulp (relative 2^-11); measure
   t.diagnostic(`float16 max relative error ${maxRel.toExponential(3)}, max abs error ${maxAbs.toExponential(3)} (|x| < 4)`);
   assert.ok(maxRel <= 2 ** -11, `max relative error ${maxRel}`);
   assert.ok(maxRel > 2 ** -13, 'the data really went through float16');
-  await store.close();
+  await store.dispose();
 });
 
 test('int8: every element within half a step of its group (keys per channel, values per token); measured', async (t) => {
@@ -112,7 +112,7 @@ test('int8: every element within half a step of its group (keys per channel, val
   t.diagnostic(`int8 worst error ${worstSteps.toFixed(4)} steps, RMS error / RMS value ${relRms.toExponential(3)} over ${count} values`);
   assert.ok(worstSteps <= 0.5 + 1e-5);
   assert.ok(relRms < 0.005, `relative RMS ${relRms}`);
-  await store.close();
+  await store.dispose();
 });
 
 test('dtypes can change between sessions; stats report bytes by dtype, span and segments', async (t) => {
@@ -120,7 +120,7 @@ test('dtypes can change between sessions; stats report bytes by dtype, span and 
   let store = ChunkStore.open({ dir, geometry: TINY, dtype: 'float32' });
   await store.append(makeChunk(0));
   await store.append(makeChunk(1));
-  await store.close();
+  await store.dispose();
   store = ChunkStore.open({ dir, dtype: 'int8' }); // geometry from the manifest
   await store.append(makeChunk(2));
   const s = store.stats();
@@ -140,7 +140,7 @@ test('dtypes can change between sessions; stats report bytes by dtype, span and 
   const got = await store.readChunks([0, 1, 2]);
   assert.equal(got.chunks.size, 3);
   assertChunkBitExact(got.chunks.get(1), makeChunk(1));
-  await store.close();
+  await store.dispose();
 });
 
 test('segments roll at segmentBytes; adjacent records are read with one system call per run', async (t) => {
@@ -164,7 +164,7 @@ test('segments roll at segmentBytes; adjacent records are read with one system c
   assert.equal(got.chunks.size, 5);
   // Runs: {3,4,5} in segment 2, {6} in segment 3, {9} in segment 4.
   assert.equal(store.stats().io.readCalls - before, 3);
-  await store.close();
+  await store.dispose();
 });
 
 test('fsync policies: group commit resolves appends together; rows commit only after the payload', async (t) => {
@@ -187,20 +187,20 @@ test('fsync policies: group commit resolves appends together; rows commit only a
   await store.flush();
   await Promise.all(ps);
   assert.deepEqual(settled, [0, 1, 2, 3]);
-  await store.close();
+  await store.dispose();
 
   const dir2 = tempDir(t);
   const timed = ChunkStore.open({ dir: dir2, geometry: TINY, fsync: { intervalMs: 30 } });
   const t0 = Date.now();
   await Promise.all([timed.append(makeChunk(0)), timed.append(makeChunk(1))]);
   assert.ok(Date.now() - t0 >= 25, 'interval policy waits for its timer');
-  await timed.close();
+  await timed.dispose();
 
   const dir3 = tempDir(t);
   const none = ChunkStore.open({ dir: dir3, geometry: TINY, fsync: 'none' });
   await none.append(makeChunk(0));
   assert.equal(none.stats().chunkCount, 1);
-  await none.close();
+  await none.dispose();
 });
 
 test('LRU cache: stays within its byte budget, evicts least recently used, serves hits without disk reads', async (t) => {
@@ -242,8 +242,8 @@ test('LRU cache: stays within its byte budget, evicts least recently used, serve
   await tiny.append(makeChunk(0));
   await tiny.readChunks([0]);
   assert.equal(tiny.stats().cache.entries, 0);
-  await tiny.close();
-  await store.close();
+  await tiny.dispose();
+  await store.dispose();
 });
 
 test('bad arguments and geometry mismatches give clear VigilErrors', async (t) => {
@@ -280,7 +280,7 @@ test('bad arguments and geometry mismatches give clear VigilErrors', async (t) =
   assert.deepEqual([...missing.chunks.keys()], [5]);
   assert.deepEqual(missing.failed.map((f) => [f.chunkId, f.reason]), [[99, 'not-found']]);
   assert.equal(store.stats().chunkCount, 1, 'rejected appends wrote nothing');
-  await store.close();
+  await store.dispose();
   await rejectsWithCode(store.append(makeChunk(6)), 'STORE_CLOSED');
   await rejectsWithCode(() => store.stats(), 'STORE_CLOSED');
 
@@ -295,13 +295,13 @@ test('bad arguments and geometry mismatches give clear VigilErrors', async (t) =
   const big = makeChunk(10);
   big.keys[0]![4] = 1e5;
   await rejectsWithCode(f16.append(big), 'BAD_INPUT', /float16 range/);
-  await f16.close();
+  await f16.dispose();
   const i8 = ChunkStore.open({ dir, dtype: 'int8' });
   const nan = makeChunk(10);
   nan.values[2]![0] = Number.NaN;
   await rejectsWithCode(i8.append(nan), 'BAD_INPUT', /non-finite/);
   assert.equal(i8.stats().chunkCount, 1);
-  await i8.close();
+  await i8.dispose();
 
   fs.writeFileSync(path.join(dir, 'manifest.sqlite'), 'not a database at all, just text');
   fs.rmSync(path.join(dir, 'manifest.sqlite-wal'), { force: true });
@@ -315,7 +315,7 @@ test('gaps are recorded and listed', async (t) => {
   store.recordGap({ tStart: 10, tEnd: 14.5, reason: 'reconnect' });
   assert.deepEqual(store.gaps(), [{ tStart: 10, tEnd: 14.5, reason: 'reconnect' }]);
   await rejectsWithCode(() => store.recordGap({ tStart: 3, tEnd: 2, reason: 'x' }), 'BAD_INPUT');
-  await store.close();
+  await store.dispose();
 });
 
 test('appends in flight together: commit in order across segment rolls; close() commits what is pending', async (t) => {
@@ -325,7 +325,7 @@ test('appends in flight together: commit in order across segment rolls; close() 
     const receipts = await Promise.all(Array.from({ length: 10 }, (_, id) => store.append(makeChunk(id))));
     assert.deepEqual(receipts.map((r) => r.segment), [1, 1, 1, 2, 2, 2, 3, 3, 3, 4], JSON.stringify(fsync));
     const last = store.append(makeChunk(10)); // not awaited before close(): close() must still commit it
-    await store.close();
+    await store.dispose();
     assert.equal((await last).chunkId, 10);
     const again = ChunkStore.open({ dir });
     assert.equal(again.recovery.cleanShutdown, true);
@@ -334,6 +334,6 @@ test('appends in flight together: commit in order across segment rolls; close() 
     assert.deepEqual(got.failed, [], JSON.stringify(fsync));
     for (let id = 0; id <= 10; id++) assertChunkBitExact(got.chunks.get(id), makeChunk(id));
     assert.deepEqual((await again.verify()).damaged, []);
-    await again.close();
+    await again.dispose();
   }
 });

@@ -83,7 +83,7 @@ test('SIGKILL during ingest: every committed chunk reads back bit-exactly; the t
     // Ingest resumes after the last committed id.
     const next = store.stats().chunkCount;
     await store.append(makeChunk(next, CRASH_GEOMETRY, CRASH_TOKENS));
-    await store.close();
+    await store.dispose();
   }
 });
 
@@ -97,5 +97,5 @@ test('killed after a payload write, before its row commits: the uncommitted reco
   assert.deepEqual((await store.readChunks([5])).failed.map((f) => f.reason), ['not-found']);
   const r = await store.append(makeChunk(5, CRASH_GEOMETRY, CRASH_TOKENS));
   assert.deepEqual([r.segment, r.offset], [1, SEG_HEADER + 5 * LEN]);
-  await store.close();
+  await store.dispose();
 });

@@ -58,7 +58,7 @@ for (const dtype of ['float32', 'float16', 'int8'] as KvStorageDtype[]) {
       got.release();
       assert.equal(scratch.given, 1, 'given back once');
     } finally {
-      await store.close();
+      await store.dispose();
     }
   });
 }
@@ -67,7 +67,7 @@ test('a damaged layer fails alone: its chunk is reported, the other layers of th
   const dir = tempDir(t);
   let store = ChunkStore.open({ dir, geometry: TINY, cacheBytes: 0 });
   for (let id = 0; id < 3; id++) await store.append(makeChunk(id, TINY, 5));
-  await store.close();
+  await store.dispose();
   // Chunk 1, layer 2: flip a byte in the middle of its section.
   const recordBytes = fs.statSync(segmentFile(dir, 1)).size - SEGMENT_HEADER_BYTES;
   const lay = payloadLayout('float32', TINY, 5);
@@ -90,7 +90,7 @@ test('a damaged layer fails alone: its chunk is reported, the other layers of th
     const whole = await store.readChunks([1]);
     assert.deepEqual(whole.failed.map((f) => f.reason), ['checksum'], 'the whole-payload checksum still catches it');
   } finally {
-    await store.close();
+    await store.dispose();
   }
 });
 
@@ -98,7 +98,7 @@ test('rows from before per-layer checksums (no column, then NULL) are read whole
   const dir = tempDir(t);
   let store = ChunkStore.open({ dir, geometry: TINY, cacheBytes: 0 });
   for (let id = 0; id < 2; id++) await store.append(makeChunk(id, TINY, 5));
-  await store.close();
+  await store.dispose();
   const db = new Database(path.join(dir, 'manifest.sqlite'));
   db.exec('ALTER TABLE chunks DROP COLUMN layer_checksums');
   db.close();
@@ -118,7 +118,7 @@ test('rows from before per-layer checksums (no column, then NULL) are read whole
     assert.equal(scratch.taken, 1, 'only the new row used the scratch buffer');
     got.release();
   } finally {
-    await store.close();
+    await store.dispose();
   }
 });
 
@@ -132,7 +132,7 @@ test('unknown chunks are reported; bad layer numbers are refused', async (t) => 
     assert.deepEqual(got.failed.map((f) => [f.chunkId, f.reason]), [[9, 'not-found']]);
     await rejectsWithCode(store.readLayers(new Map([[0, [TINY.numLayers]]])), 'BAD_INPUT', /layers/);
   } finally {
-    await store.close();
+    await store.dispose();
   }
 });
 
@@ -141,7 +141,7 @@ test('verify checks the per-layer checksums against the intact payload', async (
   let store = ChunkStore.open({ dir, geometry: TINY });
   for (let id = 0; id < 3; id++) await store.append(makeChunk(id, TINY, 5));
   assert.deepEqual((await store.verify()).damaged, []);
-  await store.close();
+  await store.dispose();
   const db = new Database(path.join(dir, 'manifest.sqlite'));
   db.prepare('UPDATE chunks SET layer_checksums = ? WHERE chunk_id = 2').run(Buffer.alloc(4 * TINY.numLayers, 7));
   db.close();
@@ -151,7 +151,7 @@ test('verify checks the per-layer checksums against the intact payload', async (
     assert.deepEqual(report.damaged.map((d) => d.chunkId), [2]);
     assert.match(report.damaged[0]!.message, /layer 0 checksum in the manifest/);
   } finally {
-    await store.close();
+    await store.dispose();
   }
 });
 
@@ -167,6 +167,6 @@ test('a chunk wanted on every layer is read whole, through the cache, without a 
     assert.deepEqual(got.chunks.get(0)!.layers.get(2)!.key, makeChunk(0, TINY, 5).keys[2]);
     assert.equal(store.stats().cache.entries, 1, "the chunk went through the cache");
   } finally {
-    await store.close();
+    await store.dispose();
   }
 });

@@ -13,7 +13,7 @@ const SEG_HEADER = 32;
 async function filledStore(dir: string, n: number, segmentBytes?: number): Promise<void> {
   const store = ChunkStore.open({ dir, geometry: TINY, segmentBytes });
   for (let id = 0; id < n; id++) await store.append(makeChunk(id));
-  await store.close();
+  await store.dispose();
 }
 
 function flipByte(file: string, at: number): void {
@@ -45,7 +45,7 @@ test('a corrupted payload byte: read reports that chunk by checksum, the others 
 
   assert.deepEqual(store.dropChunks([3]), [3]);
   assert.deepEqual((await store.verify()).damaged, []);
-  await store.close();
+  await store.dispose();
 });
 
 test('a corrupted header byte is caught as bad-header; recoveryCheck full drops it at open', async (t) => {
@@ -60,7 +60,7 @@ test('a corrupted header byte is caught as bad-header; recoveryCheck full drops 
   const got = await store.readChunks([0, 1, 2, 3]);
   assert.deepEqual([...got.chunks.keys()], [0, 2, 3]);
   assert.deepEqual(got.failed.map((f) => f.reason), ['not-found']);
-  await store.close();
+  await store.dispose();
 });
 
 test('torn tail: bytes past the last committed record are truncated at open; committed chunks intact', async (t) => {
@@ -80,7 +80,7 @@ test('torn tail: bytes past the last committed record are truncated at open; com
   // Appends continue at the cut: the next record starts where the torn one did.
   const r = await store.append(makeChunk(3));
   assert.deepEqual([r.segment, r.offset], [1, committed]);
-  await store.close();
+  await store.dispose();
 });
 
 test('a segment cut short drops the chunks past the cut; a missing segment drops its chunks', async (t) => {
@@ -105,14 +105,14 @@ test('a segment cut short drops the chunks past the cut; a missing segment drops
   assert.equal(got.chunks.size, 4);
   assert.equal(store.stats().chunkCount, 4);
   assert.deepEqual((await store.verify()).damaged, []);
-  await store.close();
+  await store.dispose();
 });
 
 test('after an unclean shutdown under fsync none, open checksums the unsynced segments and drops damage', async (t) => {
   const dir = tempDir(t);
   const store = ChunkStore.open({ dir, geometry: TINY, fsync: 'none', segmentBytes: SEG_HEADER + 3 * LEN });
   for (let id = 0; id < 7; id++) await store.append(makeChunk(id)); // segments 1, 2 full and retired; 3 active
-  await store.close();
+  await store.dispose();
   // Simulate a crash of that session: not clean, policy none, only segment 2 known synced.
   const db = new Database(path.join(dir, 'manifest.sqlite'));
   db.prepare(`UPDATE stream SET clean_shutdown = 0, session_fsync = '"none"', synced_through_segment = 2`).run();
@@ -127,7 +127,7 @@ test('after an unclean shutdown under fsync none, open checksums the unsynced se
   // Segment 3 now holds no committed record: deleted; the next append starts segment 4.
   assert.deepEqual(reopened.recovery.deletedSegments, [3]);
   assert.equal((await reopened.append(makeChunk(7))).segment, 4);
-  await reopened.close();
+  await reopened.dispose();
 
   // Under an fsync policy, committed payloads were synced before commit: no payload re-read.
   const db2 = new Database(path.join(dir, 'manifest.sqlite'));
@@ -135,7 +135,7 @@ test('after an unclean shutdown under fsync none, open checksums the unsynced se
   db2.close();
   const again = ChunkStore.open({ dir });
   assert.equal(again.recovery.checkedPayloads, 0);
-  await again.close();
+  await again.dispose();
 });
 
 test('unreferenced segment files are reported by verify and deleted at open; a foreign segment header is rejected', async (t) => {
@@ -146,7 +146,7 @@ test('unreferenced segment files are reported by verify and deleted at open; a f
   // Segment 7 has a header naming segment 1 and no rows: deleted.
   assert.deepEqual(store.recovery.deletedSegments, [7]);
   assert.equal(fs.existsSync(segmentFile(dir, 7)), false);
-  await store.close();
+  await store.dispose();
 
   fs.writeFileSync(segmentFile(dir, 9), Buffer.alloc(64));
   const s2 = ChunkStore.open({ dir });
@@ -155,7 +155,7 @@ test('unreferenced segment files are reported by verify and deleted at open; a f
   const v = await s2.verify();
   assert.deepEqual(v.unreferencedSegments, [20]);
   assert.deepEqual(v.damaged, []);
-  await s2.close();
+  await s2.dispose();
   // A segment written by a newer format is not touched: the store refuses to open.
   const newer = fs.readFileSync(segmentFile(dir, 1));
   newer.writeUInt32LE(99, 8);

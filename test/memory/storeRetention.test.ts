@@ -51,7 +51,7 @@ test('retention by bytes deletes whole oldest segments after each commit and rep
   await assertConsistent(store, dir, kept);
   const old = await store.readChunks([0, 11]);
   assert.deepEqual(old.failed.map((f) => f.reason), ['not-found', 'not-found']);
-  await store.close();
+  await store.dispose();
 
   const reopened = ChunkStore.open({ dir, segmentBytes: SEG, retention: { maxBytes: 3 * SEG } });
   assert.deepEqual(reopened.recovery.droppedChunks, []);
@@ -59,7 +59,7 @@ test('retention by bytes deletes whole oldest segments after each commit and rep
   await assertConsistent(reopened, dir, kept);
   await reopened.append(makeChunk(20));
   await assertConsistent(reopened, dir, [...kept, 20]);
-  await reopened.close();
+  await reopened.dispose();
 });
 
 test('retention by stream age deletes segments whose newest chunk is older than the limit', async (t) => {
@@ -80,12 +80,12 @@ test('retention by stream age deletes segments whose newest chunk is older than 
   const all = store.applyRetention({ maxStreamAgeSec: 0 });
   assert.deepEqual(all.deletedSegments, [3]);
   await assertConsistent(store, dir, [9, 10, 11]);
-  await store.close();
+  await store.dispose();
 
   const reopened = ChunkStore.open({ dir });
   assert.deepEqual(reopened.recovery.droppedChunks, []);
   await assertConsistent(reopened, dir, [9, 10, 11]);
-  await reopened.close();
+  await reopened.dispose();
 });
 
 test('a read in flight survives retention deleting its segment', async (t) => {
@@ -98,7 +98,7 @@ test('a read in flight survives retention deleting its segment', async (t) => {
   const got = await reading;
   assert.deepEqual(got.failed, []);
   for (const id of [0, 1, 2]) assertChunkBitExact(got.chunks.get(id), makeChunk(id));
-  await store.close();
+  await store.dispose();
 });
 
 test('selectSegmentsToDelete: oldest prefix only, stops at busy segments', () => {

@@ -118,7 +118,7 @@ export function askCommand(): Command {
             process.stdout.write(`Q: ${a.question}\nA: ${a.answer}\n   ${a.mode}: strongest evidence at ${cited}; first token ${Math.round(a.timing.ttftMs)} ms\n`);
           }
         } finally {
-          await memory.session.close();
+          await memory.session.dispose();
         }
       } finally {
         process.off('SIGINT', onSigint);

@@ -56,7 +56,7 @@ export function storeCommand(): Command {
         const stats = s.stats();
         rows.push({ stream: id, recovery: s.recovery, gaps: s.gaps(), ...stats });
       } finally {
-        await s.close();
+        await s.dispose();
       }
     }
     if (options.json) return printJson(rows);
@@ -93,7 +93,7 @@ export function storeCommand(): Command {
           }
           reports.push({ stream: id, recovery: s.recovery, ...report, index });
         } finally {
-          await s.close();
+          await s.dispose();
         }
       }
       const damaged = reports.some((r) => r.damaged.length > 0);
@@ -126,7 +126,7 @@ export function storeCommand(): Command {
           await index.save(streamIndexDir(streamDir(options.data, id)));
           results.push({ stream: id, chunks: index.size, seconds: Number(((performance.now() - started) / 1000).toFixed(2)) });
         } finally {
-          await s.close();
+          await s.dispose();
         }
       }
       if (options.json) return printJson(results);
