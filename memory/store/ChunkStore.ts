@@ -211,7 +211,7 @@ export class ChunkStore {
       });
     } catch (e) {
       try {
-        manifest?.close();
+        manifest?.dispose();
       } finally {
         this.releaseLock();
       }
@@ -586,7 +586,7 @@ export class ChunkStore {
       if (clean && !this.readOnly) this.manifest.endSession(Math.max(0, ...this.segments.keys()));
     } finally {
       this.readers.closeAll();
-      this.manifest.close();
+      this.manifest.dispose();
       this.releaseLock();
       this.closed = true;
     }

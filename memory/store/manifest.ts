@@ -311,7 +311,16 @@ export class Manifest {
     return this.db.prepare('SELECT t_start AS tStart, t_end AS tEnd, reason FROM gaps ORDER BY t_start').all() as StreamGap[];
   }
 
-  close(): void {
-    this.db.close();
+  /** Closes the database. Idempotent. */
+  dispose(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  get disposed(): boolean {
+    return !this.db.open;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 }
