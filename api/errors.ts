@@ -43,6 +43,7 @@ export const STATUS_BY_CODE: Readonly<Record<VigilErrorCode, number>> = {
   INTERNAL: 500,
   DISPOSED: 503,
   STORE_CLOSED: 503,
+  STORE_LOCKED: 503,
   STORE_CORRUPT: 500,
   STORE_IO: 500,
   INDEX_CORRUPT: 500,

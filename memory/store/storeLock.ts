@@ -34,7 +34,7 @@ export function acquireStoreLock(dir: string): () => void {
       const pid = Number(fs.readFileSync(file, 'utf8').trim());
       if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
         throw new VigilError(
-          'BAD_INPUT',
+          'STORE_LOCKED',
           `memory store ${dir} is already open in process ${pid}${pid === process.pid ? ' (this one)' : ''}`,
         );
       }

@@ -38,6 +38,7 @@ function fault(code: VigilErrorCode): 'caller' | 'server' {
     case 'INTERNAL':
     case 'DISPOSED':
     case 'STORE_CLOSED':
+    case 'STORE_LOCKED':
     case 'STORE_CORRUPT':
     case 'STORE_IO':
     case 'INDEX_CORRUPT':

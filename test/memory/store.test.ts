@@ -261,7 +261,7 @@ test('bad arguments and geometry mismatches give clear VigilErrors', async (t) =
   await rejectsWithCode(() => ChunkStore.open({ dir: path.join(dir, 'nope'), create: false }), 'FILE_NOT_FOUND');
 
   const store = ChunkStore.open({ dir, geometry: TINY });
-  await rejectsWithCode(() => ChunkStore.open({ dir, geometry: TINY }), 'BAD_INPUT', /already open in process/);
+  await rejectsWithCode(() => ChunkStore.open({ dir, geometry: TINY }), 'STORE_LOCKED', /already open in process/);
   const other = makeChunk(0, { numLayers: 3, numKvHeads: 2, headDim: 16 });
   await rejectsWithCode(store.append(other), 'SHAPE_MISMATCH', /head_dim 16.*3 x 2 x 8/);
   const short = makeChunk(0);
