@@ -232,7 +232,7 @@ export class ChunkStore {
    * row is committed under the fsync policy. Chunk ids must increase. The chunk's arrays are not
    * referenced after this call returns. Rejects with SHAPE_MISMATCH / BAD_INPUT for a bad chunk
    * (nothing written), STORE_IO when a write, fsync or commit fails (the store then refuses
-   * further appends), STORE_CLOSED after close().
+   * further appends), STORE_CLOSED after dispose().
    */
   async append(chunk: FrameChunk): Promise<AppendReceipt> {
     this.assertWritable();

@@ -318,13 +318,13 @@ test('gaps are recorded and listed', async (t) => {
   await store.dispose();
 });
 
-test('appends in flight together: commit in order across segment rolls; close() commits what is pending', async (t) => {
+test('appends in flight together: commit in order across segment rolls; dispose() commits what is pending', async (t) => {
   for (const fsync of ['every-chunk', { everyChunks: 4 }, { intervalMs: 5 }, 'none'] as const) {
     const dir = tempDir(t);
     const store = ChunkStore.open({ dir, geometry: TINY, fsync, segmentBytes: 32 + 3 * 1992 });
     const receipts = await Promise.all(Array.from({ length: 10 }, (_, id) => store.append(makeChunk(id))));
     assert.deepEqual(receipts.map((r) => r.segment), [1, 1, 1, 2, 2, 2, 3, 3, 3, 4], JSON.stringify(fsync));
-    const last = store.append(makeChunk(10)); // not awaited before close(): close() must still commit it
+    const last = store.append(makeChunk(10)); // not awaited before dispose(): dispose() must still commit it
     await store.dispose();
     assert.equal((await last).chunkId, 10);
     const again = ChunkStore.open({ dir });
