@@ -64,8 +64,9 @@ export class MediaGateway {
 
   /** An error Vigil saw while serving ffmpeg since the last call (policy, HTTP status, auth); clears it. */
   takeError(): VigilError | null {
-    const error = this.error ?? this.rtspRelay?.lastError ?? null;
+    const error = this.error;
     this.error = null;
+    this.rtspRelay?.clearLastError();
     return error;
   }
 

@@ -148,6 +148,12 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     if (request.upload) {
       if (request.source !== undefined) throw new VigilError('BAD_INPUT', 'give either a source or an upload, not both');
       const file = this.takeUpload(request.upload, dir);
+      try {
+        this.policy.checkUpload(file, `upload:${safeName(request.upload.name)}`);
+      } catch (error) {
+        fs.rmSync(file, { force: true });
+        throw error;
+      }
       checked = this.policy.checkTrusted(file);
       record = this.newRecord(id, request, origin, 'upload', file, `upload:${safeName(request.upload.name)}`, settings, { name: safeName(request.upload.name), file });
     } else {
@@ -461,7 +467,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
       scheduler: this.scheduler,
       thumbnails: stream.thumbnails,
       input,
-      source: { ...this.options.sourceOptions, fps: record.settings.fps },
+      source: { ...this.options.sourceOptions, fps: record.settings.fps, policy: this.policy.outboundFor(record.origin) },
       pruneEvery: hasRetention ? 16 : null,
     });
     stream.ingest = ingest;

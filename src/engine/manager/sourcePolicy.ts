@@ -1,10 +1,9 @@
-import dns from 'node:dns/promises';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { parseSource, redactUrl, type SourceSpec } from '../../../ingest/index.js';
+import { parseSource, type SourceSpec } from '../../../ingest/index.js';
+import { sniffFile } from '../../../ingest/net/containerSniff.js';
+import { type HostLookup, OutboundPolicy } from '../../../ingest/net/outboundPolicy.js';
 import { VigilError } from '../../../common/errors.js';
-import { AddressSet, PRIVATE_RANGES } from '../../../ingest/net/addressSet.js';
 
 export interface SourcePolicyOptions {
   /** URL schemes a stream source may use. Default rtsp, rtsps, http, https (file sources need `filesDir`). */
@@ -15,6 +14,8 @@ export interface SourcePolicyOptions {
   allowNetworks?: readonly string[];
   /** Server-side video files may be read from this folder (and below), nowhere else. Default: none. */
   filesDir?: string | null;
+  /** Name resolution for the address checks (tests inject DNS rebinding here). Default: the system resolver. */
+  lookup?: HostLookup;
 }
 
 export interface CheckedSource {
@@ -27,24 +28,37 @@ const DEFAULT_SCHEMES = ['rtsp', 'rtsps', 'http', 'https'];
 
 /**
  * What an API caller may ingest. URLs: an allowed scheme, and a host whose every address is public
- * unless its range is explicitly allowed (checked on the resolved addresses, so a name that points at
- * 127.0.0.1 is refused too). Files: only below `filesDir`, after resolving symlinks, so neither
- * `../` nor a link can leave it; relative paths are taken relative to `filesDir`.
- *
- * Known limit: the check runs when the stream is created and when it is restored; a DNS name that
- * later changes to a private address (rebinding) is not re-checked on every reconnect.
+ * unless its range is explicitly allowed. That check runs here, when the stream is created (so the
+ * caller gets a 403 at once), and again by the ingest's OutboundPolicy at EVERY connection the
+ * source causes (reconnects, redirects, HLS playlists and segments, RTSP redirects), on the resolved
+ * address, which defeats DNS rebinding. Files: only below `filesDir`, after resolving symlinks, so
+ * neither `../` nor a link can leave it, and only plain video containers (checked from the content:
+ * playlists and other indirection formats are refused whatever the name says).
  */
 export class SourcePolicy {
   private readonly schemes: string[];
-  private readonly blocked: AddressSet;
-  private readonly allowed: AddressSet;
   private readonly filesDir: string | null;
+  /** The connection policy that ingest applies to API callers' sources. */
+  readonly outbound: OutboundPolicy;
 
   constructor(private readonly options: SourcePolicyOptions = {}) {
     this.schemes = (options.allowedSchemes ?? DEFAULT_SCHEMES).map((s) => s.toLowerCase());
-    this.blocked = new AddressSet(PRIVATE_RANGES);
-    this.allowed = new AddressSet(options.allowNetworks ?? []);
     this.filesDir = options.filesDir ? path.resolve(options.filesDir) : null;
+    this.outbound = new OutboundPolicy({
+      ...(options.allowPrivateNetworks !== undefined ? { allowPrivateNetworks: options.allowPrivateNetworks } : {}),
+      ...(options.allowNetworks ? { allowNetworks: options.allowNetworks } : {}),
+      ...(options.lookup ? { lookup: options.lookup } : {}),
+    });
+  }
+
+  /** The policy for a stream's connections: the URL policy for API callers, none for operator-declared cameras. */
+  outboundFor(origin: 'api' | 'config'): OutboundPolicy {
+    return origin === 'api' ? this.outbound : OutboundPolicy.trusted;
+  }
+
+  /** An uploaded file: refused (SOURCE_FORBIDDEN / NOT_A_VIDEO) unless its content is a plain video container. */
+  checkUpload(file: string, display: string): void {
+    sniffFile(file, display);
   }
 
   /** Checks a source from an untrusted caller; throws SOURCE_FORBIDDEN (or the parse error) when refused. */
@@ -56,7 +70,7 @@ export class SourcePolicy {
       throw new VigilError('SOURCE_SCHEME', `URL scheme "${scheme}:" is not allowed for a stream source (allowed: ${this.schemes.map((s) => `${s}:`).join(', ')}).`);
     }
     const spec = parseSource(text, { allowedSchemes: this.schemes });
-    if (!this.options.allowPrivateNetworks) await this.checkHost(new URL(text).hostname, spec.display);
+    await this.outbound.resolve(new URL(text).hostname, spec.display);
     return { spec, display: spec.display };
   }
 
@@ -64,26 +78,6 @@ export class SourcePolicy {
   checkTrusted(source: string): CheckedSource {
     const spec = parseSource(source.trim());
     return { spec, display: spec.display };
-  }
-
-  private async checkHost(hostname: string, display: string): Promise<void> {
-    const host = hostname.replace(/^\[(.*)\]$/, '$1');
-    let addresses: string[];
-    if (net.isIP(host)) addresses = [host];
-    else {
-      try {
-        addresses = (await dns.lookup(host, { all: true, verbatim: true })).map((a) => a.address);
-      } catch (error) {
-        throw new VigilError('SOURCE_UNREACHABLE', `cannot resolve the host of "${display}"`, { cause: error });
-      }
-    }
-    const refused = addresses.find((a) => this.blocked.has(a) && !this.allowed.has(a));
-    if (refused !== undefined) {
-      throw new VigilError(
-        'SOURCE_FORBIDDEN',
-        `"${redactUrl(display)}" points at a private or loopback address (${refused}); the server's URL policy does not allow it (allowNetworks / allowPrivateNetworks).`,
-      );
-    }
   }
 
   private checkFile(text: string): CheckedSource {
@@ -109,7 +103,9 @@ export class SourcePolicy {
     // A symlink inside the folder may point anywhere: the real path must stay inside too.
     if (!inside(realOr(this.filesDir), real)) throw outside(text);
     const spec = parseSource(real, { allowedSchemes: ['file'] });
-    return { spec, display: path.relative(this.filesDir, resolved) };
+    const display = path.relative(this.filesDir, resolved);
+    sniffFile(real, display);
+    return { spec: { ...spec, display }, display };
   }
 }
 
