@@ -74,6 +74,10 @@ export function ffmpegFailure(
       ? new VigilError('SOURCE_TIMEOUT', `Cannot read video source "${display}": no valid answer within the ${context.socketTimeoutS} s socket timeout (the server is silent).`)
       : new VigilError('NOT_A_VIDEO', `Cannot read video source "${display}": the server's answer is not a video stream ffmpeg can read.`);
   }
+  if (classified && !network && context.kind !== undefined && classified.code === 'SOURCE_UNREACHABLE') {
+    // A local file has no connection to fail: an I/O error or early end of file is a damaged file.
+    return new VigilError('CORRUPT_VIDEO', `Cannot read video "${display}": the file ends early or is damaged (truncated?).`);
+  }
   if (classified) return new VigilError(classified.code, `Cannot read video source "${display}": ${classified.reason}.`);
   if (exit.signal && exit.signal !== 'SIGKILL' && exit.signal !== 'SIGTERM') {
     return new VigilError('SOURCE_FAILED', `ffmpeg crashed (${exit.signal}) while ${what} "${display}".`);

@@ -357,6 +357,11 @@ describe('probe parsing and error classification', () => {
     assert.equal(unknown.code, 'SOURCE_FAILED');
     assert.match(unknown.message, /something odd happened/);
     assert.equal(ffmpegFailure('x', 'probing', [], { code: null, signal: 'SIGSEGV' }).code, 'SOURCE_FAILED');
+    // A file that ends early is damaged, not a failed connection; over the network it is the connection.
+    const eof = ['[error] x.mp4: End of file'];
+    assert.equal(ffmpegFailure('x.mp4', 'probing', eof, { code: 1, signal: null }, { kind: 'upload' }).code, 'CORRUPT_VIDEO');
+    assert.equal(ffmpegFailure('x.mp4', 'probing', eof, { code: 1, signal: null }, { kind: 'file' }).code, 'CORRUPT_VIDEO');
+    assert.equal(ffmpegFailure('http://h/x.mp4', 'probing', eof, { code: 1, signal: null }, { kind: 'http' }).code, 'SOURCE_UNREACHABLE');
   });
 });
 
