@@ -17,7 +17,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { locateFfmpeg, systemFfmpeg } from '../../ingest/ffmpegBinary.js';
 import { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
-import { digestResponse, header, parseChallenges, RtspFramer, type RtspMessage, RtspRelay, serialize } from '../../ingest/net/rtspRelay.js';
+import { RtspRelay } from '../../ingest/net/rtspRelay.js';
+import { digestResponse, parseChallenges } from '../../ingest/net/rtsp/auth.js';
+import { header, RtspFramer, type RtspMessage, serialize } from '../../ingest/net/rtsp/framing.js';
 import { requireRtsp, type RtspServer, startRtspServer } from '../fixtures/rtspServer.js';
 
 const ffmpeg = systemFfmpeg() ?? locateFfmpeg();
