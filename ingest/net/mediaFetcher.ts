@@ -78,6 +78,10 @@ export class MediaFetcher {
       } catch (error) {
         throw networkError(error, this.options.display, init.signal);
       }
+      // An aborted request (ffmpeg hung up, the source stopped) errors its body; whoever reads the
+      // body sees that error through their own listener. Without this one, a body that nobody is
+      // reading at that moment would raise an uncaught exception and take the process down.
+      response.body.on('error', () => {});
       const status = response.statusCode;
       if (status >= 300 && status < 400 && status !== 304) {
         response.body.destroy();
