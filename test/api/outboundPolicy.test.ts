@@ -304,6 +304,20 @@ describe('credentials never reach a child process argv', () => {
     for (const text of [...cmdlines, JSON.stringify(status), (await request(server.url).get('/metrics').set(AUTH)).text, server.logs.join('\n')]) {
       assert.ok(!text.includes(password) && !text.includes(encodeURIComponent(password)), `password found in: ${text.slice(0, 300)}`);
     }
+    // Thumbnails carry no metadata that names the source.
+    let thumbnails = 0;
+    for (let chunk = 0; chunk < 6; chunk++) {
+      const jpeg = await request(server.url).get(`/v1/streams/cam/frames/${chunk}.jpg`).set(AUTH).buffer(true).parse((res, done) => {
+        const parts: Buffer[] = [];
+        res.on('data', (d: Buffer) => parts.push(d));
+        res.on('end', () => done(null, Buffer.concat(parts)));
+      });
+      if (jpeg.status !== 200) continue;
+      thumbnails++;
+      const bytes = jpeg.body as Buffer;
+      assert.ok(!bytes.includes(password) && !bytes.includes('admin:') && !bytes.includes('rtsp://'), `thumbnail ${chunk} names the source`);
+    }
+    assert.ok(thumbnails > 0, 'saw thumbnails');
     await request(server.url).post('/v1/streams/cam/stop').set(AUTH).expect(200);
   });
 });
