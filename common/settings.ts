@@ -14,7 +14,7 @@ export const LIMITS = {
   window: { min: 1, max: 4096, default: 16 },
   sinks: { min: 0, max: 64, default: 1 },
   /** Chunks retrieved per layer (rekv) or frames sampled (uniform). */
-  r: { min: 0, max: 1024, default: 64 },
+  r: { min: 1, max: 1024, default: 64 },
   maxTokens: { min: 1, max: 1024, default: 64 },
   /** Longer questions would crowd the retrieved frames out of the context. */
   questionChars: { min: 1, max: 2000 },
