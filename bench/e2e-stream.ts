@@ -108,7 +108,7 @@ try {
         if (t - offset >= clipSeconds - 1 && !values.real) break;
       }
     } finally {
-      await source.stop();
+      await source.dispose();
     }
   }
 

@@ -57,7 +57,7 @@ export async function checkSource(input: SourceInput, options: CheckOptions = {}
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
-    source.stop().catch(() => undefined); // the same promise is awaited in `finally`, which reports its error
+    source.dispose().catch(() => undefined); // the same promise is awaited in `finally`, which reports its error
   }, timeoutS * 1000);
   const frames: CheckReport['frames'] = [];
   let firstFrameMs: number | null = null;
@@ -70,7 +70,7 @@ export async function checkSource(input: SourceInput, options: CheckOptions = {}
     }
   } finally {
     clearTimeout(timer);
-    await source.stop();
+    await source.dispose();
   }
   const stats = source.stats();
   const warnings = [...stats.warnings];

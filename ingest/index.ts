@@ -4,7 +4,7 @@
  *
  *   const source = await openSource('rtsp://cam/stream', { fps: 1, size: { width: 512, height: 512 } });
  *   for await (const frame of source) { ... }   // leaving the loop stops the source
- *   source.stats(); await source.stop();
+ *   source.stats(); await source.dispose();
  */
 export { openSource, type SourceInput } from './openSource.js';
 export { VideoSource } from './videoSource.js';

@@ -152,7 +152,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
         yield frame;
       }
     } finally {
-      await this.stop();
+      await this.dispose();
     }
   }
 
@@ -225,10 +225,11 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
   }
 
   /**
-   * Stops the source: kills ffmpeg/ffprobe and waits until they have exited, drops queued frames,
-   * ends the frame stream (state ended, reason stopped, unless it had already ended or failed).
+   * Stops the source and releases everything it holds: kills ffmpeg/ffprobe and waits until they
+   * have exited, closes the relays, drops queued frames, ends the frame stream (state ended, reason
+   * stopped, unless it had already ended or failed). Idempotent: every call gets the same promise.
    */
-  stop(): Promise<void> {
+  dispose(): Promise<void> {
     if (this.stopPromise) return this.stopPromise;
     this.stopping = true;
     this.stopPromise = (async () => {
@@ -247,6 +248,14 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       if (this.deleteOnStop) fs.rmSync(this.deleteOnStop, { force: true });
     })();
     return this.stopPromise;
+  }
+
+  get disposed(): boolean {
+    return this.stopPromise !== null;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -329,7 +338,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      // stop() may have run from a 'state' listener just before: do not wait out the delay.
+      // dispose() may have run from a 'state' listener just before: do not wait out the delay.
       if (this.stopping) return resolve();
       const timer = setTimeout(() => {
         this.sleepTimer = null;

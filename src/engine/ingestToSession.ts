@@ -43,7 +43,7 @@ export async function ingestIntoSession(session: StreamSession, input: SourceInp
   // The same stop promise is awaited in `finally` below, which reports its error; here it only must
   // not be an unhandled rejection in between.
   const stop = (): void => {
-    source.stop().catch(() => undefined);
+    source.dispose().catch(() => undefined);
   };
   signal?.addEventListener('abort', stop, { once: true });
   let framesEncoded = 0;
@@ -58,7 +58,7 @@ export async function ingestIntoSession(session: StreamSession, input: SourceInp
     }
   } finally {
     signal?.removeEventListener('abort', stop);
-    await source.stop();
+    await source.dispose();
   }
   const stats = source.stats();
   if (stats.state === 'failed' && stats.lastError) {

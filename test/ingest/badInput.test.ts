@@ -36,7 +36,7 @@ async function expectSourceFailure(input: string, binary: FfmpegBinary, code: Vi
   const stats = source.stats();
   assert.equal(stats.state, 'failed');
   assert.equal(stats.lastError?.code, code);
-  await source.stop();
+  await source.dispose();
   assertNoChildrenLeft(input);
 }
 
@@ -140,7 +140,7 @@ describe('live reliability on failures', () => {
     assert.equal(stats.gaps[0]!.endT, null);
     assert.ok(stats.gaps[0]!.attempts >= 4);
     assert.equal(stats.framesSampled, 0);
-    await source.stop();
+    await source.dispose();
     assert.equal(source.currentState, 'ended');
     assert.equal(await source.next(), null);
     assertNoChildrenLeft();
@@ -165,7 +165,7 @@ describe('live reliability on failures', () => {
       if (f.run >= 1 && frames.filter((x) => x.run >= 1).length >= 3) break;
     }
     const stats = source.stats();
-    await source.stop();
+    await source.dispose();
     assert.ok(frames.some((f) => f.run === 0) && frames.some((f) => f.run >= 1), 'frames before and after the restart');
     assert.ok(frames.every((f, i) => i === 0 || f.t > frames[i - 1]!.t), 'stream time stays monotonic across the restart');
     assert.ok(stats.restarts >= 1);

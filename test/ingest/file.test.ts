@@ -173,7 +173,7 @@ describe('queue, seeking, stop and uploads', () => {
     await new Promise((r) => setTimeout(r, 1500)); // let ffmpeg run ahead
     const first = await source.next();
     assert.equal(first!.t, 0);
-    await source.stop();
+    await source.dispose();
     assert.ok(source.stats().framesDropped > 0);
   });
 
@@ -182,11 +182,11 @@ describe('queue, seeking, stop and uploads', () => {
     const first = await source.next();
     assert.equal(first!.t, 30);
     assert.ok(source.ffmpegPid !== null);
-    await source.stop();
+    await source.dispose();
     assert.equal(source.currentState, 'ended');
     assert.equal(source.stats().endReason, 'stopped');
     assert.equal(await source.next(), null);
-    assertNoChildrenLeft('after stop()');
+    assertNoChildrenLeft('after dispose()');
   });
 
   it('leaving a for-await loop early stops the source', async () => {

@@ -67,7 +67,7 @@ describe('RTSP ingest from a real server', () => {
     const source = await openSource(s.url, { fps: 2, decode: 'all' });
     const frames = await readUntil(source, (f) => (f.at(-1)?.t ?? 0) >= 7.5, 40_000);
     const stats = source.stats();
-    await source.stop();
+    await source.dispose();
     assert.equal(stats.kind, 'rtsp');
     assert.equal(stats.live, true);
     assert.ok(frames.every((f, i) => i === 0 || f.t > frames[i - 1]!.t), 'monotonic');
@@ -131,7 +131,7 @@ describe('RTSP ingest from a real server', () => {
     s = await server(python, { port });
     const afterFrames = await readUntil(source, (f) => f.length >= 4, 30_000);
     const stats = source.stats();
-    await source.stop();
+    await source.dispose();
 
     const all = [...before, ...afterFrames];
     assert.ok(all.every((f, i) => i === 0 || f.t > all[i - 1]!.t), `monotonic: ${all.map((f) => f.t.toFixed(2)).join(',')}`);
@@ -163,7 +163,7 @@ describe('RTSP ingest from a real server', () => {
     await server(python, { port });
     const frames = await readUntil(source, (f) => f.length >= 2, 30_000);
     const stats = source.stats();
-    await source.stop();
+    await source.dispose();
     assert.equal(frames[0]!.t, 0);
     assert.ok(frames[1]!.t > 0 && frames[1]!.t <= 1 + 1e-6);
     assert.equal(stats.consecutiveFailures, 0, 'backoff reset by the first frame');

@@ -65,7 +65,7 @@ export class StreamIngest {
   /** Stops the source (ffmpeg killed) and a frame waiting for the model; resolves when the loop has ended. */
   async stop(): Promise<IngestOutcome> {
     this.abort.abort();
-    await this.source?.stop();
+    await this.source?.dispose();
     return this.done;
   }
 
@@ -88,7 +88,7 @@ export class StreamIngest {
     });
     this.source = source;
     if (signal.aborted) {
-      await source.stop();
+      await source.dispose();
       return 'stopped';
     }
     let offset: number | null = null;
@@ -113,7 +113,7 @@ export class StreamIngest {
       if (this.framesEncoded === 0 && startAtS !== undefined && nothingLeft(source, startAtS, fps)) return 'ended';
       throw error;
     } finally {
-      await source.stop();
+      await source.dispose();
     }
     if (this.options.pruneEvery) await thumbnails.prune(session.store.stats().firstChunkId);
     if (signal.aborted) return 'stopped';
