@@ -17,8 +17,9 @@
 import type http from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { VigilError, isVigilError } from '../common/errors.js';
-import { SNIFF_BYTES, sniffContainer, sniffFile, refusal } from './net/containerSniff.js';
-import { type HlsInfo, openHls, writeHls } from './net/hlsFeed.js';
+import type { Readable } from 'node:stream';
+import { SNIFF_BYTES, type Sniffed, sniffContainer, sniffFile, refusal } from './net/containerSniff.js';
+import { type HlsInfo, MAX_PLAYLIST_BYTES, openHls, writeHls } from './net/hlsFeed.js';
 import { LoopbackRelay } from './net/loopbackRelay.js';
 import { MediaFetcher, networkError } from './net/mediaFetcher.js';
 import type { OutboundPolicy } from './net/outboundPolicy.js';
@@ -106,16 +107,13 @@ export class MediaGateway {
     const fetcher = this.fetcher;
     const url = new URL(this.spec.input);
     const first = await fetcher.get(url, signal ? { signal } : {});
-    const head = await readHead(first.body, SNIFF_BYTES, this.spec.display, signal);
-    const sniffed = sniffContainer(head.bytes);
+    const { sniffed, bytes } = await sniffBody(first.body, this.spec.display, signal);
     let endpoint: MediaEndpoint;
     if (sniffed.kind === 'playlist' && sniffed.format === 'hls') {
-      const text = Buffer.concat([head.bytes, await readRest(first.body, 4 * 1024 * 1024, this.spec.display, signal)]).toString('utf8');
-      const info = await openHls(fetcher, first.url, text, this.spec.display, signal);
+      const info = await openHls(fetcher, first.url, bytes.toString('utf8'), this.spec.display, signal);
       this.mode = { kind: 'hls', info };
       endpoint = { input: '', demuxer: info.demuxer, protocols: 'http,tcp', transport: 'http', live: info.live, durationS: info.durationS, container: `hls,${info.demuxer === 'mov' ? 'fmp4' : 'mpegts'}` };
     } else {
-      first.body.destroy();
       const refused = refusal(sniffed, this.spec.display, 'http');
       if (refused || sniffed.kind !== 'media') throw refused ?? new VigilError('NOT_A_VIDEO', `"${this.spec.display}" is not a video.`);
       this.mode = { kind: 'progressive', url };
@@ -163,73 +161,27 @@ export class MediaGateway {
   }
 }
 
-/** Reads at least `bytes` bytes (or to the end) from a body, leaving the rest unread. */
-async function readHead(body: NodeJS.ReadableStream & { destroy(): void }, bytes: number, display: string, signal?: AbortSignal): Promise<{ bytes: Buffer }> {
+/**
+ * Reads a response's first bytes and decides what it is. A media body is closed right after (the
+ * relay fetches it again for ffmpeg, with Range); an HLS playlist is read to its end.
+ */
+async function sniffBody(body: Readable, display: string, signal?: AbortSignal): Promise<{ sniffed: Sniffed; bytes: Buffer }> {
   const chunks: Buffer[] = [];
   let total = 0;
+  let sniffed: Sniffed | null = null;
   try {
-    while (total < bytes) {
-      const chunk = await nextChunk(body);
-      if (chunk === null) break;
+    for await (const chunk of body as AsyncIterable<Buffer>) {
       chunks.push(chunk);
       total += chunk.length;
+      if (total > MAX_PLAYLIST_BYTES) throw new VigilError('SOURCE_FAILED', `"${display}": the playlist is larger than ${MAX_PLAYLIST_BYTES >> 20} MiB.`);
+      sniffed ??= total >= SNIFF_BYTES ? sniffContainer(Buffer.concat(chunks)) : null;
+      // Leaving the loop destroys the body: a live stream is not read on.
+      if (sniffed && !(sniffed.kind === 'playlist' && sniffed.format === 'hls')) break;
     }
   } catch (error) {
-    body.destroy();
-    throw networkError(error, display, signal);
-  }
-  if (total === 0) {
-    body.destroy();
-    throw new VigilError('NOT_A_VIDEO', `Cannot read video source "${display}": the server sent an empty answer.`);
-  }
-  return { bytes: Buffer.concat(chunks) };
-}
-
-async function readRest(body: NodeJS.ReadableStream & { destroy(): void }, maxBytes: number, display: string, signal?: AbortSignal): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  try {
-    for (;;) {
-      const chunk = await nextChunk(body);
-      if (chunk === null) break;
-      total += chunk.length;
-      if (total > maxBytes) throw new VigilError('SOURCE_FAILED', `"${display}": the playlist is larger than ${maxBytes >> 20} MiB.`);
-      chunks.push(chunk);
-    }
-  } catch (error) {
-    body.destroy();
     throw isVigilError(error) ? error : networkError(error, display, signal);
   }
-  return Buffer.concat(chunks);
-}
-
-/** The next chunk of a paused readable, or null at its end. */
-function nextChunk(body: NodeJS.ReadableStream): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
-    const chunk = body.read() as Buffer | null;
-    if (chunk !== null) return resolve(chunk);
-    if ((body as unknown as { readableEnded: boolean }).readableEnded) return resolve(null);
-    const cleanup = () => {
-      body.off('readable', onReadable);
-      body.off('end', onEnd);
-      body.off('error', onError);
-    };
-    const onReadable = () => {
-      const c = body.read() as Buffer | null;
-      if (c === null) return;
-      cleanup();
-      resolve(c);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(null);
-    };
-    const onError = (error: Error) => {
-      cleanup();
-      reject(error);
-    };
-    body.on('readable', onReadable);
-    body.once('end', onEnd);
-    body.once('error', onError);
-  });
+  if (total === 0) throw new VigilError('NOT_A_VIDEO', `Cannot read video source "${display}": the server sent an empty answer.`);
+  const bytes = Buffer.concat(chunks);
+  return { sniffed: sniffed ?? sniffContainer(bytes), bytes };
 }

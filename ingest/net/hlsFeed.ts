@@ -13,7 +13,7 @@ import type { MasterPlaylist, MediaPlaylist, Segment } from 'hls-parser/types.js
 import { VigilError, isVigilError } from '../../common/errors.js';
 import type { MediaFetcher } from './mediaFetcher.js';
 
-const MAX_PLAYLIST_BYTES = 4 * 1024 * 1024;
+export const MAX_PLAYLIST_BYTES = 4 * 1024 * 1024;
 /** Live playlists start this many segments from the live edge (RFC 8216 6.3.3: at least 3 target durations). */
 const LIVE_START_SEGMENTS = 3;
 const SEGMENT_TRIES = 3;
