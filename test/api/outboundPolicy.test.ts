@@ -29,19 +29,13 @@ interface Counting {
   close(): Promise<void>;
 }
 
-/** A server that records every TCP connection (and HTTP request line) it gets: the victim. */
-async function countingServer(address: string, port = 0, httpLike = true): Promise<Counting> {
+/** Listens on a loopback address; `close()` also drops open connections. Works for net and http servers. */
+async function listenLoopback(server: net.Server, address: string, port = 0): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
-  const state = { connections: 0, requests: [] as string[] };
-  const server = net.createServer((socket) => {
-    state.connections++;
-    sockets.add(socket);
-    socket.on('error', () => {});
-    socket.on('close', () => sockets.delete(socket));
-    socket.once('data', (data) => {
-      state.requests.push(data.toString('latin1').split('\r\n')[0] ?? '');
-      if (httpLike) socket.end('HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ncontent-length: 0\r\n\r\n');
-    });
+  server.on('connection', (s: net.Socket) => {
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('close', () => sockets.delete(s));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -49,20 +43,37 @@ async function countingServer(address: string, port = 0, httpLike = true): Promi
   });
   return {
     port: (server.address() as net.AddressInfo).port,
-    get connections() {
-      return state.connections;
-    },
-    requests: state.requests,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
         server.close(() => resolve());
       }),
-  } as Counting;
+  };
+}
+
+/** A server that records every TCP connection (and HTTP request line) it gets: the victim. */
+async function countingServer(address: string, port = 0, httpLike = true): Promise<Counting> {
+  const state = { connections: 0, requests: [] as string[] };
+  const server = net.createServer((socket) => {
+    state.connections++;
+    socket.once('data', (data) => {
+      state.requests.push(data.toString('latin1').split('\r\n')[0] ?? '');
+      if (httpLike) socket.end('HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ncontent-length: 0\r\n\r\n');
+    });
+  });
+  const listening = await listenLoopback(server, address, port);
+  return {
+    port: listening.port,
+    get connections() {
+      return state.connections;
+    },
+    requests: state.requests,
+    close: listening.close,
+  };
 }
 
 /** The attacker's allowed origin on 127.0.0.2: every route leads to the victim one way or another. */
-async function startOrigin(victimPort: () => number, clips: string): Promise<{ port: number; close(): Promise<void> }> {
+function startOrigin(victimPort: () => number, clips: string): Promise<{ port: number; close(): Promise<void> }> {
   const victim = () => `http://127.0.0.1:${victimPort()}`;
   const routes: Record<string, () => { status: number; headers?: Record<string, string>; body?: string | Buffer }> = {
     '/redirect.mp4': () => ({ status: 302, headers: { location: `${victim()}/clip.mp4` } }),
@@ -87,29 +98,12 @@ async function startOrigin(victimPort: () => number, clips: string): Promise<{ p
     const { status, headers = {}, body } = route();
     res.writeHead(status, { 'content-length': String(body ? Buffer.byteLength(body) : 0), ...headers }).end(body);
   });
-  const sockets = new Set<net.Socket>();
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', () => resolve()));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  return listenLoopback(server, '127.0.0.2');
 }
 
 /** A fake RTSP server on 127.0.0.2 that redirects every request to `location()`. */
-async function rtspRedirector(location: () => string): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
+function rtspRedirector(location: () => string): Promise<{ port: number; close(): Promise<void> }> {
   const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => {});
-    socket.on('close', () => sockets.delete(socket));
     let buffered = '';
     socket.on('data', (data) => {
       buffered += data.toString('latin1');
@@ -122,15 +116,7 @@ async function rtspRedirector(location: () => string): Promise<{ port: number; c
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', () => resolve()));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  return listenLoopback(server, '127.0.0.2');
 }
 
 async function failedWith(server: TestServer, id: string, timeoutMs = 60_000): Promise<{ code: string; message: string }> {
