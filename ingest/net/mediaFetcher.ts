@@ -3,12 +3,13 @@
  * through the OutboundPolicy (undici's connect hook resolves and checks the address of every
  * connection: the first, each redirect's, each keep-alive reconnect's), redirects are followed here
  * one hop at a time (at most 5, http(s) only), and credentials from the source URL are sent only to
- * that URL's own origin.
+ * that URL's own origin, in answer to its challenge (Basic or Digest).
  */
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { Agent, buildConnector, request } from 'undici';
 import { VigilError, isVigilError } from '../../common/errors.js';
+import { Authenticator, credentialsOf, parseChallenges } from './auth.js';
 import { networkError, type OutboundPolicy } from './outboundPolicy.js';
 
 export { networkError };
@@ -34,6 +35,8 @@ export interface MediaResponse {
 
 export class MediaFetcher {
   private readonly agent: Agent;
+  /** How the source's origin wants its credentials (chosen from its last 401 challenge). */
+  private authenticator: Authenticator | null = null;
   private disposed = false;
 
   constructor(private readonly options: MediaFetcherOptions) {
@@ -59,12 +62,15 @@ export class MediaFetcher {
   async get(url: URL, init: { range?: string; signal?: AbortSignal } = {}): Promise<MediaResponse> {
     if (this.disposed) throw new VigilError('CANCELLED', `fetching "${this.options.display}" after its source stopped`);
     const origin = url.origin;
-    const auth = url.username || url.password ? `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}` : null;
+    const credentials = credentialsOf(url);
     let current = withoutCredentials(url);
+    let challenged = false;
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept: '*/*' };
       if (init.range) headers['range'] = init.range;
-      if (auth && current.origin === origin) headers['authorization'] = auth;
+      // Credentials go to the source's own origin only, and only as the answer to its challenge.
+      const own = credentials !== null && current.origin === origin;
+      if (own && this.authenticator) headers['authorization'] = this.authenticator.authorization('GET', current.pathname + current.search);
       let response: Awaited<ReturnType<typeof request>>;
       try {
         response = await request(current, {
@@ -83,6 +89,19 @@ export class MediaFetcher {
       // reading at that moment would raise an uncaught exception and take the process down.
       response.body.on('error', () => {});
       const status = response.statusCode;
+      if (status === 401 && own && !challenged) {
+        response.body.destroy();
+        const offered = response.headers['www-authenticate'];
+        const authenticator = Authenticator.choose(credentials, parseChallenges(offered === undefined ? [] : Array.isArray(offered) ? offered : [offered]));
+        if (authenticator) {
+          // Basic or Digest, answered here (ffmpeg never holds the password); once per request.
+          this.authenticator = authenticator;
+          challenged = true;
+          hop--;
+          continue;
+        }
+        throw statusError(status, this.options.display);
+      }
       if (status >= 300 && status < 400 && status !== 304) {
         response.body.destroy();
         const location = header(response.headers, 'location');

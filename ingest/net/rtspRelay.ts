@@ -35,7 +35,7 @@
 import net from 'node:net';
 import type { VigilError } from '../../common/errors.js';
 import type { OutboundPolicy } from './outboundPolicy.js';
-import { credentialsOf, type Credentials } from './rtsp/auth.js';
+import { credentialsOf, type Credentials } from './auth.js';
 import { RelaySession } from './rtsp/session.js';
 import { parseTarget, type Target } from './rtsp/urls.js';
 

@@ -18,7 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { locateFfmpeg, systemFfmpeg } from '../../ingest/ffmpegBinary.js';
 import { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import { RtspRelay } from '../../ingest/net/rtspRelay.js';
-import { digestResponse, parseChallenges } from '../../ingest/net/rtsp/auth.js';
+import { digestResponse, parseChallenges } from '../../ingest/net/auth.js';
 import { header, RtspFramer, type RtspMessage, serialize } from '../../ingest/net/rtsp/framing.js';
 import { requireRtsp, type RtspServer, startRtspServer } from '../fixtures/rtspServer.js';
 

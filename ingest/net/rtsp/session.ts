@@ -7,7 +7,7 @@
 import type net from 'node:net';
 import { VigilError } from '../../../common/errors.js';
 import type { RtspRelay } from '../rtspRelay.js';
-import { Authenticator, parseChallenges } from './auth.js';
+import { Authenticator, parseChallenges } from '../auth.js';
 import { header, headersNamed, requestOf, RtspFramer, type RtspMessage, serialize, setHeader, setRequestLine, statusOf } from './framing.js';
 import { plainAddress, UdpTrack, udpRequest } from './udpRelay.js';
 import { parseTarget, rewriteToRelay, type Target, toRelayUrl, toUpstreamBase } from './urls.js';

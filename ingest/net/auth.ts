@@ -1,5 +1,5 @@
 /**
- * Answering a camera's 401 on ffmpeg's behalf (RFC 2617 / 7616 as RTSP cameras use them), so the
+ * Answering a camera's 401 on ffmpeg's behalf (RFC 2617 / 7616, for RTSP and HTTP sources), so the
  * credentials in the camera URL stay in Vigil and never reach ffmpeg: parsing WWW-Authenticate,
  * picking the strongest challenge we can answer (Digest MD5 / MD5-sess / SHA-256, with and without
  * qop=auth, else Basic) and computing the Authorization of each request (Digest nc counting).
