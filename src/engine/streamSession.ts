@@ -88,7 +88,8 @@ export class StreamSession {
   private commitError: unknown;
   private readonly phaseTotals: Record<string, number> = {};
   /** Times of every stored chunk, in id order (baselines pick from these without touching the store). */
-  private readonly times: ChunkTimes[] = [];
+  /** Every stored chunk's times (history-sized: replaced whole, never spread into arguments). */
+  private times: ChunkTimes[] = [];
   private framesEncoded = 0;
   private lastT: number | null = null;
   private disposing: Promise<void> | null = null;
@@ -132,7 +133,7 @@ export class StreamSession {
       const storedIds = stored.map((c) => c.chunkId);
       indexRef.index = await loadOrRebuildIndex(store, streamIndexDir(options.dir), storedIds, numLayers, numKvHeads * headDim, space);
       const session = new StreamSession(encoder, store, indexRef, options);
-      session.times.push(...stored);
+      session.times = stored;
       sessionRef.session = session;
       await session.restoreWindow(storedIds);
       // The model owns its sessions: it refuses new ones once disposed, and disposes live ones first.
@@ -252,8 +253,7 @@ export class StreamSession {
   /** Drops chunks removed by retention from the baselines' catalog. */
   private forgetChunks(ids: readonly number[]): void {
     const gone = new Set(ids);
-    const kept = this.times.filter((c) => !gone.has(c.chunkId));
-    this.times.splice(0, this.times.length, ...kept);
+    this.times = this.times.filter((c) => !gone.has(c.chunkId));
   }
 
   private addPhase(phase: string, ms: number): void {
