@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { assertNoChildrenLeft } from '../fixtures/processes.js';
+import { runVigil } from '../helpers/runVigil.js';
 import { makeProbeClip } from '../../ingest/index.js';
 import { requireRtsp, type RtspServer, startRtspServer } from '../fixtures/rtspServer.js';
 import { AUTH, disposeSharedModel, question, startTestServer, tempDir, type TestServer, waitFor } from './helpers.js';
@@ -92,5 +93,15 @@ describe('live RTSP stream through the service', () => {
     assert.ok(resumed.memory!.lastT! > lastT, `time continues: ${resumed.memory!.lastT} > ${lastT}`);
     assert.equal((await request(restored.url).post('/v1/streams/cam/questions').set(AUTH).send({ question: question('red'), r: 4 })).body.text, 'green');
     assert.ok(restored.logs.concat(s.logs).every((line) => !line.includes('rtsp-secret-pw')));
+
+    // Both outages (the camera's, and the service's own restart) are in the manifest, in stream
+    // time, and `vigil store stats` shows them beside the running server.
+    const stats = await runVigil(['store', 'stats', '--data', dataDir, '--stream', 'cam', '--json']);
+    assert.equal(stats.code, 0, stats.stderr);
+    const gaps = (JSON.parse(stats.stdout) as Array<{ gaps: Array<{ tStart: number; tEnd: number; reason: string }> }>)[0]!.gaps;
+    assert.ok(gaps.length >= 2, `persisted gaps: ${JSON.stringify(gaps)}`);
+    assert.ok(gaps.every((g) => g.tEnd > g.tStart && g.tStart >= 0), JSON.stringify(gaps));
+    assert.ok(gaps.some((g) => /not ingesting/.test(g.reason)), 'the restart is a gap');
+    assert.ok(gaps.some((g) => !/not ingesting/.test(g.reason) && g.tStart < lastT), 'the camera outage is a gap before the restart');
   });
 });

@@ -53,6 +53,18 @@ export class StreamIngest {
     );
   }
 
+  /** Outages that could not be written to the manifest (the disk failed); ingest goes on. */
+  gapWriteErrors = 0;
+
+  private recordGap(tStart: number, tEnd: number, reason: string): void {
+    if (!(tEnd > tStart)) return;
+    try {
+      this.options.session.store.recordGap({ tStart, tEnd, reason });
+    } catch {
+      this.gapWriteErrors++;
+    }
+  }
+
   /** Frames encoded per second over the last 10 s. */
   encodeFps(): number {
     return Number(this.rate.rate().toFixed(3));
@@ -92,11 +104,20 @@ export class StreamIngest {
       return 'stopped';
     }
     let offset: number | null = null;
+    // Every outage the source lived through is kept in the manifest (stream time), so the timeline
+    // shows it after a restart too; the source's own gap list is in RAM only.
+    source.on('gap', (gap) => {
+      if (gap.endT !== null && offset !== null) this.recordGap(gap.startT + offset, gap.endT + offset, gap.reason);
+    });
     try {
       for (;;) {
         const frame = await source.next();
         if (!frame || signal.aborted) break;
-        if (offset === null) offset = timeOffset(source.stats().live, resumeAfter, wallEnd, fps);
+        if (offset === null) {
+          offset = timeOffset(source.stats().live, resumeAfter, wallEnd, fps);
+          // A live stream continuing a stored memory: the time Vigil was not ingesting is an outage.
+          if (offset > 0 && resumeAfter !== null) this.recordGap(resumeAfter, frame.t + offset, 'not ingesting (the service was stopped or the stream restarted)');
+        }
         const t = frame.t + offset;
         if (resumeAfter !== null && t <= resumeAfter) continue;
         const image = await frameToModelInput(frame, session.model.imageConfig, side, { out: (pixels ??= new Float32Array(3 * side * side)) });
