@@ -11,7 +11,6 @@
  * own (parsing, pipe reads). The clip (testsrc2 with light luma noise, 30 fps, a keyframe every
  * second, x264 veryfast with its default B-frames) is generated once into the Vigil cache.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +22,7 @@ import type { DecodeMode, Frame, OutputSize } from '../ingest/types.js';
 import { vigilCacheDir } from '../src/cacheDir.js';
 import { preprocessVideoFrame } from '../src/model/preprocess/imagePreprocessor.js';
 import { parsePreprocessorConfig } from '../src/model/preprocess/preprocessorConfig.js';
+import { childCpuS } from './childCpu.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,26 +38,6 @@ const modelSize = Number(values.size);
 const repeat = Math.max(1, Number(values.repeat));
 const binary: FfmpegBinary = resolveFfmpeg(values.ffmpeg);
 const log = (line: string) => process.stderr.write(`${line}\n`);
-
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** CPU seconds of reaped children (ffmpeg, ffprobe) so far; null off Linux. */
-function childCpuS(): number | null {
-  try {
-    const stat = fs.readFileSync('/proc/self/stat', 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // After "pid (comm) ": state is field 3, so cutime (16) and cstime (17) are at 13 and 14 here.
-    return (Number(fields[13]) + Number(fields[14])) / CLK_TCK;
-  } catch {
-    return null;
-  }
-}
 
 async function benchClip(): Promise<string> {
   const dir = path.join(vigilCacheDir(), 'bench');

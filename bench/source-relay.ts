@@ -25,7 +25,7 @@
  * clip's H.264 payload up to the stop time), MiB the upstream server sent, ffmpeg CPU (reaped children, Linux), and
  * this process's CPU (process.cpuUsage) per MiB: the relay's cost, since the baseline leaves Node idle.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
@@ -43,6 +43,7 @@ import { parseSource } from '../ingest/sourceSpec.js';
 import type { Frame, SourceKind } from '../ingest/types.js';
 import { vigilCacheDir } from '../src/cacheDir.js';
 import { rtspAvailability, startRtspServer } from '../test/fixtures/rtspServer.js';
+import { childCpuS } from './childCpu.js';
 
 const { values } = parseArgs({
   options: {
@@ -154,25 +155,6 @@ async function startUpstream(root: string): Promise<Upstream> {
 
 // ---------------------------------------------------------------------------------------------
 // Measurement helpers.
-
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** CPU seconds of reaped children (ffmpeg) so far; null off Linux. */
-function childCpuS(): number | null {
-  try {
-    const stat = fs.readFileSync('/proc/self/stat', 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[13]) + Number(fields[14])) / CLK_TCK;
-  } catch {
-    return null;
-  }
-}
 
 interface Sample {
   wallS: number;
