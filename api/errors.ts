@@ -44,6 +44,7 @@ export const STATUS_BY_CODE: Readonly<Record<VigilErrorCode, number>> = {
   DISPOSED: 503,
   STORE_CLOSED: 503,
   STORE_LOCKED: 503,
+  DISK_FULL: 507,
   STORE_CORRUPT: 500,
   STORE_IO: 500,
   INDEX_CORRUPT: 500,

@@ -17,6 +17,7 @@ export type VigilErrorCode =
   | 'STORE_IO'
   | 'STORE_CLOSED'
   | 'STORE_LOCKED' // the store is open in another process (two servers on one data folder)
+  | 'DISK_FULL' // a write found no space left (ENOSPC, SQLITE_FULL): nothing committed is lost; retry once space returns
   | 'INDEX_CORRUPT' // retrieval/: an index folder that is damaged, foreign, or disagrees with its own meta.
   // ingest/: sources that cannot be read, reached or decoded (docs/ingest.md lists which input gives which).
   | 'NOT_A_VIDEO' | 'CORRUPT_VIDEO' | 'UNSUPPORTED_CODEC' | 'SOURCE_UNREACHABLE' | 'SOURCE_AUTH' | 'SOURCE_NOT_FOUND' | 'SOURCE_TIMEOUT' | 'SOURCE_SCHEME' | 'SOURCE_STALLED' | 'SOURCE_FAILED' | 'FFMPEG_MISSING'
@@ -28,7 +29,7 @@ export type VigilErrorCode =
 /** Every code once, in declaration order (for exhaustive tables and tests). */
 export const VIGIL_ERROR_CODES = [
   'FILE_NOT_FOUND', 'NOT_A_MODEL', 'UNSUPPORTED_MODEL', 'CORRUPT_MODEL', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH', 'BAD_INPUT', 'BAD_CONFIG', 'UNKNOWN_PROBE_MODEL',
-  'STORE_CORRUPT', 'STORE_IO', 'STORE_CLOSED', 'STORE_LOCKED', 'INDEX_CORRUPT',
+  'STORE_CORRUPT', 'STORE_IO', 'STORE_CLOSED', 'STORE_LOCKED', 'DISK_FULL', 'INDEX_CORRUPT',
   'NOT_A_VIDEO', 'CORRUPT_VIDEO', 'UNSUPPORTED_CODEC', 'SOURCE_UNREACHABLE', 'SOURCE_AUTH', 'SOURCE_NOT_FOUND', 'SOURCE_TIMEOUT', 'SOURCE_SCHEME', 'SOURCE_STALLED', 'SOURCE_FAILED', 'FFMPEG_MISSING',
   'STREAM_NOT_FOUND', 'STREAM_EXISTS', 'STREAM_UNAVAILABLE', 'SOURCE_FORBIDDEN', 'OVERLOADED', 'CANCELLED',
   'INTERNAL', 'DISPOSED',

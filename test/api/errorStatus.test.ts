@@ -39,6 +39,7 @@ function fault(code: VigilErrorCode): 'caller' | 'server' {
     case 'DISPOSED':
     case 'STORE_CLOSED':
     case 'STORE_LOCKED':
+    case 'DISK_FULL':
     case 'STORE_CORRUPT':
     case 'STORE_IO':
     case 'INDEX_CORRUPT':
