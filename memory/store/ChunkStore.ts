@@ -18,6 +18,7 @@ import type {
   ChunkFailure,
   ChunkGeometry,
   ChunkStoreOptions,
+  ChunkTimes,
   FsyncPolicy,
   ReadChunksResult,
   RecoveryReport,
@@ -59,6 +60,8 @@ const READ_MERGE_GAP_BYTES = 256 * 1024;
 const READ_RUN_BYTES = 16 * 1024 * 1024;
 /** Reads in flight at once: the libuv thread pool's default size. */
 const READ_CONCURRENCY = 4;
+/** Ids per manifest query of readMetas(): rows are ~23 KB, so a batch holds ~12 MB at most. */
+const READ_METAS_BATCH = 512;
 /** Without a pool, each readLayers() gets a buffer of its own. */
 const FRESH_BUFFERS: ScratchBuffers = { take: (bytes) => new ArrayBuffer(bytes), give: () => undefined };
 
@@ -467,8 +470,44 @@ export class ChunkStore {
   /** Metadata and representative vectors of committed chunks in id order, a page at a time. */
   listChunks(options: { afterId?: number; limit?: number } = {}): ChunkMeta[] {
     this.assertOpen();
+    return this.manifest.rowsPage(options.afterId ?? -1, options.limit ?? 1000).map((r) => this.toMeta(r));
+  }
+
+  /**
+   * Every committed chunk id, ascending. Narrow: reads the (id, times) index only, never a row's
+   * representatives, so its cost is a few bytes per chunk (restart reconciliation).
+   */
+  chunkIds(): Uint32Array {
+    this.assertOpen();
+    return this.manifest.chunkIds();
+  }
+
+  /** Every committed chunk's id, tStart and tEnd in id order, from the same narrow index. */
+  chunkTimes(): ChunkTimes {
+    this.assertOpen();
+    return this.manifest.chunkTimes();
+  }
+
+  /**
+   * Metadata and representatives of the given chunks, ascending id; unknown ids are absent.
+   * Any number of ids: they are queried READ_METAS_BATCH at a time.
+   */
+  readMetas(ids: readonly number[]): ChunkMeta[] {
+    this.assertOpen();
+    if (!Array.isArray(ids) || !ids.every((id) => Number.isSafeInteger(id) && id >= 0)) {
+      throw new VigilError('BAD_INPUT', 'readMetas: ids must be an array of chunk ids (integers >= 0)');
+    }
+    const wanted = Float64Array.from(new Set(ids)).sort();
+    const out: ChunkMeta[] = [];
+    for (let i = 0; i < wanted.length; i += READ_METAS_BATCH) {
+      for (const r of this.manifest.rowsByIdsOrdered(Array.from(wanted.subarray(i, i + READ_METAS_BATCH)))) out.push(this.toMeta(r));
+    }
+    return out;
+  }
+
+  private toMeta(r: ChunkRow): ChunkMeta {
     const { numLayers: L, numKvHeads: H, headDim: D } = this.geometry;
-    return this.manifest.rowsPage(options.afterId ?? -1, options.limit ?? 1000).map((r) => ({
+    return {
       chunkId: r.chunkId,
       tStart: r.tStart,
       tEnd: r.tEnd,
@@ -476,7 +515,7 @@ export class ChunkStore {
       tokenCount: r.tokenCount,
       dtype: r.dtype,
       representatives: unpackRepresentatives(r.representatives, L, H * D),
-    }));
+    };
   }
 
   /** Records an outage in the stream timeline (kept until retention passes it). */

@@ -9,6 +9,7 @@ export type {
   ChunkFailureReason,
   ChunkGeometry,
   ChunkStoreOptions,
+  ChunkTimes,
   FsyncPolicy,
   ReadChunksResult,
   RecoveryReport,
@@ -21,3 +22,4 @@ export type {
 } from './types.js';
 export { DEFAULT_CACHE_BYTES, DEFAULT_SEGMENT_BYTES } from './options.js';
 export { checksumImplementation } from './checksum.js';
+export { validateChunk } from './chunkValidation.js';

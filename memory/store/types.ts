@@ -160,3 +160,10 @@ export interface StreamGap {
   tEnd: number;
   reason: string;
 }
+
+/** Every committed chunk's id and times, ascending id, index i of each array describing one chunk. */
+export interface ChunkTimes {
+  ids: Uint32Array;
+  tStart: Float64Array;
+  tEnd: Float64Array;
+}
