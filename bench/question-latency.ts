@@ -102,7 +102,7 @@ try {
   const model = await VisionLanguageModel.load(resolveModelDir(values.model!));
   const session = await StreamSession.open(model, { dir: path.join(dir, 'memory'), windowFrames: Number(values.window) });
   const kvBytesPerToken = (() => {
-    const { numLayers, numKvHeads, headDim } = session.encoder.geometry;
+    const { numLayers, numKvHeads, headDim } = session.encoder.shape;
     return 2 * numLayers * numKvHeads * headDim * 4;
   })();
   for (const minutes of lengths) {

@@ -38,7 +38,7 @@ export async function fastForward(
   fps: number,
   options: { sampleEveryS?: number; onSample?: (point: MemoryPoint) => void; seed?: number } = {},
 ): Promise<void> {
-  const { numLayers, numKvHeads, headDim } = session.encoder.geometry;
+  const { numLayers, numKvHeads, headDim } = session.encoder.shape;
   const sampleEvery = options.sampleEveryS ?? 60;
   const chunkSources = new Map<number, ReturnType<typeof syntheticChunks>>();
   let t = nextFrameTime(session, fps);

@@ -30,3 +30,6 @@ export type KvStorageDtype = 'float32' | 'float16' | 'int8';
 export function chunkPayloadFloats(chunk: Pick<FrameChunk, 'numLayers' | 'numKvHeads' | 'tokenCount' | 'headDim'>): number {
   return 2 * chunk.numLayers * chunk.numKvHeads * chunk.tokenCount * chunk.headDim;
 }
+
+/** A chunk before its stream's memory has numbered it (the encoder's output, an import). */
+export type UnnumberedChunk = Omit<FrameChunk, 'chunkId'>;

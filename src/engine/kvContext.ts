@@ -1,5 +1,7 @@
 import ort from 'onnxruntime-node';
 import type { AssembledContext } from '../../memory/contextAssembler.js';
+import type { LayerKv } from '../../memory/kvSurgery.js';
+import { VigilError } from '../../common/errors.js';
 import type { KvSpec } from '../model/kvCache.js';
 import { KvCache } from '../model/kvCache.js';
 import { floatTensor } from '../model/tensors.js';
@@ -20,4 +22,14 @@ export function toKvCache(context: ContextArrays, spec: KvSpec): KvCache {
         : { key: floatTensor(spec.type, key, dims), value: floatTensor(spec.type, context.values[layer]!, dims) },
     ),
   );
+}
+
+/** The decoder's past or present as typed arrays per layer: float32 values, or the float16 bits as they are. */
+export function layerArrays(cache: KvCache): LayerKv[] {
+  const data = (tensor: ort.Tensor): Float32Array | Uint16Array => {
+    if (tensor.type === 'float32') return tensor.data as Float32Array;
+    if (tensor.type === 'float16') return tensor.data as Uint16Array;
+    throw new VigilError('DTYPE_MISMATCH', `expected a float KV tensor, got ${tensor.type}`);
+  };
+  return cache.layers.map((layer) => ({ key: data(layer.key), value: data(layer.value) }));
 }

@@ -1,29 +1,17 @@
 import type ort from 'onnxruntime-node';
-import { float16ToFloat32 } from '../../kernels/fp16.js';
-import { meanOverTokens } from '../../kernels/pool.js';
-import { ropeInvFreq, rotateHeads } from '../../kernels/rope.js';
-import { type AssembledContext, assembleContext, type KvGeometry, type PrefixBlock } from '../../memory/contextAssembler.js';
-import type { FrameChunk } from '../../memory/frameChunk.js';
-import { sliceTokens } from '../../memory/kvLayout.js';
-import { SlidingWindow } from '../../memory/slidingWindow.js';
-import { type LaidOutContext, WindowLayout } from '../../memory/windowLayout.js';
-import { invariant, VigilError } from '../../common/errors.js';
-import { LIMITS } from '../../common/settings.js';
+import { ropeInvFreq } from '../../kernels/rope.js';
+import type { PrefixBlock } from '../../memory/contextAssembler.js';
+import { ContextWindow } from '../../memory/contextWindow.js';
+import type { UnnumberedChunk } from '../../memory/frameChunk.js';
+import { type KvShape, kvShape } from '../../memory/kvShape.js';
+import { meanKeys, newTokensPreRope } from '../../memory/kvSurgery.js';
+import type { SlidingWindowOptions } from '../../memory/slidingWindow.js';
+import { invariant } from '../../common/errors.js';
 import { emptyKvCache, type KvCache } from '../model/kvCache.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
-import { toFloat32 } from '../model/tensors.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
-import { toKvCache } from './kvContext.js';
+import { layerArrays, toKvCache } from './kvContext.js';
 import { type StreamPromptFormat, streamPromptFormat } from './streamPromptFormat.js';
-
-export interface StreamEncoderOptions {
-  /** First frames kept in context forever (frame-level sinks); default 1. */
-  sinkFrames?: number;
-  /** Recent frames kept in context after the sinks; default 16. */
-  windowFrames?: number;
-  /** Also cap the window by tokens; none by default. */
-  windowTokens?: number;
-}
 
 /** Milliseconds per phase of one frame's encode (onnxruntime calls: vision, embed, decoder). */
 export interface EncodePhases {
@@ -38,93 +26,49 @@ export interface EncodePhases {
 }
 
 export interface EncodedFrame {
-  chunk: FrameChunk;
+  /** The frame's pre-RoPE KV; the stream's memory numbers it when it takes it. */
+  chunk: UnnumberedChunk;
   phases: EncodePhases;
-  /** Frames that left the window because of this one (oldest first): offload them. */
-  evicted: FrameChunk[];
   /** Compact position of the frame's first token when it was encoded. */
   position: number;
 }
 
 /**
- * The streaming encode loop of one stream: each frame is prefilled over [prefix | sink frames |
- * window] at compact positions, and the new part of `present` becomes a pre-RoPE FrameChunk. The
- * context never grows past prefix + sinks + window, so per-frame cost is flat in stream length.
+ * The model calls of one stream: the text prefix once, then each frame prefilled over the
+ * context window it is given ([prefix | sink frames | window] at compact positions); the new part
+ * of `present` becomes a pre-RoPE chunk. It holds no memory: the window and everything after it
+ * belong to the stream's memory (StreamMemory).
  */
 export class StreamEncoder {
-  readonly window: SlidingWindow;
-  readonly geometry: KvGeometry;
-  readonly format: StreamPromptFormat;
-  private nextChunkId = 0;
-  /** [prefix | sinks | window] kept laid out between frames (and reused by questions' pass 1). */
-  private readonly layout: WindowLayout;
+  /** The decoder's `present` for a frame: reused while the context length stays the same (always, once the window is full). */
   private present: KvCache | undefined;
 
   private constructor(
     readonly model: VisionLanguageModel,
     readonly prefix: PrefixBlock,
-    format: StreamPromptFormat,
-    geometry: KvGeometry,
-    options: { sinkFrames: number; windowFrames: number; windowTokens?: number },
-  ) {
-    this.format = format;
-    this.geometry = geometry;
-    this.layout = new WindowLayout(prefix, geometry, model.decoder.info.type === 'float16');
-    this.window = new SlidingWindow({
-      sinkFrames: options.sinkFrames,
-      windowFrames: options.windowFrames,
-      ...(options.windowTokens !== undefined ? { windowTokens: options.windowTokens } : {}),
-    });
-  }
+    readonly format: StreamPromptFormat,
+    readonly shape: KvShape,
+  ) {}
 
   /** Encodes the stream's text prefix (the token sinks) and returns a ready encoder. */
-  static async create(model: VisionLanguageModel, options: StreamEncoderOptions = {}): Promise<StreamEncoder> {
+  static async create(model: VisionLanguageModel): Promise<StreamEncoder> {
     const info = model.decoder.info;
-    const geometry: KvGeometry = {
+    const shape = kvShape({
       numLayers: info.numLayers,
       numKvHeads: info.numKvHeads,
       headDim: info.headDim,
       invFreq: ropeInvFreq(model.config.text.rotaryDim, model.config.text.ropeTheta),
-    };
+    });
     const format = streamPromptFormat(model.config.family, model.tokensPerImage);
     const ids = model.tokenizer.encode(format.prefix);
     const out = await model.decoder.step({ inputsEmbeds: await model.embed(ids), past: model.decoder.emptyCache(), logits: 'none' });
-    const { keys, values } = newTokensPreRope(out.present, 0, ids.length, geometry);
-    const prefix: PrefixBlock = { tokenCount: ids.length, keys, values };
-    return new StreamEncoder(model, prefix, format, geometry, {
-      sinkFrames: options.sinkFrames ?? LIMITS.sinks.default,
-      windowFrames: options.windowFrames ?? LIMITS.window.default,
-      ...(options.windowTokens !== undefined ? { windowTokens: options.windowTokens } : {}),
-    });
+    const { keys, values } = newTokensPreRope(layerArrays(out.present), shape, out.present.length, 0, ids.length);
+    return new StreamEncoder(model, { tokenCount: ids.length, keys, values }, format, shape);
   }
 
-  /** Id the next encoded frame gets. */
-  get nextId(): number {
-    return this.nextChunkId;
-  }
-
-  /**
-   * Continues a stream after a restart: sink and recent frames read back from the store go back
-   * into the window, and chunk ids continue after the last stored one.
-   */
-  restore(sinks: readonly FrameChunk[], recent: readonly FrameChunk[], nextChunkId: number): void {
-    this.window.restore(sinks, recent);
-    this.nextChunkId = nextChunkId;
-  }
-
-  /**
-   * Takes a frame chunk encoded elsewhere (an import, a benchmark's fast-forward) as the next
-   * frame: it gets the next chunk id and enters the window like an encoded frame.
-   */
-  adopt(chunk: Omit<FrameChunk, 'chunkId'>): { chunk: FrameChunk; evicted: FrameChunk[] } {
-    const { numLayers, numKvHeads, headDim } = this.geometry;
-    if (chunk.numLayers !== numLayers || chunk.numKvHeads !== numKvHeads || chunk.headDim !== headDim) {
-      throw new VigilError('SHAPE_MISMATCH', `chunk geometry ${chunk.numLayers}x${chunk.numKvHeads}x${chunk.headDim} is not the decoder's ${numLayers}x${numKvHeads}x${headDim}`);
-    }
-    const adopted: FrameChunk = { ...chunk, chunkId: this.nextChunkId };
-    const evicted = this.window.push(adopted);
-    this.nextChunkId++;
-    return { chunk: adopted, evicted };
+  /** An empty context window over this encoder's prefix (a stream's memory owns it). */
+  newWindow(options: SlidingWindowOptions): ContextWindow {
+    return new ContextWindow(this.prefix, this.shape, options, this.model.decoder.info.type === 'float16');
   }
 
   /** Token ids of one frame's block (timestamp prompt + image placeholders). */
@@ -132,87 +76,48 @@ export class StreamEncoder {
     return this.model.tokenizer.encode(this.format.frame(seconds));
   }
 
-  /** Encodes one preprocessed frame captured at stream time `t` (seconds). */
-  async encodeFrame(image: PreprocessedImage, t: number, wallTime = Date.now()): Promise<EncodedFrame> {
+  /** Encodes one preprocessed frame captured at stream time `t` (seconds) over `window`. */
+  async encodeFrame(image: PreprocessedImage, t: number, window: ContextWindow, wallTime = Date.now()): Promise<EncodedFrame> {
     invariant(image.count === 1, () => `a stream frame must be one image, got ${image.count}`);
     const started = performance.now();
     const features = await this.model.encodeImages(image);
     const visionMs = performance.now() - started;
-    const encoded = await this.encodeFeatures(features, t, wallTime);
+    const encoded = await this.encodeFeatures(features, t, window, wallTime);
     encoded.phases.visionMs = visionMs;
     return encoded;
   }
 
   /** Encodes a frame whose image features are already computed ([rows, hidden] in the embedding type). */
-  async encodeFeatures(features: ort.Tensor, t: number, wallTime = Date.now()): Promise<EncodedFrame> {
+  async encodeFeatures(features: ort.Tensor, t: number, window: ContextWindow, wallTime = Date.now()): Promise<EncodedFrame> {
     const t0 = performance.now();
     const ids = this.frameTokenIds(t);
     const embeds = await this.model.embedWithImages(ids, features);
     const t1 = performance.now();
-    const { context, past } = this.currentContext();
+    const context = window.layout();
+    const past = toKvCache(context, this.model.decoder.info);
     const t2 = performance.now();
     const out = await this.model.decoder.step({ inputsEmbeds: embeds, past, logits: 'none', presentInto: this.presentBuffer(context.length + ids.length) });
     const t3 = performance.now();
-    const { keys, values } = newTokensPreRope(out.present, context.length, ids.length, this.geometry);
-    const { numKvHeads, headDim } = this.geometry;
-    const chunk: FrameChunk = {
-      chunkId: this.nextChunkId++,
+    const { keys, values } = newTokensPreRope(layerArrays(out.present), this.shape, out.present.length, context.length, ids.length);
+    const { numLayers, numKvHeads, headDim } = this.shape;
+    const chunk: UnnumberedChunk = {
       tStart: t,
       tEnd: t,
       wallTime,
       tokenCount: ids.length,
-      numLayers: this.geometry.numLayers,
+      numLayers,
       numKvHeads,
       headDim,
       keys,
       values,
-      representatives: keys.map((k) => meanOverTokens(k, numKvHeads, ids.length, headDim)),
+      representatives: meanKeys(keys, this.shape, ids.length),
     };
-    const evicted = this.window.push(chunk);
     const phases: EncodePhases = { visionMs: 0, embedMs: t1 - t0, assembleMs: t2 - t1, decoderMs: t3 - t2, extractMs: performance.now() - t3 };
-    return { chunk, evicted, position: context.length, phases };
+    return { chunk, position: context.length, phases };
   }
 
-  /** The decoder's `present` for a frame: reused while the context length stays the same (always, once the window is full). */
   private presentBuffer(length: number): KvCache {
     if (this.present?.length !== length) this.present = emptyKvCache(this.model.decoder.info, length);
     return this.present;
   }
-
-  /**
-   * [prefix | sinks | window] as the decoder's past, from the reused layout: valid until the next
-   * call (the next frame or question of this stream; a stream's calls are serialized).
-   */
-  currentContext(): { context: LaidOutContext; past: KvCache } {
-    const context = this.layout.layout(this.window.contextChunks);
-    return { context, past: this.toCache(context) };
-  }
-
-  /** [prefix | chunks in time order] at compact positions, as float32 per layer (fresh arrays). */
-  assembleContext(chunks: readonly FrameChunk[]): AssembledContext {
-    return assembleContext(this.prefix, chunks, this.geometry);
-  }
-
-  toCache(context: AssembledContext): KvCache {
-    return toKvCache(context, this.model.decoder.info);
-  }
-}
-
-/** The last `count` tokens of every layer of `present` (starting at `start`), keys un-rotated to pre-RoPE. */
-function newTokensPreRope(present: KvCache, start: number, count: number, geo: KvGeometry): { keys: Float32Array[]; values: Float32Array[] } {
-  const { numKvHeads: heads, headDim } = geo;
-  const total = present.length;
-  const positions = Array.from({ length: count }, (_, i) => start + i);
-  const keys: Float32Array[] = [];
-  const values: Float32Array[] = [];
-  const newTokens = (tensor: ort.Tensor): Float32Array =>
-    tensor.type === 'float16'
-      ? float16ToFloat32(sliceTokens(tensor.data as Uint16Array, heads, total, headDim, start, count))
-      : sliceTokens(toFloat32(tensor), heads, total, headDim, start, count);
-  for (const layer of present.layers) {
-    const postRope = newTokens(layer.key);
-    keys.push(rotateHeads(postRope, heads, count, headDim, positions, geo.invFreq, -1, postRope));
-    values.push(newTokens(layer.value));
-  }
-  return { keys, values };
 }

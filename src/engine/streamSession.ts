@@ -1,38 +1,21 @@
-import fs from 'node:fs';
-import type { FrameChunk, KvStorageDtype } from '../../memory/frameChunk.js';
-import { type ChunkLayers, chunkLayers, ChunkStore } from '../../memory/store/index.js';
-import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
-import { type ChunkTimes, oracle, StreamIndex, type TimeRange, uniform } from '../../retrieval/index.js';
+import type { FrameChunk, UnnumberedChunk } from '../../memory/frameChunk.js';
+import type { ChunkStore } from '../../memory/store/index.js';
+import { oracle, type StreamIndex, type TimeRange, uniform } from '../../retrieval/index.js';
 import { VigilError } from '../../common/errors.js';
 import { LIMITS } from '../../common/settings.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
-import { answerQuestion, type LoadedLayers, type QuestionAnswer, type QuestionMemory, type QuestionOptions } from './questionAnswerer.js';
-import { sharedBufferPool } from '../model/bufferPool.js';
-import { streamIndexDir, streamStoreDir } from './dataLayout.js';
-import { storedChunks } from './storedChunks.js';
+import { answerQuestion, type QuestionAnswer, type QuestionMemory, type QuestionOptions } from './questionAnswerer.js';
 import { StreamEncoder } from './streamEncoder.js';
+import { type MemoryOpenReport, StreamMemory, type StreamMemoryOptions, type StreamMemoryStats } from './streamMemory.js';
 
-export interface StreamSessionOptions {
-  /** The stream's folder: `kv/` (chunk store) and `index/` (retrieval index) live in it. */
-  dir: string;
+export interface StreamSessionOptions extends StreamMemoryOptions {
   /** First frames kept in context forever; default 1. */
   sinkFrames?: number;
   /** Recent frames kept in context; default 16. */
   windowFrames?: number;
   /** Also cap the window by tokens (e.g. ReKV's n_local); none by default. */
   windowTokens?: number;
-  /** How retrieval scores chunks: 'ip' (dot product, ReKV's published numbers; default) or 'cosine' (the paper's text). */
-  similarity?: 'ip' | 'cosine';
-  /** Payload dtype on disk; default float32 (bit-exact). */
-  storageDtype?: KvStorageDtype;
-  fsync?: FsyncPolicy;
-  retention?: RetentionPolicy;
-  /** RAM budget of the chunk reload cache, bytes. */
-  cacheBytes?: number;
-  segmentBytes?: number;
-  /** 'per-layer' (ReKV) or 'shared' (one chunk set for every layer). */
-  retrievalMode?: 'per-layer' | 'shared';
 }
 
 /**
@@ -62,107 +45,74 @@ export interface SessionAnswer extends QuestionAnswer {
   mode: AnswerMode;
 }
 
-export interface StreamSessionStats {
+export interface StreamSessionStats extends StreamMemoryStats {
   framesEncoded: number;
   /** Mean milliseconds per frame and phase since open (encode phases, store write, index add). */
   meanPhaseMs: Record<string, number>;
   /** The same as totals (a caller measuring a stretch of frames takes differences). */
   phaseTotalsMs: Record<string, number>;
-  nextChunkId: number;
-  contextFrames: number;
-  storedChunks: number;
-  storedBytes: number;
-  indexedChunks: number;
-  lastFrameTime: number | null;
 }
 
 /**
- * One stream's memory, end to end: each frame is encoded over [prefix | sinks | window], written
- * through to the disk store (payload -> manifest) and then added to the retrieval index; questions
- * run ReKV's two passes over it. Operations are serialized (one decoder per stream). Everything
- * survives a restart: the index is reconciled with the manifest and the window refilled from disk.
+ * One stream, end to end: the encoder (model calls) and the stream's memory (StreamMemory: window,
+ * store, index), with ReKV's question path over them. Operations are serialized (one decoder per
+ * stream). Everything survives a restart: see StreamMemory.open.
  */
 export class StreamSession {
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly pendingCommits = new Set<Promise<void>>();
-  private commitError: unknown;
   private readonly phaseTotals: Record<string, number> = {};
-  /** Times of every stored chunk, in id order (baselines pick from these without touching the store). */
-  /** Every stored chunk's times (history-sized: replaced whole, never spread into arguments). */
-  private times: ChunkTimes[] = [];
   private framesEncoded = 0;
-  private lastT: number | null = null;
   private disposing: Promise<void> | null = null;
   /** Unregisters from the model (which disposes its live sessions before itself). */
   private leaveModel: () => void = () => {};
 
   private constructor(
     readonly encoder: StreamEncoder,
-    readonly store: ChunkStore,
-    private readonly indexRef: { index: StreamIndex },
-    private readonly options: StreamSessionOptions,
+    readonly memory: StreamMemory,
   ) {}
 
   static async open(model: VisionLanguageModel, options: StreamSessionOptions): Promise<StreamSession> {
-    const encoder = await StreamEncoder.create(model, {
+    const encoder = await StreamEncoder.create(model);
+    const window = encoder.newWindow({
       sinkFrames: options.sinkFrames ?? LIMITS.sinks.default,
       windowFrames: options.windowFrames ?? LIMITS.window.default,
       ...(options.windowTokens !== undefined ? { windowTokens: options.windowTokens } : {}),
     });
-    const space = options.similarity ?? 'ip';
-    const { numLayers, numKvHeads, headDim } = encoder.geometry;
-    fs.mkdirSync(options.dir, { recursive: true });
-    const indexRef: { index: StreamIndex } = { index: StreamIndex.create({ numLayers, dim: numKvHeads * headDim, space }) };
-    const sessionRef: { session?: StreamSession } = {};
-    const store = ChunkStore.open({
-      dir: streamStoreDir(options.dir),
-      geometry: { numLayers, numKvHeads, headDim },
-      ...(options.storageDtype ? { dtype: options.storageDtype } : {}),
-      ...(options.fsync ? { fsync: options.fsync } : {}),
-      ...(options.retention ? { retention: options.retention } : {}),
-      ...(options.cacheBytes !== undefined ? { cacheBytes: options.cacheBytes } : {}),
-      ...(options.segmentBytes ? { segmentBytes: options.segmentBytes } : {}),
-      // Retention removes manifest rows first; the index follows (it is derived data).
-      onChunksRemoved: (ids) => {
-        indexRef.index.removeChunks(ids);
-        sessionRef.session?.forgetChunks(ids);
-      },
-    });
-    try {
-      const stored = [...storedChunks(store)].map(({ chunkId, tStart, tEnd }) => ({ chunkId, tStart, tEnd }));
-      const storedIds = stored.map((c) => c.chunkId);
-      indexRef.index = await loadOrRebuildIndex(store, streamIndexDir(options.dir), storedIds, numLayers, numKvHeads * headDim, space);
-      const session = new StreamSession(encoder, store, indexRef, options);
-      session.times = stored;
-      sessionRef.session = session;
-      await session.restoreWindow(storedIds);
-      // The model owns its sessions: it refuses new ones once disposed, and disposes live ones first.
-      session.leaveModel = model.adopt(session);
-      return session;
-    } catch (error) {
-      await store.dispose();
-      throw error;
-    }
+    const memory = await StreamMemory.open(window, options);
+    const session = new StreamSession(encoder, memory);
+    // The model owns its sessions: it refuses new ones once disposed, and disposes live ones first.
+    session.leaveModel = model.adopt(session);
+    return session;
   }
 
   get model(): VisionLanguageModel {
     return this.encoder.model;
   }
 
+  get store(): ChunkStore {
+    return this.memory.store;
+  }
+
   get index(): StreamIndex {
-    return this.indexRef.index;
+    return this.memory.index;
+  }
+
+  /** What the last open found (index reconciled or rebuilt, unindexable rows, time taken). */
+  get openReport(): MemoryOpenReport {
+    return this.memory.openReport;
   }
 
   /** Encodes one frame at stream time t (seconds, non-decreasing) and commits it to memory. */
   addFrame(image: PreprocessedImage, t: number, wallTime = Date.now()): Promise<FrameChunk> {
     return this.serialize(async () => {
       this.checkFrameTime(t);
-      this.throwCommitError();
-      const { chunk, phases } = await this.encoder.encodeFrame(image, t, wallTime);
+      const { chunk, phases } = await this.encoder.encodeFrame(image, t, this.memory.window, wallTime);
       for (const [phase, ms] of Object.entries(phases)) this.addPhase(phase, ms);
-      this.commit(chunk, true);
+      const writeStarted = performance.now();
+      const numbered = this.memory.append(chunk);
+      this.addPhase('storeWriteMs', performance.now() - writeStarted);
       this.framesEncoded++;
-      return chunk;
+      return numbered;
     });
   }
 
@@ -171,45 +121,14 @@ export class StreamSession {
    * as the next frame, through the same write-through path as addFrame, without a model call. Its
    * times are not counted in stats().meanPhaseMs, which describe encoded frames.
    */
-  addEncodedChunk(chunk: Omit<FrameChunk, 'chunkId'>): Promise<FrameChunk> {
-    return this.serialize(async () => {
-      this.checkFrameTime(chunk.tStart);
-      this.throwCommitError();
-      const adopted = this.encoder.adopt(chunk).chunk;
-      this.commit(adopted, false);
-      return adopted;
-    });
+  addEncodedChunk(chunk: UnnumberedChunk): Promise<FrameChunk> {
+    return this.serialize(() => Promise.resolve(this.memory.append(chunk)));
   }
 
   private checkFrameTime(t: number): void {
     if (!Number.isFinite(t) || t < 0) throw new VigilError('BAD_INPUT', `frame time must be a finite number >= 0, got ${t}`);
-    if (this.lastT !== null && t < this.lastT) throw new VigilError('BAD_INPUT', `frame time ${t} is before the previous frame (${this.lastT})`);
-  }
-
-  /**
-   * The payload is written now; the manifest row commits per the fsync policy (a group commit may
-   * wait up to its interval). Only then is the chunk indexed (design.md: payload -> manifest ->
-   * index), without holding up the next frame. Until then it is still in the RAM window.
-   */
-  private commit(chunk: FrameChunk, timed: boolean): void {
-    const writeStarted = performance.now();
-    // Never rejects: a failed write or index update is kept in commitError (thrown by the next
-    // encode) and the promise leaves pendingCommits when it settles.
-    const committed: Promise<void> = this.store
-      .append(chunk)
-      .then(() => {
-        const indexStarted = performance.now();
-        this.times.push({ chunkId: chunk.chunkId, tStart: chunk.tStart, tEnd: chunk.tEnd });
-        this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
-        if (timed) this.addPhase('indexMs', performance.now() - indexStarted);
-      })
-      .catch((error: unknown) => {
-        this.commitError ??= error;
-      })
-      .finally(() => this.pendingCommits.delete(committed));
-    this.pendingCommits.add(committed);
-    if (timed) this.addPhase('storeWriteMs', performance.now() - writeStarted);
-    this.lastT = chunk.tEnd;
+    const last = this.memory.lastFrameTime;
+    if (last !== null && t < last) throw new VigilError('BAD_INPUT', `frame time ${t} is before the previous frame (${last})`);
   }
 
   /** Answers a question from this stream's memory (rekv by default; baselines by `mode`). */
@@ -220,11 +139,10 @@ export class StreamSession {
     return this.serialize(async () => {
       // A question sees every frame encoded before it: wait for their manifest commits (bounded by
       // the fsync policy's interval) so they are in the index.
-      await Promise.all([...this.pendingCommits]);
-      this.throwCommitError();
+      await this.memory.settle();
       const base = { ...options, retrieve: r };
-      const memory = this.questionMemory(options);
-      const inRange = (c: ChunkTimes) => !options.timeRange || (c.tEnd >= options.timeRange.start && c.tStart <= options.timeRange.end);
+      const memory = this.questionMemory(options.timeRange);
+      const candidates = () => this.memory.chunkTimes(options.timeRange);
       let answer: QuestionAnswer;
       switch (mode) {
         case 'rekv':
@@ -234,14 +152,14 @@ export class StreamSession {
           answer = await answerQuestion(this.encoder, memory, { ...base, retrieve: 0, includeWindow: true });
           break;
         case 'full':
-          answer = await answerQuestion(this.encoder, memory, { ...base, includeWindow: true, selection: this.times.filter(inRange).map((c) => c.chunkId) });
+          answer = await answerQuestion(this.encoder, memory, { ...base, includeWindow: true, selection: candidates().map((c) => c.chunkId) });
           break;
         case 'uniform':
-          answer = await answerQuestion(this.encoder, memory, { ...base, includeWindow: false, selection: uniform(this.times.filter(inRange), r) });
+          answer = await answerQuestion(this.encoder, memory, { ...base, includeWindow: false, selection: uniform(candidates(), r) });
           break;
         case 'oracle': {
           if (!options.oracleChunkIds && !options.oracleTimes) throw new VigilError('BAD_INPUT', 'mode oracle needs oracleTimes or oracleChunkIds');
-          const ids = options.oracleChunkIds ?? oracle(this.times, options.oracleTimes!);
+          const ids = options.oracleChunkIds ?? oracle(this.memory.chunkTimes(), options.oracleTimes!);
           answer = await answerQuestion(this.encoder, memory, { ...base, includeWindow: false, selection: ids });
           break;
         }
@@ -250,29 +168,17 @@ export class StreamSession {
     });
   }
 
-  /** Drops chunks removed by retention from the baselines' catalog. */
-  private forgetChunks(ids: readonly number[]): void {
-    const gone = new Set(ids);
-    this.times = this.times.filter((c) => !gone.has(c.chunkId));
-  }
-
   private addPhase(phase: string, ms: number): void {
     this.phaseTotals[phase] = (this.phaseTotals[phase] ?? 0) + ms;
   }
 
   stats(): StreamSessionStats {
-    const store = this.store.stats();
     const frames = Math.max(1, this.framesEncoded);
     return {
       framesEncoded: this.framesEncoded,
       meanPhaseMs: Object.fromEntries(Object.entries(this.phaseTotals).map(([phase, total]) => [phase, total / frames])),
       phaseTotalsMs: { ...this.phaseTotals },
-      nextChunkId: this.encoder.nextId,
-      contextFrames: this.encoder.window.contextChunks.length,
-      storedChunks: store.chunkCount,
-      storedBytes: store.segmentBytes,
-      indexedChunks: this.index.size,
-      lastFrameTime: this.lastT ?? store.tEnd,
+      ...this.memory.stats(),
     };
   }
 
@@ -283,8 +189,8 @@ export class StreamSession {
   dispose(): Promise<void> {
     this.disposing ??= this.queue
       .then(
-        () => this.shutdown(),
-        () => this.shutdown(),
+        () => this.memory.dispose(),
+        () => this.memory.dispose(),
       )
       .finally(() => this.leaveModel());
     return this.disposing;
@@ -299,21 +205,8 @@ export class StreamSession {
   }
 
   /** Waits until every encoded frame is committed and indexed. */
-  async flush(): Promise<void> {
-    await this.store.flush();
-    await Promise.all([...this.pendingCommits]);
-    this.throwCommitError();
-  }
-
-  private throwCommitError(): void {
-    if (this.commitError !== undefined) throw this.commitError;
-  }
-
-  private async shutdown(): Promise<void> {
-    await this.store.flush();
-    await Promise.all([...this.pendingCommits]);
-    await this.index.save(streamIndexDir(this.options.dir));
-    await this.store.dispose();
+  flush(): Promise<void> {
+    return this.memory.flush();
   }
 
   private serialize<T>(task: () => Promise<T>): Promise<T> {
@@ -323,81 +216,14 @@ export class StreamSession {
     return run;
   }
 
-  private questionMemory(options: AskOptions): QuestionMemory {
+  /** The memory as the question path sees it, with the question's time range applied to retrieval. */
+  private questionMemory(timeRange: TimeRange | undefined): QuestionMemory {
+    const memory = this.memory;
     return {
-      retrieve: async (queries, r, exclude) => {
-        const result = this.index.retrieve(queries, r, {
-          exclude,
-          mode: this.options.retrievalMode ?? 'per-layer',
-          ...(options.timeRange ? { timeRange: options.timeRange } : {}),
-        });
-        return { chunkIds: result.chunkIds, scores: result.scores };
-      },
-      loadLayers: (wanted) => this.loadLayers(wanted),
+      window: memory.window,
+      select: (queries, r, exclude) => memory.select(queries, r, exclude, timeRange),
+      fixed: (ids) => memory.fixed(ids),
+      load: (selection, includeWindow) => memory.load(selection, includeWindow),
     };
   }
-
-  /**
-   * Layers of chunks by id: those still in the context window from RAM, the rest from the store,
-   * which reads only the wanted layers (into pooled memory, given back by release()).
-   */
-  private async loadLayers(wanted: ReadonlyMap<number, readonly number[]>): Promise<LoadedLayers> {
-    const inRam = new Map(this.encoder.window.contextChunks.map((c) => [c.chunkId, c]));
-    const fromDisk = new Map([...wanted].filter(([id]) => !inRam.has(id)));
-    const read = await this.store.readLayers(fromDisk, sharedBufferPool);
-    if (read.failed.length > 0) {
-      read.release();
-      throw new VigilError('STORE_CORRUPT', `could not read chunks ${read.failed.map((f) => `${f.chunkId} (${f.reason})`).join(', ')} from ${this.store.dir}`);
-    }
-    const chunks = new Map<number, ChunkLayers>(read.chunks);
-    for (const [id, layers] of wanted) {
-      const chunk = inRam.get(id);
-      if (chunk) chunks.set(id, chunkLayers(chunk, layers));
-    }
-    return { chunks, release: read.release };
-  }
-
-  private async restoreWindow(storedIds: number[]): Promise<void> {
-    if (storedIds.length === 0) return;
-    const { sinkFrames, windowFrames } = this.encoder.window.options;
-    const sinkIds = storedIds.slice(0, sinkFrames);
-    const recentIds = storedIds.slice(sinkFrames).slice(-windowFrames);
-    const { chunks, failed } = await this.store.readChunks([...sinkIds, ...recentIds]);
-    if (failed.length > 0) throw new VigilError('STORE_CORRUPT', `could not restore the context window of ${this.options.dir}: chunks ${failed.map((f) => f.chunkId).join(', ')} are damaged`);
-    const byId = (ids: number[]) => ids.map((id) => chunks.get(id)!);
-    this.encoder.restore(byId(sinkIds), byId(recentIds), storedIds.at(-1)! + 1);
-    this.lastT = chunks.get(storedIds.at(-1)!)?.tEnd ?? null;
-  }
-}
-
-/**
- * The saved index if it loads, reconciled with the manifest (the source of truth): ids the manifest
- * lost are removed, committed chunks the index missed (a crash before the index was saved) added.
- * Anything unreadable is rebuilt from the manifest's stored representative vectors.
- */
-async function loadOrRebuildIndex(
-  store: ChunkStore,
-  dir: string,
-  storedIds: number[],
-  numLayers: number,
-  dim: number,
-  space: 'ip' | 'cosine',
-): Promise<StreamIndex> {
-  let index: StreamIndex | undefined;
-  if (fs.existsSync(dir)) {
-    try {
-      // A saved index of another similarity (the option changed) fails this check and is rebuilt.
-      index = await StreamIndex.load(dir, { numLayers, dim, space });
-    } catch {
-      index = undefined;
-    }
-  }
-  if (!index) index = StreamIndex.create({ numLayers, dim, space });
-  const stored = new Set(storedIds);
-  const stale = index.chunkIds().filter((id) => !stored.has(id));
-  if (stale.length > 0) index.removeChunks(stale);
-  for (const meta of storedChunks(store)) {
-    if (!index.has(meta.chunkId)) index.addChunk(meta.chunkId, meta.tStart, meta.tEnd, meta.representatives);
-  }
-  return index;
 }

@@ -10,7 +10,6 @@ import type { KvStorageDtype } from '../../memory/frameChunk.js';
 import type { ChunkTimes } from '../../retrieval/baselines.js';
 import { ingestIntoSession } from '../engine/ingestToSession.js';
 import { needleQuestion } from '../engine/needleDemo.js';
-import { storedChunks } from '../engine/storedChunks.js';
 import { type AnswerMode, type AskOptions, type SessionAnswer, StreamSession } from '../engine/streamSession.js';
 import { VigilError } from '../../common/errors.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
@@ -170,7 +169,7 @@ export async function runVniah(model: VisionLanguageModel, options: VniahRunOpti
           fps: settings.fps,
           onProgress: (p) => stage(`ingest ${label} ${dtype}`, p.framesEncoded, Math.max(expectedFrames, p.framesEncoded)),
         });
-        const times: ChunkTimes[] = [...storedChunks(session.store)].map(({ chunkId, tStart, tEnd }) => ({ chunkId, tStart, tEnd }));
+        const times: ChunkTimes[] = session.memory.chunkTimes();
         const lastT = times.at(-1)?.tStart ?? 0;
         const tokensPerFrame = session.encoder.frameTokenIds(lastT).length;
         results.ingests.push({
@@ -209,8 +208,8 @@ async function askAll(
     { kind: 'control' as const, needle: null, background: plan.control as string, expected: 'unknown' },
   ];
   const modes = modesFor(settings, dtype);
-  const sinkIds = session.encoder.window.sinkChunks.map((c) => c.chunkId);
-  const windowIds = session.encoder.window.windowChunks.map((c) => c.chunkId);
+  const sinkIds = session.memory.window.sinkChunks.map((c) => c.chunkId);
+  const windowIds = session.memory.window.windowChunks.map((c) => c.chunkId);
   const fullTokens = times.length * tokensPerFrame;
   for (const n of plan.needles) {
     const onSink = needleChunkIds(times, n).filter((id) => sinkIds.includes(id));

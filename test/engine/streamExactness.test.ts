@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import ort from 'onnxruntime-node';
 import { mulberry32 } from '../../kernels/sampling.js';
-import { StreamEncoder } from '../../src/engine/streamEncoder.js';
+import { RamStream } from '../helpers/ramStream.js';
 import type { PreprocessedImage } from '../../src/model/preprocess/imagePreprocessor.js';
 import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
 import { maxAbsDiff } from '../helpers/decoderInputs.js';
@@ -52,7 +52,7 @@ for (const c of CASES) {
     after(async () => model?.dispose());
 
     async function streamAndAsk(windowFrames: number) {
-      const encoder = await StreamEncoder.create(model, { sinkFrames: 1, windowFrames });
+      const encoder = await RamStream.create(model, { sinkFrames: 1, windowFrames });
       const size = model.imageConfig.tileSize ?? 64;
       const frameEmbeds: ort.Tensor[] = [];
       for (let i = 0; i < c.frames; i++) {

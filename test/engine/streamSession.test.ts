@@ -118,8 +118,8 @@ describe('StreamSession with probe-needle', () => {
       const ids = kept.map((c) => c.chunkId);
       const { chunks, failed } = await session.store.readChunks(ids);
       assert.deepEqual(failed, []);
-      const fromDisk = session.encoder.assembleContext(ids.map((id) => chunks.get(id)!));
-      const inRam = session.encoder.assembleContext(kept);
+      const fromDisk = session.memory.window.assemble(ids.map((id) => chunks.get(id)!));
+      const inRam = session.memory.window.assemble(kept);
       assert.equal(fromDisk.length, inRam.length);
       fromDisk.keys.forEach((k, layer) => {
         assert.deepEqual(k, inRam.keys[layer]);

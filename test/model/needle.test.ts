@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type ort from 'onnxruntime-node';
 import type { FrameChunk } from '../../memory/frameChunk.js';
-import { type EncodedFrame, StreamEncoder } from '../../src/engine/streamEncoder.js';
+import { RamStream, type RamEncodedFrame } from '../helpers/ramStream.js';
 import { generate } from '../../src/model/generate.js';
 import { CONST_VALUE, NEEDLE_COLORS, NEEDLE_DIMS, type NeedleColor, NUM_COLORS } from '../../src/model/probe/needleLayout.js';
 import type { PreprocessedImage } from '../../src/model/preprocess/imagePreprocessor.js';
@@ -27,7 +27,7 @@ interface Needle {
 }
 
 interface Stream {
-  encoder: StreamEncoder;
+  encoder: RamStream;
   /** Every chunk, in time order, whether still in the window or evicted. */
   chunks: FrameChunk[];
   needleChunks: Map<NeedleColor, FrameChunk>;
@@ -89,12 +89,12 @@ describe('probe-needle', () => {
 
   /** Encodes FRAMES frames at 1 fps: haystack everywhere except the needles (full encodeFrame path). */
   async function encodeStream(needles: Needle[], windowFrames: number): Promise<Stream> {
-    const encoder = await StreamEncoder.create(model, { sinkFrames: 1, windowFrames });
+    const encoder = await RamStream.create(model, { sinkFrames: 1, windowFrames });
     const chunks: FrameChunk[] = [];
     const needleChunks = new Map<NeedleColor, FrameChunk>();
     for (let i = 0; i < FRAMES; i++) {
       const needle = needles.find((n) => n.index === i);
-      let encoded: EncodedFrame;
+      let encoded: RamEncodedFrame;
       if (needle) {
         encoded = await encoder.encodeFrame(await needleImage(needle.background, needle.square), i);
         needleChunks.set(needle.background, encoded.chunk);

@@ -1,0 +1,324 @@
+import fs from 'node:fs';
+import type { ContextWindow } from '../../memory/contextWindow.js';
+import type { FrameChunk, KvStorageDtype, UnnumberedChunk } from '../../memory/frameChunk.js';
+import { type ChunkLayers, chunkLayers, ChunkStore } from '../../memory/store/index.js';
+import { validateChunk } from '../../memory/store/chunkValidation.js';
+import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
+import type { ChunkTimes, StreamIndex, TimeRange } from '../../retrieval/index.js';
+import { isVigilError, VigilError } from '../../common/errors.js';
+import { sharedBufferPool } from '../model/bufferPool.js';
+import { fixedSelection, type LoadedContext, loadContext, type ReadLayers, type Selection } from './contextLoader.js';
+import { streamIndexDir, streamStoreDir } from './dataLayout.js';
+import { openStreamIndex, type SkippedChunk as UnindexedChunk } from './indexReconcile.js';
+import type { QuestionMemory } from './questionAnswerer.js';
+
+export interface StreamMemoryOptions {
+  /** The stream's folder: `kv/` (chunk store) and `index/` (retrieval index) live in it. */
+  dir: string;
+  /** How retrieval scores chunks: 'ip' (dot product, ReKV's published numbers; default) or 'cosine'. */
+  similarity?: 'ip' | 'cosine';
+  /** Payload dtype on disk; default float32 (bit-exact). */
+  storageDtype?: KvStorageDtype;
+  fsync?: FsyncPolicy;
+  retention?: RetentionPolicy;
+  /** RAM budget of the chunk reload cache, bytes. */
+  cacheBytes?: number;
+  segmentBytes?: number;
+  /** 'per-layer' (ReKV) or 'shared' (one chunk set for every layer). */
+  retrievalMode?: 'per-layer' | 'shared';
+}
+
+/** What a restart found: how the saved index was brought in line with the manifest. */
+export interface MemoryOpenReport {
+  indexRebuilt: boolean;
+  indexAdded: number;
+  indexRemoved: number;
+  /** Manifest rows the index could not take (non-finite or misshapen representatives): never retrieved. */
+  unindexable: UnindexedChunk[];
+  openMs: number;
+}
+
+export interface StreamMemoryStats {
+  nextChunkId: number;
+  contextFrames: number;
+  storedChunks: number;
+  storedBytes: number;
+  indexedChunks: number;
+  lastFrameTime: number | null;
+}
+
+type RemovalListener = (chunkIds: readonly number[]) => void;
+
+/**
+ * One stream's memory, the single owner of everything a stream remembers: the context window
+ * (sinks + recent frames in RAM), chunk numbering, the chunk store on disk, the retrieval index
+ * (and its time catalog). A chunk enters by append() and flows window -> store (payload, then
+ * manifest row) -> index; questions select() and load() from it. Retention's removals reach every
+ * subscriber through one event (onRemoved).
+ *
+ * Write path per frame: append() validates the chunk once (the store's validator), numbers it and
+ * pushes it into the window synchronously; the store write and the index add run behind it without
+ * holding up the next frame. A failed write or index add puts the memory in an error state that the
+ * next append() or settle() throws (never an unhandled rejection); a full disk (DISK_FULL) is
+ * thrown once and then cleared, so ingest can pause and come back when space returns.
+ */
+export class StreamMemory implements QuestionMemory {
+  private nextChunkId: number;
+  private lastT: number | null;
+  private readonly pendingCommits = new Set<Promise<void>>();
+  private failure: unknown;
+  private diskFull: VigilError | undefined;
+  private readonly removalListeners = new Set<RemovalListener>();
+  private disposing: Promise<void> | null = null;
+
+  private constructor(
+    readonly window: ContextWindow,
+    readonly store: ChunkStore,
+    readonly index: StreamIndex,
+    private readonly options: StreamMemoryOptions,
+    readonly openReport: MemoryOpenReport,
+  ) {
+    const stats = store.stats();
+    this.nextChunkId = (stats.lastChunkId ?? -1) + 1;
+    this.lastT = stats.tEnd;
+  }
+
+  /**
+   * Opens (or creates) the memory in options.dir around an empty window. Restart cost does not
+   * grow with history: the saved index is reconciled with the manifest by ids, and only the sink
+   * and recent frames are read back into the window.
+   */
+  static async open(window: ContextWindow, options: StreamMemoryOptions): Promise<StreamMemory> {
+    const started = performance.now();
+    const { numLayers, numKvHeads, headDim } = window.shape;
+    fs.mkdirSync(options.dir, { recursive: true });
+    const box: { memory?: StreamMemory } = {};
+    const store = ChunkStore.open({
+      dir: streamStoreDir(options.dir),
+      geometry: { numLayers, numKvHeads, headDim },
+      ...(options.storageDtype ? { dtype: options.storageDtype } : {}),
+      ...(options.fsync ? { fsync: options.fsync } : {}),
+      ...(options.retention ? { retention: options.retention } : {}),
+      ...(options.cacheBytes !== undefined ? { cacheBytes: options.cacheBytes } : {}),
+      ...(options.segmentBytes ? { segmentBytes: options.segmentBytes } : {}),
+      // Retention removes manifest rows first; everything derived from them follows.
+      onChunksRemoved: (ids) => box.memory?.removed(ids),
+    });
+    try {
+      const opened = await openStreamIndex(streamIndexDir(options.dir), store, { numLayers, dim: numKvHeads * headDim, space: options.similarity ?? 'ip' });
+      const report: MemoryOpenReport = {
+        indexRebuilt: opened.rebuilt,
+        indexAdded: opened.added,
+        indexRemoved: opened.removed,
+        unindexable: opened.skipped,
+        openMs: 0,
+      };
+      const memory = new StreamMemory(window, store, opened.index, options, report);
+      box.memory = memory;
+      memory.onRemoved((ids) => memory.index.removeChunks(ids));
+      await memory.restoreWindow();
+      report.openMs = performance.now() - started;
+      return memory;
+    } catch (error) {
+      await store.dispose();
+      throw error;
+    }
+  }
+
+  /** Id the next appended chunk gets. */
+  get nextId(): number {
+    return this.nextChunkId;
+  }
+
+  /** Stream time of the newest chunk (null when empty). */
+  get lastFrameTime(): number | null {
+    return this.lastT;
+  }
+
+  /** Subscribes to removals (retention); returns the unsubscribe function. */
+  onRemoved(listener: RemovalListener): () => void {
+    this.removalListeners.add(listener);
+    return () => this.removalListeners.delete(listener);
+  }
+
+  /**
+   * Takes a frame's chunk as the stream's next: checked (shape, finiteness, time order) before
+   * anything changes, numbered, pushed into the window, and committed to disk and index behind
+   * this call. Throws a pending failure first (see the class comment).
+   */
+  append(chunk: UnnumberedChunk): FrameChunk {
+    this.assertOpen();
+    this.throwFailure();
+    if (this.lastT !== null && chunk.tStart < this.lastT) throw new VigilError('BAD_INPUT', `frame time ${chunk.tStart} is before the previous frame (${this.lastT})`);
+    const numbered: FrameChunk = { ...chunk, chunkId: this.nextChunkId };
+    validateChunk(numbered, this.store.geometry, this.nextChunkId > 0 ? this.nextChunkId - 1 : null);
+    this.window.push(numbered);
+    this.nextChunkId++;
+    this.lastT = numbered.tEnd;
+    this.commit(numbered);
+    return numbered;
+  }
+
+  /** Waits for every appended chunk to be committed and indexed, then throws a pending failure. */
+  async settle(): Promise<void> {
+    await Promise.all([...this.pendingCommits]);
+    this.throwFailure();
+  }
+
+  /** Commits what is pending now (one fsync) and waits for the index adds. */
+  async flush(): Promise<void> {
+    await this.store.flush();
+    await this.settle();
+  }
+
+  /** r chunks per layer by the question's query vectors (ReKV), never one in `exclude`. */
+  select(queries: Float32Array[], r: number, exclude: ReadonlySet<number>, timeRange?: TimeRange): Promise<Selection> {
+    const retrieval = this.index.retrieve(queries, r, {
+      exclude,
+      mode: this.options.retrievalMode ?? 'per-layer',
+      ...(timeRange ? { timeRange } : {}),
+    });
+    const reselect = (without: ReadonlySet<number>) => this.select(queries, r, new Set([...exclude, ...without]), timeRange);
+    return Promise.resolve({ chunkIds: retrieval.chunkIds, scores: retrieval.scores, reselect });
+  }
+
+  fixed(chunkIds: readonly number[]): Selection {
+    return fixedSelection(chunkIds, this.window.shape.numLayers);
+  }
+
+  load(selection: Selection, includeWindow: boolean): Promise<LoadedContext> {
+    return loadContext(this.window, selection, includeWindow, (wanted) => this.readLayers(wanted), (id) => this.store.readMetas([id])[0]?.tStart ?? null);
+  }
+
+  /**
+   * Every stored chunk's times (id order) overlapping `range`: the baselines' candidates (full,
+   * uniform, oracle). Read from the manifest's narrow columns when asked, not kept in RAM.
+   */
+  chunkTimes(range?: TimeRange): ChunkTimes[] {
+    const { ids, tStart, tEnd } = this.store.chunkTimes();
+    const out: ChunkTimes[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      if (range && (tEnd[i]! < range.start || tStart[i]! > range.end)) continue;
+      out.push({ chunkId: ids[i]!, tStart: tStart[i]!, tEnd: tEnd[i]! });
+    }
+    return out;
+  }
+
+  stats(): StreamMemoryStats {
+    const store = this.store.stats();
+    return {
+      nextChunkId: this.nextChunkId,
+      contextFrames: this.window.contextChunks.length,
+      storedChunks: store.chunkCount,
+      storedBytes: store.segmentBytes,
+      indexedChunks: this.index.size,
+      lastFrameTime: this.lastT,
+    };
+  }
+
+  /** Commits what is pending, saves the index, disposes the store. Idempotent. */
+  dispose(): Promise<void> {
+    this.disposing ??= this.shutdown();
+    return this.disposing;
+  }
+
+  get disposed(): boolean {
+    return this.disposing !== null;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  private async shutdown(): Promise<void> {
+    try {
+      await this.store.flush();
+      await Promise.all([...this.pendingCommits]);
+      await this.index.save(streamIndexDir(this.options.dir));
+    } finally {
+      await this.store.dispose();
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.disposing) throw new VigilError('DISPOSED', 'this stream memory has been disposed');
+  }
+
+  /**
+   * Payload now, manifest row per the fsync policy, then the index (design.md: payload -> manifest
+   * -> index). Until it is indexed the chunk is still in the RAM window.
+   */
+  private commit(chunk: FrameChunk): void {
+    // Never rejects: failures land in `failure` / `diskFull`; the promise leaves the set when settled.
+    const committed: Promise<void> = this.store
+      .append(chunk)
+      .then(
+        () => {
+          try {
+            this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
+          } catch (error) {
+            throw new VigilError('INTERNAL', `chunk ${chunk.chunkId} is stored but the index refused it: ${(error as Error).message}`, { cause: error });
+          }
+        },
+        (error: unknown) => {
+          // A full disk loses this frame (never committed) but nothing else: reported once, then cleared.
+          if (isVigilError(error) && error.code === 'DISK_FULL') this.diskFull ??= error;
+          else throw error;
+        },
+      )
+      .catch((error: unknown) => {
+        this.failure ??= error;
+      })
+      .finally(() => this.pendingCommits.delete(committed));
+    this.pendingCommits.add(committed);
+  }
+
+  private throwFailure(): void {
+    if (this.failure !== undefined) throw this.failure;
+    const full = this.diskFull;
+    if (full) {
+      this.diskFull = undefined;
+      throw full;
+    }
+  }
+
+  private removed(ids: number[]): void {
+    for (const listener of this.removalListeners) {
+      try {
+        listener(ids);
+      } catch (error) {
+        this.failure ??= error;
+      }
+    }
+  }
+
+  /**
+   * Layers of chunks by id: those still in the context window from RAM, the rest from the store,
+   * which reads only the wanted layers (into pooled memory, given back by release()).
+   */
+  private async readLayers(wanted: ReadonlyMap<number, readonly number[]>): Promise<ReadLayers> {
+    const fromDisk = new Map([...wanted].filter(([id]) => !this.window.find(id)));
+    const read = await this.store.readLayers(fromDisk, sharedBufferPool);
+    const chunks = new Map<number, ChunkLayers>(read.chunks);
+    for (const [id, layers] of wanted) {
+      const chunk = this.window.find(id);
+      if (chunk) chunks.set(id, chunkLayers(chunk, layers));
+    }
+    return { chunks, failed: read.failed, release: read.release };
+  }
+
+  /** After a restart: the stored sink frames and the most recent frames back into the window. */
+  private async restoreWindow(): Promise<void> {
+    if (this.nextChunkId === 0) return;
+    const { sinkFrames, windowFrames } = this.window.options;
+    const ids = this.store.chunkIds();
+    const sinkIds = Array.from(ids.subarray(0, sinkFrames));
+    const recentIds = Array.from(ids.subarray(Math.max(sinkFrames, ids.length - windowFrames)));
+    const { chunks, failed } = await this.store.readChunks([...sinkIds, ...recentIds]);
+    if (failed.length > 0) {
+      throw new VigilError('STORE_CORRUPT', `could not restore the context window of ${this.options.dir}: chunks ${failed.map((f) => f.chunkId).join(', ')} are damaged (vigil store repair drops them)`);
+    }
+    const byId = (list: number[]) => list.map((id) => chunks.get(id)!);
+    this.window.restore(byId(sinkIds), byId(recentIds));
+  }
+}
