@@ -37,6 +37,27 @@ export class ChunkCatalog {
     return this.ids.slice(0, this.count);
   }
 
+  /** Lowest id, or undefined when empty (ids are kept ascending: O(1)). */
+  minId(): number | undefined {
+    return this.count === 0 ? undefined : this.ids[0];
+  }
+
+  /** Highest id, or undefined when empty. */
+  maxId(): number | undefined {
+    return this.count === 0 ? undefined : this.ids[this.count - 1];
+  }
+
+  /** Ids in [from, to), ascending (a copy): two binary searches, so O(log n + result). */
+  idsBetween(from: number, to: number): Uint32Array {
+    const at = (id: number): number => {
+      const i = searchId(this.ids, this.count, id);
+      return i >= 0 ? i : -i - 1;
+    };
+    const lo = at(from);
+    const hi = Math.max(lo, at(to));
+    return this.ids.slice(lo, hi);
+  }
+
   times(id: number): { tStart: number; tEnd: number } | undefined {
     const i = searchId(this.ids, this.count, id);
     return i < 0 ? undefined : { tStart: this.starts[i]!, tEnd: this.ends[i]! };

@@ -12,7 +12,7 @@ import { sharedSum } from './sharedRanking.js';
 import { sortedUnique } from './sortedIds.js';
 import type { SimilaritySpace } from './space.js';
 import { readStream, writeStream, type StreamIndexLoadOptions } from './streamFiles.js';
-import { checkChunkId, checkConfigInt, checkCount, checkTime, checkVector } from './validate.js';
+import { checkChunkId, checkConfigInt, checkCount, checkTime, checkVector, MAX_CHUNK_ID } from './validate.js';
 
 export type { StreamIndexLoadOptions } from './streamFiles.js';
 
@@ -113,6 +113,24 @@ export class StreamIndex {
   /** Indexed ids, ascending. */
   chunkIds(): number[] {
     return Array.from(this.catalog.allIds());
+  }
+
+  /**
+   * Lowest and highest indexed id (null when empty), O(1): enough for a restart to tell which
+   * chunks the manifest gained or retention took since the last save without listing every id.
+   * Like has(), they describe the applied state: changes queued during a save() are not counted.
+   */
+  minChunkId(): number | null {
+    return this.catalog.minId() ?? null;
+  }
+
+  maxChunkId(): number | null {
+    return this.catalog.maxId() ?? null;
+  }
+
+  /** Indexed ids in [from, to), ascending, as a typed array (default: all of them). O(log n + result). */
+  chunkIdRange(from = 0, to = MAX_CHUNK_ID + 1): Uint32Array {
+    return this.catalog.idsBetween(from, to);
   }
 
   stats(): { size: number; layers: LayerStats[] } {
@@ -282,7 +300,11 @@ export class StreamIndex {
     return { ids, scores: ids.map((id) => score.get(id)!) };
   }
 
-  private static checkChunk(chunk: IndexedChunk, numLayers: number, dim: number): void {
+  /**
+   * The checks addChunk() and rebuild() apply (BAD_INPUT / SHAPE_MISMATCH), without an index: lets
+   * a caller tell an unindexable row from a missing one.
+   */
+  static checkChunk(chunk: IndexedChunk, numLayers: number, dim: number): void {
     checkChunkId(chunk.chunkId);
     checkTime(`tStart of chunk ${chunk.chunkId}`, chunk.tStart);
     checkTime(`tEnd of chunk ${chunk.chunkId}`, chunk.tEnd);
