@@ -1,13 +1,15 @@
 /**
- * `vigil store stats / verify / rebuild-index` on a real stream memory written by StreamSession:
- * a clean store verifies (exit 0), a flipped payload byte is found (exit 1, chunk named), a deleted
- * index is reported and rebuilt.
+ * `vigil store stats / verify / rebuild-index / repair` on a real stream memory written by
+ * StreamSession: a clean store verifies (exit 0), a flipped payload byte is found (exit 1, chunk
+ * named), a deleted index is reported and rebuilt, a row the index refuses is skipped and listed.
+ * test/cli/storeRepair.test.ts covers repair of damaged chunks.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { mulberry32 } from '../../kernels/sampling.js';
 import { streamDir } from '../../src/engine/dataLayout.js';
 import { StreamSession } from '../../src/engine/streamSession.js';
@@ -74,6 +76,41 @@ describe('vigil store', () => {
     assert.match(rebuilt.stdout, /cam-1: index rebuilt over 8 chunks/);
     const after = await runVigil(['store', 'verify', '--data', data]);
     assert.match(after.stdout, /index consistent/);
+  });
+
+  it('a row with a non-finite representative: rebuild-index and repair skip and list it, verify names it', async () => {
+    // Written behind the store's back (the store now refuses such chunks): row 3's layer 0 gets a NaN.
+    const db = new Database(path.join(streamDir(data, 'cam-1'), 'kv', 'manifest.sqlite'));
+    try {
+      const row = db.prepare('SELECT representatives FROM chunks WHERE chunk_id = 3').get() as { representatives: Buffer };
+      const blob = Buffer.from(row.representatives);
+      blob.writeFloatLE(NaN, 8);
+      assert.equal(db.prepare('UPDATE chunks SET representatives = ? WHERE chunk_id = 3').run(blob).changes, 1);
+    } finally {
+      db.close();
+    }
+    const rebuilt = await runVigil(['store', 'rebuild-index', '--data', data, '--stream', 'cam-1', '--json']);
+    assert.equal(rebuilt.code, 0, rebuilt.stderr);
+    const [r] = JSON.parse(rebuilt.stdout) as Array<{ chunks: number; skipped: Array<{ chunkId: number; reason: string }> }>;
+    assert.equal(r!.chunks, 7);
+    assert.deepEqual(r!.skipped.map((k) => k.chunkId), [3]);
+    assert.match(r!.skipped[0]!.reason, /chunk 3, layer 0\[2\] is NaN/);
+    const human = await runVigil(['store', 'rebuild-index', '--data', data, '--stream', 'cam-1']);
+    assert.match(human.stdout, /cam-1: index rebuilt over 7 chunks in [0-9.]+ s; 1 unindexable rows skipped \(3: .*NaN\)/);
+
+    const verify = await runVigil(['store', 'verify', '--data', data, '--stream', 'cam-1']);
+    assert.equal(verify.code, 0, verify.stderr);
+    assert.match(verify.stdout, /8 chunks checked, 0 damaged; index consistent; 1 unindexable rows skipped \(3: /);
+
+    // An unreadable index is rebuilt by repair, with the same report.
+    fs.writeFileSync(path.join(streamDir(data, 'cam-1'), 'index', 'index.json'), '{');
+    const repair = await runVigil(['store', 'repair', '--data', data, '--stream', 'cam-1', '--json']);
+    assert.equal(repair.code, 0, repair.stderr);
+    const [rep] = JSON.parse(repair.stdout) as Array<{ dropped: unknown[]; index: { rebuilt: boolean; entriesAdded: number; rebuildReason: string; skipped: Array<{ chunkId: number }> } }>;
+    assert.deepEqual(rep!.dropped, []);
+    assert.deepEqual([rep!.index.rebuilt, rep!.index.entriesAdded, rep!.index.skipped.map((k) => k.chunkId)], [true, 7, [3]]);
+    assert.match(rep!.index.rebuildReason, /not usable/);
+    assert.match((await runVigil(['store', 'verify', '--data', data, '--stream', 'cam-1'])).stdout, /index consistent/);
   });
 
   it('stats and verify inspect a store that a live writer holds, read-only: no lock taken, nothing changed', async () => {

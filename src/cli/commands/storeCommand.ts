@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import { Command } from 'commander';
-import { ChunkStore } from '../../../memory/store/index.js';
+import { ChunkStore, type ChunkFailure, type RecoveryReport } from '../../../memory/store/index.js';
 import { StreamIndex } from '../../../retrieval/index.js';
 import { vigilDataDir } from '../../cacheDir.js';
 import { listStreamIds, streamDir, streamIndexDir, streamStoreDir } from '../../engine/dataLayout.js';
-import { storedChunks } from '../../engine/storedChunks.js';
-import { VigilError } from '../../../common/errors.js';
+import { diffSortedIds, rebuildIndex, reconcileIndex, type SkippedChunk, unindexableReason } from '../../engine/indexReconcile.js';
+import { isVigilError, VigilError } from '../../../common/errors.js';
 import { printJson } from '../options.js';
 
 interface StoreOptions {
@@ -27,12 +27,110 @@ function selectedStreams(options: StoreOptions): string[] {
 
 /**
  * Opens a stream's store. `read-only` (stats, verify): no lock, no recovery, nothing written, so a
- * running `vigil serve` may keep writing the folder meanwhile. `write` (rebuild-index): takes the
- * store's lock (refused while a server holds it); opening runs recovery, which only ever drops data
- * that was never committed.
+ * running `vigil serve` may keep writing the folder meanwhile. `write` (rebuild-index, repair):
+ * takes the store's lock (STORE_LOCKED while a server holds it); opening runs recovery, which only
+ * ever drops data that was never committed.
  */
 function openStore(options: StoreOptions, id: string, mode: 'read-only' | 'write'): ChunkStore {
   return ChunkStore.open({ dir: streamStoreDir(streamDir(options.data, id)), create: false, readOnly: mode === 'read-only' });
+}
+
+/** One dropped chunk in the repair report: its stream time, so a user can tell what was lost. */
+interface DroppedChunk {
+  chunkId: number;
+  tStart: number | null;
+  tEnd: number | null;
+  reason: ChunkFailure['reason'];
+  message: string;
+}
+
+interface RepairReport {
+  stream: string;
+  /** What opening for writing repaired first (torn or uncommitted tails of a crashed session). */
+  recovery: RecoveryReport;
+  checkedChunks: number;
+  /** Damaged chunks whose rows were removed from the manifest. */
+  dropped: DroppedChunk[];
+  /** Chunks that failed with a read error ('io'), which may be passing: kept, so a rerun can retry. */
+  unreadable: ChunkFailure[];
+  /** null: the stream has no saved index (the server builds one when it opens the stream). */
+  index: { entriesRemoved: number; entriesAdded: number; rebuilt: boolean; rebuildReason: string | null; skipped: SkippedChunk[]; saved: boolean } | null;
+}
+
+/**
+ * verify() the store (opened for writing), drop what it found damaged, and make the saved index
+ * agree: the dropped ids out (plus whatever else reconciliation finds), or rebuilt when it does not
+ * load. An 'io' failure is not proof of damage (a busy or flaky disk), so those rows are kept.
+ */
+async function repairStream(stream: string, s: ChunkStore, indexDir: string): Promise<RepairReport> {
+  const report = await s.verify();
+  const damaged = report.damaged.filter((d) => d.reason !== 'io');
+  const unreadable = report.damaged.filter((d) => d.reason === 'io');
+  // Times before the rows go (only the damaged rows are read).
+  const times = new Map(s.readMetas(damaged.map((d) => d.chunkId)).map((m) => [m.chunkId, m]));
+  const droppedIds = new Set(s.dropChunks(damaged.map((d) => d.chunkId)));
+  const dropped = damaged
+    .filter((d) => droppedIds.has(d.chunkId))
+    .map((d) => ({ chunkId: d.chunkId, tStart: times.get(d.chunkId)?.tStart ?? null, tEnd: times.get(d.chunkId)?.tEnd ?? null, reason: d.reason, message: d.message }));
+
+  let index: RepairReport['index'] = null;
+  if (fs.existsSync(indexDir)) {
+    const { numLayers, numKvHeads, headDim } = s.geometry;
+    const dim = numKvHeads * headDim;
+    let loaded: StreamIndex | undefined;
+    let rebuildReason: string | null = null;
+    try {
+      // Any similarity space: repair keeps the one the index was built for.
+      loaded = await StreamIndex.load(indexDir, { numLayers, dim });
+    } catch (error) {
+      rebuildReason = `saved index not usable: ${error instanceof Error ? error.message : String(error)}`;
+    }
+    if (loaded) {
+      const entriesRemoved = loaded.removeChunks(droppedIds);
+      const r = reconcileIndex(loaded, s);
+      const changed = entriesRemoved + r.removed + r.added > 0;
+      if (changed) await loaded.save(indexDir);
+      index = { entriesRemoved: entriesRemoved + r.removed, entriesAdded: r.added, rebuilt: false, rebuildReason, skipped: r.skipped, saved: changed };
+    } else {
+      // Unreadable: its space is unknown, so the default ('ip'); a server opened with another rebuilds again.
+      const { index: rebuilt, skipped } = await rebuildIndex(s, { numLayers, dim });
+      await rebuilt.save(indexDir);
+      index = { entriesRemoved: 0, entriesAdded: rebuilt.size, rebuilt: true, rebuildReason, skipped, saved: true };
+    }
+  }
+  return { stream, recovery: s.recovery, checkedChunks: report.checkedChunks, dropped, unreadable, index };
+}
+
+/** The rows among `ids` that the index refuses, reading their representatives a page at a time. */
+function unindexableAmong(s: ChunkStore, ids: Uint32Array): SkippedChunk[] {
+  const { numLayers, numKvHeads, headDim } = s.geometry;
+  const out: SkippedChunk[] = [];
+  for (let i = 0; i < ids.length; i += 256) {
+    for (const meta of s.readMetas(Array.from(ids.subarray(i, i + 256)))) {
+      const reason = unindexableReason(meta, numLayers, numKvHeads * headDim);
+      if (reason !== null) out.push({ chunkId: meta.chunkId, reason });
+    }
+  }
+  return out;
+}
+
+const skippedText = (skipped: readonly SkippedChunk[]) =>
+  skipped.length === 0 ? '' : `; ${skipped.length} unindexable rows skipped (${skipped.map((k) => `${k.chunkId}: ${k.reason}`).join(', ')})`;
+
+function repairLine(r: RepairReport): string {
+  const time = (d: DroppedChunk) => (d.tStart === null || d.tEnd === null ? '' : ` at ${d.tStart.toFixed(1)}s..${d.tEnd.toFixed(1)}s`);
+  const parts = [`${r.checkedChunks} chunks checked`];
+  const recovered = r.recovery.droppedChunks.length;
+  if (recovered > 0) parts.push(`recovery dropped ${recovered} uncommitted or torn chunks`);
+  parts.push(
+    r.dropped.length === 0 ? 'no damaged chunks' : `${r.dropped.length} damaged dropped (${r.dropped.map((d) => `${d.chunkId}${time(d)}: ${d.reason}`).join(', ')})`,
+  );
+  if (r.unreadable.length > 0) parts.push(`${r.unreadable.length} unreadable kept (${r.unreadable.map((d) => `${d.chunkId}: ${d.message}`).join(', ')}): run repair again`);
+  if (r.index === null) parts.push('no saved index');
+  else if (r.index.rebuilt) parts.push(`index rebuilt over ${r.index.entriesAdded} chunks (${r.index.rebuildReason})`);
+  else if (!r.index.saved) parts.push('index consistent');
+  else parts.push(`index: ${r.index.entriesRemoved} entries removed, ${r.index.entriesAdded} added`);
+  return `${r.stream}: ${parts.join('; ')}${r.index ? skippedText(r.index.skipped) : ''}\n`;
 }
 
 const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
@@ -78,17 +176,22 @@ export function storeCommand(): Command {
         try {
           const report = await s.verify();
           const indexDir = streamIndexDir(streamDir(options.data, id));
-          let index: { consistent: boolean; missing: number; stale: number } | null = null;
+          let index: { consistent: boolean; missing: number; stale: number; unindexable: SkippedChunk[] } | null = null;
           if (fs.existsSync(indexDir)) {
-            const stored = new Set([...storedChunks(s)].map((m) => m.chunkId));
+            // Ids only (a narrow manifest query); representatives are read only for rows the index lacks.
+            const stored = s.chunkIds();
+            let indexed: Uint32Array | undefined;
             try {
-              const ids = (await StreamIndex.load(indexDir)).chunkIds();
-              const indexed = new Set(ids);
-              const missing = [...stored].filter((i) => !indexed.has(i)).length;
-              const stale = ids.filter((i) => !stored.has(i)).length;
-              index = { consistent: missing === 0 && stale === 0, missing, stale };
+              indexed = (await StreamIndex.load(indexDir)).chunkIdRange();
             } catch {
-              index = { consistent: false, missing: stored.size, stale: 0 };
+              index = { consistent: false, missing: stored.length, stale: 0, unindexable: [] };
+            }
+            if (indexed) {
+              const { onlyInA: missing, onlyInB: stale } = diffSortedIds(stored, indexed);
+              // A row the index refuses (non-finite values) is left out on purpose, not missing.
+              const unindexable = unindexableAmong(s, missing);
+              const lacking = missing.length - unindexable.length;
+              index = { consistent: lacking === 0 && stale.length === 0, missing: lacking, stale: stale.length, unindexable };
             }
           }
           reports.push({ stream: id, recovery: s.recovery, ...report, index });
@@ -106,6 +209,7 @@ export function storeCommand(): Command {
               (r.damaged.length ? ` (${r.damaged.map((d) => `${d.chunkId}: ${d.reason}`).join(', ')})` : '') +
               (dropped ? `; recovery dropped ${dropped} uncommitted or torn chunks` : '') +
               (r.index ? `; index ${r.index.consistent ? 'consistent' : `needs rebuild (${r.index.missing} missing, ${r.index.stale} stale)`}` : '; no saved index') +
+              (r.index ? skippedText(r.index.unindexable) : '') +
               '\n',
           );
         }
@@ -114,24 +218,65 @@ export function storeCommand(): Command {
     },
   );
 
-  withCommonOptions(store.command('rebuild-index').description("rebuild each stream's retrieval index from the manifest's stored vectors")).action(
-    async (options: StoreOptions) => {
-      const results = [];
-      for (const id of selectedStreams(options)) {
-        const s = openStore(options, id, 'write');
-        try {
-          const started = performance.now();
-          const { numLayers, numKvHeads, headDim } = s.geometry;
-          const index = await StreamIndex.rebuild({ numLayers, dim: numKvHeads * headDim }, storedChunks(s));
-          await index.save(streamIndexDir(streamDir(options.data, id)));
-          results.push({ stream: id, chunks: index.size, seconds: Number(((performance.now() - started) / 1000).toFixed(2)) });
-        } finally {
-          await s.dispose();
-        }
+  withCommonOptions(
+    store.command('rebuild-index').description("rebuild each stream's retrieval index from the manifest's stored vectors; rows that cannot be indexed (non-finite values) are skipped and listed"),
+  ).action(async (options: StoreOptions) => {
+    const results = [];
+    for (const id of selectedStreams(options)) {
+      const s = openStore(options, id, 'write');
+      try {
+        const started = performance.now();
+        const { numLayers, numKvHeads, headDim } = s.geometry;
+        const { index, skipped } = await rebuildIndex(s, { numLayers, dim: numKvHeads * headDim });
+        await index.save(streamIndexDir(streamDir(options.data, id)));
+        results.push({ stream: id, chunks: index.size, skipped, seconds: Number(((performance.now() - started) / 1000).toFixed(2)) });
+      } finally {
+        await s.dispose();
       }
-      if (options.json) return printJson(results);
-      for (const r of results) process.stdout.write(`${r.stream}: index rebuilt over ${r.chunks} chunks in ${r.seconds} s\n`);
-    },
-  );
+    }
+    if (options.json) return printJson(results);
+    for (const r of results) process.stdout.write(`${r.stream}: index rebuilt over ${r.chunks} chunks in ${r.seconds} s${skippedText(r.skipped)}\n`);
+  });
+
+  withCommonOptions(
+    store
+      .command('repair')
+      .description(
+        "verify each stream, drop its damaged chunks and their index entries, and report them; takes the store's lock (refused while vigil serve holds it); exit 0 when repaired or nothing to do",
+      ),
+  ).action(async (options: StoreOptions, command: Command) => {
+    const reports: RepairReport[] = [];
+    const refused: Array<{ stream: string; error: VigilError }> = [];
+    for (const id of selectedStreams(options)) {
+      let s: ChunkStore;
+      try {
+        s = openStore(options, id, 'write');
+      } catch (error) {
+        // Another stream may still be repairable; the refusal is reported (and fails the run) below.
+        if (isVigilError(error) && error.code === 'STORE_LOCKED') {
+          refused.push({ stream: id, error });
+          continue;
+        }
+        throw error;
+      }
+      try {
+        reports.push(await repairStream(id, s, streamIndexDir(streamDir(options.data, id))));
+      } finally {
+        await s.dispose();
+      }
+    }
+    if (options.json) printJson([...reports, ...refused.map((r) => ({ stream: r.stream, refused: { code: r.error.code, message: r.error.message } }))]);
+    else {
+      if (reports.length === 0 && refused.length === 0) process.stdout.write(`no streams in ${options.data}\n`);
+      for (const r of reports) process.stdout.write(repairLine(r));
+    }
+    if (refused.length > 0) {
+      throw new VigilError(
+        'STORE_LOCKED',
+        `repair refused for ${refused.map((r) => r.stream).join(', ')}: ${refused[0]!.error.message}; stop the process that holds it (e.g. vigil serve) and run repair again`,
+      );
+    }
+    if (reports.some((r) => r.unreadable.length > 0)) command.error('some chunks could not be read (io): kept; run repair again', { exitCode: 1, code: 'vigil.unreadable' });
+  });
   return store;
 }
