@@ -73,12 +73,9 @@ export interface ReadLayersResult {
   release(): void;
 }
 
-/** Per-segment facts retention and stats need, kept in RAM (O(segments), not O(chunks)). */
+/** A segment file's size as this process wrote it (its committed chunks: Manifest.summaries). */
 interface SegmentState {
   fileBytes: number;
-  chunkCount: number;
-  /** Newest committed tEnd, null while the segment holds no committed chunk. */
-  tEnd: number | null;
 }
 
 /** A chunk's metadata and representative vectors, for rebuilding indices without reading payloads. */
@@ -182,11 +179,10 @@ export class ChunkStore {
       this.geometry = stored;
       this.dtype = opts.dtype ?? meta.dtype;
 
-      let maxSegmentSeen: number;
+      let maxSegmentSeen = -1;
       if (readOnly) {
         // Recovery repairs (truncates, deletes, drops rows): a reader only looks at committed rows.
         this.recovery = { cleanShutdown: meta.cleanShutdown, droppedChunks: [], truncatedSegments: [], deletedSegments: [], checkedPayloads: 0 };
-        maxSegmentSeen = Math.max(-1, ...listSegmentFiles(opts.dir).map((f) => f.segment));
       } else {
         const recovered = recoverStore(opts.dir, this.manifest, meta, stored, opts.recoveryCheck);
         this.recovery = recovered.report;
@@ -195,21 +191,20 @@ export class ChunkStore {
       }
 
       const files = listSegmentFiles(opts.dir);
-      const summaries = new Map(this.manifest.segmentSummaries().map((s) => [s.segment, s]));
       for (const f of files) {
-        const s = summaries.get(f.segment);
-        this.segments.set(f.segment, { fileBytes: f.size, chunkCount: s?.chunkCount ?? 0, tEnd: s?.tEnd ?? null });
+        this.segments.set(f.segment, { fileBytes: f.size });
+        if (f.segment > maxSegmentSeen) maxSegmentSeen = f.segment;
       }
       const newest = files.at(-1);
       this.resumeSegment = newest !== undefined && newest.size < opts.segmentBytes ? newest.segment : null;
       this.nextSegmentId = maxSegmentSeen + 1;
-      this.lastChunkId = this.manifest.maxChunkId();
+      this.lastChunkId = this.manifest.totals().lastChunkId;
       this.readers = new SegmentReaders(opts.dir);
       this.readCtx = { readers: this.readers, geometry: stored, io: this.io };
       this.cache = new ChunkCache(opts.cacheBytes);
       this.queue = new CommitQueue(opts.fsync, {
         commit: (rows) => this.manifest.insert(rows),
-        afterCommit: (batch) => this.afterCommit(batch),
+        afterCommit: () => this.afterCommit(),
         onFailure: (e) => this.fail(e),
       });
     } catch (e) {
@@ -364,7 +359,7 @@ export class ChunkStore {
       if (whole.length > 0) {
         const read = await this.readChunks(whole);
         for (const chunk of read.chunks.values()) fromWhole(chunk);
-        failed.push(...read.failed);
+        for (const f of read.failed) failed.push(f);
       }
       this.readsInFlight++;
       try {
@@ -409,16 +404,14 @@ export class ChunkStore {
     const pending = this.queue.pendingSegments();
     const ids = [...this.segments.keys()].sort((a, b) => a - b);
     const newestSegment = ids.at(-1);
-    let newestTEnd: number | null = null;
-    for (const s of this.segments.values()) if (s.tEnd !== null && (newestTEnd === null || s.tEnd > newestTEnd)) newestTEnd = s.tEnd;
     const victims = selectSegmentsToDelete(
       ids.map((segment) => {
         const s = this.segments.get(segment)!;
         // The newest segment is where appends go (or will resume): never deleted.
         const busy = segment === newestSegment || segment === this.active?.segment || pending.has(segment);
-        return { segment, fileBytes: s.fileBytes, tEnd: s.tEnd, busy };
+        return { segment, fileBytes: s.fileBytes, tEnd: this.manifest.summaries.get(segment)?.tEnd ?? null, busy };
       }),
-      newestTEnd,
+      this.manifest.totals().tEnd,
       policy,
     );
     if (victims.length === 0) return none;
@@ -442,6 +435,7 @@ export class ChunkStore {
    */
   async verify(): Promise<VerifyReport> {
     this.assertOpen();
+    this.manifest.reload();
     this.readsInFlight++;
     try {
       return await verifyStore(this.readCtx, this.manifest, {
@@ -463,7 +457,6 @@ export class ChunkStore {
     this.assertNotReadOnly();
     const removed = this.manifest.deleteChunks(ids);
     for (const id of removed) this.cache.delete(id);
-    this.refreshSegmentSummaries();
     return removed;
   }
 
@@ -533,16 +526,25 @@ export class ChunkStore {
     return this.manifest.gaps();
   }
 
+  /**
+   * Counts, bytes and spans from the per-segment summaries kept in RAM (O(segments), no query over
+   * the chunk rows). A read-only store re-reads the summaries table and the segment files first, so
+   * it sees what its writer committed since.
+   */
   stats(): StoreStats {
     this.assertOpen();
+    if (this.readOnly) {
+      this.manifest.reload();
+      this.segments.clear();
+      for (const f of listSegmentFiles(this.dir)) this.segments.set(f.segment, { fileBytes: f.size });
+    }
     const t = this.manifest.totals();
-    const bytesByDtype: Record<KvStorageDtype, number> = { float32: 0, float16: 0, int8: 0 };
-    for (const b of t.bytesByDtype) bytesByDtype[b.dtype] = b.bytes;
-    const summaries = new Map(this.manifest.segmentSummaries().map((s) => [s.segment, s]));
+    let segmentBytes = 0;
     const segments = [...this.segments.entries()]
       .sort((a, b) => a[0] - b[0])
       .map(([segment, s]) => {
-        const m = summaries.get(segment);
+        segmentBytes += s.fileBytes;
+        const m = this.manifest.summaries.get(segment);
         return {
           segment,
           fileBytes: s.fileBytes,
@@ -559,8 +561,8 @@ export class ChunkStore {
       chunkCount: t.chunkCount,
       firstChunkId: t.firstChunkId,
       lastChunkId: t.lastChunkId,
-      bytesByDtype,
-      segmentBytes: segments.reduce((s, x) => s + x.fileBytes, 0),
+      bytesByDtype: t.bytesByDtype,
+      segmentBytes,
       tStart: t.tStart,
       tEnd: t.tEnd,
       wallStart: t.wallStart,
@@ -622,7 +624,9 @@ export class ChunkStore {
         this.active = null;
       }
       // Everything is on disk now (whatever the policy), so the next open needs no payload check.
-      if (clean && !this.readOnly) this.manifest.endSession(Math.max(0, ...this.segments.keys()));
+      let newest = 0;
+      for (const segment of this.segments.keys()) if (segment > newest) newest = segment;
+      if (clean && !this.readOnly) this.manifest.endSession(newest);
     } finally {
       this.readers.closeAll();
       this.manifest.dispose();
@@ -682,7 +686,7 @@ export class ChunkStore {
     const seg = createSegment(this.dir, this.nextSegmentId++);
     // The new file's directory entry must be durable before a committed row can point into it.
     if (this.fsync !== 'none') fsyncDir(this.dir);
-    this.segments.set(seg.segment, { fileBytes: seg.size, chunkCount: 0, tEnd: null });
+    this.segments.set(seg.segment, { fileBytes: seg.size });
     return seg;
   }
 
@@ -725,13 +729,7 @@ export class ChunkStore {
     }
   }
 
-  private afterCommit(batch: PendingCommit[]): void {
-    for (const p of batch) {
-      const s = this.segments.get(p.row.segment);
-      if (s === undefined) continue;
-      s.chunkCount++;
-      if (s.tEnd === null || p.row.tEnd > s.tEnd) s.tEnd = p.row.tEnd;
-    }
+  private afterCommit(): void {
     if (this.retention === undefined || this.closed) return;
     try {
       const r = this.retain(this.retention);
@@ -739,15 +737,6 @@ export class ChunkStore {
     } catch (e) {
       // Retention is retried after the next commit; do not fail the appends that succeeded.
       process.emitWarning(`memory store ${this.dir}: retention failed: ${(e as Error).message}`);
-    }
-  }
-
-  private refreshSegmentSummaries(): void {
-    const summaries = new Map(this.manifest.segmentSummaries().map((s) => [s.segment, s]));
-    for (const [segment, s] of this.segments) {
-      const m = summaries.get(segment);
-      s.chunkCount = m?.chunkCount ?? 0;
-      s.tEnd = m?.tEnd ?? null;
     }
   }
 

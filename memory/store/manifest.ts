@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import type { KvStorageDtype } from '../frameChunk.js';
 import type { ChunkGeometry, ChunkTimes, FsyncPolicy, StreamGap } from './types.js';
 import { FORMAT_VERSION } from './recordFormat.js';
+import { addRow, SegmentSummaries, type SegmentSummary, type StoreTotals } from './segmentSummary.js';
 
 export const MANIFEST_FILE = 'manifest.sqlite';
 
@@ -40,18 +41,6 @@ export interface StreamMeta extends ChunkGeometry {
   sessionFsync: FsyncPolicy;
   /** Every committed record in segments <= this one is known to be on stable storage. */
   syncedThroughSegment: number;
-}
-
-export interface SegmentSummary {
-  segment: number;
-  chunkCount: number;
-  bytes: number;
-  firstChunkId: number;
-  lastChunkId: number;
-  tStart: number;
-  tEnd: number;
-  /** End of the last committed record: everything after it is uncommitted. */
-  committedEnd: number;
 }
 
 // Column order matters for reads: SQLite stores a row's columns in table order and a row bigger
@@ -110,13 +99,68 @@ function grow<T extends Uint32Array | Float64Array>(a: T, need: number): T {
   return b;
 }
 
+// One row per segment holding committed chunks, written in the transactions that change its chunk
+// rows, so stats and open never aggregate over the chunk rows. Created (and filled from the chunk
+// rows, once) by the first writable open of a store made before it existed.
+const SUMMARY_TABLE = `
+CREATE TABLE segment_summaries (
+  segment_id INTEGER PRIMARY KEY,
+  chunk_count INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  bytes_float32 INTEGER NOT NULL,
+  bytes_float16 INTEGER NOT NULL,
+  bytes_int8 INTEGER NOT NULL,
+  first_chunk_id INTEGER NOT NULL,
+  last_chunk_id INTEGER NOT NULL,
+  t_start REAL NOT NULL,
+  t_end REAL NOT NULL,
+  committed_end INTEGER NOT NULL,
+  wall_start REAL NOT NULL,
+  wall_end REAL NOT NULL
+)`;
+const SUMMARY_COLUMN_LIST = `segment_id, chunk_count, bytes, bytes_float32, bytes_float16, bytes_int8, first_chunk_id, last_chunk_id,
+  t_start, t_end, committed_end, wall_start, wall_end`;
+/** The same facts computed from the chunk rows (migration, a segment that lost rows, old-store readers). */
+const AGGREGATE_SELECT = `SELECT segment_id, COUNT(*), SUM(length),
+  SUM(CASE WHEN dtype = 'float32' THEN length ELSE 0 END), SUM(CASE WHEN dtype = 'float16' THEN length ELSE 0 END),
+  SUM(CASE WHEN dtype = 'int8' THEN length ELSE 0 END), MIN(chunk_id), MAX(chunk_id), MIN(t_start), MAX(t_end),
+  MAX(offset + length), MIN(wall_time), MAX(wall_time) FROM chunks`;
+
+/** A summary as one flat row (SUMMARY_COLUMN_LIST order). */
+type SummaryTuple = [number, number, number, number, number, number, number, number, number, number, number, number, number];
+
+function fromTuple(r: SummaryTuple): SegmentSummary {
+  return {
+    segment: r[0],
+    chunkCount: r[1],
+    bytes: r[2],
+    bytesByDtype: { float32: r[3], float16: r[4], int8: r[5] },
+    firstChunkId: r[6],
+    lastChunkId: r[7],
+    tStart: r[8],
+    tEnd: r[9],
+    committedEnd: r[10],
+    wallStart: r[11],
+    wallEnd: r[12],
+  };
+}
+
+function toTuple(s: SegmentSummary): SummaryTuple {
+  const b = s.bytesByDtype;
+  return [s.segment, s.chunkCount, s.bytes, b.float32, b.float16, b.int8, s.firstChunkId, s.lastChunkId, s.tStart, s.tEnd, s.committedEnd, s.wallStart, s.wallEnd];
+}
+
 const LOCATION_COLUMNS = `chunk_id AS chunkId, segment_id AS segment, offset, length, t_start AS tStart, t_end AS tEnd,
   wall_time AS wallTime, token_count AS tokenCount, dtype, checksum, payload_bytes AS payloadBytes, layer_checksums AS layerChecksums`;
 
 export class Manifest {
   readonly db: Database.Database;
+  /** RAM copy of segment_summaries (a writer's is authoritative; a reader's is refreshed by reload()). */
+  readonly summaries = new SegmentSummaries();
+  private readonly readOnly: boolean;
   private readonly insertStmt: Database.Statement;
-  private readonly commitRows: (rows: ChunkRow[]) => void;
+  private readonly commitRows: (rows: ChunkRow[], summaries: SegmentSummary[]) => void;
+  private upsertSummaryStmt: Database.Statement | undefined;
   private locationsStmt: Database.Statement | undefined;
   /** Whether chunks_times exists (a read-only open of an older store cannot create it). */
   private readonly hasTimesIndex: boolean;
@@ -124,12 +168,14 @@ export class Manifest {
   /** `readOnly`: a reader beside a live writer (WAL): no schema changes, no pragma writes, no writes at all. */
   constructor(path: string, durable: boolean, readOnly = false) {
     this.db = new Database(path, readOnly ? { readonly: true, fileMustExist: true } : {});
+    this.readOnly = readOnly;
     if (readOnly) {
       this.insertStmt = this.db.prepare('SELECT 1');
       this.commitRows = () => {
         throw new Error('the manifest is open read-only');
       };
       this.hasTimesIndex = this.indexExists('chunks_times');
+      this.reload();
       return;
     }
     this.db.pragma('journal_mode = WAL');
@@ -146,10 +192,89 @@ export class Manifest {
        VALUES (@chunkId, @segment, @offset, @length, @tStart, @tEnd, @wallTime, @tokenCount, @dtype, @checksum,
         @payloadBytes, @representatives, @layerChecksums)`,
     );
-    this.commitRows = this.db.transaction((rows: ChunkRow[]) => {
+    this.commitRows = this.db.transaction((rows: ChunkRow[], summaries: SegmentSummary[]) => {
       for (const r of rows) this.insertStmt.run(r);
+      for (const x of summaries) this.upsertSummary(x);
     });
     this.hasTimesIndex = true;
+    this.migrateSummaries();
+    this.summaries.reset(this.loadSummaries());
+    if (!this.summariesMatchRows()) {
+      // Rows changed behind the table's back (a Vigil from before it wrote this store since): rebuild.
+      this.db.transaction(() => {
+        this.db.exec('DELETE FROM segment_summaries');
+        this.db.exec(`INSERT INTO segment_summaries (${SUMMARY_COLUMN_LIST}) ${AGGREGATE_SELECT} GROUP BY segment_id`);
+      })();
+      this.summaries.reset(this.loadSummaries());
+    }
+  }
+
+  private tableExists(name: string): boolean {
+    return this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
+  }
+
+  /**
+   * A store made before segment_summaries: create and fill it in one transaction (one pass over the
+   * chunk rows, a one-time cost), so a crash leaves either no table or a complete one.
+   */
+  private migrateSummaries(): void {
+    if (this.tableExists('segment_summaries')) return;
+    this.db.transaction(() => {
+      this.db.exec(SUMMARY_TABLE);
+      this.db.exec(`INSERT INTO segment_summaries (${SUMMARY_COLUMN_LIST}) ${AGGREGATE_SELECT} GROUP BY segment_id`);
+    })();
+  }
+
+  private loadSummaries(): SegmentSummary[] {
+    const rows = this.db.prepare(`SELECT ${SUMMARY_COLUMN_LIST} FROM segment_summaries ORDER BY segment_id`).raw().all() as SummaryTuple[];
+    return rows.map(fromTuple);
+  }
+
+  private aggregateSummaries(segments?: readonly number[]): SegmentSummary[] {
+    const rows = (
+      segments === undefined
+        ? this.db.prepare(`${AGGREGATE_SELECT} GROUP BY segment_id ORDER BY segment_id`).raw().all()
+        : this.db
+            .prepare(`${AGGREGATE_SELECT} WHERE segment_id IN (SELECT value FROM json_each(?)) GROUP BY segment_id ORDER BY segment_id`)
+            .raw()
+            .all(JSON.stringify(segments))
+    ) as SummaryTuple[];
+    return rows.map(fromTuple);
+  }
+
+  /**
+   * Cheap check that the summaries describe the rows: the lowest and highest chunk ids (two rowid
+   * seeks). Catches rows added or retention run by a Vigil that did not keep the table.
+   */
+  private summariesMatchRows(): boolean {
+    const lo = this.db.prepare('SELECT chunk_id FROM chunks ORDER BY chunk_id LIMIT 1').pluck().get() as number | undefined;
+    const hi = this.db.prepare('SELECT chunk_id FROM chunks ORDER BY chunk_id DESC LIMIT 1').pluck().get() as number | undefined;
+    const t = this.summaries.totals();
+    return (lo ?? null) === t.firstChunkId && (hi ?? null) === t.lastChunkId;
+  }
+
+  /**
+   * A reader re-reads the summaries a writer may have changed since (O(segments)); from the chunk
+   * rows only for a store no writer has migrated yet. A writer's RAM copy is current: no-op.
+   */
+  reload(): void {
+    if (!this.readOnly) return;
+    const read = this.db.transaction(() => {
+      if (this.tableExists('segment_summaries')) {
+        this.summaries.reset(this.loadSummaries());
+        if (this.summariesMatchRows()) return;
+      }
+      this.summaries.reset(this.aggregateSummaries());
+    });
+    // One read transaction: the table and the rows from the same commit.
+    read();
+  }
+
+  private upsertSummary(x: SegmentSummary): void {
+    this.upsertSummaryStmt ??= this.db.prepare(
+      `INSERT OR REPLACE INTO segment_summaries (${SUMMARY_COLUMN_LIST}) VALUES (${Array(13).fill('?').join(', ')})`,
+    );
+    this.upsertSummaryStmt.run(...toTuple(x));
   }
 
   private indexExists(name: string): boolean {
@@ -258,9 +383,13 @@ export class Manifest {
       .run(segment);
   }
 
-  /** Commits rows in one transaction (all or none). */
+  /** Commits rows and their segments' summaries in one transaction (all or none). */
   insert(rows: ChunkRow[]): void {
-    this.commitRows(rows);
+    const changed = new Map<number, SegmentSummary>();
+    for (const r of rows) changed.set(r.segment, addRow(changed.get(r.segment) ?? this.summaries.get(r.segment), r));
+    this.commitRows(rows, [...changed.values()]);
+    // Only once committed: a failed transaction leaves the RAM copy as the table is.
+    this.summaries.grew(changed.values());
   }
 
   /** Locations for the given ids, without representatives; missing ids are simply absent. */
@@ -305,19 +434,13 @@ export class Manifest {
       .all(afterId, limit) as ChunkRow[];
   }
 
+  /** Segments holding committed chunks, ascending (RAM; a reader calls reload() first for fresh ones). */
   segmentSummaries(): SegmentSummary[] {
-    return this.db
-      .prepare(
-        `SELECT segment_id AS segment, COUNT(*) AS chunkCount, SUM(length) AS bytes, MIN(chunk_id) AS firstChunkId,
-          MAX(chunk_id) AS lastChunkId, MIN(t_start) AS tStart, MAX(t_end) AS tEnd, MAX(offset + length) AS committedEnd
-         FROM chunks GROUP BY segment_id ORDER BY segment_id`,
-      )
-      .all() as SegmentSummary[];
+    return this.summaries.list();
   }
 
-  maxChunkId(): number | null {
-    const r = this.db.prepare('SELECT MAX(chunk_id) AS m FROM chunks').get() as { m: number | null };
-    return r.m;
+  totals(): StoreTotals {
+    return this.summaries.totals();
   }
 
   maxSegmentId(): number | null {
@@ -325,65 +448,55 @@ export class Manifest {
     return r.m;
   }
 
-  /** Deletes the rows of whole segments in one transaction; returns the removed chunk ids. */
+  /**
+   * Deletes the rows and summaries of whole segments in one transaction, with the gaps that end
+   * before every chunk still stored; returns the removed chunk ids.
+   */
   deleteSegments(segments: readonly number[]): number[] {
     const json = JSON.stringify(segments);
-    return this.db.transaction(() => {
-      const ids = (
-        this.db
-          .prepare('SELECT chunk_id AS id FROM chunks WHERE segment_id IN (SELECT value FROM json_each(?)) ORDER BY chunk_id')
-          .all(json) as Array<{ id: number }>
-      ).map((r) => r.id);
+    const gone = new Set(segments);
+    // The oldest kept chunk's start, from the summaries: MIN(t_start) over the rows is a full scan.
+    let keptFrom: number | null = null;
+    for (const s of this.summaries.list()) if (!gone.has(s.segment) && (keptFrom === null || s.tStart < keptFrom)) keptFrom = s.tStart;
+    const ids = this.db.transaction(() => {
+      const removed = this.db
+        .prepare('SELECT chunk_id FROM chunks WHERE segment_id IN (SELECT value FROM json_each(?)) ORDER BY chunk_id')
+        .pluck()
+        .all(json) as number[];
       this.db.prepare('DELETE FROM chunks WHERE segment_id IN (SELECT value FROM json_each(?))').run(json);
-      // Gaps that end before everything still stored describe nothing any more.
-      this.db.prepare('DELETE FROM gaps WHERE t_end < (SELECT MIN(t_start) FROM chunks)').run();
-      return ids;
+      this.db.prepare('DELETE FROM segment_summaries WHERE segment_id IN (SELECT value FROM json_each(?))').run(json);
+      if (keptFrom !== null) this.db.prepare('DELETE FROM gaps WHERE t_end < ?').run(keptFrom);
+      return removed;
     })();
+    this.summaries.shrank([], segments);
+    return ids;
   }
 
-  /** Deletes rows by id in one transaction; returns the ids that existed. */
+  /**
+   * Deletes rows by id, and recomputes the summaries of their segments from the rows left, in one
+   * transaction; returns the ids that existed.
+   */
   deleteChunks(ids: readonly number[]): number[] {
     const json = JSON.stringify(ids);
-    return this.db.transaction(() => {
-      const found = (
-        this.db
-          .prepare('SELECT chunk_id AS id FROM chunks WHERE chunk_id IN (SELECT value FROM json_each(?)) ORDER BY chunk_id')
-          .all(json) as Array<{ id: number }>
-      ).map((r) => r.id);
+    let changed: SegmentSummary[] = [];
+    let emptied: number[] = [];
+    const found = this.db.transaction(() => {
+      const rows = this.db
+        .prepare('SELECT chunk_id, segment_id FROM chunks WHERE chunk_id IN (SELECT value FROM json_each(?)) ORDER BY chunk_id')
+        .raw()
+        .all(json) as Array<[number, number]>;
+      if (rows.length === 0) return [];
       this.db.prepare('DELETE FROM chunks WHERE chunk_id IN (SELECT value FROM json_each(?))').run(json);
-      return found;
+      const segments = [...new Set(rows.map((r) => r[1]))];
+      changed = this.aggregateSummaries(segments);
+      const left = new Set(changed.map((x) => x.segment));
+      emptied = segments.filter((x) => !left.has(x));
+      for (const x of changed) this.upsertSummary(x);
+      this.db.prepare('DELETE FROM segment_summaries WHERE segment_id IN (SELECT value FROM json_each(?))').run(JSON.stringify(emptied));
+      return rows.map((r) => r[0]);
     })();
-  }
-
-  totals(): {
-    chunkCount: number;
-    firstChunkId: number | null;
-    lastChunkId: number | null;
-    tStart: number | null;
-    tEnd: number | null;
-    wallStart: number | null;
-    wallEnd: number | null;
-    bytesByDtype: Array<{ dtype: KvStorageDtype; bytes: number }>;
-  } {
-    const t = this.db
-      .prepare(
-        `SELECT COUNT(*) AS chunkCount, MIN(chunk_id) AS firstChunkId, MAX(chunk_id) AS lastChunkId, MIN(t_start) AS tStart,
-          MAX(t_end) AS tEnd, MIN(wall_time) AS wallStart, MAX(wall_time) AS wallEnd FROM chunks`,
-      )
-      .get() as {
-      chunkCount: number;
-      firstChunkId: number | null;
-      lastChunkId: number | null;
-      tStart: number | null;
-      tEnd: number | null;
-      wallStart: number | null;
-      wallEnd: number | null;
-    };
-    const bytesByDtype = this.db.prepare('SELECT dtype, SUM(length) AS bytes FROM chunks GROUP BY dtype').all() as Array<{
-      dtype: KvStorageDtype;
-      bytes: number;
-    }>;
-    return { ...t, bytesByDtype };
+    if (found.length > 0) this.summaries.shrank(changed, emptied);
+    return found;
   }
 
   insertGap(gap: StreamGap): void {

@@ -62,6 +62,7 @@ export function recoverStore(
   const dropRow = (chunkId: number, reason: ChunkFailure['reason'], message: string): void => {
     if (!drop.has(chunkId)) drop.set(chunkId, { chunkId, reason, message: `chunk ${chunkId}: ${message}` });
   };
+  // The persisted per-segment summaries (kept with the rows): no aggregate over the chunk rows.
   const summaries = manifest.segmentSummaries();
   const checkPayloads =
     mode === 'full' || (!meta.cleanShutdown && meta.sessionFsync === 'none');
@@ -103,9 +104,8 @@ export function recoverStore(
   report.droppedChunks = [...drop.values()].sort((a, b) => a.chunkId - b.chunkId);
 
   // Files last: cut uncommitted tails, delete segments nothing points into.
-  const committedEnd = new Map(manifest.segmentSummaries().map((s) => [s.segment, s.committedEnd]));
   for (const [segment, size] of files) {
-    const end = committedEnd.get(segment);
+    const end = manifest.summaries.get(segment)?.committedEnd;
     if (end === undefined) {
       fs.rmSync(segmentPath(dir, segment), { force: true });
       report.deletedSegments.push(segment);
@@ -121,6 +121,9 @@ export function recoverStore(
     }
   }
   if (report.deletedSegments.length > 0) fsyncDir(dir);
-  const maxSegmentSeen = Math.max(0, ...files.keys(), ...summaries.map((s) => s.segment));
+  // A loop, not Math.max(...): the segment count grows with the stream's history.
+  let maxSegmentSeen = 0;
+  for (const segment of files.keys()) if (segment > maxSegmentSeen) maxSegmentSeen = segment;
+  for (const s of summaries) if (s.segment > maxSegmentSeen) maxSegmentSeen = s.segment;
   return { report, maxSegmentSeen };
 }
