@@ -47,6 +47,9 @@ export interface StreamMemoryStats {
   lastFrameTime: number | null;
 }
 
+/** A restart that changed the index this much saves it at once rather than at shutdown. */
+const RESAVE_AFTER_CHANGES = 1000;
+
 type RemovalListener = (chunkIds: readonly number[]) => void;
 
 /**
@@ -70,6 +73,7 @@ export class StreamMemory implements QuestionMemory {
   private diskFull: VigilError | undefined;
   private readonly removalListeners = new Set<RemovalListener>();
   private disposing: Promise<void> | null = null;
+  private backgroundSave: Promise<void> | undefined;
 
   private constructor(
     readonly window: ContextWindow,
@@ -117,6 +121,9 @@ export class StreamMemory implements QuestionMemory {
       box.memory = memory;
       memory.onRemoved((ids) => memory.index.removeChunks(ids));
       await memory.restoreWindow();
+      // A rebuilt (or much changed) index is saved now, in the background, so a crash before the
+      // next clean shutdown does not rebuild it again; frames and questions go on meanwhile.
+      if ((opened.rebuilt && memory.index.size > 0) || opened.added + opened.removed > RESAVE_AFTER_CHANGES) memory.saveInBackground();
       report.openMs = performance.now() - started;
       return memory;
     } catch (error) {
@@ -230,8 +237,16 @@ export class StreamMemory implements QuestionMemory {
     return this.dispose();
   }
 
+  private saveInBackground(): void {
+    this.backgroundSave = this.index.save(streamIndexDir(this.options.dir)).catch((error: unknown) => {
+      // Not fatal: the index is whole in RAM and is saved again at shutdown.
+      process.emitWarning(`stream memory ${this.options.dir}: saving the reconciled index failed: ${(error as Error).message}`);
+    });
+  }
+
   private async shutdown(): Promise<void> {
     try {
+      await this.backgroundSave;
       await this.store.flush();
       await Promise.all([...this.pendingCommits]);
       await this.index.save(streamIndexDir(this.options.dir));
