@@ -1,13 +1,49 @@
 // Checks a FrameChunk against the store's geometry before anything is written, so a bad chunk
-// fails with a clear VigilError instead of a short read months later.
+// fails with a clear VigilError instead of a short read months later, or a NaN in a retrieval
+// index that then refuses every rebuild. Pure: callers (the engine) run it once before they
+// mutate anything, and ChunkStore.append runs it again before it writes.
 import { VigilError } from '../../common/errors.js';
 import type { FrameChunk } from '../frameChunk.js';
 import type { ChunkGeometry } from './types.js';
 
+/** Largest chunk id: ids travel as Uint32Array (ChunkStore.chunkIds), 136 years at one chunk a second. */
+export const MAX_CHUNK_ID = 0xffffffff;
+
+/**
+ * Index of the first NaN or ±Infinity in `a`, or -1. x * 0 is ±0 for every finite x and NaN
+ * otherwise, so four independent sums (no branch per element, no serial dependency on one adder)
+ * find out whether there is one at ~0.5 ns an element; only then a second loop finds where.
+ */
+export function firstNonFinite(a: Float32Array): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  const n = a.length;
+  const n4 = n - (n % 4);
+  let i = 0;
+  for (; i < n4; i += 4) {
+    s0 += a[i]! * 0;
+    s1 += a[i + 1]! * 0;
+    s2 += a[i + 2]! * 0;
+    s3 += a[i + 3]! * 0;
+  }
+  for (; i < n; i++) s0 += a[i]! * 0;
+  if (s0 + s1 + s2 + s3 === 0) return -1;
+  for (let j = 0; j < n; j++) if (!Number.isFinite(a[j]!)) return j;
+  return -1;
+}
+
+/**
+ * Throws SHAPE_MISMATCH (geometry, array shapes) or BAD_INPUT (id not above lastChunkId, times,
+ * token count, a non-finite value in keys, values or representatives, named by layer and index).
+ */
 export function validateChunk(chunk: FrameChunk, geometry: ChunkGeometry, lastChunkId: number | null): void {
   if (typeof chunk !== 'object' || chunk === null) throw new VigilError('BAD_INPUT', 'append: chunk must be a FrameChunk');
   const id = chunk.chunkId;
-  if (!Number.isSafeInteger(id) || id < 0) throw new VigilError('BAD_INPUT', `append: chunkId must be an integer >= 0, got ${id}`);
+  if (!Number.isInteger(id) || id < 0 || id > MAX_CHUNK_ID) {
+    throw new VigilError('BAD_INPUT', `append: chunkId must be an integer in 0..${MAX_CHUNK_ID}, got ${id}`);
+  }
   // Chunk ids are monotonic per stream (design.md section 3): the manifest's order is time order.
   if (lastChunkId !== null && id <= lastChunkId) {
     throw new VigilError('BAD_INPUT', `append: chunkId ${id} is not above the last appended id ${lastChunkId}`);
@@ -45,5 +81,22 @@ export function validateChunk(chunk: FrameChunk, geometry: ChunkGeometry, lastCh
         throw new VigilError('SHAPE_MISMATCH', `append: chunk ${id} ${name}[${l}] must be a Float32Array of length ${len}, got ${got}`);
       }
     });
+  }
+  // After every shape check, so a shape error is reported as one even when values are also bad.
+  for (const [name, list] of [
+    ['keys', chunk.keys],
+    ['values', chunk.values],
+    ['representatives', chunk.representatives],
+  ] as const) {
+    for (let l = 0; l < L; l++) {
+      const a = list[l]!;
+      const i = firstNonFinite(a);
+      if (i >= 0) {
+        throw new VigilError(
+          'BAD_INPUT',
+          `append: chunk ${id} ${name} layer ${l} index ${i} is non-finite (${a[i]}); keys, values and representatives must be finite`,
+        );
+      }
+    }
   }
 }

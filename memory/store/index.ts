@@ -22,4 +22,4 @@ export type {
 } from './types.js';
 export { DEFAULT_CACHE_BYTES, DEFAULT_SEGMENT_BYTES } from './options.js';
 export { checksumImplementation } from './checksum.js';
-export { validateChunk } from './chunkValidation.js';
+export { MAX_CHUNK_ID, validateChunk } from './chunkValidation.js';
