@@ -20,6 +20,7 @@ import type {
   ChunkStoreOptions,
   ChunkTimes,
   FsyncPolicy,
+  GapRange,
   ReadChunksResult,
   RecoveryReport,
   RetentionPolicy,
@@ -521,9 +522,23 @@ export class ChunkStore {
     this.manifest.insertGap(gap);
   }
 
-  gaps(): StreamGap[] {
+  /**
+   * Recorded outages overlapping [from, to] (stream seconds, both ends included; default: all time),
+   * ordered by start, at most `limit` (default: all). Filtered in SQL.
+   */
+  gaps(range: GapRange = {}): StreamGap[] {
     this.assertOpen();
-    return this.manifest.gaps();
+    const from = range.from ?? -Infinity;
+    const to = range.to ?? Infinity;
+    if (typeof from !== 'number' || typeof to !== 'number' || Number.isNaN(from) || Number.isNaN(to)) {
+      throw new VigilError('BAD_INPUT', `gaps: from and to must be numbers (stream seconds), got ${String(range.from)}..${String(range.to)}`);
+    }
+    const limit = range.limit ?? -1;
+    if (range.limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 0)) {
+      throw new VigilError('BAD_INPUT', `gaps: limit must be an integer >= 0, got ${String(range.limit)}`);
+    }
+    if (from > to || limit === 0) return [];
+    return this.manifest.gaps(from, to, limit);
   }
 
   /**

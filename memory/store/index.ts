@@ -11,6 +11,7 @@ export type {
   ChunkStoreOptions,
   ChunkTimes,
   FsyncPolicy,
+  GapRange,
   ReadChunksResult,
   RecoveryReport,
   RetentionPolicy,

@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS gaps (
   t_end REAL NOT NULL,
   reason TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS gaps_by_start ON gaps (t_start, t_end);
 `;
 
 /** Rows per query of the narrow scans: small pages stay in V8's young generation (65536-row pages ran 3x slower). */
@@ -503,8 +504,11 @@ export class Manifest {
     this.db.prepare('INSERT INTO gaps (t_start, t_end, reason) VALUES (?, ?, ?)').run(gap.tStart, gap.tEnd, gap.reason);
   }
 
-  gaps(): StreamGap[] {
-    return this.db.prepare('SELECT t_start AS tStart, t_end AS tEnd, reason FROM gaps ORDER BY t_start').all() as StreamGap[];
+  /** Gaps overlapping [from, to] (ends included), by start time, at most `limit` (-1: all). */
+  gaps(from: number, to: number, limit: number): StreamGap[] {
+    return this.db
+      .prepare('SELECT t_start AS tStart, t_end AS tEnd, reason FROM gaps WHERE t_start <= ? AND t_end >= ? ORDER BY t_start, id LIMIT ?')
+      .all(to, from, limit) as StreamGap[];
   }
 
   /** Closes the database. Idempotent. */

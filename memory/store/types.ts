@@ -161,6 +161,16 @@ export interface StreamGap {
   reason: string;
 }
 
+/** Which gaps ChunkStore.gaps() returns: those overlapping [from, to] (stream seconds), at most limit. */
+export interface GapRange {
+  /** Default: -Infinity. */
+  from?: number;
+  /** Default: +Infinity. */
+  to?: number;
+  /** Default: all. */
+  limit?: number;
+}
+
 /** Every committed chunk's id and times, ascending id, index i of each array describing one chunk. */
 export interface ChunkTimes {
   ids: Uint32Array;
