@@ -25,6 +25,7 @@ import type {
   RecoveryReport,
   RetentionPolicy,
   RetentionResult,
+  StoreIoOp,
   StoreStats,
   StreamGap,
   VerifyReport,
@@ -34,6 +35,7 @@ import { type ChunkLayers, chunkLayers, DEFAULT_SECTION_READ, readLayerSections,
 import { ChunkCache } from './chunkCache.js';
 import { validateChunk } from './chunkValidation.js';
 import { CommitQueue, fdatasyncAsync, type PendingCommit } from './commitQueue.js';
+import { classifyWriteError, diskFullError, isNoSpace } from './diskFull.js';
 import { Manifest, MANIFEST_FILE, type ChunkLocation, type ChunkRow } from './manifest.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
 import { planReads } from './readPlan.js';
@@ -112,6 +114,7 @@ export class ChunkStore {
   private readonly releaseLock: () => void;
   private readonly onChunksRemoved: ((ids: number[]) => void) | undefined;
   private readonly afterPayloadWrite: ((chunkId: number) => void) | undefined;
+  private readonly ioFault: ((op: StoreIoOp) => void) | undefined;
   private active: WritableSegment | null = null;
   /** Segment to keep appending to after open (the newest, if it has room). */
   private resumeSegment: number | null;
@@ -135,6 +138,7 @@ export class ChunkStore {
     this.retention = opts.retention;
     this.onChunksRemoved = hooks.onChunksRemoved;
     this.afterPayloadWrite = hooks.afterPayloadWrite;
+    this.ioFault = hooks.ioFault;
     const readOnly = hooks.readOnly ?? false;
     this.readOnly = readOnly;
 
@@ -152,6 +156,8 @@ export class ChunkStore {
       try {
         manifest = new Manifest(manifestPath, opts.fsync !== 'none', readOnly);
       } catch (e) {
+        // Opening migrates (an index, the summaries table): a full disk is not a damaged manifest.
+        if (isNoSpace(e)) throw diskFullError(opts.dir, 'opening the manifest', e);
         throw new VigilError('STORE_CORRUPT', `${manifestPath} is not a readable manifest: ${(e as Error).message}`, { cause: e });
       }
       this.manifest = manifest;
@@ -204,9 +210,16 @@ export class ChunkStore {
       this.readCtx = { readers: this.readers, geometry: stored, io: this.io };
       this.cache = new ChunkCache(opts.cacheBytes);
       this.queue = new CommitQueue(opts.fsync, {
-        commit: (rows) => this.manifest.insert(rows),
+        sync: (fd) => {
+          this.ioFault?.('fsync');
+          return fdatasyncAsync(fd);
+        },
+        commit: (rows) => {
+          this.ioFault?.('manifest-commit');
+          this.manifest.insert(rows);
+        },
         afterCommit: () => this.afterCommit(),
-        onFailure: (e) => this.fail(e),
+        onFailure: (e, batch) => (batch === undefined ? this.fail(e) : this.commitFailed(e, batch.stage, batch.items)),
       });
     } catch (e) {
       try {
@@ -214,6 +227,8 @@ export class ChunkStore {
       } finally {
         this.releaseLock();
       }
+      // Recovery and the session mark write too.
+      if (isNoSpace(e)) throw diskFullError(opts.dir, 'opening the store', e);
       throw e;
     }
   }
@@ -230,8 +245,10 @@ export class ChunkStore {
    * Writes the chunk's record now (synchronously, one chunk write) and resolves once its manifest
    * row is committed under the fsync policy. Chunk ids must increase. The chunk's arrays are not
    * referenced after this call returns. Rejects with SHAPE_MISMATCH / BAD_INPUT for a bad chunk
-   * (nothing written), STORE_IO when a write, fsync or commit fails (the store then refuses
-   * further appends), STORE_CLOSED after dispose().
+   * (nothing written), DISK_FULL when a write, fsync or commit finds no space (the append is
+   * undone: its id may be appended again, and later appends succeed once there is space),
+   * STORE_IO when a write, fsync or commit fails otherwise (the store then refuses further
+   * appends), STORE_CLOSED after dispose().
    */
   async append(chunk: FrameChunk): Promise<AppendReceipt> {
     this.assertWritable();
@@ -244,8 +261,9 @@ export class ChunkStore {
     try {
       seg = this.segmentFor(length);
     } catch (e) {
-      if (e instanceof VigilError) throw e;
-      throw new VigilError('STORE_IO', `memory store ${this.dir}: opening a segment failed: ${(e as Error).message}`, { cause: e });
+      throw classifyWriteError(this.dir, 'for a new segment', e, (x) =>
+        new VigilError('STORE_IO', `memory store ${this.dir}: opening a segment failed: ${(x as Error).message}`, { cause: x }),
+      );
     }
     const offset = seg.size;
     this.writeRecord(seg, rec, length, offset);
@@ -396,7 +414,13 @@ export class ChunkStore {
   applyRetention(policy: RetentionPolicy | undefined = this.retention): RetentionResult {
     this.assertOpen();
     this.assertNotReadOnly();
-    return this.retain(policy);
+    try {
+      return this.retain(policy);
+    } catch (e) {
+      // The row delete is one transaction: on a full disk it rolls back and nothing changed.
+      if (isNoSpace(e)) throw diskFullError(this.dir, 'for retention', e);
+      throw e;
+    }
   }
 
   private retain(policy: RetentionPolicy | undefined): RetentionResult {
@@ -456,7 +480,13 @@ export class ChunkStore {
   dropChunks(ids: readonly number[]): number[] {
     this.assertOpen();
     this.assertNotReadOnly();
-    const removed = this.manifest.deleteChunks(ids);
+    let removed: number[];
+    try {
+      removed = this.manifest.deleteChunks(ids);
+    } catch (e) {
+      if (isNoSpace(e)) throw diskFullError(this.dir, 'dropping chunks', e);
+      throw e;
+    }
     for (const id of removed) this.cache.delete(id);
     return removed;
   }
@@ -519,7 +549,13 @@ export class ChunkStore {
     if (!Number.isFinite(gap.tStart) || !Number.isFinite(gap.tEnd) || gap.tEnd < gap.tStart) {
       throw new VigilError('BAD_INPUT', `recordGap: need finite tStart <= tEnd, got ${gap.tStart}..${gap.tEnd}`);
     }
-    this.manifest.insertGap(gap);
+    try {
+      this.ioFault?.('gap-write');
+      this.manifest.insertGap(gap);
+    } catch (e) {
+      if (isNoSpace(e)) throw diskFullError(this.dir, 'recording a gap', e);
+      throw e;
+    }
   }
 
   /**
@@ -641,7 +677,14 @@ export class ChunkStore {
       // Everything is on disk now (whatever the policy), so the next open needs no payload check.
       let newest = 0;
       for (const segment of this.segments.keys()) if (segment > newest) newest = segment;
-      if (clean && !this.readOnly) this.manifest.endSession(newest);
+      if (clean && !this.readOnly) {
+        try {
+          this.manifest.endSession(newest);
+        } catch (e) {
+          // On a full disk the store just stays marked unclean: the next open checks a little more.
+          if (!isNoSpace(e)) throw e;
+        }
+      }
     } finally {
       this.readers.closeAll();
       this.manifest.dispose();
@@ -676,13 +719,22 @@ export class ChunkStore {
     return this.failure;
   }
 
-  /** The segment the next record of `length` bytes goes to, rolling to a new one when full. */
+  /**
+   * The segment the next record of `length` bytes goes to, rolling to a new one when full. On a
+   * failure nothing is half done: no segment is active, and the next append tries again.
+   */
   private segmentFor(length: number): WritableSegment {
     if (this.active === null) {
       if (this.resumeSegment !== null) {
-        this.active = openSegmentForAppend(this.dir, this.resumeSegment);
-        // Records added here are not synced: recovery after a crash under 'none' must recheck it.
-        this.manifest.lowerSyncedThrough(this.resumeSegment - 1);
+        const seg = openSegmentForAppend(this.dir, this.resumeSegment);
+        try {
+          // Records added here are not synced: recovery after a crash under 'none' must recheck it.
+          this.manifest.lowerSyncedThrough(this.resumeSegment - 1);
+        } catch (e) {
+          fs.closeSync(seg.fd);
+          throw e;
+        }
+        this.active = seg;
         this.resumeSegment = null;
       } else {
         this.active = this.newSegment();
@@ -692,15 +744,25 @@ export class ChunkStore {
     // A record larger than a whole segment still gets one of its own.
     if (seg.size + length > this.opts.segmentBytes && seg.size > SEGMENT_HEADER_BYTES) {
       this.retire(seg);
+      // The retired descriptor closes in the queue: never leave it active if the new segment fails.
+      this.active = null;
       this.active = this.newSegment();
     }
     return this.active;
   }
 
   private newSegment(): WritableSegment {
-    const seg = createSegment(this.dir, this.nextSegmentId++);
-    // The new file's directory entry must be durable before a committed row can point into it.
-    if (this.fsync !== 'none') fsyncDir(this.dir);
+    this.ioFault?.('segment-create');
+    const seg = createSegment(this.dir, this.nextSegmentId);
+    try {
+      // The new file's directory entry must be durable before a committed row can point into it.
+      if (this.fsync !== 'none') fsyncDir(this.dir);
+    } catch (e) {
+      fs.closeSync(seg.fd);
+      fs.rmSync(segmentPath(this.dir, seg.segment), { force: true });
+      throw e;
+    }
+    this.nextSegmentId++;
     this.segments.set(seg.segment, { fileBytes: seg.size });
     return seg;
   }
@@ -720,7 +782,9 @@ export class ChunkStore {
         await fdatasyncAsync(seg.fd);
         this.manifest.raiseSyncedThrough(seg.segment);
       } catch (e) {
-        this.fail(e);
+        // Every committed row's payload was fsynced before it committed (or, under 'none', the
+        // segment just stays "not known synced"): no space here costs nothing committed.
+        if (!isNoSpace(e)) this.fail(e);
       } finally {
         fs.closeSync(seg.fd);
       }
@@ -730,18 +794,64 @@ export class ChunkStore {
   private writeRecord(seg: WritableSegment, rec: Buffer, length: number, offset: number): void {
     try {
       let done = 0;
+      if (this.ioFault !== undefined) {
+        // Half the record first, so an injected failure leaves a partial record to cut back.
+        const half = length >> 1;
+        while (done < half) done += fs.writeSync(seg.fd, rec, done, half - done, offset + done);
+        this.ioFault('record-write');
+      }
       while (done < length) done += fs.writeSync(seg.fd, rec, done, length - done, offset + done);
     } catch (e) {
       // Cut the partial record off so the segment ends at a record boundary again.
       try {
         fs.ftruncateSync(seg.fd, offset);
       } catch {
-        this.fail(e);
+        throw this.fail(e);
       }
-      throw new VigilError('STORE_IO', `memory store ${this.dir}: writing chunk record failed: ${(e as Error).message}`, {
-        cause: e,
-      });
+      throw classifyWriteError(this.dir, 'writing a chunk record', e, (x) =>
+        new VigilError('STORE_IO', `memory store ${this.dir}: writing chunk record failed: ${(x as Error).message}`, { cause: x }),
+      );
     }
+  }
+
+  /**
+   * A group commit failed. No space: the batch is rejected with DISK_FULL and undone (ids free
+   * again, its records cut off the active segment when they are its tail, else left as an
+   * uncommitted tail or hole that no row points at); the store stays usable. After a failed fsync
+   * the appends still pending in that segment go too: their pages may have shared the failed
+   * writeback, so they could not be trusted to be on disk. Any other error: STORE_IO, no more
+   * appends (fail()).
+   */
+  private commitFailed(e: unknown, stage: 'fsync' | 'commit', batch: PendingCommit[]): VigilError {
+    if (!isNoSpace(e)) return this.fail(e);
+    const error = diskFullError(this.dir, stage === 'fsync' ? 'syncing chunk records' : 'committing chunk rows', e);
+    const undone = [...batch];
+    if (stage === 'fsync') {
+      const segments = new Set(batch.map((p) => p.row.segment));
+      for (const p of this.queue.take((q) => segments.has(q.row.segment))) {
+        undone.push(p);
+        p.reject(error);
+      }
+    }
+    const active = this.active;
+    if (active !== null && !this.queue.hasPendingIn(active.segment)) {
+      let from = Infinity;
+      for (const p of undone) if (p.row.segment === active.segment && p.row.offset < from) from = p.row.offset;
+      if (from < active.size) {
+        try {
+          fs.ftruncateSync(active.fd, from);
+          active.size = from;
+          this.segments.get(active.segment)!.fileBytes = from;
+        } catch {
+          // The records stay as an uncommitted tail; recovery cuts it at the next open.
+        }
+      }
+    }
+    // The undone ids may be appended again: the last id is the newest committed or still pending.
+    const pendingId = this.queue.lastPendingId();
+    const committedId = this.manifest.totals().lastChunkId;
+    this.lastChunkId = pendingId ?? committedId;
+    return error;
   }
 
   private afterCommit(): void {

@@ -17,12 +17,17 @@ export interface PendingCommit {
 }
 
 export interface CommitSink {
+  /** Makes a segment's written payloads durable (default: fdatasync on the thread pool). */
+  sync?(fd: number): Promise<void>;
   /** Commits the rows in one transaction (throws to fail the batch). */
   commit(rows: ChunkRow[]): void;
   /** After a successful commit (retention, bookkeeping). Must not throw. */
   afterCommit(batch: PendingCommit[]): void;
-  /** An fsync or commit failed; the batch is rejected with the returned error. */
-  onFailure(error: unknown): unknown;
+  /**
+   * An fsync or commit failed (`batch` is set for a drain, not for an enqueued task); the batch is
+   * rejected with the returned error after this returns.
+   */
+  onFailure(error: unknown, batch?: { stage: 'fsync' | 'commit'; items: PendingCommit[] }): unknown;
 }
 
 export function fdatasyncAsync(fd: number): Promise<void> {
@@ -42,6 +47,23 @@ export class CommitQueue {
   /** Appended chunks whose rows have not committed yet. */
   get size(): number {
     return this.pending.length;
+  }
+
+  /** Highest chunk id waiting to commit, or null. */
+  lastPendingId(): number | null {
+    return this.pending.at(-1)?.row.chunkId ?? null;
+  }
+
+  /** Removes the pending appends matching `pred` (not rejected here: the caller does). */
+  take(pred: (p: PendingCommit) => boolean): PendingCommit[] {
+    const taken = this.pending.filter(pred);
+    if (taken.length > 0) this.pending = this.pending.filter((p) => !pred(p));
+    return taken;
+  }
+
+  /** Pending appends in a segment (its tail cannot be cut while they wait). */
+  hasPendingIn(segment: number): boolean {
+    return this.pending.some((p) => p.row.segment === segment);
   }
 
   /** Segments holding pending payloads (retention must not delete them). */
@@ -96,14 +118,17 @@ export class CommitQueue {
       this.timer = null;
     }
     if (batch.length === 0) return;
+    let stage: 'fsync' | 'commit' = 'fsync';
     try {
       if (this.policy !== 'none') {
         // Payload before row: the durability order's first arrow.
-        await Promise.all([...new Set(batch.map((p) => p.fd))].map(fdatasyncAsync));
+        const sync = this.sink.sync ?? fdatasyncAsync;
+        await Promise.all([...new Set(batch.map((p) => p.fd))].map((fd) => sync(fd)));
       }
+      stage = 'commit';
       this.sink.commit(batch.map((p) => p.row));
     } catch (e) {
-      const error = this.sink.onFailure(e);
+      const error = this.sink.onFailure(e, { stage, items: batch });
       for (const p of batch) p.reject(error);
       return;
     }

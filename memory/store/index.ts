@@ -17,6 +17,7 @@ export type {
   RetentionPolicy,
   RetentionResult,
   SegmentStats,
+  StoreIoOp,
   StoreStats,
   StreamGap,
   VerifyReport,

@@ -41,13 +41,20 @@ export interface WritableSegment {
   size: number;
 }
 
-/** Creates a new segment file (fails if it exists) and writes its header. */
+/**
+ * Creates a new segment file (fails if it exists) and writes its header. On failure (a full disk)
+ * no file is left behind, so the id can be tried again.
+ */
 export function createSegment(dir: string, segment: number): WritableSegment {
-  const fd = fs.openSync(segmentPath(dir, segment), 'wx');
+  const file = segmentPath(dir, segment);
+  const fd = fs.openSync(file, 'wx');
   try {
-    fs.writeSync(fd, encodeSegmentHeader(segment), 0, SEGMENT_HEADER_BYTES, 0);
+    const header = encodeSegmentHeader(segment);
+    let done = 0;
+    while (done < SEGMENT_HEADER_BYTES) done += fs.writeSync(fd, header, done, SEGMENT_HEADER_BYTES - done, done);
   } catch (e) {
     fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
     throw e;
   }
   return { segment, fd, size: SEGMENT_HEADER_BYTES };

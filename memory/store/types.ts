@@ -70,7 +70,16 @@ export interface ChunkStoreOptions {
   onChunksRemoved?: (chunkIds: number[]) => void;
   /** Test and diagnostics hook: runs after a payload is written, before its row can commit. */
   afterPayloadWrite?: (chunkId: number) => void;
+  /**
+   * Test hook (fault injection where a real full file system is not available): runs just before
+   * each write-side operation; what it throws stands for that operation failing (e.g. an Error with
+   * code 'ENOSPC' or 'SQLITE_FULL'). 'record-write' runs after half the record is written.
+   */
+  ioFault?: (op: StoreIoOp) => void;
 }
+
+/** The write-side operations `ioFault` can fail. */
+export type StoreIoOp = 'segment-create' | 'record-write' | 'fsync' | 'manifest-commit' | 'gap-write';
 
 /** What append() resolves to once the chunk's manifest row is committed. */
 export interface AppendReceipt {
