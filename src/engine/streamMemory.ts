@@ -249,7 +249,13 @@ export class StreamMemory implements QuestionMemory {
       await this.backgroundSave;
       await this.store.flush();
       await Promise.all([...this.pendingCommits]);
-      await this.index.save(streamIndexDir(this.options.dir));
+      try {
+        await this.index.save(streamIndexDir(this.options.dir));
+      } catch (error) {
+        // The saved index is derived data (saved atomically, so the old one stays whole): the next
+        // open reconciles it with the manifest. A full disk must not stop the store's clean close.
+        process.emitWarning(`stream memory ${this.options.dir}: saving the index failed (it is reconciled at the next open): ${(error as Error).message}`);
+      }
     } finally {
       await this.store.dispose();
     }
