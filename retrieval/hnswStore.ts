@@ -192,6 +192,16 @@ export class HnswStore {
     return c > 1 ? 1 : c < -1 ? -1 : c;
   }
 
+  /**
+   * Shrinks the graph's allocation to the slots in use, so the next load allocates no more than
+   * the graph holds (hnswlib allocates per-slot locks and levels for its whole capacity). The next
+   * add grows it again: call this only when no more adds are expected (a clean shutdown).
+   */
+  compact(): void {
+    const slots = Math.max(16, this.index.getCurrentCount());
+    if (this.index.getMaxElements() > slots) this.index.resizeIndex(slots);
+  }
+
   async save(file: string): Promise<void> {
     await this.index.writeIndex(file);
   }

@@ -199,6 +199,11 @@ export class LayerIndex {
     return out;
   }
 
+  /** Shrinks a graph's allocation to what it holds (before a final save; see HnswStore.compact). */
+  compact(): void {
+    if (this.exact === undefined) this.graph?.compact();
+  }
+
   /**
    * Writes the layer into `dir` (which must exist); see layerFiles.ts. A layer that is still
    * building its graph is saved exact, and the build restarts after load.

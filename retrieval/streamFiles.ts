@@ -2,6 +2,7 @@
 // layer (layerFiles.ts). A save is written into a staging folder and swapped in by rename, so a
 // crash leaves the old index or none, never a mix; a load checks that every layer holds exactly
 // the catalogued chunks.
+import { availableParallelism } from 'node:os';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VigilError } from '../common/errors.js';
@@ -80,14 +81,31 @@ export async function readStream(dir: string, options: StreamIndexLoadOptions): 
   const catalog = await ChunkCatalog.load(join(dir, CHUNKS_FILE), count as number);
   const ids = catalog.allIds();
   const tuning = { ef: options.ef, hnswThreshold: options.hnswThreshold, backfillPerAdd: options.backfillPerAdd, exactFilterLimit: options.exactFilterLimit };
-  const layers: LayerIndex[] = [];
-  for (let layer = 0; layer < (numLayers as number); layer++) {
+  const loadLayer = async (layer: number): Promise<LayerIndex> => {
     const loaded = await LayerIndex.load(layerFolder(dir, layer), tuning, { dim: dim as number, space });
     const layerIds = loaded.ids();
     if (layerIds.length !== ids.length || layerIds.some((id, i) => id !== ids[i])) {
       throw new VigilError('INDEX_CORRUPT', `${layerFolder(dir, layer)} does not hold the chunks listed in ${CHUNKS_FILE}`);
     }
-    layers.push(loaded);
-  }
+    return loaded;
+  };
+  // hnswlib reads each graph on a worker thread: layers load side by side, one per core (a
+  // million-chunk graph takes seconds to read; one after another, a restart waits for their sum).
+  const layers: LayerIndex[] = new Array<LayerIndex>(numLayers as number);
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < layers.length) {
+      const layer = next++;
+      try {
+        layers[layer] = await loadLayer(layer);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+    }
+  };
+  const parallel = Math.max(1, Math.min(layers.length, availableParallelism()));
+  await Promise.all(Array.from({ length: parallel }, worker));
   return { layers, catalog };
 }

@@ -218,6 +218,15 @@ export class StreamIndex {
     while (this.backfill(slice) > 0) await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
+  /**
+   * Shrinks every graph's allocation to the slots it uses, so the saved index loads into no more
+   * memory than it holds. For a final save: the next add grows a graph again.
+   */
+  compact(): void {
+    if (this.saving) return;
+    for (const layer of this.layers) layer.compact();
+  }
+
   /** Sets the graph search breadth on every layer. */
   setEf(ef: number): void {
     for (const layer of this.layers) layer.setEf(ef);

@@ -74,6 +74,9 @@ export class StreamMemory implements QuestionMemory {
   private readonly removalListeners = new Set<RemovalListener>();
   private disposing: Promise<void> | null = null;
   private backgroundSave: Promise<void> | undefined;
+  /** Counts changes to the index; the saved index is current while the two agree. */
+  private indexVersion = 0;
+  private savedIndexVersion = 0;
 
   private constructor(
     readonly window: ContextWindow,
@@ -119,7 +122,11 @@ export class StreamMemory implements QuestionMemory {
       };
       const memory = new StreamMemory(window, store, opened.index, options, report);
       box.memory = memory;
-      memory.onRemoved((ids) => memory.index.removeChunks(ids));
+      if (opened.rebuilt || opened.added > 0 || opened.removed > 0) memory.indexVersion++;
+      memory.onRemoved((ids) => {
+        memory.index.removeChunks(ids);
+        memory.indexVersion++;
+      });
       await memory.restoreWindow();
       // A rebuilt (or much changed) index is saved now, in the background, so a crash before the
       // next clean shutdown does not rebuild it again; frames and questions go on meanwhile.
@@ -166,10 +173,13 @@ export class StreamMemory implements QuestionMemory {
     return numbered;
   }
 
-  /** Waits for every appended chunk to be committed and indexed, then throws a pending failure. */
-  async settle(): Promise<void> {
+  /**
+   * Waits for every appended chunk to be committed and indexed, then throws a pending failure.
+   * `diskFull: false` (questions) leaves a frame lost to a full disk for the writer to hear of.
+   */
+  async settle(options: { diskFull?: boolean } = {}): Promise<void> {
     await Promise.all([...this.pendingCommits]);
-    this.throwFailure();
+    this.throwFailure(options.diskFull ?? true);
   }
 
   /** Commits what is pending now (one fsync) and waits for the index adds. */
@@ -238,7 +248,10 @@ export class StreamMemory implements QuestionMemory {
   }
 
   private saveInBackground(): void {
-    this.backgroundSave = this.index.save(streamIndexDir(this.options.dir)).catch((error: unknown) => {
+    const version = this.indexVersion;
+    this.backgroundSave = this.index.save(streamIndexDir(this.options.dir)).then(() => {
+      this.savedIndexVersion = version;
+    }, (error: unknown) => {
       // Not fatal: the index is whole in RAM and is saved again at shutdown.
       process.emitWarning(`stream memory ${this.options.dir}: saving the reconciled index failed: ${(error as Error).message}`);
     });
@@ -250,7 +263,11 @@ export class StreamMemory implements QuestionMemory {
       await this.store.flush();
       await Promise.all([...this.pendingCommits]);
       try {
-        await this.index.save(streamIndexDir(this.options.dir));
+        // Unchanged since it was loaded or last saved: the saved one is already this index.
+        if (this.indexVersion !== this.savedIndexVersion) {
+          this.index.compact();
+          await this.index.save(streamIndexDir(this.options.dir));
+        }
       } catch (error) {
         // The saved index is derived data (saved atomically, so the old one stays whole): the next
         // open reconciles it with the manifest. A full disk must not stop the store's clean close.
@@ -277,6 +294,7 @@ export class StreamMemory implements QuestionMemory {
         () => {
           try {
             this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
+            this.indexVersion++;
           } catch (error) {
             throw new VigilError('INTERNAL', `chunk ${chunk.chunkId} is stored but the index refused it: ${(error as Error).message}`, { cause: error });
           }
@@ -294,10 +312,10 @@ export class StreamMemory implements QuestionMemory {
     this.pendingCommits.add(committed);
   }
 
-  private throwFailure(): void {
+  private throwFailure(diskFull = true): void {
     if (this.failure !== undefined) throw this.failure;
     const full = this.diskFull;
-    if (full) {
+    if (full && diskFull) {
       this.diskFull = undefined;
       throw full;
     }
