@@ -194,7 +194,7 @@ describe('model scheduler', () => {
     assert.deepEqual(order, ['a-q1', 'b-q1', 'a-f1', 'a-q2', 'a-q3', 'b-f1', 'a-f2']);
   });
 
-  it('removes a job whose signal aborts before it runs (CANCELLED), and keeps running after a failing job', async () => {
+  it('removes a job whose signal aborts before it runs (CANCELLED), and keeps running after a failing job (rejecting or throwing)', async () => {
     const scheduler = new ModelScheduler();
     let release!: () => void;
     const blocker = scheduler.run('x', 'frame', () => new Promise<void>((r) => (release = r)));
@@ -203,13 +203,18 @@ describe('model scheduler', () => {
     const failing = scheduler.run('a', 'question', async () => {
       throw new Error('boom');
     });
+    // A task that throws before returning a promise must not leave the model marked busy.
+    const throwing = scheduler.run('a', 'question', (): Promise<void> => {
+      throw new Error('sync boom');
+    });
     const after = scheduler.run('a', 'question', async () => 'after');
     abort.abort();
     await assert.rejects(cancelled, (e: Error & { code?: string }) => e.code === 'CANCELLED');
     release();
     await blocker;
     await assert.rejects(failing, /boom/);
+    await assert.rejects(throwing, /sync boom/);
     assert.equal(await after, 'after');
-    assert.deepEqual(scheduler.stats().completed, { question: 2, frame: 1 });
+    assert.deepEqual(scheduler.stats().completed, { question: 3, frame: 1 });
   });
 });

@@ -85,7 +85,15 @@ export class ModelScheduler {
         run: () => {
           signal?.removeEventListener('abort', onAbort);
           this.running = { owner, kind };
-          task()
+          // A task that throws before returning its promise must not leave the model marked busy
+          // (that would stop every stream's frames and questions for good).
+          let result: Promise<T>;
+          try {
+            result = task();
+          } catch (error) {
+            result = Promise.reject(error as Error);
+          }
+          result
             .then(resolve, reject)
             .finally(() => {
               this.running = null;
