@@ -138,8 +138,9 @@ export class StreamSession {
     const r = options.retrieve ?? LIMITS.r.default;
     return this.serialize(async () => {
       // A question sees every frame encoded before it: wait for their manifest commits (bounded by
-      // the fsync policy's interval) so they are in the index.
-      await this.memory.settle();
+      // the fsync policy's interval) so they are in the index. A frame a full disk kept out is the
+      // ingest's to hear of (it pauses); the question answers from what is stored.
+      await this.memory.settle({ diskFull: false });
       const base = { ...options, retrieve: r };
       const memory = this.questionMemory(options.timeRange);
       const candidates = () => this.memory.chunkTimes(options.timeRange);
