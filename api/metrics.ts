@@ -1,6 +1,6 @@
 import type { RequestHandler } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { QuestionEvent, StreamStatus } from '../src/engine/streamManager.js';
+import { type QuestionEvent, STREAM_STATES, type StreamStatus } from '../src/engine/streamManager.js';
 import type { ServiceContext } from './context.js';
 
 const PHASES = ['queue', 'retrieval', 'load', 'prefill', 'ttft', 'decode', 'total'] as const;
@@ -40,6 +40,10 @@ export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMe
   perStream('vigil_ingest_frames_dropped_total', 'Frames dropped because the model was behind (live sources).', (s) => s.ingest?.drops ?? null, true);
   perStream('vigil_ingest_reconnects_total', 'Source restarts (reconnects, watchdog kills).', (s) => s.ingest?.restarts ?? null, true);
   perStream('vigil_ingest_gaps_total', 'Outages recorded in the stream timeline.', (s) => s.ingest?.gaps ?? null, true);
+  perStream('vigil_ingest_gap_write_errors_total', 'Outage writes to the timeline that failed (retried).', (s) => s.ingest?.gapWriteErrors ?? null, true);
+  perStream('vigil_ingest_disk_full_pauses_total', 'Times ingest paused because the disk was full.', (s) => s.ingest?.pauses ?? null, true);
+  perStream('vigil_ingest_paused_frames_dropped_total', 'Live frames dropped while ingest was paused for a full disk.', (s) => s.ingest?.pausedDrops ?? null, true);
+  perStream('vigil_memory_gaps', 'Outages persisted in the stream timeline (camera down, service stopped, disk full).', (s) => s.memory?.gaps ?? null);
   perStream('vigil_ingest_frames_total', 'Frames encoded since the ingest started.', (s) => s.frames, true);
   perStream('vigil_memory_chunks', 'Chunks stored on disk.', (s) => s.memory?.chunks ?? null);
   perStream('vigil_memory_disk_bytes', 'Bytes of KV segments on disk.', (s) => s.memory?.bytes ?? null);
@@ -50,6 +54,8 @@ export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMe
     registers: [registry],
     collect() {
       this.reset();
+      // Every state has a series (0 when no stream is in it), so e.g. state="paused" can be alerted on.
+      for (const state of STREAM_STATES) this.set({ state }, 0);
       for (const s of streams()) this.inc({ state: s.state });
     },
   });

@@ -21,7 +21,7 @@ export const QuestionBody = z
   })
   .refine((q) => q.from === undefined || q.to === undefined || q.from <= q.to, { message: 'from must be <= to', path: ['from'] });
 
-export const Evidence = z
+export const ChunkEvidence = z
   .strictObject({
     chunkId: z.int(),
     tStart: z.number().meta({ description: 'Stream time (s).' }),
@@ -29,7 +29,27 @@ export const Evidence = z
     layers: z.int().meta({ description: 'Layers that retrieved this chunk.' }),
     score: z.number().meta({ description: 'Mean retrieval score over those layers.' }),
     thumbnail: z.string().nullable().meta({ description: 'URL of the stored JPEG of the frame.' }),
-  });
+  })
+  .meta({ description: 'A retrieved chunk (frame).' });
+
+export const GapEvidence = z
+  .strictObject({
+    gap: z.strictObject({
+      from: z.number().meta({ description: 'Stream time (s) of the last frame before the outage.' }),
+      to: z.number().meta({ description: 'Stream time (s) of the first frame after it.' }),
+      reason: z.string().meta({ description: 'Why there are no frames, e.g. the camera was unreachable, the service was stopped, the disk was full.' }),
+    }),
+  })
+  .meta({ description: 'An outage in the searched time range: the memory has no frames between from and to.' });
+
+export const Evidence = z.xor([ChunkEvidence, GapEvidence]).meta({ description: 'A retrieved chunk, or an outage in the searched time range.' });
+
+export const Skipped = z
+  .strictObject({
+    t: z.number().nullable().meta({ description: 'Stream time (s) of the damaged chunk; null when even its time could not be read.' }),
+    reason: z.string(),
+  })
+  .meta({ description: 'A damaged chunk the answer had to leave out.' });
 
 export const Timing = z
   .strictObject({
@@ -50,7 +70,8 @@ export const AnswerSchema = z
     text: z.string(),
     mode: ModeEnum,
     stopReason: z.enum(['eos', 'max_new_tokens']),
-    evidence: z.array(Evidence),
+    evidence: z.array(Evidence).meta({ description: 'Retrieved chunks and the outages in the searched time range, in stream time order.' }),
+    skipped: z.array(Skipped).meta({ description: 'Damaged chunks left out of the answer (it was answered from the rest).' }),
     tokens: z.int(),
     contextTokens: z.int(),
     timing: Timing,

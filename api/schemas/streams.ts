@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Settings } from '../../common/settings.js';
+import { STREAM_STATES } from '../../src/engine/streamManager.js';
 import { StreamId } from './common.js';
 
 export const Retention = z
@@ -74,6 +75,7 @@ export const DeleteQuery = z.strictObject({
 });
 
 const Gap = z.strictObject({ startT: z.number(), endT: z.number().nullable(), reason: z.string() });
+const TimelineGap = z.strictObject({ from: z.number(), to: z.number(), reason: z.string() });
 
 export const StreamStatusSchema = z
   .strictObject({
@@ -83,14 +85,22 @@ export const StreamStatusSchema = z
     origin: z.enum(['api', 'config']),
     kind: z.enum(['file', 'upload', 'rtsp', 'http', 'hls']),
     live: z.boolean().nullable(),
-    state: z.enum(['starting', 'connecting', 'live', 'backing-off', 'processing', 'ended', 'stopped', 'failed', 'unavailable']),
+    state: z.enum(STREAM_STATES).meta({ description: 'paused: the disk is full; ingest resumes by itself when space returns (error DISK_FULL).' }),
     createdAt: z.string(),
     settings: z.strictObject({ fps: z.number(), window: z.int(), sinks: z.int(), storage: Storage, retention: Retention }),
     frames: z.int().meta({ description: 'Frames encoded since the ingest (re)started.' }),
     memory: z
-      .strictObject({ chunks: z.int(), bytes: z.int(), firstT: z.number().nullable(), lastT: z.number().nullable(), contextFrames: z.int() })
+      .strictObject({
+        chunks: z.int(),
+        bytes: z.int(),
+        firstT: z.number().nullable(),
+        lastT: z.number().nullable(),
+        contextFrames: z.int(),
+        gaps: z.int().meta({ description: 'Outages persisted in the timeline (camera down, service stopped, disk full); kept across restarts.' }),
+        lastGap: TimelineGap.nullable().meta({ description: 'The newest persisted outage (stream time).' }),
+      })
       .nullable()
-      .meta({ description: 'Chunks and bytes on disk, stream-time span, frames in the context window.' }),
+      .meta({ description: 'Chunks and bytes on disk, stream-time span, frames in the context window, persisted outages.' }),
     ingest: z
       .strictObject({
         fps: z.number(),
@@ -101,6 +111,9 @@ export const StreamStatusSchema = z
         restarts: z.int(),
         queued: z.int(),
         lastGap: Gap.nullable(),
+        gapWriteErrors: z.int().meta({ description: 'Outages this ingest could not write to the timeline (retried).' }),
+        pauses: z.int().meta({ description: 'Times this ingest paused because the disk was full.' }),
+        pausedDrops: z.int().meta({ description: 'Live frames dropped while paused.' }),
       })
       .nullable(),
     progress: z

@@ -46,6 +46,9 @@ const clock = (t) => {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 };
 
+/** An outage in the timeline: no frames between from and to (stream time). */
+const gapText = (gap) => `not recorded ${clock(gap.from)}–${clock(gap.to)}: ${gap.reason}`;
+
 // ---------------------------------------------------------------------------------------------
 // Streams list
 
@@ -106,6 +109,8 @@ function createCard(id) {
   state.className = 'state';
   const figures = document.createElement('div');
   figures.className = 'figures';
+  const gaps = document.createElement('div');
+  gaps.className = 'gaps';
   const actions = document.createElement('div');
   const stop = button('Stop', () => api(`/v1/streams/${encodeURIComponent(id)}/stop`, { method: 'POST' }).then(refresh));
   const start = button('Start', () => api(`/v1/streams/${encodeURIComponent(id)}/start`, { method: 'POST' }).then(refresh));
@@ -114,9 +119,9 @@ function createCard(id) {
     api(`/v1/streams/${encodeURIComponent(id)}?purge=true`, { method: 'DELETE' }).then(refresh);
   });
   actions.append(stop, start, remove);
-  info.append(title, source, state, figures, actions);
+  info.append(title, source, state, figures, gaps, actions);
   element.append(img, info);
-  return { element, img, title, source, state, figures, stop, start, thumbChunk: null, thumbUrl: null };
+  return { element, img, title, source, state, figures, gaps, stop, start, thumbChunk: null, thumbUrl: null };
 }
 
 function button(text, onClick) {
@@ -136,11 +141,16 @@ function updateCard(card, s) {
   card.state.textContent = s.state;
   card.state.className = `state ${s.state}`;
   const parts = [`${s.memory?.chunks ?? 0} chunks`, `${((s.memory?.bytes ?? 0) / 1024 ** 2).toFixed(1)} MiB`];
-  if (s.ingest) parts.push(`${s.ingest.fps.toFixed(1)} fps`, `lag ${(s.ingest.lagMs / 1000).toFixed(1)} s`, `${s.ingest.drops} dropped`, `${s.ingest.gaps} gaps`);
+  if (s.ingest) parts.push(`${s.ingest.fps.toFixed(1)} fps`, `lag ${(s.ingest.lagMs / 1000).toFixed(1)} s`, `${s.ingest.drops} dropped`);
+  // Outages persisted in the timeline (they survive restarts), not only this ingest's.
+  if (s.memory) parts.push(`${s.memory.gaps} ${s.memory.gaps === 1 ? 'gap' : 'gaps'}`);
   if (s.progress?.fraction != null) parts.push(`${Math.round(s.progress.fraction * 100)}%`);
   if (s.error) parts.push(`${s.error.code}: ${s.error.message}`);
   card.figures.textContent = parts.join(' · ');
-  const running = ['starting', 'connecting', 'live', 'backing-off', 'processing'].includes(s.state);
+  const last = s.memory?.lastGap;
+  card.gaps.textContent = last ? `last gap: ${gapText(last)}` : '';
+  card.gaps.hidden = !last;
+  const running = ['starting', 'connecting', 'live', 'backing-off', 'processing', 'paused'].includes(s.state);
   card.stop.hidden = !running;
   card.start.hidden = running || s.state === 'ended' || s.state === 'unavailable';
   if (s.latestThumbnail !== null && s.latestThumbnail !== card.thumbChunk) {
@@ -270,9 +280,16 @@ async function* readEvents(body) {
 function showAnswer(answer) {
   $('#answer').textContent = answer.text;
   const t = answer.timing;
-  $('#answer-timing').textContent = `${answer.mode} · first token ${Math.round(t.ttftMs)} ms · total ${Math.round(t.totalMs)} ms · ${answer.evidence.length} chunks retrieved`;
+  // Evidence holds retrieved chunks and the outages ({gap}) in the searched time range.
+  const chunks = answer.evidence.filter((e) => !e.gap);
+  const gaps = answer.evidence.filter((e) => e.gap).map((e) => e.gap);
+  const skipped = answer.skipped ?? [];
+  const summary = [`${answer.mode}`, `first token ${Math.round(t.ttftMs)} ms`, `total ${Math.round(t.totalMs)} ms`, `${chunks.length} chunks retrieved`];
+  if (gaps.length > 0) summary.push(`${gaps.length} ${gaps.length === 1 ? 'gap' : 'gaps'} in the timeline`);
+  if (skipped.length > 0) summary.push(`${skipped.length} damaged ${skipped.length === 1 ? 'chunk' : 'chunks'} left out (${skipped.map((k) => (k.t === null ? '?' : clock(k.t))).join(', ')})`);
+  $('#answer-timing').textContent = summary.join(' · ');
   // Strongest evidence first; the rest of the retrieved set follows in time order.
-  const sorted = [...answer.evidence].sort((a, b) => b.score - a.score || a.tStart - b.tStart).slice(0, 12);
+  const sorted = [...chunks].sort((a, b) => b.score - a.score || a.tStart - b.tStart).slice(0, 12);
   const best = sorted[0]?.score ?? 0;
   const figures = sorted.map((e) => {
     const figure = document.createElement('figure');
@@ -290,7 +307,16 @@ function showAnswer(answer) {
     }
     return figure;
   });
-  $('#evidence').replaceChildren(...figures);
+  // Outages follow, in time order: what the memory cannot show, and why.
+  const outages = gaps.map((gap) => {
+    const figure = document.createElement('figure');
+    figure.className = 'gap';
+    const caption = document.createElement('figcaption');
+    caption.textContent = gapText(gap);
+    figure.append(caption);
+    return figure;
+  });
+  $('#evidence').replaceChildren(...figures, ...outages);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,17 +7,17 @@ import type { FsyncPolicy } from '../../memory/store/types.js';
 import { isVigilError, VigilError } from '../../common/errors.js';
 import { LIMITS } from '../../common/settings.js';
 import { VisionLanguageModel } from '../model/visionLanguageModel.js';
-import { checkStreamId, listStreamIds, streamDir } from './dataLayout.js';
+import { checkStreamId, listStreamIds, streamDir, streamIndexDir, streamStoreDir } from './dataLayout.js';
 import { expandEnv } from './manager/envTemplate.js';
 import { ManagedStream } from './manager/managedStream.js';
 import { ModelScheduler } from './manager/modelScheduler.js';
 import { OverloadedError, QuestionGate } from './manager/questionGate.js';
 import { type PathRoots, publicError, publicMessage } from './manager/publicMessage.js';
 import { type CheckedSource, SourcePolicy, type SourcePolicyOptions } from './manager/sourcePolicy.js';
-import { StreamIngest } from './manager/streamIngest.js';
+import { type DiskFullOptions, StreamIngest } from './manager/streamIngest.js';
 import { readRecord, removeRecord, type StreamRecord, type StreamSettings } from './manager/streamRecord.js';
 import { safeName, type StreamDefaults, streamSettings, timeRange } from './manager/requestChecks.js';
-import type { AskHooks, CreateStreamRequest, ManagerLimits, QuestionEvent, StreamAnswer, StreamQuestion, StreamStatus } from './manager/types.js';
+import type { AskHooks, CreateStreamRequest, EvidenceEntry, EvidenceItem, GapEvidence, ManagerLimits, QuestionEvent, StreamAnswer, StreamQuestion, StreamStatus } from './manager/types.js';
 import { ANSWER_MODES, StreamSession } from './streamSession.js';
 
 export { expandEnv } from './manager/envTemplate.js';
@@ -26,6 +26,8 @@ export { AddressSet, checkRange, PRIVATE_RANGES } from '../../ingest/net/address
 export type { SchedulerStats } from './manager/modelScheduler.js';
 export type { SourcePolicyOptions } from './manager/sourcePolicy.js';
 export type * from './manager/types.js';
+export { isGapEvidence, STREAM_STATES } from './manager/types.js';
+export type { DiskFullOptions } from './manager/streamIngest.js';
 export { ANSWER_MODES, type AnswerMode } from './streamSession.js';
 
 export interface StreamManagerOptions {
@@ -46,7 +48,18 @@ export interface StreamManagerOptions {
   resume?: boolean;
   /** One line per lifecycle event (never contains credentials). */
   log?: (line: string) => void;
+  /** How ingest waits for space after a full disk (poll interval, retry backoff, free bytes wanted). */
+  diskFull?: DiskFullOptions;
+  /**
+   * Tests only: faults injected into ingest. `beforeAddFrame` runs before each frame is stored and
+   * may throw, e.g. the DISK_FULL that a full disk makes the store throw, where a test cannot
+   * mount a small real filesystem.
+   */
+  testFaults?: { beforeAddFrame?: (streamId: string) => void };
 }
+
+/** Most outage entries in one answer's evidence (those nearest the retrieved chunks are kept). */
+export const MAX_GAP_EVIDENCE = 32;
 
 interface ManagerEvents {
   question: [QuestionEvent];
@@ -167,8 +180,9 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     if (this.streams.has(id)) throw new VigilError('STREAM_EXISTS', `a stream with id '${id}' already exists`);
     const stream = new ManagedStream(dir, record);
     this.streams.set(id, stream);
-    stream.persist();
     try {
+      // A full disk here refuses the stream (DISK_FULL, 507): nothing half-created stays behind.
+      stream.persist();
       await this.openSession(stream);
     } catch (error) {
       this.streams.delete(id);
@@ -240,8 +254,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   /** Stops the ingest; the memory stays answerable, and the stream stays stopped after a restart. */
   async stop(id: string): Promise<StreamStatus> {
     const stream = this.get(id);
-    stream.record.desired = 'stopped';
-    stream.persist();
+    // Recorded first: a stop that stream.json cannot keep (DISK_FULL) is refused, not half done.
+    stream.update({ desired: 'stopped' });
     await stream.ingest?.stop();
     this.log(`stream ${id}: stopped`);
     return this.status(id);
@@ -253,9 +267,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     if (!stream.session) throw new VigilError('STREAM_UNAVAILABLE', `stream '${id}' is not available: ${stream.unavailable ? publicMessage(stream.unavailable.message, this.pathRoots) : 'its memory is not open'}`);
     const resumes = !stream.ingesting && !stream.record.completed;
     if (resumes) this.assertIngestSlot();
-    stream.record.desired = 'running';
-    stream.record.lastError = null;
-    stream.persist();
+    stream.update({ desired: 'running', lastError: null });
     if (resumes) this.startIngest(stream);
     return this.status(id);
   }
@@ -324,20 +336,22 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
         signal,
       );
       stream.answered++;
+      const chunks: EvidenceItem[] = answer.evidence.map((e) => ({
+        chunkId: e.chunkId,
+        tStart: e.tStart,
+        tEnd: e.tEnd,
+        layers: e.layers,
+        score: e.meanScore,
+        thumbnail: stream.thumbnails.find(e.chunkId) !== null,
+      }));
       const result: StreamAnswer = {
         streamId: id,
         question: question.question,
         text: answer.text.trim(),
         mode: answer.mode,
         stopReason: answer.stopReason,
-        evidence: answer.evidence.map((e) => ({
-          chunkId: e.chunkId,
-          tStart: e.tStart,
-          tEnd: e.tEnd,
-          layers: e.layers,
-          score: e.meanScore,
-          thumbnail: stream.thumbnails.find(e.chunkId) !== null,
-        })),
+        evidence: mergeByTime(chunks, this.gapEvidence(stream, range, chunks)),
+        skipped: skippedChunks(answer),
         tokens: answer.tokenIds.length,
         contextTokens: answer.contextTokens,
         timing: {
@@ -360,6 +374,40 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     } finally {
       release();
     }
+  }
+
+  /**
+   * The persisted outages that overlap the question's time range (else the stored span), as
+   * evidence: "no frames from..to, because...". At most MAX_GAP_EVIDENCE, those nearest the
+   * retrieved chunks. An answer never fails for them: a manifest that cannot be read leaves them out.
+   */
+  private gapEvidence(stream: ManagedStream, range: { start: number; end: number } | null, chunks: EvidenceItem[]): GapEvidence[] {
+    const store = stream.session?.store;
+    if (!store) return [];
+    let gaps: Array<{ tStart: number; tEnd: number; reason: string }>;
+    let span: { start: number; end: number } | null = range;
+    try {
+      if (!span) {
+        const stats = store.stats();
+        span = stats.tStart === null || stats.tEnd === null ? null : { start: stats.tStart, end: stats.tEnd };
+      }
+      gaps = store.gaps(span ? { from: span.start, to: span.end } : {});
+    } catch (error) {
+      this.log(`stream ${stream.id}: outages left out of an answer: ${(error as Error).message}`);
+      return [];
+    }
+    let chosen = gaps;
+    if (gaps.length > MAX_GAP_EVIDENCE) {
+      // Nearest to what the answer looked at; without retrieved chunks, the newest.
+      const distance = (g: { tStart: number; tEnd: number }) =>
+        chunks.length === 0 ? -g.tEnd : Math.min(...chunks.map((c) => Math.max(0, c.tStart - g.tEnd, g.tStart - c.tEnd)));
+      chosen = gaps
+        .map((g) => ({ g, d: distance(g) }))
+        .sort((a, b) => a.d - b.d || a.g.tStart - b.g.tStart)
+        .slice(0, MAX_GAP_EVIDENCE)
+        .map(({ g }) => g);
+    }
+    return chosen.map((g) => ({ gap: { from: g.tStart, to: g.tEnd, reason: g.reason } }));
   }
 
   /** The stored JPEG of a chunk (or of the newest chunk), or null when there is none. */
@@ -454,6 +502,16 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
         ...(segmentBytes !== undefined ? { segmentBytes } : {}),
       }),
     );
+    this.reloadGaps(stream);
+  }
+
+  /** The gap summary of a stream's status, from the manifest (after opening, and after retention removed old ones). */
+  private reloadGaps(stream: ManagedStream): void {
+    try {
+      stream.loadGaps();
+    } catch (error) {
+      this.log(`stream ${stream.id}: its outages could not be read: ${(error as Error).message}`);
+    }
   }
 
   private startIngest(stream: ManagedStream): void {
@@ -469,6 +527,17 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
       input,
       source: { ...this.options.sourceOptions, fps: record.settings.fps, policy: this.policy.outboundFor(record.origin) },
       pruneEvery: hasRetention ? 16 : null,
+      spaceDirs: [stream.dir, streamStoreDir(stream.dir), streamIndexDir(stream.dir), stream.thumbnails.dir],
+      onGap: (gap) => stream.noteGap(gap),
+      onPruned: (firstChunkId) => {
+        if (stream.retentionRan(firstChunkId)) this.reloadGaps(stream);
+      },
+      onResumed: () => {
+        this.log(`stream ${record.id}: disk space is back, ingest resumed`);
+        if (stream.recordUnsaved) stream.persistSoon();
+      },
+      ...(this.options.diskFull ? { diskFull: this.options.diskFull } : {}),
+      ...(this.options.testFaults?.beforeAddFrame ? { beforeAddFrame: () => this.options.testFaults!.beforeAddFrame!(record.id) } : {}),
     });
     stream.ingest = ingest;
     stream.ingesting = true;
@@ -484,7 +553,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
           if (stream.record.upload) fs.rmSync(stream.record.upload.file, { force: true });
         }
         if (outcome.result === 'failed') stream.record.lastError = outcome.error;
-        stream.persist();
+        if (!stream.persistSoon()) this.log(`stream ${record.id}: its record could not be saved (disk full); retried at the next save`);
         this.log(`stream ${record.id}: ingest ${outcome.result}${outcome.error ? ` (${outcome.error.code}: ${outcome.error.message})` : ''}, ${ingest.framesEncoded} frames`);
       })
       .catch((error: unknown) => this.ingestEndFailed(stream, error));
@@ -505,6 +574,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   /** Stops the ingest and disposes the memory; the record stays as it is. */
   private async detach(stream: ManagedStream): Promise<void> {
     await stream.ingest?.stop();
+    // A change a full disk kept from stream.json gets one more try before the stream goes.
+    if (stream.recordUnsaved && !stream.persistSoon()) this.log(`stream ${stream.id}: its record could not be saved (disk full); the previous stream.json is kept`);
     await stream.session?.dispose();
     stream.session = null;
   }
@@ -572,6 +643,18 @@ function trimmedPieces(emit: (piece: string) => void): (piece: string) => void {
     text = body;
     if (text !== '') emit(text);
   };
+}
+
+/** Chunk evidence and outage entries in one list, in stream time (a chunk before an outage that starts at its time). */
+function mergeByTime(chunks: EvidenceItem[], gaps: GapEvidence[]): EvidenceEntry[] {
+  const at = (e: EvidenceEntry) => ('gap' in e ? e.gap.from : e.tStart);
+  const entries: EvidenceEntry[] = [...chunks, ...gaps];
+  return entries.sort((a, b) => at(a) - at(b) || Number('gap' in a) - Number('gap' in b));
+}
+
+/** The damaged chunks an answer left out: stream time (null where the manifest lost it) and reason, without internal chunk ids. */
+function skippedChunks(answer: { skipped?: ReadonlyArray<{ t: number | null; reason: string }> }): Array<{ t: number | null; reason: string }> {
+  return (answer.skipped ?? []).map((s) => ({ t: s.t, reason: s.reason }));
 }
 
 function round(ms: number): number {

@@ -84,6 +84,35 @@ describe('web page', () => {
     // (A string, evaluated in the page: this file is type-checked without the DOM library.)
     await page.waitForFunction("[...document.querySelectorAll('#evidence figure.strong img')].every((img) => img.complete && img.naturalWidth > 0)");
 
+    // Outages: this clip has none (test/api/gaps.test.ts makes real ones over RTSP), so the server's
+    // own responses are passed through with one added, to check how the page shows them.
+    assert.match(await card.locator('.figures').innerText(), /0 gaps/);
+    const gap = { from: 5, to: 9, reason: 'camera unreachable' };
+    await page.route('**/v1/streams', async (route) => {
+      const response = await route.fetch();
+      const body = (await response.json()) as { streams: Array<{ memory: { gaps: number; lastGap: unknown } | null }> };
+      for (const s of body.streams) if (s.memory) Object.assign(s.memory, { gaps: 1, lastGap: gap });
+      await route.fulfill({ response, json: body });
+    });
+    await card.locator('.gaps', { hasText: 'last gap: not recorded 0:05–0:09: camera unreachable' }).waitFor();
+    assert.match(await card.locator('.figures').innerText(), /1 gap\b/);
+    await page.route('**/v1/streams/*/questions', async (route) => {
+      const response = await route.fetch();
+      const text = (await response.text()).replace(/^event: evidence\ndata: (.*)$/m, (_line, data: string) => {
+        const answer = JSON.parse(data) as { evidence: unknown[]; skipped: unknown[] };
+        answer.evidence.push({ gap });
+        answer.skipped.push({ t: 7, reason: 'checksum mismatch' });
+        return `event: evidence\ndata: ${JSON.stringify(answer)}`;
+      });
+      await route.fulfill({ response, body: text });
+    });
+    await page.click('#ask-button');
+    await page.locator('#evidence figure.gap', { hasText: 'not recorded 0:05–0:09: camera unreachable' }).waitFor();
+    await page.locator('#answer-timing', { hasText: '1 gap in the timeline' }).waitFor();
+    assert.match(await page.locator('#answer-timing').innerText(), /1 damaged chunk left out \(0:07\)/);
+    assert.ok((await page.locator('#evidence figure.strong').count()) > 0, 'the chunk evidence is still shown beside the gap');
+    await page.unrouteAll();
+
     const shot = process.env.VIGIL_PAGE_SCREENSHOT ?? path.join(server.dataDir, 'page.png');
     await page.screenshot({ path: shot, fullPage: true });
     assert.ok(fs.statSync(shot).size > 1000);

@@ -4,7 +4,8 @@ import { type PathRoots, publicMessage } from './publicMessage.js';
 import type { StreamIngest } from './streamIngest.js';
 import { type StreamRecord, writeRecord } from './streamRecord.js';
 import { ThumbnailStore } from './thumbnails.js';
-import type { StreamState, StreamStatus } from './types.js';
+import { isDiskFull } from './diskSpace.js';
+import type { StreamState, StreamStatus, TimelineGap } from './types.js';
 
 /**
  * One stream inside the manager: its persisted record, its memory (session) once open, its ingest
@@ -22,6 +23,15 @@ export class ManagedStream {
   /** Finite sources: the length reported by the probe (s). */
   durationS: number | null = null;
   readonly thumbnails: ThumbnailStore;
+  /** The record changed but stream.json could not be written (disk full): written by the next save. */
+  recordUnsaved = false;
+  /**
+   * The persisted outages, summarised for the status (polled every 1.5 s by the page): read from
+   * the manifest once when the memory opens (and after retention), then updated as gaps are recorded.
+   */
+  private gapSummary: { count: number; last: TimelineGap | null } = { count: 0, last: null };
+  /** The store's first chunk id when the gap summary was last read (retention moves it). */
+  private retainedFrom: number | null = null;
 
   constructor(
     readonly dir: string,
@@ -38,8 +48,66 @@ export class ManagedStream {
     return this.record.kind;
   }
 
+  /**
+   * Writes stream.json (temp file + rename). On a full disk the previous file is kept and DISK_FULL
+   * thrown: callers that change the record revert their change (see `update`).
+   */
   persist(): void {
     writeRecord(this.dir, this.record);
+    this.recordUnsaved = false;
+  }
+
+  /**
+   * Applies a change to the record and saves it; on any failure (a full disk: DISK_FULL) the record
+   * is left as it was, so what is in RAM never claims more than what a restart will find.
+   */
+  update(change: Partial<StreamRecord>): void {
+    const before = this.record;
+    this.record = { ...before, ...change };
+    try {
+      this.persist();
+    } catch (error) {
+      this.record = before;
+      throw error;
+    }
+  }
+
+  /**
+   * For changes that have already happened (an ingest ended): saves now, or, on a full disk, keeps
+   * the change in RAM and retries at the next save or when ingest resumes. Returns whether it saved.
+   */
+  persistSoon(): boolean {
+    try {
+      this.persist();
+      return true;
+    } catch (error) {
+      if (!isDiskFull(error)) throw error;
+      this.recordUnsaved = true;
+      return false;
+    }
+  }
+
+  /**
+   * Retention has run: when it removed chunks, it also removed the gaps that ended before them
+   * (the summary is re-read then, which is rare: retention deletes whole segments).
+   */
+  retentionRan(firstChunkId: number | null): boolean {
+    if (firstChunkId === this.retainedFrom) return false;
+    this.retainedFrom = firstChunkId;
+    return true;
+  }
+
+  /** Reads the persisted outages' count and newest one (a manifest query: on open and after retention only). */
+  loadGaps(): void {
+    const gaps = this.session?.store.gaps() ?? [];
+    const last = gaps.at(-1);
+    this.gapSummary = { count: gaps.length, last: last ? { from: last.tStart, to: last.tEnd, reason: last.reason } : null };
+  }
+
+  /** An outage was just written to the manifest. */
+  noteGap(gap: TimelineGap): void {
+    const last = this.gapSummary.last;
+    this.gapSummary = { count: this.gapSummary.count + 1, last: !last || gap.from >= last.from ? { ...gap } : last };
   }
 
   /** The status as callers see it: error messages without server paths (`roots`). */
@@ -53,7 +121,8 @@ export class ManagedStream {
     const durationS = this.ingest?.source?.probe?.durationS ?? this.durationS;
     const lastT = session?.lastFrameTime ?? null;
     const state = this.state();
-    const error = this.unavailable ?? this.record.lastError ?? this.sourceError(state);
+    const paused = state === 'paused' ? this.ingest?.paused : null;
+    const error = this.unavailable ?? this.record.lastError ?? (paused ? { code: 'DISK_FULL', message: paused.message } : this.sourceError(state));
     return {
       id: record.id,
       name: record.name,
@@ -76,7 +145,15 @@ export class ManagedStream {
       frames: this.ingest?.framesEncoded ?? 0,
       memory:
         session && store
-          ? { chunks: session.storedChunks, bytes: session.storedBytes, firstT: store.tStart, lastT, contextFrames: session.contextFrames }
+          ? {
+              chunks: session.storedChunks,
+              bytes: session.storedBytes,
+              firstT: store.tStart,
+              lastT,
+              contextFrames: session.contextFrames,
+              gaps: this.gapSummary.count,
+              lastGap: this.gapSummary.last ? { ...this.gapSummary.last } : null,
+            }
           : null,
       ingest:
         this.ingest && source
@@ -89,6 +166,9 @@ export class ManagedStream {
               restarts: source.restarts,
               queued: source.queued,
               lastGap: lastGap ? { startT: lastGap.startT, endT: lastGap.endT, reason: lastGap.reason } : null,
+              gapWriteErrors: this.ingest.gapWriteErrors,
+              pauses: this.ingest.pauses,
+              pausedDrops: this.ingest.pausedDrops,
             }
           : null,
       // Every stream has a position in stream time; only a finite source has a length to reach.
@@ -114,6 +194,7 @@ export class ManagedStream {
     if (this.unavailable) return 'unavailable';
     if (!this.session) return 'starting';
     if (this.ingesting) {
+      if (this.ingest?.paused) return 'paused';
       const source = this.ingest?.sourceStats();
       if (!source) return 'starting';
       if (source.state === 'connecting' || source.state === 'backing-off') return source.state;

@@ -1,11 +1,14 @@
-import { openSource, type OpenSourceOptions, type SourceInput, type SourceStats, type VideoSource } from '../../../ingest/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Frame, openSource, type OpenSourceOptions, type SourceInput, type SourceStats, type VideoSource } from '../../../ingest/index.js';
 import { frameToModelInput, modelFrameSize } from '../../../ingest/modelAdapter.js';
 import { RateMeter } from '../../../ingest/stats.js';
 import { isVigilError, VigilError } from '../../../common/errors.js';
 import { modelFrameSide } from '../ingestToSession.js';
 import type { StreamSession } from '../streamSession.js';
+import { freeBytes, formatBytes, isDiskFull } from './diskSpace.js';
 import type { ModelScheduler } from './modelScheduler.js';
 import type { ThumbnailStore } from './thumbnails.js';
+import type { TimelineGap } from './types.js';
 
 export interface StreamIngestOptions {
   streamId: string;
@@ -16,7 +19,34 @@ export interface StreamIngestOptions {
   source: OpenSourceOptions;
   /** Prune thumbnails after retention every this many frames (only when the stream has retention). */
   pruneEvery: number | null;
+  /** Folders whose free space is measured while ingest is paused for a full disk (the stream's memory, index, thumbnails). */
+  spaceDirs: readonly string[];
+  /** Called after an outage was written to the timeline (the stream keeps a summary for its status). */
+  onGap?: (gap: TimelineGap) => void;
+  /** Called after thumbnails were pruned to the store's retention (persisted gaps may have gone too). */
+  onPruned?: (firstChunkId: number | null) => void;
+  /** Called when ingest resumes after a full disk (the stream retries writes it had to defer). */
+  onResumed?: () => void;
+  diskFull?: DiskFullOptions;
+  /**
+   * Tests only: runs before each frame's addFrame and may throw. Used where no small real
+   * filesystem can be mounted, to stand in for the DISK_FULL a full disk makes the store throw.
+   */
+  beforeAddFrame?: () => void;
 }
+
+export interface DiskFullOptions {
+  /** How often free space is measured while paused (ms). Default 2000. */
+  pollMs?: number;
+  /** Longest wait between write retries that keep failing although statfs shows space (ms). Default 30000. */
+  maxBackoffMs?: number;
+  /** Free bytes needed before a write is retried. Default: 1 MiB or 8 average chunks, whichever is more. */
+  minFreeBytes?: number;
+}
+
+/** Outages whose timeline write failed, kept to retry (bounded: the oldest are given up). */
+const MAX_PENDING_GAPS = 64;
+const DISK_FULL_GAP_REASON = 'disk full';
 
 export interface IngestOutcome {
   /** ended: a finite source was read to its end; stopped: stop() was called; failed: see error. */
@@ -53,16 +83,206 @@ export class StreamIngest {
     );
   }
 
-  /** Outages that could not be written to the manifest (the disk failed); ingest goes on. */
+  /** Outage writes to the manifest that failed (the disk failed or was full); ingest goes on, and they are retried. */
   gapWriteErrors = 0;
+  /** Times ingest paused because the disk was full. */
+  pauses = 0;
+  /** Frames of a live source dropped while paused (a finite source waits instead). */
+  pausedDrops = 0;
+  /** Set while ingest waits for disk space: why, and since when. */
+  paused: { message: string; since: number } | null = null;
+  /** The current pause: where the stored timeline stopped, frames lost, when to look for space again. */
+  private pause: {
+    /** The last frame ingest handed to the memory before the pause. */
+    fromT: number;
+    dropped: number;
+    nextCheckAt: number;
+    backoffMs: number;
+    cause: string;
+    /** The newest committed frame's time when a write was last retried (frames after it never reached the disk). */
+    committedEnd: number | null;
+  } | null = null;
+  private pendingGaps: TimelineGap[] = [];
+  /** The last stored time when this ingest started (null: an empty memory). */
+  private resumeAfter: number | null = null;
+  /** One pixel buffer for every frame: each is encoded before the next is preprocessed. */
+  private pixels: Float32Array | undefined;
 
   private recordGap(tStart: number, tEnd: number, reason: string): void {
     if (!(tEnd > tStart)) return;
-    try {
-      this.options.session.store.recordGap({ tStart, tEnd, reason });
-    } catch {
-      this.gapWriteErrors++;
+    this.pendingGaps.push({ from: tStart, to: tEnd, reason });
+    if (this.pendingGaps.length > MAX_PENDING_GAPS) this.pendingGaps.shift();
+    this.writePendingGaps();
+  }
+
+  /** Writes the outages not yet in the manifest; those that fail (e.g. a full disk) wait for the next try. */
+  private writePendingGaps(): void {
+    while (this.pendingGaps.length > 0) {
+      const gap = this.pendingGaps[0]!;
+      try {
+        this.options.session.store.recordGap({ tStart: gap.from, tEnd: gap.to, reason: gap.reason });
+      } catch {
+        this.gapWriteErrors++;
+        return;
+      }
+      this.pendingGaps.shift();
+      this.options.onGap?.(gap);
     }
+  }
+
+  /**
+   * Encodes and stores one frame, then its thumbnail. A full disk pauses ingest instead of failing
+   * it: a live source's frames are dropped until space returns (the time lost becomes a 'disk full'
+   * gap once a write succeeds again); a finite source waits and retries the same frame, so nothing
+   * is lost. Returns the chunk id, or null when the frame was dropped.
+   */
+  private async storeFrame(frame: Frame, t: number, live: boolean, signal: AbortSignal): Promise<number | null> {
+    const { session, scheduler, thumbnails, streamId } = this.options;
+    for (;;) {
+      if (this.pause) {
+        if (live) {
+          if (!(await this.spaceToRetry())) return this.drop();
+        } else {
+          await this.waitForSpace(signal);
+        }
+      }
+      if (this.pause) await this.settleBeforeRetry(this.pause);
+      let chunkId: number;
+      try {
+        const side = modelFrameSide(session);
+        const image = await frameToModelInput(frame, session.model.imageConfig, side, { out: (this.pixels ??= new Float32Array(3 * side * side)) });
+        const chunk = await scheduler.run(
+          streamId,
+          'frame',
+          () => {
+            this.options.beforeAddFrame?.();
+            return session.addFrame(image, t, frame.wallTime);
+          },
+          signal,
+        );
+        chunkId = chunk.chunkId;
+      } catch (error) {
+        if (signal.aborted || !isDiskFull(error)) throw error;
+        await this.enterPause(error, t);
+        if (live) return this.drop();
+        continue;
+      }
+      this.framesEncoded++;
+      if (this.pause) this.leavePause(t);
+      this.lastT = t;
+      if (this.pendingGaps.length > 0) this.writePendingGaps();
+      try {
+        await thumbnails.write(chunkId, frame);
+      } catch (error) {
+        // The chunk is stored, only its picture is missing; the next frames wait for space.
+        if (!isDiskFull(error)) throw error;
+        await this.enterPause(error, t);
+      }
+      return chunkId;
+    }
+  }
+
+  private drop(): null {
+    this.pause!.dropped++;
+    this.pausedDrops++;
+    return null;
+  }
+
+  private get diskFullOptions(): Required<Omit<DiskFullOptions, 'minFreeBytes'>> & { minFreeBytes: number | undefined } {
+    const o = this.options.diskFull ?? {};
+    return { pollMs: o.pollMs ?? 2000, maxBackoffMs: o.maxBackoffMs ?? 30_000, minFreeBytes: o.minFreeBytes };
+  }
+
+  /** Free bytes wanted before writing again: room for several chunks and their manifest rows. */
+  private minFreeBytes(): number {
+    const fixed = this.diskFullOptions.minFreeBytes;
+    if (fixed !== undefined) return fixed;
+    try {
+      const s = this.options.session.stats();
+      const perChunk = s.storedChunks > 0 ? s.storedBytes / s.storedChunks : 0;
+      return Math.max(1024 ** 2, Math.ceil(8 * perChunk));
+    } catch {
+      return 1024 ** 2;
+    }
+  }
+
+  /** A write found the disk full: pause (first time), or back off (a retry failed although statfs showed space). */
+  private async enterPause(error: unknown, t: number): Promise<void> {
+    const { pollMs, maxBackoffMs } = this.diskFullOptions;
+    const now = Date.now();
+    const cause = error instanceof Error ? error.message : String(error);
+    if (this.pause) {
+      this.pause.backoffMs = Math.min(this.pause.backoffMs * 2, maxBackoffMs);
+      this.pause.nextCheckAt = now + this.pause.backoffMs;
+      this.pause.cause = cause;
+    } else {
+      this.pauses++;
+      this.pause = { fromT: this.lastT ?? this.resumeAfter ?? t, dropped: 0, nextCheckAt: now + pollMs, backoffMs: pollMs, cause, committedEnd: null };
+      this.paused = { message: '', since: now };
+    }
+    this.paused!.message = pauseMessage(await freeBytes(this.options.spaceDirs), cause);
+  }
+
+  /**
+   * A write succeeded again. The frames lost meanwhile become a 'disk full' gap: those a live
+   * source dropped, and any handed over before the pause whose commit the full disk refused.
+   */
+  private leavePause(t: number): void {
+    const pause = this.pause!;
+    this.pause = null;
+    this.paused = null;
+    const end = pause.committedEnd;
+    const uncommitted = end !== null && end < pause.fromT;
+    if (pause.dropped > 0 || uncommitted) this.recordGap(uncommitted ? end : pause.fromT, t, DISK_FULL_GAP_REASON);
+    this.options.onResumed?.();
+  }
+
+  /**
+   * Before writing again: frames handed over just before the disk filled may have failed to commit
+   * after their addFrame returned. Waiting for their commits (a DISK_FULL here is that late report,
+   * taken now so the retry does not trip over it) tells where the stored timeline really stops.
+   */
+  private async settleBeforeRetry(pause: NonNullable<StreamIngest['pause']>): Promise<void> {
+    const { session } = this.options;
+    try {
+      await session.flush();
+    } catch (error) {
+      if (!isDiskFull(error)) throw error;
+    }
+    try {
+      pause.committedEnd = session.store.stats().tEnd;
+    } catch {
+      pause.committedEnd = null;
+    }
+  }
+
+  /** Whether it is time to try a write again: the wait is over and statfs shows room. */
+  private async spaceToRetry(): Promise<boolean> {
+    const pause = this.pause!;
+    const now = Date.now();
+    if (now < pause.nextCheckAt) return false;
+    const free = await freeBytes(this.options.spaceDirs);
+    // statfs failing says nothing about space: let the write itself tell (its failure backs off).
+    if (free === null || free >= this.minFreeBytes()) return true;
+    pause.nextCheckAt = now + this.diskFullOptions.pollMs;
+    if (this.paused) this.paused.message = pauseMessage(free, pause.cause);
+    return false;
+  }
+
+  /** A finite source waits (reading nothing) until there is room to write its next frame. */
+  private async waitForSpace(signal: AbortSignal): Promise<void> {
+    for (;;) {
+      const wait = this.pause!.nextCheckAt - Date.now();
+      if (wait > 0) await sleep(wait, undefined, { signal });
+      if (await this.spaceToRetry()) return;
+    }
+  }
+
+  /** Thumbnails follow the store's retention; so does the stream's summary of persisted gaps. */
+  private async prune(): Promise<void> {
+    const firstChunkId = this.options.session.store.stats().firstChunkId;
+    await this.options.thumbnails.prune(firstChunkId);
+    this.options.onPruned?.(firstChunkId);
   }
 
   /** Frames encoded per second over the last 10 s. */
@@ -82,13 +302,12 @@ export class StreamIngest {
   }
 
   private async loop(): Promise<'ended' | 'stopped' | 'failed'> {
-    const { session, scheduler, thumbnails, streamId } = this.options;
+    const { session } = this.options;
     const signal = this.abort.signal;
     const side = modelFrameSide(session);
-    // One pixel buffer for every frame: each is encoded before the next is preprocessed.
-    let pixels: Float32Array | undefined;
     const stored = session.stats();
     const resumeAfter = stored.storedChunks > 0 ? stored.lastFrameTime : null;
+    this.resumeAfter = resumeAfter;
     const wallEnd = session.store.stats().wallEnd;
     const fps = this.options.source.fps ?? 1;
     // A finite source resumes at the sample bin after the last stored frame (live sources ignore it).
@@ -120,13 +339,9 @@ export class StreamIngest {
         }
         const t = frame.t + offset;
         if (resumeAfter !== null && t <= resumeAfter) continue;
-        const image = await frameToModelInput(frame, session.model.imageConfig, side, { out: (pixels ??= new Float32Array(3 * side * side)) });
-        const chunk = await scheduler.run(streamId, 'frame', () => session.addFrame(image, t, frame.wallTime), signal);
-        await thumbnails.write(chunk.chunkId, frame);
-        this.framesEncoded++;
-        this.lastT = t;
+        if ((await this.storeFrame(frame, t, source.stats().live, signal)) === null) continue;
         this.rate.mark();
-        if (this.options.pruneEvery && this.framesEncoded % this.options.pruneEvery === 0) await thumbnails.prune(session.store.stats().firstChunkId);
+        if (this.options.pruneEvery && this.framesEncoded % this.options.pruneEvery === 0) await this.prune();
       }
     } catch (error) {
       if (signal.aborted) return 'stopped';
@@ -136,13 +351,19 @@ export class StreamIngest {
     } finally {
       await source.dispose();
     }
-    if (this.options.pruneEvery) await thumbnails.prune(session.store.stats().firstChunkId);
+    if (this.options.pruneEvery) await this.prune();
     if (signal.aborted) return 'stopped';
     const stats = source.stats();
     if (stats.state === 'failed' && this.framesEncoded === 0 && startAtS !== undefined && nothingLeft(source, startAtS, fps)) return 'ended';
     if (stats.state === 'failed') throw new VigilError((stats.lastError?.code as never) ?? 'SOURCE_FAILED', stats.lastError?.message ?? 'the source failed');
     return stats.endReason === 'stopped' ? 'stopped' : 'ended';
   }
+}
+
+/** The status message of a paused ingest: how much room there is, and the write that failed. */
+function pauseMessage(free: number | null, cause: string): string {
+  const room = free === null ? '' : ` (${formatBytes(free)} free)`;
+  return `paused: disk full${room}; ingest resumes by itself when space returns; the write that failed: ${cause}`;
 }
 
 /** Whether a finite source has less than one sample period left after `startAtS`. */

@@ -64,12 +64,25 @@ export function readRecord(streamDir: string): StreamRecord | null {
   }
 }
 
+/**
+ * Replaces stream.json atomically. When the write fails the temp file is removed and the previous
+ * record stays whole; a full disk is DISK_FULL (retry once there is space), anything else is thrown as is.
+ */
 export function writeRecord(streamDir: string, record: StreamRecord): void {
   fs.mkdirSync(streamDir, { recursive: true });
   const file = recordPath(streamDir);
   const tmp = `${file}.tmp`;
-  fs.writeFileSync(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
-  fs.renameSync(tmp, file);
+  try {
+    fs.writeFileSync(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  } catch (error) {
+    fs.rmSync(tmp, { force: true });
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      throw new VigilError('DISK_FULL', `stream '${record.id}': its record could not be saved, the disk is full (the previous record is kept)`, { cause: error });
+    }
+    throw error;
+  }
 }
 
 export function removeRecord(streamDir: string): void {

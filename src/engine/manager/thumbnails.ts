@@ -32,8 +32,14 @@ export class ThumbnailStore {
       .toBuffer();
     // Write then rename: a reader never sees half a picture.
     const file = this.file(chunkId);
-    await fs.promises.writeFile(`${file}.tmp`, jpeg);
-    await fs.promises.rename(`${file}.tmp`, file);
+    try {
+      await fs.promises.writeFile(`${file}.tmp`, jpeg);
+      await fs.promises.rename(`${file}.tmp`, file);
+    } catch (error) {
+      // A full disk (ENOSPC) must not leave half a picture behind; the caller decides what follows.
+      await fs.promises.rm(`${file}.tmp`, { force: true });
+      throw error;
+    }
     this.newest = chunkId;
   }
 

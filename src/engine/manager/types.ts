@@ -25,11 +25,22 @@ export interface CreateStreamRequest {
 
 /**
  * starting: the memory is being opened; connecting / live / backing-off: a live source's state;
- * processing: a finite source (file, upload) is being read; ended: a finite source was read to its
- * end (still answerable); stopped: stopped by a caller (answerable); failed: the source failed (see
- * `error`; answerable); unavailable: the memory could not be opened (see `error`).
+ * processing: a finite source (file, upload) is being read; paused: the disk is full, ingest waits
+ * for space (frames of a live source are dropped meanwhile; answerable; `error` is DISK_FULL);
+ * ended: a finite source was read to its end (still answerable); stopped: stopped by a caller
+ * (answerable); failed: the source failed (see `error`; answerable); unavailable: the memory could
+ * not be opened (see `error`).
  */
-export type StreamState = 'starting' | 'connecting' | 'live' | 'backing-off' | 'processing' | 'ended' | 'stopped' | 'failed' | 'unavailable';
+export type StreamState = 'starting' | 'connecting' | 'live' | 'backing-off' | 'processing' | 'paused' | 'ended' | 'stopped' | 'failed' | 'unavailable';
+
+export const STREAM_STATES: readonly StreamState[] = ['starting', 'connecting', 'live', 'backing-off', 'processing', 'paused', 'ended', 'stopped', 'failed', 'unavailable'];
+
+/** An outage persisted in the stream's timeline (stream time, s): the camera was down, the service stopped, the disk was full. */
+export interface TimelineGap {
+  from: number;
+  to: number;
+  reason: string;
+}
 
 export interface StreamStatus {
   id: string;
@@ -45,8 +56,11 @@ export interface StreamStatus {
   settings: { fps: number; window: number; sinks: number; storage: KvStorageDtype; retention: { maxBytes?: number; maxAgeSec?: number } };
   /** Frames encoded since the ingest (re)started. */
   frames: number;
-  /** What the stream remembers: chunks and bytes on disk, the stream-time span, frames in the context window. */
-  memory: { chunks: number; bytes: number; firstT: number | null; lastT: number | null; contextFrames: number } | null;
+  /**
+   * What the stream remembers: chunks and bytes on disk, the stream-time span, frames in the context
+   * window, and the outages persisted in its timeline (count and newest; they survive restarts).
+   */
+  memory: { chunks: number; bytes: number; firstT: number | null; lastT: number | null; contextFrames: number; gaps: number; lastGap: TimelineGap | null } | null;
   /** The live ingest, null when none ran since the process started. */
   ingest: {
     /** Frames encoded per second (10-s window). */
@@ -62,6 +76,11 @@ export interface StreamStatus {
     restarts: number;
     queued: number;
     lastGap: { startT: number; endT: number | null; reason: string } | null;
+    /** Outages this ingest could not write to the timeline (the write failed; ingest went on). */
+    gapWriteErrors: number;
+    /** Times this ingest paused because the disk was full, and live frames dropped while paused. */
+    pauses: number;
+    pausedDrops: number;
   } | null;
   /** How far the stream has got: `t` the newest stored stream time (0 before the first frame); `durationS` and `fraction` for finite sources (null for live ones, or before the probe). */
   progress: { t: number; durationS: number | null; fraction: number | null };
@@ -99,6 +118,17 @@ export interface EvidenceItem {
   thumbnail: boolean;
 }
 
+/** An outage in the question's time range: no frames exist for it (`from`..`to`, stream time). */
+export interface GapEvidence {
+  gap: TimelineGap;
+}
+
+export type EvidenceEntry = EvidenceItem | GapEvidence;
+
+export function isGapEvidence(entry: EvidenceEntry): entry is GapEvidence {
+  return 'gap' in entry;
+}
+
 export interface AnswerTiming {
   /** Waiting for the model (other streams' frames and questions). */
   queueMs: number;
@@ -118,7 +148,10 @@ export interface StreamAnswer {
   text: string;
   mode: AnswerMode;
   stopReason: 'eos' | 'max_new_tokens';
-  evidence: EvidenceItem[];
+  /** Retrieved chunks and the outages in the searched range, in time order. */
+  evidence: EvidenceEntry[];
+  /** Damaged chunks the answer had to leave out (stream time, null where it is no longer known; why). */
+  skipped: Array<{ t: number | null; reason: string }>;
   tokens: number;
   contextTokens: number;
   timing: AnswerTiming;
