@@ -115,15 +115,21 @@ export class StreamIngest {
     this.writePendingGaps();
   }
 
-  /** Writes the outages not yet in the manifest; those that fail (e.g. a full disk) wait for the next try. */
+  /**
+   * Writes the outages not yet in the manifest. One that finds the disk full waits (with those
+   * after it) for the next stored frame; one refused for any other reason is given up, so it
+   * cannot hold the others back.
+   */
   private writePendingGaps(): void {
     while (this.pendingGaps.length > 0) {
       const gap = this.pendingGaps[0]!;
       try {
         this.options.session.store.recordGap({ tStart: gap.from, tEnd: gap.to, reason: gap.reason });
-      } catch {
+      } catch (error) {
         this.gapWriteErrors++;
-        return;
+        if (isDiskFull(error)) return;
+        this.pendingGaps.shift();
+        continue;
       }
       this.pendingGaps.shift();
       this.options.onGap?.(gap);
