@@ -18,6 +18,7 @@ import hnswlib from 'hnswlib-node';
 import type { HierarchicalNSW } from 'hnswlib-node';
 import { dot } from '../kernels/similarity.js';
 import type { Hits } from './hits.js';
+import { IdBitSet } from './idBitSet.js';
 import { rankHits } from './hits.js';
 import type { SimilaritySpace } from './space.js';
 
@@ -36,7 +37,7 @@ export const DEFAULT_HNSW_PARAMS: HnswParams = { m: 32, efConstruction: 400, ef:
 
 export class HnswStore {
   private readonly index: HierarchicalNSW;
-  private readonly live = new Set<number>();
+  private readonly live = new IdBitSet();
   /** Largest label ever inserted: a smaller id that is not live may still sit in the graph, deleted. */
   private maxLabel = -1;
   private readonly row: number[];
@@ -80,14 +81,16 @@ export class HnswStore {
     if (index.getNumDimensions() !== dim) throw new Error(`graph has ${index.getNumDimensions()} dimensions, meta says ${dim}`);
     index.setEf(params.ef);
     const store = new HnswStore(space, dim, params, offset, index);
-    const labels = new Set(index.getIdsList());
+    const labels = new IdBitSet();
+    for (const label of index.getIdsList()) {
+      labels.add(label);
+      if (label > store.maxLabel) store.maxLabel = label;
+    }
     for (const id of ids) {
       if (!labels.has(id)) throw new Error(`live id ${id} is not in the graph`);
-      store.live.add(id);
+      if (!store.live.add(id)) throw new Error('live id list has duplicates');
     }
-    if (store.live.size !== ids.length) throw new Error('live id list has duplicates');
     if (store.live.size > index.getCurrentCount()) throw new Error('more live ids than graph slots');
-    for (const label of labels) if (label > store.maxLabel) store.maxLabel = label;
     return store;
   }
 
@@ -113,7 +116,7 @@ export class HnswStore {
   }
 
   liveIds(): Uint32Array {
-    return Uint32Array.from(this.live).sort();
+    return this.live.toArray();
   }
 
   setEf(ef: number): void {
