@@ -399,8 +399,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     let chosen = gaps;
     if (gaps.length > MAX_GAP_EVIDENCE) {
       // Nearest to what the answer looked at; without retrieved chunks, the newest.
-      const distance = (g: { tStart: number; tEnd: number }) =>
-        chunks.length === 0 ? -g.tEnd : Math.min(...chunks.map((c) => Math.max(0, c.tStart - g.tEnd, g.tStart - c.tEnd)));
+      const distance = (g: { tStart: number; tEnd: number }) => (chunks.length === 0 ? -g.tEnd : nearestChunk(chunks, g.tStart, g.tEnd));
       chosen = gaps
         .map((g) => ({ g, d: distance(g) }))
         .sort((a, b) => a.d - b.d || a.g.tStart - b.g.tStart)
@@ -643,6 +642,24 @@ function trimmedPieces(emit: (piece: string) => void): (piece: string) => void {
     text = body;
     if (text !== '') emit(text);
   };
+}
+
+/**
+ * Distance (s) from [from, to] to the nearest of `chunks` (in time order, not overlapping one
+ * another): a binary search, since mode full can bring a whole history of evidence.
+ */
+function nearestChunk(chunks: readonly EvidenceItem[], from: number, to: number): number {
+  let lo = 0;
+  let hi = chunks.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (chunks[mid]!.tStart <= to) lo = mid + 1;
+    else hi = mid;
+  }
+  // chunks[lo - 1] is the last that starts by `to`, chunks[lo] the first after it.
+  const before = lo > 0 ? Math.max(0, from - chunks[lo - 1]!.tEnd) : Infinity;
+  const after = lo < chunks.length ? chunks[lo]!.tStart - to : Infinity;
+  return Math.min(before, after);
 }
 
 /** Chunk evidence and outage entries in one list, in stream time (a chunk before an outage that starts at its time). */

@@ -3,19 +3,22 @@
  * server on 127.0.0.1) goes down and comes back; the persisted gap shows in the stream's status
  * (count and newest), in the evidence of an answer whose time range covers it (and not of one that
  * does not), and the count survives a service restart, which adds its own 'not ingesting' gap.
- * Skips loudly without the RTSP server, except with CI=true.
+ * Skips loudly without the RTSP server, except with CI=true. And, with many outages on record, an
+ * answer lists at most 32: those nearest the chunks it retrieved.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { AnswerSchema } from '../../api/schemas/questions.js';
+import { ChunkStore } from '../../memory/store/index.js';
+import { streamDir, streamStoreDir } from '../../src/engine/dataLayout.js';
 import { StreamStatusSchema } from '../../api/schemas/streams.js';
 import { makeProbeClip } from '../../ingest/index.js';
 import type { StreamStatus } from '../../src/engine/streamManager.js';
 import { assertNoChildrenLeft } from '../fixtures/processes.js';
 import { requireRtsp, type RtspServer, startRtspServer } from '../fixtures/rtspServer.js';
-import { AUTH, disposeSharedModel, question, startTestServer, tempDir, type TestServer, waitFor } from './helpers.js';
+import { AUTH, disposeSharedModel, makeClips, question, startTestServer, tempDir, type TestServer, waitEnded, waitFor } from './helpers.js';
 
 interface GapEntry {
   gap: { from: number; to: number; reason: string };
@@ -29,13 +32,20 @@ describe('outages in status, answers and across restarts', () => {
   let clip: string;
   let camera: RtspServer | null = null;
   let server: TestServer | null = null;
+  const servers: TestServer[] = [];
+  /** Every server a test starts is closed in `after`, whatever failed. */
+  const start = async (options: Parameters<typeof startTestServer>[0]) => {
+    const started = await startTestServer(options);
+    servers.push(started);
+    return started;
+  };
 
   before(async () => {
     clip = path.join(tempDir('vigil-gaps-'), 'live.mp4');
     await makeProbeClip({ out: clip, durationS: 90, width: 160, height: 90, needles: [{ start: 2, duration: 2, background: 'red', square: 'green' }] });
   });
   after(async () => {
-    await server?.close();
+    for (const started of servers) await started.close();
     await camera?.kill();
     await disposeSharedModel();
     assertNoChildrenLeft('after the service was closed');
@@ -46,7 +56,7 @@ describe('outages in status, answers and across restarts', () => {
     if (!python) return;
     camera = await startRtspServer(python, { file: clip });
     const options = { manager: { policy: { allowNetworks: ['127.0.0.1/32'] }, sourceOptions: { backoff: { initialMs: 300, maxMs: 1000 }, socketTimeoutS: 3 } } };
-    server = await startTestServer(options);
+    server = await start(options);
     const s = server;
     await request(s.url).post('/v1/streams').set(AUTH).send({ id: 'cam', source: camera.url, fps: 2, window: 2 }).expect(201);
     const before = await waitFor('live past the needle', () => {
@@ -100,7 +110,7 @@ describe('outages in status, answers and across restarts', () => {
     // time the service was down becomes a second gap once frames flow again.
     const dataDir = s.dataDir;
     await s.close();
-    server = await startTestServer({ ...options, dataDir });
+    server = await start({ ...options, dataDir });
     const restored = server;
     const reopened = restored.ready.status('cam');
     assert.equal(reopened.memory!.gaps, 1, 'the count survives the restart');
@@ -114,5 +124,40 @@ describe('outages in status, answers and across restarts', () => {
     const afterRestart = (await request(restored.url).post('/v1/streams/cam/questions').set(AUTH).send({ question: question('red'), r: 4 }).expect(200)).body;
     AnswerSchema.parse(afterRestart);
     assert.equal(gapsOf(afterRestart.evidence).length, 2, JSON.stringify(afterRestart.evidence));
+  });
+
+  it('lists at most 32 outages in an answer, those nearest its retrieved chunks, and only those in its range', async () => {
+    const clips = await makeClips();
+    const dataDir = tempDir('vigil-data-');
+    let s = await start({ dataDir, filesDir: clips });
+    await request(s.url).post('/v1/streams').set(AUTH).send({ id: 'clip', source: 'a.mp4', window: 4 }).expect(201);
+    await waitEnded(s, 'clip');
+    await s.close();
+    // 40 outages on record (written into the stream's manifest while no server holds it), one a second.
+    const store = ChunkStore.open({ dir: streamStoreDir(streamDir(dataDir, 'clip')), create: false });
+    for (let i = 0; i < 40; i++) store.recordGap({ tStart: i + 0.2, tEnd: i + 0.8, reason: `outage ${i}` });
+    await store.dispose();
+    s = await start({ dataDir, filesDir: clips });
+    assert.equal(s.ready.status('clip').memory!.gaps, 40);
+
+    const answer = (await request(s.url).post('/v1/streams/clip/questions').set(AUTH).send({ question: question('red'), r: 4 }).expect(200)).body;
+    AnswerSchema.parse(answer);
+    assert.equal(answer.text, 'green');
+    const entries = answer.evidence as Entry[];
+    const times = entries.map(timeOf);
+    assert.deepEqual(times, [...times].sort((a, b) => a - b), 'evidence in time order');
+    const chunks = entries.filter((e): e is { chunkId: number; tStart: number } => !('gap' in e));
+    const listed = gapsOf(entries);
+    assert.equal(listed.length, 32);
+    // Those left out are no nearer to a retrieved chunk than any listed one.
+    const distance = (g: { from: number; to: number }) => Math.min(...chunks.map((c) => Math.max(0, c.tStart - g.to, g.from - c.tStart)));
+    const shown = new Set(listed.map((g) => g.reason));
+    const left = Array.from({ length: 40 }, (_, i) => ({ from: i + 0.2, to: i + 0.8, reason: `outage ${i}` })).filter((g) => !shown.has(g.reason));
+    assert.equal(left.length, 8);
+    assert.ok(Math.max(...listed.map(distance)) <= Math.min(...left.map(distance)), `listed: ${JSON.stringify(listed)}; chunks at ${chunks.map((c) => c.tStart).join(', ')}`);
+
+    // A range lists the outages that overlap it, whatever the number elsewhere.
+    const ranged = (await request(s.url).post('/v1/streams/clip/questions').set(AUTH).send({ question: question('red'), r: 4, from: 10, to: 15 }).expect(200)).body;
+    assert.deepEqual(gapsOf(ranged.evidence).map((g) => g.reason), ['outage 10', 'outage 11', 'outage 12', 'outage 13', 'outage 14']);
   });
 });
