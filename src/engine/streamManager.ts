@@ -501,6 +501,15 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
         ...(segmentBytes !== undefined ? { segmentBytes } : {}),
       }),
     );
+    // Retention's removals (one event from the stream's memory): thumbnails and the gap summary follow.
+    stream.session.memory.onRemoved((ids) => this.afterRetention(stream, ids));
+    stream.thumbnails.resumeAt(stream.session.store.stats().lastChunkId);
+    this.reloadGaps(stream);
+  }
+
+  /** Old chunks left the store (retention): their thumbnails go, and gaps that ended before them. */
+  private afterRetention(stream: ManagedStream, chunkIds: readonly number[]): void {
+    stream.removeThumbnails(chunkIds).catch((error: unknown) => this.log(`stream ${stream.id}: removing thumbnails failed: ${(error as Error).message}`));
     this.reloadGaps(stream);
   }
 
@@ -517,7 +526,6 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     if (!stream.session || stream.ingesting || this.closing) return;
     const { record } = stream;
     const input = record.origin === 'config' ? expandEnv(record.source, process.env, `stream '${record.id}'`) : record.source;
-    const hasRetention = record.settings.retention.maxBytes !== undefined || record.settings.retention.maxStreamAgeSec !== undefined;
     const ingest = new StreamIngest({
       streamId: record.id,
       session: stream.session,
@@ -525,12 +533,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
       thumbnails: stream.thumbnails,
       input,
       source: { ...this.options.sourceOptions, fps: record.settings.fps, policy: this.policy.outboundFor(record.origin) },
-      pruneEvery: hasRetention ? 16 : null,
       spaceDirs: [stream.dir, streamStoreDir(stream.dir), streamIndexDir(stream.dir), stream.thumbnails.dir],
       onGap: (gap) => stream.noteGap(gap),
-      onPruned: (firstChunkId) => {
-        if (stream.retentionRan(firstChunkId)) this.reloadGaps(stream);
-      },
       onResumed: () => {
         this.log(`stream ${record.id}: disk space is back, ingest resumed`);
         if (stream.recordUnsaved) stream.persistSoon();

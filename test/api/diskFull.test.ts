@@ -212,6 +212,8 @@ describe('disk full: ingest pauses and resumes', () => {
     const after = await request(s.url).post('/v1/streams/cam/questions').set(AUTH).send({ question: question('red'), r: 4 }).expect(200);
     assert.equal(after.body.text, 'green');
     assert.ok(after.body.evidence.some((e: { gap?: { reason: string } }) => e.gap?.reason === 'disk full'), JSON.stringify(after.body.evidence));
+    // Stopped first: a live camera is writing its next thumbnail (write .tmp, rename) at any moment.
+    await request(s.url).post('/v1/streams/cam/stop').set(AUTH).expect(200);
     assert.deepEqual(fs.readdirSync(path.join(dataDir, 'streams', 'cam', 'thumbs')).filter((f) => f.endsWith('.tmp')), [], 'no half-written thumbnails');
   }
 

@@ -31,7 +31,8 @@ export class ManagedStream {
    */
   private gapSummary: { count: number; last: TimelineGap | null } = { count: 0, last: null };
   /** The store's first chunk id when the gap summary was last read (retention moves it). */
-  private retainedFrom: number | null = null;
+  /** Thumbnail prunes run one after another. */
+  private pruning: Promise<void> = Promise.resolve();
 
   constructor(
     readonly dir: string,
@@ -91,10 +92,11 @@ export class ManagedStream {
    * Retention has run: when it removed chunks, it also removed the gaps that ended before them
    * (the summary is re-read then, which is rare: retention deletes whole segments).
    */
-  retentionRan(firstChunkId: number | null): boolean {
-    if (firstChunkId === this.retainedFrom) return false;
-    this.retainedFrom = firstChunkId;
-    return true;
+  /** Deletes the thumbnails of chunks retention removed, one removal after another (the memory's removal event calls it). */
+  removeThumbnails(chunkIds: readonly number[]): Promise<void> {
+    const run = this.pruning.then(() => this.thumbnails.remove(chunkIds));
+    this.pruning = run.catch(() => undefined);
+    return run;
   }
 
   /** Reads the persisted outages' count and newest one (a manifest query: on open and after retention only). */

@@ -17,14 +17,10 @@ export interface StreamIngestOptions {
   thumbnails: ThumbnailStore;
   input: SourceInput;
   source: OpenSourceOptions;
-  /** Prune thumbnails after retention every this many frames (only when the stream has retention). */
-  pruneEvery: number | null;
   /** Folders whose free space is measured while ingest is paused for a full disk (the stream's memory, index, thumbnails). */
   spaceDirs: readonly string[];
   /** Called after an outage was written to the timeline (the stream keeps a summary for its status). */
   onGap?: (gap: TimelineGap) => void;
-  /** Called after thumbnails were pruned to the store's retention (persisted gaps may have gone too). */
-  onPruned?: (firstChunkId: number | null) => void;
   /** Called when ingest resumes after a full disk (the stream retries writes it had to defer). */
   onResumed?: () => void;
   diskFull?: DiskFullOptions;
@@ -284,13 +280,6 @@ export class StreamIngest {
     }
   }
 
-  /** Thumbnails follow the store's retention; so does the stream's summary of persisted gaps. */
-  private async prune(): Promise<void> {
-    const firstChunkId = this.options.session.store.stats().firstChunkId;
-    await this.options.thumbnails.prune(firstChunkId);
-    this.options.onPruned?.(firstChunkId);
-  }
-
   /** Frames encoded per second over the last 10 s. */
   encodeFps(): number {
     return Number(this.rate.rate().toFixed(3));
@@ -347,7 +336,6 @@ export class StreamIngest {
         if (resumeAfter !== null && t <= resumeAfter) continue;
         if ((await this.storeFrame(frame, t, source.stats().live, signal)) === null) continue;
         this.rate.mark();
-        if (this.options.pruneEvery && this.framesEncoded % this.options.pruneEvery === 0) await this.prune();
       }
     } catch (error) {
       if (signal.aborted) return 'stopped';
@@ -357,7 +345,6 @@ export class StreamIngest {
     } finally {
       await source.dispose();
     }
-    if (this.options.pruneEvery) await this.prune();
     if (signal.aborted) return 'stopped';
     const stats = source.stats();
     if (stats.state === 'failed' && this.framesEncoded === 0 && startAtS !== undefined && nothingLeft(source, startAtS, fps)) return 'ended';

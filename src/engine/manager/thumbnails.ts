@@ -9,20 +9,19 @@ export const THUMBNAIL_EDGE = 160;
 /**
  * The evidence pictures of one stream: `<stream>/thumbs/<chunkId>.jpg`, one small JPEG per chunk,
  * made from the sampled frame when it is encoded (the KV cannot be turned back into pixels). They
- * follow the chunk store: `prune(firstChunkId)` removes those whose chunk retention has deleted.
+ * follow the chunk store: retention's removal event (StreamMemory.onRemoved) calls remove(ids).
+ * Nothing here lists the folder, which holds one file per chunk of history.
  */
 export class ThumbnailStore {
-  /** Lowest chunk id that may still have a thumbnail (everything below was pruned). */
-  private floor = 0;
   private newest: number | null = null;
 
   constructor(readonly dir: string) {
     fs.mkdirSync(dir, { recursive: true });
-    const ids = this.ids();
-    if (ids.length > 0) {
-      this.floor = ids[0]!;
-      this.newest = ids.at(-1)!;
-    }
+  }
+
+  /** After a restart: the newest stored chunk's thumbnail is the latest one, if it was written. */
+  resumeAt(lastChunkId: number | null): void {
+    if (this.newest === null && lastChunkId !== null && fs.existsSync(this.file(lastChunkId))) this.newest = lastChunkId;
   }
 
   async write(chunkId: number, frame: Frame): Promise<void> {
@@ -57,18 +56,9 @@ export class ThumbnailStore {
     return this.newest;
   }
 
-  /** Deletes the thumbnails of chunks below `firstChunkId` (removed from the store by retention). */
-  async prune(firstChunkId: number | null): Promise<void> {
-    const limit = firstChunkId ?? (this.newest === null ? 0 : this.newest + 1);
-    for (; this.floor < limit; this.floor++) await fs.promises.rm(this.file(this.floor), { force: true });
-  }
-
-  private ids(): number[] {
-    return fs
-      .readdirSync(this.dir)
-      .map((name) => /^(\d+)\.jpg$/.exec(name)?.[1])
-      .filter((id): id is string => id !== undefined)
-      .map(Number)
-      .sort((a, b) => a - b);
+  /** Deletes the thumbnails of these chunks (removed from the store by retention). */
+  async remove(chunkIds: readonly number[]): Promise<void> {
+    for (const id of chunkIds) await fs.promises.rm(this.file(id), { force: true });
+    if (this.newest !== null && chunkIds.includes(this.newest)) this.newest = null;
   }
 }
