@@ -3,6 +3,7 @@
 // change the chunk rows; this RAM copy answers stats() and retention in O(segments), never by a
 // query over the chunk rows (each carries ~23 KB of representatives at smolvlm2-256m geometry).
 import type { KvStorageDtype } from '../frameChunk.js';
+import type { ChunkLocation } from './manifest.js';
 
 export type BytesByDtype = Record<KvStorageDtype, number>;
 
@@ -23,16 +24,7 @@ export interface SegmentSummary {
 }
 
 /** The fields of a chunk row a summary needs. */
-export interface SummaryRow {
-  chunkId: number;
-  segment: number;
-  offset: number;
-  length: number;
-  tStart: number;
-  tEnd: number;
-  wallTime: number;
-  dtype: KvStorageDtype;
-}
+export type SummaryRow = Pick<ChunkLocation, 'chunkId' | 'segment' | 'offset' | 'length' | 'tStart' | 'tEnd' | 'wallTime' | 'dtype'>;
 
 export interface StoreTotals {
   chunkCount: number;

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import type { FrameChunk } from '../../memory/frameChunk.js';
-import type { ChunkGeometry } from '../../memory/store/index.js';
+import { type ChunkGeometry, ChunkStore } from '../../memory/store/index.js';
 import { meanOverTokens } from '../../kernels/pool.js';
 import { mulberry32 } from '../../kernels/sampling.js';
 
@@ -95,4 +95,22 @@ export async function rejectsWithCode(p: Promise<unknown> | (() => unknown), cod
   } else {
     await assert.rejects(p, check);
   }
+}
+
+/**
+ * Runs `check` on a writer's store, again after it is closed and reopened, and on a read-only
+ * reader beside the reopened writer; returns the reopened writer (the caller disposes it).
+ */
+export async function checkAcrossReopen(store: ChunkStore, dir: string, check: (s: ChunkStore) => void): Promise<ChunkStore> {
+  check(store);
+  await store.dispose();
+  const reopened = ChunkStore.open({ dir });
+  check(reopened);
+  const reader = ChunkStore.open({ dir, readOnly: true });
+  try {
+    check(reader);
+  } finally {
+    await reader.dispose();
+  }
+  return reopened;
 }

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChunkStore, type StreamGap } from '../../memory/store/index.js';
-import { rejectsWithCode, tempDir, TINY } from './helpers.js';
+import { checkAcrossReopen, rejectsWithCode, tempDir, TINY } from './helpers.js';
 
 const GAPS: StreamGap[] = [
   { tStart: 100, tEnd: 110, reason: 'camera unreachable' },
@@ -30,15 +30,9 @@ test('gaps(range): those overlapping [from, to], by start time, at most limit', 
     assert.deepEqual(s.gaps({ limit: 0 }), []);
     assert.deepEqual(s.gaps({ from: 20, to: 10 }), []);
   };
-  check(store);
   await rejectsWithCode(() => store.gaps({ from: Number.NaN }), 'BAD_INPUT');
   await rejectsWithCode(() => store.gaps({ limit: 1.5 }), 'BAD_INPUT');
   await rejectsWithCode(() => store.gaps({ limit: -1 }), 'BAD_INPUT');
-  await store.dispose();
-  store = ChunkStore.open({ dir });
-  check(store);
-  const reader = ChunkStore.open({ dir, readOnly: true });
-  check(reader);
-  await reader.dispose();
+  store = await checkAcrossReopen(store, dir, check);
   await store.dispose();
 });

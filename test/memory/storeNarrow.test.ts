@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ChunkStore } from '../../memory/store/index.js';
-import { makeChunk, rejectsWithCode, tempDir, TINY } from './helpers.js';
+import { checkAcrossReopen, makeChunk, rejectsWithCode, tempDir, TINY } from './helpers.js';
 
 test('chunkIds, chunkTimes and readMetas agree with listChunks, after drops, across reopen and read-only', async (t) => {
   const dir = tempDir(t);
@@ -32,13 +32,7 @@ test('chunkIds, chunkTimes and readMetas agree with listChunks, after drops, acr
     for (const m of metas) assert.deepEqual(m, all.find((x) => x.chunkId === m.chunkId));
     assert.deepEqual(s.readMetas([]), []);
   };
-  check(store);
-  await store.dispose();
-  store = ChunkStore.open({ dir });
-  check(store);
-  const reader = ChunkStore.open({ dir, readOnly: true });
-  check(reader);
-  await reader.dispose();
+  store = await checkAcrossReopen(store, dir, check);
   await rejectsWithCode(() => store.readMetas([1, -1]), 'BAD_INPUT');
   await store.dispose();
   await rejectsWithCode(() => store.chunkIds(), 'STORE_CLOSED');
