@@ -444,11 +444,6 @@ export class Manifest {
     return this.summaries.totals();
   }
 
-  maxSegmentId(): number | null {
-    const r = this.db.prepare('SELECT MAX(segment_id) AS m FROM chunks').get() as { m: number | null };
-    return r.m;
-  }
-
   /**
    * Deletes the rows and summaries of whole segments in one transaction, with the gaps that end
    * before every chunk still stored; returns the removed chunk ids.
