@@ -45,10 +45,17 @@ export interface StreamMemoryStats {
   storedBytes: number;
   indexedChunks: number;
   lastFrameTime: number | null;
+  /** Chunks waiting to be committed again after a full disk turned them back. */
+  heldBackChunks: number;
+  /** Chunks a full disk kept out for good (they fall inside a 'disk full' gap). */
+  lostChunks: number;
 }
 
 /** A restart that changed the index this much saves it at once rather than at shutdown. */
 const RESAVE_AFTER_CHANGES = 1000;
+
+/** Chunks a full disk turned back, kept in RAM to be committed again; past this the oldest are lost. */
+const MAX_HELD_BACK = 16;
 
 type RemovalListener = (chunkIds: readonly number[]) => void;
 
@@ -62,8 +69,9 @@ type RemovalListener = (chunkIds: readonly number[]) => void;
  * Write path per frame: append() validates the chunk once (the store's validator), numbers it and
  * pushes it into the window synchronously; the store write and the index add run behind it without
  * holding up the next frame. A failed write or index add puts the memory in an error state that the
- * next append() or settle() throws (never an unhandled rejection); a full disk (DISK_FULL) is
- * thrown once and then cleared, so ingest can pause and come back when space returns.
+ * next append() or settle() throws (never an unhandled rejection). A full disk (DISK_FULL) is
+ * thrown once and then cleared, so ingest can pause and come back when space returns; the chunks
+ * it turned back are kept and committed again, in id order, by the next append() or flush().
  */
 export class StreamMemory implements QuestionMemory {
   private nextChunkId: number;
@@ -71,6 +79,10 @@ export class StreamMemory implements QuestionMemory {
   private readonly pendingCommits = new Set<Promise<void>>();
   private failure: unknown;
   private diskFull: VigilError | undefined;
+  /** Chunks whose commit a full disk turned back, in id order: committed again before anything newer. */
+  private heldBack: FrameChunk[] = [];
+  /** Chunks a full disk kept out for good (more than MAX_HELD_BACK waiting, or overtaken). */
+  private lostChunks = 0;
   private readonly removalListeners = new Set<RemovalListener>();
   private disposing: Promise<void> | null = null;
   private backgroundSave: Promise<void> | undefined;
@@ -163,6 +175,7 @@ export class StreamMemory implements QuestionMemory {
   append(chunk: UnnumberedChunk): FrameChunk {
     this.assertOpen();
     this.throwFailure();
+    this.recommitHeldBack();
     if (this.lastT !== null && chunk.tStart < this.lastT) throw new VigilError('BAD_INPUT', `frame time ${chunk.tStart} is before the previous frame (${this.lastT})`);
     const numbered: FrameChunk = { ...chunk, chunkId: this.nextChunkId };
     validateChunk(numbered, this.store.geometry, this.nextChunkId > 0 ? this.nextChunkId - 1 : null);
@@ -182,8 +195,9 @@ export class StreamMemory implements QuestionMemory {
     this.throwFailure(options.diskFull ?? true);
   }
 
-  /** Commits what is pending now (one fsync) and waits for the index adds. */
+  /** Commits what is pending now (one fsync), chunks a full disk held back included, and waits for the index adds. */
   async flush(): Promise<void> {
+    this.recommitHeldBack();
     await this.store.flush();
     await this.settle();
   }
@@ -230,6 +244,8 @@ export class StreamMemory implements QuestionMemory {
       storedBytes: store.segmentBytes,
       indexedChunks: this.index.size,
       lastFrameTime: this.lastT,
+      heldBackChunks: this.heldBack.length,
+      lostChunks: this.lostChunks,
     };
   }
 
@@ -260,6 +276,7 @@ export class StreamMemory implements QuestionMemory {
   private async shutdown(): Promise<void> {
     try {
       await this.backgroundSave;
+      this.recommitHeldBack();
       await this.store.flush();
       await Promise.all([...this.pendingCommits]);
       try {
@@ -286,7 +303,7 @@ export class StreamMemory implements QuestionMemory {
    * Payload now, manifest row per the fsync policy, then the index (design.md: payload -> manifest
    * -> index). Until it is indexed the chunk is still in the RAM window.
    */
-  private commit(chunk: FrameChunk): void {
+  private commit(chunk: FrameChunk, retry = false): void {
     // Never rejects: failures land in `failure` / `diskFull`; the promise leaves the set when settled.
     const committed: Promise<void> = this.store
       .append(chunk)
@@ -300,9 +317,16 @@ export class StreamMemory implements QuestionMemory {
           }
         },
         (error: unknown) => {
-          // A full disk loses this frame (never committed) but nothing else: reported once, then cleared.
-          if (isVigilError(error) && error.code === 'DISK_FULL') this.diskFull ??= error;
-          else throw error;
+          // A full disk: the store undid the append; the chunk waits to be committed again (the
+          // next append or flush), and DISK_FULL is reported once so ingest can pause.
+          if (isVigilError(error) && error.code === 'DISK_FULL') {
+            this.diskFull ??= error;
+            this.holdBack(chunk);
+          } else if (retry && isVigilError(error) && error.code === 'BAD_INPUT') {
+            // A later chunk was committed meanwhile: this one can no longer go in, in id order.
+            this.lostChunks++;
+            process.emitWarning(`stream memory ${this.options.dir}: chunk ${chunk.chunkId} (t ${chunk.tStart}) was lost to a full disk: ${error.message}`);
+          } else throw error;
         },
       )
       .catch((error: unknown) => {
@@ -310,6 +334,24 @@ export class StreamMemory implements QuestionMemory {
       })
       .finally(() => this.pendingCommits.delete(committed));
     this.pendingCommits.add(committed);
+  }
+
+  private holdBack(chunk: FrameChunk): void {
+    this.heldBack.push(chunk);
+    this.heldBack.sort((a, b) => a.chunkId - b.chunkId);
+    while (this.heldBack.length > MAX_HELD_BACK) {
+      const lost = this.heldBack.shift()!;
+      this.lostChunks++;
+      process.emitWarning(`stream memory ${this.options.dir}: chunk ${lost.chunkId} (t ${lost.tStart}) was lost to a full disk (more than ${MAX_HELD_BACK} waiting)`);
+    }
+  }
+
+  /** Commits again, in id order, the chunks a full disk turned back (before anything newer). */
+  private recommitHeldBack(): void {
+    if (this.heldBack.length === 0) return;
+    const held = this.heldBack;
+    this.heldBack = [];
+    for (const chunk of held) this.commit(chunk, true);
   }
 
   private throwFailure(diskFull = true): void {

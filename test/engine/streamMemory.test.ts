@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { segmentPath } from '../../memory/store/segmentFiles.js';
+import { VigilError } from '../../common/errors.js';
 import { streamIndexDir, streamStoreDir } from '../../src/engine/dataLayout.js';
 import { StreamSession, type StreamSessionOptions } from '../../src/engine/streamSession.js';
 import type { PreprocessedImage } from '../../src/model/preprocess/imagePreprocessor.js';
@@ -91,6 +92,39 @@ describe('StreamMemory', () => {
     } finally {
       process.off('unhandledRejection', onUnhandled);
       index.addChunk = original;
+      await session.dispose();
+    }
+  });
+
+  it('a chunk a full disk turned back is reported once, kept, and committed by the next flush', async () => {
+    const session = await ingest(path.join(scratch, 'held-back'), {}, 4);
+    // Fault injection (a spy on the real store): the first try of chunk 4 meets a full disk. The
+    // store undoes such an append (test/memory/storeDiskFull.test.ts shows it on a real tmpfs), so
+    // refusing before writing is what the memory sees.
+    const store = session.store;
+    const original = store.append.bind(store);
+    let refused = 0;
+    store.append = (chunk) => {
+      if (chunk.chunkId === 4 && refused === 0) {
+        refused++;
+        return Promise.reject(new VigilError('DISK_FULL', 'injected: no space left'));
+      }
+      return original(chunk);
+    };
+    try {
+      assert.equal((await session.addFrame(haystack, 4)).chunkId, 4);
+      await assert.rejects(session.addFrame(haystack, 5), (e: Error & { code?: string }) => e.code === 'DISK_FULL');
+      assert.equal(session.stats().heldBackChunks, 1);
+      assert.equal(session.stats().storedChunks, 4);
+      await session.flush();
+      const stats = session.stats();
+      assert.deepEqual([stats.storedChunks, stats.indexedChunks, stats.heldBackChunks, stats.lostChunks], [5, 5, 0, 0]);
+      assert.deepEqual(Array.from(session.store.chunkIds()), [0, 1, 2, 3, 4]);
+      assert.equal((await session.addFrame(haystack, 6)).chunkId, 5, 'the refused frame 5 took no id');
+      await session.flush();
+      assert.equal(session.stats().storedChunks, 6);
+    } finally {
+      store.append = original;
       await session.dispose();
     }
   });
