@@ -17,8 +17,7 @@ import { streamIndexDir, streamStoreDir } from '../../src/engine/dataLayout.js';
 import { StreamSession, type StreamSessionOptions } from '../../src/engine/streamSession.js';
 import type { PreprocessedImage } from '../../src/model/preprocess/imagePreprocessor.js';
 import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
-import { haystackFrame, needleFrame, preprocessFrame } from '../helpers/needleFrames.js';
-import { probeModelDir } from '../helpers/probeModels.js';
+import { disposeNeedleStreamParts, loadNeedleStreamParts } from '../helpers/needleStream.js';
 
 const FRAMES = 24;
 const NEEDLE_AT = 9;
@@ -31,15 +30,9 @@ describe('StreamMemory', () => {
   let needle: PreprocessedImage;
 
   before(async () => {
-    model = await VisionLanguageModel.load(probeModelDir('probe-needle'));
-    scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-memory-'));
-    haystack = await preprocessFrame(model, await haystackFrame());
-    needle = await preprocessFrame(model, await needleFrame({ background: 'red', square: 'green' }));
+    ({ model, scratch, haystack, needle } = await loadNeedleStreamParts('vigil-memory-'));
   });
-  after(async () => {
-    await model?.dispose();
-    fs.rmSync(scratch, { recursive: true, force: true });
-  });
+  after(() => disposeNeedleStreamParts({ model, scratch }));
 
   async function ingest(dir: string, options: Partial<StreamSessionOptions> = {}, frames = FRAMES): Promise<StreamSession> {
     const session = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4, ...options });

@@ -12,8 +12,7 @@ import type { FrameChunk } from '../../memory/frameChunk.js';
 import { StreamSession } from '../../src/engine/streamSession.js';
 import type { PreprocessedImage } from '../../src/model/preprocess/imagePreprocessor.js';
 import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
-import { haystackFrame, needleFrame, preprocessFrame } from '../helpers/needleFrames.js';
-import { probeModelDir } from '../helpers/probeModels.js';
+import { disposeNeedleStreamParts, loadNeedleStreamParts } from '../helpers/needleStream.js';
 
 const FRAMES = 40;
 const NEEDLE_AT = 9;
@@ -25,15 +24,9 @@ describe('StreamSession with probe-needle', () => {
   let needle: PreprocessedImage;
 
   before(async () => {
-    model = await VisionLanguageModel.load(probeModelDir('probe-needle'));
-    scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-session-'));
-    haystack = await preprocessFrame(model, await haystackFrame());
-    needle = await preprocessFrame(model, await needleFrame({ background: 'red', square: 'green' }));
+    ({ model, scratch, haystack, needle } = await loadNeedleStreamParts('vigil-session-'));
   });
-  after(async () => {
-    await model?.dispose();
-    fs.rmSync(scratch, { recursive: true, force: true });
-  });
+  after(() => disposeNeedleStreamParts({ model, scratch }));
 
   async function ingest(dir: string, options: Partial<Parameters<typeof StreamSession.open>[1]> = {}): Promise<StreamSession> {
     const session = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4, ...options });
