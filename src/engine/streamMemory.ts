@@ -77,6 +77,9 @@ export class StreamMemory implements QuestionMemory {
   private nextChunkId: number;
   private lastT: number | null;
   private readonly pendingCommits = new Set<Promise<void>>();
+  /** Ids whose store commit is in flight; retention can remove one before its index add runs. */
+  private readonly committing = new Set<number>();
+  private readonly removedWhileCommitting = new Set<number>();
   private failure: unknown;
   private diskFull: VigilError | undefined;
   /** Chunks whose commit a full disk turned back, in id order: committed again before anything newer. */
@@ -309,6 +312,8 @@ export class StreamMemory implements QuestionMemory {
       .append(chunk)
       .then(
         () => {
+          // Retention ran in the commit that stored it and already removed it: the index must not gain it.
+          if (this.removedWhileCommitting.delete(chunk.chunkId)) return;
           try {
             this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
             this.indexVersion++;
@@ -332,8 +337,13 @@ export class StreamMemory implements QuestionMemory {
       .catch((error: unknown) => {
         this.failure ??= error;
       })
-      .finally(() => this.pendingCommits.delete(committed));
+      .finally(() => {
+        this.pendingCommits.delete(committed);
+        this.committing.delete(chunk.chunkId);
+        this.removedWhileCommitting.delete(chunk.chunkId);
+      });
     this.pendingCommits.add(committed);
+    this.committing.add(chunk.chunkId);
   }
 
   private holdBack(chunk: FrameChunk): void {
@@ -364,6 +374,7 @@ export class StreamMemory implements QuestionMemory {
   }
 
   private removed(ids: number[]): void {
+    if (this.committing.size > 0) for (const id of ids) if (this.committing.has(id)) this.removedWhileCommitting.add(id);
     for (const listener of this.removalListeners) {
       try {
         listener(ids);
