@@ -37,7 +37,7 @@ import { validateChunk } from './chunkValidation.js';
 import { CommitQueue, fdatasyncAsync, type PendingCommit } from './commitQueue.js';
 import { classifyWriteError, diskFullError, isNoSpace } from './diskFull.js';
 import { Manifest, MANIFEST_FILE, type ChunkLocation, type ChunkRow } from './manifest.js';
-import { resolveOptions, type ResolvedOptions } from './options.js';
+import { resolveOptions, type ResolvedOptions, validateRetention } from './options.js';
 import { planReads } from './readPlan.js';
 import { RecordEncoder } from './recordEncoder.js';
 import { FORMAT_VERSION, SEGMENT_HEADER_BYTES } from './recordFormat.js';
@@ -55,6 +55,7 @@ import {
   type WritableSegment,
 } from './segmentFiles.js';
 import { acquireStoreLock } from './storeLock.js';
+import { folderBytes, walLimits } from './budget.js';
 import { verifyStore } from './verify.js';
 
 /** Reads closer than this are merged into one (cheaper than another system call). */
@@ -99,7 +100,6 @@ export class ChunkStore {
   /** Payload dtype of new appends. */
   readonly dtype: KvStorageDtype;
   readonly fsync: FsyncPolicy;
-  readonly retention: RetentionPolicy | undefined;
   /** What open() found and repaired (read-only stores: nothing, recovery does not run). */
   readonly recovery: RecoveryReport;
   /** Opened with `readOnly`: nothing is ever written (see ChunkStoreOptions.readOnly). */
@@ -130,12 +130,13 @@ export class ChunkStore {
   private readsIdle: (() => void) | null = null;
   private readonly io = { readCalls: 0, bytesRead: 0 };
   private readonly readCtx: RunReadContext;
+  private retentionPolicy: RetentionPolicy | undefined;
 
   private constructor(opts: ResolvedOptions, hooks: ChunkStoreOptions) {
     this.opts = opts;
     this.dir = opts.dir;
     this.fsync = opts.fsync;
-    this.retention = opts.retention;
+    this.retentionPolicy = opts.retention;
     this.onChunksRemoved = hooks.onChunksRemoved;
     this.afterPayloadWrite = hooks.afterPayloadWrite;
     this.ioFault = hooks.ioFault;
@@ -161,6 +162,7 @@ export class ChunkStore {
         throw new VigilError('STORE_CORRUPT', `${manifestPath} is not a readable manifest: ${(e as Error).message}`, { cause: e });
       }
       this.manifest = manifest;
+      if (!readOnly && opts.retention?.budgetBytes !== undefined) this.boundWal(opts.retention.budgetBytes);
       let meta = this.manifest.readMeta();
       if (meta === undefined) {
         if (readOnly) throw new VigilError('STORE_CORRUPT', `memory store ${opts.dir} has no metadata yet`);
@@ -257,6 +259,8 @@ export class ChunkStore {
     const { bytes: rec, payloadBytes, checksum, layerChecksums } = this.encoder.encode(chunk, dtype, this.geometry);
     const length = rec.length;
 
+    const budget = this.retentionPolicy?.budgetBytes;
+    if (budget !== undefined) this.makeRoom(length);
     let seg: WritableSegment;
     try {
       seg = this.segmentFor(length);
@@ -411,11 +415,11 @@ export class ChunkStore {
    * Applies a retention policy now (default: the store's): deletes whole old segments and their
    * rows, returns the removed chunk ids. Rows go first, in one transaction, then the files.
    */
-  applyRetention(policy: RetentionPolicy | undefined = this.retention): RetentionResult {
+  applyRetention(policy: RetentionPolicy | undefined = this.retentionPolicy): RetentionResult {
     this.assertOpen();
     this.assertNotReadOnly();
     try {
-      return this.retain(policy);
+      return this.retain(policy, policy?.budgetBytes !== undefined ? this.otherBytes(policy) : 0);
     } catch (e) {
       // The row delete is one transaction: on a full disk it rolls back and nothing changed.
       if (isNoSpace(e)) throw diskFullError(this.dir, 'for retention', e);
@@ -423,7 +427,80 @@ export class ChunkStore {
     }
   }
 
-  private retain(policy: RetentionPolicy | undefined): RetentionResult {
+  /** The retention policy applied after each commit (and, with a budget, before each write). */
+  get retention(): RetentionPolicy | undefined {
+    return this.retentionPolicy;
+  }
+
+  /**
+   * Replaces the retention policy (e.g. a data-folder budget shared again when a stream comes or
+   * goes) and applies it now; checked as at open (a budget under one segment is BAD_CONFIG).
+   * Returns what it removed (also passed to onChunksRemoved).
+   */
+  setRetention(policy: RetentionPolicy | undefined): RetentionResult {
+    this.assertWritable();
+    const next = policy === undefined ? undefined : validateRetention(policy, this.opts.segmentBytes);
+    this.retentionPolicy = next;
+    if (next?.budgetBytes !== undefined) this.boundWal(next.budgetBytes);
+    const r = this.applyRetention();
+    if (r.removedChunkIds.length > 0) this.onChunksRemoved?.(r.removedChunkIds);
+    return r;
+  }
+
+  /**
+   * Bytes on disk now: every file of the store folder (segments, manifest, WAL, -shm, LOCK) and of
+   * the retention policy's `alsoCount` folders. Measured, not derived: what a budget promises.
+   */
+  diskBytes(): number {
+    this.assertOpen();
+    return folderBytes([this.dir, ...(this.retentionPolicy?.alsoCount ?? [])]);
+  }
+
+  /** Bytes the budget counts beside the segment files: the rest of the store folder and `alsoCount`, measured. */
+  private otherBytes(policy: RetentionPolicy): number {
+    let total = folderBytes(policy.alsoCount ?? []);
+    for (const name of fs.readdirSync(this.dir)) {
+      // Segment sizes are known exactly in RAM (every write is this process's).
+      if (name.endsWith('.kvseg')) continue;
+      try {
+        total += fs.statSync(path.join(this.dir, name)).size;
+      } catch {
+        // Gone between the listing and the stat (SQLite removes its -wal/-shm at close).
+      }
+    }
+    return total;
+  }
+
+  /**
+   * Before a record is written: delete oldest segments until the folder, the record and a new
+   * segment's header fit in the budget. Done before the write (not only after the commit) so the
+   * folder never exceeds the budget by more than the one segment retention may not delete.
+   */
+  private makeRoom(length: number): void {
+    const policy = this.retentionPolicy!;
+    // The row delete itself grows the WAL: measure again after each pass (a few passes at most).
+    for (let pass = 0; pass < 4; pass++) {
+      let r: RetentionResult;
+      try {
+        r = this.retain(policy, this.otherBytes(policy) + length + SEGMENT_HEADER_BYTES);
+      } catch (e) {
+        // The row delete is one transaction: a full disk rolls it back and nothing changed.
+        if (isNoSpace(e)) throw diskFullError(this.dir, 'making room within the budget', e);
+        throw e;
+      }
+      if (r.removedChunkIds.length === 0) return;
+      this.onChunksRemoved?.(r.removedChunkIds);
+    }
+  }
+
+  /** A budgeted store checkpoints its WAL often and truncates it after, so the WAL stays a small, bounded part of the budget. */
+  private boundWal(budget: number): void {
+    const { autocheckpointPages, journalSizeLimitBytes } = walLimits(budget);
+    this.manifest.db.pragma(`wal_autocheckpoint = ${autocheckpointPages}`);
+    this.manifest.db.pragma(`journal_size_limit = ${journalSizeLimitBytes}`);
+  }
+
+  private retain(policy: RetentionPolicy | undefined, otherBytes = 0): RetentionResult {
     const none: RetentionResult = { removedChunkIds: [], deletedSegments: [], freedBytes: 0 };
     if (policy === undefined) return none;
     const pending = this.queue.pendingSegments();
@@ -438,6 +515,7 @@ export class ChunkStore {
       }),
       this.manifest.totals().tEnd,
       policy,
+      otherBytes,
     );
     if (victims.length === 0) return none;
     const removedChunkIds = this.manifest.deleteSegments(victims);
@@ -489,6 +567,31 @@ export class ChunkStore {
     }
     for (const id of removed) this.cache.delete(id);
     return removed;
+  }
+
+  /**
+   * Lengthens a committed chunk's span to end at tEnd (never shortens it): frame gating extends the
+   * newest chunk over the frames it turned away. One manifest transaction (the row and its segment's
+   * summary), so a crash leaves the old span or the new one; the record's header keeps the span it
+   * was written with (reads take times from the row). Returns false when no committed row has this
+   * id (not committed yet, or removed). DISK_FULL when the manifest has no room.
+   */
+  extendChunk(chunkId: number, tEnd: number): boolean {
+    this.assertOpen();
+    this.assertNotReadOnly();
+    if (!Number.isSafeInteger(chunkId) || chunkId < 0 || !Number.isFinite(tEnd)) {
+      throw new VigilError('BAD_INPUT', `extendChunk: need a chunk id and a finite tEnd, got ${chunkId}, ${tEnd}`);
+    }
+    let found: boolean;
+    try {
+      found = this.manifest.extendChunk(chunkId, tEnd);
+    } catch (e) {
+      if (isNoSpace(e)) throw diskFullError(this.dir, 'extending a chunk', e);
+      throw e;
+    }
+    // A cached copy still has the old span.
+    if (found) this.cache.delete(chunkId);
+    return found;
   }
 
   /** Metadata and representative vectors of committed chunks in id order, a page at a time. */
@@ -614,6 +717,8 @@ export class ChunkStore {
       lastChunkId: t.lastChunkId,
       bytesByDtype: t.bytesByDtype,
       segmentBytes,
+      diskBytes: folderBytes([this.dir, ...(this.retentionPolicy?.alsoCount ?? [])]),
+      budgetBytes: this.retentionPolicy?.budgetBytes ?? null,
       tStart: t.tStart,
       tEnd: t.tEnd,
       wallStart: t.wallStart,
@@ -855,9 +960,10 @@ export class ChunkStore {
   }
 
   private afterCommit(): void {
-    if (this.retention === undefined || this.closed) return;
+    const policy = this.retentionPolicy;
+    if (policy === undefined || this.closed) return;
     try {
-      const r = this.retain(this.retention);
+      const r = this.retain(policy, policy.budgetBytes !== undefined ? this.otherBytes(policy) : 0);
       if (r.removedChunkIds.length > 0) this.onChunksRemoved?.(r.removedChunkIds);
     } catch (e) {
       // Retention is retried after the next commit; do not fail the appends that succeeded.

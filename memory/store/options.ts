@@ -52,6 +52,33 @@ export function validateFsyncPolicy(p: unknown): FsyncPolicy {
   throw bad(`fsync must be 'every-chunk' | 'none' | { everyChunks: N } | { intervalMs: N }, got ${JSON.stringify(p)}`);
 }
 
+/** A retention policy checked against the segment size (at open, and by ChunkStore.setRetention). */
+export function validateRetention(r: unknown, segmentBytes: number): RetentionPolicy {
+  if (typeof r !== 'object' || r === null) throw bad('retention must be { budgetBytes?, alsoCount?, maxBytes?, maxStreamAgeSec? }');
+  const x = r as RetentionPolicy;
+  const out: RetentionPolicy = {};
+  // Whole segments are deleted and the one being written is kept: a limit under one segment cannot hold.
+  if (x.budgetBytes !== undefined) {
+    out.budgetBytes = positiveInt('retention.budgetBytes', x.budgetBytes);
+    if (out.budgetBytes < segmentBytes) throw bad(`retention.budgetBytes ${out.budgetBytes} is below segmentBytes ${segmentBytes}`);
+  }
+  if (x.alsoCount !== undefined) {
+    if (!Array.isArray(x.alsoCount) || !x.alsoCount.every((d) => typeof d === 'string' && d.length > 0)) throw bad('retention.alsoCount must be a list of folders');
+    out.alsoCount = [...x.alsoCount];
+  }
+  if (x.maxBytes !== undefined) {
+    out.maxBytes = positiveInt('retention.maxBytes', x.maxBytes);
+    if (out.maxBytes < segmentBytes) throw bad(`retention.maxBytes ${out.maxBytes} is below segmentBytes ${segmentBytes}`);
+  }
+  if (x.maxStreamAgeSec !== undefined) {
+    if (typeof x.maxStreamAgeSec !== 'number' || !(x.maxStreamAgeSec >= 0) || !Number.isFinite(x.maxStreamAgeSec)) {
+      throw bad(`retention.maxStreamAgeSec must be a finite number >= 0, got ${String(x.maxStreamAgeSec)}`);
+    }
+    out.maxStreamAgeSec = x.maxStreamAgeSec;
+  }
+  return out;
+}
+
 export function resolveOptions(o: ChunkStoreOptions): ResolvedOptions {
   if (typeof o !== 'object' || o === null) throw bad('options object required');
   if (typeof o.dir !== 'string' || o.dir.length === 0) throw bad('dir must be a non-empty path');
@@ -66,25 +93,7 @@ export function resolveOptions(o: ChunkStoreOptions): ResolvedOptions {
   if (o.dtype !== undefined && !isStorageDtype(o.dtype)) {
     throw new VigilError('DTYPE_MISMATCH', `memory store: dtype must be 'float32' | 'float16' | 'int8', got ${String(o.dtype)}`);
   }
-  let retention: RetentionPolicy | undefined;
-  if (o.retention !== undefined) {
-    const r = o.retention;
-    if (typeof r !== 'object' || r === null) throw bad('retention must be { maxBytes?, maxStreamAgeSec? }');
-    retention = {};
-    if (r.maxBytes !== undefined) {
-      retention.maxBytes = positiveInt('retention.maxBytes', r.maxBytes);
-      // Whole segments are deleted and the newest is kept, so a budget under one segment cannot hold.
-      if (retention.maxBytes < segmentBytes) {
-        throw bad(`retention.maxBytes ${retention.maxBytes} is below segmentBytes ${segmentBytes}`);
-      }
-    }
-    if (r.maxStreamAgeSec !== undefined) {
-      if (typeof r.maxStreamAgeSec !== 'number' || !(r.maxStreamAgeSec >= 0) || !Number.isFinite(r.maxStreamAgeSec)) {
-        throw bad(`retention.maxStreamAgeSec must be a finite number >= 0, got ${String(r.maxStreamAgeSec)}`);
-      }
-      retention.maxStreamAgeSec = r.maxStreamAgeSec;
-    }
-  }
+  const retention = o.retention === undefined ? undefined : validateRetention(o.retention, segmentBytes);
   const recoveryCheck = o.recoveryCheck ?? 'auto';
   if (recoveryCheck !== 'auto' && recoveryCheck !== 'full') throw bad(`recoveryCheck must be 'auto' | 'full'`);
   return {

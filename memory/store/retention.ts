@@ -15,12 +15,14 @@ export interface RetentionSegment {
  * Segments to delete, oldest first. Only a prefix of the oldest segments is ever taken, so the
  * stored history stays one contiguous span. By age: segments whose newest chunk ended more than
  * maxStreamAgeSec before `newestTEnd`. By bytes: then more, until the total of all segment files is
- * at most maxBytes. Stops at the first busy segment.
+ * at most maxBytes, and until the segment files plus `otherBytes` (the rest of the folder and the
+ * record about to be written) are at most budgetBytes. Stops at the first busy segment.
  */
 export function selectSegmentsToDelete(
   segments: readonly RetentionSegment[],
   newestTEnd: number | null,
   policy: RetentionPolicy,
+  otherBytes = 0,
 ): number[] {
   const sorted = [...segments].sort((a, b) => a.segment - b.segment);
   let total = sorted.reduce((s, x) => s + x.fileBytes, 0);
@@ -32,7 +34,8 @@ export function selectSegmentsToDelete(
       newestTEnd !== null &&
       (s.tEnd === null || s.tEnd < newestTEnd - policy.maxStreamAgeSec);
     const tooBig = policy.maxBytes !== undefined && total > policy.maxBytes;
-    if (!tooOld && !tooBig) break;
+    const overBudget = policy.budgetBytes !== undefined && total + otherBytes > policy.budgetBytes;
+    if (!tooOld && !tooBig && !overBudget) break;
     out.push(s.segment);
     total -= s.fileBytes;
   }

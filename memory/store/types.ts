@@ -23,7 +23,19 @@ export type FsyncPolicy = 'every-chunk' | 'none' | { everyChunks: number } | { i
 
 /** Disk budget of one stream. Whole segments are deleted, oldest first; the active segment never. */
 export interface RetentionPolicy {
-  /** Keep total segment bytes at or under this (plus the active segment). Must be >= segmentBytes. */
+  /**
+   * The stream's disk budget: every file in the store folder (segments, manifest, its WAL and -shm)
+   * plus the files under `alsoCount`, measured on disk. Before each record is written, oldest
+   * segments are deleted until the record fits; so the total never exceeds this by more than one
+   * segment (docs/memory-store.md, Budget). Must be >= segmentBytes.
+   */
+  budgetBytes?: number;
+  /** Folders whose files count against budgetBytes with the store's own (the stream's retrieval index). */
+  alsoCount?: string[];
+  /**
+   * Older, narrower rule: keep the segment files alone at or under this after each commit (records
+   * written but not yet committed on top). Must be >= segmentBytes.
+   */
   maxBytes?: number;
   /**
    * Delete segments whose newest chunk ended more than this many seconds of *stream time* before the
@@ -152,6 +164,10 @@ export interface StoreStats {
   bytesByDtype: Record<KvStorageDtype, number>;
   /** Sum of segment file sizes (includes segment headers and holes left by dropped rows). */
   segmentBytes: number;
+  /** Every file of the store folder (segments, manifest, WAL, -shm, LOCK) and of `retention.alsoCount`, measured now. */
+  diskBytes: number;
+  /** `retention.budgetBytes`, null when the store has no budget. */
+  budgetBytes: number | null;
   tStart: number | null;
   tEnd: number | null;
   wallStart: number | null;
