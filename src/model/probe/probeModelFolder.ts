@@ -130,7 +130,8 @@ function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onPro
   const { tokenizerJson, tokenizerConfigJson } = buildProbeTokenizer({ vocabSize: spec.text.vocabSize, words: [...PROBE_WORDS] });
   // The needle model's hand-set weights address tokens by id, so they need the tokenizer first.
   const needle = spec.weights === 'needle';
-  const weights = needle ? needleWeightSource(spec.text, needleTokenIds(tokenizerJson)) : randomWeightSource(seed);
+  const randomLayers = spec.needleRandomLayers ? { seed, ...spec.needleRandomLayers } : undefined;
+  const weights = needle ? needleWeightSource(spec.text, needleTokenIds(tokenizerJson), randomLayers) : randomWeightSource(seed);
   const buildVision = needle ? buildNeedleVisionGraph : buildVisionGraph;
   const files = probeModelFiles(spec, seed, suffix, tokenizerConfigJson);
   writeJson(path.join(dir, 'tokenizer.json'), tokenizerJson);

@@ -16,11 +16,19 @@ export interface ProbeModelSpec {
    * How the decoder and the SigLIP vision encoder compute attention (absent: 'eager', standard ONNX
    * ops). 'fused' uses onnxruntime's com.microsoft GroupQueryAttention / MultiHeadAttention: the same
    * outputs within ~1e-5 (fp32), faster for long prefills (bench/attention-paths.ts). The needle
-   * model's hand-built vision encoder has no attention; its decoder stays eager.
+   * models' hand-built vision encoder has no attention; probe-needle's decoder stays eager,
+   * probe-needle-256m's is fused (same answers and margins to 0.01, measured; faster).
    */
   attention?: AttentionPath;
   /** Keep large weights in `.onnx_data` files beside the graphs (as exports over 2 GB must). */
   externalData: boolean;
+  /**
+   * Needle models only: layers after the circuit's two (2..numLayers-1) get seeded random weights,
+   * their output projections (o_proj, down_proj) multiplied by `outputScale` so that what they add
+   * to the residual stream leaves the circuit's answer intact (docs/needle-model.md). Absent: those
+   * layers are all zero (pass-through).
+   */
+  needleRandomLayers?: { outputScale: number; writeCircuitDims?: boolean };
 }
 
 const SMOLVLM_VOCAB = 49280;
@@ -83,6 +91,22 @@ const SMOLVLM2_256M_VISION: VisionGeometry = {
   layerNormEps: 1e-6,
 };
 
+/**
+ * probe-needle-256m (docs/needle-model.md): SmolVLM2-256M's decoder shapes (30 layers, hidden 576, 9/3
+ * heads of 64 dims, MLP 1536, vocab 49280) with partial rotary: RoPE on the first 48 of 64 head dims,
+ * so the circuit's 9 query/key dims (from 48 on) are position-free. KV shapes and bytes are those of
+ * the real model; only which dims rotate differs.
+ */
+const NEEDLE_256M_TEXT: TextGeometry = { ...SMOLVLM2_256M_TEXT, rotaryDim: 48 };
+
+/**
+ * Output scale of probe-needle-256m's 28 random layers (docs/needle-model.md): the answer's margin is
+ * 30.00 at scale 0, ~28.2 at 0.1, ~20.3 at 0.3, ~8.2 at 1 (the random layers' energy in the residual
+ * grows the final norm's rms). 0.3 keeps a margin like probe-needle's test floor (20) while the random
+ * layers put ~1.2x the circuit's energy into the residual (rms x1.48 at the answer position).
+ */
+export const NEEDLE_256M_RANDOM_SCALE = 0.3;
+
 function randomProbe(
   name: string,
   description: string,
@@ -124,6 +148,18 @@ export const PROBE_MODELS: readonly ProbeModelSpec[] = [
     dtype: 'float32',
     weights: 'needle',
     externalData: false,
+  },
+  {
+    name: 'probe-needle-256m',
+    description: 'probe-needle circuit in layers 0-1 of a SmolVLM2-256M-geometry model (64 tokens per 512-px frame), layers 2-29 random, scaled down',
+    text: NEEDLE_256M_TEXT,
+    // Only imageSize and tokens per image matter: the needle vision graph is hand-built (no SigLIP).
+    vision: SMOLVLM2_256M_VISION,
+    dtype: 'float32',
+    weights: 'needle',
+    externalData: true,
+    attention: 'fused',
+    needleRandomLayers: { outputScale: NEEDLE_256M_RANDOM_SCALE },
   },
 ];
 
