@@ -495,6 +495,29 @@ export class Manifest {
     return found;
   }
 
+  /**
+   * Raises one chunk's t_end (never lowers it) and, when that moves its segment's end, the segment
+   * summary's, in one transaction: a crash leaves the old span or the new one. False when no row has
+   * this id. (Frame gating: a gated frame extends the newest chunk's span.)
+   */
+  extendChunk(chunkId: number, tEnd: number): boolean {
+    let grown: SegmentSummary | undefined;
+    const found = this.db.transaction(() => {
+      const segment = this.db.prepare('SELECT segment_id FROM chunks WHERE chunk_id = ?').pluck().get(chunkId) as number | undefined;
+      if (segment === undefined) return false;
+      this.db.prepare('UPDATE chunks SET t_end = max(t_end, ?) WHERE chunk_id = ?').run(tEnd, chunkId);
+      const summary = this.summaries.get(segment);
+      if (summary !== undefined && tEnd > summary.tEnd) {
+        grown = { ...summary, tEnd };
+        this.upsertSummary(grown);
+      }
+      return true;
+    })();
+    // Only once committed, as insert() does.
+    if (grown !== undefined) this.summaries.grew([grown]);
+    return found;
+  }
+
   insertGap(gap: StreamGap): void {
     this.db.prepare('INSERT INTO gaps (t_start, t_end, reason) VALUES (?, ?, ?)').run(gap.tStart, gap.tEnd, gap.reason);
   }
