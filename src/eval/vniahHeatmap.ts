@@ -3,6 +3,7 @@
  * (mode · storage dtype). A Vega spec rendered headless to SVG, then to PNG by sharp. The layout is
  * computed here (autosize none), so the image size is a pure function of the grid's shape.
  */
+import path from 'node:path';
 import sharp from 'sharp';
 import * as vega from 'vega';
 import type { VniahResults } from './vniahRunner.js';
@@ -143,7 +144,7 @@ export function heatmapSpec(results: VniahResults): vega.Spec {
         enter: {
           x: { value: MARGIN },
           y: { value: 37 },
-          text: { value: `probe-needle, ${s.fps} fps, r = ${s.retrieve}, window ${s.windowFrames} + ${s.sinkFrames} sink frame(s), ${s.needleSeconds}-s needles` },
+          text: { value: `${path.basename(results.model.dir)}, ${s.fps} fps, r = ${s.retrieve}, window ${s.windowFrames} + ${s.sinkFrames} sink frame(s), ${s.needleSeconds}-s needles` },
           fontSize: { value: 11 },
           fill: { value: '#444' },
         },

@@ -148,5 +148,30 @@ describe(NAME, () => {
       `needle in context: '${withNeedle.token}' by ${withNeedle.margin.toFixed(2)}; absent: '${without.token}' by ${without.margin.toFixed(2)}; ` +
         `all frames, blue asked: '${otherColor.token}' by ${otherColor.margin.toFixed(2)}`,
     );
+
+    // ReKV's retrieval score at layer 1 (mean pre-RoPE question query . chunk representative, summed
+    // over each KV group's query heads): the needle alone scores; haystack chunks score exactly 0.
+    const { numHeads, numKvHeads, headDim: D } = model.decoder.info;
+    const ids = model.tokenizer.encode(QUESTION);
+    const out = await model.decoder.step({ inputsEmbeds: await model.embed(ids), past: stream.toCache(stream.assembleContext(window)), logits: 'none', queries: true });
+    const taps = out.queries![1]!;
+    const width = numHeads * D;
+    const score = (chunk: FrameChunk): number => {
+      let sum = 0;
+      for (let h = 0; h < numHeads; h++) {
+        const g = Math.floor(h / (numHeads / numKvHeads));
+        for (let d = 0; d < D; d++) {
+          let q = 0;
+          for (let row = 0; row < ids.length; row++) q += taps[row * width + h * D + d]! / ids.length;
+          sum += q * chunk.representatives[1]![g * D + d]!;
+        }
+      }
+      return sum;
+    };
+    const needleScore = score(chunks[NEEDLE_AT]!);
+    const others = chunks.filter((c) => c.chunkId !== NEEDLE_AT).map((c) => Math.abs(score(c)));
+    assert.ok(needleScore > 10, `needle score ${needleScore}`);
+    assert.ok(Math.max(...others) < 1e-4, `haystack scores ${others.join(', ')}`);
+    t.diagnostic(`layer-1 retrieval score: needle ${needleScore.toFixed(2)}, haystack max |score| ${Math.max(...others).toExponential(1)}`);
   });
 });

@@ -37,7 +37,7 @@ function vniahCommand(): Command {
     .option('--needle-seconds <s>', 'length of each needle scene (frames at 1 fps)', String(D.needleSeconds))
     .option('--repeats <n>', 'times each question is asked; timings are the median', String(D.repeats))
     .option('--signal-layer <i>', 'layer whose retrieved set recall is read at (probe-needle: 1)', String(D.signalLayer))
-    .option('--model <model>', 'the probe-needle model (name or folder)', 'probe-needle')
+    .option('--model <model>', 'a needle model: probe-needle, probe-needle-256m (SmolVLM2-256M geometry) or a folder', 'probe-needle')
     .option('--out <dir>', 'where results.json, table.md and heatmap.png go', './vniah-results')
     .option('--keep-memory', 'keep each stream memory under OUT/memory (default: a temp folder, removed)')
     .option('--json', 'print results.json on stdout')
