@@ -23,6 +23,10 @@ export const LIMITS = {
   topP: { max: 1, default: 1 },
   /** Retention byte budget: at least 1 MiB. */
   retentionMinBytes: 1024 * 1024,
+  /** Frame gating (docs/ingest.md): fraction of the frame that must change for it to be encoded... */
+  gateThreshold: { min: 0.0001, max: 1, default: 0.005 },
+  /** ...and the longest stretch of stream time (s) without an encoded frame. */
+  gateMaxHoldSec: { min: 1, max: 86_400, default: 60 },
 } as const;
 
 export const STORAGE_DTYPES = ['float32', 'float16', 'int8'] as const;
@@ -44,6 +48,16 @@ export const Settings = {
   topP: z.number().gt(0).max(LIMITS.topP.max).meta({ description: 'Nucleus mass when sampling. Default 1.' }),
   retentionMaxBytes: z.int().min(LIMITS.retentionMinBytes).meta({ description: 'Disk budget in bytes (at least 1 MiB); oldest segments are deleted first.' }),
   retentionMaxAgeSec: z.number().positive().meta({ description: 'Keep only this many seconds of stream time.' }),
+  gateThreshold: z
+    .number()
+    .min(LIMITS.gateThreshold.min)
+    .max(LIMITS.gateThreshold.max)
+    .meta({ description: `Frame gating: a frame is encoded when at least this fraction of its downscaled luminance image changed since the last encoded frame. Default ${LIMITS.gateThreshold.default}.` }),
+  gateMaxHoldSec: z
+    .number()
+    .min(LIMITS.gateMaxHoldSec.min)
+    .max(LIMITS.gateMaxHoldSec.max)
+    .meta({ description: `Frame gating: a frame is encoded at least this often (stream seconds), changed or not. Default ${LIMITS.gateMaxHoldSec.default}.` }),
 };
 
 /** A value checked against a setting's schema, or BAD_INPUT naming the setting, its problem and the value. */

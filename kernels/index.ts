@@ -7,6 +7,8 @@ export { topK, argmax } from './topk.js';
 export { softmaxInPlace, sampleTopP, mulberry32 } from './sampling.js';
 export { kernelBackend, useKernelBackend } from './native.js';
 export type { KernelBackend } from './native.js';
+export { lumaThumbnail, lumaChange } from './frameDiff.js';
+export type { LumaChange } from './frameDiff.js';
 export { quantizeKivi4, dequantizeKivi4, kivi4Bytes, kivi4Groups, packNibbles, unpackNibbles } from './kivi.js';
 export type { Kivi4Tensor, KiviAxis } from './kivi.js';
 export { tokenNorms, attentionReceived, keepTopTokens, gatherTokens } from './tokenPruning.js';

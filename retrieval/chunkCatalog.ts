@@ -79,6 +79,14 @@ export class ChunkCatalog {
     this.count++;
   }
 
+  /** Raises a chunk's tEnd (never lowers it; frame gating extends the newest chunk). False when the id is absent. */
+  extend(id: number, tEnd: number): boolean {
+    const i = searchId(this.ids, this.count, id);
+    if (i < 0) return false;
+    if (tEnd > this.ends[i]!) this.ends[i] = tEnd;
+    return true;
+  }
+
   /** Removes the ids present; returns the ids that were removed. */
   remove(ids: ReadonlySet<number>): number[] {
     const removed: number[] = [];

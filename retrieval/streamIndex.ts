@@ -324,6 +324,22 @@ export class StreamIndex {
     chunk.representatives.forEach((v, layer) => checkVector(`representative of chunk ${chunk.chunkId}, layer ${layer}`, v, dim));
   }
 
+  /**
+   * Raises an indexed chunk's tEnd (never lowers it): frame gating extends the newest chunk's span
+   * over the frames it turned away. A chunk whose add waits for a save gets the new span there.
+   * False when the chunk is not indexed. Its vectors are unchanged, so no layer is touched.
+   */
+  extendChunk(chunkId: number, tEnd: number): boolean {
+    checkTime(`tEnd of chunk ${chunkId}`, tEnd);
+    for (const op of this.pending) {
+      if (op.kind === 'add' && op.chunk.chunkId === chunkId) {
+        op.chunk.tEnd = Math.max(op.chunk.tEnd, tEnd);
+        return true;
+      }
+    }
+    return this.catalog.extend(chunkId, tEnd);
+  }
+
   private static checkRange(range: TimeRange): void {
     checkTime('timeRange.start', range.start);
     checkTime('timeRange.end', range.end);

@@ -5,7 +5,9 @@ import type { StreamSession } from './streamSession.js';
 
 export interface IngestProgress {
   framesEncoded: number;
-  /** Stream time of the last encoded frame. */
+  /** Frames the gate turned away (not encoded: the previous chunk's span covers them). */
+  framesGated: number;
+  /** Stream time of the last sampled frame (encoded or gated). */
   t: number;
   /** Known length of a finite source in seconds, else null. */
   durationS: number | null;
@@ -21,6 +23,7 @@ export interface IngestOptions extends Omit<OpenSourceOptions, 'size'> {
 
 export interface IngestResult {
   framesEncoded: number;
+  framesGated: number;
   source: ReturnType<VideoSource['stats']>;
 }
 
@@ -32,7 +35,9 @@ export function modelFrameSide(session: StreamSession): number {
 
 /**
  * Feeds a source into a stream session until it ends (files) or is stopped: ffmpeg scales each
- * sampled frame to the encoder's size, then normalization, vision encoder, decoder, store, index.
+ * sampled frame to the encoder's size, then the frame gate (a frame that barely differs from the
+ * last encoded one only extends the previous chunk's span), then normalization, vision encoder,
+ * decoder, store, index.
  */
 export async function ingestIntoSession(session: StreamSession, input: SourceInput, options: IngestOptions = {}): Promise<IngestResult> {
   const side = modelFrameSide(session);
@@ -47,14 +52,20 @@ export async function ingestIntoSession(session: StreamSession, input: SourceInp
   };
   signal?.addEventListener('abort', stop, { once: true });
   let framesEncoded = 0;
+  let framesGated = 0;
   try {
     for await (const frame of source) {
       if (signal?.aborted) break;
       if (skipUntilAfter !== undefined && frame.t <= skipUntilAfter) continue;
-      const image = await frameToModelInput(frame, session.model.imageConfig, side, { out: (pixels ??= new Float32Array(3 * side * side)) });
-      await session.addFrame(image, frame.t, frame.wallTime);
-      framesEncoded++;
-      onProgress?.({ framesEncoded, t: frame.t, durationS: source.probe?.durationS ?? null });
+      if (session.checkGate(frame, frame.t).encode) {
+        const image = await frameToModelInput(frame, session.model.imageConfig, side, { out: (pixels ??= new Float32Array(3 * side * side)) });
+        await session.addFrame(image, frame.t, frame.wallTime);
+        framesEncoded++;
+      } else {
+        await session.skipFrame(frame.t);
+        framesGated++;
+      }
+      onProgress?.({ framesEncoded, framesGated, t: frame.t, durationS: source.probe?.durationS ?? null });
     }
   } finally {
     signal?.removeEventListener('abort', stop);
@@ -64,5 +75,5 @@ export async function ingestIntoSession(session: StreamSession, input: SourceInp
   if (stats.state === 'failed' && stats.lastError) {
     throw new VigilError(stats.lastError.code, stats.lastError.message);
   }
-  return { framesEncoded, source: stats };
+  return { framesEncoded, framesGated, source: stats };
 }

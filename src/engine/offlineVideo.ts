@@ -5,6 +5,7 @@ import { VigilError } from '../../common/errors.js';
 import { DEFAULT_STORAGE, LIMITS } from '../../common/settings.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { contentHash } from './fileFingerprint.js';
+import { DEFAULT_GATE, type GateSetting } from './frameGate.js';
 import { type IngestProgress, ingestIntoSession } from './ingestToSession.js';
 import { StreamSession, type StreamSessionOptions } from './streamSession.js';
 
@@ -14,6 +15,8 @@ export interface OfflineVideoOptions {
   sinkFrames?: number;
   windowFrames?: number;
   storageDtype?: StreamSessionOptions['storageDtype'];
+  /** Frame gating (default DEFAULT_GATE; 'off' encodes every sampled frame). */
+  gate?: GateSetting;
   /** Retrieval score (the index is derived data: changing it does not re-encode). */
   similarity?: 'ip' | 'cosine';
   /** Re-encode from scratch even when a memory of this video exists. */
@@ -28,6 +31,8 @@ export interface OfflineVideoMemory {
   /** 'reused': complete memory found; 'resumed': an interrupted encode was continued; 'built': encoded now. */
   status: 'reused' | 'resumed' | 'built';
   framesEncoded: number;
+  /** Frames the gate turned away in this run (0 when reused). */
+  framesGated: number;
 }
 
 interface MemoryRecord {
@@ -72,6 +77,7 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
   checkWritable(offlineDir);
   const hashCache = path.join(offlineDir, 'file-hashes.json');
   const videoSha256 = await contentHash(file, hashCache);
+  const gate = options.gate ?? DEFAULT_GATE;
   const modelHashes: string[] = [];
   for (const f of modelFiles(model)) modelHashes.push(await contentHash(f, hashCache));
   const settings = {
@@ -80,6 +86,9 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
     sinkFrames: options.sinkFrames ?? LIMITS.sinks.default,
     windowFrames: options.windowFrames ?? LIMITS.window.default,
     storageDtype: options.storageDtype ?? DEFAULT_STORAGE,
+    // Which frames are encoded depends on the gate. 'off' adds nothing, so memories made before
+    // gating existed (every frame encoded) keep their key.
+    ...(gate === 'off' ? {} : { gate }),
   };
   const key = crypto.createHash('sha256').update(JSON.stringify({ videoSha256, settings })).digest('hex').slice(0, 20);
   const dir = path.join(offlineDir, key);
@@ -98,11 +107,12 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
     sinkFrames: settings.sinkFrames,
     windowFrames: settings.windowFrames,
     storageDtype: settings.storageDtype,
+    gate,
     fsync: { intervalMs: 1000 },
     ...(options.similarity ? { similarity: options.similarity } : {}),
   });
   const stored = session.stats().storedChunks;
-  if (record?.complete && !options.rebuild) return { session, dir, status: 'reused', framesEncoded: stored };
+  if (record?.complete && !options.rebuild) return { session, dir, status: 'reused', framesEncoded: stored, framesGated: 0 };
   try {
     writeRecord(false);
     const resumeAfter = stored > 0 ? session.stats().lastFrameTime : null;
@@ -117,7 +127,7 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
     // Complete only once every chunk is durable: a crash before this line means a resume next time.
     await session.flush();
     writeRecord(true);
-    return { session, dir, status: stored > 0 ? 'resumed' : 'built', framesEncoded: stored + result.framesEncoded };
+    return { session, dir, status: stored > 0 ? 'resumed' : 'built', framesEncoded: stored + result.framesEncoded, framesGated: result.framesGated };
   } catch (error) {
     await session.dispose();
     throw error;

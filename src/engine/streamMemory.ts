@@ -190,6 +190,41 @@ export class StreamMemory implements QuestionMemory {
   }
 
   /**
+   * Frame gating: a frame at stream time tEnd was not encoded (it barely differed from the newest
+   * chunk's frame), so the newest chunk's span now reaches to tEnd. The chunk object (window, or
+   * held back by a full disk) carries the new span to a commit still to come; a chunk whose row is
+   * committing gets it when the row is in (commit()); a committed chunk's row and index entry are
+   * updated now (one manifest transaction). A full disk refusing the row update is reported by
+   * the next append(), like a refused commit.
+   */
+  extendLast(tEnd: number): void {
+    this.assertOpen();
+    this.throwFailure(false);
+    const id = this.nextChunkId - 1;
+    if (id < 0) throw new VigilError('BAD_INPUT', 'no chunk to extend: the memory is empty');
+    if (!Number.isFinite(tEnd) || (this.lastT !== null && tEnd < this.lastT)) {
+      throw new VigilError('BAD_INPUT', `frame time ${tEnd} is before the previous frame (${this.lastT})`);
+    }
+    this.lastT = tEnd;
+    const held = this.heldBack.find((c) => c.chunkId === id);
+    const chunk = this.window.find(id) ?? held;
+    if (chunk && tEnd > chunk.tEnd) chunk.tEnd = tEnd;
+    if (held || this.committing.has(id)) return;
+    this.extendRow(id, tEnd);
+    if (this.index.extendChunk(id, tEnd)) this.indexVersion++;
+  }
+
+  /** A committed row's new span; a full disk refusing it is reported by the next append(). */
+  private extendRow(chunkId: number, tEnd: number): void {
+    try {
+      this.store.extendChunk(chunkId, tEnd);
+    } catch (error) {
+      if (!(isVigilError(error) && error.code === 'DISK_FULL')) throw error;
+      this.diskFull ??= error;
+    }
+  }
+
+  /**
    * Waits for every appended chunk to be committed and indexed, then throws a pending failure.
    * `diskFull: false` (questions) leaves a frame lost to a full disk for the writer to hear of.
    */
@@ -307,6 +342,8 @@ export class StreamMemory implements QuestionMemory {
    * -> index). Until it is indexed the chunk is still in the RAM window.
    */
   private commit(chunk: FrameChunk, retry = false): void {
+    // The span the row is written with; extendLast() may lengthen the chunk while it commits.
+    const rowTEnd = chunk.tEnd;
     // Never rejects: failures land in `failure` / `diskFull`; the promise leaves the set when settled.
     const committed: Promise<void> = this.store
       .append(chunk)
@@ -314,6 +351,9 @@ export class StreamMemory implements QuestionMemory {
         () => {
           // Retention ran in the commit that stored it and already removed it: the index must not gain it.
           if (this.removedWhileCommitting.delete(chunk.chunkId)) return;
+          // From here extendLast() writes through to the row; what it added meanwhile goes in now.
+          this.committing.delete(chunk.chunkId);
+          if (chunk.tEnd > rowTEnd) this.extendRow(chunk.chunkId, chunk.tEnd);
           try {
             this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
             this.indexVersion++;

@@ -6,6 +6,7 @@ import { LIMITS } from '../../common/settings.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { answerQuestion, type QuestionAnswer, type QuestionMemory, type QuestionOptions } from './questionAnswerer.js';
+import { DEFAULT_GATE, FrameGate, type GateSetting, type GateVerdict, type RgbImage } from './frameGate.js';
 import { StreamEncoder } from './streamEncoder.js';
 import { type MemoryOpenReport, StreamMemory, type StreamMemoryOptions, type StreamMemoryStats } from './streamMemory.js';
 
@@ -16,6 +17,8 @@ export interface StreamSessionOptions extends StreamMemoryOptions {
   windowFrames?: number;
   /** Also cap the window by tokens (e.g. ReKV's n_local); none by default. */
   windowTokens?: number;
+  /** Frame gating (see checkGate); default DEFAULT_GATE, 'off' encodes every frame. */
+  gate?: GateSetting;
 }
 
 /**
@@ -47,6 +50,8 @@ export interface SessionAnswer extends QuestionAnswer {
 
 export interface StreamSessionStats extends StreamMemoryStats {
   framesEncoded: number;
+  /** Frames the gate turned away since open (never encoded; the previous chunk's span covers them). */
+  framesGated: number;
   /** Mean milliseconds per frame and phase since open (encode phases, store write, index add). */
   meanPhaseMs: Record<string, number>;
   /** The same as totals (a caller measuring a stretch of frames takes differences). */
@@ -62,6 +67,7 @@ export class StreamSession {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly phaseTotals: Record<string, number> = {};
   private framesEncoded = 0;
+  private framesGated = 0;
   private disposing: Promise<void> | null = null;
   /** Unregisters from the model (which disposes its live sessions before itself). */
   private leaveModel: () => void = () => {};
@@ -69,6 +75,7 @@ export class StreamSession {
   private constructor(
     readonly encoder: StreamEncoder,
     readonly memory: StreamMemory,
+    readonly gate: FrameGate,
   ) {}
 
   static async open(model: VisionLanguageModel, options: StreamSessionOptions): Promise<StreamSession> {
@@ -79,7 +86,7 @@ export class StreamSession {
       ...(options.windowTokens !== undefined ? { windowTokens: options.windowTokens } : {}),
     });
     const memory = await StreamMemory.open(window, options);
-    const session = new StreamSession(encoder, memory);
+    const session = new StreamSession(encoder, memory, new FrameGate(options.gate ?? DEFAULT_GATE));
     // The model owns its sessions: it refuses new ones once disposed, and disposes live ones first.
     session.leaveModel = model.adopt(session);
     return session;
@@ -112,7 +119,31 @@ export class StreamSession {
       const numbered = this.memory.append(chunk);
       this.addPhase('storeWriteMs', performance.now() - writeStarted);
       this.framesEncoded++;
+      // The reference of the next gate check: this frame, when checkGate() looked at it.
+      this.gate.accept(t);
       return numbered;
+    });
+  }
+
+  /**
+   * Frame gating, before any model work: whether the decoded frame at stream time t differs enough
+   * from the last encoded frame to be encoded (addFrame), or may be turned away (skipFrame). Cheap
+   * (a 64x64 luminance thumbnail, ~1 ms for 512x512); changes nothing the stream remembers.
+   */
+  checkGate(frame: RgbImage, t: number): GateVerdict {
+    return this.gate.check(frame, t);
+  }
+
+  /**
+   * A frame the gate turned away at stream time t: never encoded; the newest chunk's span is
+   * extended to t instead (StreamMemory.extendLast), and it counts in stats().framesGated.
+   */
+  skipFrame(t: number): Promise<void> {
+    return this.serialize(() => {
+      this.checkFrameTime(t);
+      this.memory.extendLast(t);
+      this.framesGated++;
+      return Promise.resolve();
     });
   }
 
@@ -177,6 +208,7 @@ export class StreamSession {
     const frames = Math.max(1, this.framesEncoded);
     return {
       framesEncoded: this.framesEncoded,
+      framesGated: this.framesGated,
       meanPhaseMs: Object.fromEntries(Object.entries(this.phaseTotals).map(([phase, total]) => [phase, total / frames])),
       phaseTotalsMs: { ...this.phaseTotals },
       ...this.memory.stats(),
