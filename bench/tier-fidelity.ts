@@ -25,13 +25,16 @@
  * (tile-size RGB, what ingest hands the encoder) stored as PNG/WebP/JPEG (sharp) and re-encoded through
  * the vision encoder and a decoder prefill over [prefix | sink frames] when a question retrieves it
  * (its original window is gone by then). `png, orig. window` re-encodes over the frame's original
- * window: it must give the exact KV back, which checks the re-encode path itself.
+ * window: it must give the exact KV back, which checks the re-encode path itself; `webp q75, orig.
+ * window` is the codec's share of the archive's difference alone.
  */
 import { parseArgs } from 'node:util';
 import fs from 'node:fs';
 import sharp from 'sharp';
 import type ort from 'onnxruntime-node';
-import { rotateHeads } from '../kernels/rope.js';
+import { rotateBlockInto, rotateHeads } from '../kernels/rope.js';
+import { gatherTokens } from '../kernels/tokenPruning.js';
+import { writeTokens } from '../memory/kvLayout.js';
 import { attentionReceived } from '../kernels/tokenPruning.js';
 import { fixedSelection, loadContext, type ReadLayers, type Selection } from '../src/engine/contextLoader.js';
 import type { ContextWindow } from '../memory/contextWindow.js';
@@ -45,15 +48,19 @@ import { preprocessVideoFrame } from '../src/model/preprocess/imagePreprocessor.
 import { NEEDLE_COLORS, NEEDLE_RGB } from '../src/model/probe/needleLayout.js';
 import { VisionLanguageModel } from '../src/model/visionLanguageModel.js';
 import { probeModelDir } from '../test/helpers/probeModels.js';
-import { applyKvTier, encodeKvTier, type KvTier, type PruneInputs, type TierChunk, tierBytes } from './tierCodecs.js';
+import { applyKvTier, encodeKvTier, keptTokens, type KvTier, type PruneInputs, type TierChunk, tierBytes } from './tierCodecs.js';
 
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     models: { type: 'string', default: 'tiny,256m,needle,needle256m' },
     out: { type: 'string' },
+    /** Only the tiers whose name contains one of these comma-separated strings (the exact tier always runs: it is the reference). */
+    tiers: { type: 'string' },
   },
 });
+const tierFilter = args.tiers?.split(',');
+const runTier = (name: string): boolean => !tierFilter || name.startsWith('float32') || name.startsWith('none') || tierFilter.some((f) => name.includes(f));
 const quick = args.quick!;
 
 // ---------------------------------------------------------------------------------------------
@@ -71,6 +78,14 @@ const KV_TIERS: KvTier[] = [
   { name: 'prune 50% value-norm + kivi4 G32', quant: 'kivi4', groupSize: 32, prune: { keepFraction: 0.5, criterion: 'value-norm' } },
 ];
 
+/** Pruned tiers assembled with the kept tokens at their original positions (bench-only assembly; bytes as float16). */
+const ORIGINAL_POSITION_TIERS: KvTier[] = [
+  { name: 'orig. positions, nothing pruned (check)', quant: 'float32' },
+  ...(['uniform', 'attention', 'value-norm'] as const).flatMap((criterion) =>
+    [0.5, 0.25].map((keepFraction): KvTier => ({ name: `prune ${keepFraction * 100}% ${criterion}, orig. positions`, quant: 'float32', prune: { keepFraction, criterion } })),
+  ),
+];
+
 interface ArchiveTier {
   name: string;
   format: 'png' | 'webp' | 'jpeg';
@@ -82,6 +97,8 @@ interface ArchiveTier {
 const ARCHIVE_TIERS: ArchiveTier[] = [
   { name: 'archive png, orig. window (check)', format: 'png', quality: 100, originalWindow: true },
   { name: 'archive png', format: 'png', quality: 100 },
+  // The codec's share of the archive's difference (the rest is the lost window).
+  { name: 'archive webp q75, orig. window', format: 'webp', quality: 75, originalWindow: true },
   { name: 'archive webp q90', format: 'webp', quality: 90 },
   { name: 'archive webp q75', format: 'webp', quality: 75 },
   { name: 'archive webp q50', format: 'webp', quality: 50 },
@@ -315,6 +332,65 @@ async function pass2Logits(stream: Stream, question: string, selection: Selectio
   }
 }
 
+/**
+ * Pass 2 with pruned chunks that keep their tokens' original positions: each chunk still spans its
+ * full token count of positions, its kept keys rotated at their original offsets (gaps where tokens
+ * were dropped), and the question placed after the full span. The engine cannot assemble this today
+ * (loadContext packs chunks at compact positions); it tells how much of pruning's difference is the
+ * lost tokens and how much is every later token moving closer. With nothing pruned it is loadContext's
+ * assembly exactly (rotateBlockInto and rotateHeads agree bit for bit), checked in the notes.
+ */
+async function pass2LogitsOriginalPositions(stream: Stream, question: string, selection: Selection, tier: KvTier): Promise<Float32Array> {
+  const { model, encoder, window } = stream;
+  const { numKvHeads: H, headDim: D, invFreq } = encoder.shape;
+  const { prefix } = window;
+  const byId = new Map(stream.chunks.map((c) => [c.chunkId, c]));
+  const sinkIds = new Set(window.sinkChunks.map((c) => c.chunkId));
+  const kept = new Map<number, Int32Array[]>();
+  const keptOf = (c: FrameChunk): Int32Array[] => {
+    let k = kept.get(c.chunkId);
+    if (!k) {
+      k = keptTokens(c, sinkIds.has(c.chunkId) ? { name: 'sink', quant: 'float32' } : tier, { imageTokens: stream.imageTokens, attention: stream.attention.get(c.chunkId) });
+      kept.set(c.chunkId, k);
+    }
+    return k;
+  };
+  const perLayer = selection.chunkIds.map((ids) => [...window.sinkChunks, ...ids.map((id) => byId.get(id)!)].sort((a, b) => a.tStart - b.tStart || a.chunkId - b.chunkId));
+  const lengths = perLayer.map((list, l) => prefix.tokenCount + list.reduce((n, c) => n + keptOf(c)[l]!.length, 0));
+  const length = lengths[0]!;
+  if (lengths.some((n) => n !== length)) throw new Error('layers differ in length');
+  const span = prefix.tokenCount + perLayer[0]!.reduce((n, c) => n + c.tokenCount, 0);
+  const keys: Float32Array[] = [];
+  const values: Float32Array[] = [];
+  perLayer.forEach((list, l) => {
+    const k = new Float32Array(H * length * D);
+    const v = new Float32Array(H * length * D);
+    rotateBlockInto(prefix.keys[l]!, H, prefix.tokenCount, D, 0, invFreq, k, length, 0);
+    writeTokens(v, H, length, D, 0, prefix.values[l]!, prefix.tokenCount);
+    let offset = prefix.tokenCount;
+    let position = prefix.tokenCount;
+    for (const c of list) {
+      const idx = keptOf(c)[l]!;
+      const gk = gatherTokens(c.keys[l]!, H, c.tokenCount, D, idx);
+      rotateHeads(gk, H, idx.length, D, Array.from(idx, (i) => position + i), invFreq, 1, gk);
+      writeTokens(k, H, length, D, offset, gk, idx.length);
+      writeTokens(v, H, length, D, offset, gatherTokens(c.values[l]!, H, c.tokenCount, D, idx), idx.length);
+      offset += idx.length;
+      position += c.tokenCount;
+    }
+    keys.push(k);
+    values.push(v);
+  });
+  const ids = model.tokenizer.encode(encoder.format.question(question));
+  const out = await model.decoder.step({
+    inputsEmbeds: await model.embed(ids),
+    past: toKvCache({ keys, values, length }, model.decoder.info),
+    positions: ids.map((_, i) => span + i),
+    logits: 'last',
+  });
+  return out.logits.slice(out.logits.length - model.decoder.info.vocabSize);
+}
+
 function argmax(x: Float32Array): number {
   let best = 0;
   for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
@@ -439,7 +515,7 @@ interface Plan {
   archive: ArchiveTier[];
 }
 
-const QUICK_ARCHIVE = ARCHIVE_TIERS.filter((t) => ['archive png, orig. window (check)', 'archive png', 'archive webp q75', 'archive webp q50', 'archive jpeg q75'].includes(t.name));
+const QUICK_ARCHIVE = ARCHIVE_TIERS.filter((t) => ['archive png, orig. window (check)', 'archive png', 'archive webp q75, orig. window', 'archive webp q75', 'archive webp q50', 'archive jpeg q75'].includes(t.name));
 
 const PLANS: Plan[] = [
   { key: 'tiny', modelName: 'probe-random-tiny', kind: 'random', frames: quick ? 40 : 120, sinkFrames: 1, windowFrames: 8, retrieve: 8, archive: ARCHIVE_TIERS },
@@ -568,15 +644,19 @@ async function runPlan(plan: Plan, rows: Row[], throughput: Throughput[], notes:
     }
     notes.push(`${plan.modelName}: the engine's answer (answerQuestion) = argmax of the bench's exact pass 2 on ${engineAgrees}/${texts.length} questions`);
 
-    const evaluate = async (name: string, source: ChunkSource | 'drop', bytesPerFrame: () => number): Promise<void> => {
+    const evaluate = async (name: string, source: ChunkSource | 'drop' | { originalPositions: KvTier }, bytesPerFrame: () => number): Promise<void> => {
       progress(`${plan.modelName}: ${name}`);
       const diffs = [];
       let correct = 0;
       const margins: number[] = [];
       const rel: number[] = [];
       for (const q of questions) {
-        const selection = source === 'drop' ? fixedSelection([], geometry.numLayers) : q.selection;
-        const logits = await pass2Logits(stream, q.text, selection, source === 'drop' ? exactSource : source);
+        const logits =
+          source === 'drop'
+            ? await pass2Logits(stream, q.text, fixedSelection([], geometry.numLayers), exactSource)
+            : typeof source === 'function'
+              ? await pass2Logits(stream, q.text, q.selection, source)
+              : await pass2LogitsOriginalPositions(stream, q.text, q.selection, source.originalPositions);
         diffs.push(compareLogits(q.exact, logits));
         if (q.expected !== undefined) {
           let other = -Infinity;
@@ -584,7 +664,7 @@ async function runPlan(plan: Plan, rows: Row[], throughput: Throughput[], notes:
           margins.push(logits[q.expected]! - other);
           if (argmax(logits) === q.expected) correct++;
         }
-        if (source !== 'drop') {
+        if (typeof source === 'function') {
           for (const id of new Set(q.selection.chunkIds.flat())) {
             const chunk = stream.chunks[id]!;
             const e = kvRelErr(chunk, await source(chunk));
@@ -607,7 +687,7 @@ async function runPlan(plan: Plan, rows: Row[], throughput: Throughput[], notes:
       });
     };
 
-    for (const tier of KV_TIERS) {
+    for (const tier of KV_TIERS.filter((t) => runTier(t.name))) {
       const timing = { encodeMs: 0, count: 0 };
       const source = kvSource(stream, tier, timing);
       await evaluate(tier.name, source, () => {
@@ -618,12 +698,15 @@ async function runPlan(plan: Plan, rows: Row[], throughput: Throughput[], notes:
       });
       if (plan.kind === 'random') throughput.push({ model: plan.modelName, tier: tier.name, ...kvThroughput(stream, tier, 20) });
     }
-    for (const tier of plan.archive) {
+    for (const tier of plan.archive.filter((t) => runTier(t.name))) {
       const timing: ArchiveTiming = { bytes: 0, encodeMs: 0, reencodeMs: 0, count: 0 };
       await evaluate(tier.name, archiveSource(stream, tier, timing), () => timing.bytes / timing.count);
       if (plan.kind === 'random' && !tier.originalWindow) {
         throughput.push({ model: plan.modelName, tier: tier.name, encodePerSec: (1000 * timing.count) / timing.encodeMs, decodePerSec: (1000 * timing.count) / timing.reencodeMs });
       }
+    }
+    for (const tier of ORIGINAL_POSITION_TIERS.filter((t) => runTier(t.name))) {
+      await evaluate(tier.name, { originalPositions: tier }, () => tierBytes(tier.prune ? { ...tier, quant: 'float16' } : tier, geometry, tokens, imageCount));
     }
     await evaluate('none (retrieved chunks dropped)', 'drop', () => 0);
     notes.push(`${plan.modelName}: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
