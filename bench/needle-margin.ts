@@ -1,7 +1,7 @@
 /**
  * probe-needle-256m's answer margin against the scale of its random layers (docs/needle-model.md).
  *
- *   node --import tsx bench/needle-margin.ts [--scales 0,0.1,0.3,1] [--write-circuit-dims] [--frames 8]
+ *   node --import tsx bench/needle-margin.ts [--scales 0,0.1,0.3,1] [--write-circuit-dims] [--token-energy E] [--frames 8]
  *
  * Per scale: the registered probe-needle-256m spec with `needleRandomLayers.outputScale` set to it is
  * built into a temp folder (removed after), a stream of --frames real 640x360 frames (one red-screen /
@@ -11,7 +11,8 @@
  *   needle absent      [sink | window], 'red' asked: ' unknown' expected;
  *   all frames, blue   every frame, 'blue' asked (no blue screen): ' unknown' expected.
  * Margin = the top logit minus the best other token's. `--write-circuit-dims` lets the random layers
- * write into the circuit's residual dims too (off in the registered model).
+ * write into the circuit's residual dims too (off in the registered model); `--token-energy` overrides
+ * the registered model's per-token random energy (needleWeights.ts `tokenEnergy`).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -30,6 +31,7 @@ const { values: args } = parseArgs({
   options: {
     scales: { type: 'string', default: '0,0.1,0.3,1' },
     'write-circuit-dims': { type: 'boolean', default: false },
+    'token-energy': { type: 'string' },
     frames: { type: 'string', default: '8' },
   },
 });
@@ -83,12 +85,15 @@ async function measure(spec: ProbeModelSpec): Promise<{ buildS: number; bytes: n
 }
 
 const base = findProbeSpec('probe-needle-256m')!;
+const tokenEnergy = args['token-energy'] !== undefined ? Number(args['token-energy']) : base.needleRandomLayers?.tokenEnergy;
 const cell = (f: First, expected: string) => `'${f.token}' by ${f.margin.toFixed(2)}${f.token === expected ? '' : ' (WRONG)'}`;
-console.log(`probe-needle-256m, ${frames} frames, random layers ${args['write-circuit-dims'] ? 'write every dim' : 'kept off the circuit dims'}\n`);
+console.log(
+  `probe-needle-256m, ${frames} frames, random layers ${args['write-circuit-dims'] ? 'write every dim' : 'kept off the circuit dims'}, token energy ${tokenEnergy ?? 0}\n`,
+);
 console.log('| scale | needle in context (red asked) | needle absent (red asked) | all frames, blue asked | build s | onnx MB |');
 console.log('| --- | --- | --- | --- | --- | --- |');
 for (const outputScale of scales) {
-  const spec: ProbeModelSpec = { ...base, needleRandomLayers: { outputScale, writeCircuitDims: args['write-circuit-dims'] } };
+  const spec: ProbeModelSpec = { ...base, needleRandomLayers: { outputScale, writeCircuitDims: args['write-circuit-dims'], ...(tokenEnergy ? { tokenEnergy } : {}) } };
   const { buildS, bytes, cases } = await measure(spec);
   const [withNeedle, absent, blue] = cases as [First, First, First];
   console.log(`| ${outputScale} | ${cell(withNeedle, ' green')} | ${cell(absent, ' unknown')} | ${cell(blue, ' unknown')} | ${buildS.toFixed(1)} | ${(bytes / 1e6).toFixed(0)} |`);

@@ -23,6 +23,8 @@ export const LIMITS = {
   topP: { max: 1, default: 1 },
   /** Retention byte budget: at least 1 MiB. */
   retentionMinBytes: 1024 * 1024,
+  /** A new stream's disk budget: 20 GB (decimal, 20e9 bytes). The smallest one depends on the model (memory/store/budget.ts). */
+  budget: { default: 20e9 },
   /** Frame gating (docs/ingest.md): fraction of the frame that must change for it to be encoded... */
   gateThreshold: { min: 0.0001, max: 1, default: 0.005 },
   /** ...and the longest stretch of stream time (s) without an encoded frame. */
@@ -47,6 +49,9 @@ export const Settings = {
   temperature: z.number().min(LIMITS.temperature.min).max(LIMITS.temperature.max).meta({ description: '0 = greedy (default); > 0 samples.' }),
   topP: z.number().gt(0).max(LIMITS.topP.max).meta({ description: 'Nucleus mass when sampling. Default 1.' }),
   retentionMaxBytes: z.int().min(LIMITS.retentionMinBytes).meta({ description: 'Disk budget in bytes (at least 1 MiB); oldest segments are deleted first.' }),
+  budget: z
+    .union([z.int().positive(), z.string().min(1).max(40)])
+    .meta({ description: 'Disk budget of the stream: bytes, or a size such as "20GB" or "200MB" (powers of 1000) or "1.5GiB" (powers of 1024). Default 20GB. Checked against the model: too small for one segment or for the window is 400.' }),
   retentionMaxAgeSec: z.number().positive().meta({ description: 'Keep only this many seconds of stream time.' }),
   gateThreshold: z
     .number()

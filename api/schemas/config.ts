@@ -46,8 +46,10 @@ export const ServiceConfigSchema = z.strictObject({
       window: streamSettingsShape.window,
       sinks: streamSettingsShape.sinks,
       storage: streamSettingsShape.storage,
+      budget: streamSettingsShape.budget,
     })
     .optional(),
+  diskBudget: streamSettingsShape.budget.meta({ description: 'Disk budget of the whole data folder (every stream): shared equally among streams. Default: none.' }),
   cameras: z.array(CameraConfig).optional(),
 });
 

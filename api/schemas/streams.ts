@@ -20,6 +20,7 @@ export const streamSettingsShape = {
   sinks: Settings.sinks.optional(),
   storage: Storage.optional(),
   retention: Retention.optional(),
+  budget: Settings.budget.optional(),
 };
 
 export const CreateStreamBody = z
@@ -42,6 +43,7 @@ export const UploadFields = z.strictObject({
   window: numberField(Settings.window).optional(),
   sinks: numberField(Settings.sinks).optional(),
   storage: Storage.optional(),
+  budget: Settings.budget.optional(),
   retention: z
     .preprocess((v) => {
       if (typeof v !== 'string') return v;
@@ -64,6 +66,7 @@ export const UploadForm = z
     sinks: z.int().optional(),
     storage: Storage.optional(),
     retention: z.string().optional().meta({ description: 'JSON, e.g. {"maxBytes": 1073741824}' }),
+    budget: z.string().optional().meta({ description: 'Disk budget, e.g. "20GB" or "1.5GiB" or bytes. Default 20GB.' }),
   });
 
 export const DeleteQuery = z.strictObject({
@@ -87,7 +90,14 @@ export const StreamStatusSchema = z
     live: z.boolean().nullable(),
     state: z.enum(STREAM_STATES).meta({ description: 'paused: the disk is full; ingest resumes by itself when space returns (error DISK_FULL).' }),
     createdAt: z.string(),
-    settings: z.strictObject({ fps: z.number(), window: z.int(), sinks: z.int(), storage: Storage, retention: Retention }),
+    settings: z.strictObject({
+      fps: z.number(),
+      window: z.int(),
+      sinks: z.int(),
+      storage: Storage,
+      retention: Retention,
+      budget: z.int().nullable().meta({ description: 'The disk budget asked for, bytes (null: a stream recorded before budgets, which keeps none).' }),
+    }),
     frames: z.int().meta({ description: 'Frames encoded since the ingest (re)started.' }),
     memory: z
       .strictObject({
@@ -101,6 +111,14 @@ export const StreamStatusSchema = z
       })
       .nullable()
       .meta({ description: 'Chunks and bytes on disk, stream-time span, frames in the context window, persisted outages.' }),
+    disk: z
+      .strictObject({
+        budgetBytes: z.int().nullable().meta({ description: 'Budget in force: the stream budget, or its share of the server disk budget when smaller.' }),
+        usedBytes: z.int().meta({ description: 'Bytes on disk now (chunk store and index folders, measured).' }),
+        percent: z.number().nullable().meta({ description: 'usedBytes as a percentage of budgetBytes.' }),
+      })
+      .nullable()
+      .meta({ description: 'Disk use against the budget; null while the memory is not open.' }),
     ingest: z
       .strictObject({
         fps: z.number(),

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import { parseByteSize } from '../../common/byteSize.js';
 import { LIMITS, Settings } from '../../common/settings.js';
 
 export function parseInteger(min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -29,6 +30,15 @@ export function parseSetting(name: NumericSetting) {
     if (!result.success) throw new InvalidArgumentError(`expected ${integer ? 'an integer' : 'a number'} in ${min}..${max}, got '${value}'`);
     return result.data;
   };
+}
+
+/** A byte size on the command line ("20GB" = 20e9, "1.5GiB" = 1.5 * 2^30, or bytes), checked by the same parser as the API. */
+export function parseSize(value: string): number {
+  try {
+    return parseByteSize(value, 'size');
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message.replace(/^size: /, ''));
+  }
 }
 
 export function printJson(value: unknown): void {

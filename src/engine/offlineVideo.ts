@@ -8,6 +8,7 @@ import { contentHash } from './fileFingerprint.js';
 import { DEFAULT_GATE, type GateSetting } from './frameGate.js';
 import { type IngestProgress, ingestIntoSession } from './ingestToSession.js';
 import { StreamSession, type StreamSessionOptions } from './streamSession.js';
+import { budgetRetention, streamBudgetPlan } from './manager/streamBudget.js';
 
 export interface OfflineVideoOptions {
   dataDir: string;
@@ -21,6 +22,11 @@ export interface OfflineVideoOptions {
   similarity?: 'ip' | 'cosine';
   /** Re-encode from scratch even when a memory of this video exists. */
   rebuild?: boolean;
+  /**
+   * Disk budget of this memory, bytes (`vigil ask --budget`): the oldest frames go first once it is
+   * full. Part of the memory's identity (a memory kept under a budget lacks old frames). Default: none.
+   */
+  budget?: number;
   onProgress?: (progress: IngestProgress) => void;
   signal?: AbortSignal;
 }
@@ -89,7 +95,10 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
     // Which frames are encoded depends on the gate. 'off' adds nothing, so memories made before
     // gating existed (every frame encoded) keep their key.
     ...(gate === 'off' ? {} : { gate }),
+    ...(options.budget !== undefined ? { budget: options.budget } : {}),
   };
+  // Checked before anything is hashed into a folder or written: BAD_INPUT naming the limit.
+  const plan = options.budget === undefined ? undefined : streamBudgetPlan(model, options.budget, settings.storageDtype, settings.windowFrames, '--budget');
   const key = crypto.createHash('sha256').update(JSON.stringify({ videoSha256, settings })).digest('hex').slice(0, 20);
   const dir = path.join(offlineDir, key);
   const recordFile = path.join(dir, 'video.json');
@@ -110,6 +119,7 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
     gate,
     fsync: { intervalMs: 1000 },
     ...(options.similarity ? { similarity: options.similarity } : {}),
+    ...(plan ? { retention: budgetRetention(plan, dir), segmentBytes: plan.segmentBytes } : {}),
   });
   const stored = session.stats().storedChunks;
   if (record?.complete && !options.rebuild) return { session, dir, status: 'reused', framesEncoded: stored, framesGated: 0 };

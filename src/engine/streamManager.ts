@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type OpenSourceOptions, redactUrl } from '../../ingest/index.js';
-import type { FsyncPolicy } from '../../memory/store/types.js';
+import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
 import { isVigilError, VigilError } from '../../common/errors.js';
 import { LIMITS } from '../../common/settings.js';
 import { VisionLanguageModel } from '../model/visionLanguageModel.js';
@@ -15,6 +15,8 @@ import { OverloadedError, QuestionGate } from './manager/questionGate.js';
 import { type PathRoots, publicError, publicMessage } from './manager/publicMessage.js';
 import { type CheckedSource, SourcePolicy, type SourcePolicyOptions } from './manager/sourcePolicy.js';
 import { type DiskFullOptions, StreamIngest } from './manager/streamIngest.js';
+import { freeBytes } from './manager/diskSpace.js';
+import { budgetRetention, checkFirstHour, firstHourBytes, streamBudgetPlan } from './manager/streamBudget.js';
 import { readRecord, removeRecord, type StreamRecord, type StreamSettings } from './manager/streamRecord.js';
 import { safeName, type StreamDefaults, streamSettings, timeRange } from './manager/requestChecks.js';
 import type { AskHooks, CreateStreamRequest, EvidenceEntry, EvidenceItem, GapEvidence, ManagerLimits, QuestionEvent, StreamAnswer, StreamQuestion, StreamStatus } from './manager/types.js';
@@ -44,6 +46,13 @@ export interface StreamManagerOptions {
   sourceOptions?: OpenSourceOptions;
   /** Chunk store options for every stream. */
   store?: { fsync?: FsyncPolicy; cacheBytes?: number; segmentBytes?: number };
+  /**
+   * Disk budget of the whole data folder, bytes (`vigil serve --disk-budget`): shared equally among
+   * the streams recorded in it; each stream keeps the smaller of its own budget and its share.
+   * Adding a stream shrinks every share (the oldest history of each stream goes first); removing one
+   * grows them. Default: none.
+   */
+  diskBudget?: number;
   /** Restart the ingest of streams that were running when the process stopped. Default true. */
   resume?: boolean;
   /** One line per lifecycle event (never contains credentials). */
@@ -55,7 +64,7 @@ export interface StreamManagerOptions {
    * may throw, e.g. the DISK_FULL that a full disk makes the store throw, where a test cannot
    * mount a small real filesystem.
    */
-  testFaults?: { beforeAddFrame?: (streamId: string) => void };
+  testFaults?: { beforeAddFrame?: (streamId: string) => void; freeBytes?: () => number | null };
 }
 
 /** Most outage entries in one answer's evidence (those nearest the retrieved chunks are kept). */
@@ -87,6 +96,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   private closing: Promise<void> | null = null;
   /** Ingest slots taken by creates still opening their memory (not yet ingesting). */
   private reservedSlots = 0;
+  /** Stream folders found at open: the data-folder budget's shares count them all from the first restored stream on. */
+  private recordedStreams = 0;
 
   private constructor(
     readonly dataDir: string,
@@ -155,6 +166,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     this.reservedSlots++;
     slot.held = true;
     const settings = streamSettings(request, this.options.defaults);
+    // Before an upload is taken over or anything is written: a refusal leaves nothing behind.
+    await this.checkNewStreamBudget(id, settings);
     const dir = streamDir(this.dataDir, id);
     let checked: CheckedSource;
     let record: StreamRecord;
@@ -191,6 +204,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
       throw error;
     }
     this.log(`stream ${id}: created from ${record.display}`);
+    this.reshareDiskBudget();
     this.startIngest(stream);
     return this.status(id);
   }
@@ -282,6 +296,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     await this.detach(stream);
     if (options.purge) fs.rmSync(stream.dir, { recursive: true, force: true });
     else removeRecord(stream.dir);
+    this.reshareDiskBudget();
     this.log(`stream ${id}: removed${options.purge ? ' and purged' : ''}`);
   }
 
@@ -455,7 +470,24 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   }
 
   private async restore(): Promise<void> {
-    for (const id of listStreamIds(this.dataDir)) {
+    const ids = listStreamIds(this.dataDir);
+    // A memory removed without purge keeps its folder but no record: it is no longer a stream.
+    this.recordedStreams = ids.filter((id) => {
+      try {
+        return readRecord(streamDir(this.dataDir, id)) !== null;
+      } catch {
+        return false;
+      }
+    }).length;
+    try {
+      await this.restoreStreams(ids);
+    } finally {
+      this.recordedStreams = 0;
+    }
+  }
+
+  private async restoreStreams(ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
       const dir = streamDir(this.dataDir, id);
       let record: StreamRecord | null;
       try {
@@ -479,15 +511,69 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     }
   }
 
+  /**
+   * The budget a stream keeps (bytes): its own, or its share of the data folder's budget among
+   * `streams` streams when that is smaller; undefined for a stream recorded before budgets existed
+   * when there is no data-folder budget.
+   */
+  private budgetFor(settings: StreamSettings, streams: number): number | undefined {
+    const share = this.options.diskBudget !== undefined ? Math.floor(this.options.diskBudget / Math.max(1, streams)) : undefined;
+    if (settings.budget === undefined) return share;
+    return share === undefined ? settings.budget : Math.min(settings.budget, share);
+  }
+
+  /**
+   * Before a stream is created: its budget (or share) must hold a segment and its window at this
+   * model, every other stream's shrunken share must still hold theirs, and the filesystem must hold
+   * its first hour. Each miss is BAD_INPUT naming the limit.
+   */
+  private async checkNewStreamBudget(id: string, settings: StreamSettings): Promise<void> {
+    const count = this.streams.size + 1;
+    const budget = this.budgetFor(settings, count);
+    if (budget === undefined) return;
+    const shared = budget !== settings.budget;
+    const plan = streamBudgetPlan(this.model, budget, settings.storage, settings.windowFrames, shared ? `stream '${id}': its share of the disk budget (${count} streams),` : 'budget');
+    if (this.options.diskBudget !== undefined) {
+      for (const other of this.streams.values()) {
+        const s = other.record.settings;
+        streamBudgetPlan(this.model, this.budgetFor(s, count)!, s.storage, s.windowFrames, `adding stream '${id}' would leave stream '${other.id}' a share of the disk budget of`);
+      }
+    }
+    const free = this.options.testFaults?.freeBytes ? this.options.testFaults.freeBytes() : await freeBytes([this.dataDir]);
+    checkFirstHour(free, firstHourBytes(plan, this.model, settings.fps), settings.fps);
+  }
+
+  /** The data-folder budget is shared again (a stream came or went): every open store gets its new budget now. */
+  private reshareDiskBudget(): void {
+    if (this.options.diskBudget === undefined) return;
+    for (const stream of this.streams.values()) {
+      const store = stream.session?.store;
+      const budget = this.budgetFor(stream.record.settings, this.streams.size);
+      if (!store || budget === undefined || store.retention?.budgetBytes === budget) continue;
+      try {
+        store.setRetention({ ...store.retention, budgetBytes: budget });
+      } catch (error) {
+        this.log(`stream ${stream.id}: its share of the disk budget could not be applied: ${(error as Error).message}`);
+      }
+    }
+  }
+
   private async openSession(stream: ManagedStream): Promise<void> {
     const { settings } = stream.record;
     const store = this.options.store ?? {};
-    const retention = {
+    let retention: RetentionPolicy = {
       ...(settings.retention.maxBytes !== undefined ? { maxBytes: settings.retention.maxBytes } : {}),
       ...(settings.retention.maxStreamAgeSec !== undefined ? { maxStreamAgeSec: settings.retention.maxStreamAgeSec } : {}),
     };
     // Retention deletes whole segments: with a byte budget, segments must be well under it.
-    const segmentBytes = store.segmentBytes ?? (retention.maxBytes ? Math.max(64 * 1024, Math.min(256 * 1024 ** 2, Math.floor(retention.maxBytes / 8))) : undefined);
+    let segmentBytes = store.segmentBytes ?? (retention.maxBytes ? Math.max(64 * 1024, Math.min(256 * 1024 ** 2, Math.floor(retention.maxBytes / 8))) : undefined);
+    // Restored streams all count (this one is already in the map): shares are final once restore ends.
+    const budget = this.budgetFor(settings, Math.max(this.streams.size, this.recordedStreams));
+    if (budget !== undefined) {
+      const plan = streamBudgetPlan(this.model, budget, settings.storage, settings.windowFrames, `stream '${stream.id}': budget`);
+      retention = budgetRetention(plan, stream.dir, retention);
+      segmentBytes = store.segmentBytes ?? Math.min(plan.segmentBytes, segmentBytes ?? Infinity);
+    }
     // Opening encodes the stream's text prefix: a model call, so it waits its turn like any other.
     stream.session = await this.scheduler.run(stream.id, 'question', () =>
       StreamSession.open(this.model, {

@@ -5,7 +5,8 @@ import { ANSWER_MODES, type AnswerMode, type SessionAnswer } from '../../engine/
 import { VigilError } from '../../../common/errors.js';
 import { type GraphDtype, isGraphDtype } from '../../model/graphFiles.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
-import { parseSetting, printJson } from '../options.js';
+import { parseSetting, parseSize, printJson } from '../options.js';
+import { shortBytes } from '../../../common/byteSize.js';
 import { DEFAULT_STORAGE, LIMITS, STORAGE_DTYPES } from '../../../common/settings.js';
 import { stageProgress } from '../progress.js';
 import { resolveModelDir } from '../resolveModel.js';
@@ -24,6 +25,7 @@ interface AskOptions {
   rebuild?: boolean;
   dtype?: string;
   json?: boolean;
+  budget?: number;
 }
 
 const clock = (t: number) => `${Math.floor(t / 60)}:${Math.floor(t % 60).toString().padStart(2, '0')}`;
@@ -65,6 +67,7 @@ export function askCommand(): Command {
     .option('--similarity <space>', 'retrieval score: ip (dot product, as ReKV) or cosine', 'ip')
     .option('--data <dir>', 'where video memories are kept', vigilDataDir())
     .option('--rebuild', 're-encode the video even if its memory exists')
+    .option('--budget <size>', "disk budget of the video's memory, e.g. 200MB (1e6 bytes) or 1.5GiB (2^30 bytes); the oldest frames go first (default: none)", parseSize)
     .option('--dtype <dtype>', 'model weight format (fp32, fp16, q8, q4, ...)')
     .option('--json', 'print JSON: {answer, mode, evidence:[{chunkId, t, score}], timing:{...}} (an array for several questions)')
     .action(async (video: string, questions: string[], options: AskOptions) => {
@@ -90,6 +93,7 @@ export function askCommand(): Command {
           storageDtype: options.storage as 'float32',
           similarity: options.similarity,
           rebuild: options.rebuild ?? false,
+          ...(options.budget !== undefined ? { budget: options.budget } : {}),
           signal: abort.signal,
           onProgress: (p) => {
             const rate = p.framesEncoded / Math.max(1e-3, (Date.now() - started) / 1000);
@@ -111,7 +115,9 @@ export function askCommand(): Command {
             answers.push(answerJson(question, answer));
           }
           if (options.json) return printJson(answers.length === 1 ? answers[0] : answers);
-          process.stderr.write(`${memory.status} memory of ${memory.framesEncoded} frames (${memory.dir})\n`);
+          const disk = memory.session.store.stats();
+          const budget = disk.budgetBytes === null ? '' : `, ${shortBytes(disk.diskBytes)} on disk of budget ${shortBytes(disk.budgetBytes)} (${((100 * disk.diskBytes) / disk.budgetBytes).toFixed(1)}%)`;
+          process.stderr.write(`${memory.status} memory of ${memory.framesEncoded} frames (${memory.dir})${budget}\n`);
           for (const a of answers) {
             const strongest = [...a.evidence].sort((x, y) => y.score - x.score).slice(0, 5).sort((x, y) => x.t - y.t);
             const cited = strongest.map((e) => `${clock(e.t)} (${e.score.toFixed(2)})`).join(', ') || '-';

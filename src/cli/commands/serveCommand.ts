@@ -6,7 +6,8 @@ import { startServer } from '../../../api/server.js';
 import { vigilDataDir } from '../../cacheDir.js';
 import { checkRange } from '../../engine/streamManager.js';
 import { VigilError } from '../../../common/errors.js';
-import { parseInteger } from '../options.js';
+import { parseInteger, parseSize } from '../options.js';
+import { parseByteSize } from '../../../common/byteSize.js';
 import { resolveModelDir } from '../resolveModel.js';
 import { watchShutdown } from '../shutdown.js';
 
@@ -24,6 +25,8 @@ interface ServeOptions {
   maxUploadMb?: number;
   quiet?: boolean;
   shutdownTimeout?: number;
+  budget?: number;
+  diskBudget?: number;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -45,6 +48,8 @@ export function serveCommand(): Command {
     .option('--allow-private', 'let source URLs reach loopback and private networks')
     .option('--allow-network <cidr>', 'a network source URLs may reach despite the private-network rule (repeatable)', collect, [])
     .option('--max-upload-mb <n>', 'largest uploaded video in MiB (default 2048)', parseInteger(1, 1024 * 1024))
+    .option('--budget <size>', 'disk budget of each stream that sets none, e.g. 20GB (1e9 bytes) or 1.5GiB (2^30 bytes); default 20GB', parseSize)
+    .option('--disk-budget <size>', 'disk budget of the whole data folder, shared equally among its streams (each keeps the smaller of its own budget and its share)', parseSize)
     .option('--quiet', 'no request log')
     .option('--shutdown-timeout <s>', `seconds a graceful stop (SIGTERM/SIGINT/SIGHUP) may take before the process exits anyway (default ${DEFAULT_SHUTDOWN_TIMEOUT_S})`, parseInteger(1, 3600))
     .action(async (options: ServeOptions) => {
@@ -81,7 +86,10 @@ export function serveCommand(): Command {
             ...(config.limits?.questionsPerStream ? { questionsPerStream: config.limits.questionsPerStream } : {}),
             ...(config.limits?.questionsTotal ? { questionsTotal: config.limits.questionsTotal } : {}),
           },
-          ...(config.defaults ? { defaults: config.defaults } : {}),
+          ...(config.defaults || options.budget !== undefined ? { defaults: { ...config.defaults, ...(options.budget !== undefined ? { budget: options.budget } : {}) } } : {}),
+          ...(options.diskBudget !== undefined || config.diskBudget !== undefined
+            ? { diskBudget: options.diskBudget ?? parseByteSize(config.diskBudget, 'diskBudget') }
+            : {}),
         },
       });
       const authText = 'disabled' in auth ? 'OFF (--no-auth)' : `bearer token (${auth.tokens.length} accepted)`;

@@ -7,6 +7,10 @@ import { listStreamIds, streamDir, streamIndexDir, streamStoreDir } from '../../
 import { diffSortedIds, rebuildIndex, reconcileIndex, type SkippedChunk, unindexableReason } from '../../engine/indexReconcile.js';
 import { isVigilError, VigilError } from '../../../common/errors.js';
 import { printJson } from '../options.js';
+import { shortBytes } from '../../../common/byteSize.js';
+import { folderBytes } from '../../../memory/store/budget.js';
+import { readRecord } from '../../engine/manager/streamRecord.js';
+import { budgetedFolders } from '../../engine/manager/streamBudget.js';
 
 interface StoreOptions {
   data: string;
@@ -152,7 +156,12 @@ export function storeCommand(): Command {
       const s = openStore(options, id, 'read-only');
       try {
         const stats = s.stats();
-        rows.push({ stream: id, recovery: s.recovery, gaps: s.gaps(), ...stats });
+        const dir = streamDir(options.data, id);
+        // Measured like the server's budget: the chunk store and the index folders.
+        const usedBytes = folderBytes([streamStoreDir(dir), ...budgetedFolders(dir)]);
+        const budgetBytes = readRecord(dir)?.settings.budget ?? null;
+        const disk = { budgetBytes, usedBytes, percent: budgetBytes === null ? null : Math.round((10_000 * usedBytes) / budgetBytes) / 100 };
+        rows.push({ stream: id, recovery: s.recovery, gaps: s.gaps(), ...stats, budgetBytes, disk });
       } finally {
         await s.dispose();
       }
@@ -163,7 +172,8 @@ export function storeCommand(): Command {
       const bytes = Object.entries(r.bytesByDtype).filter(([, b]) => b > 0).map(([d, b]) => `${d} ${mib(b)}`).join(', ') || '0';
       process.stdout.write(
         `${r.stream}: ${r.chunkCount} chunks (${r.firstChunkId ?? '-'}..${r.lastChunkId ?? '-'}), ${bytes} in ${r.segments.length} segments, ` +
-          `stream time ${span(r.tStart, r.tEnd)}, ${r.gaps.length} gaps\n`,
+          `stream time ${span(r.tStart, r.tEnd)}, ${r.gaps.length} gaps, ` +
+          `disk ${shortBytes(r.disk.usedBytes)}${r.disk.budgetBytes === null ? ' (no budget)' : ` of budget ${shortBytes(r.disk.budgetBytes)} (${r.disk.percent}%)`}\n`,
       );
     }
   });

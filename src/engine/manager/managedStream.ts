@@ -143,7 +143,15 @@ export class ManagedStream {
           ...(record.settings.retention.maxBytes !== undefined ? { maxBytes: record.settings.retention.maxBytes } : {}),
           ...(record.settings.retention.maxStreamAgeSec !== undefined ? { maxAgeSec: record.settings.retention.maxStreamAgeSec } : {}),
         },
+        budget: record.settings.budget ?? null,
       },
+      disk: store
+        ? {
+            budgetBytes: store.budgetBytes,
+            usedBytes: store.diskBytes,
+            percent: store.budgetBytes === null ? null : Math.round((10_000 * store.diskBytes) / store.budgetBytes) / 100,
+          }
+        : null,
       frames: this.ingest?.framesEncoded ?? 0,
       memory:
         session && store

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { VigilError } from '../../../common/errors.js';
+import { parseByteSize } from '../../../common/byteSize.js';
 import { DEFAULT_STORAGE, LIMITS, parseSetting, Settings } from '../../../common/settings.js';
 import type { StreamSettings } from './streamRecord.js';
 import type { CreateStreamRequest, StreamQuestion } from './types.js';
@@ -11,6 +12,8 @@ export interface StreamDefaults {
   window?: number;
   sinks?: number;
   storage?: StreamSettings['storage'];
+  /** Disk budget for streams that do not set one (bytes or a size string). Default 20 GB. */
+  budget?: number | string;
 }
 
 /** A create request's settings with the defaults filled in, each checked against its range (common/settings.ts). */
@@ -22,7 +25,8 @@ export function streamSettings(request: CreateStreamRequest, d: StreamDefaults =
   const retention: StreamSettings['retention'] = {};
   if (request.retention?.maxBytes !== undefined) retention.maxBytes = parseSetting('retention.maxBytes', Settings.retentionMaxBytes, request.retention.maxBytes);
   if (request.retention?.maxAgeSec !== undefined) retention.maxStreamAgeSec = parseSetting('retention.maxAgeSec', Settings.retentionMaxAgeSec, request.retention.maxAgeSec);
-  return { fps, windowFrames, sinkFrames, storage, retention };
+  const budget = parseByteSize(request.budget ?? d.budget ?? LIMITS.budget.default, 'budget');
+  return { fps, windowFrames, sinkFrames, storage, retention, budget };
 }
 
 /** The question's stream-time range, or null when it has none. */

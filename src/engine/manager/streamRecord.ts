@@ -10,6 +10,8 @@ export interface StreamSettings {
   sinkFrames: number;
   storage: KvStorageDtype;
   retention: { maxBytes?: number; maxStreamAgeSec?: number };
+  /** Disk budget in bytes; absent in records written before budgets existed (those keep no budget). */
+  budget?: number;
 }
 
 /**

@@ -19,8 +19,10 @@ export interface CreateStreamRequest {
   sinks?: number;
   /** KV payload dtype on disk. Default float32. */
   storage?: KvStorageDtype;
-  /** Disk budget: bytes and/or stream-time age (s); oldest segments go first. Default: keep everything. */
+  /** Older limits: segment bytes and/or stream-time age (s); oldest segments go first. Default: none (the budget applies). */
   retention?: { maxBytes?: number; maxAgeSec?: number };
+  /** Disk budget: bytes or a size string ("20GB" = 20e9, "1.5GiB" = 1.5 * 2^30). Default 20 GB. */
+  budget?: number | string;
 }
 
 /**
@@ -53,7 +55,13 @@ export interface StreamStatus {
   live: boolean | null;
   state: StreamState;
   createdAt: string;
-  settings: { fps: number; window: number; sinks: number; storage: KvStorageDtype; retention: { maxBytes?: number; maxAgeSec?: number } };
+  /** `budget`: the stream's own disk budget in bytes (null: a stream recorded before budgets, which keeps none). */
+  settings: { fps: number; window: number; sinks: number; storage: KvStorageDtype; retention: { maxBytes?: number; maxAgeSec?: number }; budget: number | null };
+  /**
+   * Bytes on disk against the budget in force (the stream's own, or its share of `--disk-budget`
+   * when smaller): `usedBytes` measured (chunk store folder and index folder), null budget when none.
+   */
+  disk: { budgetBytes: number | null; usedBytes: number; percent: number | null } | null;
   /** Frames encoded since the ingest (re)started. */
   frames: number;
   /**

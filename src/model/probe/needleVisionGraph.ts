@@ -11,10 +11,16 @@ import { CONST_VALUE, NEEDLE_DIMS, NEEDLE_PROTOTYPES, NEEDLE_REGIONS, NONE_CLASS
  * mask allows, classifies each by the nearest prototype color (needleLayout: the palette plus grays
  * for "none"; ArgMax of 2 m.p - |p|^2, then one-hot by Equal against the class range), and writes
  * the same feature row into all T tokens of the image: CONST_VALUE in the constant dim, the
- * background one-hot and the square one-hot in their residual dims ("none" writes nothing).
+ * background one-hot and the square one-hot in their residual dims ("none" writes nothing), plus
+ * `tokenRows[t]` on token t when given (probe-needle-256m's fixed-energy random rows).
  * Computed in float32 whatever the model's float type (inputs and output are cast).
  */
-export function buildNeedleVisionGraph(ctx: ProbeGraphContext, geo: VisionGeometry, textHidden: number): void {
+export function buildNeedleVisionGraph(
+  ctx: ProbeGraphContext,
+  geo: VisionGeometry,
+  textHidden: number,
+  options: { tokenRows?: Float32Array } = {},
+): void {
   const { g, dtype } = ctx;
   const S = geo.imageSize;
   const T = tokensPerImage(geo);
@@ -63,7 +69,9 @@ export function buildNeedleVisionGraph(ctx: ProbeGraphContext, geo: VisionGeomet
       ]),
       g.initializer('needle.vision.constant', 'float32', [textHidden], constant),
     ]);
-    const tokens = g.op('Tile', [g.op('Unsqueeze', [rows, g.int64s([1])]), g.int64s([1, T, 1])]);
+    let tokens = g.op('Tile', [g.op('Unsqueeze', [rows, g.int64s([1])]), g.int64s([1, T, 1])]);
+    // probe-needle-256m: a fixed random row per token index (free dims only), so a frame's tokens differ.
+    if (options.tokenRows) tokens = g.op('Add', [tokens, g.initializer('needle.vision.token_rows', 'float32', [T, textHidden], options.tokenRows)]);
     return dtype === 'float16' ? g.op('Cast', [tokens], { to: 10 }) : tokens;
   });
   g.output(features, 'image_features', dtype, ['num_real_images', T, textHidden]);

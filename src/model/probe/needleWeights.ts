@@ -1,6 +1,7 @@
 import type { TextGeometry } from './geometry.js';
 import { CONST_VALUE, NEEDLE_COLORS, NEEDLE_DIMS, NUM_COLORS, UNKNOWN_SLOT } from './needleLayout.js';
 import { SMOLVLM_TOKEN_IDS } from './probeConfigFiles.js';
+import { mulberry32 } from '../../../kernels/sampling.js';
 import { randomWeightSource } from './randomWeights.js';
 import type { WeightSource } from './weightSource.js';
 
@@ -85,11 +86,42 @@ export interface NeedleRandomLayers {
   outputScale: number;
   /**
    * Let the random layers write into the circuit's residual dims (0..NEEDLE_DIMS.used-1) too. Off by
-   * default: the lm_head multiplies slot B by 30 and the answered flag by 60, so even scale 0.01
-   * moved the margin by 3.7 (docs/needle-model.md); kept for measuring that.
+   * default: the lm_head multiplies slot B by 30 and the answered flag by 60, so small scales already
+   * move the margin a lot and 0.1 flips answers (docs/needle-model.md); kept for measuring that.
    */
   writeCircuitDims?: boolean;
+  /**
+   * Every token embedding (and, via the vision graph, every image token) also carries a seeded
+   * random vector of exactly this squared norm in the dims the circuit does not use. Without it
+   * all plain text tokens enter the random layers identical (the constant alone); with it each token
+   * id (and each of a frame's image tokens) is distinct, as in a real model. The circuit never reads
+   * those dims, and every token's rms includes the same energy, so its weights stay exact.
+   */
+  tokenEnergy?: number;
 }
+
+/**
+ * `rows` x `width` float32 rows, zero in dims 0..first-1, seeded uniform values in dims first.., each
+ * row scaled to squared norm `energy` exactly (so RMSNorm sees the same extra energy on every token).
+ */
+export function fixedEnergyRows(rows: number, width: number, first: number, energy: number, seed: number): Float32Array {
+  const table = new Float32Array(rows * width);
+  const random = mulberry32(seed >>> 0);
+  for (let r = 0; r < rows; r++) {
+    let sum = 0;
+    for (let c = first; c < width; c++) {
+      const v = 2 * random() - 1;
+      table[r * width + c] = v;
+      sum += v * v;
+    }
+    const scale = Math.sqrt(energy / sum);
+    for (let c = first; c < width; c++) table[r * width + c]! *= scale;
+  }
+  return table;
+}
+
+/** Seeds of the token-energy rows: the embedding table and the vision graph's per-token rows. */
+export const TOKEN_ENERGY_SEEDS = { embedding: 0x6e65656d, image: 0x6e656969 } as const;
 
 /**
  * Layers from NEEDLE_CIRCUIT_LAYERS on, when `randomLayers` is given: seeded random weights (as the
@@ -106,8 +138,9 @@ export function needleWeightSource(text: TextGeometry, ids: NeedleTokenIds, rand
   const D = text.headDim;
   const free = text.rotaryDim; // first position-free dim of head 0
   const scale = Math.sqrt(D); // the decoder multiplies q.k by 1/sqrt(D)
-  /** RMSNorm's divisor for a token holding the constant plus `units` features of value 1. */
-  const rms = (units: number) => Math.sqrt((CONST_VALUE * CONST_VALUE + units) / H);
+  const tokenEnergy = randomLayers?.tokenEnergy ?? 0;
+  /** RMSNorm's divisor for a token holding the constant, `units` features of value 1 and the token energy. */
+  const rms = (units: number) => Math.sqrt((CONST_VALUE * CONST_VALUE + units + tokenEnergy) / H);
   /** Query and key amplitudes whose product over sqrt(D) is `score`. */
   const amplitude = (score: number) => Math.sqrt(score * scale);
   const d = NEEDLE_DIMS;
@@ -159,7 +192,14 @@ export function needleWeightSource(text: TextGeometry, ids: NeedleTokenIds, rand
 
   return (name, dims, role) => {
     const count = dims.reduce((a, b) => a * b, 1);
-    if (name === 'model.embed_tokens.weight') return embedding(dims[0]!, H, ids);
+    if (name === 'model.embed_tokens.weight') {
+      const table = embedding(dims[0]!, H, ids);
+      if (randomLayers && tokenEnergy > 0) {
+        const noise = fixedEnergyRows(dims[0]!, H, d.used, tokenEnergy, randomLayers.seed ^ TOKEN_ENERGY_SEEDS.embedding);
+        for (let i = 0; i < table.length; i++) table[i]! += noise[i]!;
+      }
+      return table;
+    }
     if (name === 'lm_head.weight') {
       const V = dims[1]!;
       return matrix(H, V, (put) => {

@@ -5,13 +5,14 @@ import { VigilError } from '../../../common/errors.js';
 import { OnnxModelWriter } from '../onnx/modelWriter.js';
 import { buildDecoderGraph } from './decoderGraph.js';
 import { buildEmbedGraph } from './embedGraph.js';
-import { validateGeometry } from './geometry.js';
+import { tokensPerImage, validateGeometry } from './geometry.js';
 import type { ProbeGraphContext } from './graphHelpers.js';
 import { findProbeSpec, PROBE_MODELS, type ProbeModelSpec } from './probeSpecs.js';
 import { buildProbeTokenizer } from './probeTokenizer.js';
 import { PROBE_WORDS } from './probeVocabulary.js';
 import { buildNeedleVisionGraph } from './needleVisionGraph.js';
-import { NEEDLE_CONSTRUCTION_VERSION, needleTokenIds, needleWeightSource } from './needleWeights.js';
+import { fixedEnergyRows, NEEDLE_CONSTRUCTION_VERSION, needleTokenIds, needleWeightSource, TOKEN_ENERGY_SEEDS } from './needleWeights.js';
+import { NEEDLE_DIMS } from './needleLayout.js';
 import { randomWeightSource } from './randomWeights.js';
 import { probeModelFiles } from './probeConfigFiles.js';
 import { buildVisionGraph } from './visionGraph.js';
@@ -132,7 +133,7 @@ function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onPro
   const needle = spec.weights === 'needle';
   const randomLayers = spec.needleRandomLayers ? { seed, ...spec.needleRandomLayers } : undefined;
   const weights = needle ? needleWeightSource(spec.text, needleTokenIds(tokenizerJson), randomLayers) : randomWeightSource(seed);
-  const buildVision = needle ? buildNeedleVisionGraph : buildVisionGraph;
+
   const files = probeModelFiles(spec, seed, suffix, tokenizerConfigJson);
   writeJson(path.join(dir, 'tokenizer.json'), tokenizerJson);
   for (const [file, content] of Object.entries(files)) writeJson(path.join(dir, file), content);
@@ -151,7 +152,13 @@ function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onPro
   };
   writeGraph('embed_tokens', 'embed_tokens', (ctx) => buildEmbedGraph(ctx, spec.text.vocabSize, spec.text.hiddenSize));
   const attention = spec.attention ?? 'eager';
-  writeGraph('vision_encoder', 'vision_encoder', (ctx) => buildVision(ctx, spec.vision, spec.text.hiddenSize, { attention }));
+  writeGraph('vision_encoder', 'vision_encoder', (ctx) => {
+    if (!needle) return buildVisionGraph(ctx, spec.vision, spec.text.hiddenSize, { attention });
+    const energy = spec.needleRandomLayers?.tokenEnergy ?? 0;
+    const tokenRows =
+      energy > 0 ? fixedEnergyRows(tokensPerImage(spec.vision), spec.text.hiddenSize, NEEDLE_DIMS.used, energy, seed ^ TOKEN_ENERGY_SEEDS.image) : undefined;
+    return buildNeedleVisionGraph(ctx, spec.vision, spec.text.hiddenSize, tokenRows ? { tokenRows } : {});
+  });
   writeGraph('decoder', 'decoder_model_merged', (ctx) => buildDecoderGraph(ctx, spec.text, { queryTaps: spec.queryTaps ?? true, attention }));
   onProgress?.({ stage: 'done', done: stages.length, total: stages.length });
 }

@@ -25,10 +25,11 @@ export interface ProbeModelSpec {
   /**
    * Needle models only: layers after the circuit's two (2..numLayers-1) get seeded random weights,
    * their output projections (o_proj, down_proj) multiplied by `outputScale` so that what they add
-   * to the residual stream leaves the circuit's answer intact (docs/needle-model.md). Absent: those
-   * layers are all zero (pass-through).
+   * to the residual stream leaves the circuit's answer intact; `tokenEnergy` gives every token a
+   * random vector outside the circuit's dims (needleWeights.ts NeedleRandomLayers; docs/needle-model.md).
+   * Absent: those layers are all zero (pass-through).
    */
-  needleRandomLayers?: { outputScale: number; writeCircuitDims?: boolean };
+  needleRandomLayers?: { outputScale: number; writeCircuitDims?: boolean; tokenEnergy?: number };
 }
 
 const SMOLVLM_VOCAB = 49280;
@@ -100,12 +101,13 @@ const SMOLVLM2_256M_VISION: VisionGeometry = {
 const NEEDLE_256M_TEXT: TextGeometry = { ...SMOLVLM2_256M_TEXT, rotaryDim: 48 };
 
 /**
- * Output scale of probe-needle-256m's 28 random layers (docs/needle-model.md): the answer's margin is
- * 30.00 at scale 0, ~28.2 at 0.1, ~20.3 at 0.3, ~8.2 at 1 (the random layers' energy in the residual
- * grows the final norm's rms). 0.3 keeps a margin like probe-needle's test floor (20) while the random
- * layers put ~1.2x the circuit's energy into the residual (rms x1.48 at the answer position).
+ * probe-needle-256m's random part (docs/needle-model.md): output scale of its 28 random layers and the
+ * random energy every token carries outside the circuit's dims. With token energy 64 the answer's
+ * margin is 30.00 at scale 0, 29.6 at 0.1, 25.8 at 0.3, 20.8 at 0.5, 12.5 at 1 (the random layers'
+ * energy grows the final norm's rms). At 0.5 the random layers add ~1.1x the tokens' own energy to
+ * the answer position (rms x1.44) and the margin is like probe-needle's test floor (20).
  */
-export const NEEDLE_256M_RANDOM_SCALE = 0.3;
+export const NEEDLE_256M_RANDOM_LAYERS = { outputScale: 0.5, tokenEnergy: 64 } as const;
 
 function randomProbe(
   name: string,
@@ -159,7 +161,7 @@ export const PROBE_MODELS: readonly ProbeModelSpec[] = [
     weights: 'needle',
     externalData: true,
     attention: 'fused',
-    needleRandomLayers: { outputScale: NEEDLE_256M_RANDOM_SCALE },
+    needleRandomLayers: { ...NEEDLE_256M_RANDOM_LAYERS },
   },
 ];
 
