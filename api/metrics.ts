@@ -45,6 +45,7 @@ export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMe
   perStream('vigil_ingest_paused_frames_dropped_total', 'Live frames dropped while ingest was paused for a full disk.', (s) => s.ingest?.pausedDrops ?? null, true);
   perStream('vigil_memory_gaps', 'Outages persisted in the stream timeline (camera down, service stopped, disk full).', (s) => s.memory?.gaps ?? null);
   perStream('vigil_ingest_frames_total', 'Frames encoded since the ingest started.', (s) => s.frames, true);
+  perStream('vigil_ingest_frames_gated_total', 'Frames the gate turned away since the ingest started (not encoded; the previous chunk covers them).', (s) => s.ingest?.gated ?? null, true);
   perStream('vigil_memory_chunks', 'Chunks stored on disk.', (s) => s.memory?.chunks ?? null);
   perStream('vigil_memory_disk_bytes', 'Bytes of KV segments on disk.', (s) => s.memory?.bytes ?? null);
   new Gauge({

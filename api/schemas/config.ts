@@ -46,6 +46,7 @@ export const ServiceConfigSchema = z.strictObject({
       window: streamSettingsShape.window,
       sinks: streamSettingsShape.sinks,
       storage: streamSettingsShape.storage,
+      gate: streamSettingsShape.gate,
       budget: streamSettingsShape.budget,
     })
     .optional(),

@@ -11,6 +11,18 @@ export const Retention = z
 
 const Storage = Settings.storage;
 
+/** Frame gating: 'off', or either field (the other takes its default). */
+export const Gate = z
+  .union([
+    z.literal('off'),
+    z.strictObject({ threshold: Settings.gateThreshold.optional(), maxHoldSec: Settings.gateMaxHoldSec.optional() }),
+  ])
+  .meta({
+    description:
+      "Frame gating: a sampled frame whose 64x64 luminance image barely differs from the last encoded frame's is not encoded; the previous chunk's time span is extended over it. 'off' encodes every frame. Default { threshold: 0.005, maxHoldSec: 60 } (or the server's default).",
+  });
+const GateStatus = z.union([z.literal('off'), z.strictObject({ threshold: z.number(), maxHoldSec: z.number() })]);
+
 /** Fields shared by JSON creation, uploads (as form fields) and config-file cameras. */
 export const streamSettingsShape = {
   id: StreamId.optional().meta({ description: 'Stream id; generated when absent. 409 if it exists.' }),
@@ -20,6 +32,7 @@ export const streamSettingsShape = {
   sinks: Settings.sinks.optional(),
   storage: Storage.optional(),
   retention: Retention.optional(),
+  gate: Gate.optional(),
   budget: Settings.budget.optional(),
 };
 
@@ -42,6 +55,16 @@ export const UploadFields = z.strictObject({
   fps: numberField(Settings.fps).optional(),
   window: numberField(Settings.window).optional(),
   sinks: numberField(Settings.sinks).optional(),
+  gate: z
+    .preprocess((v) => {
+      if (typeof v !== 'string' || v === 'off') return v;
+      try {
+        return JSON.parse(v) as unknown;
+      } catch {
+        return v;
+      }
+    }, Gate)
+    .optional(),
   storage: Storage.optional(),
   budget: Settings.budget.optional(),
   retention: z
@@ -64,6 +87,7 @@ export const UploadForm = z
     fps: z.number().optional(),
     window: z.int().optional(),
     sinks: z.int().optional(),
+    gate: z.string().optional().meta({ description: '"off", or JSON, e.g. {"threshold": 0.01, "maxHoldSec": 30}' }),
     storage: Storage.optional(),
     retention: z.string().optional().meta({ description: 'JSON, e.g. {"maxBytes": 1073741824}' }),
     budget: z.string().optional().meta({ description: 'Disk budget, e.g. "20GB" or "1.5GiB" or bytes. Default 20GB.' }),
@@ -95,6 +119,7 @@ export const StreamStatusSchema = z
       window: z.int(),
       sinks: z.int(),
       storage: Storage,
+      gate: GateStatus,
       retention: Retention,
       budget: z.int().nullable().meta({ description: 'The disk budget asked for, bytes (null: a stream recorded before budgets, which keeps none).' }),
     }),
@@ -132,6 +157,7 @@ export const StreamStatusSchema = z
         gapWriteErrors: z.int().meta({ description: 'Outages this ingest could not write to the timeline (retried).' }),
         pauses: z.int().meta({ description: 'Times this ingest paused because the disk was full.' }),
         pausedDrops: z.int().meta({ description: 'Live frames dropped while paused.' }),
+        gated: z.int().meta({ description: 'Frames the gate turned away (not encoded; the previous chunk covers them).' }),
       })
       .nullable(),
     progress: z

@@ -46,6 +46,9 @@ const clock = (t) => {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 };
 
+/** A chunk's time, or its span when frame gating extended it over frames it did not encode ("0:10–0:42"). */
+const span = (tStart, tEnd) => (clock(tEnd) === clock(tStart) ? clock(tStart) : `${clock(tStart)}–${clock(tEnd)}`);
+
 /** An outage in the timeline: no frames between from and to (stream time). */
 const gapText = (gap) => `not recorded ${clock(gap.from)}–${clock(gap.to)}: ${gap.reason}`;
 
@@ -141,7 +144,7 @@ function updateCard(card, s) {
   card.state.textContent = s.state;
   card.state.className = `state ${s.state}`;
   const parts = [`${s.memory?.chunks ?? 0} chunks`, `${((s.memory?.bytes ?? 0) / 1024 ** 2).toFixed(1)} MiB`];
-  if (s.ingest) parts.push(`${s.ingest.fps.toFixed(1)} fps`, `lag ${(s.ingest.lagMs / 1000).toFixed(1)} s`, `${s.ingest.drops} dropped`);
+  if (s.ingest) parts.push(`${s.ingest.fps.toFixed(1)} fps`, `lag ${(s.ingest.lagMs / 1000).toFixed(1)} s`, `${s.ingest.drops} dropped`, `${s.ingest.gated} gated`);
   // Outages persisted in the timeline (they survive restarts), not only this ingest's.
   if (s.memory) parts.push(`${s.memory.gaps} ${s.memory.gaps === 1 ? 'gap' : 'gaps'}`);
   if (s.progress?.fraction != null) parts.push(`${Math.round(s.progress.fraction * 100)}%`);
@@ -296,9 +299,9 @@ function showAnswer(answer) {
     figure.dataset.chunkId = String(e.chunkId);
     if (best > 0 && e.score >= best * 0.5) figure.classList.add('strong');
     const img = document.createElement('img');
-    img.alt = `frame at ${clock(e.tStart)}`;
+    img.alt = `frame at ${span(e.tStart, e.tEnd)}`;
     const caption = document.createElement('figcaption');
-    caption.textContent = `${clock(e.tStart)} · score ${e.score.toFixed(2)}`;
+    caption.textContent = `${span(e.tStart, e.tEnd)} · score ${e.score.toFixed(2)}`;
     figure.append(img, caption);
     if (e.thumbnail) {
       imageUrl(e.thumbnail).then((url) => {

@@ -20,6 +20,7 @@ import { budgetRetention, checkFirstHour, firstHourBytes, streamBudgetPlan } fro
 import { readRecord, removeRecord, type StreamRecord, type StreamSettings } from './manager/streamRecord.js';
 import { safeName, type StreamDefaults, streamSettings, timeRange } from './manager/requestChecks.js';
 import type { AskHooks, CreateStreamRequest, EvidenceEntry, EvidenceItem, GapEvidence, ManagerLimits, QuestionEvent, StreamAnswer, StreamQuestion, StreamStatus } from './manager/types.js';
+import { gateSettings } from './frameGate.js';
 import { ANSWER_MODES, StreamSession } from './streamSession.js';
 
 export { expandEnv } from './manager/envTemplate.js';
@@ -581,6 +582,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
         sinkFrames: settings.sinkFrames,
         windowFrames: settings.windowFrames,
         storageDtype: settings.storage,
+        gate: settings.gate ?? gateSettings(this.options.defaults?.gate),
         ...(Object.keys(retention).length > 0 ? { retention } : {}),
         ...(store.fsync !== undefined ? { fsync: store.fsync } : {}),
         ...(store.cacheBytes !== undefined ? { cacheBytes: store.cacheBytes } : {}),

@@ -85,6 +85,9 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       model: await sharedModel(),
       policy: { filesDir: options.filesDir ?? null },
       store: { fsync: 'none' },
+      // Every sampled frame encoded: these tests count frames and chunks. Gating has its own tests
+      // (test/api/gate.test.ts), which pass defaults of their own.
+      defaults: { gate: 'off' },
       ...options.manager,
     },
   });

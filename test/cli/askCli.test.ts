@@ -45,7 +45,8 @@ describe('vigil ask', () => {
     const window = await runVigil(['ask', clip, red, '--data', data, '--mode', 'window']);
     assert.equal(window.code, 0, window.stderr);
     assert.match(window.stdout, /A: unknown/);
-    assert.match(window.stderr, /reused memory of 90 frames/);
+    // 90 sampled frames; the red screen (12-16 s) is one picture for 4 s, so its frames 13-15 are gated.
+    assert.match(window.stderr, /reused memory of 87 frames/);
   });
 
   it('an encode killed with SIGKILL is never taken as complete: the next run resumes it', async () => {
@@ -68,7 +69,8 @@ describe('vigil ask', () => {
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.equal((JSON.parse(resumed.stdout) as AnswerJson).answer, 'cyan');
     const again = await runVigil(['ask', clip, red, '--data', killedData, '--window', '4']);
-    assert.match(again.stderr, /reused memory of 90 frames/);
+    // The first frame after a restart is always encoded: one more when the kill fell inside the red screen.
+    assert.match(again.stderr, /reused memory of 8[78] frames/);
   });
 
   it('bad input: one clear line, exit code 2', async () => {

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { vigilDataDir } from '../../cacheDir.js';
+import { type GateSetting, gateSettings } from '../../engine/frameGate.js';
 import { openOfflineVideo } from '../../engine/offlineVideo.js';
 import { ANSWER_MODES, type AnswerMode, type SessionAnswer } from '../../engine/streamSession.js';
 import { VigilError } from '../../../common/errors.js';
@@ -10,6 +11,7 @@ import { shortBytes } from '../../../common/byteSize.js';
 import { DEFAULT_STORAGE, LIMITS, STORAGE_DTYPES } from '../../../common/settings.js';
 import { stageProgress } from '../progress.js';
 import { resolveModelDir } from '../resolveModel.js';
+import { clockSpan, gateFromOptions, parseGateMaxHold, parseGateOption } from '../gateOption.js';
 
 interface AskOptions {
   model: string;
@@ -23,6 +25,8 @@ interface AskOptions {
   storage: string;
   similarity: string;
   rebuild?: boolean;
+  gate?: 'off' | number;
+  gateMaxHold?: number;
   dtype?: string;
   json?: boolean;
   budget?: number;
@@ -36,7 +40,7 @@ function answerJson(question: string, a: SessionAnswer) {
     question,
     answer: a.text.trim(),
     mode: a.mode,
-    evidence: a.evidence.map((e) => ({ chunkId: e.chunkId, t: e.tStart, score: e.meanScore, layers: e.layers })),
+    evidence: a.evidence.map((e) => ({ chunkId: e.chunkId, t: e.tStart, tEnd: e.tEnd, score: e.meanScore, layers: e.layers })),
     timing: {
       retrievalMs: round(a.retrievalMs),
       loadMs: round(a.loadMs),
@@ -50,6 +54,12 @@ function answerJson(question: string, a: SessionAnswer) {
 }
 
 const round = (ms: number) => Math.round(ms * 10) / 10;
+
+/** --gate / --gate-max-hold as the offline memory's gate (defaults when neither is given). */
+function gateOption(options: AskOptions): { gate?: GateSetting } {
+  const request = gateFromOptions(options.gate, options.gateMaxHold);
+  return request === undefined ? {} : { gate: gateSettings(request) };
+}
 
 export function askCommand(): Command {
   return new Command('ask')
@@ -67,6 +77,8 @@ export function askCommand(): Command {
     .option('--similarity <space>', 'retrieval score: ip (dot product, as ReKV) or cosine', 'ip')
     .option('--data <dir>', 'where video memories are kept', vigilDataDir())
     .option('--rebuild', 're-encode the video even if its memory exists')
+    .option('--gate <off|threshold>', `frame gating: a frame is encoded only when this fraction of it changed since the last encoded frame (default ${LIMITS.gateThreshold.default}; off: every frame)`, parseGateOption)
+    .option('--gate-max-hold <s>', `frame gating: encode a frame at least every s seconds of video (default ${LIMITS.gateMaxHoldSec.default})`, parseGateMaxHold)
     .option('--budget <size>', "disk budget of the video's memory, e.g. 200MB (1e6 bytes) or 1.5GiB (2^30 bytes); the oldest frames go first (default: none)", parseSize)
     .option('--dtype <dtype>', 'model weight format (fp32, fp16, q8, q4, ...)')
     .option('--json', 'print JSON: {answer, mode, evidence:[{chunkId, t, score}], timing:{...}} (an array for several questions)')
@@ -93,6 +105,7 @@ export function askCommand(): Command {
           storageDtype: options.storage as 'float32',
           similarity: options.similarity,
           rebuild: options.rebuild ?? false,
+          ...gateOption(options),
           ...(options.budget !== undefined ? { budget: options.budget } : {}),
           signal: abort.signal,
           onProgress: (p) => {
@@ -120,7 +133,7 @@ export function askCommand(): Command {
           process.stderr.write(`${memory.status} memory of ${memory.framesEncoded} frames (${memory.dir})${budget}\n`);
           for (const a of answers) {
             const strongest = [...a.evidence].sort((x, y) => y.score - x.score).slice(0, 5).sort((x, y) => x.t - y.t);
-            const cited = strongest.map((e) => `${clock(e.t)} (${e.score.toFixed(2)})`).join(', ') || '-';
+            const cited = strongest.map((e) => `${clockSpan(e.t, e.tEnd)} (${e.score.toFixed(2)})`).join(', ') || '-';
             process.stdout.write(`Q: ${a.question}\nA: ${a.answer}\n   ${a.mode}: strongest evidence at ${cited}; first token ${Math.round(a.timing.ttftMs)} ms\n`);
           }
         } finally {

@@ -9,6 +9,7 @@ import { VigilError } from '../../../common/errors.js';
 import { parseInteger, parseSize } from '../options.js';
 import { parseByteSize } from '../../../common/byteSize.js';
 import { resolveModelDir } from '../resolveModel.js';
+import { gateFromOptions, parseGateMaxHold, parseGateOption } from '../gateOption.js';
 import { watchShutdown } from '../shutdown.js';
 
 interface ServeOptions {
@@ -24,6 +25,8 @@ interface ServeOptions {
   allowNetwork: string[];
   maxUploadMb?: number;
   quiet?: boolean;
+  gate?: 'off' | number;
+  gateMaxHold?: number;
   shutdownTimeout?: number;
   budget?: number;
   diskBudget?: number;
@@ -50,6 +53,8 @@ export function serveCommand(): Command {
     .option('--max-upload-mb <n>', 'largest uploaded video in MiB (default 2048)', parseInteger(1, 1024 * 1024))
     .option('--budget <size>', 'disk budget of each stream that sets none, e.g. 20GB (1e9 bytes) or 1.5GiB (2^30 bytes); default 20GB', parseSize)
     .option('--disk-budget <size>', 'disk budget of the whole data folder, shared equally among its streams (each keeps the smaller of its own budget and its share)', parseSize)
+    .option('--gate <off|threshold>', 'frame gating of streams that set none: encode a frame only when this fraction of it changed since the last encoded one (default 0.005; off: every frame)', parseGateOption)
+    .option('--gate-max-hold <s>', 'frame gating of streams that set none: encode a frame at least every s seconds (default 60)', parseGateMaxHold)
     .option('--quiet', 'no request log')
     .option('--shutdown-timeout <s>', `seconds a graceful stop (SIGTERM/SIGINT/SIGHUP) may take before the process exits anyway (default ${DEFAULT_SHUTDOWN_TIMEOUT_S})`, parseInteger(1, 3600))
     .action(async (options: ServeOptions) => {
@@ -63,6 +68,9 @@ export function serveCommand(): Command {
       // Listening for signals (and for the launcher's exit) before the model loads: a stop asked
       // for during start-up is honoured once the server is up.
       const shutdown = watchShutdown({ log, graceMs: graceS * 1000 });
+      // --gate / --gate-max-hold: the gate of new streams that set none, over the config file's defaults.
+      const gate = gateFromOptions(options.gate, options.gateMaxHold);
+      if (gate !== undefined) config.defaults = { ...config.defaults, gate };
       const running = await startServer({
         host,
         port: options.port ?? config.port ?? 8080,

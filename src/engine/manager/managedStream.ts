@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { DEFAULT_GATE } from '../frameGate.js';
 import type { StreamSession } from '../streamSession.js';
 import { type PathRoots, publicMessage } from './publicMessage.js';
 import type { StreamIngest } from './streamIngest.js';
@@ -139,6 +140,7 @@ export class ManagedStream {
         window: record.settings.windowFrames,
         sinks: record.settings.sinkFrames,
         storage: record.settings.storage,
+        gate: this.session?.gate.settings ?? record.settings.gate ?? DEFAULT_GATE,
         retention: {
           ...(record.settings.retention.maxBytes !== undefined ? { maxBytes: record.settings.retention.maxBytes } : {}),
           ...(record.settings.retention.maxStreamAgeSec !== undefined ? { maxAgeSec: record.settings.retention.maxStreamAgeSec } : {}),
@@ -179,6 +181,7 @@ export class ManagedStream {
               gapWriteErrors: this.ingest.gapWriteErrors,
               pauses: this.ingest.pauses,
               pausedDrops: this.ingest.pausedDrops,
+              gated: this.ingest.framesGated,
             }
           : null,
       // Every stream has a position in stream time; only a finite source has a length to reach.

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { VigilError } from '../../../common/errors.js';
 import { parseByteSize } from '../../../common/byteSize.js';
 import { DEFAULT_STORAGE, LIMITS, parseSetting, Settings } from '../../../common/settings.js';
+import { type GateRequest, gateSettings } from '../frameGate.js';
 import type { StreamSettings } from './streamRecord.js';
 import type { CreateStreamRequest, StreamQuestion } from './types.js';
 
@@ -12,6 +13,8 @@ export interface StreamDefaults {
   window?: number;
   sinks?: number;
   storage?: StreamSettings['storage'];
+  /** The gate of streams created without one (default DEFAULT_GATE). */
+  gate?: GateRequest;
   /** Disk budget for streams that do not set one (bytes or a size string). Default 20 GB. */
   budget?: number | string;
 }
@@ -22,11 +25,12 @@ export function streamSettings(request: CreateStreamRequest, d: StreamDefaults =
   const windowFrames = parseSetting('window', Settings.window, request.window ?? d.window ?? LIMITS.window.default);
   const sinkFrames = parseSetting('sinks', Settings.sinks, request.sinks ?? d.sinks ?? LIMITS.sinks.default);
   const storage = parseSetting('storage', Settings.storage, request.storage ?? d.storage ?? DEFAULT_STORAGE);
+  const gate = gateSettings(request.gate, gateSettings(d.gate));
   const retention: StreamSettings['retention'] = {};
   if (request.retention?.maxBytes !== undefined) retention.maxBytes = parseSetting('retention.maxBytes', Settings.retentionMaxBytes, request.retention.maxBytes);
   if (request.retention?.maxAgeSec !== undefined) retention.maxStreamAgeSec = parseSetting('retention.maxAgeSec', Settings.retentionMaxAgeSec, request.retention.maxAgeSec);
   const budget = parseByteSize(request.budget ?? d.budget ?? LIMITS.budget.default, 'budget');
-  return { fps, windowFrames, sinkFrames, storage, retention, budget };
+  return { fps, windowFrames, sinkFrames, storage, gate, retention, budget };
 }
 
 /** The question's stream-time range, or null when it has none. */

@@ -51,8 +51,9 @@ export interface IngestOutcome {
 }
 
 /**
- * The ingest loop of one stream: source frames -> preprocessing -> a frame job on the shared model
- * scheduler (encode + store + index) -> thumbnail. The loop awaits each encode, so when the model is
+ * The ingest loop of one stream: source frames -> the frame gate (a frame that barely differs from
+ * the last encoded one only extends the previous chunk's span, without waiting for the model) ->
+ * preprocessing -> a frame job on the shared model scheduler (encode + store + index) -> thumbnail. The loop awaits each encode, so when the model is
  * busy with other streams the source's own queue fills and live sources drop frames by their policy
  * (counted in `framesDropped`), instead of an unbounded backlog here.
  *
@@ -64,6 +65,8 @@ export class StreamIngest {
   readonly done: Promise<IngestOutcome>;
   source: VideoSource | null = null;
   framesEncoded = 0;
+  /** Frames the gate turned away (never encoded; the previous chunk's span covers them). */
+  framesGated = 0;
   lastT: number | null = null;
   private readonly rate = new RateMeter();
   private readonly abort = new AbortController();
@@ -321,8 +324,12 @@ export class StreamIngest {
     // Every outage the source lived through is kept in the manifest (stream time), so the timeline
     // shows it after a restart too; the source's own gap list is in RAM only.
     source.on('gap', (gap) => {
+      // No chunk's span may reach across an outage: the first frame after it is encoded.
+      session.gate.forget();
       if (gap.endT !== null && offset !== null) this.recordGap(gap.startT + offset, gap.endT + offset, gap.reason);
     });
+    // Nor across the time this stream was not ingesting (a stop, a restart of the service).
+    session.gate.forget();
     try {
       for (;;) {
         const frame = await source.next();
@@ -334,6 +341,13 @@ export class StreamIngest {
         }
         const t = frame.t + offset;
         if (resumeAfter !== null && t <= resumeAfter) continue;
+        // While paused for a full disk every frame takes storeFrame's path (dropped or waiting).
+        if (!this.pause && !session.checkGate(frame, t).encode) {
+          await session.skipFrame(t);
+          this.framesGated++;
+          this.lastT = t;
+          continue;
+        }
         if ((await this.storeFrame(frame, t, source.stats().live, signal)) === null) continue;
         this.rate.mark();
       }

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { KvStorageDtype } from '../../../memory/frameChunk.js';
 import { VigilError } from '../../../common/errors.js';
+import type { GateSetting } from '../frameGate.js';
 
 /** How a stream is encoded; fixed when it is created (its stored KV depends on them). */
 export interface StreamSettings {
@@ -10,6 +11,8 @@ export interface StreamSettings {
   sinkFrames: number;
   storage: KvStorageDtype;
   retention: { maxBytes?: number; maxStreamAgeSec?: number };
+  /** Frame gating; absent in records written before gating existed (they get the server's default gate). */
+  gate?: GateSetting;
   /** Disk budget in bytes; absent in records written before budgets existed (those keep no budget). */
   budget?: number;
 }

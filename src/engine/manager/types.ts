@@ -1,4 +1,5 @@
 import type { KvStorageDtype } from '../../../memory/frameChunk.js';
+import type { GateRequest, GateSetting } from '../frameGate.js';
 import type { AnswerMode } from '../streamSession.js';
 
 /** What a caller (API, config file, code) asks for when adding a stream. Unset fields take the manager's defaults. */
@@ -19,6 +20,8 @@ export interface CreateStreamRequest {
   sinks?: number;
   /** KV payload dtype on disk. Default float32. */
   storage?: KvStorageDtype;
+  /** Frame gating: 'off', or { threshold, maxHoldSec } (either may be left out). Default: the server's default gate. */
+  gate?: GateRequest;
   /** Older limits: segment bytes and/or stream-time age (s); oldest segments go first. Default: none (the budget applies). */
   retention?: { maxBytes?: number; maxAgeSec?: number };
   /** Disk budget: bytes or a size string ("20GB" = 20e9, "1.5GiB" = 1.5 * 2^30). Default 20 GB. */
@@ -56,7 +59,7 @@ export interface StreamStatus {
   state: StreamState;
   createdAt: string;
   /** `budget`: the stream's own disk budget in bytes (null: a stream recorded before budgets, which keeps none). */
-  settings: { fps: number; window: number; sinks: number; storage: KvStorageDtype; retention: { maxBytes?: number; maxAgeSec?: number }; budget: number | null };
+  settings: { fps: number; window: number; sinks: number; storage: KvStorageDtype; gate: GateSetting; retention: { maxBytes?: number; maxAgeSec?: number }; budget: number | null };
   /**
    * Bytes on disk against the budget in force (the stream's own, or its share of `--disk-budget`
    * when smaller): `usedBytes` measured (chunk store folder and index folder), null budget when none.
@@ -89,6 +92,8 @@ export interface StreamStatus {
     /** Times this ingest paused because the disk was full, and live frames dropped while paused. */
     pauses: number;
     pausedDrops: number;
+    /** Frames the gate turned away (not encoded; the previous chunk's span covers them). */
+    gated: number;
   } | null;
   /** How far the stream has got: `t` the newest stored stream time (0 before the first frame); `durationS` and `fraction` for finite sources (null for live ones, or before the probe). */
   progress: { t: number; durationS: number | null; fraction: number | null };
