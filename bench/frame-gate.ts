@@ -115,16 +115,21 @@ async function measure(name: string, clip: ProbeClip): Promise<ClipResult> {
   return result;
 }
 
-/** The gate's cost alone on one frame size, many repetitions (the loop above also times clip variety). */
+/** The gate's cost alone on one frame size (thumbnail + comparison), best of 5 rounds of 100 frames. */
 function microbench(width: number, height: number): number {
   const gate = new FrameGate({ threshold, maxHoldSec: 1e9 });
   const a = { data: Uint8Array.from({ length: width * height * 3 }, (_, i) => (i * 7919) % 251), width, height };
   const b = { data: a.data.map((v, i) => (i % 97 === 0 ? 255 - v : v)), width, height };
   for (let i = 0; i < 20; i++) gate.check(i % 2 ? a : b, i);
-  const n = 200;
-  const started = performance.now();
-  for (let i = 0; i < n; i++) gate.check(i % 2 ? a : b, i);
-  return (performance.now() - started) / n;
+  // Best of 5 rounds: the machine is shared, and the gate's own cost is the least a round took.
+  let best = Infinity;
+  for (let round = 0; round < 5; round++) {
+    const n = 100;
+    const started = performance.now();
+    for (let i = 0; i < n; i++) gate.check(i % 2 ? a : b, i);
+    best = Math.min(best, (performance.now() - started) / n);
+  }
+  return best;
 }
 
 const events = needles();

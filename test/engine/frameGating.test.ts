@@ -68,6 +68,8 @@ describe('frame gating', () => {
     let reopened = false;
     try {
       const result = await ingestIntoSession(session, camera.clip, { fps: 1 });
+      // ingest returns once the last frame is handed over; its row commits behind it.
+      await session.flush();
       const sampled = result.framesEncoded + result.framesGated;
       assert.equal(sampled, CLIP_S + 1, 'every sampled frame (0..60 s) is encoded or gated');
       // The first frame, and per event its start and the return to the scene: 7 of 61.
