@@ -14,6 +14,7 @@ import { planBudget } from '../../memory/store/budget.js';
 import type { StreamDefaults } from '../../src/engine/manager/requestChecks.js';
 import { budgetShape } from '../../src/engine/manager/streamBudget.js';
 import { assertNoChildrenLeft } from '../fixtures/processes.js';
+import { runVigil } from '../helpers/runVigil.js';
 import { AUTH, disposeSharedModel, question, sharedModel, startTestServer, tempDir, type TestServer, waitEnded } from './helpers.js';
 
 /** Bytes of every regular file under the stream's budgeted folders, walked here (not the store's own measure). */
@@ -106,6 +107,13 @@ describe('disk budgets', () => {
     // After a restart (index saved at shutdown) the stream keeps its budget and stays within it.
     await server.close();
     assert.ok(streamDiskBytes(dataDir, 'cam') <= BUDGET + segmentBytes, `after shutdown: ${streamDiskBytes(dataDir, 'cam')}`);
+    // vigil store stats reports the same: budget, bytes used (kv/ and index folders), % of budget.
+    const stats = await runVigil(['store', 'stats', '--data', dataDir, '--json']);
+    assert.equal(stats.code, 0, stats.stderr);
+    const [row] = JSON.parse(stats.stdout) as Array<{ disk: { budgetBytes: number; usedBytes: number; percent: number } }>;
+    assert.deepEqual(row!.disk, { budgetBytes: BUDGET, usedBytes: streamDiskBytes(dataDir, 'cam'), percent: Math.round((10_000 * streamDiskBytes(dataDir, 'cam')) / BUDGET) / 100 });
+    const human = await runVigil(['store', 'stats', '--data', dataDir]);
+    assert.match(human.stdout, /cam: .* disk [\d.]+ kB of budget 400 kB \([\d.]+%\)/);
     server = await startTestServer({ dataDir, filesDir: clips, manager: { defaults: DEFAULTS } });
     assert.equal(server.ready.status('cam').disk?.budgetBytes, BUDGET);
     await server.close();
