@@ -32,7 +32,9 @@ describe('web page', () => {
 
   before(async () => {
     const clips = await makeClips();
-    server = await startTestServer({ filesDir: clips });
+    // The manager's default gate (the helper's is off): the red screen (10-13 s) is one picture, so
+    // its chunk at 10 s spans 10-12 and the page shows the span.
+    server = await startTestServer({ filesDir: clips, manager: { defaults: {} } });
   });
   after(async () => {
     await browser?.close();
@@ -67,7 +69,9 @@ describe('web page', () => {
     await card.locator('.title', { hasText: 'Needle clip' }).waitFor();
     await card.locator('.state', { hasText: 'ended' }).waitFor();
     await assert.doesNotReject(card.locator('img[src^="blob:"]').waitFor(), 'the card shows the latest thumbnail');
-    assert.match(await card.locator('.figures').innerText(), /40 chunks/);
+    // 40 sampled frames, 2 of them gated (the red screen's 2nd and 3rd seconds).
+    assert.match(await card.locator('.figures').innerText(), /38 chunks/);
+    assert.match(await card.locator('.figures').innerText(), /2 gated/);
 
     await page.fill('#question', 'What color was the square on the red screen?');
     await page.fill('#r', '4');
@@ -79,7 +83,7 @@ describe('web page', () => {
     const strongest = page.locator('#evidence figure.strong');
     await strongest.first().waitFor();
     const captions = await strongest.locator('figcaption').allInnerTexts();
-    assert.ok(captions.some((c) => /^0:1[0-2] /.test(c)), `the needle frames (0:10-0:12) are the strong evidence: ${captions.join(' | ')}`);
+    assert.ok(captions.some((c) => /^0:10–0:12 /.test(c)), `the needle chunk, spanning 0:10-0:12, is the strong evidence: ${captions.join(' | ')}`);
     // The evidence pictures are real images, fetched with the token.
     // (A string, evaluated in the page: this file is type-checked without the DOM library.)
     await page.waitForFunction("[...document.querySelectorAll('#evidence figure.strong img')].every((img) => img.complete && img.naturalWidth > 0)");

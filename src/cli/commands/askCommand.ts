@@ -111,7 +111,7 @@ export function askCommand(): Command {
           onProgress: (p) => {
             const rate = p.framesEncoded / Math.max(1e-3, (Date.now() - started) / 1000);
             const total = Math.max(Math.ceil(p.durationS ?? p.t), Math.ceil(p.t), 1);
-            progress.update(Math.min(Math.round(p.t), total), total, `${p.framesEncoded} frames, ${rate.toFixed(1)} frames/s`);
+            progress.update(Math.min(Math.round(p.t), total), total, `${p.framesEncoded} frames${p.framesGated > 0 ? ` (+${p.framesGated} gated)` : ''}, ${rate.toFixed(1)} frames/s`);
           },
         });
         progress.stop();
