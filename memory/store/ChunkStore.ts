@@ -66,6 +66,10 @@ const READ_RUN_BYTES = 16 * 1024 * 1024;
 const READ_CONCURRENCY = 4;
 /** Ids per manifest query of readMetas(): rows are ~23 KB, so a batch holds ~12 MB at most. */
 const READ_METAS_BATCH = 512;
+/** Files of the store folder besides segments, counted against a budget. */
+const STORE_SIDE_FILES = [MANIFEST_FILE, `${MANIFEST_FILE}-wal`, `${MANIFEST_FILE}-shm`, 'LOCK'];
+/** A budget's `alsoCount` folders are walked again at least this often (ms), even if their mtimes did not change. */
+const ALSO_COUNT_REFRESH_MS = 1000;
 /** Without a pool, each readLayers() gets a buffer of its own. */
 const FRESH_BUFFERS: ScratchBuffers = { take: (bytes) => new ArrayBuffer(bytes), give: () => undefined };
 
@@ -131,6 +135,7 @@ export class ChunkStore {
   private readonly io = { readCalls: 0, bytesRead: 0 };
   private readonly readCtx: RunReadContext;
   private retentionPolicy: RetentionPolicy | undefined;
+  private alsoCountCache: { stamp: string; at: number; bytes: number } | null = null;
 
   private constructor(opts: ResolvedOptions, hooks: ChunkStoreOptions) {
     this.opts = opts;
@@ -458,17 +463,40 @@ export class ChunkStore {
 
   /** Bytes the budget counts beside the segment files: the rest of the store folder and `alsoCount`, measured. */
   private otherBytes(policy: RetentionPolicy): number {
-    let total = folderBytes(policy.alsoCount ?? []);
-    for (const name of fs.readdirSync(this.dir)) {
-      // Segment sizes are known exactly in RAM (every write is this process's).
-      if (name.endsWith('.kvseg')) continue;
+    let total = this.alsoCountBytes(policy.alsoCount ?? []);
+    // The store folder's other files, by name (a listing of every segment at each write cost ~1 ms
+    // with 100 segments); segment sizes are known exactly in RAM (every write is this process's).
+    for (const name of STORE_SIDE_FILES) {
       try {
         total += fs.statSync(path.join(this.dir, name)).size;
       } catch {
-        // Gone between the listing and the stat (SQLite removes its -wal/-shm at close).
+        // Not there (SQLite removes its -wal/-shm at close).
       }
     }
     return total;
+  }
+
+  /**
+   * Bytes under the `alsoCount` folders, walked again when a folder's mtime changed (a file added,
+   * removed or renamed in it, as an index save does) or ALSO_COUNT_REFRESH_MS passed (a file grown
+   * in place), not at every write: ~20 stats each time cost ~1 ms.
+   */
+  private alsoCountBytes(dirs: readonly string[]): number {
+    const now = performance.now();
+    const stamp = dirs
+      .map((d) => {
+        try {
+          return fs.statSync(d).mtimeMs;
+        } catch {
+          return -1;
+        }
+      })
+      .join(',');
+    const c = this.alsoCountCache;
+    if (c !== null && c.stamp === stamp && now - c.at < ALSO_COUNT_REFRESH_MS) return c.bytes;
+    const bytes = folderBytes(dirs);
+    this.alsoCountCache = { stamp, at: now, bytes };
+    return bytes;
   }
 
   /**

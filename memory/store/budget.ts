@@ -13,17 +13,19 @@ import type { ChunkGeometry } from './types.js';
 export const SEGMENTS_PER_BUDGET = 16;
 
 /**
- * Bytes a budget sets aside for the manifest's fixed part: the empty database (32 KiB: a page per
- * table and index), its -shm file (32 KiB) and the WAL, which a budgeted store truncates back to
- * 16 pages (64 KiB, budgets under 16 MiB) after each checkpoint (see walLimits): ~130 KiB
- * measured for a new store, rounded up.
+ * Bytes a budget sets aside for the manifest's fixed part, for the minimums: the empty database
+ * (32 KiB: a page per table and index), its -shm file (32 KiB) and the WAL, which a budgeted store
+ * truncates back to budget/16 (at least 16 pages, 64 KiB) after each checkpoint (see walLimits):
+ * ~130 KiB measured for a new store with a small budget, rounded up. Larger budgets count their
+ * larger WAL like any other file (it is measured).
  */
 export const MANIFEST_RESERVE_BYTES = 256 * 1024;
 
 /** SQLite's default page size, which the manifest uses. */
 const PAGE_BYTES = 4096;
 const WAL_MIN_PAGES = 16;
-const WAL_MAX_PAGES = 64;
+// SQLite's own default: a large budget checkpoints no more often than an unbudgeted store (each checkpoint syncs).
+const WAL_MAX_PAGES = 1000;
 
 /** Bytes of one chunk's record in a segment file (header, payload, padding). */
 export function chunkRecordBytes(geometry: ChunkGeometry, dtype: KvStorageDtype, tokens: number): number {
