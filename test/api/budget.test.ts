@@ -154,6 +154,11 @@ describe('disk budgets', () => {
     assert.equal(third.body.error.code, 'BAD_INPUT');
     assert.match(third.body.error.message, /its share of the disk budget \(3 streams\), 266666 bytes .*too small for one segment: the minimum is \d+ bytes/);
     assert.equal(fs.existsSync(path.join(dataDir, 'streams', 'c', 'stream.json')), false, 'nothing left behind');
+    // After a restart the shares count every recorded stream from the first one restored.
+    await server.close();
+    server = await startTestServer({ dataDir, filesDir: clips, manager: { defaults: DEFAULTS, diskBudget } });
+    assert.equal(server.ready.status('a').disk?.budgetBytes, BUDGET);
+    assert.equal(server.ready.status('b').disk?.budgetBytes, BUDGET);
     await request(server.url).delete('/v1/streams/b?purge=true').set(AUTH).expect(204);
     assert.equal(server.ready.status('a').disk?.budgetBytes, diskBudget);
     process.stdout.write(`# data-folder budget ${diskBudget} B over 2 streams: worst sum ${worstSum} B, end ${sum} B\n`);
