@@ -1,7 +1,9 @@
 /**
  * Frame gating through the service: the default gate on a static clip with an event (the live
  * ingest loop, the manager, status, /metrics, evidence spans), `gate: 'off'`, and bad gate settings
- * from the API, the config file and the command line.
+ * from the API, the config file and the command line. A live RTSP camera showing the same static
+ * scene before and after an outage: no chunk's span reaches across the outage (skips loudly without
+ * the RTSP server, except with CI=true).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -10,15 +12,20 @@ import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { loadServiceConfig } from '../../api/config.js';
 import { makeProbeClip } from '../../ingest/index.js';
+import { ChunkStore } from '../../memory/store/index.js';
+import { streamDir, streamStoreDir } from '../../src/engine/dataLayout.js';
 import { DEFAULT_GATE } from '../../src/engine/frameGate.js';
+import { assertNoChildrenLeft } from '../fixtures/processes.js';
+import { requireRtsp, type RtspServer, startRtspServer } from '../fixtures/rtspServer.js';
 import { runVigil } from '../helpers/runVigil.js';
-import { AUTH, disposeSharedModel, question, startTestServer, tempDir, type TestServer, waitEnded } from './helpers.js';
+import { AUTH, disposeSharedModel, question, startTestServer, tempDir, type TestServer, waitEnded, waitFor } from './helpers.js';
 
 const CLIP_S = 40;
 
 describe('frame gating in the service', () => {
   let server: TestServer;
   let clips: string;
+  let camera: RtspServer | null = null;
 
   before(async () => {
     clips = tempDir('vigil-gate-clips-');
@@ -29,7 +36,9 @@ describe('frame gating in the service', () => {
   });
   after(async () => {
     await server?.close();
+    await camera?.kill();
     await disposeSharedModel();
+    assertNoChildrenLeft('after the service was closed');
   });
   const http = () => request(server.url);
 
@@ -97,6 +106,48 @@ describe('frame gating in the service', () => {
       const run = await runVigil(args);
       assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
       assert.match(run.stderr, pattern);
+    }
+  });
+
+  it('a live camera showing the same scene after an outage: the first frame after it is encoded, no span reaches across it', async (t) => {
+    const python = requireRtsp(t);
+    if (!python) return;
+    const live = await startTestServer({ filesDir: clips, manager: { defaults: {}, policy: { allowNetworks: ['127.0.0.1/32'] }, sourceOptions: { backoff: { initialMs: 300, maxMs: 1000 }, socketTimeoutS: 3 } } });
+    try {
+      camera = await startRtspServer(python, { file: path.join(clips, 'camera.mp4') });
+      await request(live.url).post('/v1/streams').set(AUTH).send({ id: 'door', source: camera.url, fps: 1, window: 2 }).expect(201);
+      await waitFor('live for a few static seconds', () => {
+        const st = live.ready.status('door');
+        return st.state === 'live' && (st.ingest?.gated ?? 0) >= 3 ? st : undefined;
+      }, 30_000);
+      const port = camera.port;
+      await camera.kill();
+      await waitFor('the outage to be noticed', () => ['backing-off', 'connecting'].includes(live.ready.status('door').state), 20_000);
+      camera = await startRtspServer(python, { file: path.join(clips, 'camera.mp4'), port });
+      const back = await waitFor('reconnected, the outage persisted, static frames after it', () => {
+        const st = live.ready.status('door');
+        return st.state === 'live' && (st.memory?.gaps ?? 0) >= 1 && (st.memory?.lastT ?? 0) > st.memory!.lastGap!.to + 3 ? st : undefined;
+      }, 40_000);
+      const gap = back.memory!.lastGap!;
+      // The scene is the same picture on both sides of the outage (the clip restarts at its static
+      // start). The stored spans, read beside the running writer:
+      const store = ChunkStore.open({ dir: streamStoreDir(streamDir(live.dataDir, 'door')), readOnly: true });
+      let spans: Array<{ id: number; tStart: number; tEnd: number }>;
+      try {
+        const times = store.chunkTimes();
+        spans = Array.from(times.ids, (id, i) => ({ id, tStart: times.tStart[i]!, tEnd: times.tEnd[i]! }));
+      } finally {
+        await store.dispose();
+      }
+      assert.ok(spans.length >= 2, JSON.stringify(spans));
+      for (const c of spans) {
+        assert.ok(c.tEnd <= gap.from + 1e-6 || c.tStart >= gap.to - 1e-6, `chunk ${c.id} (${c.tStart}..${c.tEnd}) reaches across the outage ${gap.from}..${gap.to}`);
+      }
+      assert.ok(spans.some((c) => c.tStart < gap.from && c.tEnd > c.tStart), `a chunk before the outage spans gated frames: ${JSON.stringify(spans)}`);
+      assert.ok(spans.some((c) => Math.abs(c.tStart - gap.to) < 1e-6), `the first frame after the outage starts a chunk: ${JSON.stringify(spans)}`);
+      assert.ok(back.ingest!.gated >= 3, 'static frames were gated');
+    } finally {
+      await live.close();
     }
   });
 });
