@@ -432,6 +432,11 @@ export class ChunkStore {
     }
   }
 
+  /** Size a segment file is rolled at (bytes), fixed when the store opened. */
+  get segmentBytes(): number {
+    return this.opts.segmentBytes;
+  }
+
   /** The retention policy applied after each commit (and, with a budget, before each write). */
   get retention(): RetentionPolicy | undefined {
     return this.retentionPolicy;

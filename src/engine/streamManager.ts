@@ -17,6 +17,7 @@ import { type CheckedSource, SourcePolicy, type SourcePolicyOptions } from './ma
 import { type DiskFullOptions, StreamIngest } from './manager/streamIngest.js';
 import { freeBytes } from './manager/diskSpace.js';
 import { budgetRetention, checkFirstHour, firstHourBytes, streamBudgetPlan } from './manager/streamBudget.js';
+import { describeBytes } from '../../common/byteSize.js';
 import { readRecord, removeRecord, type StreamRecord, type StreamSettings } from './manager/streamRecord.js';
 import { safeName, type StreamDefaults, streamSettings, timeRange } from './manager/requestChecks.js';
 import type { AskHooks, CreateStreamRequest, EvidenceEntry, EvidenceItem, GapEvidence, ManagerLimits, QuestionEvent, StreamAnswer, StreamQuestion, StreamStatus } from './manager/types.js';
@@ -537,7 +538,14 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     if (this.options.diskBudget !== undefined) {
       for (const other of this.streams.values()) {
         const s = other.record.settings;
-        streamBudgetPlan(this.model, this.budgetFor(s, count)!, s.storage, s.windowFrames, `adding stream '${id}' would leave stream '${other.id}' a share of the disk budget of`);
+        const share = this.budgetFor(s, count)!;
+        const what = `adding stream '${id}' would leave stream '${other.id}' a share of the disk budget of`;
+        streamBudgetPlan(this.model, share, s.storage, s.windowFrames, what);
+        // Its segments were sized for the share it opened with; a budget must hold one of them.
+        const segment = other.session?.store.segmentBytes;
+        if (segment !== undefined && share < segment) {
+          throw new VigilError('BAD_INPUT', `${what} ${describeBytes(share)}, below its segment size of ${describeBytes(segment)} (set when it opened with a larger share; segments are resized when the server restarts)`);
+        }
       }
     }
     const free = this.options.testFaults?.freeBytes ? this.options.testFaults.freeBytes() : await freeBytes([this.dataDir]);
