@@ -627,6 +627,12 @@ export class ChunkStore {
     return found;
   }
 
+  /** A committed chunk's stream times, from the narrow (id, times) index; null when absent. */
+  chunkSpan(chunkId: number): { tStart: number; tEnd: number } | null {
+    this.assertOpen();
+    return this.manifest.chunkSpan(chunkId) ?? null;
+  }
+
   /** Metadata and representative vectors of committed chunks in id order, a page at a time. */
   listChunks(options: { afterId?: number; limit?: number } = {}): ChunkMeta[] {
     this.assertOpen();

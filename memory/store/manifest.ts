@@ -518,6 +518,11 @@ export class Manifest {
     return found;
   }
 
+  /** One chunk's times from the covering index (no representatives read); undefined when absent. */
+  chunkSpan(chunkId: number): { tStart: number; tEnd: number } | undefined {
+    return this.db.prepare(`SELECT t_start AS tStart, t_end AS tEnd FROM ${this.timesSource} WHERE chunk_id = ?`).get(chunkId) as { tStart: number; tEnd: number } | undefined;
+  }
+
   insertGap(gap: StreamGap): void {
     this.db.prepare('INSERT INTO gaps (t_start, t_end, reason) VALUES (?, ?, ?)').run(gap.tStart, gap.tEnd, gap.reason);
   }

@@ -130,10 +130,10 @@ export function reconcileIndex(index: StreamIndex, store: ChunkStore): Reconcile
   // Committed after the last save: only these rows' representatives are read.
   const max = index.maxChunkId();
   // Frame gating extends only the newest chunk's span, so the one saved chunk whose span may have
-  // grown since the save is the index's newest: it takes the manifest's span (one row read).
+  // grown since the save is the index's newest: it takes the manifest's span (the narrow index).
   if (max !== null) {
-    const row = store.readMetas([max])[0];
-    if (row !== undefined) index.extendChunk(max, row.tEnd);
+    const span = store.chunkSpan(max);
+    if (span !== null) index.extendChunk(max, span.tEnd);
   }
   for (const page of storedChunkPages(store, max === null ? {} : { afterId: max })) {
     for (const meta of page) if (addOrSkip(index, meta, skipped)) added++;
