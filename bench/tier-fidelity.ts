@@ -2,7 +2,8 @@
  * Memory tiers (issue 15 item 2): bytes per frame against answer fidelity, and each tier's
  * conversion throughput against the ingest rate (1 frame/s).
  *
- *   node --import tsx bench/tier-fidelity.ts [--quick] [--models tiny,256m,needle,needle256m] [--out FILE.json]
+ *   node --import tsx bench/tier-fidelity.ts [--quick] [--models tiny,256m,needle,needle256m] [--tiers SUBSTRINGS] [--out FILE.json]
+ *   node --import tsx bench/tier-fidelity.ts --throughput-only [--repeats 5]
  *
  * For each probe model a stream of frames is encoded through the engine's encode path (StreamEncoder
  * steps, with the decoder's query taps also read so that the prefill attention each token received
@@ -48,6 +49,7 @@ import { preprocessVideoFrame } from '../src/model/preprocess/imagePreprocessor.
 import { NEEDLE_COLORS, NEEDLE_RGB } from '../src/model/probe/needleLayout.js';
 import { VisionLanguageModel } from '../src/model/visionLanguageModel.js';
 import { probeModelDir } from '../test/helpers/probeModels.js';
+import { syntheticChunks } from '../test/helpers/syntheticStream.js';
 import { applyKvTier, encodeKvTier, keptTokens, type KvTier, type PruneInputs, type TierChunk, tierBytes } from './tierCodecs.js';
 
 const { values: args } = parseArgs({
@@ -57,6 +59,9 @@ const { values: args } = parseArgs({
     out: { type: 'string' },
     /** Only the tiers whose name contains one of these comma-separated strings (the exact tier always runs: it is the reference). */
     tiers: { type: 'string' },
+    /** Only the conversion throughput, on synthetic chunks of the probe geometries (no model), best of --repeats. */
+    'throughput-only': { type: 'boolean', default: false },
+    repeats: { type: 'string', default: '5' },
   },
 });
 const tierFilter = args.tiers?.split(',');
@@ -484,7 +489,7 @@ function archiveSource(stream: Stream, tier: ArchiveTier, timing: ArchiveTiming)
  * pruning, quantizing) and back to float32 KV (what a question's read does), over the stream's
  * chunks, repeated until at least `minRuns` conversions and 0.5 s each way.
  */
-function kvThroughput(stream: Stream, tier: KvTier, minRuns: number): { encodePerSec: number; decodePerSec: number } {
+function kvThroughput(stream: Pick<Stream, 'chunks' | 'imageTokens' | 'attention'>, tier: KvTier, minRuns: number): { encodePerSec: number; decodePerSec: number } {
   const encode = (c: FrameChunk) => encodeKvTier(c, tier, { imageTokens: stream.imageTokens, attention: stream.attention.get(c.chunkId) });
   // One untimed pass first, so the JIT has compiled the kernels (the first calls ran up to 50x slower).
   const encoded = stream.chunks.map((c) => encode(c));
@@ -738,7 +743,57 @@ function table(headers: string[], body: string[][]): string {
   return lines.join('\n');
 }
 
+/**
+ * Conversion throughput alone, without a model: synthetic chunks (random KV, random attention
+ * scores) of the tiny and smolvlm2-256m geometries, and scene frames at their tile sizes, best of
+ * `repeats` runs (this VM is shared: the best run is the one least disturbed by other processes).
+ */
+async function throughputOnly(repeats: number): Promise<void> {
+  const geometries = [
+    { model: 'tiny geometry', g: { numLayers: 2, numKvHeads: 2, headDim: 16, tokensPerChunk: 17 }, image: 4, size: 64 },
+    { model: 'smolvlm2-256m geometry', g: { numLayers: 30, numKvHeads: 3, headDim: 64, tokensPerChunk: 77 }, image: 64, size: 512 },
+  ];
+  const out: Throughput[] = [];
+  for (const { model, g, image, size } of geometries) {
+    const make = syntheticChunks(g);
+    const chunks: FrameChunk[] = Array.from({ length: 8 }, (_, i) => ({ chunkId: i, ...make(i) }));
+    // The frame prompt's text tokens come first, then the image tokens, then one closing token.
+    const imageTokens = Array.from({ length: g.tokensPerChunk }, (_, t) => t >= g.tokensPerChunk - 1 - image && t < g.tokensPerChunk - 1);
+    const random = lcg(5);
+    const attention = new Map(chunks.map((c) => [c.chunkId, Array.from({ length: g.numLayers }, () => Float64Array.from({ length: g.tokensPerChunk }, () => random()))]));
+    for (const tier of KV_TIERS.filter((t) => runTier(t.name))) {
+      let best = { encodePerSec: 0, decodePerSec: 0 };
+      for (let r = 0; r < repeats; r++) {
+        const t = kvThroughput({ chunks, imageTokens, attention }, tier, 20);
+        best = { encodePerSec: Math.max(best.encodePerSec, t.encodePerSec), decodePerSec: Math.max(best.decodePerSec, t.decodePerSec) };
+      }
+      out.push({ model, tier: tier.name, ...best });
+      progress(`${model}: ${tier.name}`);
+    }
+    const frames = await Promise.all(Array.from({ length: 8 }, (_, i) => sceneFrame(size, i)));
+    for (const tier of ARCHIVE_TIERS.filter((t) => !t.originalWindow && runTier(t.name))) {
+      let best = 0;
+      let bytes = 0;
+      for (let r = 0; r < repeats; r++) {
+        const started = performance.now();
+        bytes = 0;
+        for (const f of frames) bytes += (await encodeArchive(f, tier)).length;
+        best = Math.max(best, (1000 * frames.length) / (performance.now() - started));
+      }
+      // Back to KV needs the vision encoder and a decoder prefill: measured with the model (the full run), not here.
+      out.push({ model: `${model} (${fmtBytes(bytes / frames.length)}/frame)`, tier: tier.name, encodePerSec: best, decodePerSec: NaN });
+    }
+  }
+  console.log(`\n### Conversion throughput, best of ${repeats} (chunks/s; ingest is 1 frame/s)\n`);
+  console.log(table(['geometry', 'tier', 'into the tier (demotion)', 'back to KV (a question)'], out.map((t) => [t.model, t.tier, fmt(t.encodePerSec, 1), Number.isNaN(t.decodePerSec) ? 'model run' : fmt(t.decodePerSec, 1)])));
+  if (args.out) fs.writeFileSync(args.out, JSON.stringify({ throughput: out }, null, 2));
+}
+
 async function main(): Promise<void> {
+  if (args['throughput-only']) {
+    await throughputOnly(Number(args.repeats));
+    return;
+  }
   const wanted = new Set(args.models!.split(','));
   const rows: Row[] = [];
   const throughput: Throughput[] = [];
