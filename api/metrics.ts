@@ -48,6 +48,8 @@ export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMe
   perStream('vigil_ingest_frames_gated_total', 'Frames the gate turned away since the ingest started (not encoded; the previous chunk covers them).', (s) => s.ingest?.gated ?? null, true);
   perStream('vigil_memory_chunks', 'Chunks stored on disk.', (s) => s.memory?.chunks ?? null);
   perStream('vigil_memory_disk_bytes', 'Bytes of KV segments on disk.', (s) => s.memory?.bytes ?? null);
+  perStream('vigil_memory_budget_bytes', 'Disk budget in force (the stream budget or its share of the data-folder budget).', (s) => s.disk?.budgetBytes ?? null);
+  perStream('vigil_memory_budget_used_bytes', 'Bytes on disk counted against the budget (chunk store and index folders, measured).', (s) => s.disk?.usedBytes ?? null);
   new Gauge({
     name: 'vigil_streams',
     help: 'Streams by state.',

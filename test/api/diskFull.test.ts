@@ -180,7 +180,9 @@ describe('disk full: ingest pauses and resumes', () => {
     const { s, status, dataDir } = setup;
     const camera = await startRtspServer(python, { file: path.join(clipDir, 'live.mp4') });
     cameras.push(camera);
-    await request(s.url).post('/v1/streams').set(AUTH).send({ id: 'cam', source: camera.url, fps: 2, window: 2 }).expect(201);
+    // A budget the 32 MiB data folder can hold: with the default 20 GB, the stream's first hour
+    // (~70 MB at 2 frames/s) would not fit and the stream would be refused.
+    await request(s.url).post('/v1/streams').set(AUTH).send({ id: 'cam', source: camera.url, fps: 2, window: 2, budget: '8MB' }).expect(201);
     await waitFor('live past the needle', () => status().state === 'live' && (status().memory?.lastT ?? 0) >= 5, 30_000);
 
     setup.full();

@@ -63,6 +63,8 @@ describe('metrics and OpenAPI', () => {
         /^vigil_ingest_frames_total\{stream="m"\} 40$/m,
         /^vigil_memory_chunks\{stream="m"\} 40$/m,
         /^vigil_memory_disk_bytes\{stream="m"\} [1-9]\d*$/m,
+        /^vigil_memory_budget_bytes\{stream="m"\} 20000000000$/m,
+        /^vigil_memory_budget_used_bytes\{stream="m"\} [1-9]\d*$/m,
         /^vigil_streams\{state="ended"\} 1$/m,
         /^vigil_question_seconds_count\{phase="ttft",mode="rekv"\} 1$/m,
         /^vigil_question_seconds_count\{phase="retrieval",mode="rekv"\} 1$/m,

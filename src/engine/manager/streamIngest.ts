@@ -223,7 +223,8 @@ export class StreamIngest {
     } else {
       this.pauses++;
       this.pause = { fromT: this.lastT ?? this.resumeAfter ?? t, dropped: 0, nextCheckAt: now + pollMs, backoffMs: pollMs, cause, committedEnd: null };
-      this.paused = { message: '', since: now };
+      // A status read while freeBytes() below is awaited must already say why.
+      this.paused = { message: pauseMessage(null, cause), since: now };
     }
     this.paused!.message = pauseMessage(await freeBytes(this.options.spaceDirs), cause);
   }
