@@ -2,7 +2,8 @@
  * Frame gating benchmark (docs/PERFORMANCE.md, "Frame gating"): for two probe clips sampled at
  * 1 fps and scaled by ffmpeg to the model's frame size, how many sampled frames the gate keeps
  * (encodes) at its default setting, whether every event (needle) starts a kept frame, the spread
- * of the changed fraction on event-free frames, and the gate's own cost per frame.
+ * of the changed fraction on event-free frames, the gate's own cost per frame, and the cost of the
+ * manifest update a gated frame makes (ChunkStore.extendChunk, with and without a durable fsync).
  *
  *   node --import tsx bench/frame-gate.ts [--duration 300] [--size 512] [--threshold 0.005] [--json]
  *
@@ -11,7 +12,11 @@
  *   with a needle scene (4 s) every 40 s;
  * - busy: the standard probe haystack (noise changing twice a second) with the same needles.
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { ChunkStore } from '../memory/store/index.js';
 import { cachedProbeClip, type Needle, type ProbeClip } from '../ingest/probeClip.js';
 import { openSource } from '../ingest/openSource.js';
 import type { Frame } from '../ingest/types.js';
@@ -132,10 +137,30 @@ function microbench(width: number, height: number): number {
   return best;
 }
 
+/** ms per ChunkStore.extendChunk (one manifest transaction) on a small store in the temp folder. */
+async function extendCost(fsync: 'every-chunk' | 'none'): Promise<number> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-gate-bench-'));
+  try {
+    const store = ChunkStore.open({ dir, geometry: { numLayers: 2, numKvHeads: 1, headDim: 4 }, fsync });
+    const kv = () => [new Float32Array(4), new Float32Array(4)];
+    await store.append({ chunkId: 0, tStart: 0, tEnd: 0, wallTime: Date.now(), tokenCount: 1, numLayers: 2, numKvHeads: 1, headDim: 4, keys: kv(), values: kv(), representatives: kv() });
+    const n = 200;
+    const started = performance.now();
+    for (let i = 1; i <= n; i++) store.extendChunk(0, i);
+    const ms = (performance.now() - started) / n;
+    await store.dispose();
+    return ms;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const events = needles();
 log(`clips: ${durationS} s, 640x360 at 10 fps, ${events.length} needle events of 4 s; sampled at 1 fps to ${side}x${side}; threshold ${threshold}`);
 const camera = await measure('camera', await cameraClip(durationS, events));
 const busy = await measure('busy', await busyClip(durationS, events));
 const micro = { [`${side}x${side}`]: microbench(side, side), '1920x1080': microbench(1920, 1080) };
 log(`gate alone: ${Object.entries(micro).map(([k, v]) => `${k} ${v.toFixed(3)} ms`).join(', ')} per frame`);
-if (values.json) process.stdout.write(`${JSON.stringify({ durationS, side, threshold, camera, busy, gateMsPerFrame: micro }, null, 2)}\n`);
+const extendMs = { 'every-chunk': await extendCost('every-chunk'), none: await extendCost('none') };
+log(`a gated frame's manifest update (extendChunk): ${extendMs['every-chunk'].toFixed(2)} ms with fsync every-chunk, ${extendMs.none.toFixed(2)} ms with none (${os.tmpdir()})`);
+if (values.json) process.stdout.write(`${JSON.stringify({ durationS, side, threshold, camera, busy, gateMsPerFrame: micro, extendChunkMs: extendMs }, null, 2)}\n`);
