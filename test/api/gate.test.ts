@@ -84,6 +84,19 @@ describe('frame gating in the service', () => {
       assert.match(res.body.error.message, /gate/);
     }
     await http().get('/v1/streams/bad').set(AUTH).expect(404);
+    // Uploads: the gate as a form field, 'off' or JSON.
+    const video = path.join(clips, 'camera.mp4');
+    for (const field of ['{"threshold": 5}', 'sometimes', '{"maxHoldSec": 0}']) {
+      const res = await http().post('/v1/streams').set(AUTH).field('id', 'up-bad').field('gate', field).attach('file', video);
+      assert.equal(res.status, 400, `${field}: ${res.text}`);
+      assert.match(res.body.error.message, /gate/);
+    }
+    const off = await http().post('/v1/streams').set(AUTH).field('id', 'up-off').field('gate', 'off').attach('file', video).expect(201);
+    assert.equal(off.body.settings.gate, 'off');
+    const json = await http().post('/v1/streams').set(AUTH).field('id', 'up-json').field('gate', '{"threshold": 0.02}').attach('file', video).expect(201);
+    assert.deepEqual(json.body.settings.gate, { threshold: 0.02, maxHoldSec: DEFAULT_GATE.maxHoldSec });
+    await waitEnded(server, 'up-off');
+    await waitEnded(server, 'up-json');
     // The config file takes the same schema.
     const file = path.join(tempDir('vigil-gate-config-'), 'vigil.yaml');
     fs.writeFileSync(file, 'cameras:\n  - { id: x, source: "rtsp://cam.example.com/s", gate: { threshold: 2 } }\n');
