@@ -1,0 +1,86 @@
+/**
+ * Budgets through `vigil serve` as a user runs it (bin/vigil.js in a child process): `--budget`
+ * (the default of streams that set none, over the config file's `defaults.budget`),
+ * `--disk-budget` (over the config file's `diskBudget`), a config camera's own `budget`, and the
+ * budget in force in each stream's status (the smaller of its own and its data-folder share).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { runVigil } from '../helpers/runVigil.js';
+import { makeClips, tempDir, waitFor } from './helpers.js';
+
+const BIN = path.resolve('bin/vigil.js');
+
+interface Status {
+  state: string;
+  settings: { budget: number | null };
+  disk: { budgetBytes: number | null; usedBytes: number; percent: number | null } | null;
+}
+
+describe('vigil serve budgets', () => {
+  it('--budget and --disk-budget override the config file; each stream keeps the smaller of its budget and its share', async () => {
+    const clips = await makeClips();
+    const dir = tempDir();
+    const config = path.join(dir, 'vigil.yaml');
+    fs.writeFileSync(
+      config,
+      `data: ${path.join(dir, 'data')}\nport: 0\ndiskBudget: 100GB\ndefaults: { budget: 5MB, window: 4 }\nurlPolicy:\n  allowFilesDir: ${clips}\n` +
+        `cameras:\n  - { id: front, source: "${clips}/a.mp4", window: 4, budget: 600kB }\n`,
+    );
+    const token = 'env-token-0123456789abcdef';
+    const child = spawn(process.execPath, [BIN, 'serve', '--config', config, '--quiet', '--budget', '0.9MB', '--disk-budget', '2MB'], {
+      env: { ...process.env, VIGIL_API_TOKENS: token },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      const url = await waitFor('the server to listen', () => /listening on (http:\/\/[^\s]+) /.exec(stderr)?.[1], 30_000);
+      const auth = { Authorization: `Bearer ${token}` };
+      await waitFor('ready', async () => (await fetch(`${url}/readyz`)).ok, 30_000);
+      const status = async (id: string) => (await (await fetch(`${url}/v1/streams/${id}`, { headers: auth })).json()) as Status;
+      // The camera alone: its own 600 kB is below its share (all 2 MB).
+      const front = await waitFor('the camera to be ingested', async () => {
+        const s = await status('front');
+        return s.state === 'ended' ? s : undefined;
+      }, 30_000);
+      assert.equal(front.settings.budget, 600_000);
+      assert.equal(front.disk?.budgetBytes, 600_000);
+      // A stream through the API without a budget takes --budget (0.9 MB, not the config's 5 MB);
+      // with two streams the share is 1 MB, above both budgets.
+      const res = await fetch(`${url}/v1/streams`, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ id: 'api', source: 'b.mp4', window: 4 }) });
+      assert.equal(res.status, 201, await res.clone().text());
+      const api = (await res.json()) as Status;
+      assert.equal(api.settings.budget, 900_000);
+      assert.equal(api.disk?.budgetBytes, 900_000);
+      // A third with a 1 MB budget gets the 666,666-byte share (2 MB / 3), below its own budget.
+      const third = await fetch(`${url}/v1/streams`, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ id: 'third', source: 'b.mp4', window: 4, budget: '1MB' }) });
+      assert.equal(third.status, 201, await third.clone().text());
+      assert.equal(((await third.json()) as Status).disk?.budgetBytes, 666_666);
+      assert.equal((await status('api')).disk?.budgetBytes, 666_666, 'the other streams shrank to the new share');
+      assert.equal((await status('front')).disk?.budgetBytes, 600_000);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, stderr);
+  });
+
+  it('a bad --budget, --disk-budget or config diskBudget is a one-line error (exit 2)', async () => {
+    const dir = tempDir();
+    for (const args of [['--budget', 'big'], ['--disk-budget', '-3GB'], ['--budget', '1.5GX']]) {
+      const r = await runVigil(['serve', '--no-auth', '--port', '0', '--data', dir, ...args]);
+      assert.notEqual(r.code, 0, args.join(' '));
+      assert.match(r.stderr, /size|more than 0|unit/, r.stderr);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+    }
+    const config = path.join(dir, 'vigil.yaml');
+    fs.writeFileSync(config, `data: ${path.join(dir, 'data')}\nport: 0\ndiskBudget: plenty\n`);
+    const bad = await runVigil(['serve', '--no-auth', '--config', config]);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /diskBudget: is not a size/);
+  });
+});
