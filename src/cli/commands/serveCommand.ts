@@ -70,7 +70,9 @@ export function serveCommand(): Command {
       const shutdown = watchShutdown({ log, graceMs: graceS * 1000 });
       // --gate / --gate-max-hold: the gate of new streams that set none, over the config file's defaults.
       const gate = gateFromOptions(options.gate, options.gateMaxHold);
-      if (gate !== undefined) config.defaults = { ...config.defaults, gate };
+      // A field the options leave out keeps the config file's value.
+      const fileGate = config.defaults?.gate;
+      if (gate !== undefined) config.defaults = { ...config.defaults, gate: gate === 'off' || fileGate === undefined || fileGate === 'off' ? gate : { ...fileGate, ...gate } };
       const running = await startServer({
         host,
         port: options.port ?? config.port ?? 8080,
