@@ -130,7 +130,7 @@ export function askCommand(): Command {
           if (options.json) return printJson(answers.length === 1 ? answers[0] : answers);
           const disk = memory.session.store.stats();
           const budget = disk.budgetBytes === null ? '' : `, ${shortBytes(disk.diskBytes)} on disk of budget ${shortBytes(disk.budgetBytes)} (${((100 * disk.diskBytes) / disk.budgetBytes).toFixed(1)}%)`;
-          process.stderr.write(`${memory.status} memory of ${memory.framesEncoded} frames (${memory.dir})${budget}\n`);
+          process.stderr.write(`${memory.status} memory of ${memory.framesEncoded} frames${memory.framesGated > 0 ? ` (+${memory.framesGated} gated: unchanged, covered by the previous frame's span)` : ''} (${memory.dir})${budget}\n`);
           for (const a of answers) {
             const strongest = [...a.evidence].sort((x, y) => y.score - x.score).slice(0, 5).sort((x, y) => x.t - y.t);
             const cited = strongest.map((e) => `${clockSpan(e.t, e.tEnd)} (${e.score.toFixed(2)})`).join(', ') || '-';
