@@ -4,7 +4,7 @@
  * stream holds, measured in a fresh process.
  *
  *   node --import tsx bench/restart.ts --chunks N [--geometry tiny|smolvlm2-256m] [--keep DIR]
- *                                      [--tokens 1] [--seed 1] [--ef-construction 40]
+ *                                      [--tokens 1] [--seed 1]
  *                                      [--timeout-s 600] [--build-only]
  *
  * 1. Builds a stream folder of N chunks at the geometry of the matching probe model
@@ -13,10 +13,8 @@
  *    and values seeded random, representatives their mean key, frame i at stream time i s. The
  *    chunks go through the public path, StreamSession.addEncodedChunk (window -> store -> index,
  *    no model call) with group commit, and the session is closed with dispose(), which saves the
- *    index as a running server's shutdown does (bench/restartFixture.ts). The HNSW graphs (past
- *    20k chunks) are built with efConstruction 40 instead of 400 (`--ef-construction`), through an
- *    empty index seeded before the session opens: 1M chunks build in minutes instead of half an
- *    hour, and a graph's size and load time do not depend on it (restartFixture.ts says why). With --keep DIR the
+ *    index as a running server's shutdown does (bench/restartFixture.ts). Older chunks are sealed into
+ *    index blocks on the way, as in a live stream (retrieval/chunkSealer.ts). With --keep DIR the
  *    folder is DIR/stream and a mark DIR/restart-fixture.json; a later run with the same
  *    --chunks/--geometry/--tokens/--seed reuses it instead of building (a folder without the
  *    mark is rebuilt). Without --keep it is built in a temporary folder and deleted at the end.
@@ -66,7 +64,6 @@ const { values } = parseArgs({
     keep: { type: 'string' },
     tokens: { type: 'string', default: '1' },
     seed: { type: 'string', default: '1' },
-    'ef-construction': { type: 'string', default: '40' },
     'timeout-s': { type: 'string', default: '600' },
     'build-only': { type: 'boolean', default: false },
     // Internal: the measuring child.
@@ -83,8 +80,6 @@ async function parent(): Promise<void> {
   const chunks = Number(values.chunks);
   const tokensPerChunk = Number(values.tokens);
   const seed = Number(values.seed);
-  const efConstruction = Number(values['ef-construction']);
-  if (!Number.isInteger(efConstruction) || efConstruction < 1) throw new Error(`--ef-construction must be a positive integer, got '${values['ef-construction']}'`);
   const timeoutS = Number(values['timeout-s']);
   const modelName = GEOMETRIES[values.geometry!];
   if (!Number.isInteger(chunks) || chunks < 1) throw new Error(`--chunks must be a positive integer, got '${values.chunks}'`);
@@ -92,7 +87,7 @@ async function parent(): Promise<void> {
   if (!Number.isInteger(tokensPerChunk) || tokensPerChunk < 1) throw new Error(`--tokens must be a positive integer, got '${values.tokens}'`);
   if (!(timeoutS > 0)) throw new Error(`--timeout-s must be > 0, got '${values['timeout-s']}'`);
   const modelDir = resolveModelDir(modelName);
-  const spec: FixtureSpec = { chunks, model: modelName, tokensPerChunk, seed, efConstruction };
+  const spec: FixtureSpec = { chunks, model: modelName, tokensPerChunk, seed };
   const root = values.keep ? path.resolve(values.keep) : fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-restart-'));
 
   let fixture: FixtureInfo | undefined = readFixture(root, spec);
@@ -116,8 +111,6 @@ async function parent(): Promise<void> {
     repBytesPerChunk: fixture.numLayers * fixture.numKvHeads * fixture.headDim * 4,
     tokensPerChunk,
     diskMiB: round1(fixture.diskBytes / MiB),
-    index: fixture.indexStorage,
-    efConstruction: fixture.indexEfConstruction,
     buildS: fixture.buildS,
     builtBy: fixture.builtBy,
     reusedFixture: reused,
@@ -235,6 +228,11 @@ async function child(streamDir: string, modelDir: string): Promise<void> {
       const stats = session.stats();
       out.storedChunks = stats.storedChunks;
       out.indexedChunks = stats.indexedChunks;
+      const index = session.index.stats();
+      out.sealedBlocks = index.sealed?.blocks ?? 0;
+      out.recentChunks = index.layers[0]?.size ?? 0;
+      // The index's own accounting: sealed blocks' RAM plus the recent tier's rows (vector + id + norm).
+      out.indexRamMiB = round1(((index.sealed?.ramBytes ?? 0) + (index.layers[0]?.size ?? 0) * index.layers.length * (session.index.dim * 4 + 12)) / MiB);
       stage = 'dispose';
       t = performance.now();
       await session.dispose();

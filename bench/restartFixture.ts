@@ -5,13 +5,8 @@
  * can reuse it. A folder without the mark (a build that was interrupted) is wiped and rebuilt: the
  * build never reopens a partial stream, because reopening large streams is what is being measured.
  *
- * One shortcut: past 20k chunks every add is an HNSW insert per layer, ~1,700/s at 32-d with the
- * default efConstruction 400 on this machine (1M chunks x 2 layers: 20+ minutes). So before the
- * session opens, an EMPTY index saved with a smaller efConstruction (default 40, ~8x faster inserts)
- * is put in the stream's index folder; StreamSession.open loads it (a saved index keeps its graph
- * structure parameters) and every chunk is then added to it through the public path. The graph's
- * size, its file and its load cost depend on M (kept at 32) and N, not on efConstruction, which
- * only sets how hard an insert searches for neighbours; `--ef-construction 400` builds the default.
+ * The index seals older chunks into block files as it goes (retrieval/chunkSealer.ts), exactly as
+ * a live stream's does, so the build needs no shortcut.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,10 +14,8 @@ import path from 'node:path';
 import { meanOverTokens } from '../kernels/pool.js';
 import { mulberry32 } from '../kernels/sampling.js';
 import type { FrameChunk } from '../memory/frameChunk.js';
-import { DEFAULT_HNSW_PARAMS } from '../retrieval/hnswStore.js';
-import { StreamIndex } from '../retrieval/index.js';
 import { stageProgress } from '../src/cli/progress.js';
-import { streamIndexDir } from '../src/engine/dataLayout.js';
+import { streamIndexBlocksDir } from '../src/engine/dataLayout.js';
 import { StreamSession } from '../src/engine/streamSession.js';
 import type { VisionLanguageModel } from '../src/model/visionLanguageModel.js';
 
@@ -34,8 +27,6 @@ export interface FixtureSpec {
   model: string;
   tokensPerChunk: number;
   seed: number;
-  /** HNSW efConstruction of the seeded index (400, the default, seeds nothing). */
-  efConstruction: number;
 }
 
 export interface FixtureInfo extends FixtureSpec {
@@ -46,10 +37,8 @@ export interface FixtureInfo extends FixtureSpec {
   /** Commit of the code that wrote the folder (formats may change between commits). */
   builtBy: string;
   diskBytes: number;
-  /** efConstruction in the saved index after the build (what the session actually used). */
-  indexEfConstruction: number | null;
-  /** Layer 0's saved storage: 'exact' below the HNSW threshold, 'hnsw' above. */
-  indexStorage: string | null;
+  /** Sealed index blocks after the build. */
+  indexBlocks: number;
 }
 
 /** The stream folder inside a fixture folder (the mark sits beside it, not in it). */
@@ -61,7 +50,7 @@ export function fixtureStreamDir(root: string): string {
 export function readFixture(root: string, spec: FixtureSpec): FixtureInfo | undefined {
   try {
     const info = JSON.parse(fs.readFileSync(path.join(root, FIXTURE_FILE), 'utf8')) as FixtureInfo;
-    const same = info.chunks === spec.chunks && info.model === spec.model && info.tokensPerChunk === spec.tokensPerChunk && info.seed === spec.seed && info.efConstruction === spec.efConstruction;
+    const same = info.chunks === spec.chunks && info.model === spec.model && info.tokensPerChunk === spec.tokensPerChunk && info.seed === spec.seed;
     return same ? info : undefined;
   } catch {
     return undefined;
@@ -134,10 +123,6 @@ export async function buildFixture(root: string, model: VisionLanguageModel, spe
   const recordBytes = 2 * numLayers * numKvHeads * spec.tokensPerChunk * headDim * 4 + numLayers * numKvHeads * headDim * 4;
   const everyChunks = Math.max(16, Math.min(4096, Math.floor((4 << 20) / recordBytes)));
   const started = performance.now();
-  if (spec.efConstruction !== DEFAULT_HNSW_PARAMS.efConstruction) {
-    const seeded = StreamIndex.create({ numLayers, dim: numKvHeads * headDim, space: 'ip', hnsw: { efConstruction: spec.efConstruction } });
-    await seeded.save(streamIndexDir(dir));
-  }
   const session = await StreamSession.open(model, { dir, fsync: { everyChunks } });
   const progress = stageProgress(`building ${spec.chunks} chunks (${spec.model} geometry)`);
   const next = fixtureChunks(g, spec.tokensPerChunk, spec.seed);
@@ -157,20 +142,13 @@ export async function buildFixture(root: string, model: VisionLanguageModel, spe
     // Commits what is pending and saves the index: the clean close a restart starts from.
     await session.dispose();
   }
-  let layerMeta: { hnsw?: { efConstruction?: number }; storage?: string } = {};
-  try {
-    layerMeta = JSON.parse(fs.readFileSync(path.join(streamIndexDir(dir), 'layer-000', 'meta.json'), 'utf8')) as typeof layerMeta;
-  } catch {
-    // Another index layout: reported as unknown.
-  }
   const info: FixtureInfo = {
     ...spec,
     ...g,
     buildS: Math.round((performance.now() - started) / 100) / 10,
     builtBy: gitHead(),
     diskBytes: folderBytes(dir),
-    indexEfConstruction: layerMeta.hnsw?.efConstruction ?? null,
-    indexStorage: layerMeta.storage ?? null,
+    indexBlocks: fs.existsSync(streamIndexBlocksDir(dir)) ? fs.readdirSync(streamIndexBlocksDir(dir)).length : 0,
   };
   fs.writeFileSync(path.join(root, FIXTURE_FILE), `${JSON.stringify(info, null, 2)}\n`);
   return info;

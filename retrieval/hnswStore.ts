@@ -175,6 +175,14 @@ export class HnswStore {
     return rankHits(found.neighbors, scores, want);
   }
 
+  /** The stored vector of a live id, as added (ip: the offset put back; cosine: unit length). */
+  vector(id: number): Float32Array {
+    const stored = this.index.getPoint(id);
+    const out = new Float32Array(this.dim);
+    for (let i = 0; i < this.dim; i++) out[i] = stored[i]! + (this.space === 'ip' ? this.offset[i]! : 0);
+    return out;
+  }
+
   /** Exact score of a live id from the stored vector (slow: hnswlib copies it out element by element). */
   scoreOf(query: Float32Array, id: number): number {
     const stored = this.index.getPoint(id);

@@ -51,6 +51,47 @@ export class IdBitSet {
     return out;
   }
 
+  /** Ids in [from, to), ascending. O(words in the range + result); counted first, so one typed array. */
+  between(from: number, to: number): Uint32Array {
+    const first = Math.max(0, Math.floor(from / 32));
+    const last = Math.min(this.words.length, Math.ceil(to / 32));
+    const visit = (emit: (id: number) => void): void => {
+      for (let word = first; word < last; word++) {
+        let bits = this.words[word]!;
+        while (bits !== 0) {
+          const low = bits & -bits;
+          const id = word * 32 + (31 - Math.clz32(low));
+          if (id >= from && id < to) emit(id);
+          bits ^= low;
+        }
+      }
+    };
+    let count = 0;
+    visit(() => count++);
+    const out = new Uint32Array(count);
+    let n = 0;
+    visit((id) => (out[n++] = id));
+    return out;
+  }
+
+  /** Lowest id, or undefined when empty. */
+  min(): number | undefined {
+    for (let word = 0; word < this.words.length; word++) {
+      const bits = this.words[word]!;
+      if (bits !== 0) return word * 32 + (31 - Math.clz32(bits & -bits));
+    }
+    return undefined;
+  }
+
+  /** Highest id, or undefined when empty. */
+  max(): number | undefined {
+    for (let word = this.words.length - 1; word >= 0; word--) {
+      const bits = this.words[word]!;
+      if (bits !== 0) return word * 32 + (31 - Math.clz32(bits));
+    }
+    return undefined;
+  }
+
   private grow(minWords: number): void {
     const next = new Uint32Array(Math.max(minWords, this.words.length * 2));
     next.set(this.words);

@@ -1,6 +1,7 @@
 // Public surface of retrieval/ (explicit names, no export *).
 export { StreamIndex } from './streamIndex.js';
-export type { StreamIndexOptions, StreamIndexLoadOptions, IndexedChunk, RetrieveOptions, Retrieval } from './streamIndex.js';
+export type { StreamIndexOptions, StreamIndexLoadOptions, StreamIndexStats, IndexedChunk, RetrieveOptions, Retrieval, SealingOptions } from './streamIndex.js';
+export { DEFAULT_BLOCK_CHUNKS, DEFAULT_LIST_CHUNKS, DEFAULT_PROBE_LISTS } from './chunkSealer.js';
 export { LayerIndex } from './layerIndex.js';
 export type { LayerMode, LayerStats } from './layerIndex.js';
 export { DEFAULT_HNSW_THRESHOLD } from './layerOptions.js';

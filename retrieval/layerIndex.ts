@@ -105,6 +105,12 @@ export class LayerIndex {
     if (this.graph) this.backfill(this.options.backfillPerAdd);
   }
 
+  /** A copy of the stored vector of `id`, or undefined when absent (cosine graphs hold it normalised). */
+  vector(id: number): Float32Array | undefined {
+    if (this.exact) return this.exact.vector(id)?.slice();
+    return this.graph!.has(id) ? this.graph!.vector(id) : undefined;
+  }
+
   /** Removes the ids present (others are ignored); returns how many were removed. */
   remove(ids: Iterable<number>): number {
     const set = ids instanceof Set ? (ids as Set<number>) : new Set(ids);

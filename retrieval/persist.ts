@@ -72,6 +72,16 @@ export async function writeDurable(file: string, data: string | Uint8Array): Pro
   }
 }
 
+/** fsyncs a folder, so a file just created in it survives a crash. */
+export async function syncFolder(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** fsyncs a file written by someone else (hnswlib's writeIndex). */
 export async function syncFile(file: string): Promise<void> {
   const handle = await open(file, 'r+');

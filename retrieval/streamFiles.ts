@@ -10,6 +10,8 @@ import { ChunkCatalog } from './chunkCatalog.js';
 import { LayerIndex } from './layerIndex.js';
 import { readJsonObject, replaceFolder, stagingFolder, writeDurable } from './persist.js';
 import { parseSpace, type SimilaritySpace } from './space.js';
+import type { SealingOptions } from './chunkSealer.js';
+import type { SealedListing } from './sealedTier.js';
 
 const INDEX_FILE = 'index.json';
 const CHUNKS_FILE = 'chunks.bin';
@@ -25,6 +27,8 @@ export interface StreamIndexLoadOptions {
   hnswThreshold?: number;
   backfillPerAdd?: number;
   exactFilterLimit?: number;
+  /** Where the sealed blocks are (required when the saved index lists any). */
+  sealing?: SealingOptions;
 }
 
 export interface StreamShape {
@@ -37,7 +41,7 @@ function layerFolder(dir: string, layer: number): string {
   return join(dir, `layer-${String(layer).padStart(3, '0')}`);
 }
 
-export async function writeStream(dir: string, shape: StreamShape, catalog: ChunkCatalog, layers: readonly LayerIndex[]): Promise<void> {
+export async function writeStream(dir: string, shape: StreamShape, catalog: ChunkCatalog, layers: readonly LayerIndex[], sealed?: readonly SealedListing[]): Promise<void> {
   const staging = await stagingFolder(dir);
   try {
     await writeDurable(join(staging, CHUNKS_FILE), catalog.serialize());
@@ -46,7 +50,8 @@ export async function writeStream(dir: string, shape: StreamShape, catalog: Chun
       await mkdir(folder);
       await layers[layer]!.save(folder);
     }
-    const meta = { format: FORMAT, version: VERSION, ...shape, count: catalog.size };
+    // The sealed blocks this save stands on (their files live beside the index folder).
+    const meta = { format: FORMAT, version: VERSION, ...shape, count: catalog.size, ...(sealed && sealed.length > 0 ? { sealed } : {}) };
     // Written last: a staging folder without it is never mistaken for an index.
     await writeDurable(join(staging, INDEX_FILE), `${JSON.stringify(meta, null, 2)}\n`);
     await replaceFolder(staging, dir);
@@ -56,7 +61,19 @@ export async function writeStream(dir: string, shape: StreamShape, catalog: Chun
   }
 }
 
-export async function readStream(dir: string, options: StreamIndexLoadOptions): Promise<{ layers: LayerIndex[]; catalog: ChunkCatalog }> {
+function parseListing(value: unknown, corrupt: (why: string) => VigilError): SealedListing[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw corrupt('bad sealed block list');
+  return value.map((item: unknown) => {
+    const x = item as { file?: unknown; dead?: unknown };
+    if (typeof x !== 'object' || x === null || typeof x.file !== 'string' || !/^block-[\w-]+\.bin$/.test(x.file) || !Array.isArray(x.dead) || !x.dead.every((id) => Number.isInteger(id) && (id as number) >= 0)) {
+      throw corrupt('bad sealed block entry');
+    }
+    return { file: x.file, dead: x.dead as number[] };
+  });
+}
+
+export async function readStream(dir: string, options: StreamIndexLoadOptions): Promise<{ layers: LayerIndex[]; catalog: ChunkCatalog; sealed: SealedListing[] }> {
   const file = join(dir, INDEX_FILE);
   const meta = await readJsonObject(file);
   const corrupt = (why: string): VigilError => new VigilError('INDEX_CORRUPT', `${file}: ${why}`);
@@ -78,6 +95,7 @@ export async function readStream(dir: string, options: StreamIndexLoadOptions): 
   if (expectSpace !== undefined && expectSpace !== space) {
     throw new VigilError('BAD_CONFIG', `${dir} was built for space '${space}', expected '${expectSpace}': rebuild the index to change it`);
   }
+  const sealed = parseListing(meta.sealed, corrupt);
   const catalog = await ChunkCatalog.load(join(dir, CHUNKS_FILE), count as number);
   const ids = catalog.allIds();
   const tuning = { ef: options.ef, hnswThreshold: options.hnswThreshold, backfillPerAdd: options.backfillPerAdd, exactFilterLimit: options.exactFilterLimit };
@@ -107,5 +125,5 @@ export async function readStream(dir: string, options: StreamIndexLoadOptions): 
   };
   const parallel = Math.max(1, Math.min(layers.length, availableParallelism()));
   await Promise.all(Array.from({ length: parallel }, worker));
-  return { layers, catalog };
+  return { layers, catalog, sealed };
 }

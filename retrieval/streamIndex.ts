@@ -13,11 +13,20 @@ import { sortedUnique } from './sortedIds.js';
 import type { SimilaritySpace } from './space.js';
 import { readStream, writeStream, type StreamIndexLoadOptions } from './streamFiles.js';
 import { checkChunkId, checkConfigInt, checkCount, checkTime, checkVector, MAX_CHUNK_ID } from './validate.js';
+import { ChunkSealer, resolveSealing, type SealingOptions } from './chunkSealer.js';
+import { rankHits } from './hits.js';
+import type { SealedTier } from './sealedTier.js';
 
 export type { StreamIndexLoadOptions } from './streamFiles.js';
+export type { SealingOptions } from './chunkSealer.js';
 
 export interface StreamIndexOptions extends LayerIndexOptions {
   numLayers: number;
+  /**
+   * Seal older chunks into block files (sealedBlock.ts) so RAM does not grow with history; without
+   * it every chunk stays in RAM (exact, then HNSW).
+   */
+  sealing?: SealingOptions;
 }
 
 /** What the index needs of one chunk (FrameChunk has all of it). */
@@ -51,31 +60,44 @@ export interface Retrieval {
 
 type PendingOp = { kind: 'add'; chunk: IndexedChunk } | { kind: 'remove'; ids: number[] };
 
+export interface StreamIndexStats {
+  size: number;
+  layers: LayerStats[];
+  /** Chunks in sealed blocks, the blocks, and the RAM they hold; absent without sealing. */
+  sealed?: { chunks: number; blocks: number; ramBytes: number; sealFailures: number };
+}
+
 export class StreamIndex {
   readonly numLayers: number;
   readonly dim: number;
   readonly space: SimilaritySpace;
+  /** The recent chunks, in RAM: one LayerIndex per layer and their catalog. */
   private readonly layers: LayerIndex[];
   private catalog: ChunkCatalog;
+  /** The older chunks, sealed into block files, and the worker that seals them. */
+  private readonly sealer: ChunkSealer | undefined;
   /** While a save runs, changes wait here (hnswlib serialises graphs on a worker thread). */
   private saving: Promise<void> | undefined;
   private pending: PendingOp[] = [];
   /** Membership as it will be once `pending` is applied: id -> present. */
   private pendingMembership = new Map<number, boolean>();
 
-  private constructor(layers: LayerIndex[], catalog: ChunkCatalog) {
+  private constructor(layers: LayerIndex[], catalog: ChunkCatalog, sealed?: { tier: SealedTier; options: SealingOptions }) {
     this.layers = layers;
     this.catalog = catalog;
     this.numLayers = layers.length;
     this.dim = layers[0]!.dim;
     this.space = layers[0]!.options.space;
+    this.sealer = sealed ? new ChunkSealer(sealed.tier, resolveSealing(sealed.options), this.sealerHost()) : undefined;
   }
 
   /** An empty index (layers start exact and switch to HNSW at hnswThreshold chunks). */
   static create(options: StreamIndexOptions): StreamIndex {
     checkConfigInt('numLayers', options.numLayers, 1);
     const layers = Array.from({ length: options.numLayers }, () => new LayerIndex(options));
-    return new StreamIndex(layers, new ChunkCatalog());
+    const space = layers[0]!.options.space;
+    const sealed = options.sealing ? { tier: ChunkSealer.emptyTier(options.sealing, options.numLayers, options.dim, space), options: options.sealing } : undefined;
+    return new StreamIndex(layers, new ChunkCatalog(), sealed);
   }
 
   /**
@@ -85,6 +107,17 @@ export class StreamIndex {
    */
   static async rebuild(options: StreamIndexOptions, chunks: Iterable<IndexedChunk>, slice = 256): Promise<StreamIndex> {
     checkConfigInt('numLayers', options.numLayers, 1);
+    if (options.sealing) {
+      // Added one by one, so older chunks are sealed on the way and RAM stays bounded.
+      const index = StreamIndex.create(options);
+      const list = [...chunks].sort((a, b) => a.chunkId - b.chunkId);
+      for (const chunk of list) {
+        if (index.has(chunk.chunkId)) throw new VigilError('BAD_INPUT', `chunk ${chunk.chunkId} appears twice`);
+        index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
+        await index.idle();
+      }
+      return index;
+    }
     checkConfigInt('dim', options.dim, 1);
     // Id order makes every catalog insert an append.
     const list = [...chunks].sort((a, b) => a.chunkId - b.chunkId);
@@ -103,16 +136,16 @@ export class StreamIndex {
   }
 
   get size(): number {
-    return this.catalog.size;
+    return this.catalog.size + (this.sealer?.tier.size ?? 0);
   }
 
   has(chunkId: number): boolean {
-    return this.catalog.has(chunkId);
+    return this.catalog.has(chunkId) || (this.sealer?.tier.has(chunkId) ?? false);
   }
 
   /** Indexed ids, ascending. */
   chunkIds(): number[] {
-    return Array.from(this.catalog.allIds());
+    return Array.from(this.chunkIdRange());
   }
 
   /**
@@ -121,20 +154,37 @@ export class StreamIndex {
    * Like has(), they describe the applied state: changes queued during a save() are not counted.
    */
   minChunkId(): number | null {
-    return this.catalog.minId() ?? null;
+    const ids = [this.catalog.minId(), this.sealer?.tier.minId()].filter((id) => id !== undefined);
+    return ids.length === 0 ? null : Math.min(ids[0]!, ids[1] ?? Infinity);
   }
 
   maxChunkId(): number | null {
-    return this.catalog.maxId() ?? null;
+    const ids = [this.catalog.maxId(), this.sealer?.tier.maxId()].filter((id) => id !== undefined);
+    return ids.length === 0 ? null : Math.max(ids[0]!, ids[1] ?? -Infinity);
   }
 
   /** Indexed ids in [from, to), ascending, as a typed array (default: all of them). O(log n + result). */
   chunkIdRange(from = 0, to = MAX_CHUNK_ID + 1): Uint32Array {
-    return this.catalog.idsBetween(from, to);
+    const recent = this.catalog.idsBetween(from, to);
+    if (!this.sealer || this.sealer.tier.size === 0) return recent;
+    return mergeSorted(this.sealer.tier.idsBetween(from, to), recent);
   }
 
-  stats(): { size: number; layers: LayerStats[] } {
-    return { size: this.size, layers: this.layers.map((l) => l.stats()) };
+  stats(): StreamIndexStats {
+    const stats: StreamIndexStats = { size: this.size, layers: this.layers.map((l) => l.stats()) };
+    if (this.sealer) stats.sealed = { chunks: this.sealer.tier.size, blocks: this.sealer.tier.blockCount, ramBytes: this.sealer.tier.ramBytes, sealFailures: this.sealer.failures };
+    return stats;
+  }
+
+  /** Lists each sealed search reads per layer before it may stop (recall vs. reads; bench/sealed-index.ts). */
+  setProbeLists(lists: number): void {
+    checkCount('probeLists', lists, 1);
+    if (this.sealer) this.sealer.tier.options.probeLists = lists;
+  }
+
+  /** Resolves when no block is being sealed and none is due (rebuilds wait here between adds). */
+  async idle(): Promise<void> {
+    await this.sealer?.idle();
   }
 
   /**
@@ -154,6 +204,7 @@ export class StreamIndex {
       return;
     }
     this.applyAdd(chunk);
+    this.sealer?.maybeSeal();
   }
 
   /** Drops chunks (retention, purge); unknown ids are ignored. Returns how many were indexed. */
@@ -186,25 +237,66 @@ export class StreamIndex {
       throw new VigilError('BAD_INPUT', `sharedLayer must be a layer index in [0, ${this.numLayers}), got ${options.sharedLayer}`);
     }
 
+    const damagedBefore = this.sealer?.tier.damagedReads ?? 0;
     const allowed = this.catalog.allowedIds(options);
-    const passing = allowed ? allowed.length : this.catalog.size;
-    const k = Math.min(r, passing);
+    const passingRecent = allowed ? allowed.length : this.catalog.size;
+    const tier = this.sealer?.tier;
+    const passingSealed = tier && tier.size > 0 ? tier.countPassing(options) : 0;
+    const k = Math.min(r, passingRecent + passingSealed);
+    const sealedTimes = new Map<number, number>();
+    // One layer's top k over both tiers: the recent chunks exactly (or HNSW), the sealed ones by
+    // their int8 lists; merged by score (ties: lower id).
+    const layerSearch = (layer: number): Hits => {
+      const recent = passingRecent > 0 ? this.layers[layer]!.search(queries[layer]!, Math.min(k, passingRecent), allowed) : { ids: [], scores: [] };
+      if (passingSealed === 0) return recent;
+      const sealed = tier!.search(layer, queries[layer]!, Math.min(k, passingSealed), options);
+      for (const [id, t] of sealed.tStart) sealedTimes.set(id, t);
+      return rankHits(recent.ids.concat(sealed.ids), recent.scores.concat(sealed.scores), k);
+    };
     let perLayer: Hits[];
     if (k === 0) {
       perLayer = this.layers.map(() => ({ ids: [], scores: [] }));
     } else if (mode === 'per-layer') {
-      perLayer = this.layers.map((layer, i) => layer.search(queries[i]!, k, allowed));
+      perLayer = this.layers.map((_, i) => layerSearch(i));
+    } else if (options.sharedLayer !== undefined) {
+      const shared = layerSearch(options.sharedLayer);
+      perLayer = this.layers.map(() => shared);
     } else {
-      const shared = options.sharedLayer !== undefined ? this.layers[options.sharedLayer]!.search(queries[options.sharedLayer]!, k, allowed) : sharedSum(this.layers, queries, k, allowed);
+      const shared = passingSealed === 0 ? sharedSum(this.layers, queries, k, allowed) : this.sharedOverTiers(queries, k, layerSearch);
       perLayer = this.layers.map(() => shared);
     }
+    // A damaged sealed block left the index during this search: the counts changed, search again.
+    if ((tier?.damagedReads ?? 0) !== damagedBefore) return this.retrieve(queries, r, options);
     for (const hits of perLayer) {
       // Guaranteed by LayerIndex.search; checked because a shorter layer would break the shared mask.
       if (hits.ids.length !== k) throw new Error(`retrieval returned ${hits.ids.length} chunks on a layer, expected ${k}`);
     }
-    const timed = perLayer.map((hits) => this.inTimeOrder(hits));
-    const union = this.catalog.timeOrder(Array.from(sortedUnique(timed.flatMap((h) => h.ids))));
+    const timed = perLayer.map((hits) => this.inTimeOrder(hits, sealedTimes));
+    const union = this.timeOrder(Array.from(sortedUnique(timed.flatMap((h) => h.ids))), sealedTimes);
     return { chunkIds: timed.map((h) => h.ids), scores: timed.map((h) => h.scores), union };
+  }
+
+  /**
+   * Shared ranking with sealed blocks: the union of every layer's own top k are the candidates (a
+   * chunk outside all of them cannot win), each scored on every layer (as sharedSum in graph mode).
+   */
+  private sharedOverTiers(queries: readonly Float32Array[], k: number, layerSearch: (layer: number) => Hits): Hits {
+    const own = this.layers.map((_, i) => layerSearch(i));
+    const candidates = sortedUnique(own.flatMap((h) => h.ids));
+    const total = new Float64Array(candidates.length);
+    const tier = this.sealer!.tier;
+    this.layers.forEach((layer, i) => {
+      const known = new Map(own[i]!.ids.map((id, j) => [id, own[i]!.scores[j]!]));
+      const missing = Array.from(candidates).filter((id) => !known.has(id));
+      const recent = missing.filter((id) => this.catalog.has(id));
+      const sealed = missing.filter((id) => !this.catalog.has(id));
+      const recentScores = recent.length > 0 ? layer.scoreIds(queries[i]!, recent) : new Float64Array(0);
+      const sealedScores = sealed.length > 0 ? tier.scoreIds(i, queries[i]!, sealed) : new Float64Array(0);
+      recent.forEach((id, j) => known.set(id, recentScores[j]!));
+      sealed.forEach((id, j) => known.set(id, sealedScores[j]!));
+      candidates.forEach((id, j) => (total[j]! += known.get(id)!));
+    });
+    return rankHits(Array.from(candidates), Array.from(total), k);
   }
 
   /** Copies up to `max` vectors per layer into graphs being built; returns how many remain in all. */
@@ -238,7 +330,8 @@ export class StreamIndex {
    */
   async save(dir: string): Promise<void> {
     while (this.saving) await this.saving;
-    const run = writeStream(dir, { numLayers: this.numLayers, dim: this.dim, space: this.space }, this.catalog, this.layers);
+    const sealed = this.sealer ? { listing: this.sealer.tier.listing(), retired: this.sealer.tier.takeRetired() } : undefined;
+    const run = writeStream(dir, { numLayers: this.numLayers, dim: this.dim, space: this.space }, this.catalog, this.layers, sealed?.listing);
     this.saving = run.then(
       () => undefined,
       () => undefined,
@@ -251,14 +344,67 @@ export class StreamIndex {
     }
     this.saving = undefined;
     const applyError = this.applyPending();
+    // Blocks emptied before this save are no longer listed by it: their files can go.
+    if (sealed) {
+      if (failure === undefined) this.sealer!.tier.deleteFiles(sealed.retired);
+      else this.sealer!.tier.keepRetired(sealed.retired);
+    }
     if (failure !== undefined) throw failure;
     if (applyError !== undefined) throw applyError;
   }
 
   /** Reads an index written by save(). INDEX_CORRUPT if anything disagrees; FILE_NOT_FOUND if absent. */
   static async load(dir: string, options: StreamIndexLoadOptions = {}): Promise<StreamIndex> {
-    const { layers, catalog } = await readStream(dir, options);
-    return new StreamIndex(layers, catalog);
+    const { layers, catalog, sealed } = await readStream(dir, options);
+    if (sealed.length > 0 && !options.sealing) throw new VigilError('BAD_CONFIG', `${dir} has sealed blocks: open it with their folder (sealing options)`);
+    if (!options.sealing) return new StreamIndex(layers, catalog);
+    const space = layers[0]!.options.space;
+    const { tier, unusable } = ChunkSealer.loadTier(options.sealing, layers.length, layers[0]!.dim, space, sealed);
+    // A listed block that is gone or damaged is left out: reconciliation with the store puts its chunks back.
+    for (const why of unusable) process.emitWarning(`stream index ${dir}: sealed block not used: ${why}`);
+    // Chunks both sealed and in RAM (a crash between a seal and the next save) are kept sealed.
+    const twice = Array.from(catalog.allIds()).filter((id) => tier.has(id));
+    const index = new StreamIndex(layers, catalog, { tier, options: options.sealing });
+    if (twice.length > 0) index.dropRecent(twice);
+    return index;
+  }
+
+  /** Waits for a seal in flight to finish (a dispose must not leave a half-written block behind). */
+  async dispose(): Promise<void> {
+    await this.sealer?.dispose();
+  }
+
+  /** The ids of the oldest recent chunks, copied with their times and vectors, for a seal. */
+  private sealerHost(): ConstructorParameters<typeof ChunkSealer>[2] {
+    return {
+      recentCount: () => this.catalog.size,
+      saving: () => this.saving,
+      snapshot: (count) => {
+        const ids = this.catalog.allIds().slice(0, count);
+        const tStart = new Float64Array(ids.length);
+        const tEnd = new Float64Array(ids.length);
+        ids.forEach((id, i) => {
+          const t = this.catalog.times(id)!;
+          tStart[i] = t.tStart;
+          tEnd[i] = t.tEnd;
+        });
+        const vectors = this.layers.map((layer) => {
+          const packed = new Float32Array(ids.length * this.dim);
+          ids.forEach((id, i) => packed.set(layer.vector(id)!, i * this.dim));
+          return packed;
+        });
+        return { ids, tStart, tEnd, vectors };
+      },
+      present: (id) => this.catalog.has(id),
+      dropRecent: (ids) => this.dropRecent(ids),
+    };
+  }
+
+  /** Removes chunks from the recent tier only (they were sealed). */
+  private dropRecent(ids: readonly number[]): void {
+    const removed = this.catalog.remove(new Set(ids));
+    if (removed.length === 0) return;
+    for (const layer of this.layers) layer.remove(removed);
   }
 
   private applyPending(): unknown {
@@ -293,6 +439,7 @@ export class StreamIndex {
   }
 
   private applyRemove(ids: number[]): void {
+    this.sealer?.tier.remove(ids);
     const set = new Set(ids);
     const removed = this.catalog.remove(set);
     if (removed.length === 0) return;
@@ -300,13 +447,21 @@ export class StreamIndex {
   }
 
   private willHave(id: number): boolean {
-    return this.pendingMembership.get(id) ?? this.catalog.has(id);
+    return this.pendingMembership.get(id) ?? this.has(id);
   }
 
-  private inTimeOrder(hits: Hits): Hits {
+  private inTimeOrder(hits: Hits, sealedTimes: ReadonlyMap<number, number>): Hits {
     const score = new Map(hits.ids.map((id, i) => [id, hits.scores[i]!]));
-    const ids = this.catalog.timeOrder(hits.ids);
+    const ids = this.timeOrder(hits.ids, sealedTimes);
     return { ids, scores: ids.map((id) => score.get(id)!) };
+  }
+
+  /** Ids ordered by tStart, then id: recent ones from the catalog, sealed ones from the search's times. */
+  private timeOrder(ids: readonly number[], sealedTimes: ReadonlyMap<number, number>): number[] {
+    if (sealedTimes.size === 0) return this.catalog.timeOrder(ids);
+    const keyed = ids.map((id) => ({ id, t: this.catalog.times(id)?.tStart ?? sealedTimes.get(id)! }));
+    keyed.sort((a, b) => a.t - b.t || a.id - b.id);
+    return keyed.map((k) => k.id);
   }
 
   /**
@@ -345,4 +500,16 @@ export class StreamIndex {
     checkTime('timeRange.end', range.end);
     if (range.end < range.start) throw new VigilError('BAD_INPUT', `timeRange ends (${range.end}) before it starts (${range.start})`);
   }
+}
+
+/** Union of two ascending id arrays with no common id. */
+function mergeSorted(a: Uint32Array, b: Uint32Array): Uint32Array {
+  const out = new Uint32Array(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let n = 0;
+  while (i < a.length && j < b.length) out[n++] = a[i]! <= b[j]! ? a[i++]! : b[j++]!;
+  while (i < a.length) out[n++] = a[i++]!;
+  while (j < b.length) out[n++] = b[j++]!;
+  return out;
 }

@@ -27,6 +27,11 @@ export function streamIndexDir(dir: string): string {
   return path.join(dir, 'index');
 }
 
+/** Sealed index blocks: beside the saved index (a save replaces the index folder whole). */
+export function streamIndexBlocksDir(dir: string): string {
+  return path.join(dir, 'index-blocks');
+}
+
 /** Ids of the streams that have a folder in the data folder, sorted. */
 export function listStreamIds(dataDir: string): string[] {
   const root = path.join(dataDir, 'streams');

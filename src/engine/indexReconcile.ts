@@ -12,8 +12,9 @@
 import fs from 'node:fs';
 import { isVigilError } from '../../common/errors.js';
 import type { ChunkMeta, ChunkStore } from '../../memory/store/index.js';
-import { StreamIndex, type StreamIndexLoadOptions, type StreamIndexOptions } from '../../retrieval/index.js';
+import { type SealingOptions, StreamIndex, type StreamIndexLoadOptions, type StreamIndexOptions } from '../../retrieval/index.js';
 import { storedChunkPages } from './storedChunks.js';
+import { streamIndexBlocksDir } from './dataLayout.js';
 
 /** A manifest row the index could not take, and the index's reason. */
 export interface SkippedChunk {
@@ -42,6 +43,14 @@ export interface OpenedStreamIndex extends ReconcileResult {
 const META_PAGE = 256;
 /** A long rebuild gives the event loop a turn at least this often (a server keeps answering). */
 const YIELD_MS = 20;
+
+/**
+ * The index options of a stream folder: older chunks sealed into its index-blocks folder, so the
+ * index's RAM does not grow with the stream's history.
+ */
+export function streamIndexOptions(streamDir: string, numLayers: number, dim: number, space: 'ip' | 'cosine' = 'ip', sealing: Omit<SealingOptions, 'dir'> = {}): StreamIndexOptions {
+  return { numLayers, dim, space, sealing: { ...sealing, dir: streamIndexBlocksDir(streamDir) } };
+}
 
 /** Why the index would refuse this row (its own checks), or null when it would take it. */
 export function unindexableReason(meta: ChunkMeta, numLayers: number, dim: number): string | null {
@@ -168,6 +177,8 @@ export async function rebuildIndex(store: ChunkStore, options: StreamIndexOption
   for (const page of storedChunkPages(store)) {
     for (const meta of page) {
       addOrSkip(index, meta, skipped);
+      // Sealing runs beside the adds; waiting for it keeps the chunks in RAM bounded.
+      await index.idle();
       // Graph mode costs ~0.5 ms per chunk and layer: a page can take seconds.
       if (performance.now() - lastYield > YIELD_MS) {
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -185,6 +196,7 @@ function loadOptions(options: StreamIndexOptions): StreamIndexLoadOptions {
   if (options.backfillPerAdd !== undefined) load.backfillPerAdd = options.backfillPerAdd;
   if (options.exactFilterLimit !== undefined) load.exactFilterLimit = options.exactFilterLimit;
   if (options.hnsw?.ef !== undefined) load.ef = options.hnsw.ef;
+  if (options.sealing) load.sealing = options.sealing;
   return load;
 }
 

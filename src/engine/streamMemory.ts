@@ -4,12 +4,12 @@ import type { FrameChunk, KvStorageDtype, UnnumberedChunk } from '../../memory/f
 import { type ChunkLayers, chunkLayers, ChunkStore } from '../../memory/store/index.js';
 import { validateChunk } from '../../memory/store/chunkValidation.js';
 import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
-import type { ChunkTimes, StreamIndex, TimeRange } from '../../retrieval/index.js';
+import type { ChunkTimes, SealingOptions, StreamIndex, TimeRange } from '../../retrieval/index.js';
 import { isVigilError, VigilError } from '../../common/errors.js';
 import { sharedBufferPool } from '../model/bufferPool.js';
 import { fixedSelection, type LoadedContext, loadContext, type ReadLayers, type Selection } from './contextLoader.js';
 import { streamIndexDir, streamStoreDir } from './dataLayout.js';
-import { openStreamIndex, type SkippedChunk as UnindexedChunk } from './indexReconcile.js';
+import { openStreamIndex, streamIndexOptions, type SkippedChunk as UnindexedChunk } from './indexReconcile.js';
 import type { QuestionMemory } from './questionAnswerer.js';
 
 export interface StreamMemoryOptions {
@@ -26,6 +26,8 @@ export interface StreamMemoryOptions {
   segmentBytes?: number;
   /** 'per-layer' (ReKV) or 'shared' (one chunk set for every layer). */
   retrievalMode?: 'per-layer' | 'shared';
+  /** How older chunks are sealed into index blocks (defaults: retrieval/chunkSealer.ts). */
+  indexSealing?: Omit<SealingOptions, 'dir' | 'readOnly'>;
 }
 
 /** What a restart found: how the saved index was brought in line with the manifest. */
@@ -130,7 +132,7 @@ export class StreamMemory implements QuestionMemory {
       onChunksRemoved: (ids) => box.memory?.removed(ids),
     });
     try {
-      const opened = await openStreamIndex(streamIndexDir(options.dir), store, { numLayers, dim: numKvHeads * headDim, space: options.similarity ?? 'ip' });
+      const opened = await openStreamIndex(streamIndexDir(options.dir), store, streamIndexOptions(options.dir, numLayers, numKvHeads * headDim, options.similarity ?? 'ip', options.indexSealing));
       const report: MemoryOpenReport = {
         indexRebuilt: opened.rebuilt,
         indexAdded: opened.added,
@@ -339,6 +341,8 @@ export class StreamMemory implements QuestionMemory {
       this.recommitHeldBack();
       await this.store.flush();
       await Promise.all([...this.pendingCommits]);
+      // A block being sealed is finished first, so the save lists it and nothing writes after dispose.
+      await this.index.dispose();
       try {
         // Unchanged since it was loaded or last saved: the saved one is already this index.
         if (this.indexVersion !== this.savedIndexVersion) {

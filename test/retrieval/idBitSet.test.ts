@@ -18,3 +18,18 @@ test('IdBitSet agrees with a Set under random adds and deletes, word edges inclu
   for (const id of [0, 31, 32, 2 ** 20 + 31, 2 ** 20 + 32, 4999, 5000, 123_456]) assert.equal(bits.has(id), reference.has(id), `has ${id}`);
   assert.deepEqual(Array.from(bits.toArray()), [...reference].sort((a, b) => a - b));
 });
+
+test('between, min and max over word boundaries', () => {
+  const set = new IdBitSet();
+  for (const id of [0, 31, 32, 33, 63, 64, 1000]) set.add(id);
+  assert.deepEqual(Array.from(set.between(0, 2000)), [0, 31, 32, 33, 63, 64, 1000]);
+  assert.deepEqual(Array.from(set.between(31, 64)), [31, 32, 33, 63]);
+  assert.deepEqual(Array.from(set.between(65, 1000)), []);
+  assert.equal(set.min(), 0);
+  assert.equal(set.max(), 1000);
+  set.delete(0);
+  set.delete(1000);
+  assert.equal(set.min(), 31);
+  assert.equal(set.max(), 64);
+  assert.equal(new IdBitSet().min(), undefined);
+});

@@ -1,10 +1,11 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { Command } from 'commander';
 import { ChunkStore, type ChunkFailure, type RecoveryReport } from '../../../memory/store/index.js';
 import { StreamIndex } from '../../../retrieval/index.js';
 import { vigilDataDir } from '../../cacheDir.js';
-import { listStreamIds, streamDir, streamIndexDir, streamStoreDir } from '../../engine/dataLayout.js';
-import { diffSortedIds, rebuildIndex, reconcileIndex, type SkippedChunk, unindexableReason } from '../../engine/indexReconcile.js';
+import { listStreamIds, streamDir, streamIndexBlocksDir, streamIndexDir, streamStoreDir } from '../../engine/dataLayout.js';
+import { diffSortedIds, rebuildIndex, reconcileIndex, type SkippedChunk, streamIndexOptions, unindexableReason } from '../../engine/indexReconcile.js';
 import { isVigilError, VigilError } from '../../../common/errors.js';
 import { printJson } from '../options.js';
 import { shortBytes } from '../../../common/byteSize.js';
@@ -85,7 +86,7 @@ async function repairStream(stream: string, s: ChunkStore, indexDir: string): Pr
     let rebuildReason: string | null = null;
     try {
       // Any similarity space: repair keeps the one the index was built for.
-      loaded = await StreamIndex.load(indexDir, { numLayers, dim });
+      loaded = await StreamIndex.load(indexDir, { numLayers, dim, sealing: { dir: streamIndexBlocksDir(path.dirname(indexDir)) } });
     } catch (error) {
       rebuildReason = `saved index not usable: ${error instanceof Error ? error.message : String(error)}`;
     }
@@ -93,12 +94,15 @@ async function repairStream(stream: string, s: ChunkStore, indexDir: string): Pr
       const entriesRemoved = loaded.removeChunks(droppedIds);
       const r = reconcileIndex(loaded, s);
       const changed = entriesRemoved + r.removed + r.added > 0;
+      await loaded.idle();
       if (changed) await loaded.save(indexDir);
+      await loaded.dispose();
       index = { entriesRemoved: entriesRemoved + r.removed, entriesAdded: r.added, rebuilt: false, rebuildReason, skipped: r.skipped, saved: changed };
     } else {
       // Unreadable: its space is unknown, so the default ('ip'); a server opened with another rebuilds again.
-      const { index: rebuilt, skipped } = await rebuildIndex(s, { numLayers, dim });
+      const { index: rebuilt, skipped } = await rebuildIndex(s, streamIndexOptions(path.dirname(indexDir), numLayers, dim));
       await rebuilt.save(indexDir);
+      await rebuilt.dispose();
       index = { entriesRemoved: 0, entriesAdded: rebuilt.size, rebuilt: true, rebuildReason, skipped, saved: true };
     }
   }
@@ -192,7 +196,9 @@ export function storeCommand(): Command {
             const stored = s.chunkIds();
             let indexed: Uint32Array | undefined;
             try {
-              indexed = (await StreamIndex.load(indexDir)).chunkIdRange();
+              const loaded = await StreamIndex.load(indexDir, { sealing: { dir: streamIndexBlocksDir(streamDir(options.data, id)), readOnly: true } });
+              indexed = loaded.chunkIdRange();
+              await loaded.dispose();
             } catch {
               index = { consistent: false, missing: stored.length, stale: 0, unindexable: [] };
             }
@@ -237,8 +243,9 @@ export function storeCommand(): Command {
       try {
         const started = performance.now();
         const { numLayers, numKvHeads, headDim } = s.geometry;
-        const { index, skipped } = await rebuildIndex(s, { numLayers, dim: numKvHeads * headDim });
+        const { index, skipped } = await rebuildIndex(s, streamIndexOptions(streamDir(options.data, id), numLayers, numKvHeads * headDim));
         await index.save(streamIndexDir(streamDir(options.data, id)));
+        await index.dispose();
         results.push({ stream: id, chunks: index.size, skipped, seconds: Number(((performance.now() - started) / 1000).toFixed(2)) });
       } finally {
         await s.dispose();
