@@ -1,11 +1,10 @@
-import path from 'node:path';
 import type { KvStorageDtype } from '../../../memory/frameChunk.js';
 import { type BudgetPlan, type BudgetShape, checkBudget, chunkMetaBytes } from '../../../memory/store/budget.js';
 import type { RetentionPolicy } from '../../../memory/store/types.js';
 import { describeBytes } from '../../../common/byteSize.js';
 import { VigilError } from '../../../common/errors.js';
 import type { VisionLanguageModel } from '../../model/visionLanguageModel.js';
-import { streamIndexDir } from '../dataLayout.js';
+import { streamIndexBlocksDir, streamIndexDir } from '../dataLayout.js';
 import { streamPromptFormat } from '../streamPromptFormat.js';
 
 /**
@@ -37,11 +36,11 @@ export function streamBudgetPlan(model: VisionLanguageModel, budget: number, dty
 
 /**
  * Folders of a stream that count against its budget beside the chunk store: the retrieval index
- * and its sealed blocks ('index-blocks', where the index keeps them). Thumbnails are not counted
+ * and its sealed blocks (streamIndexBlocksDir). Thumbnails are not counted
  * (one small JPEG per chunk, deleted with it; listing them at every write would cost too much).
  */
 export function budgetedFolders(dir: string): string[] {
-  return [streamIndexDir(dir), path.join(dir, 'index-blocks')];
+  return [streamIndexDir(dir), streamIndexBlocksDir(dir)];
 }
 
 /** The store's retention for a budgeted stream in `dir`: kv/ and the index folders count. */
