@@ -366,6 +366,8 @@ export class StreamIndex {
     const twice = Array.from(catalog.allIds()).filter((id) => tier.has(id));
     const index = new StreamIndex(layers, catalog, { tier, options: options.sealing });
     if (twice.length > 0) index.dropRecent(twice);
+    // A close that came before a due seal finished leaves more recent chunks than two blocks.
+    index.sealer?.maybeSeal();
     return index;
   }
 
