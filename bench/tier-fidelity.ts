@@ -2,7 +2,8 @@
  * Memory tiers (issue 15 item 2): bytes per frame against answer fidelity, and each tier's
  * conversion throughput against the ingest rate (1 frame/s).
  *
- *   node --import tsx bench/tier-fidelity.ts [--quick] [--models tiny,256m,needle,needle256m] [--tiers SUBSTRINGS] [--out FILE.json]
+ *   node --import tsx bench/tier-fidelity.ts [--quick] [--models tiny,256m,needle,needle256m] [--tiers SUBSTRINGS]
+ *        [--frames N] [--window W] [--retrieve R] [--out FILE.json]
  *   node --import tsx bench/tier-fidelity.ts --throughput-only [--repeats 5]
  *
  * For each probe model a stream of frames is encoded through the engine's encode path (StreamEncoder
@@ -62,6 +63,10 @@ const { values: args } = parseArgs({
     /** Only the conversion throughput, on synthetic chunks of the probe geometries (no model), best of --repeats. */
     'throughput-only': { type: 'boolean', default: false },
     repeats: { type: 'string', default: '5' },
+    /** Overrides of every chosen plan's frames, window and r (e.g. the engine's default window 16). */
+    frames: { type: 'string' },
+    window: { type: 'string' },
+    retrieve: { type: 'string' },
   },
 });
 const tierFilter = args.tiers?.split(',');
@@ -798,7 +803,11 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const throughput: Throughput[] = [];
   const notes: string[] = [];
-  for (const plan of PLANS) if (wanted.has(plan.key)) await runPlan(plan, rows, throughput, notes);
+  for (const plan of PLANS) {
+    if (!wanted.has(plan.key)) continue;
+    const override = (value: string | undefined, fallback: number) => (value === undefined ? fallback : Number(value));
+    await runPlan({ ...plan, frames: override(args.frames, plan.frames), windowFrames: override(args.window, plan.windowFrames), retrieve: override(args.retrieve, plan.retrieve) }, rows, throughput, notes);
+  }
 
   for (const model of [...new Set(rows.map((r) => r.model))]) {
     const modelRows = rows.filter((r) => r.model === model);
