@@ -68,6 +68,8 @@ export class ChunkSealer {
   private disposed = false;
   private retryAfter = 0;
   failures = 0;
+  /** Blocks swapped in since this index was created or loaded. */
+  swaps = 0;
 
   constructor(
     readonly tier: SealedTier,
@@ -137,5 +139,6 @@ export class ChunkSealer {
     }
     this.tier.addBlock(name, gone);
     this.host.dropRecent(moved);
+    this.swaps++;
   }
 }

@@ -176,6 +176,11 @@ export class StreamIndex {
     return stats;
   }
 
+  /** Blocks sealed since create or load: the index changed (a save has something to write). */
+  get sealsSinceOpen(): number {
+    return this.sealer?.swaps ?? 0;
+  }
+
   /** Lists each sealed search reads per layer before it may stop (recall vs. reads; bench/sealed-index.ts). */
   setProbeLists(lists: number): void {
     checkCount('probeLists', lists, 1);

@@ -3,7 +3,7 @@ import type { ContextWindow } from '../../memory/contextWindow.js';
 import type { FrameChunk, KvStorageDtype, UnnumberedChunk } from '../../memory/frameChunk.js';
 import { type ChunkLayers, chunkLayers, ChunkStore } from '../../memory/store/index.js';
 import { validateChunk } from '../../memory/store/chunkValidation.js';
-import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
+import type { FsyncPolicy, RetentionPolicy, StoreStats } from '../../memory/store/types.js';
 import type { ChunkTimes, SealingOptions, StreamIndex, TimeRange } from '../../retrieval/index.js';
 import { isVigilError, VigilError } from '../../common/errors.js';
 import { sharedBufferPool } from '../model/bufferPool.js';
@@ -11,6 +11,7 @@ import { fixedSelection, type LoadedContext, loadContext, type ReadLayers, type 
 import { streamIndexDir, streamStoreDir } from './dataLayout.js';
 import { openStreamIndex, streamIndexOptions, type SkippedChunk as UnindexedChunk } from './indexReconcile.js';
 import type { QuestionMemory } from './questionAnswerer.js';
+import { kvTier, type MemoryHorizon, memoryHorizon } from './memoryHorizon.js';
 
 export interface StreamMemoryOptions {
   /** The stream's folder: `kv/` (chunk store) and `index/` (retrieval index) live in it. */
@@ -97,6 +98,8 @@ export class StreamMemory implements QuestionMemory {
   /** Counts changes to the index; the saved index is current while the two agree. */
   private indexVersion = 0;
   private savedIndexVersion = 0;
+  /** index.sealsSinceOpen at the last save: a seal changes the index without an add. */
+  private savedSeals = 0;
 
   private constructor(
     readonly window: ContextWindow,
@@ -310,6 +313,22 @@ export class StreamMemory implements QuestionMemory {
     };
   }
 
+  /**
+   * How far back this memory reaches, per fidelity tier, with its outages and what retention
+   * forgot (src/engine/memoryHorizon.ts): from the store's segment summaries, plus the chunks still
+   * committing and a gated frame's longer span, so `to` is the newest frame the memory covers.
+   * `stats`: the store's, when the caller has them already (they measure the folder).
+   */
+  horizon(stats: StoreStats = this.store.stats()): MemoryHorizon {
+    const lastStored = stats.lastChunkId ?? -1;
+    return memoryHorizon(stats, (from, to, limit) => this.store.gaps({ from, to, limit }), {
+      from: this.window.find(lastStored + 1)?.tStart ?? null,
+      to: this.lastT,
+      chunks: Math.max(0, this.nextChunkId - 1 - lastStored),
+      tier: kvTier(stats.dtype),
+    });
+  }
+
   /** Commits what is pending, saves the index, disposes the store. Idempotent. */
   dispose(): Promise<void> {
     this.disposing ??= this.shutdown();
@@ -326,8 +345,10 @@ export class StreamMemory implements QuestionMemory {
 
   private saveInBackground(): void {
     const version = this.indexVersion;
+    const seals = this.index.sealsSinceOpen;
     this.backgroundSave = this.index.save(streamIndexDir(this.options.dir)).then(() => {
       this.savedIndexVersion = version;
+      this.savedSeals = seals;
     }, (error: unknown) => {
       // Not fatal: the index is whole in RAM and is saved again at shutdown.
       process.emitWarning(`stream memory ${this.options.dir}: saving the reconciled index failed: ${(error as Error).message}`);
@@ -345,7 +366,7 @@ export class StreamMemory implements QuestionMemory {
       await this.index.dispose();
       try {
         // Unchanged since it was loaded or last saved: the saved one is already this index.
-        if (this.indexVersion !== this.savedIndexVersion) {
+        if (this.indexVersion !== this.savedIndexVersion || this.index.sealsSinceOpen !== this.savedSeals) {
           this.index.compact();
           await this.index.save(streamIndexDir(this.options.dir));
         }
