@@ -746,6 +746,7 @@ export class ChunkStore {
           lastChunkId: m?.lastChunkId ?? null,
           tStart: m?.tStart ?? null,
           tEnd: m?.tEnd ?? null,
+          bytesByDtype: m ? nonZeroBytes(m.bytesByDtype) : {},
         };
       });
     return {
@@ -763,6 +764,7 @@ export class ChunkStore {
       wallStart: t.wallStart,
       wallEnd: t.wallEnd,
       segments,
+      forgotten: this.manifest.forgotten ? { ...this.manifest.forgotten } : null,
       pendingChunks: this.queue.size,
       cache: {
         entries: this.cache.size,
@@ -1017,4 +1019,9 @@ export class ChunkStore {
       this.readsIdle = null;
     }
   }
+}
+
+/** The dtypes a segment holds bytes of (a segment's stats list only those). */
+function nonZeroBytes(bytes: Readonly<Partial<Record<KvStorageDtype, number>>>): Partial<Record<KvStorageDtype, number>> {
+  return Object.fromEntries(Object.entries(bytes).filter(([, b]) => b !== undefined && b > 0));
 }

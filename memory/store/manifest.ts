@@ -85,7 +85,23 @@ CREATE TABLE IF NOT EXISTS gaps (
   reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS gaps_by_start ON gaps (t_start, t_end);
+CREATE TABLE IF NOT EXISTS forgotten (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  t_end REAL NOT NULL,
+  chunks INTEGER NOT NULL
+);
 `;
+
+/**
+ * What retention has deleted so far (the memory horizon's `forgottenBefore`): the newest deleted
+ * chunk's end (stream s) and how many chunks went. One row, written in the transaction that
+ * deletes the segments; absent until retention first deletes something (or in a store from before
+ * the table existed).
+ */
+export interface ForgottenHistory {
+  tEnd: number;
+  chunks: number;
+}
 
 /** Rows per query of the narrow scans: small pages stay in V8's young generation (65536-row pages ran 3x slower). */
 const SCAN_PAGE = 4096;
@@ -158,6 +174,8 @@ export class Manifest {
   readonly db: Database.Database;
   /** RAM copy of segment_summaries (a writer's is authoritative; a reader's is refreshed by reload()). */
   readonly summaries = new SegmentSummaries();
+  /** RAM copy of the `forgotten` row (null: retention never deleted anything here). */
+  forgotten: ForgottenHistory | null = null;
   private readonly readOnly: boolean;
   private readonly insertStmt: Database.Statement;
   private readonly commitRows: (rows: ChunkRow[], summaries: SegmentSummary[]) => void;
@@ -200,6 +218,7 @@ export class Manifest {
     this.hasTimesIndex = true;
     this.migrateSummaries();
     this.summaries.reset(this.loadSummaries());
+    this.forgotten = this.loadForgotten();
     if (!this.summariesMatchRows()) {
       // Rows changed behind the table's back (a Vigil from before it wrote this store since): rebuild.
       this.db.transaction(() => {
@@ -261,6 +280,7 @@ export class Manifest {
   reload(): void {
     if (!this.readOnly) return;
     const read = this.db.transaction(() => {
+      this.forgotten = this.loadForgotten();
       if (this.tableExists('segment_summaries')) {
         this.summaries.reset(this.loadSummaries());
         if (this.summariesMatchRows()) return;
@@ -269,6 +289,12 @@ export class Manifest {
     });
     // One read transaction: the table and the rows from the same commit.
     read();
+  }
+
+  /** The `forgotten` row; null without one (a reader of a store no writer has opened since the table existed). */
+  private loadForgotten(): ForgottenHistory | null {
+    if (this.readOnly && !this.tableExists('forgotten')) return null;
+    return (this.db.prepare('SELECT t_end AS tEnd, chunks FROM forgotten WHERE id = 1').get() as ForgottenHistory | undefined) ?? null;
   }
 
   private upsertSummary(x: SegmentSummary): void {
@@ -454,6 +480,12 @@ export class Manifest {
     // The oldest kept chunk's start, from the summaries: MIN(t_start) over the rows is a full scan.
     let keptFrom: number | null = null;
     for (const s of this.summaries.list()) if (!gone.has(s.segment) && (keptFrom === null || s.tStart < keptFrom)) keptFrom = s.tStart;
+    // What the deleted segments held, from their summaries: the horizon's record of what was forgotten.
+    let forgotten = this.forgotten;
+    for (const s of this.summaries.list()) {
+      if (!gone.has(s.segment)) continue;
+      forgotten = { tEnd: Math.max(forgotten?.tEnd ?? -Infinity, s.tEnd), chunks: (forgotten?.chunks ?? 0) + s.chunkCount };
+    }
     const ids = this.db.transaction(() => {
       const removed = this.db
         .prepare('SELECT chunk_id FROM chunks WHERE segment_id IN (SELECT value FROM json_each(?)) ORDER BY chunk_id')
@@ -462,9 +494,12 @@ export class Manifest {
       this.db.prepare('DELETE FROM chunks WHERE segment_id IN (SELECT value FROM json_each(?))').run(json);
       this.db.prepare('DELETE FROM segment_summaries WHERE segment_id IN (SELECT value FROM json_each(?))').run(json);
       if (keptFrom !== null) this.db.prepare('DELETE FROM gaps WHERE t_end < ?').run(keptFrom);
+      if (forgotten !== null) this.db.prepare('INSERT OR REPLACE INTO forgotten (id, t_end, chunks) VALUES (1, ?, ?)').run(forgotten.tEnd, forgotten.chunks);
       return removed;
     })();
     this.summaries.shrank([], segments);
+    // Only once committed, as the summaries.
+    this.forgotten = forgotten;
     return ids;
   }
 

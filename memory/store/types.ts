@@ -152,6 +152,8 @@ export interface SegmentStats {
   lastChunkId: number | null;
   tStart: number | null;
   tEnd: number | null;
+  /** Record bytes of the segment's committed chunks by payload dtype, only the dtypes it holds (the horizon's tier of each stretch). */
+  bytesByDtype: Partial<Record<KvStorageDtype, number>>;
 }
 
 export interface StoreStats {
@@ -173,6 +175,12 @@ export interface StoreStats {
   wallStart: number | null;
   wallEnd: number | null;
   segments: SegmentStats[];
+  /**
+   * What retention (budget, maxBytes, age) has deleted since the store existed: the newest deleted
+   * chunk's tEnd (stream s) and the chunks deleted; null when it never deleted anything (or the
+   * store's retention ran before this was recorded: then firstChunkId > 0 is the only trace).
+   */
+  forgotten: { tEnd: number; chunks: number } | null;
   /** Appended chunks whose rows have not committed yet. */
   pendingChunks: number;
   cache: { entries: number; bytes: number; budgetBytes: number; hits: number; misses: number };

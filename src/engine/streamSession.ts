@@ -9,6 +9,7 @@ import { answerQuestion, type QuestionAnswer, type QuestionMemory, type Question
 import { DEFAULT_GATE, FrameGate, type GateSetting, type GateVerdict, type RgbImage } from './frameGate.js';
 import { StreamEncoder } from './streamEncoder.js';
 import { type MemoryOpenReport, StreamMemory, type StreamMemoryOptions, type StreamMemoryStats } from './streamMemory.js';
+import { type MemoryCoverage, memoryCoverage, type MemoryHorizon } from './memoryHorizon.js';
 
 export interface StreamSessionOptions extends StreamMemoryOptions {
   /** First frames kept in context forever; default 1. */
@@ -46,6 +47,14 @@ export interface AskOptions extends Omit<QuestionOptions, 'retrieve' | 'selectio
 
 export interface SessionAnswer extends QuestionAnswer {
   mode: AnswerMode;
+  /** The memory the question was answered over: its span, tiers, outages, what was forgotten. */
+  horizon: MemoryHorizon;
+  /**
+   * With a time range: the parts of it memory does not hold (before the horizon, in an outage,
+   * not seen yet) and a note saying so. When it holds none of it (`outOfMemory`), `text` is that
+   * statement and no model call was made. null without a time range.
+   */
+  coverage: MemoryCoverage | null;
 }
 
 export interface StreamSessionStats extends StreamMemoryStats {
@@ -172,6 +181,10 @@ export class StreamSession {
       // the fsync policy's interval) so they are in the index. A frame a full disk kept out is the
       // ingest's to hear of (it pauses); the question answers from what is stored.
       await this.memory.settle({ diskFull: false });
+      const horizon = this.memory.horizon();
+      const coverage = options.timeRange ? memoryCoverage(horizon, options.timeRange, this.store.gaps({ from: options.timeRange.start, to: options.timeRange.end })) : null;
+      // Memory holds nothing of the asked time: say so rather than let the model guess from other frames.
+      if (coverage?.outOfMemory) return outOfMemoryAnswer(mode, horizon, coverage, options.onText);
       const base = { ...options, retrieve: r };
       const memory = this.questionMemory(options.timeRange);
       const candidates = () => this.memory.chunkTimes(options.timeRange);
@@ -196,8 +209,13 @@ export class StreamSession {
           break;
         }
       }
-      return { ...answer, mode };
+      return { ...answer, mode, horizon, coverage };
     });
+  }
+
+  /** How far back this stream's memory reaches (StreamMemory.horizon). */
+  horizon(): MemoryHorizon {
+    return this.memory.horizon();
   }
 
   private addPhase(phase: string, ms: number): void {
@@ -259,4 +277,32 @@ export class StreamSession {
       load: (selection, includeWindow) => memory.load(selection, includeWindow),
     };
   }
+}
+
+/** The answer to a question about a time memory does not hold: the coverage note, made without any model call. */
+function outOfMemoryAnswer(mode: AnswerMode, horizon: MemoryHorizon, coverage: MemoryCoverage, onText?: (piece: string) => void): SessionAnswer {
+  const text = coverage.note!;
+  onText?.(text);
+  return {
+    mode,
+    horizon,
+    coverage,
+    text,
+    tokenIds: [],
+    stopReason: 'eos',
+    promptTokens: 0,
+    prefillMs: 0,
+    decodeMs: 0,
+    decodeTokensPerSecond: 0,
+    evidence: [],
+    skipped: [],
+    layerChunkIds: [],
+    queryKind: 'none',
+    contextTokens: 0,
+    retrievalMs: 0,
+    phases: { pass1Ms: 0, searchMs: 0, chunkLoadMs: 0, assembleMs: 0 },
+    loadMs: 0,
+    ttftMs: 0,
+    totalMs: 0,
+  };
 }

@@ -53,6 +53,7 @@ export interface DecoderStepOutput {
 /** The decoder_model_merged graph behind a step API that takes an explicit KV context. */
 export class Decoder {
   readonly info: DecoderInfo;
+  private steps = 0;
 
   /** `tapNames`: per-layer outputs to use as query taps (from graph surgery); default: found by name. */
   constructor(
@@ -68,7 +69,13 @@ export class Decoder {
     return KvCache.empty(this.info);
   }
 
+  /** Decoder calls (step()) since the model loaded: prefills of frames and questions, decode steps. */
+  get stepsRun(): number {
+    return this.steps;
+  }
+
   async step(input: DecoderStepInput): Promise<DecoderStepOutput> {
+    this.steps++;
     const { info } = this;
     const dims = input.inputsEmbeds.dims;
     if (dims.length !== 3 || dims[0] !== 1 || dims[2] !== info.hiddenSize) {

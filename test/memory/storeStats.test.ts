@@ -53,6 +53,8 @@ function bruteForce(dir: string): Counted {
     wallEnd: hi(rows.map((r) => r.wall)),
     segments: files.map((f) => {
       const mine = rows.filter((r) => r.seg === f.segment);
+      const segmentDtypes: Partial<Record<KvStorageDtype, number>> = {};
+      for (const r of mine) segmentDtypes[r.dtype] = (segmentDtypes[r.dtype] ?? 0) + r.length;
       return {
         segment: f.segment,
         fileBytes: f.fileBytes,
@@ -61,6 +63,7 @@ function bruteForce(dir: string): Counted {
         lastChunkId: hi(mine.map((r) => r.id)),
         tStart: lo(mine.map((r) => r.ts)),
         tEnd: hi(mine.map((r) => r.te)),
+        bytesByDtype: segmentDtypes,
       };
     }),
   };
