@@ -31,7 +31,7 @@ export const LIMITS = {
   gateMaxHoldSec: { min: 1, max: 86_400, default: 60 },
 } as const;
 
-export const STORAGE_DTYPES = ['float32', 'float16', 'int8'] as const;
+export const STORAGE_DTYPES = ['float32', 'float16', 'int8', 'kivi4'] as const;
 export type StorageDtype = (typeof STORAGE_DTYPES)[number];
 export const DEFAULT_STORAGE: StorageDtype = 'float32';
 

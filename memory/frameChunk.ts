@@ -24,8 +24,8 @@ export interface FrameChunk {
   representatives: Float32Array[];
 }
 
-/** How chunk payloads are stored on disk. */
-export type KvStorageDtype = 'float32' | 'float16' | 'int8';
+/** How chunk payloads are stored on disk ('kivi4': 4-bit KIVI G32, the compressed tier; docs/memory-store.md). */
+export type KvStorageDtype = 'float32' | 'float16' | 'int8' | 'kivi4';
 
 export function chunkPayloadFloats(chunk: Pick<FrameChunk, 'numLayers' | 'numKvHeads' | 'tokenCount' | 'headDim'>): number {
   return 2 * chunk.numLayers * chunk.numKvHeads * chunk.tokenCount * chunk.headDim;

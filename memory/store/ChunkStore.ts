@@ -19,6 +19,8 @@ import type {
   ChunkGeometry,
   ChunkStoreOptions,
   ChunkTimes,
+  DemotionResult,
+  DemotionStep,
   FsyncPolicy,
   GapRange,
   ReadChunksResult,
@@ -28,8 +30,12 @@ import type {
   StoreIoOp,
   StoreStats,
   StreamGap,
+  TierSpan,
   VerifyReport,
 } from './types.js';
+import { readRange } from './asyncRead.js';
+import { DEMOTED_DTYPE, pickDemotion, reencodeRecord, streamOrder, tierSpansOf } from './demotion.js';
+import { checkRecord } from './recordCheck.js';
 import { forEachConcurrent } from './asyncRead.js';
 import { type ChunkLayers, chunkLayers, DEFAULT_SECTION_READ, readLayerSections, type ScratchBuffers } from './layerReader.js';
 import { ChunkCache } from './chunkCache.js';
@@ -37,7 +43,7 @@ import { validateChunk } from './chunkValidation.js';
 import { CommitQueue, fdatasyncAsync, type PendingCommit } from './commitQueue.js';
 import { classifyWriteError, diskFullError, isNoSpace } from './diskFull.js';
 import { Manifest, MANIFEST_FILE, type ChunkLocation, type ChunkRow } from './manifest.js';
-import { resolveOptions, type ResolvedOptions, validateRetention } from './options.js';
+import { DEFAULT_KEEP_FULL_SEC, resolveOptions, type ResolvedOptions, validateRetention } from './options.js';
 import { planReads } from './readPlan.js';
 import { RecordEncoder } from './recordEncoder.js';
 import { FORMAT_VERSION, SEGMENT_HEADER_BYTES } from './recordFormat.js';
@@ -70,6 +76,10 @@ const READ_METAS_BATCH = 512;
 const STORE_SIDE_FILES = [MANIFEST_FILE, `${MANIFEST_FILE}-wal`, `${MANIFEST_FILE}-shm`, 'LOCK'];
 /** A budget's `alsoCount` folders are walked again at least this often (ms), even if their mtimes did not change. */
 const ALSO_COUNT_REFRESH_MS = 1000;
+/** Background demotion converts records for at most this long before giving the event loop back (ms). */
+const DEMOTION_SLICE_MS = 8;
+/** Demotion starts when fewer than this many segments of the budget are free (it frees ~0.84 of one each, from float32). */
+const DEMOTION_HEADROOM_SEGMENTS = 2;
 /** Without a pool, each readLayers() gets a buffer of its own. */
 const FRESH_BUFFERS: ScratchBuffers = { take: (bytes) => new ArrayBuffer(bytes), give: () => undefined };
 
@@ -136,6 +146,14 @@ export class ChunkStore {
   private readonly readCtx: RunReadContext;
   private retentionPolicy: RetentionPolicy | undefined;
   private alsoCountCache: { stamp: string; at: number; bytes: number } | null = null;
+  /** Pinned chunk ids (a running question's selection) -> pin count: demotion defers their segments. */
+  private readonly pins = new Map<number, number>();
+  /** The demotion in progress: its new file counts against the budget; retention deleting `from` aborts it. */
+  private demotion: { from: number; to: number; size: number; aborted: boolean } | null = null;
+  private demotionTask: Promise<void> | null = null;
+  private readonly demotionStep: ((step: DemotionStep, segment: number) => void) | undefined;
+  /** Old segment files whose rows moved while reads were in flight: unlinked when the reads finish. */
+  private unlinkWhenIdle: number[] = [];
 
   private constructor(opts: ResolvedOptions, hooks: ChunkStoreOptions) {
     this.opts = opts;
@@ -145,6 +163,7 @@ export class ChunkStore {
     this.onChunksRemoved = hooks.onChunksRemoved;
     this.afterPayloadWrite = hooks.afterPayloadWrite;
     this.ioFault = hooks.ioFault;
+    this.demotionStep = hooks.demotionStep;
     const readOnly = hooks.readOnly ?? false;
     this.readOnly = readOnly;
 
@@ -209,7 +228,9 @@ export class ChunkStore {
         this.segments.set(f.segment, { fileBytes: f.size });
         if (f.segment > maxSegmentSeen) maxSegmentSeen = f.segment;
       }
-      const newest = files.at(-1);
+      // Appends resume in the segment holding the newest chunks (stream order: a demoted segment's id is higher).
+      const newestSummary = this.manifest.segmentSummaries().sort(streamOrder).at(-1);
+      const newest = newestSummary === undefined ? files.at(-1) : files.find((f) => f.segment === newestSummary.segment);
       this.resumeSegment = newest !== undefined && newest.size < opts.segmentBytes ? newest.segment : null;
       this.nextSegmentId = maxSegmentSeen + 1;
       this.lastChunkId = this.manifest.totals().lastChunkId;
@@ -375,35 +396,41 @@ export class ChunkStore {
       else misses.push(id);
     }
     let buffer: ArrayBuffer | undefined;
-    if (misses.length > 0) {
-      // Locations only: the representatives (23 KB a row) are not needed to read layers.
-      const rows = this.manifest.locationsByIds(misses);
-      const known = new Set(rows.map((r) => r.chunkId));
-      for (const id of misses) if (!known.has(id)) failed.push({ chunkId: id, reason: 'not-found', message: `chunk ${id} is not in the store` });
-      // Read whole (through the cache, as readChunks does): rows from before layer checksums, and
-      // chunks wanted on every layer (full, uniform and oracle contexts), where sections gain nothing.
-      const readWhole = (r: ChunkLocation) => r.layerChecksums === null || new Set(wanted.get(r.chunkId)).size === L;
-      const whole = rows.filter(readWhole).map((r) => r.chunkId);
-      if (whole.length > 0) {
-        const read = await this.readChunks(whole);
-        for (const chunk of read.chunks.values()) fromWhole(chunk);
-        for (const f of read.failed) failed.push(f);
+    // Held from the location lookup to the last read: a demotion committing meanwhile defers the old file's unlink.
+    this.readsInFlight++;
+    try {
+      if (misses.length > 0) {
+        // Locations only: the representatives (23 KB a row) are not needed to read layers.
+        const rows = this.manifest.locationsByIds(misses);
+        const known = new Set(rows.map((r) => r.chunkId));
+        for (const id of misses) if (!known.has(id)) failed.push({ chunkId: id, reason: 'not-found', message: `chunk ${id} is not in the store` });
+        // Read whole (through the cache, as readChunks does): rows from before layer checksums, and
+        // chunks wanted on every layer (full, uniform and oracle contexts), where sections gain nothing.
+        const readWhole = (r: ChunkLocation) => r.layerChecksums === null || new Set(wanted.get(r.chunkId)).size === L;
+        const whole = rows.filter(readWhole).map((r) => r.chunkId);
+        if (whole.length > 0) {
+          const read = await this.readChunks(whole);
+          for (const chunk of read.chunks.values()) fromWhole(chunk);
+          for (const f of read.failed) failed.push(f);
+        }
+        this.readsInFlight++;
+        try {
+          const sections = await readLayerSections(
+            this.readCtx,
+            rows.filter((r) => !readWhole(r)),
+            wanted,
+            scratch,
+            DEFAULT_SECTION_READ,
+            failed,
+          );
+          buffer = sections.buffer;
+          for (const [id, chunk] of sections.chunks) chunks.set(id, chunk);
+        } finally {
+          this.readDone();
+        }
       }
-      this.readsInFlight++;
-      try {
-        const sections = await readLayerSections(
-          this.readCtx,
-          rows.filter((r) => !readWhole(r)),
-          wanted,
-          scratch,
-          DEFAULT_SECTION_READ,
-          failed,
-        );
-        buffer = sections.buffer;
-        for (const [id, chunk] of sections.chunks) chunks.set(id, chunk);
-      } finally {
-        this.readDone();
-      }
+    } finally {
+      this.readDone();
     }
     const unique = new Map(failed.map((f) => [f.chunkId, f]));
     return {
@@ -468,7 +495,8 @@ export class ChunkStore {
 
   /** Bytes the budget counts beside the segment files: the rest of the store folder and `alsoCount`, measured. */
   private otherBytes(policy: RetentionPolicy): number {
-    let total = this.alsoCountBytes(policy.alsoCount ?? []);
+    // A demotion's new file is on disk before the old one goes: the budget counts it.
+    let total = this.alsoCountBytes(policy.alsoCount ?? []) + (this.demotion?.size ?? 0);
     // The store folder's other files, by name (a listing of every segment at each write cost ~1 ms
     // with 100 segments); segment sizes are known exactly in RAM (every write is this process's).
     for (const name of STORE_SIDE_FILES) {
@@ -537,14 +565,20 @@ export class ChunkStore {
     const none: RetentionResult = { removedChunkIds: [], deletedSegments: [], freedBytes: 0 };
     if (policy === undefined) return none;
     const pending = this.queue.pendingSegments();
-    const ids = [...this.segments.keys()].sort((a, b) => a - b);
+    // Stream order is the first chunk id, not the segment id (a demoted segment gets a new, higher
+    // id); a segment without rows sorts first, unless appends go there.
+    const order = (segment: number): number =>
+      segment === this.active?.segment || segment === this.resumeSegment
+        ? Number.MAX_SAFE_INTEGER
+        : (this.manifest.summaries.get(segment)?.firstChunkId ?? -1);
+    const ids = [...this.segments.keys()].sort((a, b) => order(a) - order(b) || a - b);
     const newestSegment = ids.at(-1);
     const victims = selectSegmentsToDelete(
       ids.map((segment) => {
         const s = this.segments.get(segment)!;
         // The newest segment is where appends go (or will resume): never deleted.
         const busy = segment === newestSegment || segment === this.active?.segment || pending.has(segment);
-        return { segment, fileBytes: s.fileBytes, tEnd: this.manifest.summaries.get(segment)?.tEnd ?? null, busy };
+        return { segment, fileBytes: s.fileBytes, tEnd: this.manifest.summaries.get(segment)?.tEnd ?? null, busy, order: order(segment) };
       }),
       this.manifest.totals().tEnd,
       policy,
@@ -555,6 +589,8 @@ export class ChunkStore {
     for (const id of removedChunkIds) this.cache.delete(id);
     let freedBytes = 0;
     for (const segment of victims) {
+      // Deleting the segment a demotion is rewriting: that demotion is void (its new file goes too).
+      if (this.demotion?.from === segment) this.demotion.aborted = true;
       freedBytes += this.segments.get(segment)!.fileBytes;
       this.segments.delete(segment);
       if (this.resumeSegment === segment) this.resumeSegment = null;
@@ -777,6 +813,206 @@ export class ChunkStore {
     };
   }
 
+  /**
+   * Per dtype, the stream-time ranges [tStart, tEnd] of contiguous segments (stream order) held in
+   * it, oldest first: which stretches of memory are at which fidelity. From the segment summaries
+   * (O(segments)); a read-only store sees its writer's last commit after stats() or verify().
+   */
+  tierSpans(): TierSpan[] {
+    this.assertOpen();
+    return tierSpansOf(this.manifest.segmentSummaries());
+  }
+
+  /**
+   * Pins chunks (a running question's selection): demotion never moves them until every pin is
+   * released (it defers their segments). Returns the release function (idempotent).
+   */
+  pin(ids: Iterable<number>): () => void {
+    const held = [...new Set(ids)];
+    for (const id of held) this.pins.set(id, (this.pins.get(id) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const id of held) {
+        const n = (this.pins.get(id) ?? 1) - 1;
+        if (n <= 0) this.pins.delete(id);
+        else this.pins.set(id, n);
+      }
+      // A demotion deferred by these pins may run now.
+      this.scheduleDemotion();
+    };
+  }
+
+  private segmentPinned(first: number, last: number): boolean {
+    for (const id of this.pins.keys()) if (id >= first && id <= last) return true;
+    return false;
+  }
+
+  /** Resolves when no background demotion is running (tests; dispose() stops one itself). */
+  async demotionIdle(): Promise<void> {
+    while (this.demotionTask !== null) await this.demotionTask;
+  }
+
+  /**
+   * Rewrites one whole segment as 'kivi4' (docs/memory-store.md, Demotion): every record is read,
+   * checked, re-encoded and written to a new segment file, which is fsynced (and its folder entry)
+   * before one manifest transaction moves the rows and both summaries; only then is the old file
+   * deleted. A crash at any step leaves either the old rows and file (the new file, unreferenced,
+   * is deleted by recovery) or the new ones (an old file left behind is unreferenced: deleted).
+   * Returns null when the segment was deferred or abandoned: pinned chunks, a damaged record,
+   * retention deleting it meanwhile, or dispose(). Work is done in slices of DEMOTION_SLICE_MS.
+   */
+  async demoteSegment(segment: number): Promise<DemotionResult | null> {
+    this.assertWritable();
+    const summary = this.manifest.summaries.get(segment);
+    if (summary === undefined) throw new VigilError('BAD_INPUT', `demoteSegment: segment ${segment} holds no committed chunk`);
+    if (segment === this.active?.segment || segment === this.resumeSegment || this.queue.pendingSegments().has(segment)) {
+      throw new VigilError('BAD_INPUT', `demoteSegment: segment ${segment} is being appended to`);
+    }
+    if (this.demotion !== null) throw new VigilError('BAD_INPUT', `demoteSegment: segment ${this.demotion.from} is being demoted`);
+    if (this.segmentPinned(summary.firstChunkId, summary.lastChunkId)) return null;
+    const started = performance.now();
+    const rows = this.manifest.locationsInSegments([segment]);
+    const to = this.nextSegmentId++;
+    const seg = createSegment(this.dir, to);
+    const job = { from: segment, to, size: seg.size, aborted: false };
+    this.demotion = job;
+    let committed = false;
+    try {
+      const moved: ChunkLocation[] = [];
+      let sliceStart = performance.now();
+      // Gives the event loop back once the slice is spent; false when the demotion must stop.
+      const slice = async (): Promise<boolean> => {
+        if (performance.now() - sliceStart >= DEMOTION_SLICE_MS) {
+          await new Promise<void>((r) => setImmediate(r));
+          sliceStart = performance.now();
+        }
+        return !job.aborted && !this.closing;
+      };
+      for (const row of rows) {
+        let record: Buffer;
+        const fd = this.readers.acquire(segment);
+        try {
+          record = await readRange(fd, row.offset, row.length);
+        } finally {
+          this.readers.release(segment);
+        }
+        if (job.aborted || this.closing) return null;
+        const bad = checkRecord(record, 0, row, this.geometry);
+        if (bad !== null) {
+          // Not ours to repair: verify/repair report and drop it; the segment stays as it is.
+          process.emitWarning(`memory store ${this.dir}: demotion of segment ${segment} skipped: ${bad.message}`);
+          return null;
+        }
+        // A record already in kivi4 (a mixed segment) is copied as it is: quantizing twice would add error.
+        let bytes: Buffer = record;
+        let out = { payloadBytes: row.payloadBytes, checksum: row.checksum, layerChecksums: row.layerChecksums };
+        if (row.dtype !== DEMOTED_DTYPE) {
+          const enc = await reencodeRecord(record, row, this.geometry, DEMOTED_DTYPE, slice);
+          if (enc === null) return null;
+          bytes = enc.bytes;
+          out = { payloadBytes: enc.payloadBytes, checksum: enc.checksum, layerChecksums: enc.layerChecksums };
+        }
+        // Under a budget the new file counts from its first byte: make room as an append would.
+        this.roomForDemotion(bytes.length);
+        if (job.aborted) return null;
+        let done = 0;
+        while (done < bytes.length) done += fs.writeSync(seg.fd, bytes, done, bytes.length - done, seg.size + done);
+        moved.push({ ...row, ...out, segment: to, offset: seg.size, length: bytes.length, dtype: DEMOTED_DTYPE });
+        seg.size += bytes.length;
+        job.size = seg.size;
+        if (moved.length === 1) this.demotionStep?.('writing', segment);
+        if (!(await slice())) return null;
+      }
+      this.demotionStep?.('written', segment);
+      await fdatasyncAsync(seg.fd);
+      // The new file's folder entry is durable before a committed row points into it.
+      fsyncDir(this.dir);
+      this.demotionStep?.('synced', segment);
+      // Pins taken meanwhile defer it: nothing moves under a running question.
+      if (job.aborted || this.closing || this.segmentPinned(summary.firstChunkId, summary.lastChunkId)) return null;
+      const { left } = this.manifest.moveRows(segment, to, moved);
+      committed = true;
+      this.segments.set(to, { fileBytes: seg.size });
+      for (const r of moved) this.cache.delete(r.chunkId); // cached copies hold the old fidelity
+      this.demotionStep?.('committed', segment);
+      if (left === 0) {
+        this.segments.delete(segment);
+        this.unlinkWhenIdle.push(segment);
+        if (this.readsInFlight === 0) this.unlinkOld();
+      }
+      this.demotionStep?.('deleted', segment);
+      return { fromSegment: segment, toSegment: to, chunks: moved.length, bytesBefore: summary.bytes, bytesAfter: seg.size, ms: performance.now() - started };
+    } finally {
+      fs.closeSync(seg.fd);
+      if (!committed) {
+        // Nothing points into it: gone now (or, after a crash, at the next open's recovery).
+        fs.rmSync(segmentPath(this.dir, to), { force: true });
+      }
+      this.demotion = null;
+    }
+  }
+
+  /** Deletes old segment files whose rows have moved (no read can hold their locations now). */
+  private unlinkOld(): void {
+    const gone = this.unlinkWhenIdle;
+    this.unlinkWhenIdle = [];
+    for (const segment of gone) {
+      this.readers.retire(segment);
+      fs.rmSync(segmentPath(this.dir, segment), { force: true });
+    }
+    try {
+      fsyncDir(this.dir);
+    } catch {
+      // The rows already moved: a file that reappears after a power loss is unreferenced (recovery deletes it).
+    }
+  }
+
+  /** Before a demotion writes a record: retention makes room in the budget, the new file counted. */
+  private roomForDemotion(length: number): void {
+    const policy = this.retentionPolicy;
+    if (policy?.budgetBytes === undefined) return;
+    const r = this.retain(policy, this.otherBytes(policy) + length);
+    if (r.removedChunkIds.length > 0) this.onChunksRemoved?.(r.removedChunkIds);
+  }
+
+  /** Starts background demotion when the budget is nearly full and an old full-dtype segment exists. */
+  private scheduleDemotion(): void {
+    if (this.demotionTask !== null || this.closing || this.closed || this.failure !== null || this.readOnly) return;
+    if (this.nextDemotion() === null) return;
+    this.demotionTask = (async () => {
+      try {
+        for (let s = this.nextDemotion(); s !== null && !this.closing; s = this.nextDemotion()) {
+          if ((await this.demoteSegment(s)) === null) break; // deferred (pins) or abandoned: retried after a later commit
+        }
+      } catch (e) {
+        // Demotion is an optimisation: the budget still holds by deletion. Retried after the next commit.
+        process.emitWarning(`memory store ${this.dir}: demotion failed: ${(e as Error).message}`);
+      } finally {
+        this.demotionTask = null;
+      }
+    })();
+  }
+
+  /** The segment demotion should rewrite now under the policy, or null (no budget, room enough, nothing old). */
+  private nextDemotion(): number | null {
+    const policy = this.retentionPolicy;
+    if (policy?.budgetBytes === undefined || policy.demote === false || this.dtype === DEMOTED_DTYPE) return null;
+    let segmentTotal = 0;
+    for (const s of this.segments.values()) segmentTotal += s.fileBytes;
+    if (segmentTotal + this.otherBytes(policy) + DEMOTION_HEADROOM_SEGMENTS * this.opts.segmentBytes <= policy.budgetBytes) return null;
+    const pending = this.queue.pendingSegments();
+    const pick = pickDemotion(
+      this.manifest.segmentSummaries(),
+      this.manifest.totals().tEnd,
+      policy.keepFullSec ?? DEFAULT_KEEP_FULL_SEC,
+      (seg) => seg === this.active?.segment || seg === this.resumeSegment || pending.has(seg),
+      (x) => this.segmentPinned(x.firstChunkId, x.lastChunkId),
+    );
+    return pick?.segment ?? null;
+  }
+
   /** Empties the RAM cache (the next reads go to disk). */
   clearCache(): void {
     this.cache.clear();
@@ -808,6 +1044,9 @@ export class ChunkStore {
   private async closeOnce(): Promise<void> {
     this.closing = true;
     try {
+      // A demotion in progress stops at its next slice (its new file is deleted; nothing moved).
+      if (this.demotion !== null) this.demotion.aborted = true;
+      await this.demotionTask;
       await this.queue.flush();
       if (this.readsInFlight > 0) await new Promise<void>((r) => (this.readsIdle = r));
       let clean = this.failure === null;
@@ -832,6 +1071,7 @@ export class ChunkStore {
         }
       }
     } finally {
+      if (this.unlinkWhenIdle.length > 0) this.unlinkOld();
       this.readers.closeAll();
       this.manifest.dispose();
       this.releaseLock();
@@ -1010,10 +1250,12 @@ export class ChunkStore {
       // Retention is retried after the next commit; do not fail the appends that succeeded.
       process.emitWarning(`memory store ${this.dir}: retention failed: ${(e as Error).message}`);
     }
+    this.scheduleDemotion();
   }
 
   private readDone(): void {
     this.readsInFlight--;
+    if (this.readsInFlight === 0 && this.unlinkWhenIdle.length > 0) this.unlinkOld();
     if (this.readsInFlight === 0 && this.readsIdle !== null) {
       this.readsIdle();
       this.readsIdle = null;

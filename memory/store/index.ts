@@ -10,6 +10,8 @@ export type {
   ChunkGeometry,
   ChunkStoreOptions,
   ChunkTimes,
+  DemotionResult,
+  DemotionStep,
   FsyncPolicy,
   GapRange,
   ReadChunksResult,
@@ -20,8 +22,9 @@ export type {
   StoreIoOp,
   StoreStats,
   StreamGap,
+  TierSpan,
   VerifyReport,
 } from './types.js';
-export { DEFAULT_CACHE_BYTES, DEFAULT_SEGMENT_BYTES } from './options.js';
+export { DEFAULT_CACHE_BYTES, DEFAULT_KEEP_FULL_SEC, DEFAULT_SEGMENT_BYTES } from './options.js';
 export { checksumImplementation } from './checksum.js';
 export { MAX_CHUNK_ID, validateChunk } from './chunkValidation.js';

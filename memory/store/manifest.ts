@@ -127,6 +127,7 @@ CREATE TABLE segment_summaries (
   bytes_float32 INTEGER NOT NULL,
   bytes_float16 INTEGER NOT NULL,
   bytes_int8 INTEGER NOT NULL,
+  bytes_kivi4 INTEGER NOT NULL DEFAULT 0,
   first_chunk_id INTEGER NOT NULL,
   last_chunk_id INTEGER NOT NULL,
   t_start REAL NOT NULL,
@@ -135,36 +136,36 @@ CREATE TABLE segment_summaries (
   wall_start REAL NOT NULL,
   wall_end REAL NOT NULL
 )`;
-const SUMMARY_COLUMN_LIST = `segment_id, chunk_count, bytes, bytes_float32, bytes_float16, bytes_int8, first_chunk_id, last_chunk_id,
+const SUMMARY_COLUMN_LIST = `segment_id, chunk_count, bytes, bytes_float32, bytes_float16, bytes_int8, bytes_kivi4, first_chunk_id, last_chunk_id,
   t_start, t_end, committed_end, wall_start, wall_end`;
 /** The same facts computed from the chunk rows (migration, a segment that lost rows, old-store readers). */
 const AGGREGATE_SELECT = `SELECT segment_id, COUNT(*), SUM(length),
   SUM(CASE WHEN dtype = 'float32' THEN length ELSE 0 END), SUM(CASE WHEN dtype = 'float16' THEN length ELSE 0 END),
-  SUM(CASE WHEN dtype = 'int8' THEN length ELSE 0 END), MIN(chunk_id), MAX(chunk_id), MIN(t_start), MAX(t_end),
+  SUM(CASE WHEN dtype = 'int8' THEN length ELSE 0 END), SUM(CASE WHEN dtype = 'kivi4' THEN length ELSE 0 END), MIN(chunk_id), MAX(chunk_id), MIN(t_start), MAX(t_end),
   MAX(offset + length), MIN(wall_time), MAX(wall_time) FROM chunks`;
 
 /** A summary as one flat row (SUMMARY_COLUMN_LIST order). */
-type SummaryTuple = [number, number, number, number, number, number, number, number, number, number, number, number, number];
+type SummaryTuple = [number, number, number, number, number, number, number, number, number, number, number, number, number, number];
 
 function fromTuple(r: SummaryTuple): SegmentSummary {
   return {
     segment: r[0],
     chunkCount: r[1],
     bytes: r[2],
-    bytesByDtype: { float32: r[3], float16: r[4], int8: r[5] },
-    firstChunkId: r[6],
-    lastChunkId: r[7],
-    tStart: r[8],
-    tEnd: r[9],
-    committedEnd: r[10],
-    wallStart: r[11],
-    wallEnd: r[12],
+    bytesByDtype: { float32: r[3], float16: r[4], int8: r[5], kivi4: r[6] },
+    firstChunkId: r[7],
+    lastChunkId: r[8],
+    tStart: r[9],
+    tEnd: r[10],
+    committedEnd: r[11],
+    wallStart: r[12],
+    wallEnd: r[13],
   };
 }
 
 function toTuple(s: SegmentSummary): SummaryTuple {
   const b = s.bytesByDtype;
-  return [s.segment, s.chunkCount, s.bytes, b.float32, b.float16, b.int8, s.firstChunkId, s.lastChunkId, s.tStart, s.tEnd, s.committedEnd, s.wallStart, s.wallEnd];
+  return [s.segment, s.chunkCount, s.bytes, b.float32, b.float16, b.int8, b.kivi4, s.firstChunkId, s.lastChunkId, s.tStart, s.tEnd, s.committedEnd, s.wallStart, s.wallEnd];
 }
 
 const LOCATION_COLUMNS = `chunk_id AS chunkId, segment_id AS segment, offset, length, t_start AS tStart, t_end AS tEnd,
@@ -238,11 +239,19 @@ export class Manifest {
    * chunk rows, a one-time cost), so a crash leaves either no table or a complete one.
    */
   private migrateSummaries(): void {
-    if (this.tableExists('segment_summaries')) return;
+    if (this.tableExists('segment_summaries')) {
+      // Tables made before dtype 'kivi4' (no such rows could exist then, so 0 is exact).
+      if (!this.summaryHasKivi4()) this.db.exec('ALTER TABLE segment_summaries ADD COLUMN bytes_kivi4 INTEGER NOT NULL DEFAULT 0');
+      return;
+    }
     this.db.transaction(() => {
       this.db.exec(SUMMARY_TABLE);
       this.db.exec(`INSERT INTO segment_summaries (${SUMMARY_COLUMN_LIST}) ${AGGREGATE_SELECT} GROUP BY segment_id`);
     })();
+  }
+
+  private summaryHasKivi4(): boolean {
+    return (this.db.prepare('PRAGMA table_info(segment_summaries)').all() as Array<{ name: string }>).some((c) => c.name === 'bytes_kivi4');
   }
 
   private loadSummaries(): SegmentSummary[] {
@@ -281,7 +290,8 @@ export class Manifest {
     if (!this.readOnly) return;
     const read = this.db.transaction(() => {
       this.forgotten = this.loadForgotten();
-      if (this.tableExists('segment_summaries')) {
+      // A table without bytes_kivi4 (no writer since) is read through the rows, like no table.
+      if (this.tableExists('segment_summaries') && this.summaryHasKivi4()) {
         this.summaries.reset(this.loadSummaries());
         if (this.summariesMatchRows()) return;
       }
@@ -299,7 +309,7 @@ export class Manifest {
 
   private upsertSummary(x: SegmentSummary): void {
     this.upsertSummaryStmt ??= this.db.prepare(
-      `INSERT OR REPLACE INTO segment_summaries (${SUMMARY_COLUMN_LIST}) VALUES (${Array(13).fill('?').join(', ')})`,
+      `INSERT OR REPLACE INTO segment_summaries (${SUMMARY_COLUMN_LIST}) VALUES (${Array(14).fill('?').join(', ')})`,
     );
     this.upsertSummaryStmt.run(...toTuple(x));
   }
@@ -501,6 +511,33 @@ export class Manifest {
     // Only once committed, as the summaries.
     this.forgotten = forgotten;
     return ids;
+  }
+
+  /**
+   * Demotion's commit point: moves rows from segment `from` to their rewritten records in segment
+   * `to` (location, dtype, checksums, payload bytes; times and representatives stay), and replaces
+   * both segments' summaries, in one transaction. A row no longer in `from` (dropped since) is
+   * skipped. Returns the number of rows moved and how many rows are left in `from` (0 normally).
+   */
+  moveRows(from: number, to: number, rows: readonly ChunkLocation[]): { moved: number; left: number } {
+    const update = this.db.prepare(
+      `UPDATE chunks SET segment_id = @segment, offset = @offset, length = @length, dtype = @dtype, checksum = @checksum,
+        payload_bytes = @payloadBytes, layer_checksums = @layerChecksums WHERE chunk_id = @chunkId AND segment_id = @from`,
+    );
+    let changed: SegmentSummary[] = [];
+    let emptied: number[] = [];
+    const moved = this.db.transaction(() => {
+      let n = 0;
+      for (const r of rows) n += update.run({ ...r, from }).changes;
+      changed = this.aggregateSummaries([from, to]);
+      const left = new Set(changed.map((x) => x.segment));
+      emptied = [from, to].filter((x) => !left.has(x));
+      for (const x of changed) this.upsertSummary(x);
+      this.db.prepare('DELETE FROM segment_summaries WHERE segment_id IN (SELECT value FROM json_each(?))').run(JSON.stringify(emptied));
+      return n;
+    })();
+    this.summaries.shrank(changed, emptied);
+    return { moved, left: this.summaries.get(from)?.chunkCount ?? 0 };
   }
 
   /**

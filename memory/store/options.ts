@@ -6,6 +6,8 @@ import { isStorageDtype, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from './rec
 
 export const DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
+/** Stream seconds kept at the stream's dtype under a demoting budget (retention.keepFullSec). */
+export const DEFAULT_KEEP_FULL_SEC = 1800;
 
 export interface ResolvedOptions {
   dir: string;
@@ -54,7 +56,7 @@ export function validateFsyncPolicy(p: unknown): FsyncPolicy {
 
 /** A retention policy checked against the segment size (at open, and by ChunkStore.setRetention). */
 export function validateRetention(r: unknown, segmentBytes: number): RetentionPolicy {
-  if (typeof r !== 'object' || r === null) throw bad('retention must be { budgetBytes?, alsoCount?, maxBytes?, maxStreamAgeSec? }');
+  if (typeof r !== 'object' || r === null) throw bad('retention must be { budgetBytes?, alsoCount?, maxBytes?, maxStreamAgeSec?, demote?, keepFullSec? }');
   const x = r as RetentionPolicy;
   const out: RetentionPolicy = {};
   // Whole segments are deleted and the one being written is kept: a limit under one segment cannot hold.
@@ -76,6 +78,16 @@ export function validateRetention(r: unknown, segmentBytes: number): RetentionPo
     }
     out.maxStreamAgeSec = x.maxStreamAgeSec;
   }
+  if (x.demote !== undefined) {
+    if (typeof x.demote !== 'boolean') throw bad(`retention.demote must be true or false, got ${String(x.demote)}`);
+    out.demote = x.demote;
+  }
+  if (x.keepFullSec !== undefined) {
+    if (typeof x.keepFullSec !== 'number' || !(x.keepFullSec >= 0) || !Number.isFinite(x.keepFullSec)) {
+      throw bad(`retention.keepFullSec must be a finite number >= 0, got ${String(x.keepFullSec)}`);
+    }
+    out.keepFullSec = x.keepFullSec;
+  }
   return out;
 }
 
@@ -91,7 +103,7 @@ export function resolveOptions(o: ChunkStoreOptions): ResolvedOptions {
     throw bad(`cacheBytes must be >= 0, got ${String(cacheBytes)}`);
   }
   if (o.dtype !== undefined && !isStorageDtype(o.dtype)) {
-    throw new VigilError('DTYPE_MISMATCH', `memory store: dtype must be 'float32' | 'float16' | 'int8', got ${String(o.dtype)}`);
+    throw new VigilError('DTYPE_MISMATCH', `memory store: dtype must be 'float32' | 'float16' | 'int8' | 'kivi4', got ${String(o.dtype)}`);
   }
   const retention = o.retention === undefined ? undefined : validateRetention(o.retention, segmentBytes);
   const recoveryCheck = o.recoveryCheck ?? 'auto';

@@ -9,7 +9,8 @@ import {
   quantizeKeysPerChannel,
   quantizeValuesPerToken,
 } from '../../kernels/quantize.js';
-import { payloadLayout } from './recordFormat.js';
+import { dequantizeKivi4, kivi4Groups, quantizeKivi4 } from '../../kernels/kivi.js';
+import { KIVI4_GROUP, payloadLayout } from './recordFormat.js';
 import { invariant } from '../../common/errors.js';
 
 // Payload bytes are viewed as float32/uint16 in place; that is only the file format on a
@@ -44,6 +45,19 @@ export function encodePayload(chunk: FrameChunk, dtype: KvStorageDtype, out: Buf
         const halves = float32ToFloat16(tensor.subarray(0, n), new Uint16Array(out.buffer, pos, n));
         checkHalfOverflow(tensor, halves, chunk.chunkId, l, isKey);
         new Uint8Array(out.buffer, pos + n * 2, sectionBytes - n * 2).fill(0); // padding
+      } else if (dtype === 'kivi4') {
+        let q;
+        try {
+          q = quantizeKivi4(tensor, isKey ? 'keys' : 'values', H, T, D, KIVI4_GROUP);
+        } catch (e) {
+          throw new UnrepresentableValueError(`chunk ${chunk.chunkId} layer ${l} ${isKey ? 'keys' : 'values'}: ${(e as Error).message}`);
+        }
+        // Section: scales u16[groups], zeros u16[groups], packed codes, zero padding to 4.
+        const g = q.scales.length;
+        new Uint16Array(out.buffer, pos, g).set(q.scales);
+        new Uint16Array(out.buffer, pos + 2 * g, g).set(q.zeros);
+        new Uint8Array(out.buffer, pos + 4 * g, q.packed.length).set(q.packed);
+        new Uint8Array(out.buffer, pos + 4 * g + q.packed.length, sectionBytes - 4 * g - q.packed.length).fill(0);
       } else {
         const groups = isKey ? H * D : H * T;
         const scales = new Float32Array(out.buffer, pos, groups);
@@ -127,11 +141,11 @@ export function decodePayload(
 }
 
 /**
- * Decodes one layer's section of a float16 or int8 payload (its K section, then its V section,
+ * Decodes one layer's section of a float16, int8 or kivi4 payload (its K section, then its V section,
  * 4-aligned in its buffer) into float32 `key` and `value` arrays. (A float32 section needs no
  * decoding: view it.)
  */
-export function decodeLayer(section: Uint8Array, dtype: 'float16' | 'int8', geometry: ChunkGeometry, tokens: number, key: Float32Array, value: Float32Array): void {
+export function decodeLayer(section: Uint8Array, dtype: 'float16' | 'int8' | 'kivi4', geometry: ChunkGeometry, tokens: number, key: Float32Array, value: Float32Array): void {
   const { numKvHeads: H, headDim: D } = geometry;
   const lay = payloadLayout(dtype, geometry, tokens);
   if (section.byteLength !== lay.layerBytes) throw new RangeError(`decodeLayer: ${section.byteLength} bytes, expected ${lay.layerBytes}`);
@@ -143,6 +157,22 @@ export function decodeLayer(section: Uint8Array, dtype: 'float16' | 'int8', geom
     const out = isKey ? key : value;
     if (dtype === 'float16') {
       float16ToFloat32(new Uint16Array(buf, pos, n), out);
+    } else if (dtype === 'kivi4') {
+      const axis = isKey ? 'keys' : 'values';
+      const g = kivi4Groups(axis, H, tokens, D, KIVI4_GROUP);
+      dequantizeKivi4(
+        {
+          axis,
+          heads: H,
+          tokens,
+          headDim: D,
+          groupSize: KIVI4_GROUP,
+          scales: new Uint16Array(buf, pos, g),
+          zeros: new Uint16Array(buf, pos + 2 * g, g),
+          packed: new Uint8Array(buf, pos + 4 * g, Math.ceil(n / 2)),
+        },
+        out,
+      );
     } else {
       const groups = isKey ? H * D : H * tokens;
       const scales = new Float32Array(buf, pos, groups);

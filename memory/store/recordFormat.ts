@@ -4,6 +4,7 @@
 import type { KvStorageDtype } from '../frameChunk.js';
 import type { ChunkGeometry } from './types.js';
 import { payloadCrc32 } from './checksum.js';
+import { kivi4Groups } from '../../kernels/kivi.js';
 
 export const FORMAT_VERSION = 1;
 
@@ -16,13 +17,16 @@ export const RECORD_MAGIC = 0x52564b56;
 export const RECORD_HEADER_BYTES = 72;
 export const RECORD_ALIGN = 8;
 
-const DTYPE_CODES: Record<KvStorageDtype, number> = { float32: 1, float16: 2, int8: 3 };
+const DTYPE_CODES: Record<KvStorageDtype, number> = { float32: 1, float16: 2, int8: 3, kivi4: 4 };
+
+/** KIVI group size of dtype 'kivi4' (G32: the tier docs/PERFORMANCE.md measured). */
+export const KIVI4_GROUP = 32;
 const CODE_DTYPES = new Map<number, KvStorageDtype>(
   Object.entries(DTYPE_CODES).map(([k, v]) => [v, k as KvStorageDtype]),
 );
 
 export function isStorageDtype(x: unknown): x is KvStorageDtype {
-  return x === 'float32' || x === 'float16' || x === 'int8';
+  return x === 'float32' || x === 'float16' || x === 'int8' || x === 'kivi4';
 }
 
 export function alignUp(n: number, to: number): number {
@@ -78,6 +82,11 @@ export function payloadLayout(dtype: KvStorageDtype, geometry: ChunkGeometry, to
   } else if (dtype === 'float16') {
     // Padded to 4 so every section (and so every layer) starts 4-aligned.
     keyBytes = valueBytes = alignUp(elements * 2, 4);
+  } else if (dtype === 'kivi4') {
+    // kivi4: fp16 scales, fp16 zeros (one per group), then the codes two per byte, padded to 4.
+    const codes = alignUp(Math.ceil(elements / 2), 4);
+    keyBytes = 4 * kivi4Groups('keys', H, tokens, D, KIVI4_GROUP) + codes;
+    valueBytes = 4 * kivi4Groups('values', H, tokens, D, KIVI4_GROUP) + codes;
   } else {
     // int8: float32 scales and zeros for each group, then the codes padded to 4.
     const codes = alignUp(elements, 4);

@@ -9,6 +9,8 @@ export interface RetentionSegment {
   tEnd: number | null;
   /** The segment being appended to, or one with rows still waiting to commit: never deleted. */
   busy: boolean;
+  /** Position in stream order (the first chunk id); default the segment id. Demoted segments get new, higher ids. */
+  order?: number;
 }
 
 /**
@@ -24,7 +26,7 @@ export function selectSegmentsToDelete(
   policy: RetentionPolicy,
   otherBytes = 0,
 ): number[] {
-  const sorted = [...segments].sort((a, b) => a.segment - b.segment);
+  const sorted = [...segments].sort((a, b) => (a.order ?? a.segment) - (b.order ?? b.segment) || a.segment - b.segment);
   let total = sorted.reduce((s, x) => s + x.fileBytes, 0);
   const out: number[] = [];
   for (const s of sorted) {

@@ -7,6 +7,9 @@ import type { ChunkLocation } from './manifest.js';
 
 export type BytesByDtype = Record<KvStorageDtype, number>;
 
+/** Every payload dtype, in dtype-code order. */
+export const STORE_DTYPES: readonly KvStorageDtype[] = ['float32', 'float16', 'int8', 'kivi4'];
+
 export interface SegmentSummary {
   segment: number;
   chunkCount: number;
@@ -42,7 +45,7 @@ export interface StoreTotals {
 export function addRow(prev: SegmentSummary | undefined, row: SummaryRow): SegmentSummary {
   const end = row.offset + row.length;
   if (prev === undefined) {
-    const bytesByDtype: BytesByDtype = { float32: 0, float16: 0, int8: 0 };
+    const bytesByDtype: BytesByDtype = { float32: 0, float16: 0, int8: 0, kivi4: 0 };
     bytesByDtype[row.dtype] = row.length;
     return {
       segment: row.segment,
@@ -79,7 +82,7 @@ function emptyTotals(): StoreTotals {
   return {
     chunkCount: 0,
     bytes: 0,
-    bytesByDtype: { float32: 0, float16: 0, int8: 0 },
+    bytesByDtype: { float32: 0, float16: 0, int8: 0, kivi4: 0 },
     firstChunkId: null,
     lastChunkId: null,
     tStart: null,
@@ -96,7 +99,7 @@ const max = (a: number | null, b: number): number => (a === null || b > a ? b : 
 function include(t: StoreTotals, s: SegmentSummary): void {
   t.chunkCount += s.chunkCount;
   t.bytes += s.bytes;
-  for (const d of ['float32', 'float16', 'int8'] as const) t.bytesByDtype[d] += s.bytesByDtype[d];
+  for (const d of STORE_DTYPES) t.bytesByDtype[d] += s.bytesByDtype[d];
   t.firstChunkId = min(t.firstChunkId, s.firstChunkId);
   t.lastChunkId = max(t.lastChunkId, s.lastChunkId);
   t.tStart = min(t.tStart, s.tStart);
@@ -149,7 +152,7 @@ export class SegmentSummaries {
       if (old !== undefined) {
         this.sums.chunkCount -= old.chunkCount;
         this.sums.bytes -= old.bytes;
-        for (const d of ['float32', 'float16', 'int8'] as const) this.sums.bytesByDtype[d] -= old.bytesByDtype[d];
+        for (const d of STORE_DTYPES) this.sums.bytesByDtype[d] -= old.bytesByDtype[d];
       }
       this.bySegment.set(s.segment, s);
       // A grown summary contains the old one, so folding it into the extremes is exact.

@@ -43,6 +43,41 @@ export interface RetentionPolicy {
    * real time keep the span they asked for; for live sources the two agree.
    */
   maxStreamAgeSec?: number;
+  /**
+   * Tiering under a budget (docs/memory-store.md, Demotion): before the budget would make
+   * retention delete old segments, the oldest segments in a full dtype are rewritten as 'kivi4'
+   * in the background; deletion then takes the oldest (demoted) ones. Default true when
+   * budgetBytes is set; false keeps the delete-only behaviour.
+   */
+  demote?: boolean;
+  /** Stream seconds at the recent end never demoted (kept at the stream's dtype). Default 1800. */
+  keepFullSec?: number;
+}
+
+/** The steps of one segment's demotion, for the crash tests' hook (ChunkStoreOptions.demotionStep). */
+export type DemotionStep = 'writing' | 'written' | 'synced' | 'committed' | 'deleted';
+
+/** What demoteSegment() did: the old segment's rows now live in `toSegment` as kivi4. */
+export interface DemotionResult {
+  fromSegment: number;
+  toSegment: number;
+  chunks: number;
+  bytesBefore: number;
+  bytesAfter: number;
+  ms: number;
+}
+
+/** A stretch of contiguous segments (in stream order) whose chunks are held in one dtype. */
+export interface TierSpan {
+  dtype: KvStorageDtype;
+  tStart: number;
+  tEnd: number;
+  firstChunkId: number;
+  lastChunkId: number;
+  chunks: number;
+  /** Record bytes of the span's chunks. */
+  bytes: number;
+  segments: number;
 }
 
 export interface ChunkStoreOptions {
@@ -88,6 +123,8 @@ export interface ChunkStoreOptions {
    * code 'ENOSPC' or 'SQLITE_FULL'). 'record-write' runs after half the record is written.
    */
   ioFault?: (op: StoreIoOp) => void;
+  /** Test hook: runs at each step of a demotion (the crash tests SIGKILL the process there). */
+  demotionStep?: (step: DemotionStep, segment: number) => void;
 }
 
 /** The write-side operations `ioFault` can fail. */

@@ -282,7 +282,9 @@ export class StreamMemory implements QuestionMemory {
   }
 
   load(selection: Selection, includeWindow: boolean): Promise<LoadedContext> {
-    return loadContext(this.window, selection, includeWindow, (wanted) => this.readLayers(wanted), (id) => this.store.readMetas([id])[0]?.tStart ?? null);
+    // Pinned while they are read: background demotion never moves a chunk this question selected.
+    const unpin = this.store.pin(selection.chunkIds.flat());
+    return loadContext(this.window, selection, includeWindow, (wanted) => this.readLayers(wanted), (id) => this.store.readMetas([id])[0]?.tStart ?? null).finally(unpin);
   }
 
   /**

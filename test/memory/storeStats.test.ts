@@ -34,7 +34,7 @@ function bruteForce(dir: string): Counted {
   db.close();
   const lo = (xs: number[]) => (xs.length === 0 ? null : xs.reduce((a, b) => Math.min(a, b)));
   const hi = (xs: number[]) => (xs.length === 0 ? null : xs.reduce((a, b) => Math.max(a, b)));
-  const bytesByDtype: Record<KvStorageDtype, number> = { float32: 0, float16: 0, int8: 0 };
+  const bytesByDtype: Record<KvStorageDtype, number> = { float32: 0, float16: 0, int8: 0, kivi4: 0 };
   for (const r of rows) bytesByDtype[r.dtype] += r.length;
   const files = fs
     .readdirSync(dir)

@@ -1,0 +1,75 @@
+/**
+ * Demotion throughput (issue 15 item 2): ChunkStore.demoteSegment() rewriting whole float32
+ * segments as kivi4 at smolvlm2-256m geometry (30 layers, 3 KV heads, head_dim 64, 77 tokens a
+ * frame), everything included: read, record check, decode, quantize, checksums, write, fsync of the
+ * new file and folder, the manifest transaction, the old file's unlink. Against ingest at 1 frame/s.
+ * Also the longest the event loop was held while demotion ran (its slices), next to one append's
+ * synchronous part (encode + write) and a budget retention pass.
+ *
+ *   node --import tsx bench/demotion.ts [--chunks 96] [--per-segment 16] [--tokens 77] [--dir /tmp]
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import type { FrameChunk } from '../memory/frameChunk.js';
+import { ChunkStore } from '../memory/store/index.js';
+import { chunkRecordBytes } from '../memory/store/budget.js';
+import { meanOverTokens } from '../kernels/pool.js';
+import { mulberry32 } from '../kernels/sampling.js';
+
+const { values } = parseArgs({
+  options: {
+    chunks: { type: 'string', default: '96' },
+    'per-segment': { type: 'string', default: '16' },
+    tokens: { type: 'string', default: '77' },
+    dir: { type: 'string', default: os.tmpdir() },
+  },
+});
+const N = Number(values.chunks);
+const perSegment = Number(values['per-segment']);
+const T = Number(values.tokens);
+const geometry = { numLayers: 30, numKvHeads: 3, headDim: 64 };
+const { numLayers: L, numKvHeads: H, headDim: D } = geometry;
+
+function chunk(id: number): FrameChunk {
+  const rand = mulberry32(id + 1);
+  const fill = () => Float32Array.from({ length: H * T * D }, () => (rand() * 2 - 1) * 3);
+  const keys = Array.from({ length: L }, fill);
+  return {
+    chunkId: id, tStart: id, tEnd: id + 1, wallTime: 1.7e12 + id * 1000, tokenCount: T, numLayers: L, numKvHeads: H, headDim: D,
+    keys, values: Array.from({ length: L }, fill), representatives: keys.map((k) => meanOverTokens(k, H, T, D)),
+  };
+}
+
+const dir = fs.mkdtempSync(path.join(values.dir!, 'vigil-demotion-'));
+try {
+  const f32 = chunkRecordBytes(geometry, 'float32', T);
+  const k4 = chunkRecordBytes(geometry, 'kivi4', T);
+  const store = ChunkStore.open({ dir, geometry, dtype: 'float32', fsync: 'every-chunk', segmentBytes: 32 + perSegment * f32, cacheBytes: 0 });
+  let appendSyncMs = 0;
+  for (let id = 0; id < N; id++) {
+    const c = chunk(id);
+    const t0 = performance.now();
+    const p = store.append(c);
+    appendSyncMs = Math.max(appendSyncMs, performance.now() - t0);
+    await p;
+  }
+  const old = store.stats().segments.slice(0, -1).map((s) => s.segment); // the newest is being appended to
+  const lag = monitorEventLoopDelay({ resolution: 1 });
+  lag.enable();
+  const t0 = performance.now();
+  let chunks = 0;
+  for (const s of old) chunks += (await store.demoteSegment(s))!.chunks;
+  const ms = performance.now() - t0;
+  lag.disable();
+  const v = await store.verify();
+  await store.dispose();
+  const rate = chunks / (ms / 1000);
+  console.log(`geometry 30x3x64, ${T} tokens: record float32 ${f32} B, kivi4 ${k4} B (${(k4 / f32).toFixed(3)}x)`);
+  console.log(`demoted ${chunks} chunks in ${old.length} segments of ${perSegment}: ${ms.toFixed(0)} ms, ${rate.toFixed(1)} chunks/s = ${rate.toFixed(1)}x ingest at 1 frame/s (verify: ${v.checkedChunks} checked, ${v.damaged.length} damaged)`);
+  console.log(`event loop held: max ${(lag.max / 1e6).toFixed(1)} ms, p99 ${(lag.percentile(99) / 1e6).toFixed(1)} ms during demotion; one append's synchronous part (encode + write) max ${appendSyncMs.toFixed(1)} ms`);
+} finally {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
