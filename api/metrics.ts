@@ -47,6 +47,11 @@ export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMe
   perStream('vigil_ingest_frames_total', 'Frames encoded since the ingest started.', (s) => s.frames, true);
   perStream('vigil_ingest_frames_gated_total', 'Frames the gate turned away since the ingest started (not encoded; the previous chunk covers them).', (s) => s.ingest?.gated ?? null, true);
   perStream('vigil_memory_chunks', 'Chunks stored on disk.', (s) => s.memory?.chunks ?? null);
+  perStream('vigil_memory_horizon_seconds', 'Stream seconds memory reaches back over (horizon to - from; outages inside included).', (s) => {
+    const h = s.memory?.horizon;
+    return h && h.from !== null && h.to !== null ? h.to - h.from : null;
+  });
+  perStream('vigil_memory_forgotten_chunks_total', 'Chunks retention (disk budget, maxBytes, age) deleted from the oldest end since the stream began.', (s) => s.memory?.horizon.forgottenChunks ?? null, true);
   perStream('vigil_memory_disk_bytes', 'Bytes of KV segments on disk.', (s) => s.memory?.bytes ?? null);
   perStream('vigil_memory_budget_bytes', 'Disk budget in force (the stream budget or its share of the data-folder budget).', (s) => s.disk?.budgetBytes ?? null);
   perStream('vigil_memory_budget_used_bytes', 'Bytes on disk counted against the budget (chunk store and index folders, measured).', (s) => s.disk?.usedBytes ?? null);

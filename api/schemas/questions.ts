@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Settings } from '../../common/settings.js';
-import { ModeEnum } from './common.js';
+import { HorizonSchema, ModeEnum } from './common.js';
 
 export const questionFields = {
   mode: ModeEnum.optional().meta({ description: 'rekv (retrieval, default), window, full, uniform, or oracle (from/to = the ground-truth interval).' }),
@@ -63,6 +63,25 @@ export const Timing = z
     decodeTokensPerSecond: z.number(),
   });
 
+export const CoverageSchema = z
+  .strictObject({
+    from: z.number(),
+    to: z.number(),
+    missing: z
+      .array(
+        z.strictObject({
+          from: z.number(),
+          to: z.number(),
+          reason: z.enum(['before-horizon', 'gap', 'after-horizon']).meta({ description: 'before-horizon: forgotten (or before the first frame); gap: a recorded outage; after-horizon: not seen yet.' }),
+          detail: z.string().nullable().meta({ description: "The outage's reason (gap), else null." }),
+        }),
+      )
+      .meta({ description: 'The parts of the asked range memory does not hold, in time order.' }),
+    outOfMemory: z.boolean().meta({ description: 'Memory holds none of the range: text is the statement, no model ran.' }),
+    note: z.string().nullable().meta({ description: 'A sentence saying what is not held; null when all of it is.' }),
+  })
+  .meta({ description: 'How much of the asked time range (from/to) memory holds.' });
+
 export const AnswerSchema = z
   .strictObject({
     streamId: z.string(),
@@ -75,4 +94,7 @@ export const AnswerSchema = z
     tokens: z.int(),
     contextTokens: z.int(),
     timing: Timing,
+    horizon: HorizonSchema.meta({ description: 'The memory the question was answered over.' }),
+    coverage: CoverageSchema.nullable().meta({ description: 'With from/to: what of that range memory holds; null without a range.' }),
+    outOfMemory: z.boolean().meta({ description: 'Memory holds nothing of the asked range (before the horizon, inside an outage, or not seen yet): text says so and no model call was made. Still HTTP 200.' }),
   });

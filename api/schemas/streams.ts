@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { Settings } from '../../common/settings.js';
 import { STREAM_STATES } from '../../src/engine/streamManager.js';
-import { StreamId } from './common.js';
+import { HorizonSchema, StreamId } from './common.js';
 
 export const Retention = z
   .strictObject({
@@ -133,6 +133,7 @@ export const StreamStatusSchema = z
         contextFrames: z.int(),
         gaps: z.int().meta({ description: 'Outages persisted in the timeline (camera down, service stopped, disk full); kept across restarts.' }),
         lastGap: TimelineGap.nullable().meta({ description: 'The newest persisted outage (stream time).' }),
+        horizon: HorizonSchema,
       })
       .nullable()
       .meta({ description: 'Chunks and bytes on disk, stream-time span, frames in the context window, persisted outages.' }),

@@ -43,7 +43,10 @@ async function imageUrl(path) {
 
 const clock = (t) => {
   const s = Math.floor(t);
-  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+  const h = Math.floor(s / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
 };
 
 /** A chunk's time, or its span when frame gating extended it over frames it did not encode ("0:10–0:42"). */
@@ -114,6 +117,13 @@ function createCard(id) {
   figures.className = 'figures';
   const gaps = document.createElement('div');
   gaps.className = 'gaps';
+  const horizon = document.createElement('div');
+  horizon.className = 'horizon';
+  const bar = document.createElement('div');
+  bar.className = 'horizon-bar';
+  const horizonText = document.createElement('div');
+  horizonText.className = 'horizon-text';
+  horizon.append(bar, horizonText);
   const actions = document.createElement('div');
   const stop = button('Stop', () => api(`/v1/streams/${encodeURIComponent(id)}/stop`, { method: 'POST' }).then(refresh));
   const start = button('Start', () => api(`/v1/streams/${encodeURIComponent(id)}/start`, { method: 'POST' }).then(refresh));
@@ -122,9 +132,9 @@ function createCard(id) {
     api(`/v1/streams/${encodeURIComponent(id)}?purge=true`, { method: 'DELETE' }).then(refresh);
   });
   actions.append(stop, start, remove);
-  info.append(title, source, state, figures, gaps, actions);
+  info.append(title, source, state, figures, gaps, horizon, actions);
   element.append(img, info);
-  return { element, img, title, source, state, figures, gaps, stop, start, thumbChunk: null, thumbUrl: null };
+  return { element, img, title, source, state, figures, gaps, horizon, bar, horizonText, stop, start, thumbChunk: null, thumbUrl: null };
 }
 
 function button(text, onClick) {
@@ -153,6 +163,7 @@ function updateCard(card, s) {
   const last = s.memory?.lastGap;
   card.gaps.textContent = last ? `last gap: ${gapText(last)}` : '';
   card.gaps.hidden = !last;
+  updateHorizon(card, s.memory?.horizon ?? null);
   const running = ['starting', 'connecting', 'live', 'backing-off', 'processing', 'paused'].includes(s.state);
   card.stop.hidden = !running;
   card.start.hidden = running || s.state === 'ended' || s.state === 'unavailable';
@@ -166,6 +177,34 @@ function updateCard(card, s) {
       card.img.className = '';
     });
   }
+}
+
+/**
+ * The memory horizon as a bar over stream time 0..newest: what retention forgot (hatched), the
+ * kept span per fidelity tier, and the outages inside it; a line of text says the same.
+ */
+function updateHorizon(card, h) {
+  card.horizon.hidden = !h || h.from === null;
+  if (card.horizon.hidden) return;
+  const whole = Math.max(h.to, 1e-9);
+  const pct = (t) => `${((100 * Math.min(Math.max(t, 0), whole)) / whole).toFixed(3)}%`;
+  const piece = (className, from, to, title) => {
+    const el = document.createElement('div');
+    el.className = className;
+    el.style.left = pct(from);
+    el.style.width = `calc(${pct(to)} - ${pct(from)})`;
+    el.title = title;
+    return el;
+  };
+  const pieces = [];
+  if (h.forgottenBefore !== null) pieces.push(piece('forgotten', 0, h.from, `forgotten: ${clock(0)}–${clock(h.from)} (${h.forgottenChunks} chunks)`));
+  for (const s of h.spans) pieces.push(piece(`span ${s.tier}`, s.from, s.to, `${s.tier}: ${clock(s.from)}–${clock(s.to)} (${s.chunks} chunks)`));
+  for (const g of h.gaps) pieces.push(piece('gap', g.from, g.to, gapText(g)));
+  card.bar.replaceChildren(...pieces);
+  const parts = [`memory ${clock(h.from)}–${clock(h.to)}`, h.spans.map((s) => s.tier).join(', ')];
+  if (h.gaps.length > 0) parts.push(`${h.gaps.length}${h.gapsTruncated ? '+' : ''} ${h.gaps.length === 1 ? 'gap' : 'gaps'}`);
+  if (h.forgottenBefore !== null) parts.push(`forgotten before ${clock(h.forgottenBefore)} (${h.forgottenChunks} chunks)`);
+  card.horizonText.textContent = parts.join(' · ');
 }
 
 function updateStreamSelect(streams) {
@@ -232,6 +271,9 @@ async function ask(event) {
   $('#ask-button').disabled = true;
   try {
     const body = { question, mode: $('#mode').value, r: Number($('#r').value), stream: true };
+    // An optional time range (stream seconds): only memory of that stretch is searched.
+    if ($('#from').value !== '') body.from = Number($('#from').value);
+    if ($('#to').value !== '') body.to = Number($('#to').value);
     const response = await fetch(`/v1/streams/${encodeURIComponent(id)}/questions`, {
       method: 'POST',
       headers: headers({ 'Content-Type': 'application/json', Accept: 'text/event-stream' }),
@@ -287,8 +329,15 @@ function showAnswer(answer) {
   const chunks = answer.evidence.filter((e) => !e.gap);
   const gaps = answer.evidence.filter((e) => e.gap).map((e) => e.gap);
   const skipped = answer.skipped ?? [];
+  if (answer.outOfMemory) {
+    // Nothing of the asked time is in memory: the text says so; no model ran.
+    $('#answer-timing').textContent = 'not in memory: no model call';
+    $('#evidence').replaceChildren();
+    return;
+  }
   const summary = [`${answer.mode}`, `first token ${Math.round(t.ttftMs)} ms`, `total ${Math.round(t.totalMs)} ms`, `${chunks.length} chunks retrieved`];
   if (gaps.length > 0) summary.push(`${gaps.length} ${gaps.length === 1 ? 'gap' : 'gaps'} in the timeline`);
+  if (answer.coverage?.note) summary.push(answer.coverage.note);
   if (skipped.length > 0) summary.push(`${skipped.length} damaged ${skipped.length === 1 ? 'chunk' : 'chunks'} left out (${skipped.map((k) => (k.t === null ? '?' : clock(k.t))).join(', ')})`);
   $('#answer-timing').textContent = summary.join(' · ');
   // Strongest evidence first; the rest of the retrieved set follows in time order.

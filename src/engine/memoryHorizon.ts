@@ -6,9 +6,9 @@ import type { KvStorageDtype } from '../../memory/frameChunk.js';
 import type { StoreStats, StreamGap } from '../../memory/store/types.js';
 
 /**
- * Fidelity tiers, highest first. Today every stored chunk is KV in its storage dtype; the later
- * tiers (4-bit KV, archive: representatives plus the frame, no KV) are named here so that a span
- * of them needs no change to the shapes below or to the API.
+ * Fidelity tiers, highest first: KV in a storage dtype (kivi4 chunks are 'kv-4bit'), and the
+ * archive tier to come (representatives plus the frame, no KV), named here so that a span of it
+ * needs no change to the shapes below or to the API.
  */
 export const MEMORY_TIERS = ['kv-float32', 'kv-float16', 'kv-int8', 'kv-4bit', 'archive'] as const;
 export type MemoryTier = (typeof MEMORY_TIERS)[number];
@@ -90,8 +90,11 @@ function segmentTier(bytesByDtype: Partial<Record<KvStorageDtype, number>>, fall
  */
 export function memoryHorizon(stats: StoreStats, gapsIn: (from: number, to: number, limit: number) => StreamGap[], tail?: UnstoredTail): MemoryHorizon {
   const spans: HorizonSpan[] = [];
-  for (const s of stats.segments) {
-    if (s.chunkCount === 0 || s.tStart === null || s.tEnd === null) continue;
+  // In time order, not segment-id order: a demoted segment (rewritten in a lower tier) gets a new,
+  // higher id for older chunks.
+  const segments = stats.segments.filter((s) => s.chunkCount > 0 && s.tStart !== null && s.tEnd !== null).sort((a, b) => a.tStart! - b.tStart!);
+  for (const s of segments) {
+    if (s.tStart === null || s.tEnd === null) continue;
     const tier = segmentTier(s.bytesByDtype, stats.dtype);
     const last = spans.at(-1);
     if (last && last.tier === tier) {

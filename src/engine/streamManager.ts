@@ -371,6 +371,9 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
         skipped: skippedChunks(answer),
         tokens: answer.tokenIds.length,
         contextTokens: answer.contextTokens,
+        horizon: answer.horizon,
+        coverage: answer.coverage,
+        outOfMemory: answer.coverage?.outOfMemory ?? false,
         timing: {
           queueMs: round(startedAt - queuedAt),
           retrievalMs: round(answer.retrievalMs),
@@ -382,7 +385,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
           decodeTokensPerSecond: round(answer.decodeTokensPerSecond),
         },
       };
-      this.emit('question', { streamId: id, outcome: 'answered', mode, timing: result.timing });
+      // A statement about a time memory does not hold ran no model: it stays out of the latency histograms.
+      this.emit('question', { streamId: id, outcome: 'answered', mode, timing: result.outOfMemory ? null : result.timing });
       return result;
     } catch (error) {
       const cancelled = isVigilError(error) && error.code === 'CANCELLED';

@@ -11,7 +11,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Browser, chromium } from 'playwright-core';
-import { disposeSharedModel, makeClips, startTestServer, type TestServer, TOKEN } from '../api/helpers.js';
+import request from 'supertest';
+import { disposeSharedModel, makeClips, startTestServer, type TestServer, TOKEN, waitEnded } from '../api/helpers.js';
+import { streamClock } from '../../src/engine/memoryHorizon.js';
 
 const CHROMIUM = process.env.VIGIL_CHROMIUM ?? '/usr/bin/chromium';
 // The closed network here refuses Chromium's background connections: switch them all off.
@@ -120,6 +122,60 @@ describe('web page', () => {
     const shot = process.env.VIGIL_PAGE_SCREENSHOT ?? path.join(server.dataDir, 'page.png');
     await page.screenshot({ path: shot, fullPage: true });
     assert.ok(fs.statSync(shot).size > 1000);
+    assert.deepEqual(problems, []);
+  });
+
+  it('shows each stream\'s memory horizon as a bar (kept span, what the budget forgot, outages) and states a forgotten time', async (t) => {
+    if (!requireChromium(t)) return;
+    browser ??= await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 60_000 });
+    // A small budget (4 frames a second, ~9.5 kB a chunk, 400 kB) forgets the clip's first seconds.
+    await request(server.url).post('/v1/streams').set({ Authorization: `Bearer ${TOKEN}` }).send({ id: 'small', source: 'a.mp4', fps: 4, window: 2, gate: 'off', budget: '400kB' }).expect(201);
+    await waitEnded(server, 'small', 60_000);
+    const h = server.ready.status('small').memory!.horizon;
+    assert.ok(h.forgottenBefore !== null && h.from! > 13, JSON.stringify(h));
+
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    page.setDefaultTimeout(30_000);
+    await page.goto(server.url);
+    await page.fill('#token', TOKEN);
+    await page.click('#token-form button');
+    await page.getByText('connected').waitFor();
+
+    const small = page.locator('#streams li.stream[data-stream-id="small"]');
+    await small.locator('.horizon-text', { hasText: `forgotten before ${streamClock(h.forgottenBefore)} (${h.forgottenChunks} chunks)` }).waitFor();
+    assert.equal(await small.locator('.horizon-text').innerText(), `memory ${streamClock(h.from!)}–${streamClock(h.to!)} · kv-float32 · forgotten before ${streamClock(h.forgottenBefore)} (${h.forgottenChunks} chunks)`);
+    // Laid out by the browser: the hatched forgotten part is from/to of the bar, the kept span the rest.
+    const bar = (await small.locator('.horizon-bar').boundingBox())!;
+    const forgotten = (await small.locator('.horizon-bar .forgotten').boundingBox())!;
+    const kept = (await small.locator('.horizon-bar .span.kv-float32').boundingBox())!;
+    assert.ok(Math.abs(forgotten.width / bar.width - h.from! / h.to!) < 0.02, `forgotten ${forgotten.width} of ${bar.width} px, expected ${h.from! / h.to!}`);
+    assert.ok(Math.abs((kept.x - bar.x) / bar.width - h.from! / h.to!) < 0.02 && Math.abs(kept.x + kept.width - (bar.x + bar.width)) < 1.5, 'the kept span runs from the horizon to the end');
+    const needleClip = page.locator('#streams li.stream', { hasText: 'Needle clip' });
+    assert.match(await needleClip.locator('.horizon-text').innerText(), /^memory 0:00–0:39 · kv-float32$/);
+    assert.equal(await needleClip.locator('.horizon-bar .forgotten').count(), 0);
+
+    // A question about the forgotten red screen: the statement, and the page says no model ran.
+    await page.selectOption('#ask-stream', 'small');
+    await page.fill('#question', 'What color was the square on the red screen?');
+    await page.fill('#from', '10');
+    await page.fill('#to', '13');
+    await page.click('#ask-button');
+    await page.locator('#answer', { hasText: 'I no longer have memory of 0:10–0:13' }).waitFor();
+    await page.locator('#answer-timing', { hasText: 'not in memory: no model call' }).waitFor();
+
+    // Outages inside the horizon (real ones: test/api/horizon.test.ts), injected into the server's response.
+    const gap = { from: 20, to: 24, reason: 'camera unreachable' };
+    await page.route('**/v1/streams', async (route) => {
+      const response = await route.fetch();
+      const body = (await response.json()) as { streams: Array<{ memory: { horizon: { gaps: unknown[] } } | null }> };
+      for (const s of body.streams) if (s.memory) s.memory.horizon.gaps = [gap];
+      await route.fulfill({ response, json: body });
+    });
+    await needleClip.locator('.horizon-text', { hasText: '1 gap' }).waitFor();
+    assert.equal(await needleClip.locator('.horizon-bar .gap').getAttribute('title'), 'not recorded 0:20–0:24: camera unreachable');
+    await page.unrouteAll();
     assert.deepEqual(problems, []);
   });
 });

@@ -12,6 +12,7 @@ import { shortBytes } from '../../../common/byteSize.js';
 import { folderBytes } from '../../../memory/store/budget.js';
 import { readRecord } from '../../engine/manager/streamRecord.js';
 import { budgetedFolders } from '../../engine/manager/streamBudget.js';
+import { type MemoryHorizon, memoryHorizon, streamClock } from '../../engine/memoryHorizon.js';
 
 interface StoreOptions {
   data: string;
@@ -141,6 +142,15 @@ function repairLine(r: RepairReport): string {
   return `${r.stream}: ${parts.join('; ')}${r.index ? skippedText(r.index.skipped) : ''}\n`;
 }
 
+/** The horizon in one line: what memory holds by tier, the outages in it, what retention forgot. */
+function horizonLine(h: MemoryHorizon): string {
+  if (h.from === null || h.to === null) return 'horizon: empty';
+  const spans = h.spans.map((x) => `${x.tier} ${streamClock(x.from)}–${streamClock(x.to)} (${x.chunks} chunks)`).join(', ');
+  const gaps = h.gaps.length === 0 ? 'no gaps' : `${h.gaps.length}${h.gapsTruncated ? '+' : ''} gaps (${h.gaps.slice(0, 3).map((g) => `${streamClock(g.from)}–${streamClock(g.to)} ${g.reason}`).join('; ')}${h.gaps.length > 3 ? '; …' : ''})`;
+  const forgotten = h.forgottenBefore === null ? 'nothing forgotten' : `forgotten before ${streamClock(h.forgottenBefore)} (${h.forgottenChunks} chunks)`;
+  return `horizon ${streamClock(h.from)}–${streamClock(h.to)}: ${spans}; ${gaps}; ${forgotten}`;
+}
+
 const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
 const span = (a: number | null, b: number | null) => (a === null || b === null ? '-' : `${a.toFixed(1)}s .. ${b.toFixed(1)}s`);
 
@@ -154,7 +164,7 @@ function withCommonOptions(command: Command): Command {
 export function storeCommand(): Command {
   const store = new Command('store').description('inspect and repair stream memories on disk');
 
-  withCommonOptions(store.command('stats').description('chunk counts, bytes by dtype, time span and gaps of each stream (read-only: works beside a running server)')).action(async (options: StoreOptions) => {
+  withCommonOptions(store.command('stats').description('chunk counts, bytes by dtype, time span, gaps and memory horizon of each stream (read-only: works beside a running server)')).action(async (options: StoreOptions) => {
     const rows = [];
     for (const id of selectedStreams(options)) {
       const s = openStore(options, id, 'read-only');
@@ -165,7 +175,8 @@ export function storeCommand(): Command {
         const usedBytes = folderBytes([streamStoreDir(dir), ...budgetedFolders(dir)]);
         const budgetBytes = readRecord(dir)?.settings.budget ?? null;
         const disk = { budgetBytes, usedBytes, percent: budgetBytes === null ? null : Math.round((10_000 * usedBytes) / budgetBytes) / 100 };
-        rows.push({ stream: id, recovery: s.recovery, gaps: s.gaps(), ...stats, budgetBytes, disk });
+        const horizon = memoryHorizon(stats, (from, to, limit) => s.gaps({ from, to, limit }));
+        rows.push({ stream: id, recovery: s.recovery, gaps: s.gaps(), ...stats, budgetBytes, disk, horizon });
       } finally {
         await s.dispose();
       }
@@ -179,6 +190,7 @@ export function storeCommand(): Command {
           `stream time ${span(r.tStart, r.tEnd)}, ${r.gaps.length} gaps, ` +
           `disk ${shortBytes(r.disk.usedBytes)}${r.disk.budgetBytes === null ? ' (no budget)' : ` of budget ${shortBytes(r.disk.budgetBytes)} (${r.disk.percent}%)`}\n`,
       );
+      process.stdout.write(`  ${horizonLine(r.horizon)}\n`);
     }
   });
 

@@ -165,6 +165,7 @@ export class ManagedStream {
               contextFrames: session.contextFrames,
               gaps: this.gapSummary.count,
               lastGap: this.gapSummary.last ? { ...this.gapSummary.last } : null,
+              horizon: this.session!.memory.horizon(store),
             }
           : null,
       ingest:

@@ -1,6 +1,7 @@
 import type { KvStorageDtype } from '../../../memory/frameChunk.js';
 import type { GateRequest, GateSetting } from '../frameGate.js';
 import type { AnswerMode } from '../streamSession.js';
+import type { MemoryCoverage, MemoryHorizon } from '../memoryHorizon.js';
 
 /** What a caller (API, config file, code) asks for when adding a stream. Unset fields take the manager's defaults. */
 export interface CreateStreamRequest {
@@ -69,9 +70,10 @@ export interface StreamStatus {
   frames: number;
   /**
    * What the stream remembers: chunks and bytes on disk, the stream-time span, frames in the context
-   * window, and the outages persisted in its timeline (count and newest; they survive restarts).
+   * window, and the outages persisted in its timeline (count and newest; they survive restarts);
+   * `horizon`: how far back it reaches, per fidelity tier, its outages and what retention forgot.
    */
-  memory: { chunks: number; bytes: number; firstT: number | null; lastT: number | null; contextFrames: number; gaps: number; lastGap: TimelineGap | null } | null;
+  memory: { chunks: number; bytes: number; firstT: number | null; lastT: number | null; contextFrames: number; gaps: number; lastGap: TimelineGap | null; horizon: MemoryHorizon } | null;
   /** The live ingest, null when none ran since the process started. */
   ingest: {
     /** Frames encoded per second (10-s window). */
@@ -168,6 +170,12 @@ export interface StreamAnswer {
   tokens: number;
   contextTokens: number;
   timing: AnswerTiming;
+  /** The memory the question was answered over (src/engine/memoryHorizon.ts). */
+  horizon: MemoryHorizon;
+  /** With a time range (from/to): the parts of it memory does not hold, and a note saying so; null without one. */
+  coverage: MemoryCoverage | null;
+  /** Memory holds nothing of the asked range: `text` is a statement saying so, and no model ran. */
+  outOfMemory: boolean;
 }
 
 export interface AskHooks {
@@ -179,7 +187,7 @@ export interface AskHooks {
   signal?: AbortSignal;
 }
 
-/** Emitted for every question, for metrics: how it ended and, when answered, its timing. */
+/** Emitted for every question, for metrics: how it ended and, when the model answered it, its timing (null for a statement about a time memory does not hold). */
 export interface QuestionEvent {
   streamId: string;
   outcome: 'answered' | 'rejected' | 'cancelled' | 'failed';
