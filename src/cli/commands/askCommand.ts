@@ -1,7 +1,8 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { vigilDataDir } from '../../cacheDir.js';
 import { type GateSetting, gateSettings } from '../../engine/frameGate.js';
 import { openOfflineVideo } from '../../engine/offlineVideo.js';
+import { type MemoryHorizon, streamClock } from '../../engine/memoryHorizon.js';
 import { ANSWER_MODES, type AnswerMode, type SessionAnswer } from '../../engine/streamSession.js';
 import { VigilError } from '../../../common/errors.js';
 import { type GraphDtype, isGraphDtype } from '../../model/graphFiles.js';
@@ -30,6 +31,23 @@ interface AskOptions {
   dtype?: string;
   json?: boolean;
   budget?: number;
+  from?: number;
+  to?: number;
+}
+
+/** A stream time in seconds (>= 0). */
+function parseStreamTime(value: string): number {
+  const t = value.trim() === '' ? Number.NaN : Number(value);
+  if (!(Number.isFinite(t) && t >= 0)) throw new InvalidArgumentError(`expected a stream time in seconds (>= 0), got '${value}'`);
+  return t;
+}
+
+/** The memory horizon in one line: how far back it reaches, at which tiers, what the budget forgot. */
+function horizonSummary(h: MemoryHorizon): string {
+  if (h.from === null || h.to === null) return 'memory horizon: empty';
+  const forgotten = h.forgottenBefore === null ? '' : `; forgotten before ${streamClock(h.forgottenBefore)} (${h.forgottenChunks} chunks)`;
+  const gaps = h.gaps.length === 0 ? '' : `; ${h.gaps.length}${h.gapsTruncated ? '+' : ''} gaps`;
+  return `memory horizon ${streamClock(h.from)}–${streamClock(h.to)} (${h.spans.map((s) => `${s.tier} ${streamClock(s.from)}–${streamClock(s.to)}`).join(', ')})${gaps}${forgotten}`;
 }
 
 const clock = (t: number) => `${Math.floor(t / 60)}:${Math.floor(t % 60).toString().padStart(2, '0')}`;
@@ -50,6 +68,9 @@ function answerJson(question: string, a: SessionAnswer) {
     },
     contextTokens: a.contextTokens,
     stopReason: a.stopReason,
+    horizon: a.horizon,
+    coverage: a.coverage,
+    outOfMemory: a.coverage?.outOfMemory ?? false,
   };
 }
 
@@ -80,8 +101,10 @@ export function askCommand(): Command {
     .option('--gate <off|threshold>', `frame gating: a frame is encoded only when this fraction of it changed since the last encoded frame (default ${LIMITS.gateThreshold.default}; off: every frame)`, parseGateOption)
     .option('--gate-max-hold <s>', `frame gating: encode a frame at least every s seconds of video (default ${LIMITS.gateMaxHoldSec.default})`, parseGateMaxHold)
     .option('--budget <size>', "disk budget of the video's memory, e.g. 200MB (1e6 bytes) or 1.5GiB (2^30 bytes); the oldest frames go first (default: none)", parseSize)
+    .option('--from <s>', 'only memory from this stream time (seconds); a time memory no longer holds is answered with a statement, without the model', parseStreamTime)
+    .option('--to <s>', 'only memory up to this stream time (seconds)', parseStreamTime)
     .option('--dtype <dtype>', 'model weight format (fp32, fp16, q8, q4, ...)')
-    .option('--json', 'print JSON: {answer, mode, evidence:[{chunkId, t, score}], timing:{...}} (an array for several questions)')
+    .option('--json', 'print JSON: {answer, mode, evidence:[{chunkId, t, score}], timing:{...}, horizon, coverage, outOfMemory} (an array for several questions)')
     .action(async (video: string, questions: string[], options: AskOptions) => {
       const modes: readonly AnswerMode[] = ANSWER_MODES.filter((m) => m !== 'oracle');
       if (!modes.includes(options.mode as AnswerMode)) throw new VigilError('BAD_INPUT', `unknown --mode '${options.mode}' (${modes.join(', ')})`);
@@ -89,6 +112,9 @@ export function askCommand(): Command {
       if (options.similarity !== 'ip' && options.similarity !== 'cosine') throw new VigilError('BAD_INPUT', `--similarity must be ip or cosine, got '${options.similarity}'`);
       if (options.dtype && !isGraphDtype(options.dtype)) throw new VigilError('BAD_INPUT', `unknown --dtype '${options.dtype}'`);
       for (const q of questions) if (q.trim() === '') throw new VigilError('BAD_INPUT', 'a question is empty');
+      if (options.from !== undefined && options.to !== undefined && options.from > options.to) throw new VigilError('BAD_INPUT', `--from (${options.from}) must be <= --to (${options.to})`);
+      // As the API's from/to: a range given one end runs from 0 or to now.
+      const timeRange = options.from === undefined && options.to === undefined ? undefined : { start: options.from ?? 0, end: options.to ?? Number.MAX_SAFE_INTEGER };
       const quiet = options.json ?? false;
       const model = await VisionLanguageModel.load(resolveModelDir(options.model, { quiet }), options.dtype ? { dtype: options.dtype as GraphDtype } : {});
       const progress = stageProgress('encoding', quiet);
@@ -124,6 +150,7 @@ export function askCommand(): Command {
               retrieve: options.r,
               includeWindow: options.includeWindow ?? false,
               maxNewTokens: options.maxNewTokens,
+              ...(timeRange ? { timeRange } : {}),
             });
             answers.push(answerJson(question, answer));
           }
@@ -131,10 +158,16 @@ export function askCommand(): Command {
           const disk = memory.session.store.stats();
           const budget = disk.budgetBytes === null ? '' : `, ${shortBytes(disk.diskBytes)} on disk of budget ${shortBytes(disk.budgetBytes)} (${((100 * disk.diskBytes) / disk.budgetBytes).toFixed(1)}%)`;
           process.stderr.write(`${memory.status} memory of ${memory.framesEncoded} frames${memory.framesGated > 0 ? ` (+${memory.framesGated} gated: unchanged, covered by the previous frame's span)` : ''} (${memory.dir})${budget}\n`);
+          process.stderr.write(`${horizonSummary(memory.session.horizon())}\n`);
           for (const a of answers) {
             const strongest = [...a.evidence].sort((x, y) => y.score - x.score).slice(0, 5).sort((x, y) => x.t - y.t);
             const cited = strongest.map((e) => `${clockSpan(e.t, e.tEnd)} (${e.score.toFixed(2)})`).join(', ') || '-';
+            if (a.outOfMemory) {
+              process.stdout.write(`Q: ${a.question}\nA: ${a.answer}\n   not in memory: no model call\n`);
+              continue;
+            }
             process.stdout.write(`Q: ${a.question}\nA: ${a.answer}\n   ${a.mode}: strongest evidence at ${cited}; first token ${Math.round(a.timing.ttftMs)} ms\n`);
+            if (a.coverage?.note) process.stdout.write(`   ${a.coverage.note}\n`);
           }
         } finally {
           await memory.session.dispose();
