@@ -7,6 +7,11 @@
  * synchronous part (encode + write) and a budget retention pass.
  *
  *   node --import tsx bench/demotion.ts [--chunks 96] [--per-segment 16] [--tokens 77] [--dir /tmp]
+ *
+ * With --budget BYTES: stream time kept under that budget, appending --chunks chunks (1 s of stream
+ * time each) at --rate chunks/s of wall time (default 0: as fast as the store takes them), once
+ * deleting only (retention.demote false) and once demoting (keepFullSec --keep-full, default 60):
+ *   node --import tsx bench/demotion.ts --budget 400MB --chunks 600 --keep-full 60 [--rate 20]
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,7 +20,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { FrameChunk } from '../memory/frameChunk.js';
 import { ChunkStore } from '../memory/store/index.js';
-import { chunkRecordBytes } from '../memory/store/budget.js';
+import { chunkRecordBytes, planBudget } from '../memory/store/budget.js';
+import { parseByteSize } from '../common/byteSize.js';
 import { meanOverTokens } from '../kernels/pool.js';
 import { mulberry32 } from '../kernels/sampling.js';
 
@@ -25,6 +31,9 @@ const { values } = parseArgs({
     'per-segment': { type: 'string', default: '16' },
     tokens: { type: 'string', default: '77' },
     dir: { type: 'string', default: os.tmpdir() },
+    budget: { type: 'string' },
+    'keep-full': { type: 'string', default: '60' },
+    rate: { type: 'string', default: '0' },
   },
 });
 const N = Number(values.chunks);
@@ -41,6 +50,46 @@ function chunk(id: number): FrameChunk {
     chunkId: id, tStart: id, tEnd: id + 1, wallTime: 1.7e12 + id * 1000, tokenCount: T, numLayers: L, numKvHeads: H, headDim: D,
     keys, values: Array.from({ length: L }, fill), representatives: keys.map((k) => meanOverTokens(k, H, T, D)),
   };
+}
+
+if (values.budget !== undefined) {
+  await budgetRuns(parseByteSize(values.budget));
+  process.exit(0);
+}
+
+/** Kept stream time under a budget, deleting only vs demoting. */
+async function budgetRuns(budget: number): Promise<void> {
+  const rate = Number(values.rate);
+  const keepFullSec = Number(values['keep-full']);
+  for (const demote of [false, true]) {
+    const dir = fs.mkdtempSync(path.join(values.dir!, 'vigil-demotion-budget-'));
+    try {
+      const plan = planBudget(budget, { geometry, dtype: 'float32', tokensPerFrame: T, windowFrames: 16 });
+      const store = ChunkStore.open({ dir, geometry, dtype: 'float32', segmentBytes: plan.segmentBytes, cacheBytes: 0, retention: { budgetBytes: budget, demote, keepFullSec } });
+      let worst = 0;
+      const t0 = performance.now();
+      for (let id = 0; id < N; id++) {
+        if (rate > 0) {
+          const due = t0 + (id * 1000) / rate;
+          const wait = due - performance.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        }
+        await store.append(chunk(id));
+        worst = Math.max(worst, store.diskBytes());
+      }
+      const wallS = (performance.now() - t0) / 1000;
+      await store.demotionIdle();
+      const st = store.stats();
+      const spans = store.tierSpans().map((x) => `${x.dtype} ${x.tStart}-${x.tEnd} s (${x.chunks})`).join(', ');
+      console.log(
+        `budget ${budget} B, ${N} chunks at ${rate > 0 ? `${rate}/s` : 'full speed'} (${(N / wallS).toFixed(1)}/s achieved), demote ${demote}: ` +
+          `kept ${st.tEnd! - st.tStart!} s of stream (${st.chunkCount} chunks); worst folder ${worst} B (${((100 * worst) / budget).toFixed(1)} %; limit budget + segment ${budget + plan.segmentBytes}); ${spans}`,
+      );
+      await store.dispose();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
 }
 
 const dir = fs.mkdtempSync(path.join(values.dir!, 'vigil-demotion-'));

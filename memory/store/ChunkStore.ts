@@ -151,6 +151,8 @@ export class ChunkStore {
   /** The demotion in progress: its new file counts against the budget; retention deleting `from` aborts it. */
   private demotion: { from: number; to: number; size: number; aborted: boolean } | null = null;
   private demotionTask: Promise<void> | null = null;
+  /** The last demoteSegment() call (background or explicit), awaited by dispose(). */
+  private demotionRun: Promise<unknown> = Promise.resolve();
   private readonly demotionStep: ((step: DemotionStep, segment: number) => void) | undefined;
   /** Old segment files whose rows moved while reads were in flight: unlinked when the reads finish. */
   private unlinkWhenIdle: number[] = [];
@@ -863,7 +865,14 @@ export class ChunkStore {
    * Returns null when the segment was deferred or abandoned: pinned chunks, a damaged record,
    * retention deleting it meanwhile, or dispose(). Work is done in slices of DEMOTION_SLICE_MS.
    */
-  async demoteSegment(segment: number): Promise<DemotionResult | null> {
+  demoteSegment(segment: number): Promise<DemotionResult | null> {
+    const run = this.demoteOnce(segment);
+    // dispose() waits for it (it stops at its next slice), so nothing is written after close.
+    this.demotionRun = run.catch(() => undefined);
+    return run;
+  }
+
+  private async demoteOnce(segment: number): Promise<DemotionResult | null> {
     this.assertWritable();
     const summary = this.manifest.summaries.get(segment);
     if (summary === undefined) throw new VigilError('BAD_INPUT', `demoteSegment: segment ${segment} holds no committed chunk`);
@@ -927,8 +936,13 @@ export class ChunkStore {
       }
       this.demotionStep?.('written', segment);
       await fdatasyncAsync(seg.fd);
-      // The new file's folder entry is durable before a committed row points into it.
-      fsyncDir(this.dir);
+      // The new file's folder entry is durable before a committed row points into it (on the thread pool).
+      const folder = await fs.promises.open(this.dir, 'r');
+      try {
+        await folder.sync();
+      } finally {
+        await folder.close();
+      }
       this.demotionStep?.('synced', segment);
       // Pins taken meanwhile defer it: nothing moves under a running question.
       if (job.aborted || this.closing || this.segmentPinned(summary.firstChunkId, summary.lastChunkId)) return null;
@@ -960,12 +974,8 @@ export class ChunkStore {
     this.unlinkWhenIdle = [];
     for (const segment of gone) {
       this.readers.retire(segment);
+      // No folder fsync (as retention): a file that reappears after a power loss is unreferenced, and recovery deletes it.
       fs.rmSync(segmentPath(this.dir, segment), { force: true });
-    }
-    try {
-      fsyncDir(this.dir);
-    } catch {
-      // The rows already moved: a file that reappears after a power loss is unreferenced (recovery deletes it).
     }
   }
 
@@ -1047,6 +1057,7 @@ export class ChunkStore {
       // A demotion in progress stops at its next slice (its new file is deleted; nothing moved).
       if (this.demotion !== null) this.demotion.aborted = true;
       await this.demotionTask;
+      await this.demotionRun;
       await this.queue.flush();
       if (this.readsInFlight > 0) await new Promise<void>((r) => (this.readsIdle = r));
       let clean = this.failure === null;
