@@ -277,3 +277,22 @@ test('budget: demotion keeps far more stream time than deletion alone; the budge
     await tiered.store.dispose();
   }
 });
+
+test('dispose() during a demotion stops it: nothing moved, its new file gone, the store reopens clean', async (t) => {
+  const dir = tempDir(t);
+  const store = ChunkStore.open({ dir, geometry: G, dtype: 'float32', segmentBytes: TIER_SEGMENT_BYTES, cacheBytes: 0 });
+  for (let id = 0; id < TIER_CHUNKS; id++) await store.append(chunk(id));
+  const demoting = store.demoteSegment(store.stats().segments[0]!.segment);
+  await store.dispose();
+  assert.equal(await demoting, null);
+  assert.equal(fs.readdirSync(dir).filter((f) => f.endsWith('.kvseg')).length, 3);
+  const again = ChunkStore.open({ dir, recoveryCheck: 'full' });
+  try {
+    assert.deepEqual(again.recovery.deletedSegments, []);
+    assert.deepEqual(again.recovery.droppedChunks, []);
+    assert.equal(again.stats().bytesByDtype.kivi4, 0);
+    assertChunkBitExact((await again.readChunks([0])).chunks.get(0), chunk(0));
+  } finally {
+    await again.dispose();
+  }
+});
