@@ -89,6 +89,28 @@ describe('memory horizon', () => {
     }
   });
 
+  it('a demoted (kivi4) stretch is its own span: kv-4bit, then kv-float32, in time order', async () => {
+    const dir = path.join(parts.scratch, 'tiers');
+    const session = await StreamSession.open(parts.model, { dir, sinkFrames: 1, windowFrames: 2, gate: 'off', segmentBytes: 64 * 1024 });
+    try {
+      for (let t = 0; t < 30; t++) await session.addEncodedChunk(encodedAt(session, t));
+      await session.flush();
+      const before = session.store.stats().segments;
+      assert.ok(before.length >= 3, `${before.length} segments`);
+      const oldest = before[0]!;
+      const demoted = await session.store.demoteSegment(oldest.segment);
+      assert.ok(demoted !== null && demoted.toSegment > before.at(-1)!.segment, 'rewritten into a new, higher segment id');
+      const h = session.horizon();
+      assert.deepEqual(h.spans, [
+        { tier: 'kv-4bit', from: 0, to: oldest.tEnd, chunks: oldest.chunkCount },
+        { tier: 'kv-float32', from: oldest.tEnd! + 1, to: 29, chunks: 30 - oldest.chunkCount },
+      ]);
+      assert.deepEqual([h.from, h.to, h.forgottenBefore], [0, 29, null], 'demotion forgets nothing');
+    } finally {
+      await session.dispose();
+    }
+  });
+
   it('an outage inside the horizon, a gated span as its end; questions inside the outage or after the newest frame get statements', async () => {
     const dir = path.join(parts.scratch, 'gaps');
     const session = await StreamSession.open(parts.model, { dir, sinkFrames: 1, windowFrames: 2, gate: 'off' });
