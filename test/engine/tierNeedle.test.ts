@@ -67,6 +67,20 @@ describe('kivi4 tier: needle questions', () => {
     }
   });
 
+  it("StreamMemory.load pins its selection: a demotion started during the load is deferred, then runs", async () => {
+    const session = await ingest(path.join(scratch, 'pinned'));
+    try {
+      const loading = session.memory.load(session.memory.fixed([NEEDLE_AT]), false);
+      assert.equal(await session.store.demoteSegment(needleSegment(session)), null, 'deferred while the load holds the needle');
+      const loaded = await loading;
+      assert.deepEqual(loaded.skipped, []);
+      loaded.dispose();
+      assert.ok((await session.store.demoteSegment(needleSegment(session))) !== null, 'released after the load');
+    } finally {
+      await session.dispose();
+    }
+  });
+
   it('a question racing the demotion of its needle segment reads correct data (pinned or moved, never failed)', async () => {
     const session = await ingest(path.join(scratch, 'race'));
     try {
