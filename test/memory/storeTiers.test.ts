@@ -163,6 +163,9 @@ for (const step of ['writing', 'written', 'synced', 'committed', 'deleted'] as D
     const store = ChunkStore.open({ dir, recoveryCheck: 'full' });
     try {
       assert.deepEqual(store.recovery.droppedChunks, [], 'nothing committed is lost');
+      // Before the commit the new file (segment 4) is unreferenced and deleted, never adopted; after it, the old one (1).
+      const demotedBefore = step === 'committed' || step === 'deleted';
+      assert.deepEqual(store.recovery.deletedSegments, step === 'deleted' ? [] : demotedBefore ? [1] : [4]);
       const v = await store.verify();
       assert.equal(v.checkedChunks, TIER_CHUNKS);
       assert.deepEqual(v.damaged, []);
