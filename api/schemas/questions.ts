@@ -94,7 +94,8 @@ export const AnswerSchema = z
     tokens: z.int(),
     contextTokens: z.int(),
     timing: Timing,
-    horizon: HorizonSchema.meta({ description: 'The memory the question was answered over.' }),
+    // The memory the question was answered over (a named schema: no .meta() here, which would copy it).
+    horizon: HorizonSchema,
     coverage: CoverageSchema.nullable().meta({ description: 'With from/to: what of that range memory holds; null without a range.' }),
     outOfMemory: z.boolean().meta({ description: 'Memory holds nothing of the asked range (before the horizon, inside an outage, or not seen yet): text says so and no model call was made. Still HTTP 200.' }),
   });

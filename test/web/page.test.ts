@@ -169,13 +169,15 @@ describe('web page', () => {
     const gap = { from: 20, to: 24, reason: 'camera unreachable' };
     await page.route('**/v1/streams', async (route) => {
       const response = await route.fetch();
-      const body = (await response.json()) as { streams: Array<{ memory: { horizon: { gaps: unknown[] } } | null }> };
-      for (const s of body.streams) if (s.memory) s.memory.horizon.gaps = [gap];
+      const body = (await response.json()) as { streams: Array<{ id: string; memory: { horizon: { gaps: unknown[] } } | null }> };
+      // Inside the needle clip's horizon (0:00-0:39); the small stream's starts after it.
+      for (const s of body.streams) if (s.memory && s.id !== 'small') s.memory.horizon.gaps = [gap];
       await route.fulfill({ response, json: body });
     });
     await needleClip.locator('.horizon-text', { hasText: '1 gap' }).waitFor();
     assert.equal(await needleClip.locator('.horizon-bar .gap').getAttribute('title'), 'not recorded 0:20–0:24: camera unreachable');
     await page.unrouteAll();
+    if (process.env.VIGIL_HORIZON_SCREENSHOT) await page.screenshot({ path: process.env.VIGIL_HORIZON_SCREENSHOT, fullPage: true });
     assert.deepEqual(problems, []);
   });
 });
