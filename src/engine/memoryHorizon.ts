@@ -171,7 +171,7 @@ export function memoryCoverage(h: MemoryHorizon, range: { start: number; end: nu
   // A range given only its start runs to "now" (timeRange() ends it at MAX_SAFE_INTEGER): its
   // future is not missing memory, only the part before the horizon or in outages can be.
   const openEnd = range.end >= Number.MAX_SAFE_INTEGER;
-  const end = openEnd && h.to !== null ? Math.max(start, h.to) : range.end;
+  const end = openEnd && h.to !== null && start <= h.to ? h.to : range.end;
   const missing: MissingStretch[] = [];
   let outOfMemory: boolean;
   if (h.from === null || h.to === null) {
@@ -213,7 +213,8 @@ export function streamClock(t: number): string {
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
 }
 
-const clockSpan = (a: number, b: number) => `${streamClock(a)}–${streamClock(b)}`;
+/** "1:00–2:00"; a range open at its end (only `from` given) runs to "now". */
+const clockSpan = (a: number, b: number) => `${streamClock(a)}–${b >= Number.MAX_SAFE_INTEGER ? 'now' : streamClock(b)}`;
 
 function coverageNote(h: MemoryHorizon, range: { start: number; end: number }, missing: readonly MissingStretch[], outOfMemory: boolean): string {
   if (h.from === null || h.to === null) return `I have no memory of ${clockSpan(range.start, range.end)}: nothing has been recorded yet.`;

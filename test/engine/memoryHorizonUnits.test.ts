@@ -106,4 +106,12 @@ test('coverage: touching outages together hide a range; their shared end is a he
   const before = memoryCoverage({ ...h, from: 5 }, { start: 0, end: 4 }, []);
   assert.equal(before.note, 'I have no memory of 0:00–0:04; my memory starts at 0:05.', 'nothing forgotten: the stream began later');
   assert.equal(memoryCoverage({ ...h, from: 3700, to: 7300 }, { start: 0, end: 60 }, []).note, 'I have no memory of 0:00–1:00; my memory starts at 1:01:40.');
+  // Only a start (the end is "now"): nothing after the newest frame is missing, unless it all is.
+  const open = Number.MAX_SAFE_INTEGER;
+  assert.deepEqual(memoryCoverage(h, { start: 50, end: open }, []).missing, []);
+  const later = memoryCoverage(h, { start: 120, end: open }, []);
+  assert.equal(later.outOfMemory, true);
+  assert.equal(later.note, 'I have no memory of 2:00–now yet; my memory ends at 1:40.');
+  const empty = memoryHorizon(stats([]), noGaps);
+  assert.equal(memoryCoverage(empty, { start: 0, end: open }, []).note, 'I have no memory of 0:00–now: nothing has been recorded yet.');
 });
