@@ -490,17 +490,18 @@ export class Manifest {
     // The oldest kept chunk's start, from the summaries: MIN(t_start) over the rows is a full scan.
     let keptFrom: number | null = null;
     for (const s of this.summaries.list()) if (!gone.has(s.segment) && (keptFrom === null || s.tStart < keptFrom)) keptFrom = s.tStart;
-    // What the deleted segments held, from their summaries: the horizon's record of what was forgotten.
+    // The horizon's record of what was forgotten, from the rows deleted (the truth, whatever the
+    // summaries say): their count and newest end. O(rows deleted).
     let forgotten = this.forgotten;
-    for (const s of this.summaries.list()) {
-      if (!gone.has(s.segment)) continue;
-      forgotten = { tEnd: Math.max(forgotten?.tEnd ?? -Infinity, s.tEnd), chunks: (forgotten?.chunks ?? 0) + s.chunkCount };
-    }
     const ids = this.db.transaction(() => {
       const removed = this.db
         .prepare('SELECT chunk_id FROM chunks WHERE segment_id IN (SELECT value FROM json_each(?)) ORDER BY chunk_id')
         .pluck()
         .all(json) as number[];
+      if (removed.length > 0) {
+        const newestEnd = this.db.prepare('SELECT MAX(t_end) FROM chunks WHERE segment_id IN (SELECT value FROM json_each(?))').pluck().get(json) as number;
+        forgotten = { tEnd: Math.max(forgotten?.tEnd ?? -Infinity, newestEnd), chunks: (forgotten?.chunks ?? 0) + removed.length };
+      }
       this.db.prepare('DELETE FROM chunks WHERE segment_id IN (SELECT value FROM json_each(?))').run(json);
       this.db.prepare('DELETE FROM segment_summaries WHERE segment_id IN (SELECT value FROM json_each(?))').run(json);
       if (keptFrom !== null) this.db.prepare('DELETE FROM gaps WHERE t_end < ?').run(keptFrom);
