@@ -5,14 +5,12 @@
  * budget in force in each stream's status (the smaller of its own and its data-folder share).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { runVigil } from '../helpers/runVigil.js';
+import { startServe } from '../helpers/serveProcess.js';
 import { makeClips, tempDir, waitFor } from './helpers.js';
-
-const BIN = path.resolve('bin/vigil.js');
 
 interface Status {
   state: string;
@@ -31,17 +29,10 @@ describe('vigil serve budgets', () => {
         `cameras:\n  - { id: front, source: "${clips}/a.mp4", window: 4, budget: 600kB }\n`,
     );
     const token = 'env-token-0123456789abcdef';
-    const child = spawn(process.execPath, [BIN, 'serve', '--config', config, '--quiet', '--budget', '0.9MB', '--disk-budget', '2MB'], {
-      env: { ...process.env, VIGIL_API_TOKENS: token },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const serve = await startServe(['--config', config, '--quiet', '--budget', '0.9MB', '--disk-budget', '2MB'], token);
+    let code: number | null = null;
     try {
-      const url = await waitFor('the server to listen', () => /listening on (http:\/\/[^\s]+) /.exec(stderr)?.[1], 30_000);
-      const auth = { Authorization: `Bearer ${token}` };
-      await waitFor('ready', async () => (await fetch(`${url}/readyz`)).ok, 30_000);
+      const { url, auth } = serve;
       const status = async (id: string) => (await (await fetch(`${url}/v1/streams/${id}`, { headers: auth })).json()) as Status;
       // The camera alone: its own 600 kB is below its share (all 2 MB).
       const front = await waitFor('the camera to be ingested', async () => {
@@ -64,9 +55,9 @@ describe('vigil serve budgets', () => {
       assert.equal((await status('api')).disk?.budgetBytes, 666_666, 'the other streams shrank to the new share');
       assert.equal((await status('front')).disk?.budgetBytes, 600_000);
     } finally {
-      child.kill('SIGTERM');
+      code = await serve.stop();
     }
-    assert.equal(await exited, 0, stderr);
+    assert.equal(code, 0, serve.stderr());
   });
 
   it('a bad --budget, --disk-budget or config diskBudget is a one-line error (exit 2)', async () => {

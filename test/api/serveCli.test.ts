@@ -4,14 +4,12 @@
  * file, serves until SIGTERM, and then shuts down cleanly (memories saved, exit code 0).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { runVigil } from '../helpers/runVigil.js';
+import { startServe } from '../helpers/serveProcess.js';
 import { makeClips, question, tempDir, waitFor } from './helpers.js';
-
-const BIN = path.resolve('bin/vigil.js');
 
 describe('vigil serve', () => {
   it('refuses to start without a token, or with a short one, in one line (exit 2)', async () => {
@@ -34,17 +32,10 @@ describe('vigil serve', () => {
     const config = path.join(dir, 'vigil.yaml');
     fs.writeFileSync(config, `data: ${path.join(dir, 'data')}\nport: 0\nurlPolicy:\n  allowFilesDir: ${clips}\ncameras:\n  - { id: front, source: "\${CLIP_DIR}/a.mp4", window: 4 }\n`);
     const token = 'env-token-0123456789abcdef';
-    const child = spawn(process.execPath, [BIN, 'serve', '--config', config, '--quiet'], {
-      env: { ...process.env, VIGIL_API_TOKENS: token, CLIP_DIR: clips },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const serve = await startServe(['--config', config, '--quiet'], token, { CLIP_DIR: clips });
+    let code: number | null = null;
     try {
-      const url = await waitFor('the server to listen', () => /listening on (http:\/\/[^\s]+) /.exec(stderr)?.[1], 30_000);
-      const auth = { Authorization: `Bearer ${token}` };
-      await waitFor('ready', async () => (await fetch(`${url}/readyz`)).ok, 30_000);
+      const { url, auth } = serve;
       assert.equal((await fetch(`${url}/v1/streams`)).status, 401);
       await waitFor('the camera to be ingested', async () => {
         const s = (await (await fetch(`${url}/v1/streams/front`, { headers: auth })).json()) as { state: string };
@@ -53,9 +44,10 @@ describe('vigil serve', () => {
       const res = await fetch(`${url}/v1/streams/front/questions`, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ question: question('red'), r: 4 }) });
       assert.equal(((await res.json()) as { text: string }).text, 'green');
     } finally {
-      child.kill('SIGTERM');
+      code = await serve.stop();
     }
-    assert.equal(await exited, 0, stderr);
+    const stderr = serve.stderr();
+    assert.equal(code, 0, stderr);
     assert.match(stderr, /shutting down/);
     assert.ok(!stderr.includes(token), 'the token is never printed');
     assert.ok(fs.existsSync(path.join(dir, 'data', 'streams', 'front', 'index')), 'the index was saved on shutdown');

@@ -12,26 +12,7 @@ import {
   quantizeKivi4,
   unpackNibbles,
 } from '../../kernels/kivi.js';
-
-// Seeded uniform [-1, 1) * scale + offset.
-function data(n: number, seed: number, scale = 1, offset = 0): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 2 ** 31 - 1) * scale + offset;
-  }
-  return a;
-}
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-/** Half an ulp of float32 at |x| (the final rounding of a dequantized value). */
-function halfUlp(x: number): number {
-  f32[0] = Math.abs(x);
-  const e = (u32[0]! >>> 23) & 0xff;
-  return e === 0 ? 2 ** -150 : 2 ** (e - 127 - 24);
-}
+import { seededData as data, halfUlp } from '../helpers/seededData.js';
 
 // Every finite fp16 value with its bits, ascending (the reference searches this list: a different
 // route from the kernel's round-then-step).

@@ -1,16 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { meanOverTokens, meanRows } from '../../kernels/pool.js';
-
-function data(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 31 - 1;
-  }
-  return a;
-}
+import { seededData as data } from '../helpers/seededData.js';
 
 test('meanOverTokens: per-head means, heads concatenated', () => {
   const H = 3;

@@ -1,16 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { attentionReceived, gatherTokens, keepTopTokens, tokenNorms } from '../../kernels/tokenPruning.js';
-
-function data(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 31 - 1;
-  }
-  return a;
-}
+import { seededData as data } from '../helpers/seededData.js';
 
 test('tokenNorms: mean over heads of each token row L2 norm', () => {
   const heads = 2;
