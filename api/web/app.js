@@ -98,31 +98,28 @@ function render(streams) {
   updateStreamSelect(streams);
 }
 
+/** A new element with a class name. */
+function withClass(tag, className) {
+  const node = document.createElement(tag);
+  node.className = className;
+  return node;
+}
+
 function createCard(id) {
-  const element = document.createElement('li');
-  element.className = 'stream';
+  const element = withClass('li', 'stream');
   element.dataset.streamId = id;
   const img = document.createElement('img');
   img.alt = `latest frame of ${id}`;
   img.className = 'placeholder';
-  const info = document.createElement('div');
-  info.className = 'info';
-  const title = document.createElement('div');
-  title.className = 'title';
-  const source = document.createElement('div');
-  source.className = 'source';
-  const state = document.createElement('span');
-  state.className = 'state';
-  const figures = document.createElement('div');
-  figures.className = 'figures';
-  const gaps = document.createElement('div');
-  gaps.className = 'gaps';
-  const horizon = document.createElement('div');
-  horizon.className = 'horizon';
-  const bar = document.createElement('div');
-  bar.className = 'horizon-bar';
-  const horizonText = document.createElement('div');
-  horizonText.className = 'horizon-text';
+  const info = withClass('div', 'info');
+  const title = withClass('div', 'title');
+  const source = withClass('div', 'source');
+  const state = withClass('span', 'state');
+  const figures = withClass('div', 'figures');
+  const gaps = withClass('div', 'gaps');
+  const horizon = withClass('div', 'horizon');
+  const bar = withClass('div', 'horizon-bar');
+  const horizonText = withClass('div', 'horizon-text');
   horizon.append(bar, horizonText);
   const actions = document.createElement('div');
   const stop = button('Stop', () => api(`/v1/streams/${encodeURIComponent(id)}/stop`, { method: 'POST' }).then(refresh));
