@@ -22,6 +22,12 @@ export interface FrameChunk {
   values: Float32Array[];
   /** Per layer, float32 [numKvHeads * headDim]: mean pre-RoPE key over the chunk's tokens, heads concatenated. */
   representatives: Float32Array[];
+  /**
+   * The frame as the vision encoder saw it, compactly encoded (WebP), kept so the archive tier can
+   * drop the KV and re-encode the frame when a question needs it; absent when the stream keeps no
+   * archive. Opaque bytes to the store.
+   */
+  still?: Uint8Array;
 }
 
 /** How chunk payloads are stored on disk ('kivi4': 4-bit KIVI G32, the compressed tier; docs/memory-store.md). */

@@ -8,6 +8,8 @@ export const DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
 /** Stream seconds kept at the stream's dtype under a demoting budget (retention.keepFullSec). */
 export const DEFAULT_KEEP_FULL_SEC = 1800;
+/** Share of a demoting budget that chunks holding KV may take before the oldest go to the archive (retention.kvShare). */
+export const DEFAULT_KV_SHARE = 0.4;
 
 export interface ResolvedOptions {
   dir: string;
@@ -56,7 +58,7 @@ export function validateFsyncPolicy(p: unknown): FsyncPolicy {
 
 /** A retention policy checked against the segment size (at open, and by ChunkStore.setRetention). */
 export function validateRetention(r: unknown, segmentBytes: number): RetentionPolicy {
-  if (typeof r !== 'object' || r === null) throw bad('retention must be { budgetBytes?, alsoCount?, maxBytes?, maxStreamAgeSec?, demote?, keepFullSec? }');
+  if (typeof r !== 'object' || r === null) throw bad('retention must be { budgetBytes?, alsoCount?, maxBytes?, maxStreamAgeSec?, demote?, keepFullSec?, archive?, kvShare? }');
   const x = r as RetentionPolicy;
   const out: RetentionPolicy = {};
   // Whole segments are deleted and the one being written is kept: a limit under one segment cannot hold.
@@ -87,6 +89,14 @@ export function validateRetention(r: unknown, segmentBytes: number): RetentionPo
       throw bad(`retention.keepFullSec must be a finite number >= 0, got ${String(x.keepFullSec)}`);
     }
     out.keepFullSec = x.keepFullSec;
+  }
+  if (x.archive !== undefined) {
+    if (typeof x.archive !== 'boolean') throw bad(`retention.archive must be true or false, got ${String(x.archive)}`);
+    out.archive = x.archive;
+  }
+  if (x.kvShare !== undefined) {
+    if (typeof x.kvShare !== 'number' || !(x.kvShare >= 0 && x.kvShare <= 1)) throw bad(`retention.kvShare must be a number from 0 to 1, got ${String(x.kvShare)}`);
+    out.kvShare = x.kvShare;
   }
   return out;
 }

@@ -52,6 +52,16 @@ export interface RetentionPolicy {
   demote?: boolean;
   /** Stream seconds at the recent end never demoted (kept at the stream's dtype). Default 1800. */
   keepFullSec?: number;
+  /**
+   * The archive tier (docs/memory-store.md, Demotion): under budget pressure, once the chunks that
+   * still hold KV (any dtype but 'archive') take more than `kvShare` of the budget, the oldest of
+   * them are rewritten as 'archive' records: no KV, only the frame's still (FrameChunk.still),
+   * re-encoded through the model when a question retrieves it. Default true when budgetBytes is set
+   * (and demote is not false); false: KV tiers only, then deletion.
+   */
+  archive?: boolean;
+  /** Share of budgetBytes that chunks holding KV may take before the oldest go to the archive, 0..1. Default 0.4. */
+  kvShare?: number;
 }
 
 /** The steps of one segment's demotion, for the crash tests' hook (ChunkStoreOptions.demotionStep). */
