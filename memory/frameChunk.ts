@@ -33,6 +33,12 @@ export interface FrameChunk {
 /** How chunk payloads are stored on disk ('kivi4': 4-bit KIVI G32, the compressed tier; docs/memory-store.md). */
 export type KvStorageDtype = 'float32' | 'float16' | 'int8' | 'kivi4';
 
+/**
+ * What a stored record holds: KV in one of the storage dtypes, or 'archive': no KV at all, only the
+ * frame's still (re-encoded through the model when a question needs it; docs/memory-store.md).
+ */
+export type RecordDtype = KvStorageDtype | 'archive';
+
 export function chunkPayloadFloats(chunk: Pick<FrameChunk, 'numLayers' | 'numKvHeads' | 'tokenCount' | 'headDim'>): number {
   return 2 * chunk.numLayers * chunk.numKvHeads * chunk.tokenCount * chunk.headDim;
 }

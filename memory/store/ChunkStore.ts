@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { VigilError } from '../../common/errors.js';
-import type { FrameChunk, KvStorageDtype } from '../frameChunk.js';
+import type { FrameChunk, KvStorageDtype, RecordDtype } from '../frameChunk.js';
 import type {
   AppendReceipt,
   ChunkFailure,
@@ -34,7 +34,7 @@ import type {
   VerifyReport,
 } from './types.js';
 import { readRange } from './asyncRead.js';
-import { DEMOTED_DTYPE, pickDemotion, reencodeRecord, streamOrder, tierSpansOf } from './demotion.js';
+import { ARCHIVE_DTYPE, DEMOTED_DTYPE, type DemotionTarget, pickDemotion, reencodeRecord, rowHasStill, streamOrder, tierSpansOf } from './demotion.js';
 import { checkRecord } from './recordCheck.js';
 import { forEachConcurrent } from './asyncRead.js';
 import { type ChunkLayers, chunkLayers, DEFAULT_SECTION_READ, readLayerSections, type ScratchBuffers } from './layerReader.js';
@@ -43,14 +43,14 @@ import { validateChunk } from './chunkValidation.js';
 import { CommitQueue, fdatasyncAsync, type PendingCommit } from './commitQueue.js';
 import { classifyWriteError, diskFullError, isNoSpace } from './diskFull.js';
 import { Manifest, MANIFEST_FILE, type ChunkLocation, type ChunkRow } from './manifest.js';
-import { DEFAULT_KEEP_FULL_SEC, resolveOptions, type ResolvedOptions, validateRetention } from './options.js';
+import { DEFAULT_KEEP_FULL_SEC, DEFAULT_KV_SHARE, resolveOptions, type ResolvedOptions, validateRetention } from './options.js';
 import { planReads } from './readPlan.js';
 import { RecordEncoder } from './recordEncoder.js';
-import { FORMAT_VERSION, SEGMENT_HEADER_BYTES } from './recordFormat.js';
+import { FORMAT_VERSION, payloadLayout, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, stillOf } from './recordFormat.js';
 import { recoverStore } from './recovery.js';
 import { packRepresentatives, unpackRepresentatives } from './representatives.js';
 import { selectSegmentsToDelete } from './retention.js';
-import { readRunChunks, type RunReadContext } from './runReader.js';
+import { archivedFailure, readRunChunks, type RunReadContext } from './runReader.js';
 import {
   createSegment,
   fsyncDir,
@@ -103,7 +103,7 @@ export interface ChunkMeta {
   tEnd: number;
   wallTime: number;
   tokenCount: number;
-  dtype: KvStorageDtype;
+  dtype: RecordDtype;
   /** Per layer, float32 [numKvHeads * headDim]. */
   representatives: Float32Array[];
 }
@@ -156,6 +156,8 @@ export class ChunkStore {
   private readonly demotionStep: ((step: DemotionStep, segment: number) => void) | undefined;
   /** Old segment files whose rows moved while reads were in flight: unlinked when the reads finish. */
   private unlinkWhenIdle: number[] = [];
+  /** Segments holding no still to archive (DemotionPolicy.stillless); a demoted segment's new id starts clean. */
+  private readonly stillless = new Set<number>();
 
   private constructor(opts: ResolvedOptions, hooks: ChunkStoreOptions) {
     this.opts = opts;
@@ -280,10 +282,11 @@ export class ChunkStore {
    * STORE_IO when a write, fsync or commit fails otherwise (the store then refuses further
    * appends), STORE_CLOSED after dispose().
    */
-  async append(chunk: FrameChunk): Promise<AppendReceipt> {
+  async append(chunk: FrameChunk, options: { archive?: boolean } = {}): Promise<AppendReceipt> {
     this.assertWritable();
-    validateChunk(chunk, this.geometry, this.lastChunkId);
-    const dtype = this.dtype;
+    // An import of old history can go straight to the archive: its KV is not written (nor needed).
+    const dtype: RecordDtype = options.archive === true ? ARCHIVE_DTYPE : this.dtype;
+    validateChunk(chunk, this.geometry, this.lastChunkId, dtype !== ARCHIVE_DTYPE);
     const { bytes: rec, payloadBytes, checksum, layerChecksums } = this.encoder.encode(chunk, dtype, this.geometry);
     const length = rec.length;
 
@@ -403,9 +406,12 @@ export class ChunkStore {
     try {
       if (misses.length > 0) {
         // Locations only: the representatives (23 KB a row) are not needed to read layers.
-        const rows = this.manifest.locationsByIds(misses);
-        const known = new Set(rows.map((r) => r.chunkId));
+        const located = this.manifest.locationsByIds(misses);
+        const known = new Set(located.map((r) => r.chunkId));
         for (const id of misses) if (!known.has(id)) failed.push({ chunkId: id, reason: 'not-found', message: `chunk ${id} is not in the store` });
+        // Archived chunks have no layers to read: the caller re-encodes their stills (readStills).
+        for (const r of located) if (r.dtype === ARCHIVE_DTYPE) failed.push(archivedFailure(r.chunkId));
+        const rows = located.filter((r) => r.dtype !== ARCHIVE_DTYPE);
         // Read whole (through the cache, as readChunks does): rows from before layer checksums, and
         // chunks wanted on every layer (full, uniform and oracle contexts), where sections gain nothing.
         const readWhole = (r: ChunkLocation) => r.layerChecksums === null || new Set(wanted.get(r.chunkId)).size === L;
@@ -443,6 +449,60 @@ export class ChunkStore {
         buffer = undefined;
       },
     };
+  }
+
+  /**
+   * The stills of committed chunks (FrameChunk.still: what an archived chunk keeps instead of its
+   * KV), each record read whole and checksummed. A chunk without one, unknown or damaged is listed
+   * in `failed` ('not-found' when it kept no still).
+   */
+  async readStills(ids: readonly number[]): Promise<{ stills: Map<number, Uint8Array>; failed: ChunkFailure[] }> {
+    this.assertOpen();
+    const stills = new Map<number, Uint8Array>();
+    const failed: ChunkFailure[] = [];
+    this.readsInFlight++;
+    try {
+      const rows = this.manifest.locationsByIds([...new Set(ids)]);
+      const known = new Set(rows.map((r) => r.chunkId));
+      for (const id of ids) if (!known.has(id)) failed.push({ chunkId: id, reason: 'not-found', message: `chunk ${id} is not in the store` });
+      for (const row of rows) {
+        let record: Buffer;
+        try {
+          const fd = this.readers.acquire(row.segment);
+          try {
+            record = await readRange(fd, row.offset, row.length);
+          } finally {
+            this.readers.release(row.segment);
+          }
+        } catch (e) {
+          failed.push({ chunkId: row.chunkId, reason: 'io', message: `chunk ${row.chunkId}: ${(e as Error).message}` });
+          continue;
+        }
+        this.io.readCalls++;
+        this.io.bytesRead += record.length;
+        const bad = checkRecord(record, 0, row, this.geometry);
+        if (bad !== null) {
+          failed.push(bad);
+          continue;
+        }
+        const payload = record.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + row.payloadBytes);
+        const still = stillOf(payload, payloadLayout(row.dtype, this.geometry, row.tokenCount).totalBytes);
+        if (still) stills.set(row.chunkId, still);
+        else failed.push({ chunkId: row.chunkId, reason: 'not-found', message: `chunk ${row.chunkId} kept no still` });
+      }
+    } finally {
+      this.readDone();
+    }
+    failed.sort((a, b) => a.chunkId - b.chunkId);
+    return { stills, failed };
+  }
+
+  /** Which of these chunks are archived (no KV: a question must re-encode their stills). */
+  archivedIds(ids: readonly number[]): Set<number> {
+    this.assertOpen();
+    const out = new Set<number>();
+    for (const r of this.manifest.locationsByIds([...new Set(ids)])) if (r.dtype === ARCHIVE_DTYPE) out.add(r.chunkId);
+    return out;
   }
 
   /**
@@ -865,14 +925,14 @@ export class ChunkStore {
    * Returns null when the segment was deferred or abandoned: pinned chunks, a damaged record,
    * retention deleting it meanwhile, or dispose(). Work is done in slices of DEMOTION_SLICE_MS.
    */
-  demoteSegment(segment: number): Promise<DemotionResult | null> {
-    const run = this.demoteOnce(segment);
+  demoteSegment(segment: number, target: DemotionTarget = DEMOTED_DTYPE): Promise<DemotionResult | null> {
+    const run = this.demoteOnce(segment, target);
     // dispose() waits for it (it stops at its next slice), so nothing is written after close.
     this.demotionRun = run.catch(() => undefined);
     return run;
   }
 
-  private async demoteOnce(segment: number): Promise<DemotionResult | null> {
+  private async demoteOnce(segment: number, target: DemotionTarget): Promise<DemotionResult | null> {
     this.assertWritable();
     const summary = this.manifest.summaries.get(segment);
     if (summary === undefined) throw new VigilError('BAD_INPUT', `demoteSegment: segment ${segment} holds no committed chunk`);
@@ -883,6 +943,12 @@ export class ChunkStore {
     if (this.segmentPinned(summary.firstChunkId, summary.lastChunkId)) return null;
     const started = performance.now();
     const rows = this.manifest.locationsInSegments([segment]);
+    // Chunks stored without a still have nothing to archive (they keep their KV): a segment of
+    // only such chunks is not rewritten, and the policy stops picking it for the archive.
+    if (target === ARCHIVE_DTYPE && !rows.some((r) => r.dtype !== ARCHIVE_DTYPE && rowHasStill(r, this.geometry))) {
+      this.stillless.add(segment);
+      return null;
+    }
     const to = this.nextSegmentId++;
     const seg = createSegment(this.dir, to);
     const job = { from: segment, to, size: seg.size, aborted: false };
@@ -914,21 +980,21 @@ export class ChunkStore {
           process.emitWarning(`memory store ${this.dir}: demotion of segment ${segment} skipped: ${bad.message}`);
           return null;
         }
-        // A record already in kivi4 (a mixed segment) is copied as it is: quantizing twice would add error.
+        // A record already at the target or beyond (a mixed segment) is copied as it is: quantizing twice would add error.
         let bytes: Buffer = record;
-        let out = { payloadBytes: row.payloadBytes, checksum: row.checksum, layerChecksums: row.layerChecksums };
-        if (row.dtype !== DEMOTED_DTYPE) {
-          const enc = await reencodeRecord(record, row, this.geometry, DEMOTED_DTYPE, slice);
+        let out = { payloadBytes: row.payloadBytes, checksum: row.checksum, layerChecksums: row.layerChecksums, dtype: row.dtype };
+        if (row.dtype !== target && row.dtype !== ARCHIVE_DTYPE && (target !== ARCHIVE_DTYPE || rowHasStill(row, this.geometry))) {
+          const enc = await reencodeRecord(record, row, this.geometry, target, slice);
           if (enc === null) return null;
           bytes = enc.bytes;
-          out = { payloadBytes: enc.payloadBytes, checksum: enc.checksum, layerChecksums: enc.layerChecksums };
+          out = { payloadBytes: enc.payloadBytes, checksum: enc.checksum, layerChecksums: enc.layerChecksums, dtype: target };
         }
         // Under a budget the new file counts from its first byte: make room as an append would.
         this.roomForDemotion(bytes.length);
         if (job.aborted) return null;
         let done = 0;
         while (done < bytes.length) done += fs.writeSync(seg.fd, bytes, done, bytes.length - done, seg.size + done);
-        moved.push({ ...row, ...out, segment: to, offset: seg.size, length: bytes.length, dtype: DEMOTED_DTYPE });
+        moved.push({ ...row, ...out, segment: to, offset: seg.size, length: bytes.length });
         seg.size += bytes.length;
         job.size = seg.size;
         if (moved.length === 1) this.demotionStep?.('writing', segment);
@@ -993,8 +1059,8 @@ export class ChunkStore {
     if (this.nextDemotion() === null) return;
     this.demotionTask = (async () => {
       try {
-        for (let s = this.nextDemotion(); s !== null && !this.closing; s = this.nextDemotion()) {
-          if ((await this.demoteSegment(s)) === null) break; // deferred (pins) or abandoned: retried after a later commit
+        for (let next = this.nextDemotion(); next !== null && !this.closing; next = this.nextDemotion()) {
+          if ((await this.demoteSegment(next.segment, next.target)) === null) break; // deferred (pins) or abandoned: retried after a later commit
         }
       } catch (e) {
         // Demotion is an optimisation: the budget still holds by deletion. Retried after the next commit.
@@ -1005,10 +1071,10 @@ export class ChunkStore {
     })();
   }
 
-  /** The segment demotion should rewrite now under the policy, or null (no budget, room enough, nothing old). */
-  private nextDemotion(): number | null {
+  /** The segment demotion should rewrite now under the policy, and to what, or null (no budget, room enough, nothing old). */
+  private nextDemotion(): { segment: number; target: DemotionTarget } | null {
     const policy = this.retentionPolicy;
-    if (policy?.budgetBytes === undefined || policy.demote === false || this.dtype === DEMOTED_DTYPE) return null;
+    if (policy?.budgetBytes === undefined || policy.demote === false) return null;
     let segmentTotal = 0;
     for (const s of this.segments.values()) segmentTotal += s.fileBytes;
     if (segmentTotal + this.otherBytes(policy) + DEMOTION_HEADROOM_SEGMENTS * this.opts.segmentBytes <= policy.budgetBytes) return null;
@@ -1016,11 +1082,17 @@ export class ChunkStore {
     const pick = pickDemotion(
       this.manifest.segmentSummaries(),
       this.manifest.totals().tEnd,
-      policy.keepFullSec ?? DEFAULT_KEEP_FULL_SEC,
+      {
+        keepFullSec: policy.keepFullSec ?? DEFAULT_KEEP_FULL_SEC,
+        toKivi4: this.dtype !== DEMOTED_DTYPE,
+        toArchive: policy.archive !== false,
+        kvBytesLimit: (policy.kvShare ?? DEFAULT_KV_SHARE) * policy.budgetBytes,
+        stillless: this.stillless,
+      },
       (seg) => seg === this.active?.segment || seg === this.resumeSegment || pending.has(seg),
       (x) => this.segmentPinned(x.firstChunkId, x.lastChunkId),
     );
-    return pick?.segment ?? null;
+    return pick === null ? null : { segment: pick.segment.segment, target: pick.target };
   }
 
   /** Empties the RAM cache (the next reads go to disk). */

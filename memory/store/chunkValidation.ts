@@ -36,9 +36,11 @@ export function firstNonFinite(a: Float32Array): number {
 
 /**
  * Throws SHAPE_MISMATCH (geometry, array shapes) or BAD_INPUT (id not above lastChunkId, times,
- * token count, a non-finite value in keys, values or representatives, named by layer and index).
+ * token count, a non-finite value in keys, values or representatives, named by layer and index,
+ * a still that is not bytes). `withKv` false (a chunk going straight to the archive): keys and
+ * values are not written, so not checked, and a still is required.
  */
-export function validateChunk(chunk: FrameChunk, geometry: ChunkGeometry, lastChunkId: number | null): void {
+export function validateChunk(chunk: FrameChunk, geometry: ChunkGeometry, lastChunkId: number | null, withKv = true): void {
   if (typeof chunk !== 'object' || chunk === null) throw new VigilError('BAD_INPUT', 'append: chunk must be a FrameChunk');
   const id = chunk.chunkId;
   if (!Number.isInteger(id) || id < 0 || id > MAX_CHUNK_ID) {
@@ -66,12 +68,15 @@ export function validateChunk(chunk: FrameChunk, geometry: ChunkGeometry, lastCh
   if (!Number.isInteger(T) || T < 1 || T > 0xffffffff) {
     throw new VigilError('BAD_INPUT', `append: chunk ${id} tokenCount must be a positive integer, got ${T}`);
   }
+  if (chunk.still !== undefined && !(chunk.still instanceof Uint8Array)) throw new VigilError('BAD_INPUT', `append: chunk ${id} still must be bytes (Uint8Array)`);
+  if (!withKv && (chunk.still === undefined || chunk.still.length === 0)) throw new VigilError('BAD_INPUT', `append: chunk ${id} goes to the archive and needs its still`);
   const n = H * T * D;
-  for (const [name, list, len] of [
+  const arrays = [
     ['keys', chunk.keys, n],
     ['values', chunk.values, n],
     ['representatives', chunk.representatives, H * D],
-  ] as const) {
+  ] as const;
+  for (const [name, list, len] of withKv ? arrays : arrays.slice(2)) {
     if (!Array.isArray(list) || list.length !== L) {
       throw new VigilError('SHAPE_MISMATCH', `append: chunk ${id} ${name} must hold ${L} layers, got ${Array.isArray(list) ? list.length : typeof list}`);
     }
@@ -83,11 +88,7 @@ export function validateChunk(chunk: FrameChunk, geometry: ChunkGeometry, lastCh
     });
   }
   // After every shape check, so a shape error is reported as one even when values are also bad.
-  for (const [name, list] of [
-    ['keys', chunk.keys],
-    ['values', chunk.values],
-    ['representatives', chunk.representatives],
-  ] as const) {
+  for (const [name, list] of withKv ? arrays : arrays.slice(2)) {
     for (let l = 0; l < L; l++) {
       const a = list[l]!;
       const i = firstNonFinite(a);

@@ -18,6 +18,7 @@ import type { FrameChunk } from '../frameChunk.js';
 import type { ChunkLocation } from './manifest.js';
 import type { ChunkFailure } from './types.js';
 import fs from 'node:fs';
+import { invariant } from '../../common/errors.js';
 import { forEachConcurrent } from './asyncRead.js';
 import { payloadCrc32 } from './checksum.js';
 import { decodeLayer } from './payloadCodec.js';
@@ -205,6 +206,8 @@ export async function readLayerSections(
       if (e.row.dtype === 'float32') {
         data = { key: new Float32Array(buffer, e.at, n), value: new Float32Array(buffer, e.at + 4 * n, n) };
       } else {
+        // Archived rows hold no sections: ChunkStore.readLayers reports them before reading.
+        invariant(e.row.dtype !== 'archive', () => `chunk ${e.chunkId} is archived: it has no layer sections`);
         data = { key: new Float32Array(buffer, e.decodedAt, n), value: new Float32Array(buffer, e.decodedAt + 4 * n, n) };
         decodeLayer(section, e.row.dtype, ctx.geometry, e.row.tokenCount, data.key, data.value);
       }

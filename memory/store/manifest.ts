@@ -1,7 +1,7 @@
 // The manifest: one SQLite database per stream (better-sqlite3, WAL). It is the commit point of
 // the store: a chunk exists once its row is committed, and every row points at an intact record.
 import Database from 'better-sqlite3';
-import type { KvStorageDtype } from '../frameChunk.js';
+import type { KvStorageDtype, RecordDtype } from '../frameChunk.js';
 import type { ChunkGeometry, ChunkTimes, FsyncPolicy, StreamGap } from './types.js';
 import { FORMAT_VERSION } from './recordFormat.js';
 import { addRow, SegmentSummaries, type SegmentSummary, type StoreTotals } from './segmentSummary.js';
@@ -18,7 +18,7 @@ export interface ChunkLocation {
   tEnd: number;
   wallTime: number;
   tokenCount: number;
-  dtype: KvStorageDtype;
+  dtype: RecordDtype;
   checksum: number;
   payloadBytes: number;
   /**
@@ -128,6 +128,7 @@ CREATE TABLE segment_summaries (
   bytes_float16 INTEGER NOT NULL,
   bytes_int8 INTEGER NOT NULL,
   bytes_kivi4 INTEGER NOT NULL DEFAULT 0,
+  bytes_archive INTEGER NOT NULL DEFAULT 0,
   first_chunk_id INTEGER NOT NULL,
   last_chunk_id INTEGER NOT NULL,
   t_start REAL NOT NULL,
@@ -136,36 +137,37 @@ CREATE TABLE segment_summaries (
   wall_start REAL NOT NULL,
   wall_end REAL NOT NULL
 )`;
-const SUMMARY_COLUMN_LIST = `segment_id, chunk_count, bytes, bytes_float32, bytes_float16, bytes_int8, bytes_kivi4, first_chunk_id, last_chunk_id,
+const SUMMARY_COLUMN_LIST = `segment_id, chunk_count, bytes, bytes_float32, bytes_float16, bytes_int8, bytes_kivi4, bytes_archive, first_chunk_id, last_chunk_id,
   t_start, t_end, committed_end, wall_start, wall_end`;
 /** The same facts computed from the chunk rows (migration, a segment that lost rows, old-store readers). */
 const AGGREGATE_SELECT = `SELECT segment_id, COUNT(*), SUM(length),
   SUM(CASE WHEN dtype = 'float32' THEN length ELSE 0 END), SUM(CASE WHEN dtype = 'float16' THEN length ELSE 0 END),
-  SUM(CASE WHEN dtype = 'int8' THEN length ELSE 0 END), SUM(CASE WHEN dtype = 'kivi4' THEN length ELSE 0 END), MIN(chunk_id), MAX(chunk_id), MIN(t_start), MAX(t_end),
+  SUM(CASE WHEN dtype = 'int8' THEN length ELSE 0 END), SUM(CASE WHEN dtype = 'kivi4' THEN length ELSE 0 END),
+  SUM(CASE WHEN dtype = 'archive' THEN length ELSE 0 END), MIN(chunk_id), MAX(chunk_id), MIN(t_start), MAX(t_end),
   MAX(offset + length), MIN(wall_time), MAX(wall_time) FROM chunks`;
 
 /** A summary as one flat row (SUMMARY_COLUMN_LIST order). */
-type SummaryTuple = [number, number, number, number, number, number, number, number, number, number, number, number, number, number];
+type SummaryTuple = [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
 
 function fromTuple(r: SummaryTuple): SegmentSummary {
   return {
     segment: r[0],
     chunkCount: r[1],
     bytes: r[2],
-    bytesByDtype: { float32: r[3], float16: r[4], int8: r[5], kivi4: r[6] },
-    firstChunkId: r[7],
-    lastChunkId: r[8],
-    tStart: r[9],
-    tEnd: r[10],
-    committedEnd: r[11],
-    wallStart: r[12],
-    wallEnd: r[13],
+    bytesByDtype: { float32: r[3], float16: r[4], int8: r[5], kivi4: r[6], archive: r[7] },
+    firstChunkId: r[8],
+    lastChunkId: r[9],
+    tStart: r[10],
+    tEnd: r[11],
+    committedEnd: r[12],
+    wallStart: r[13],
+    wallEnd: r[14],
   };
 }
 
 function toTuple(s: SegmentSummary): SummaryTuple {
   const b = s.bytesByDtype;
-  return [s.segment, s.chunkCount, s.bytes, b.float32, b.float16, b.int8, b.kivi4, s.firstChunkId, s.lastChunkId, s.tStart, s.tEnd, s.committedEnd, s.wallStart, s.wallEnd];
+  return [s.segment, s.chunkCount, s.bytes, b.float32, b.float16, b.int8, b.kivi4, b.archive, s.firstChunkId, s.lastChunkId, s.tStart, s.tEnd, s.committedEnd, s.wallStart, s.wallEnd];
 }
 
 const LOCATION_COLUMNS = `chunk_id AS chunkId, segment_id AS segment, offset, length, t_start AS tStart, t_end AS tEnd,
@@ -240,8 +242,9 @@ export class Manifest {
    */
   private migrateSummaries(): void {
     if (this.tableExists('segment_summaries')) {
-      // Tables made before dtype 'kivi4' (no such rows could exist then, so 0 is exact).
-      if (!this.summaryHasKivi4()) this.db.exec('ALTER TABLE segment_summaries ADD COLUMN bytes_kivi4 INTEGER NOT NULL DEFAULT 0');
+      // Tables made before dtypes 'kivi4' and 'archive' (no such rows could exist then, so 0 is exact).
+      if (!this.summaryHasColumn('bytes_kivi4')) this.db.exec('ALTER TABLE segment_summaries ADD COLUMN bytes_kivi4 INTEGER NOT NULL DEFAULT 0');
+      if (!this.summaryHasColumn('bytes_archive')) this.db.exec('ALTER TABLE segment_summaries ADD COLUMN bytes_archive INTEGER NOT NULL DEFAULT 0');
       return;
     }
     this.db.transaction(() => {
@@ -250,8 +253,8 @@ export class Manifest {
     })();
   }
 
-  private summaryHasKivi4(): boolean {
-    return (this.db.prepare('PRAGMA table_info(segment_summaries)').all() as Array<{ name: string }>).some((c) => c.name === 'bytes_kivi4');
+  private summaryHasColumn(name: string): boolean {
+    return (this.db.prepare('PRAGMA table_info(segment_summaries)').all() as Array<{ name: string }>).some((c) => c.name === name);
   }
 
   private loadSummaries(): SegmentSummary[] {
@@ -290,8 +293,8 @@ export class Manifest {
     if (!this.readOnly) return;
     const read = this.db.transaction(() => {
       this.forgotten = this.loadForgotten();
-      // A table without bytes_kivi4 (no writer since) is read through the rows, like no table.
-      if (this.tableExists('segment_summaries') && this.summaryHasKivi4()) {
+      // A table without the newest columns (no writer since) is read through the rows, like no table.
+      if (this.tableExists('segment_summaries') && this.summaryHasColumn('bytes_archive')) {
         this.summaries.reset(this.loadSummaries());
         if (this.summariesMatchRows()) return;
       }
@@ -309,7 +312,7 @@ export class Manifest {
 
   private upsertSummary(x: SegmentSummary): void {
     this.upsertSummaryStmt ??= this.db.prepare(
-      `INSERT OR REPLACE INTO segment_summaries (${SUMMARY_COLUMN_LIST}) VALUES (${Array(14).fill('?').join(', ')})`,
+      `INSERT OR REPLACE INTO segment_summaries (${SUMMARY_COLUMN_LIST}) VALUES (${Array(15).fill('?').join(', ')})`,
     );
     this.upsertSummaryStmt.run(...toTuple(x));
   }

@@ -3,7 +3,7 @@
 import type { ChunkLocation } from './manifest.js';
 import type { ChunkFailure, ChunkGeometry } from './types.js';
 import { payloadCrc32 } from './checksum.js';
-import { decodeRecordHeader, payloadLayout, RECORD_HEADER_BYTES, recordLength } from './recordFormat.js';
+import { decodeRecordHeader, payloadLayout, RECORD_HEADER_BYTES, recordLength, stillOf } from './recordFormat.js';
 
 /**
  * Checks the record of `loc` held in `buf` at `at` (the record's first byte): header, identity,
@@ -26,10 +26,13 @@ export function checkRecord(buf: Buffer, at: number, loc: ChunkLocation, geometr
   if (r.dtype !== loc.dtype || r.tokenCount !== loc.tokenCount || r.payloadBytes !== loc.payloadBytes) {
     return fail('bad-header', 'record header disagrees with its manifest row');
   }
-  if (payloadLayout(r.dtype, geometry, r.tokenCount).totalBytes !== r.payloadBytes || recordLength(r.payloadBytes) !== loc.length) {
+  const kvBytes = payloadLayout(r.dtype, geometry, r.tokenCount).totalBytes;
+  if (r.payloadBytes < kvBytes || recordLength(r.payloadBytes) !== loc.length) {
     return fail('bad-header', 'record sizes are inconsistent');
   }
   const payload = buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + r.payloadBytes);
+  // Bytes after the KV are a still whose own length must account for them exactly.
+  if (stillOf(payload, kvBytes) === undefined) return fail('bad-header', 'record sizes are inconsistent (still)');
   const crc = payloadCrc32(payload);
   if (crc !== loc.checksum || r.payloadCrc !== loc.checksum) {
     return fail('checksum', `payload checksum ${crc.toString(16)}, expected ${loc.checksum.toString(16)}`);

@@ -1,11 +1,11 @@
 // FrameChunk -> one complete record (header + payload + padding) in a reused scratch buffer, so
 // an append is one allocation-free encode and one write.
 import { VigilError } from '../../common/errors.js';
-import type { FrameChunk, KvStorageDtype } from '../frameChunk.js';
+import type { FrameChunk, RecordDtype } from '../frameChunk.js';
 import type { ChunkGeometry } from './types.js';
 import { payloadCrc32 } from './checksum.js';
 import { encodePayload, UnrepresentableValueError } from './payloadCodec.js';
-import { encodeRecordHeader, payloadLayout, RECORD_HEADER_BYTES, recordLength } from './recordFormat.js';
+import { encodeRecordHeader, payloadBytesWithStill, payloadLayout, RECORD_HEADER_BYTES, recordLength, writeStill } from './recordFormat.js';
 
 export interface EncodedRecord {
   /** The record bytes; a view of the encoder's scratch, valid until the next encode(). */
@@ -19,18 +19,23 @@ export interface EncodedRecord {
 export class RecordEncoder {
   private scratch = Buffer.allocUnsafeSlow(0); // byteOffset 0: payload sections stay aligned
 
-  /** Throws BAD_INPUT for a value the dtype cannot hold. The chunk must be validated already. */
-  encode(chunk: FrameChunk, dtype: KvStorageDtype, geometry: ChunkGeometry): EncodedRecord {
-    const payloadBytes = payloadLayout(dtype, geometry, chunk.tokenCount).totalBytes;
+  /**
+   * Throws BAD_INPUT for a value the dtype cannot hold. The chunk must be validated already. Its
+   * still, when it has one, follows the KV ('archive': the still alone, the KV is not written).
+   */
+  encode(chunk: FrameChunk, dtype: RecordDtype, geometry: ChunkGeometry): EncodedRecord {
+    const kvBytes = payloadLayout(dtype, geometry, chunk.tokenCount).totalBytes;
+    const payloadBytes = payloadBytesWithStill(kvBytes, chunk.still);
     const length = recordLength(payloadBytes);
     if (this.scratch.length < length) this.scratch = Buffer.allocUnsafeSlow(length);
     const rec = this.scratch.subarray(0, length);
     try {
-      encodePayload(chunk, dtype, rec, RECORD_HEADER_BYTES);
+      if (dtype !== 'archive') encodePayload(chunk, dtype, rec, RECORD_HEADER_BYTES);
     } catch (e) {
       if (e instanceof UnrepresentableValueError) throw new VigilError('BAD_INPUT', `append: ${e.message}`);
       throw e;
     }
+    if (chunk.still !== undefined) writeStill(rec, RECORD_HEADER_BYTES + kvBytes, chunk.still);
     rec.fill(0, RECORD_HEADER_BYTES + payloadBytes, length);
     const checksum = payloadCrc32(rec.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + payloadBytes));
     const { layerBytes } = payloadLayout(dtype, geometry, chunk.tokenCount);

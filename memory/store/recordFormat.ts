@@ -1,7 +1,7 @@
 // Byte layout of segment files and of the chunk records inside them (docs/memory-store.md).
 // Everything is little-endian. Records start at multiples of 8 so the payload's
 // float32/uint16 sections can be viewed in place after a read.
-import type { KvStorageDtype } from '../frameChunk.js';
+import type { KvStorageDtype, RecordDtype } from '../frameChunk.js';
 import type { ChunkGeometry } from './types.js';
 import { payloadCrc32 } from './checksum.js';
 import { kivi4Groups } from '../../kernels/kivi.js';
@@ -17,14 +17,15 @@ export const RECORD_MAGIC = 0x52564b56;
 export const RECORD_HEADER_BYTES = 72;
 export const RECORD_ALIGN = 8;
 
-const DTYPE_CODES: Record<KvStorageDtype, number> = { float32: 1, float16: 2, int8: 3, kivi4: 4 };
+const DTYPE_CODES: Record<RecordDtype, number> = { float32: 1, float16: 2, int8: 3, kivi4: 4, archive: 5 };
 
 /** KIVI group size of dtype 'kivi4' (G32: the tier docs/PERFORMANCE.md measured). */
 export const KIVI4_GROUP = 32;
-const CODE_DTYPES = new Map<number, KvStorageDtype>(
-  Object.entries(DTYPE_CODES).map(([k, v]) => [v, k as KvStorageDtype]),
+const CODE_DTYPES = new Map<number, RecordDtype>(
+  Object.entries(DTYPE_CODES).map(([k, v]) => [v, k as RecordDtype]),
 );
 
+/** A dtype new KV can be written in (a stream's storage dtype); 'archive' is a record dtype only. */
 export function isStorageDtype(x: unknown): x is KvStorageDtype {
   return x === 'float32' || x === 'float16' || x === 'int8' || x === 'kivi4';
 }
@@ -72,8 +73,9 @@ export interface PayloadLayout {
   totalBytes: number;
 }
 
-export function payloadLayout(dtype: KvStorageDtype, geometry: ChunkGeometry, tokens: number): PayloadLayout {
+export function payloadLayout(dtype: RecordDtype, geometry: ChunkGeometry, tokens: number): PayloadLayout {
   const { numLayers: L, numKvHeads: H, headDim: D } = geometry;
+  if (dtype === 'archive') return { elements: 0, keyBytes: 0, valueBytes: 0, layerBytes: 0, totalBytes: 0 };
   const elements = H * tokens * D;
   let keyBytes: number;
   let valueBytes: number;
@@ -101,8 +103,38 @@ export function recordLength(payloadBytes: number): number {
   return alignUp(RECORD_HEADER_BYTES + payloadBytes, RECORD_ALIGN);
 }
 
+/**
+ * A record's payload is its KV sections (payloadLayout(...).totalBytes, none for 'archive'), then,
+ * when the chunk kept its frame, the still: u32 byte count, then the bytes. Records without a still
+ * end with the KV (the layout before stills existed), so payloadBytes tells which.
+ */
+export const STILL_LENGTH_BYTES = 4;
+
+export function payloadBytesWithStill(kvBytes: number, still: Uint8Array | undefined): number {
+  return still === undefined ? kvBytes : kvBytes + STILL_LENGTH_BYTES + still.length;
+}
+
+/** Writes the still's tail at `at` (right after the KV sections). */
+export function writeStill(out: Buffer, at: number, still: Uint8Array): void {
+  out.writeUInt32LE(still.length, at);
+  out.set(still, at + STILL_LENGTH_BYTES);
+}
+
+/**
+ * The still in an intact payload (`payload` = exactly payloadBytes), as a view; null when the
+ * record has none; undefined when the tail is inconsistent (a damaged or foreign record).
+ */
+export function stillOf(payload: Uint8Array, kvBytes: number): Uint8Array | null | undefined {
+  if (payload.length === kvBytes) return null;
+  if (payload.length < kvBytes + STILL_LENGTH_BYTES) return undefined;
+  const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  const n = b.readUInt32LE(kvBytes);
+  if (kvBytes + STILL_LENGTH_BYTES + n !== payload.length) return undefined;
+  return payload.subarray(kvBytes + STILL_LENGTH_BYTES);
+}
+
 export interface RecordHeader {
-  dtype: KvStorageDtype;
+  dtype: RecordDtype;
   chunkId: number;
   numLayers: number;
   numKvHeads: number;

@@ -7,7 +7,7 @@ import { readRange, readvFully } from './asyncRead.js';
 import { decodePayload } from './payloadCodec.js';
 import type { Extent, ReadRun } from './readPlan.js';
 import { checkRecord } from './recordCheck.js';
-import { RECORD_HEADER_BYTES } from './recordFormat.js';
+import { payloadLayout, RECORD_HEADER_BYTES } from './recordFormat.js';
 import { unpackRepresentatives } from './representatives.js';
 import type { SegmentReaders } from './segmentFiles.js';
 
@@ -94,7 +94,13 @@ export async function readRunChunks(ctx: RunReadContext, run: ReadRun<ChunkRow>,
       failed.push(f);
       return;
     }
-    const payload = buf.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + row.payloadBytes);
+    if (row.dtype === 'archive') {
+      failed.push(archivedFailure(row.chunkId));
+      return;
+    }
+    // The KV sections only: a still may follow them.
+    const kvBytes = payloadLayout(row.dtype, ctx.geometry, row.tokenCount).totalBytes;
+    const payload = buf.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + kvBytes);
     const { keys, values } = decodePayload(payload, row.dtype, ctx.geometry, row.tokenCount);
     out.push({
       chunkId: row.chunkId,
@@ -111,4 +117,9 @@ export async function readRunChunks(ctx: RunReadContext, run: ReadRun<ChunkRow>,
     });
   });
   return out;
+}
+
+/** An archived chunk holds no KV to read: the question path re-encodes its still instead (ChunkStore.readStills). */
+export function archivedFailure(chunkId: number): ChunkFailure {
+  return { chunkId, reason: 'archived', message: `chunk ${chunkId} is archived (no KV: its still must be re-encoded)` };
 }

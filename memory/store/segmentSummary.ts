@@ -2,13 +2,13 @@
 // manifest persists one row per segment (table segment_summaries) in the same transactions that
 // change the chunk rows; this RAM copy answers stats() and retention in O(segments), never by a
 // query over the chunk rows (each carries ~23 KB of representatives at smolvlm2-256m geometry).
-import type { KvStorageDtype } from '../frameChunk.js';
+import type { RecordDtype } from '../frameChunk.js';
 import type { ChunkLocation } from './manifest.js';
 
-export type BytesByDtype = Record<KvStorageDtype, number>;
+export type BytesByDtype = Record<RecordDtype, number>;
 
 /** Every payload dtype, in dtype-code order. */
-export const STORE_DTYPES: readonly KvStorageDtype[] = ['float32', 'float16', 'int8', 'kivi4'];
+export const STORE_DTYPES: readonly RecordDtype[] = ['float32', 'float16', 'int8', 'kivi4', 'archive'];
 
 export interface SegmentSummary {
   segment: number;
@@ -45,7 +45,7 @@ export interface StoreTotals {
 export function addRow(prev: SegmentSummary | undefined, row: SummaryRow): SegmentSummary {
   const end = row.offset + row.length;
   if (prev === undefined) {
-    const bytesByDtype: BytesByDtype = { float32: 0, float16: 0, int8: 0, kivi4: 0 };
+    const bytesByDtype: BytesByDtype = { float32: 0, float16: 0, int8: 0, kivi4: 0, archive: 0 };
     bytesByDtype[row.dtype] = row.length;
     return {
       segment: row.segment,
@@ -82,7 +82,7 @@ function emptyTotals(): StoreTotals {
   return {
     chunkCount: 0,
     bytes: 0,
-    bytesByDtype: { float32: 0, float16: 0, int8: 0, kivi4: 0 },
+    bytesByDtype: { float32: 0, float16: 0, int8: 0, kivi4: 0, archive: 0 },
     firstChunkId: null,
     lastChunkId: null,
     tStart: null,

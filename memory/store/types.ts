@@ -1,6 +1,6 @@
 // Public types of the chunk store: options, receipts and reports. The options
 // are the documentation: each says what it does and its default.
-import type { FrameChunk, KvStorageDtype } from '../frameChunk.js';
+import type { FrameChunk, KvStorageDtype, RecordDtype } from '../frameChunk.js';
 
 /** The per-stream tensor geometry every chunk must have (tokenCount may vary per chunk). */
 export interface ChunkGeometry {
@@ -79,7 +79,7 @@ export interface DemotionResult {
 
 /** A stretch of contiguous segments (in stream order) whose chunks are held in one dtype. */
 export interface TierSpan {
-  dtype: KvStorageDtype;
+  dtype: RecordDtype;
   tStart: number;
   tEnd: number;
   firstChunkId: number;
@@ -149,7 +149,7 @@ export interface AppendReceipt {
   length: number;
 }
 
-export type ChunkFailureReason = 'not-found' | 'checksum' | 'bad-header' | 'truncated' | 'missing-segment' | 'io';
+export type ChunkFailureReason = 'not-found' | 'checksum' | 'bad-header' | 'truncated' | 'missing-segment' | 'io' | 'archived';
 
 export interface ChunkFailure {
   chunkId: number;
@@ -200,7 +200,7 @@ export interface SegmentStats {
   tStart: number | null;
   tEnd: number | null;
   /** Record bytes of the segment's committed chunks by payload dtype, only the dtypes it holds (the horizon's tier of each stretch). */
-  bytesByDtype: Partial<Record<KvStorageDtype, number>>;
+  bytesByDtype: Partial<Record<RecordDtype, number>>;
 }
 
 export interface StoreStats {
@@ -210,7 +210,7 @@ export interface StoreStats {
   firstChunkId: number | null;
   lastChunkId: number | null;
   /** Record bytes (header + payload + padding) of committed chunks, by payload dtype. */
-  bytesByDtype: Record<KvStorageDtype, number>;
+  bytesByDtype: Record<RecordDtype, number>;
   /** Sum of segment file sizes (includes segment headers and holes left by dropped rows). */
   segmentBytes: number;
   /** Every file of the store folder (segments, manifest, WAL, -shm, LOCK) and of `retention.alsoCount`, measured now. */

@@ -2,21 +2,20 @@
 // where it has holes, and what retention already forgot. One computation for every surface (stream
 // status, `vigil store stats`, answers, metrics, the web page), from the store's per-segment
 // summaries and the gaps table: O(segments + listed gaps), never a pass over the chunk rows.
-import type { KvStorageDtype } from '../../memory/frameChunk.js';
+import type { RecordDtype } from '../../memory/frameChunk.js';
 import type { StoreStats, StreamGap } from '../../memory/store/types.js';
 
 /**
  * Fidelity tiers, highest first: KV in a storage dtype (kivi4 chunks are 'kv-4bit'), and the
- * archive tier to come (representatives plus the frame, no KV), named here so that a span of it
- * needs no change to the shapes below or to the API.
+ * archive (representatives plus the frame's still, no KV: re-encoded when a question needs it).
  */
 export const MEMORY_TIERS = ['kv-float32', 'kv-float16', 'kv-int8', 'kv-4bit', 'archive'] as const;
 export type MemoryTier = (typeof MEMORY_TIERS)[number];
 
 /** The tier of KV stored in each payload dtype (kivi4: 4-bit KIVI). */
-const TIER_BY_DTYPE: Readonly<Record<string, MemoryTier>> = { float32: 'kv-float32', float16: 'kv-float16', int8: 'kv-int8', kivi4: 'kv-4bit' };
+const TIER_BY_DTYPE: Readonly<Record<string, MemoryTier>> = { float32: 'kv-float32', float16: 'kv-float16', int8: 'kv-int8', kivi4: 'kv-4bit', archive: 'archive' };
 
-export function kvTier(dtype: KvStorageDtype): MemoryTier {
+export function kvTier(dtype: RecordDtype): MemoryTier {
   // A dtype this table does not know yet is claimed no better than the lowest KV tier.
   return TIER_BY_DTYPE[dtype] ?? 'kv-4bit';
 }
@@ -74,9 +73,9 @@ export interface UnstoredTail {
 }
 
 /** The lowest-fidelity tier among a segment's dtypes: a mixed segment is claimed no better than its worst chunk. */
-function segmentTier(bytesByDtype: Partial<Record<KvStorageDtype, number>>, fallback: KvStorageDtype): MemoryTier {
+function segmentTier(bytesByDtype: Partial<Record<RecordDtype, number>>, fallback: RecordDtype): MemoryTier {
   let tier: MemoryTier | null = null;
-  for (const [dtype, bytes] of Object.entries(bytesByDtype) as Array<[KvStorageDtype, number | undefined]>) {
+  for (const [dtype, bytes] of Object.entries(bytesByDtype) as Array<[RecordDtype, number | undefined]>) {
     if (bytes === undefined || bytes <= 0) continue;
     const t = kvTier(dtype);
     if (tier === null || MEMORY_TIERS.indexOf(t) > MEMORY_TIERS.indexOf(tier)) tier = t;

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { TestContext } from 'node:test';
 import type { FrameChunk } from '../../memory/frameChunk.js';
 import { type ChunkGeometry, ChunkStore } from '../../memory/store/index.js';
+import { asStoredRepresentatives } from '../../memory/store/representatives.js';
 import { meanOverTokens } from '../../kernels/pool.js';
 import { mulberry32 } from '../../kernels/sampling.js';
 
@@ -59,15 +60,20 @@ function bits(a: Float32Array): Uint32Array {
   return new Uint32Array(a.buffer, a.byteOffset, a.length);
 }
 
-/** Same metadata and bit-identical tensors (NaN payloads and -0 included). */
+/**
+ * Same metadata and bit-identical tensors (NaN payloads and -0 included); representatives
+ * bit-identical to their manifest round trip (int8, memory/store/representatives.ts), which is
+ * what every store read returns for them.
+ */
 export function assertChunkBitExact(got: FrameChunk | undefined, want: FrameChunk): void {
   assert.ok(got !== undefined, `chunk ${want.chunkId} missing`);
   const meta = (c: FrameChunk) => [c.chunkId, c.tStart, c.tEnd, c.wallTime, c.tokenCount, c.numLayers, c.numKvHeads, c.headDim];
   assert.deepEqual(meta(got), meta(want));
+  const expected = { keys: want.keys, values: want.values, representatives: asStoredRepresentatives(want.representatives) };
   for (const k of ['keys', 'values', 'representatives'] as const) {
-    assert.equal(got[k].length, want[k].length);
-    for (let l = 0; l < want[k].length; l++) {
-      assert.deepEqual(bits(got[k][l]!), bits(want[k][l]!), `chunk ${want.chunkId} ${k}[${l}] differs`);
+    assert.equal(got[k].length, expected[k].length);
+    for (let l = 0; l < expected[k].length; l++) {
+      assert.deepEqual(bits(got[k][l]!), bits(expected[k][l]!), `chunk ${want.chunkId} ${k}[${l}] differs`);
     }
   }
 }
@@ -113,4 +119,11 @@ export async function checkAcrossReopen(store: ChunkStore, dir: string, check: (
     await reader.dispose();
   }
   return reopened;
+}
+
+/** A deterministic stand-in for a chunk's still (opaque bytes to the store), of a length that varies with the id. */
+export function stillFor(id: number): Uint8Array {
+  const out = new Uint8Array(100 + ((id * 37) % 61));
+  for (let i = 0; i < out.length; i++) out[i] = (id * 131 + i * 7) & 0xff;
+  return out;
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { ChunkStore, type StoreStats } from '../../memory/store/index.js';
-import type { KvStorageDtype } from '../../memory/frameChunk.js';
+import type { KvStorageDtype, RecordDtype } from '../../memory/frameChunk.js';
 import { makeChunk, segmentFile, tempDir, TINY } from './helpers.js';
 import { CRASH_GEOMETRY, CRASH_TOKENS } from './fixtures/crashGeometry.js';
 
@@ -34,7 +34,7 @@ function bruteForce(dir: string): Counted {
   db.close();
   const lo = (xs: number[]) => (xs.length === 0 ? null : xs.reduce((a, b) => Math.min(a, b)));
   const hi = (xs: number[]) => (xs.length === 0 ? null : xs.reduce((a, b) => Math.max(a, b)));
-  const bytesByDtype: Record<KvStorageDtype, number> = { float32: 0, float16: 0, int8: 0, kivi4: 0 };
+  const bytesByDtype: Record<RecordDtype, number> = { float32: 0, float16: 0, int8: 0, kivi4: 0, archive: 0 };
   for (const r of rows) bytesByDtype[r.dtype] += r.length;
   const files = fs
     .readdirSync(dir)

@@ -14,6 +14,7 @@ import { ChunkStore } from '../../memory/store/index.js';
 import type { DemotionStep } from '../../memory/store/index.js';
 import { dequantizeKivi4, quantizeKivi4 } from '../../kernels/kivi.js';
 import { chunkRecordBytes } from '../../memory/store/budget.js';
+import { asStoredRepresentatives } from '../../memory/store/representatives.js';
 import { assertChunkBitExact, makeChunk, tempDir } from './helpers.js';
 import { TIER_CHUNKS, TIER_GEOMETRY, TIER_SEGMENT_BYTES, TIER_TOKENS } from './fixtures/tierGeometry.js';
 
@@ -59,7 +60,7 @@ test('kivi4 store from the start: round trip through readChunks/readLayers equal
       // Kernel bound: half a step of a 4-bit code over a group's range (<= 4 here: values in [-2, 2)) plus rounding.
       const err = maxAbsDiff(got.chunks.get(id)!, chunk(id));
       assert.ok(err > 0 && err <= 4 / 15 / 2 + 1e-3, `chunk ${id}: max abs error ${err}`);
-      assert.deepEqual(got.chunks.get(id)!.representatives, chunk(id).representatives, 'representatives stay float32');
+      assert.deepEqual(got.chunks.get(id)!.representatives, asStoredRepresentatives(chunk(id).representatives), 'representatives as the manifest keeps them, whatever the payload dtype');
     }
     const layers = await store.readLayers(new Map([[2, [1, 3]], [5, [0]]]));
     assert.deepEqual(layers.failed, []);
@@ -69,7 +70,7 @@ test('kivi4 store from the start: round trip through readChunks/readLayers equal
     const s = store.stats();
     const rec = chunkRecordBytes(G, 'kivi4', TIER_TOKENS);
     assert.equal(rec, 5704);
-    assert.deepEqual(s.bytesByDtype, { float32: 0, float16: 0, int8: 0, kivi4: 6 * rec });
+    assert.deepEqual(s.bytesByDtype, { float32: 0, float16: 0, int8: 0, kivi4: 6 * rec, archive: 0 });
     assert.deepEqual((await store.verify()).damaged, []);
   } finally {
     await store.dispose();
@@ -112,7 +113,7 @@ test('demoteSegment: rows move to a new kivi4 segment, old file deleted, data as
     assert.equal(r.bytesAfter, 32 + 4 * 5704);
     assert.ok(!fs.existsSync(`${dir}/seg-000001.kvseg`), 'old file deleted');
     const after = store.stats();
-    assert.deepEqual(after.bytesByDtype, { float32: 8 * 32_840, float16: 0, int8: 0, kivi4: 4 * 5704 });
+    assert.deepEqual(after.bytesByDtype, { float32: 8 * 32_840, float16: 0, int8: 0, kivi4: 4 * 5704, archive: 0 });
     const spans = store.tierSpans();
     assert.deepEqual(spans.map((s) => [s.dtype, s.tStart, s.tEnd, s.chunks, s.segments]), [
       ['kivi4', 0, 8, 4, 1],
