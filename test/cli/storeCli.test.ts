@@ -84,7 +84,8 @@ describe('vigil store', () => {
     try {
       const row = db.prepare('SELECT representatives FROM chunks WHERE chunk_id = 3').get() as { representatives: Buffer };
       const blob = Buffer.from(row.representatives);
-      blob.writeFloatLE(NaN, 8);
+      // Layer 0's scale (an int8 row keeps its per-layer scales first, memory/store/representatives.ts): the whole layer decodes to NaN.
+      blob.writeFloatLE(NaN, 0);
       assert.equal(db.prepare('UPDATE chunks SET representatives = ? WHERE chunk_id = 3').run(blob).changes, 1);
     } finally {
       db.close();
@@ -94,7 +95,7 @@ describe('vigil store', () => {
     const [r] = JSON.parse(rebuilt.stdout) as Array<{ chunks: number; skipped: Array<{ chunkId: number; reason: string }> }>;
     assert.equal(r!.chunks, 7);
     assert.deepEqual(r!.skipped.map((k) => k.chunkId), [3]);
-    assert.match(r!.skipped[0]!.reason, /chunk 3, layer 0\[2\] is NaN/);
+    assert.match(r!.skipped[0]!.reason, /chunk 3, layer 0\[0\] is NaN/);
     const human = await runVigil(['store', 'rebuild-index', '--data', data, '--stream', 'cam-1']);
     assert.match(human.stdout, /cam-1: index rebuilt over 7 chunks in [0-9.]+ s; 1 unindexable rows skipped \(3: .*NaN\)/);
 

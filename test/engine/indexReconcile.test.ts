@@ -12,6 +12,7 @@ import { mulberry32 } from '../../kernels/sampling.js';
 import { ChunkStore } from '../../memory/store/index.js';
 import { StreamIndex, type SimilaritySpace } from '../../retrieval/index.js';
 import { diffSortedIds, openStreamIndex, rebuildIndex, reconcileIndex } from '../../src/engine/indexReconcile.js';
+import { asStoredRepresentatives } from '../../memory/store/representatives.js';
 import { makeChunk, tempDir, TINY } from '../memory/helpers.js';
 
 const DIM = TINY.numKvHeads * TINY.headDim;
@@ -40,9 +41,15 @@ async function appendRange(store: ChunkStore, from: number, to: number): Promise
   await store.flush();
 }
 
-/** An index over makeChunk(ids), saved to dir: the state a session leaves at its last save. */
+/** makeChunk(id) with the representatives the manifest gives back (what the engine indexes). */
+function indexedChunk(id: number): ReturnType<typeof makeChunk> {
+  const chunk = makeChunk(id);
+  return { ...chunk, representatives: asStoredRepresentatives(chunk.representatives) };
+}
+
+/** An index over indexedChunk(ids), saved to dir: the state a session leaves at its last save. */
 async function saveIndex(dir: string, ids: readonly number[], space: SimilaritySpace = 'ip'): Promise<void> {
-  const index = await StreamIndex.rebuild({ ...OPTIONS, space }, ids.map((id) => makeChunk(id)));
+  const index = await StreamIndex.rebuild({ ...OPTIONS, space }, ids.map(indexedChunk));
   await index.save(dir);
 }
 
@@ -79,7 +86,7 @@ const range = (from: number, to: number) => Array.from({ length: to - from }, (_
 async function assertMatchesScratch(index: StreamIndex, want: readonly number[]): Promise<void> {
   assert.deepEqual(Array.from(index.chunkIdRange()), [...want]);
   assert.deepEqual(index.chunkIds(), [...want]);
-  const scratch = await StreamIndex.rebuild({ ...OPTIONS, space: index.space }, want.map((id) => makeChunk(id)));
+  const scratch = await StreamIndex.rebuild({ ...OPTIONS, space: index.space }, want.map(indexedChunk));
   const random = mulberry32(11);
   for (let q = 0; q < 4; q++) {
     const queries = Array.from({ length: TINY.numLayers }, () => Float32Array.from({ length: DIM }, () => random() * 2 - 1));
