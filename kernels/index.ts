@@ -7,7 +7,7 @@ export { topK, argmax } from './topk.js';
 export { softmaxInPlace, sampleTopP, mulberry32 } from './sampling.js';
 export { kernelBackend, useKernelBackend } from './native.js';
 export type { KernelBackend } from './native.js';
-export { quantizeRowsInt8, dotRowsInt8, INT8_ROW_MAX } from './int8Rows.js';
+export { quantizeRowsInt8, dotRowsInt8, quantizeQueryInt16, dotRowsInt16, INT8_ROW_MAX, INT16_QUERY_MAX } from './int8Rows.js';
 export { kMeans, assignNearest } from './kmeans.js';
 export type { KMeansResult } from './kmeans.js';
 export { lumaThumbnail, lumaChange } from './frameDiff.js';

@@ -34,6 +34,10 @@ export interface NativeKernels {
   topK(scores: Float32Array | Float64Array, k: number, vals: Float64Array, idx: Int32Array): void;
   /** out[r] = query . row r of a [rows, dim] matrix, summed as retrieval's exact store does. */
   dotRows(matrix: Float32Array, rows: number, dim: number, query: Float32Array, out: Float64Array): void;
+  /** out[r] = scales[from + r] * (query . int8 row from + r), summed as kernels/int8Rows.ts dotRowsInt8 does; dim <= 4096. */
+  dotRowsInt8(codes: Int8Array, scales: Float32Array, from: number, rows: number, dim: number, query: Float32Array, out: Float64Array): void;
+  /** out[r] = scales[from + r] * queryScale * (int16 query . int8 row from + r), as dotRowsInt16; dim <= 516. */
+  dotRowsInt16(codes: Int8Array, scales: Float32Array, from: number, rows: number, dim: number, query: Int16Array, queryScale: number, out: Float64Array): void;
 }
 
 export type KernelBackend = 'native' | 'js';

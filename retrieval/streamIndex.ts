@@ -15,7 +15,7 @@ import { readStream, writeStream, type StreamIndexLoadOptions } from './streamFi
 import { checkChunkId, checkConfigInt, checkCount, checkTime, checkVector, MAX_CHUNK_ID } from './validate.js';
 import { ChunkSealer, resolveSealing, type SealingOptions } from './chunkSealer.js';
 import { rankHits } from './hits.js';
-import type { SealedTier } from './sealedTier.js';
+import type { SealedProfile, SealedTier } from './sealedTier.js';
 
 export type { StreamIndexLoadOptions } from './streamFiles.js';
 export type { SealingOptions } from './chunkSealer.js';
@@ -187,6 +187,11 @@ export class StreamIndex {
     if (this.sealer) this.sealer.tier.options.probeLists = lists;
   }
 
+  /** Makes sealed searches add where their time goes to `profile` (undefined: stop); benchmarks only. */
+  profileSealed(profile: SealedProfile | undefined): void {
+    if (this.sealer) this.sealer.tier.profile = profile;
+  }
+
   /** Resolves when no block is being sealed and none is due (rebuilds wait here between adds). */
   async idle(): Promise<void> {
     await this.sealer?.idle();
@@ -248,14 +253,12 @@ export class StreamIndex {
     const tier = this.sealer?.tier;
     const passingSealed = tier && tier.size > 0 ? tier.countPassing(options) : 0;
     const k = Math.min(r, passingRecent + passingSealed);
-    const sealedTimes = new Map<number, number>();
     // One layer's top k over both tiers: the recent chunks exactly (or HNSW), the sealed ones by
     // their int8 lists; merged by score (ties: lower id).
     const layerSearch = (layer: number): Hits => {
       const recent = passingRecent > 0 ? this.layers[layer]!.search(queries[layer]!, Math.min(k, passingRecent), allowed) : { ids: [], scores: [] };
       if (passingSealed === 0) return recent;
       const sealed = tier!.search(layer, queries[layer]!, Math.min(k, passingSealed), options);
-      for (const [id, t] of sealed.tStart) sealedTimes.set(id, t);
       return rankHits(recent.ids.concat(sealed.ids), recent.scores.concat(sealed.scores), k);
     };
     let perLayer: Hits[];
@@ -276,6 +279,8 @@ export class StreamIndex {
       // Guaranteed by LayerIndex.search; checked because a shorter layer would break the shared mask.
       if (hits.ids.length !== k) throw new Error(`retrieval returned ${hits.ids.length} chunks on a layer, expected ${k}`);
     }
+    // Sealed chunks' start times, read once for every layer's hits (block files hold them).
+    const sealedTimes = passingSealed > 0 ? tier!.startTimes(sortedUnique(perLayer.flatMap((h) => h.ids)).filter((id) => !this.catalog.has(id))) : new Map<number, number>();
     const timed = perLayer.map((hits) => this.inTimeOrder(hits, sealedTimes));
     const union = this.timeOrder(Array.from(sortedUnique(timed.flatMap((h) => h.ids))), sealedTimes);
     return { chunkIds: timed.map((h) => h.ids), scores: timed.map((h) => h.scores), union };

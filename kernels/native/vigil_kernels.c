@@ -710,6 +710,151 @@ static napi_value dot_rows_api(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Sealed-index scans over int8 rows (kernels/int8Rows.ts).
+//
+// dotRowsInt8: out[r] = scale_r * (s0 + s1 + (s2 + s3)), s_j the float64 sums of query[i] * code[i]
+// over i % 4 == j in order of i (the tail into s0). Each product of a float32 and an int8 is exact
+// in float64, so only the sums round, and they round in the JS order: one v4d accumulator per row
+// holds exactly the four sums. Four rows are interleaved so their add chains overlap.
+
+static double dot_row_int8_scalar(const int8_t* row, const double* q, int64_t dim) {
+  const int64_t end4 = dim - dim % 4;
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (int64_t i = 0; i < end4; i += 4) {
+    s0 += q[i] * (double)row[i];
+    s1 += q[i + 1] * (double)row[i + 1];
+    s2 += q[i + 2] * (double)row[i + 2];
+    s3 += q[i + 3] * (double)row[i + 3];
+  }
+  for (int64_t i = end4; i < dim; i++) s0 += q[i] * (double)row[i];
+  return s0 + s1 + (s2 + s3);
+}
+
+static void dot_rows_int8_scalar(const int8_t* codes, const float* scales, int64_t rows, int64_t dim, const double* q, double* out) {
+  for (int64_t r = 0; r < rows; r++) out[r] = (double)scales[r] * dot_row_int8_scalar(codes + r * dim, q, dim);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define INT8_AVX2 1
+
+__attribute__((target("avx2"))) static inline __m256d int8_acc4(__m256d acc, const int8_t* c, __m256d q) {
+  int32_t w;
+  memcpy(&w, c, 4);
+  __m256d x = _mm256_cvtepi32_pd(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(w)));
+  return _mm256_add_pd(acc, _mm256_mul_pd(q, x));
+}
+
+__attribute__((target("avx2"))) static inline double int8_finish(__m256d acc, const int8_t* row, const double* q, int64_t end4, int64_t dim) {
+  double l[4];
+  _mm256_storeu_pd(l, acc);
+  double s0 = l[0];
+  for (int64_t i = end4; i < dim; i++) s0 += q[i] * (double)row[i];
+  return s0 + l[1] + (l[2] + l[3]);
+}
+
+__attribute__((target("avx2"))) static void dot_rows_int8_avx2(const int8_t* codes, const float* scales, int64_t rows, int64_t dim, const double* q, double* out) {
+  const int64_t end4 = dim - dim % 4;
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const int8_t* a = codes + r * dim;
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < end4; i += 4) {
+      __m256d qv = _mm256_loadu_pd(q + i);
+      a0 = int8_acc4(a0, a + i, qv);
+      a1 = int8_acc4(a1, a + dim + i, qv);
+      a2 = int8_acc4(a2, a + 2 * dim + i, qv);
+      a3 = int8_acc4(a3, a + 3 * dim + i, qv);
+    }
+    out[r] = (double)scales[r] * int8_finish(a0, a, q, end4, dim);
+    out[r + 1] = (double)scales[r + 1] * int8_finish(a1, a + dim, q, end4, dim);
+    out[r + 2] = (double)scales[r + 2] * int8_finish(a2, a + 2 * dim, q, end4, dim);
+    out[r + 3] = (double)scales[r + 3] * int8_finish(a3, a + 3 * dim, q, end4, dim);
+  }
+  for (; r < rows; r++) {
+    const int8_t* row = codes + r * dim;
+    __m256d acc = _mm256_setzero_pd();
+    for (int64_t i = 0; i < end4; i += 4) acc = int8_acc4(acc, row + i, _mm256_loadu_pd(q + i));
+    out[r] = (double)scales[r] * int8_finish(acc, row, q, end4, dim);
+  }
+}
+#endif
+
+static void dot_rows_int8(const int8_t* codes, const float* scales, int64_t rows, int64_t dim, const double* q, double* out) {
+#ifdef INT8_AVX2
+  if (__builtin_cpu_supports("avx2")) {
+    dot_rows_int8_avx2(codes, scales, rows, dim, q, out);
+    return;
+  }
+#endif
+  dot_rows_int8_scalar(codes, scales, rows, dim, q, out);
+}
+
+// dotRowsInt16: out[r] = scale_r * queryScale * (int16 query . int8 row), the dot product in int32.
+// Integer sums are exact in any order (|sum| <= dim * 32767 * 127 < 2^31 for dim <= 516), so the
+// compiler may vectorize them freely (pmaddwd) and the JS twin, summing in float64, is exact too.
+HOT static void dot_rows_int16(const int8_t* codes, const float* scales, int64_t rows, int64_t dim, const int16_t* q, double query_scale, double* out) {
+  for (int64_t r = 0; r < rows; r++) {
+    const int8_t* row = codes + r * dim;
+    int32_t s = 0;
+    for (int64_t i = 0; i < dim; i++) s += (int32_t)q[i] * (int32_t)row[i];
+    out[r] = (double)scales[r] * query_scale * (double)s;
+  }
+}
+
+// Shared argument checks of the two scans: codes, scales, from, rows, dim, query, ..., out.
+static int int8_scan_args(napi_env env, napi_value* argv, int out_arg, napi_typedarray_type query_type, Array* codes, Array* scales, int64_t* from, int64_t* rows,
+                          int64_t* dim, Array* query, Array* out, const char* name) {
+  if (!typed_array(env, argv[0], napi_int8_array, codes, name) || !typed_array(env, argv[1], napi_float32_array, scales, name) ||
+      !integer(env, argv[2], 0, from, name) || !integer(env, argv[3], 0, rows, name) || !integer(env, argv[4], 1, dim, name) ||
+      !typed_array(env, argv[5], query_type, query, name) || !typed_array(env, argv[out_arg], napi_float64_array, out, name)) {
+    return 0;
+  }
+  if (*dim > 4096 || *from > 2147483647 || *rows > 2147483647) {
+    napi_throw_range_error(env, NULL, name);
+    return 0;
+  }
+  return fits(env, (*from + *rows) * *dim, codes->length, name) && fits(env, *from + *rows, scales->length, name) && fits(env, *dim, query->length, name) &&
+         fits(env, *rows, out->length, name);
+}
+
+// dotRowsInt8(codes: Int8Array, scales: Float32Array, from, rows, dim, query: Float32Array, out: Float64Array)
+static napi_value dot_rows_int8_api(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  Array codes, scales, query, out;
+  int64_t from, rows, dim;
+  if (!args(env, info, 7, argv) ||
+      !int8_scan_args(env, argv, 6, napi_float32_array, &codes, &scales, &from, &rows, &dim, &query, &out, "dotRowsInt8: bad arguments")) {
+    return NULL;
+  }
+  double q[4096];
+  const float* qf = query.data;
+  for (int64_t i = 0; i < dim; i++) q[i] = (double)qf[i];
+  dot_rows_int8((const int8_t*)codes.data + from * dim, (const float*)scales.data + from, rows, dim, q, out.data);
+  return undefined(env);
+}
+
+// dotRowsInt16(codes: Int8Array, scales: Float32Array, from, rows, dim, query: Int16Array, queryScale, out: Float64Array)
+static napi_value dot_rows_int16_api(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  Array codes, scales, query, out;
+  int64_t from, rows, dim;
+  double query_scale;
+  const char* name = "dotRowsInt16: bad arguments";
+  if (!args(env, info, 8, argv) || !int8_scan_args(env, argv, 7, napi_int16_array, &codes, &scales, &from, &rows, &dim, &query, &out, name)) return NULL;
+  if (napi_get_value_double(env, argv[6], &query_scale) != napi_ok) {
+    napi_throw_type_error(env, NULL, name);
+    return NULL;
+  }
+  if (dim > 516) {
+    napi_throw_range_error(env, NULL, "dotRowsInt16: dim > 516 could overflow the int32 sums");
+    return NULL;
+  }
+  dot_rows_int16((const int8_t*)codes.data + from * dim, (const float*)scales.data + from, rows, dim, query.data, query_scale, out.data);
+  return undefined(env);
+}
+
+// ---------------------------------------------------------------------------------------------
 
 static napi_value init(napi_env env, napi_value exports) {
   const napi_property_descriptor methods[] = {
@@ -723,6 +868,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"meanOverTokens", NULL, mean_over_tokens, NULL, NULL, NULL, napi_enumerable, NULL},
       {"topK", NULL, top_k, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dotRows", NULL, dot_rows_api, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"dotRowsInt8", NULL, dot_rows_int8_api, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"dotRowsInt16", NULL, dot_rows_int16_api, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods);
   return exports;

@@ -9,6 +9,7 @@ import { dequantizeKeysPerChannel, dequantizeValuesPerToken, quantizeKeysPerChan
 import { ropeInvFreq, rotateBlockInto, rotateHeads } from '../../kernels/rope.js';
 import { mulberry32 } from '../../kernels/sampling.js';
 import { dotRows } from '../../kernels/similarity.js';
+import { dotRowsInt16, dotRowsInt8, quantizeQueryInt16 } from '../../kernels/int8Rows.js';
 import { topK } from '../../kernels/topk.js';
 
 const available = nativeKernels() !== undefined;
@@ -185,6 +186,24 @@ describe('native kernels', { skip: available ? false : `not built (${nativeLoadE
     }
   });
 
+  it('sealed-index int8 scans (float64 sums and int16 queries) bit-identically', () => {
+    const random = mulberry32(21);
+    for (const dim of [192, 64, 7, 3, 1]) {
+      for (const rows of [0, 1, 3, 4, 5, 9, 64, 131]) {
+        const codes = Int8Array.from({ length: (rows + 2) * dim }, () => Math.floor(random() * 255) - 127);
+        const scales = Float32Array.from({ length: rows + 2 }, () => random() * 2 ** Math.floor(random() * 16 - 8));
+        // Values across many binades, so the float64 sums round and their order shows.
+        const query = Float32Array.from({ length: dim }, () => (random() - 0.5) * 2 ** Math.floor(random() * 48 - 24));
+        const [js, native] = both(() => dotRowsInt8(codes, scales, 2, rows, dim, query, new Float64Array(rows)));
+        assert.deepEqual(bits(native), bits(js), `dotRowsInt8 dim ${dim} rows ${rows}`);
+        const q16 = new Int16Array(dim);
+        const qScale = quantizeQueryInt16(query, dim, q16);
+        const [js16, native16] = both(() => dotRowsInt16(codes, scales, 2, rows, dim, q16, qScale, new Float64Array(rows)));
+        assert.deepEqual(bits(native16), bits(js16), `dotRowsInt16 dim ${dim} rows ${rows}`);
+      }
+    }
+  });
+
   it('throw a clear error instead of touching memory out of bounds', () => {
     const addon = nativeKernels()!;
     const small = new Float32Array(10);
@@ -197,6 +216,13 @@ describe('native kernels', { skip: available ? false : `not built (${nativeLoadE
     assert.throws(() => addon.meanOverTokens(small, 1, 20, 1, small), RangeError);
     assert.throws(() => addon.topK(small, 11, new Float64Array(11), new Int32Array(11)), /k > scores/);
     assert.throws(() => addon.dotRows(small, 3, 4, small, new Float64Array(3)), /matrix too short/);
+    const codes = new Int8Array(12);
+    assert.throws(() => addon.dotRowsInt8(codes, new Float32Array(3), 1, 3, 4, small, new Float64Array(3)), RangeError);
+    assert.throws(() => addon.dotRowsInt8(codes, new Float32Array(2), 0, 3, 4, small, new Float64Array(3)), RangeError);
+    assert.throws(() => addon.dotRowsInt8(codes, new Float32Array(3), 0, 3, 4, small, new Float64Array(2)), RangeError);
+    assert.throws(() => addon.dotRowsInt8(new Uint8Array(12) as unknown as Int8Array, new Float32Array(3), 0, 3, 4, small, new Float64Array(3)), TypeError);
+    assert.throws(() => addon.dotRowsInt16(codes, new Float32Array(3), 0, 3, 4, new Int16Array(3), 1, new Float64Array(3)), RangeError);
+    assert.throws(() => addon.dotRowsInt16(new Int8Array(517), new Float32Array(1), 0, 1, 517, new Int16Array(517), 1, new Float64Array(1)), RangeError);
     assert.throws(() => addon.quantizeKeysPerChannel(small, 1, 1.5, 4, new Uint8Array(10), small, small), RangeError);
   });
 });
