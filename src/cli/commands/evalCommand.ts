@@ -5,12 +5,19 @@ import { Command } from 'commander';
 import { writeVniahOutputs } from '../../eval/vniahOutputs.js';
 import { runVniah } from '../../eval/vniahRunner.js';
 import { DEFAULT_VNIAH_SETTINGS as D, type VniahFlags, vniahSettingsFromFlags } from '../../eval/vniahSettings.js';
+import { longVniahSettingsFromFlags, longVniahTable, runLongVniah, writeLongVniahOutputs } from '../../eval/vniahLong.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
 import { printJson } from '../options.js';
 import { stageProgress } from '../progress.js';
 import { resolveModelDir } from '../resolveModel.js';
 
 interface VniahOptions extends VniahFlags {
+  days?: string;
+  scene?: string;
+  budget?: string;
+  scale?: string;
+  keepFullSec?: string;
+  kvShare?: string;
   model: string;
   out: string;
   keepMemory?: boolean;
@@ -41,12 +48,19 @@ function vniahCommand(): Command {
     .option('--out <dir>', 'where results.json, table.md and heatmap.png go', './vniah-results')
     .option('--keep-memory', 'keep each stream memory under OUT/memory (default: a temp folder, removed)')
     .option('--json', 'print results.json on stdout')
+    .option('--days <days>', 'long-horizon grid instead: one fast-forwarded stream of this many days (needles at --depths, default 0,25,50,75,100, plus one in the float32 and one in the kivi4 band)')
+    .option('--scene <scene>', 'long grid: busy (every frame encoded) or camera (static scene, an event every 4 min, real frame gate)', 'busy')
+    .option('--budget <bytes>', 'long grid: the stream budget at full scale', '20GB')
+    .option('--scale <factor>', 'long grid: divide budget, keepFullSec and stream length by this (tiers keep their proportions)', '1')
+    .option('--keep-full-sec <s>', 'long grid: seconds kept at the stream dtype before kivi4 (full scale)', '1800')
+    .option('--kv-share <share>', 'long grid: share of the budget KV tiers may take before the archive', '0.4')
     .addHelpText(
       'after',
       '\nEach clip is generated once into the Vigil cache and ingested once per storage dtype.\n' +
         "Answers come from the probe-needle model: the square's color only when the needle frame's KV is in context.",
     )
-    .action(async (options: VniahOptions) => {
+    .action(async (options: VniahOptions, command: Command) => {
+      if (options.days !== undefined) return longGrid(options, command);
       const settings = vniahSettingsFromFlags(options);
       const quiet = options.json ?? false;
       const out = path.resolve(options.out);
@@ -73,6 +87,45 @@ function vniahCommand(): Command {
         await model.dispose();
       }
     });
+}
+
+/** `vigil eval vniah --days N`: the long-horizon grid (src/eval/vniahLong.ts). */
+async function longGrid(options: VniahOptions, command: Command): Promise<void> {
+  const given = (name: string) => command.getOptionValueSource(name) !== 'default';
+  const settings = longVniahSettingsFromFlags({
+    days: options.days!,
+    scene: options.scene!,
+    budget: options.budget!,
+    scale: options.scale!,
+    keepFullSec: options.keepFullSec!,
+    kvShare: options.kvShare!,
+    ...(given('depths') ? { depths: options.depths! } : {}),
+    ...(given('retrieve') ? { retrieve: options.retrieve! } : {}),
+    ...(given('window') ? { window: options.window! } : {}),
+    ...(given('sinks') ? { sinks: options.sinks! } : {}),
+  });
+  const quiet = options.json ?? false;
+  const out = path.resolve(options.out);
+  const modelDir = resolveModelDir(options.model, { quiet });
+  const model = await VisionLanguageModel.load(modelDir);
+  const progress = stageProgress('eval vniah (long)', quiet);
+  try {
+    const results = await runLongVniah(model, {
+      settings,
+      modelDir,
+      ...(options.keepMemory ? { memoryDir: path.join(out, 'memory') } : {}),
+      commandLine: commandLine(),
+      onStage: (label, done, total) => progress.update(done, total, label),
+    });
+    progress.stop();
+    const files = await writeLongVniahOutputs(out, results);
+    if (options.json) return printJson(results);
+    process.stdout.write(longVniahTable(results));
+    process.stderr.write(`wrote ${files.resultsJson}, ${files.tableMd}, ${files.heatmapPng} (${results.totalSeconds.toFixed(0)} s)\n`);
+  } finally {
+    progress.stop();
+    await model.dispose();
+  }
 }
 
 export function evalCommand(): Command {

@@ -1,0 +1,410 @@
+/**
+ * A long stream, fast-forwarded (issue 15: the horizon bench and the long V-NIAH grid). Days of
+ * stream at 1 frame/s cannot be encoded here (~1 s of model time a frame at smolvlm2-256m
+ * geometry), so:
+ *
+ * - the scene's frames are encoded for real a few times (`busyVariants` distinct noise frames for
+ *   the busy scene; the static scene and its event for the camera) in a scratch session, and every
+ *   haystack chunk of the stream reuses one of those real chunks' KV and representatives with its
+ *   own times: the same bytes per chunk, the same index rows, through the public write path
+ *   (`StreamSession.addEncodedChunk`: window -> store -> index, demotion and retention as live);
+ * - needle frames are encoded for real, in the stream, at their time (`StreamSession.addFrame`);
+ * - history older than the KV tiers can hold is committed straight into the archive tier
+ *   (`StreamSession.addArchivedChunk`, representatives + the frame's WebP still, no KV) when the
+ *   engine has it; needles there keep the representatives of their real encode. Without it, history
+ *   the budget would delete anyway is not written at all (the first chunk written starts where the
+ *   KV tiers' span can reach back, with a margin), so the stream starts later but holds the same.
+ *
+ * What differs from a real run is stated in docs/PERFORMANCE.md ("Horizon (issue 15)").
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import type { FrameChunk, UnnumberedChunk } from '../../memory/frameChunk.js';
+import type { TierSpan } from '../../memory/store/index.js';
+import { chunkRecordBytes } from '../../memory/store/budget.js';
+import { StreamSession } from '../engine/streamSession.js';
+import { budgetRetention, streamBudgetPlan } from '../engine/manager/streamBudget.js';
+import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
+import { preprocessVideoFrame } from '../model/preprocess/imagePreprocessor.js';
+import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
+import { fixedSelection } from '../engine/contextLoader.js';
+import { toKvCache } from '../engine/kvContext.js';
+import { needleQuestion } from '../engine/needleDemo.js';
+import { cameraFrame, type CameraGatePattern, type LongNeedle, type LongScene, needleRgb, noiseFrame, type PlannedChunk, planLongStream, type RawRgb } from './longScene.js';
+import { gradeAnswer } from './metrics.js';
+
+export interface LongStreamOptions {
+  dir: string;
+  scene: LongScene;
+  durationS: number;
+  needles: LongNeedle[];
+  /** Retention budget in bytes (null: none). */
+  budgetBytes: number | null;
+  keepFullSec: number;
+  kvShare?: number;
+  /** Use the archive tier when the engine has one (default true). */
+  archive?: boolean;
+  windowFrames?: number;
+  sinkFrames?: number;
+  busyVariants?: number;
+  camera?: CameraGatePattern;
+  /** Chunks per group commit (default 64). */
+  groupChunks?: number;
+  /** Write chunks the budget would delete anyway (default false: skipped, see the file comment). */
+  writeAll?: boolean;
+  /**
+   * The real run the fast-forward stands for (short streams only: ~1 s of model time a frame): every
+   * sampled frame drawn, checked by the stream's real frame gate (default gate) and encoded or gated.
+   */
+  realHaystack?: boolean;
+  onProgress?: (done: number, total: number, label: string) => void;
+}
+
+export interface LongStreamBuild {
+  session: StreamSession;
+  plan: PlannedChunk[];
+  /** chunkId of each needle's first chunk (undefined when it was not written). */
+  needleChunkIds: Array<number | undefined>;
+  /** Chunks written by each path. */
+  written: { kv: number; archived: number; skipped: number; realEncoded: number };
+  /** Stream time of the first chunk written through each path. */
+  firstKvT: number | null;
+  archiveAvailable: boolean;
+  buildS: number;
+  /** Seconds of model time: the scene templates and the needles. */
+  encodeS: number;
+  recordBytes: { float32: number; kivi4: number };
+  tokensPerChunk: number;
+}
+
+interface Template {
+  chunk: FrameChunk;
+  still: Uint8Array | undefined;
+}
+
+type ArchivingSession = StreamSession & { addArchivedChunk?: (chunk: UnnumberedChunk) => Promise<FrameChunk> };
+
+/** The WebP still of a frame as the model saw it (src/engine/stills.ts when present; same recipe otherwise). */
+async function stillOf(rgb: RawRgb, tile: number): Promise<Uint8Array> {
+  try {
+    const mod = (await import('../engine/stills.js' as string)) as { encodeStill?: (rgb: { data: Uint8Array; width: number; height: number }) => Promise<Uint8Array> };
+    if (mod.encodeStill) return await mod.encodeStill(rgb);
+  } catch {
+    // not built yet: fall through
+  }
+  const webp = await sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } }).resize(tile, tile, { fit: 'fill' }).webp({ quality: 75 }).toBuffer();
+  return new Uint8Array(webp);
+}
+
+async function preprocess(model: VisionLanguageModel, rgb: RawRgb): Promise<PreprocessedImage> {
+  return preprocessVideoFrame(rgb, model.imageConfig, model.imageConfig.tileSize ?? 64);
+}
+
+/** Estimated KV span (chunks) the budget's KV share holds: keepFullSec at the stream dtype, then kivi4. */
+export function kvSpanChunks(budgetBytes: number, keepFullChunks: number, f32: number, kivi4: number, kvShare: number, archive: boolean): number {
+  const kvBytes = archive ? kvShare * budgetBytes : budgetBytes;
+  const full = Math.min(keepFullChunks, Math.floor(kvBytes / f32));
+  return full + Math.max(0, Math.floor((kvBytes - full * f32) / kivi4));
+}
+
+/** Builds the stream; the caller asks its questions and disposes `session`. */
+export async function buildLongStream(model: VisionLanguageModel, options: LongStreamOptions): Promise<LongStreamBuild> {
+  const started = performance.now();
+  const progress = options.onProgress ?? (() => {});
+  const windowFrames = options.windowFrames ?? 16;
+  const sinkFrames = options.sinkFrames ?? 1;
+  const tile = model.imageConfig.tileSize ?? 64;
+  let encodeMs = 0;
+
+  // 1. The scene's frames, encoded for real once, in a scratch session.
+  const scratchDir = `${options.dir}-templates`;
+  fs.rmSync(scratchDir, { recursive: true, force: true });
+  const scratch = await StreamSession.open(model, { dir: scratchDir, sinkFrames, windowFrames, gate: 'off', fsync: 'none' });
+  const templates: Template[] = [];
+  const events: Template[] = [];
+  const needleArchive: Array<Template | undefined> = [];
+  const base = noiseFrame(7);
+  let t0 = 0;
+  const encodeTemplate = async (rgb: RawRgb): Promise<Template> => {
+    const s = performance.now();
+    const chunk = await scratch.addFrame(await preprocess(model, rgb), t0++);
+    encodeMs += performance.now() - s;
+    return { chunk, still: await stillOf(rgb, tile) };
+  };
+  try {
+    if (options.scene === 'busy') {
+      for (let v = 0; v < (options.busyVariants ?? 8); v++) templates.push(await encodeTemplate(noiseFrame(1000 + v)));
+    } else {
+      templates.push(await encodeTemplate(cameraFrame(base, 1, false)));
+      events.push(await encodeTemplate(cameraFrame(base, 2, true)));
+    }
+  } finally {
+    await scratch.dispose();
+    fs.rmSync(scratchDir, { recursive: true, force: true });
+  }
+  const sample = templates[0]!.chunk;
+  const geometry = { numLayers: sample.numLayers, numKvHeads: sample.numKvHeads, headDim: sample.headDim };
+  const recordBytes = { float32: chunkRecordBytes(geometry, 'float32', sample.tokenCount), kivi4: chunkRecordBytes(geometry, 'kivi4', sample.tokenCount) };
+
+  // 2. The plan and where its KV part starts.
+  const plan = planLongStream(options.scene, options.durationS, options.needles, { busyVariants: templates.length, ...(options.camera ? { camera: options.camera } : {}) });
+  fs.rmSync(options.dir, { recursive: true, force: true });
+  const archive = options.archive ?? true;
+  const kvShare = options.kvShare ?? 0.4;
+  // As a budgeted stream of the service: segments sized from the budget, the index folders counted.
+  const budgetPlan = options.budgetBytes !== null ? streamBudgetPlan(model, options.budgetBytes, 'float32', windowFrames) : null;
+  const session = (await StreamSession.open(model, {
+    dir: options.dir,
+    sinkFrames,
+    windowFrames,
+    gate: 'off',
+    fsync: { everyChunks: options.groupChunks ?? 64 },
+    ...(budgetPlan ? { segmentBytes: budgetPlan.segmentBytes, retention: { ...budgetRetention(budgetPlan, options.dir), keepFullSec: options.keepFullSec, kvShare, archive } } : {}),
+  })) as ArchivingSession;
+  const archiveAvailable = archive && typeof session.addArchivedChunk === 'function';
+  const wallBase = Date.now() - options.durationS * 1000;
+  const endT = options.durationS;
+  const keepFullChunks = plan.filter((c) => c.tEnd >= endT - options.keepFullSec).length;
+  let kvFrom = 0;
+  if (options.budgetBytes !== null && !options.writeAll) {
+    // 1.5x the estimate (and at least the window): the store's own demotion and retention decide the boundary.
+    const span = kvSpanChunks(options.budgetBytes, keepFullChunks, recordBytes.float32, recordBytes.kivi4, kvShare, archiveAvailable);
+    kvFrom = Math.max(0, plan.length - Math.max(Math.ceil(span * 1.5), windowFrames + sinkFrames + 4));
+  }
+  const skipBefore = archiveAvailable ? 0 : kvFrom;
+  const build: LongStreamBuild = {
+    session,
+    plan,
+    needleChunkIds: options.needles.map(() => undefined),
+    written: { kv: 0, archived: 0, skipped: skipBefore, realEncoded: 0 },
+    firstKvT: plan[kvFrom]?.tStart ?? null,
+    archiveAvailable,
+    buildS: 0,
+    encodeS: 0,
+    recordBytes,
+    tokensPerChunk: sample.tokenCount,
+  };
+
+  // Needles falling in the archive part: encoded for real (representatives, still) in a scratch session.
+  if (archiveAvailable) {
+    const archived = new Set(plan.slice(0, kvFrom).filter((c) => c.kind === 'needle').map((c) => c.index));
+    if (archived.size > 0) {
+      fs.rmSync(scratchDir, { recursive: true, force: true });
+      const s2 = await StreamSession.open(model, { dir: scratchDir, sinkFrames, windowFrames, gate: 'off', fsync: 'none' });
+      try {
+        for (let i = 0; i < options.needles.length; i++) {
+          if (!archived.has(i)) continue;
+          const n = options.needles[i]!;
+          const rgb = needleRgb(n.background, n.square);
+          const s = performance.now();
+          const chunk = await s2.addFrame(await preprocess(model, rgb), t0++);
+          encodeMs += performance.now() - s;
+          needleArchive[i] = { chunk, still: await stillOf(rgb, tile) };
+        }
+      } finally {
+        await s2.dispose();
+        fs.rmSync(scratchDir, { recursive: true, force: true });
+      }
+    }
+  }
+
+  if (options.realHaystack) {
+    await session.dispose();
+    fs.rmSync(options.dir, { recursive: true, force: true });
+    const real = await StreamSession.open(model, {
+      dir: options.dir,
+      sinkFrames,
+      windowFrames,
+      fsync: { everyChunks: options.groupChunks ?? 64 },
+      ...(budgetPlan ? { segmentBytes: budgetPlan.segmentBytes, retention: { ...budgetRetention(budgetPlan, options.dir), keepFullSec: options.keepFullSec, kvShare, archive } } : {}),
+    });
+    build.session = real;
+    build.written = { kv: 0, archived: 0, skipped: 0, realEncoded: 0 };
+    build.firstKvT = 0;
+    const needleOf = new Map<number, number>();
+    options.needles.forEach((n, i) => {
+      for (let k = 0; k < n.seconds; k++) needleOf.set(n.t + k, i);
+    });
+    const spec = options.camera?.spec;
+    try {
+      for (let t = 0; t < options.durationS; t++) {
+        const ni = needleOf.get(t);
+        const n = ni === undefined ? undefined : options.needles[ni]!;
+        const event = spec !== undefined && t >= spec.firstEventAt && (t - spec.firstEventAt) % spec.eventEverySec < spec.eventSec;
+        const rgb = n ? needleRgb(n.background, n.square) : options.scene === 'busy' ? noiseFrame(100_000 + t) : cameraFrame(base, 7 * 1_000_003 + t, event);
+        if (real.checkGate(rgb, t).encode) {
+          const s = performance.now();
+          const numbered = await real.addFrame(await preprocess(model, rgb), t, wallBase + t * 1000);
+          encodeMs += performance.now() - s;
+          build.written.realEncoded++;
+          build.written.kv++;
+          if (ni !== undefined) build.needleChunkIds[ni] ??= numbered.chunkId;
+        } else {
+          await real.skipFrame(t);
+        }
+        if ((t + 1) % 4 === 0) {
+          await real.flush();
+          await real.store.demotionIdle();
+          progress(t + 1, options.durationS, `${options.scene} real ${t + 1} s`);
+        }
+      }
+      await real.flush();
+      await real.store.demotionIdle();
+    } catch (error) {
+      await real.dispose();
+      throw error;
+    }
+    build.buildS = (performance.now() - started) / 1000;
+    build.encodeS = encodeMs / 1000;
+    return build;
+  }
+
+  // 3. The stream, in time order.
+  const group = options.groupChunks ?? 64;
+  const kvGroup = 4;
+  const needleImages = new Map<number, PreprocessedImage>();
+  const asChunk = (tpl: Template, c: PlannedChunk, withKv: boolean): UnnumberedChunk => {
+    const x = tpl.chunk;
+    return {
+      tStart: c.tStart,
+      tEnd: c.tEnd,
+      wallTime: wallBase + c.tStart * 1000,
+      tokenCount: x.tokenCount,
+      numLayers: x.numLayers,
+      numKvHeads: x.numKvHeads,
+      headDim: x.headDim,
+      keys: withKv ? x.keys : [],
+      values: withKv ? x.values : [],
+      representatives: x.representatives,
+      ...(tpl.still ? { still: tpl.still } : {}),
+    } as UnnumberedChunk;
+  };
+  try {
+    for (let i = skipBefore; i < plan.length; i++) {
+      const c = plan[i]!;
+      const toArchive = archiveAvailable && i < kvFrom;
+      let numbered: FrameChunk;
+      if (c.kind === 'needle') {
+        if (toArchive) {
+          numbered = await session.addArchivedChunk!(asChunk(needleArchive[c.index]!, c, false));
+          build.written.archived++;
+        } else {
+          let image = needleImages.get(c.index);
+          if (!image) {
+            const n = options.needles[c.index]!;
+            image = await preprocess(model, needleRgb(n.background, n.square));
+            needleImages.set(c.index, image);
+          }
+          const s = performance.now();
+          numbered = await session.addFrame(image, c.tStart, wallBase + c.tStart * 1000);
+          if (c.tEnd > c.tStart) await session.skipFrame(c.tEnd);
+          encodeMs += performance.now() - s;
+          build.written.realEncoded++;
+          build.written.kv++;
+        }
+        build.needleChunkIds[c.index] ??= numbered.chunkId;
+      } else {
+        const tpl = c.kind === 'event' ? events[0]! : templates[c.index % templates.length]!;
+        if (toArchive) {
+          await session.addArchivedChunk!(asChunk(tpl, c, false));
+          build.written.archived++;
+        } else {
+          await session.addEncodedChunk(asChunk(tpl, c, true));
+          build.written.kv++;
+        }
+      }
+      // The KV part goes at a stream's pace: a few chunks, then their commit and any demotion they
+      // started (a live stream gives demotion 25-50x its own rate); the archive part in big groups.
+      if ((toArchive ? (i + 1) % group === 0 : (i + 1) % kvGroup === 0) || i + 1 === plan.length) {
+        await session.flush();
+        // A stream's pace: background demotion keeps up with 1 frame/s by 25-50x; here it must not be outrun.
+        if (!toArchive) await session.store.demotionIdle();
+        progress(i + 1 - skipBefore, plan.length - skipBefore, `${options.scene} ${(c.tStart / 86400).toFixed(2)} d`);
+      }
+    }
+    await session.flush();
+    await session.store.demotionIdle();
+  } catch (error) {
+    await session.dispose();
+    throw error;
+  }
+  build.buildS = (performance.now() - started) / 1000;
+  build.encodeS = encodeMs / 1000;
+  return build;
+}
+
+/** The tier holding a chunk now: the store's tier span containing it, 'window' if not committed yet, 'forgotten' if deleted. */
+export function tierOf(spans: readonly TierSpan[], chunkId: number | undefined, lastStoredId: number | null): string {
+  if (chunkId === undefined) return 'forgotten';
+  const span = spans.find((s) => chunkId >= s.firstChunkId && chunkId <= s.lastChunkId);
+  if (span) return span.dtype;
+  if (lastStoredId === null || chunkId > lastStoredId) return 'window';
+  return 'forgotten';
+}
+
+export interface NeedleAnswer {
+  answer: string;
+  correct: boolean;
+  /** Expected token's logit minus the best other token's over the rekv answer's own context (null if it could not be rebuilt). */
+  margin: number | null;
+  ttftMs: number;
+  retrievalMs: number;
+  loadMs: number;
+  prefillMs: number;
+  /** The answer's finer split (pass 1, index search, chunk reads, assembly). */
+  phases: { pass1Ms: number; searchMs: number; chunkLoadMs: number; assembleMs: number };
+  evidenceTimes: number[];
+  /** The archive tier's report when the engine gives one. */
+  archive: { retrieved: number; reencoded: number; skipped: number; reencodeMs: number } | null;
+}
+
+/**
+ * Asks a needle question (rekv, r per layer) and reads the answer-logit margin over the same
+ * per-layer context (the answer's layerChunkIds loaded again and pass 2 prefilled once more).
+ */
+export async function askNeedle(session: StreamSession, background: string, expected: string, retrieve: number): Promise<NeedleAnswer> {
+  const question = needleQuestion(background);
+  const a = await session.ask({ question, retrieve, maxNewTokens: 2 });
+  const graded = gradeAnswer(a.text, expected);
+  let margin: number | null = null;
+  const model = session.model;
+  try {
+    const ids = model.tokenizer.encode(` ${expected}`);
+    if (ids.length === 1) {
+      const want = ids[0]!;
+      const numLayers = model.decoder.info.numLayers;
+      const base = fixedSelection([], numLayers);
+      const selection = { ...base, chunkIds: a.layerChunkIds, scores: a.layerChunkIds.map((l) => l.map(() => 0)) };
+      const loaded = await session.memory.load(selection, false);
+      try {
+        const promptIds = model.tokenizer.encode(session.encoder.format.question(question));
+        const { logits } = await model.decoder.step({ inputsEmbeds: await model.embed(promptIds), past: toKvCache(loaded.context, model.decoder.info), logits: 'last' });
+        let other = -Infinity;
+        for (let v = 0; v < logits.length; v++) if (v !== want && logits[v]! > other) other = logits[v]!;
+        margin = logits[want]! - other;
+      } finally {
+        loaded.dispose();
+      }
+    }
+  } catch {
+    margin = null;
+  }
+  const archive = (a as { archive?: NeedleAnswer['archive'] }).archive ?? null;
+  return {
+    answer: graded.answer,
+    correct: graded.correct,
+    margin,
+    ttftMs: a.ttftMs,
+    retrievalMs: a.retrievalMs,
+    loadMs: a.loadMs,
+    prefillMs: a.prefillMs,
+    phases: a.phases,
+    evidenceTimes: a.evidence.map((e) => e.tStart),
+    archive,
+  };
+}
+
+export function longStreamDirs(root: string, name: string): string {
+  return path.join(root, name);
+}
