@@ -156,6 +156,8 @@ export class ChunkStore {
   private readonly demotionStep: ((step: DemotionStep, segment: number) => void) | undefined;
   /** Old segment files whose rows moved while reads were in flight: unlinked when the reads finish. */
   private unlinkWhenIdle: number[] = [];
+  /** Whether this session's last append went to the archive (null before the first). */
+  private lastAppendArchived: boolean | null = null;
   /** Segments holding no still to archive (DemotionPolicy.stillless); a demoted segment's new id starts clean. */
   private readonly stillless = new Set<number>();
 
@@ -294,7 +296,7 @@ export class ChunkStore {
     if (budget !== undefined) this.makeRoom(length);
     let seg: WritableSegment;
     try {
-      seg = this.segmentFor(length);
+      seg = this.segmentFor(length, dtype === ARCHIVE_DTYPE);
     } catch (e) {
       throw classifyWriteError(this.dir, 'for a new segment', e, (x) =>
         new VigilError('STORE_IO', `memory store ${this.dir}: opening a segment failed: ${(x as Error).message}`, { cause: x }),
@@ -1192,7 +1194,7 @@ export class ChunkStore {
    * The segment the next record of `length` bytes goes to, rolling to a new one when full. On a
    * failure nothing is half done: no segment is active, and the next append tries again.
    */
-  private segmentFor(length: number): WritableSegment {
+  private segmentFor(length: number, archive: boolean): WritableSegment {
     if (this.active === null) {
       if (this.resumeSegment !== null) {
         const seg = openSegmentForAppend(this.dir, this.resumeSegment);
@@ -1210,8 +1212,11 @@ export class ChunkStore {
       }
     }
     const seg = this.active;
-    // A record larger than a whole segment still gets one of its own.
-    if (seg.size + length > this.opts.segmentBytes && seg.size > SEGMENT_HEADER_BYTES) {
+    // A record larger than a whole segment still gets one of its own. Archived imports and KV
+    // records do not share a segment: tiers (and demotion, and the horizon) go by segment.
+    const tierChange = this.lastAppendArchived !== null && this.lastAppendArchived !== archive;
+    this.lastAppendArchived = archive;
+    if ((seg.size + length > this.opts.segmentBytes || tierChange) && seg.size > SEGMENT_HEADER_BYTES) {
       this.retire(seg);
       // The retired descriptor closes in the queue: never leave it active if the new segment fails.
       this.active = null;

@@ -59,7 +59,7 @@ export async function ingestIntoSession(session: StreamSession, input: SourceInp
       if (skipUntilAfter !== undefined && frame.t <= skipUntilAfter) continue;
       if (session.checkGate(frame, frame.t).encode) {
         const image = await frameToModelInput(frame, session.model.imageConfig, side, { out: (pixels ??= new Float32Array(3 * side * side)) });
-        await session.addFrame(image, frame.t, frame.wallTime);
+        await session.addFrame(image, frame.t, frame.wallTime, frame);
         framesEncoded++;
       } else {
         await session.skipFrame(frame.t);

@@ -3,6 +3,7 @@ import type { ContextWindow } from '../../memory/contextWindow.js';
 import type { FrameChunk, KvStorageDtype, UnnumberedChunk } from '../../memory/frameChunk.js';
 import { type ChunkLayers, chunkLayers, ChunkStore } from '../../memory/store/index.js';
 import { validateChunk } from '../../memory/store/chunkValidation.js';
+import { asStoredRepresentatives } from '../../memory/store/representatives.js';
 import type { FsyncPolicy, RetentionPolicy, StoreStats } from '../../memory/store/types.js';
 import type { ChunkTimes, SealingOptions, StreamIndex, TimeRange } from '../../retrieval/index.js';
 import { isVigilError, VigilError } from '../../common/errors.js';
@@ -53,6 +54,9 @@ export interface StreamMemoryStats {
   /** Chunks a full disk kept out for good (they fall inside a 'disk full' gap). */
   lostChunks: number;
 }
+
+/** Chunks past the sinks looked at for sinks after a restart (archived stragglers of a mixed segment are skipped). */
+const SINK_SEARCH_SLACK = 64;
 
 /** A restart that changed the index this much saves it at once rather than at shutdown. */
 const RESAVE_AFTER_CHANGES = 1000;
@@ -199,6 +203,35 @@ export class StreamMemory implements QuestionMemory {
   }
 
   /**
+   * Whether new chunks should carry their frame's still (FrameChunk.still): the store may archive
+   * them, i.e. it has a budget with demotion and the archive on (RetentionPolicy.archive).
+   */
+  get keepsStills(): boolean {
+    const r = this.store.retention;
+    return r?.budgetBytes !== undefined && r.demote !== false && r.archive !== false;
+  }
+
+  /**
+   * Imports a chunk of old history straight into the archive tier (its still and representatives;
+   * its KV is not written): the numbered chunk is committed and indexed before this resolves. Only
+   * before the stream's first frame (the window is still empty), in time order: the way to bring
+   * in (or fast-forward) history older than what will be encoded live.
+   */
+  async appendArchived(chunk: UnnumberedChunk): Promise<FrameChunk> {
+    this.assertOpen();
+    this.throwFailure();
+    if (this.window.sinkChunks.length > 0) throw new VigilError('BAD_INPUT', 'archived history can only be imported before the stream\'s first frame');
+    if (this.lastT !== null && chunk.tStart < this.lastT) throw new VigilError('BAD_INPUT', `frame time ${chunk.tStart} is before the previous frame (${this.lastT})`);
+    const numbered: FrameChunk = { ...chunk, chunkId: this.nextChunkId };
+    await this.store.append(numbered, { archive: true });
+    this.nextChunkId++;
+    this.lastT = numbered.tEnd;
+    this.index.addChunk(numbered.chunkId, numbered.tStart, numbered.tEnd, numbered.representatives);
+    this.indexVersion++;
+    return numbered;
+  }
+
+  /**
    * Frame gating: a frame at stream time tEnd was not encoded (it barely differed from the newest
    * chunk's frame), so the newest chunk's span now reaches to tEnd. The chunk object (window, or
    * held back by a full disk) carries the new span to a commit still to come; a chunk whose row is
@@ -281,10 +314,14 @@ export class StreamMemory implements QuestionMemory {
     return fixedSelection(chunkIds, this.window.shape.numLayers);
   }
 
-  load(selection: Selection, includeWindow: boolean): Promise<LoadedContext> {
+  /**
+   * Reads and assembles a selection; `recalled` holds chunks already in RAM that the store cannot
+   * give as KV (archived chunks the question re-encoded from their stills).
+   */
+  load(selection: Selection, includeWindow: boolean, recalled: ReadonlyMap<number, FrameChunk> = new Map()): Promise<LoadedContext> {
     // Pinned while they are read: background demotion never moves a chunk this question selected.
     const unpin = this.store.pin(selection.chunkIds.flat());
-    return loadContext(this.window, selection, includeWindow, (wanted) => this.readLayers(wanted), (id) => this.store.readMetas([id])[0]?.tStart ?? null).finally(unpin);
+    return loadContext(this.window, selection, includeWindow, (wanted) => this.readLayers(wanted, recalled), (id) => this.store.readMetas([id])[0]?.tStart ?? null).finally(unpin);
   }
 
   /**
@@ -404,7 +441,8 @@ export class StreamMemory implements QuestionMemory {
           this.committing.delete(chunk.chunkId);
           if (chunk.tEnd > rowTEnd) this.extendRow(chunk.chunkId, chunk.tEnd);
           try {
-            this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, chunk.representatives);
+            // What the manifest stores (int8), so an index rebuilt from it ranks as this one does.
+            this.index.addChunk(chunk.chunkId, chunk.tStart, chunk.tEnd, asStoredRepresentatives(chunk.representatives));
             this.indexVersion++;
           } catch (error) {
             throw new VigilError('INTERNAL', `chunk ${chunk.chunkId} is stored but the index refused it: ${(error as Error).message}`, { cause: error });
@@ -477,23 +515,45 @@ export class StreamMemory implements QuestionMemory {
    * Layers of chunks by id: those still in the context window from RAM, the rest from the store,
    * which reads only the wanted layers (into pooled memory, given back by release()).
    */
-  private async readLayers(wanted: ReadonlyMap<number, readonly number[]>): Promise<ReadLayers> {
-    const fromDisk = new Map([...wanted].filter(([id]) => !this.window.find(id)));
+  private async readLayers(wanted: ReadonlyMap<number, readonly number[]>, recalled: ReadonlyMap<number, FrameChunk>): Promise<ReadLayers> {
+    const inRam = (id: number) => this.window.find(id) ?? recalled.get(id);
+    const fromDisk = new Map([...wanted].filter(([id]) => !inRam(id)));
     const read = await this.store.readLayers(fromDisk, sharedBufferPool);
     const chunks = new Map<number, ChunkLayers>(read.chunks);
     for (const [id, layers] of wanted) {
-      const chunk = this.window.find(id);
+      const chunk = inRam(id);
       if (chunk) chunks.set(id, chunkLayers(chunk, layers));
     }
     return { chunks, failed: read.failed, release: read.release };
+  }
+
+  /** Position in chunkIds() of the oldest chunk holding KV (archived ones are oldest: demotion goes in stream order). */
+  private firstKvIndex(): number {
+    const spans = this.store.tierSpans();
+    const lastArchive = spans.filter((s) => s.dtype === 'archive').at(-1);
+    if (lastArchive === undefined) return 0;
+    const ids = this.store.chunkIds();
+    // Binary search for the first id past the archive's newest chunk.
+    let i = 0;
+    let hi = ids.length;
+    while (i < hi) {
+      const mid = (i + hi) >>> 1;
+      if (ids[mid]! <= lastArchive.lastChunkId) i = mid + 1;
+      else hi = mid;
+    }
+    return i;
   }
 
   /** After a restart: the stored sink frames and the most recent frames back into the window. */
   private async restoreWindow(): Promise<void> {
     if (this.nextChunkId === 0) return;
     const { sinkFrames, windowFrames } = this.window.options;
-    const ids = this.store.chunkIds();
-    const sinkIds = Array.from(ids.subarray(0, sinkFrames));
+    // Archived chunks hold no KV: the sinks are the oldest chunks that still do (as after retention
+    // deleted the first ones), the recent frames are never archived (keepFullSec).
+    const ids = this.store.chunkIds().subarray(this.firstKvIndex());
+    const head = Array.from(ids.subarray(0, sinkFrames + SINK_SEARCH_SLACK));
+    const archived = this.store.archivedIds(head);
+    const sinkIds = head.filter((id) => !archived.has(id)).slice(0, sinkFrames);
     const recentIds = Array.from(ids.subarray(Math.max(sinkFrames, ids.length - windowFrames)));
     const { chunks, failed } = await this.store.readChunks([...sinkIds, ...recentIds]);
     if (failed.length > 0) {

@@ -10,6 +10,9 @@ import { DEFAULT_GATE, FrameGate, type GateSetting, type GateVerdict, type RgbIm
 import { StreamEncoder } from './streamEncoder.js';
 import { type MemoryOpenReport, StreamMemory, type StreamMemoryOptions, type StreamMemoryStats } from './streamMemory.js';
 import { type MemoryCoverage, memoryCoverage, type MemoryHorizon } from './memoryHorizon.js';
+import { ArchiveRecall, type ArchiveReport, DEFAULT_MAX_REENCODE, type ReencodeProgress } from './archiveRecall.js';
+import { encodeStill } from './stills.js';
+import { modelFrameSide } from './ingestToSession.js';
 
 export interface StreamSessionOptions extends StreamMemoryOptions {
   /** First frames kept in context forever; default 1. */
@@ -43,6 +46,10 @@ export interface AskOptions extends Omit<QuestionOptions, 'retrieve' | 'selectio
   oracleTimes?: TimeRange[];
   /** ...or the ground-truth chunk ids. */
   oracleChunkIds?: number[];
+  /** rekv: archived chunks (no KV) re-encoded at most, the best scored; default DEFAULT_MAX_REENCODE (0: the archive is left out). */
+  maxReencode?: number;
+  /** Progress of re-encoding archived frames (each costs a frame's encode). */
+  onProgress?: (progress: ReencodeProgress) => void;
 }
 
 export interface SessionAnswer extends QuestionAnswer {
@@ -55,6 +62,8 @@ export interface SessionAnswer extends QuestionAnswer {
    * statement and no model call was made. null without a time range.
    */
   coverage: MemoryCoverage | null;
+  /** Archived chunks retrieval chose, re-encoded and left out (all 0 when none was chosen). */
+  archive: ArchiveReport;
 }
 
 export interface StreamSessionStats extends StreamMemoryStats {
@@ -118,11 +127,24 @@ export class StreamSession {
     return this.memory.openReport;
   }
 
-  /** Encodes one frame at stream time t (seconds, non-decreasing) and commits it to memory. */
-  addFrame(image: PreprocessedImage, t: number, wallTime = Date.now()): Promise<FrameChunk> {
+  /**
+   * Encodes one frame at stream time t (seconds, non-decreasing) and commits it to memory. `frame`
+   * is the RGB frame `image` was made from: when the memory keeps an archive, its still (WebP) is
+   * encoded alongside the model's work and stored with the chunk.
+   */
+  addFrame(image: PreprocessedImage, t: number, wallTime = Date.now(), frame?: RgbImage): Promise<FrameChunk> {
     return this.serialize(async () => {
       this.checkFrameTime(t);
-      const { chunk, phases } = await this.encoder.encodeFrame(image, t, this.memory.window, wallTime);
+      // On libvips' threads while the model encodes; awaited (and its error seen) either way.
+      const still = frame && this.memory.keepsStills ? encodeStill(frame) : undefined;
+      let encoded;
+      try {
+        encoded = await this.encoder.encodeFrame(image, t, this.memory.window, wallTime);
+      } finally {
+        await still?.catch(() => undefined);
+      }
+      const { chunk, phases } = encoded;
+      if (still) chunk.still = await still;
       for (const [phase, ms] of Object.entries(phases)) this.addPhase(phase, ms);
       const writeStarted = performance.now();
       const numbered = this.memory.append(chunk);
@@ -165,6 +187,15 @@ export class StreamSession {
     return this.serialize(() => Promise.resolve(this.memory.append(chunk)));
   }
 
+  /**
+   * Imports a chunk of old history straight into the archive tier (StreamMemory.appendArchived):
+   * its representatives and still (keys and values are not stored and may be empty). Only before
+   * the stream's first frame; the way to bring in, or fast-forward, history older than the live part.
+   */
+  addArchivedChunk(chunk: UnnumberedChunk): Promise<FrameChunk> {
+    return this.serialize(() => this.memory.appendArchived(chunk));
+  }
+
   private checkFrameTime(t: number): void {
     if (!Number.isFinite(t) || t < 0) throw new VigilError('BAD_INPUT', `frame time must be a finite number >= 0, got ${t}`);
     const last = this.memory.lastFrameTime;
@@ -186,7 +217,8 @@ export class StreamSession {
       // Memory holds nothing of the asked time: say so rather than let the model guess from other frames.
       if (coverage?.outOfMemory) return outOfMemoryAnswer(mode, horizon, coverage, options.onText);
       const base = { ...options, retrieve: r };
-      const memory = this.questionMemory(options.timeRange);
+      const recall = this.archiveRecall(options);
+      const memory = mode === 'rekv' ? recall : this.questionMemory(options.timeRange);
       const candidates = () => this.memory.chunkTimes(options.timeRange);
       let answer: QuestionAnswer;
       switch (mode) {
@@ -209,8 +241,27 @@ export class StreamSession {
           break;
         }
       }
-      return { ...answer, mode, horizon, coverage };
+      return { ...answer, mode, horizon, coverage, archive: { ...recall.report } };
     });
+  }
+
+  /** rekv's memory for one question: archived chunks it retrieves are re-encoded (archiveRecall.ts). */
+  private archiveRecall(options: AskOptions): ArchiveRecall {
+    const maxReencode = options.maxReencode ?? DEFAULT_MAX_REENCODE;
+    if (!Number.isInteger(maxReencode) || maxReencode < 0) throw new VigilError('BAD_INPUT', `maxReencode must be an integer >= 0, got ${maxReencode}`);
+    const memory = this.memory;
+    return new ArchiveRecall(
+      {
+        store: memory.store,
+        encoder: this.encoder,
+        memory: this.questionMemory(options.timeRange),
+        selectIn: (queries, r, exclude, range) => memory.select(queries, r, exclude, range),
+        loadWith: (selection, includeWindow, recalled) => memory.load(selection, includeWindow, recalled),
+        range: options.timeRange,
+        frameSide: modelFrameSide(this),
+      },
+      { maxReencode, ...(options.onProgress ? { onProgress: options.onProgress } : {}) },
+    );
   }
 
   /** How far back this stream's memory reaches (StreamMemory.horizon). */
@@ -304,5 +355,6 @@ function outOfMemoryAnswer(mode: AnswerMode, horizon: MemoryHorizon, coverage: M
     loadMs: 0,
     ttftMs: 0,
     totalMs: 0,
+    archive: { retrieved: 0, reencoded: 0, skipped: 0, reencodeMs: 0 },
   };
 }

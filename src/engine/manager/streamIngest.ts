@@ -161,7 +161,7 @@ export class StreamIngest {
           'frame',
           () => {
             this.options.beforeAddFrame?.();
-            return session.addFrame(image, t, frame.wallTime);
+            return session.addFrame(image, t, frame.wallTime, frame);
           },
           signal,
         );

@@ -1,0 +1,129 @@
+/**
+ * The archive tier through the question path (probe-needle: its answer is right only when the
+ * needle frame's KV is in context; real store, index, sharp and onnxruntime): a needle whose KV was
+ * archived is re-encoded from its still and answered; with re-encoding off it is not (so the answer
+ * comes from the re-encoded KV); history imported straight into the archive answers too; a restart
+ * after the sink frames were archived reopens and answers.
+ */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type ReencodeProgress } from '../../src/engine/archiveRecall.js';
+import { StreamSession, type StreamSessionOptions } from '../../src/engine/streamSession.js';
+import type { PreprocessedImage } from '../../src/model/preprocess/imagePreprocessor.js';
+import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
+import { haystackFrame, needleFrame, preprocessFrame, type RawFrame } from '../helpers/needleFrames.js';
+import { probeModelDir } from '../helpers/probeModels.js';
+import { disposeNeedleStreamParts } from '../helpers/needleStream.js';
+import fs from 'node:fs';
+import os from 'node:os';
+
+const FRAMES = 24;
+const NEEDLE_AT = 9;
+const QUESTION = 'What color was the square on the red screen?';
+/** A budget far from full: nothing is demoted by itself, but the memory keeps stills (an archive is possible). */
+const ROOMY = { budgetBytes: 1 << 30 };
+
+describe('archive tier: needle questions', () => {
+  let model: VisionLanguageModel;
+  let scratch: string;
+  const frames: { raw: RawFrame; image: PreprocessedImage }[] = [];
+
+  before(async () => {
+    model = await VisionLanguageModel.load(probeModelDir('probe-needle'));
+    scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-archive-'));
+    const hay = await haystackFrame();
+    const needle = await needleFrame({ background: 'red', square: 'green' });
+    const hayImage = await preprocessFrame(model, hay);
+    const needleImage = await preprocessFrame(model, needle);
+    for (let i = 0; i < FRAMES; i++) frames.push(i === NEEDLE_AT ? { raw: needle, image: needleImage } : { raw: hay, image: hayImage });
+  });
+  after(() => disposeNeedleStreamParts({ model, scratch }));
+
+  async function ingest(dir: string, options: Partial<StreamSessionOptions> = {}, from = 0): Promise<StreamSession> {
+    // Small segments, so the needle's segment is an old one.
+    const session = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4, segmentBytes: 1 << 16, retention: ROOMY, gate: 'off', ...options });
+    for (let i = from; i < FRAMES; i++) await session.addFrame(frames[i]!.image, i, 1_700_000_000_000 + i * 1000, frames[i]!.raw);
+    await session.flush();
+    return session;
+  }
+
+  /** Every segment wholly before chunk 16 to the archive, as background demotion would leave them. */
+  async function archiveOld(session: StreamSession): Promise<void> {
+    for (const s of session.store.stats().segments.filter((x) => x.lastChunkId !== null && x.lastChunkId < 16)) {
+      assert.ok((await session.store.demoteSegment(s.segment, 'archive')) !== null);
+    }
+    assert.ok(session.store.archivedIds([NEEDLE_AT]).has(NEEDLE_AT), JSON.stringify(session.store.tierSpans()));
+  }
+
+  it("an archived needle is re-encoded from its still and answered 'green'; with re-encoding off it is not", async () => {
+    const session = await ingest(path.join(scratch, 'archived'));
+    try {
+      await archiveOld(session);
+      assert.deepEqual(session.horizon().spans.map((s) => s.tier), ['archive', 'kv-float32']);
+      const progress: ReencodeProgress[] = [];
+      const answer = await session.ask({ question: QUESTION, retrieve: 4, maxNewTokens: 4, onProgress: (p) => progress.push(p) });
+      assert.equal(answer.text.trim(), 'green');
+      assert.ok(answer.evidence.some((e) => e.chunkId === NEEDLE_AT), 'the archived needle chunk is evidence');
+      assert.ok(answer.archive.reencoded >= 1 && answer.archive.reencoded <= 8, JSON.stringify(answer.archive));
+      assert.ok(answer.archive.reencodeMs > 0);
+      assert.deepEqual(progress[0], { phase: 'reencode', done: 0, total: answer.archive.reencoded });
+      assert.deepEqual(progress.at(-1), { phase: 'reencode', done: answer.archive.reencoded, total: answer.archive.reencoded });
+      assert.deepEqual(answer.skipped, []);
+      // The cap: one frame re-encoded, the rest of the archived picks refilled from KV chunks.
+      const one = await session.ask({ question: QUESTION, retrieve: 4, maxNewTokens: 4, maxReencode: 1 });
+      assert.equal(one.archive.reencoded, 1);
+      assert.equal(one.text.trim(), 'green', 'the best-scored archived chunk is the needle');
+      // Off: the archive is left out, so the needle's KV is nowhere and the answer is not 'green'.
+      const off = await session.ask({ question: QUESTION, retrieve: 4, maxNewTokens: 4, maxReencode: 0 });
+      assert.equal(off.archive.reencoded, 0);
+      assert.ok(off.archive.skipped >= 1);
+      assert.ok(!off.evidence.some((e) => e.chunkId === NEEDLE_AT));
+      assert.notEqual(off.text.trim(), 'green');
+      await assert.rejects(session.ask({ question: QUESTION, maxReencode: -1, maxNewTokens: 1 }), /maxReencode must be an integer >= 0/);
+    } finally {
+      await session.dispose();
+    }
+  });
+
+  it('history imported straight into the archive (addArchivedChunk), then live frames: the imported needle is answered', async () => {
+    const source = await ingest(path.join(scratch, 'source'));
+    const target = await StreamSession.open(model, { dir: path.join(scratch, 'imported'), sinkFrames: 1, windowFrames: 4, retention: ROOMY, gate: 'off' });
+    try {
+      const ids = Array.from({ length: 16 }, (_, i) => i);
+      const { chunks } = await source.store.readChunks(ids);
+      const { stills } = await source.store.readStills(ids);
+      for (const id of ids) {
+        const c = chunks.get(id)!;
+        await target.addArchivedChunk({ ...c, keys: [], values: [], still: stills.get(id)! });
+      }
+      for (let i = 16; i < FRAMES; i++) await target.addFrame(frames[i]!.image, i, 1_700_000_000_000 + i * 1000, frames[i]!.raw);
+      await target.flush();
+      assert.equal(target.store.stats().chunkCount, FRAMES);
+      assert.deepEqual(target.horizon().spans.map((s) => s.tier), ['archive', 'kv-float32']);
+      const answer = await target.ask({ question: QUESTION, retrieve: 4, maxNewTokens: 4 });
+      assert.equal(answer.text.trim(), 'green');
+      assert.ok(answer.archive.reencoded >= 1);
+      // Imports only come before the first frame.
+      await assert.rejects(target.addArchivedChunk({ ...chunks.get(0)!, tStart: 99, tEnd: 99, still: stills.get(0)! }), /before the stream's first frame/);
+    } finally {
+      await source.dispose();
+      await target.dispose();
+    }
+  });
+
+  it('after the sink frames were archived, a restart reopens (sinks from the oldest KV chunks) and still answers', async () => {
+    const dir = path.join(scratch, 'restart');
+    const first = await ingest(dir);
+    await archiveOld(first);
+    assert.ok(first.store.archivedIds([0]).has(0), 'the sink frame is archived');
+    await first.dispose();
+    const again = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4, segmentBytes: 1 << 16, retention: ROOMY, gate: 'off' });
+    try {
+      assert.ok(again.memory.window.sinkChunks.every((c) => c.chunkId >= 16), `sinks ${again.memory.window.sinkChunks.map((c) => c.chunkId).join(', ')}`);
+      assert.equal((await again.ask({ question: QUESTION, retrieve: 4, maxNewTokens: 4 })).text.trim(), 'green');
+    } finally {
+      await again.dispose();
+    }
+  });
+});
