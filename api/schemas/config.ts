@@ -48,6 +48,7 @@ export const ServiceConfigSchema = z.strictObject({
       storage: streamSettingsShape.storage,
       gate: streamSettingsShape.gate,
       budget: streamSettingsShape.budget,
+      tiers: streamSettingsShape.tiers,
     })
     .optional(),
   diskBudget: streamSettingsShape.budget.meta({ description: 'Disk budget of the whole data folder (every stream): shared equally among streams. Default: none.' }),

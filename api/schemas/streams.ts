@@ -34,6 +34,7 @@ export const streamSettingsShape = {
   retention: Retention.optional(),
   gate: Gate.optional(),
   budget: Settings.budget.optional(),
+  tiers: Settings.tiers.optional(),
 };
 
 export const CreateStreamBody = z
@@ -46,6 +47,16 @@ export const CreateStreamBody = z
       .meta({ description: 'rtsp://, rtsps://, http(s):// (file or HLS), or a server-side path when the server allows files.', example: 'rtsp://user:pass@camera.example.com/stream' }),
     ...streamSettingsShape,
   });
+
+/** A form field holding JSON (retention, tiers): parsed, or left as the string for the schema to refuse. */
+function jsonField(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  try {
+    return JSON.parse(v) as unknown;
+  } catch {
+    return v;
+  }
+}
 
 /** The same settings as multipart form fields (strings), for uploads. */
 const numberField = (schema: z.ZodNumber) => z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), schema);
@@ -67,16 +78,8 @@ export const UploadFields = z.strictObject({
     .optional(),
   storage: Storage.optional(),
   budget: Settings.budget.optional(),
-  retention: z
-    .preprocess((v) => {
-      if (typeof v !== 'string') return v;
-      try {
-        return JSON.parse(v) as unknown;
-      } catch {
-        return v;
-      }
-    }, Retention)
-    .optional(),
+  retention: z.preprocess(jsonField, Retention).optional(),
+  tiers: z.preprocess(jsonField, Settings.tiers).optional(),
 });
 
 export const UploadForm = z
@@ -91,6 +94,7 @@ export const UploadForm = z
     storage: Storage.optional(),
     retention: z.string().optional().meta({ description: 'JSON, e.g. {"maxBytes": 1073741824}' }),
     budget: z.string().optional().meta({ description: 'Disk budget, e.g. "20GB" or "1.5GiB" or bytes. Default 20GB.' }),
+    tiers: z.string().optional().meta({ description: 'Memory tiers as JSON, e.g. {"keepFullSec": 600, "kvShare": 0.5, "archive": true}' }),
   });
 
 export const DeleteQuery = z.strictObject({
@@ -122,6 +126,9 @@ export const StreamStatusSchema = z
       gate: GateStatus,
       retention: Retention,
       budget: z.int().nullable().meta({ description: 'The disk budget asked for, bytes (null: a stream recorded before budgets, which keeps none).' }),
+      tiers: z
+        .strictObject({ keepFullSec: z.number(), kvShare: z.number(), archive: z.boolean() })
+        .meta({ description: 'Memory tiers in force under the budget: the fields asked for (or the server defaults), the others at their defaults.' }),
     }),
     frames: z.int().meta({ description: 'Frames encoded since the ingest (re)started.' }),
     memory: z

@@ -2,13 +2,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { VigilError } from '../../common/errors.js';
-import { DEFAULT_STORAGE, LIMITS } from '../../common/settings.js';
+import { DEFAULT_STORAGE, LIMITS, parseSetting, Settings, type TierSettings } from '../../common/settings.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { contentHash } from './fileFingerprint.js';
 import { DEFAULT_GATE, type GateSetting } from './frameGate.js';
 import { type IngestProgress, ingestIntoSession } from './ingestToSession.js';
 import { StreamSession, type StreamSessionOptions } from './streamSession.js';
-import { budgetRetention, streamBudgetPlan } from './manager/streamBudget.js';
+import { budgetRetention, checkTiers, streamBudgetPlan } from './manager/streamBudget.js';
 
 export interface OfflineVideoOptions {
   dataDir: string;
@@ -27,6 +27,11 @@ export interface OfflineVideoOptions {
    * full. Part of the memory's identity (a memory kept under a budget lacks old frames). Default: none.
    */
   budget?: number;
+  /**
+   * Memory tiers under the budget (`vigil ask --keep-full / --kv-share / --no-archive`): fields left
+   * out take the store's defaults. Needs `budget`. Part of the memory's identity when given.
+   */
+  tiers?: TierSettings;
   onProgress?: (progress: IngestProgress) => void;
   signal?: AbortSignal;
 }
@@ -84,6 +89,8 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
   const hashCache = path.join(offlineDir, 'file-hashes.json');
   const videoSha256 = await contentHash(file, hashCache);
   const gate = options.gate ?? DEFAULT_GATE;
+  const tiers = options.tiers === undefined ? undefined : parseSetting('tiers', Settings.tiers, options.tiers);
+  if (tiers !== undefined && options.budget === undefined) throw new VigilError('BAD_INPUT', 'memory tiers (--keep-full, --kv-share, --no-archive) need a disk budget (--budget)');
   const modelHashes: string[] = [];
   for (const f of modelFiles(model)) modelHashes.push(await contentHash(f, hashCache));
   const settings = {
@@ -96,9 +103,12 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
     // gating existed (every frame encoded) keep their key.
     ...(gate === 'off' ? {} : { gate }),
     ...(options.budget !== undefined ? { budget: options.budget } : {}),
+    // What the budget keeps depends on the tiers; none given adds nothing (earlier memories keep their key).
+    ...(tiers !== undefined && Object.keys(tiers).length > 0 ? { tiers } : {}),
   };
   // Checked before anything is hashed into a folder or written: BAD_INPUT naming the limit.
   const plan = options.budget === undefined ? undefined : streamBudgetPlan(model, options.budget, settings.storageDtype, settings.windowFrames, '--budget');
+  if (plan) checkTiers(plan, settings.windowFrames, tiers, '--budget', '--kv-share');
   const key = crypto.createHash('sha256').update(JSON.stringify({ videoSha256, settings })).digest('hex').slice(0, 20);
   const dir = path.join(offlineDir, key);
   const recordFile = path.join(dir, 'video.json');
@@ -119,7 +129,7 @@ export async function openOfflineVideo(model: VisionLanguageModel, video: string
     gate,
     fsync: { intervalMs: 1000 },
     ...(options.similarity ? { similarity: options.similarity } : {}),
-    ...(plan ? { retention: budgetRetention(plan, dir), segmentBytes: plan.segmentBytes } : {}),
+    ...(plan ? { retention: budgetRetention(plan, dir, {}, tiers), segmentBytes: plan.segmentBytes } : {}),
   });
   const stored = session.stats().storedChunks;
   if (record?.complete && !options.rebuild) return { session, dir, status: 'reused', framesEncoded: stored, framesGated: 0 };

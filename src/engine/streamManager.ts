@@ -16,7 +16,7 @@ import { type PathRoots, publicError, publicMessage } from './manager/publicMess
 import { type CheckedSource, SourcePolicy, type SourcePolicyOptions } from './manager/sourcePolicy.js';
 import { type DiskFullOptions, StreamIngest } from './manager/streamIngest.js';
 import { freeBytes } from './manager/diskSpace.js';
-import { budgetRetention, checkFirstHour, firstHourBytes, streamBudgetPlan } from './manager/streamBudget.js';
+import { budgetRetention, checkFirstHour, checkTiers, firstHourBytes, streamBudgetPlan } from './manager/streamBudget.js';
 import { describeBytes } from '../../common/byteSize.js';
 import { readRecord, removeRecord, type StreamRecord, type StreamSettings } from './manager/streamRecord.js';
 import { safeName, type StreamDefaults, streamSettings, timeRange } from './manager/requestChecks.js';
@@ -536,15 +536,20 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   private async checkNewStreamBudget(id: string, settings: StreamSettings): Promise<void> {
     const count = this.streams.size + 1;
     const budget = this.budgetFor(settings, count);
-    if (budget === undefined) return;
+    if (budget === undefined) {
+      if (settings.tiers) throw new VigilError('BAD_INPUT', `stream '${id}': tiers need a disk budget (set budget)`);
+      return;
+    }
     const shared = budget !== settings.budget;
-    const plan = streamBudgetPlan(this.model, budget, settings.storage, settings.windowFrames, shared ? `stream '${id}': its share of the disk budget (${count} streams),` : 'budget');
+    const what = shared ? `stream '${id}': its share of the disk budget (${count} streams),` : 'budget';
+    const plan = streamBudgetPlan(this.model, budget, settings.storage, settings.windowFrames, what);
+    checkTiers(plan, settings.windowFrames, settings.tiers, what);
     if (this.options.diskBudget !== undefined) {
       for (const other of this.streams.values()) {
         const s = other.record.settings;
         const share = this.budgetFor(s, count)!;
         const what = `adding stream '${id}' would leave stream '${other.id}' a share of the disk budget of`;
-        streamBudgetPlan(this.model, share, s.storage, s.windowFrames, what);
+        checkTiers(streamBudgetPlan(this.model, share, s.storage, s.windowFrames, what), s.windowFrames, s.tiers, what);
         // Its segments were sized for the share it opened with; a budget must hold one of them.
         const segment = other.session?.store.segmentBytes;
         if (segment !== undefined && share < segment) {
@@ -584,7 +589,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     const budget = this.budgetFor(settings, Math.max(this.streams.size, this.recordedStreams));
     if (budget !== undefined) {
       const plan = streamBudgetPlan(this.model, budget, settings.storage, settings.windowFrames, `stream '${stream.id}': budget`);
-      retention = budgetRetention(plan, stream.dir, retention);
+      retention = budgetRetention(plan, stream.dir, retention, settings.tiers);
       segmentBytes = store.segmentBytes ?? Math.min(plan.segmentBytes, segmentBytes ?? Infinity);
     }
     // Opening encodes the stream's text prefix: a model call, so it waits its turn like any other.

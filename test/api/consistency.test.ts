@@ -102,7 +102,7 @@ describe('API consistency', () => {
     await assert.rejects(server.ready.create({ source: 'rtsp://cam.example.com/s', window: over }, 'config'), (e: Error & { code?: string }) => e.code === 'BAD_INPUT' && /window/.test(e.message));
     // Defaults come from the same place.
     const defaults = await api().post('/v1/streams').set(AUTH).send({ id: 'defaults', source: 'a.mp4' }).expect(201);
-    assert.deepEqual(defaults.body.settings, { fps: LIMITS.fps.default, window: LIMITS.window.default, sinks: LIMITS.sinks.default, storage: 'float32', gate: 'off', retention: {}, budget: LIMITS.budget.default });
+    assert.deepEqual(defaults.body.settings, { fps: LIMITS.fps.default, window: LIMITS.window.default, sinks: LIMITS.sinks.default, storage: 'float32', gate: 'off', retention: {}, budget: LIMITS.budget.default, tiers: { keepFullSec: LIMITS.keepFullSec.default, kvShare: LIMITS.kvShare.default, archive: true } });
     await waitEnded(server, 'defaults');
     await api().delete('/v1/streams/defaults?purge=true').set(AUTH).expect(204);
   });

@@ -42,7 +42,7 @@ describe('streams API', () => {
     assert.equal(created.body.name, 'Clip A');
     assert.equal(created.body.kind, 'file');
     assert.equal(created.body.source, 'a.mp4', 'the status shows the path relative to the files folder');
-    assert.deepEqual(created.body.settings, { fps: 1, window: 4, sinks: 1, storage: 'float32', gate: 'off', retention: {}, budget: 20e9 });
+    assert.deepEqual(created.body.settings, { fps: 1, window: 4, sinks: 1, storage: 'float32', gate: 'off', retention: {}, budget: 20e9, tiers: { keepFullSec: 1800, kvShare: 0.4, archive: true } });
 
     await waitEnded(server, 'file-a');
     const status = await http().get('/v1/streams/file-a').set(AUTH).expect(200);

@@ -7,7 +7,7 @@ import { ANSWER_MODES, type AnswerMode, type SessionAnswer } from '../../engine/
 import { VigilError } from '../../../common/errors.js';
 import { type GraphDtype, isGraphDtype } from '../../model/graphFiles.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
-import { parseSetting, parseSize, printJson } from '../options.js';
+import { parseKeepFull, parseKvShare, parseSetting, parseSize, printJson, tiersFromOptions } from '../options.js';
 import { shortBytes } from '../../../common/byteSize.js';
 import { DEFAULT_STORAGE, LIMITS, STORAGE_DTYPES } from '../../../common/settings.js';
 import { stageProgress } from '../progress.js';
@@ -31,6 +31,9 @@ interface AskOptions {
   dtype?: string;
   json?: boolean;
   budget?: number;
+  keepFull?: number;
+  kvShare?: number;
+  archive?: boolean;
   from?: number;
   to?: number;
 }
@@ -101,6 +104,9 @@ export function askCommand(): Command {
     .option('--gate <off|threshold>', `frame gating: a frame is encoded only when this fraction of it changed since the last encoded frame (default ${LIMITS.gateThreshold.default}; off: every frame)`, parseGateOption)
     .option('--gate-max-hold <s>', `frame gating: encode a frame at least every s seconds of video (default ${LIMITS.gateMaxHoldSec.default})`, parseGateMaxHold)
     .option('--budget <size>', "disk budget of the video's memory, e.g. 200MB (1e6 bytes) or 1.5GiB (2^30 bytes); the oldest frames go first (default: none)", parseSize)
+    .option('--keep-full <s>', `memory tiers under --budget: the newest seconds of video kept at the --storage dtype; older frames may be demoted to 4-bit KV (default ${LIMITS.keepFullSec.default})`, parseKeepFull)
+    .option('--kv-share <x>', `memory tiers under --budget: share of the budget (0..1) that frames holding KV may take before the oldest go to the archive (default ${LIMITS.kvShare.default})`, parseKvShare)
+    .option('--no-archive', 'memory tiers under --budget: no archive tier (KV tiers only, then the oldest frames are deleted)')
     .option('--from <s>', 'only memory from this stream time (seconds); a time memory no longer holds is answered with a statement, without the model', parseStreamTime)
     .option('--to <s>', 'only memory up to this stream time (seconds)', parseStreamTime)
     .option('--dtype <dtype>', 'model weight format (fp32, fp16, q8, q4, ...)')
@@ -115,6 +121,8 @@ export function askCommand(): Command {
       if (options.from !== undefined && options.to !== undefined && options.from > options.to) throw new VigilError('BAD_INPUT', `--from (${options.from}) must be <= --to (${options.to})`);
       // As the API's from/to: a range given one end runs from 0 or to now.
       const timeRange = options.from === undefined && options.to === undefined ? undefined : { start: options.from ?? 0, end: options.to ?? Number.MAX_SAFE_INTEGER };
+      const tiers = tiersFromOptions(options);
+      if (tiers !== undefined && options.budget === undefined) throw new VigilError('BAD_INPUT', '--keep-full, --kv-share and --no-archive set the memory tiers under a disk budget: give --budget too');
       const quiet = options.json ?? false;
       const model = await VisionLanguageModel.load(resolveModelDir(options.model, { quiet }), options.dtype ? { dtype: options.dtype as GraphDtype } : {});
       const progress = stageProgress('encoding', quiet);
@@ -133,6 +141,7 @@ export function askCommand(): Command {
           rebuild: options.rebuild ?? false,
           ...gateOption(options),
           ...(options.budget !== undefined ? { budget: options.budget } : {}),
+          ...(tiers !== undefined ? { tiers } : {}),
           signal: abort.signal,
           onProgress: (p) => {
             const rate = p.framesEncoded / Math.max(1e-3, (Date.now() - started) / 1000);

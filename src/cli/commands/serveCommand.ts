@@ -6,7 +6,7 @@ import { startServer } from '../../../api/server.js';
 import { vigilDataDir } from '../../cacheDir.js';
 import { checkRange } from '../../engine/streamManager.js';
 import { VigilError } from '../../../common/errors.js';
-import { parseInteger, parseSize } from '../options.js';
+import { parseInteger, parseKeepFull, parseKvShare, parseSize, tiersFromOptions } from '../options.js';
 import { parseByteSize } from '../../../common/byteSize.js';
 import { resolveModelDir } from '../resolveModel.js';
 import { gateFromOptions, parseGateMaxHold, parseGateOption } from '../gateOption.js';
@@ -30,6 +30,9 @@ interface ServeOptions {
   shutdownTimeout?: number;
   budget?: number;
   diskBudget?: number;
+  keepFull?: number;
+  kvShare?: number;
+  archive?: boolean;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -53,6 +56,9 @@ export function serveCommand(): Command {
     .option('--max-upload-mb <n>', 'largest uploaded video in MiB (default 2048)', parseInteger(1, 1024 * 1024))
     .option('--budget <size>', 'disk budget of each stream that sets none, e.g. 20GB (1e9 bytes) or 1.5GiB (2^30 bytes); default 20GB', parseSize)
     .option('--disk-budget <size>', 'disk budget of the whole data folder, shared equally among its streams (each keeps the smaller of its own budget and its share)', parseSize)
+    .option('--keep-full <s>', 'memory tiers of streams that set none: the newest stream seconds kept at the stream\'s dtype before demotion to 4-bit KV (default 1800)', parseKeepFull)
+    .option('--kv-share <x>', 'memory tiers of streams that set none: share of the budget (0..1) that chunks holding KV may take before the oldest go to the archive (default 0.4)', parseKvShare)
+    .option('--no-archive', 'memory tiers of streams that set none: no archive tier (KV tiers only, then deletion)')
     .option('--gate <off|threshold>', 'frame gating of streams that set none: encode a frame only when this fraction of it changed since the last encoded one (default 0.005; off: every frame)', parseGateOption)
     .option('--gate-max-hold <s>', 'frame gating of streams that set none: encode a frame at least every s seconds (default 60)', parseGateMaxHold)
     .option('--quiet', 'no request log')
@@ -73,6 +79,9 @@ export function serveCommand(): Command {
       // A field the options leave out keeps the config file's value.
       const fileGate = config.defaults?.gate;
       if (gate !== undefined) config.defaults = { ...config.defaults, gate: gate === 'off' || fileGate === undefined || fileGate === 'off' ? gate : { ...fileGate, ...gate } };
+      // --keep-full / --kv-share / --no-archive: field by field over the config file's default tiers.
+      const tiers = tiersFromOptions(options);
+      if (tiers !== undefined) config.defaults = { ...config.defaults, tiers: { ...config.defaults?.tiers, ...tiers } };
       const running = await startServer({
         host,
         port: options.port ?? config.port ?? 8080,

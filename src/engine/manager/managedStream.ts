@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { tiersInForce } from '../../../common/settings.js';
 import { DEFAULT_GATE } from '../frameGate.js';
 import type { StreamSession } from '../streamSession.js';
 import { type PathRoots, publicMessage } from './publicMessage.js';
@@ -146,6 +147,7 @@ export class ManagedStream {
           ...(record.settings.retention.maxStreamAgeSec !== undefined ? { maxAgeSec: record.settings.retention.maxStreamAgeSec } : {}),
         },
         budget: record.settings.budget ?? null,
+        tiers: tiersInForce(record.settings.tiers),
       },
       disk: store
         ? {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { VigilError } from '../../../common/errors.js';
 import { parseByteSize } from '../../../common/byteSize.js';
-import { DEFAULT_STORAGE, LIMITS, parseSetting, Settings } from '../../../common/settings.js';
+import { DEFAULT_STORAGE, LIMITS, parseSetting, Settings, type TierSettings } from '../../../common/settings.js';
 import { type GateRequest, gateSettings } from '../frameGate.js';
 import type { StreamSettings } from './streamRecord.js';
 import type { CreateStreamRequest, StreamQuestion } from './types.js';
@@ -17,6 +17,8 @@ export interface StreamDefaults {
   gate?: GateRequest;
   /** Disk budget for streams that do not set one (bytes or a size string). Default 20 GB. */
   budget?: number | string;
+  /** Memory tiers of streams that set none, field by field (a stream's own fields win). */
+  tiers?: TierSettings;
 }
 
 /** A create request's settings with the defaults filled in, each checked against its range (common/settings.ts). */
@@ -30,7 +32,21 @@ export function streamSettings(request: CreateStreamRequest, d: StreamDefaults =
   if (request.retention?.maxBytes !== undefined) retention.maxBytes = parseSetting('retention.maxBytes', Settings.retentionMaxBytes, request.retention.maxBytes);
   if (request.retention?.maxAgeSec !== undefined) retention.maxStreamAgeSec = parseSetting('retention.maxAgeSec', Settings.retentionMaxAgeSec, request.retention.maxAgeSec);
   const budget = parseByteSize(request.budget ?? d.budget ?? LIMITS.budget.default, 'budget');
-  return { fps, windowFrames, sinkFrames, storage, gate, retention, budget };
+  const tiers = tierSettings(request.tiers, d.tiers);
+  return { fps, windowFrames, sinkFrames, storage, gate, retention, budget, ...(tiers ? { tiers } : {}) };
+}
+
+/**
+ * The tiers asked for: the request's fields over the defaults' ones, each checked against its range
+ * (common/settings.ts); undefined when neither sets any (the store's defaults apply). Whether the
+ * budget leaves kvShare room for the window is checked against the model (streamBudget.ts, checkTiers).
+ */
+export function tierSettings(request: TierSettings | undefined, defaults: TierSettings | undefined): TierSettings | undefined {
+  const own = request === undefined ? {} : parseSetting('tiers', Settings.tiers, request);
+  const base = defaults === undefined ? {} : parseSetting('defaults.tiers', Settings.tiers, defaults);
+  const merged: TierSettings = { ...base, ...own };
+  for (const key of Object.keys(merged) as Array<keyof TierSettings>) if (merged[key] === undefined) delete merged[key];
+  return Object.keys(merged).length > 0 ? merged : undefined;
 }
 
 /** The question's stream-time range, or null when it has none. */

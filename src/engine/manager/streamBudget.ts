@@ -3,6 +3,7 @@ import { type BudgetPlan, type BudgetShape, checkBudget, chunkMetaBytes } from '
 import type { RetentionPolicy } from '../../../memory/store/types.js';
 import { describeBytes } from '../../../common/byteSize.js';
 import { VigilError } from '../../../common/errors.js';
+import { tiersInForce, type TierSettings } from '../../../common/settings.js';
 import type { VisionLanguageModel } from '../../model/visionLanguageModel.js';
 import { streamIndexBlocksDir, streamIndexDir } from '../dataLayout.js';
 import { streamPromptFormat } from '../streamPromptFormat.js';
@@ -43,14 +44,47 @@ export function budgetedFolders(dir: string): string[] {
   return [streamIndexDir(dir), streamIndexBlocksDir(dir)];
 }
 
-/** The store's retention for a budgeted stream in `dir`: kv/ and the index folders count. */
-export function budgetRetention(plan: BudgetPlan, dir: string, old: { maxBytes?: number; maxStreamAgeSec?: number } = {}): RetentionPolicy {
+/**
+ * The store's retention for a budgeted stream in `dir`: kv/ and the index folders count; the
+ * stream's `tiers` become the policy's keepFullSec / kvShare / archive (a field not asked for is
+ * left out: the store's default applies).
+ */
+export function budgetRetention(plan: BudgetPlan, dir: string, old: { maxBytes?: number; maxStreamAgeSec?: number } = {}, tiers: TierSettings = {}): RetentionPolicy {
   return {
     budgetBytes: plan.budgetBytes,
     alsoCount: budgetedFolders(dir),
     ...(old.maxBytes !== undefined ? { maxBytes: old.maxBytes } : {}),
     ...(old.maxStreamAgeSec !== undefined ? { maxStreamAgeSec: old.maxStreamAgeSec } : {}),
+    ...(tiers.keepFullSec !== undefined ? { keepFullSec: tiers.keepFullSec } : {}),
+    ...(tiers.kvShare !== undefined ? { kvShare: tiers.kvShare } : {}),
+    ...(tiers.archive !== undefined ? { archive: tiers.archive } : {}),
   };
+}
+
+/** Bytes the KV share of a budget must hold: one store segment plus the window's frames (records). */
+export function minKvBytes(plan: BudgetPlan, windowFrames: number): number {
+  return plan.segmentBytes + windowFrames * plan.recordBytes;
+}
+
+/**
+ * BAD_INPUT when the tiers asked for cannot work under this budget plan: with the archive on, the
+ * KV share (kvShare x budget) must hold one store segment plus the window's frames, which always
+ * keep their KV. Checked only for a kvShare that was asked for: the default share is the store's
+ * business (a small budget at the default keeps what it can). `what` names the budget ('budget',
+ * 'stream 'x': its share of the disk budget', '--budget'), `shareName` the kvShare setting.
+ */
+export function checkTiers(plan: BudgetPlan, windowFrames: number, tiers: TierSettings | undefined, what = 'budget', shareName = 'tiers.kvShare'): void {
+  if (tiers?.kvShare === undefined || !tiersInForce(tiers).archive) return;
+  const needed = minKvBytes(plan, windowFrames);
+  const kvBytes = Math.floor(tiers.kvShare * plan.budgetBytes);
+  if (kvBytes >= needed) return;
+  const smallest = Math.ceil((1000 * needed) / plan.budgetBytes) / 1000;
+  const hint = smallest <= 1 ? `use ${shareName} ${smallest} or more, or a larger budget` : 'use a larger budget';
+  throw new VigilError(
+    'BAD_INPUT',
+    `${shareName} ${tiers.kvShare} is too small for ${what} ${describeBytes(plan.budgetBytes)}: its KV share (${describeBytes(kvBytes)}) must hold one store segment ` +
+      `(${describeBytes(plan.segmentBytes)}) plus the window's ${windowFrames} frames (${windowFrames} x ${plan.recordBytes} bytes), ${describeBytes(needed)} in all; ${hint}`,
+  );
 }
 
 /** Bytes the stream's first hour takes on disk (records and their index entries at `fps`), capped by its budget. */

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { KvStorageDtype } from '../../../memory/frameChunk.js';
 import { VigilError } from '../../../common/errors.js';
+import type { TierSettings } from '../../../common/settings.js';
 import type { GateSetting } from '../frameGate.js';
 
 /** How a stream is encoded; fixed when it is created (its stored KV depends on them). */
@@ -15,6 +16,11 @@ export interface StreamSettings {
   gate?: GateSetting;
   /** Disk budget in bytes; absent in records written before budgets existed (those keep no budget). */
   budget?: number;
+  /**
+   * Memory tiers under the budget, as asked (the request's fields over the server's defaults); a
+   * field left out takes the store's default. Absent when none was asked, and in older records.
+   */
+  tiers?: TierSettings;
 }
 
 /**

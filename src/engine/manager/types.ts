@@ -1,4 +1,5 @@
 import type { KvStorageDtype } from '../../../memory/frameChunk.js';
+import type { TierSettings } from '../../../common/settings.js';
 import type { GateRequest, GateSetting } from '../frameGate.js';
 import type { AnswerMode } from '../streamSession.js';
 import type { MemoryCoverage, MemoryHorizon } from '../memoryHorizon.js';
@@ -27,6 +28,12 @@ export interface CreateStreamRequest {
   retention?: { maxBytes?: number; maxAgeSec?: number };
   /** Disk budget: bytes or a size string ("20GB" = 20e9, "1.5GiB" = 1.5 * 2^30). Default 20 GB. */
   budget?: number | string;
+  /**
+   * Memory tiers under the budget: keepFullSec (newest stream seconds kept at the stream's dtype,
+   * default 1800), kvShare (share of the budget KV may take before the oldest chunks go to the
+   * archive, 0..1, default 0.4), archive (default true). Fields left out take the server's defaults.
+   */
+  tiers?: TierSettings;
 }
 
 /**
@@ -59,8 +66,20 @@ export interface StreamStatus {
   live: boolean | null;
   state: StreamState;
   createdAt: string;
-  /** `budget`: the stream's own disk budget in bytes (null: a stream recorded before budgets, which keeps none). */
-  settings: { fps: number; window: number; sinks: number; storage: KvStorageDtype; gate: GateSetting; retention: { maxBytes?: number; maxAgeSec?: number }; budget: number | null };
+  /**
+   * `budget`: the stream's own disk budget in bytes (null: a stream recorded before budgets, which
+   * keeps none); `tiers`: the memory tiers in force under a budget, defaults filled in.
+   */
+  settings: {
+    fps: number;
+    window: number;
+    sinks: number;
+    storage: KvStorageDtype;
+    gate: GateSetting;
+    retention: { maxBytes?: number; maxAgeSec?: number };
+    budget: number | null;
+    tiers: Required<TierSettings>;
+  };
   /**
    * Bytes on disk against the budget in force (the stream's own, or its share of `--disk-budget`
    * when smaller): `usedBytes` measured (chunk store folder and index folder), null budget when none.
