@@ -226,7 +226,8 @@ export class StreamMemory implements QuestionMemory {
     await this.store.append(numbered, { archive: true });
     this.nextChunkId++;
     this.lastT = numbered.tEnd;
-    this.index.addChunk(numbered.chunkId, numbered.tStart, numbered.tEnd, numbered.representatives);
+    // As commit() does: the manifest's decoded representatives, so a rebuilt index ranks the same.
+    this.index.addChunk(numbered.chunkId, numbered.tStart, numbered.tEnd, asStoredRepresentatives(numbered.representatives));
     this.indexVersion++;
     return numbered;
   }
