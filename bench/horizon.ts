@@ -344,15 +344,28 @@ async function ttftChild(): Promise<void> {
   for (const s of streams) sessions.push(await StreamSession.open(model, { dir: s.dir }));
   // Warm-up: one question per stream.
   for (const [i, session] of sessions.entries()) await askNeedle(session, streams[i]!.needle.background, streams[i]!.needle.square, retrieve);
+  // Two settings: the default (archived chunks retrieval picks are re-encoded, at most 8) and
+  // maxReencode 0 (the archive left out: the KV tiers' own cost).
   const runs: NeedleAnswerRow[][] = sessions.map(() => []);
+  const kvOnly: NeedleAnswerRow[][] = sessions.map(() => []);
+  const row = (a: Awaited<ReturnType<typeof askNeedle>>): NeedleAnswerRow => ({ ttftMs: a.ttftMs, retrievalMs: a.retrievalMs, loadMs: a.loadMs, prefillMs: a.prefillMs, ...a.phases, correct: a.correct, margin: a.margin, reencoded: a.archive?.reencoded ?? 0, reencodeMs: a.archive?.reencodeMs ?? 0 });
   for (let r = 0; r < repeats; r++) {
     for (const [i, session] of sessions.entries()) {
-      const a = await askNeedle(session, streams[i]!.needle.background, streams[i]!.needle.square, retrieve);
-      runs[i]!.push({ ttftMs: a.ttftMs, retrievalMs: a.retrievalMs, loadMs: a.loadMs, prefillMs: a.prefillMs, ...a.phases, correct: a.correct, margin: a.margin });
+      runs[i]!.push(row(await askNeedle(session, streams[i]!.needle.background, streams[i]!.needle.square, retrieve)));
+      kvOnly[i]!.push(row(await askNeedle(session, streams[i]!.needle.background, streams[i]!.needle.square, retrieve, 0)));
     }
   }
   const med = (xs: NeedleAnswerRow[], k: keyof NeedleAnswerRow) => round1(median(xs.map((x) => x[k] as number)));
   const points = runs.map((xs, i) => ({
+    reencoded: med(xs, 'reencoded'),
+    reencodeMs: med(xs, 'reencodeMs'),
+    kvOnly: {
+      ttftMs: med(kvOnly[i]!, 'ttftMs'),
+      runsMs: kvOnly[i]!.map((x) => round1(x.ttftMs)),
+      searchMs: med(kvOnly[i]!, 'searchMs'),
+      correct: kvOnly[i]!.every((x) => x.correct),
+      ratioToFirst: i === 0 ? 1 : Math.round(median(kvOnly[i]!.map((x, r) => x.ttftMs / kvOnly[0]![r]!.ttftMs)) * 100) / 100,
+    },
     ttftMs: med(xs, 'ttftMs'),
     runsMs: xs.map((x) => round1(x.ttftMs)),
     retrievalMs: med(xs, 'retrievalMs'),
@@ -382,6 +395,8 @@ interface NeedleAnswerRow {
   assembleMs: number;
   correct: boolean;
   margin: number | null;
+  reencoded: number;
+  reencodeMs: number;
 }
 
 /**

@@ -26,11 +26,16 @@ import { chunkRecordBytes } from '../../memory/store/budget.js';
 import { StreamSession } from '../engine/streamSession.js';
 import { budgetRetention, streamBudgetPlan } from '../engine/manager/streamBudget.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
+import type { RgbImage } from '../engine/frameGate.js';
+import { encodeStill } from '../engine/stills.js';
 import { preprocessVideoFrame } from '../model/preprocess/imagePreprocessor.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { fixedSelection } from '../engine/contextLoader.js';
 import { toKvCache } from '../engine/kvContext.js';
 import { needleQuestion } from '../engine/needleDemo.js';
+import { ArchiveRecall, DEFAULT_MAX_REENCODE } from '../engine/archiveRecall.js';
+import { modelFrameSide } from '../engine/ingestToSession.js';
+import { answerQuestion, type QuestionMemory } from '../engine/questionAnswerer.js';
 import { cameraFrame, type CameraGatePattern, type LongNeedle, type LongScene, needleRgb, noiseFrame, type PlannedChunk, planLongStream, type RawRgb } from './longScene.js';
 import { gradeAnswer } from './metrics.js';
 
@@ -83,18 +88,15 @@ interface Template {
   still: Uint8Array | undefined;
 }
 
-type ArchivingSession = StreamSession & { addArchivedChunk?: (chunk: UnnumberedChunk) => Promise<FrameChunk> };
+/** The frame at the model's tile side (what ingest hands the encoder; the still is made from it). */
+async function tileRgb(rgb: RawRgb, tile: number): Promise<RgbImage> {
+  const { data, info } = await sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } }).resize(tile, tile, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+}
 
-/** The WebP still of a frame as the model saw it (src/engine/stills.ts when present; same recipe otherwise). */
+/** The frame's still as the engine keeps it (src/engine/stills.ts: WebP q75 of the tile-size frame). */
 async function stillOf(rgb: RawRgb, tile: number): Promise<Uint8Array> {
-  try {
-    const mod = (await import('../engine/stills.js' as string)) as { encodeStill?: (rgb: { data: Uint8Array; width: number; height: number }) => Promise<Uint8Array> };
-    if (mod.encodeStill) return await mod.encodeStill(rgb);
-  } catch {
-    // not built yet: fall through
-  }
-  const webp = await sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } }).resize(tile, tile, { fit: 'fill' }).webp({ quality: 75 }).toBuffer();
-  return new Uint8Array(webp);
+  return encodeStill(await tileRgb(rgb, tile));
 }
 
 async function preprocess(model: VisionLanguageModel, rgb: RawRgb): Promise<PreprocessedImage> {
@@ -154,15 +156,16 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
   const kvShare = options.kvShare ?? 0.4;
   // As a budgeted stream of the service: segments sized from the budget, the index folders counted.
   const budgetPlan = options.budgetBytes !== null ? streamBudgetPlan(model, options.budgetBytes, 'float32', windowFrames) : null;
-  const session = (await StreamSession.open(model, {
+  const session = await StreamSession.open(model, {
     dir: options.dir,
     sinkFrames,
     windowFrames,
     gate: 'off',
-    fsync: { everyChunks: options.groupChunks ?? 64 },
+    // Durability is not what is measured: rows commit right after each write, the OS flushes.
+    fsync: 'none',
     ...(budgetPlan ? { segmentBytes: budgetPlan.segmentBytes, retention: { ...budgetRetention(budgetPlan, options.dir), keepFullSec: options.keepFullSec, kvShare, archive } } : {}),
-  })) as ArchivingSession;
-  const archiveAvailable = archive && typeof session.addArchivedChunk === 'function';
+  });
+  const archiveAvailable = archive && budgetPlan !== null;
   const wallBase = Date.now() - options.durationS * 1000;
   const endT = options.durationS;
   const keepFullChunks = plan.filter((c) => c.tEnd >= endT - options.keepFullSec).length;
@@ -172,7 +175,17 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
     const span = kvSpanChunks(options.budgetBytes, keepFullChunks, recordBytes.float32, recordBytes.kivi4, kvShare, archiveAvailable);
     kvFrom = Math.max(0, plan.length - Math.max(Math.ceil(span * 1.5), windowFrames + sinkFrames + 4));
   }
-  const skipBefore = archiveAvailable ? 0 : kvFrom;
+  // Without an archive, what precedes the KV part would be deleted: not written. With one, so would
+  // what precedes the archive's capacity (its share of the budget over a chunk's still, its int8
+  // representatives in the manifest and the index, and ~1 KiB of row and record overhead), 1.5x.
+  let skipBefore = kvFrom;
+  if (archiveAvailable && options.budgetBytes !== null && !options.writeAll) {
+    const stills = [...templates, ...events].map((t) => t.still?.length ?? 0);
+    const perArchived = stills.reduce((a, b) => a + b, 0) / Math.max(1, stills.length) + 2 * geometry.numLayers * geometry.numKvHeads * geometry.headDim + 1024;
+    skipBefore = Math.max(0, kvFrom - Math.ceil((1.5 * (1 - kvShare) * options.budgetBytes) / perArchived));
+  } else if (archiveAvailable) {
+    skipBefore = 0;
+  }
   const build: LongStreamBuild = {
     session,
     plan,
@@ -216,7 +229,7 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
       dir: options.dir,
       sinkFrames,
       windowFrames,
-      fsync: { everyChunks: options.groupChunks ?? 64 },
+      fsync: 'none',
       ...(budgetPlan ? { segmentBytes: budgetPlan.segmentBytes, retention: { ...budgetRetention(budgetPlan, options.dir), keepFullSec: options.keepFullSec, kvShare, archive } } : {}),
     });
     build.session = real;
@@ -235,7 +248,7 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
         const rgb = n ? needleRgb(n.background, n.square) : options.scene === 'busy' ? noiseFrame(100_000 + t) : cameraFrame(base, 7 * 1_000_003 + t, event);
         if (real.checkGate(rgb, t).encode) {
           const s = performance.now();
-          const numbered = await real.addFrame(await preprocess(model, rgb), t, wallBase + t * 1000);
+          const numbered = await real.addFrame(await preprocess(model, rgb), t, wallBase + t * 1000, await tileRgb(rgb, tile));
           encodeMs += performance.now() - s;
           build.written.realEncoded++;
           build.written.kv++;
@@ -263,7 +276,7 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
   // 3. The stream, in time order.
   const group = options.groupChunks ?? 64;
   const kvGroup = 4;
-  const needleImages = new Map<number, PreprocessedImage>();
+  const needleImages = new Map<number, { pre: PreprocessedImage; rgb: RgbImage }>();
   const asChunk = (tpl: Template, c: PlannedChunk, withKv: boolean): UnnumberedChunk => {
     const x = tpl.chunk;
     return {
@@ -287,17 +300,18 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
       let numbered: FrameChunk;
       if (c.kind === 'needle') {
         if (toArchive) {
-          numbered = await session.addArchivedChunk!(asChunk(needleArchive[c.index]!, c, false));
+          numbered = await session.addArchivedChunk(asChunk(needleArchive[c.index]!, c, false));
           build.written.archived++;
         } else {
           let image = needleImages.get(c.index);
           if (!image) {
             const n = options.needles[c.index]!;
-            image = await preprocess(model, needleRgb(n.background, n.square));
+            const rgb = needleRgb(n.background, n.square);
+            image = { pre: await preprocess(model, rgb), rgb: await tileRgb(rgb, tile) };
             needleImages.set(c.index, image);
           }
           const s = performance.now();
-          numbered = await session.addFrame(image, c.tStart, wallBase + c.tStart * 1000);
+          numbered = await session.addFrame(image.pre, c.tStart, wallBase + c.tStart * 1000, image.rgb);
           if (c.tEnd > c.tStart) await session.skipFrame(c.tEnd);
           encodeMs += performance.now() - s;
           build.written.realEncoded++;
@@ -307,7 +321,7 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
       } else {
         const tpl = c.kind === 'event' ? events[0]! : templates[c.index % templates.length]!;
         if (toArchive) {
-          await session.addArchivedChunk!(asChunk(tpl, c, false));
+          await session.addArchivedChunk(asChunk(tpl, c, false));
           build.written.archived++;
         } else {
           await session.addEncodedChunk(asChunk(tpl, c, true));
@@ -360,37 +374,54 @@ export interface NeedleAnswer {
 }
 
 /**
- * Asks a needle question (rekv, r per layer) and reads the answer-logit margin over the same
- * per-layer context (the answer's layerChunkIds loaded again and pass 2 prefilled once more).
+ * Asks a needle question the way StreamSession.ask answers rekv (pending commits settled, then
+ * answerQuestion over an ArchiveRecall: archived chunks retrieval picks are re-encoded, at most
+ * `maxReencode`), then reads the answer-logit margin over the very same per-layer context (the
+ * answer's layerChunkIds loaded again through the same recall, re-encoded chunks served from it,
+ * and pass 2 prefilled once more). ask() itself exposes no logits; its code path is this one.
  */
-export async function askNeedle(session: StreamSession, background: string, expected: string, retrieve: number): Promise<NeedleAnswer> {
+export async function askNeedle(session: StreamSession, background: string, expected: string, retrieve: number, maxReencode = DEFAULT_MAX_REENCODE): Promise<NeedleAnswer> {
   const question = needleQuestion(background);
-  const a = await session.ask({ question, retrieve, maxNewTokens: 2 });
+  await session.flush();
+  const memory = session.memory;
+  const plain: QuestionMemory = {
+    window: memory.window,
+    select: (queries, r, exclude) => memory.select(queries, r, exclude),
+    fixed: (ids) => memory.fixed(ids),
+    load: (selection, includeWindow) => memory.load(selection, includeWindow),
+  };
+  const recall = new ArchiveRecall(
+    {
+      store: memory.store,
+      encoder: session.encoder,
+      memory: plain,
+      selectIn: (queries, r, exclude, range) => memory.select(queries, r, exclude, range),
+      loadWith: (selection, includeWindow, recalled) => memory.load(selection, includeWindow, recalled),
+      range: undefined,
+      frameSide: modelFrameSide(session),
+    },
+    { maxReencode },
+  );
+  const a = await answerQuestion(session.encoder, recall, { question, retrieve, maxNewTokens: 2 });
   const graded = gradeAnswer(a.text, expected);
   let margin: number | null = null;
   const model = session.model;
-  try {
-    const ids = model.tokenizer.encode(` ${expected}`);
-    if (ids.length === 1) {
-      const want = ids[0]!;
-      const numLayers = model.decoder.info.numLayers;
-      const base = fixedSelection([], numLayers);
-      const selection = { ...base, chunkIds: a.layerChunkIds, scores: a.layerChunkIds.map((l) => l.map(() => 0)) };
-      const loaded = await session.memory.load(selection, false);
-      try {
-        const promptIds = model.tokenizer.encode(session.encoder.format.question(question));
-        const { logits } = await model.decoder.step({ inputsEmbeds: await model.embed(promptIds), past: toKvCache(loaded.context, model.decoder.info), logits: 'last' });
-        let other = -Infinity;
-        for (let v = 0; v < logits.length; v++) if (v !== want && logits[v]! > other) other = logits[v]!;
-        margin = logits[want]! - other;
-      } finally {
-        loaded.dispose();
-      }
+  const ids = model.tokenizer.encode(` ${expected}`);
+  if (ids.length === 1) {
+    const want = ids[0]!;
+    const numLayers = model.decoder.info.numLayers;
+    const selection = { ...fixedSelection([], numLayers), chunkIds: a.layerChunkIds, scores: a.layerChunkIds.map((l) => l.map(() => 0)) };
+    const loaded = await recall.load(selection, false);
+    try {
+      const promptIds = model.tokenizer.encode(session.encoder.format.question(question));
+      const { logits } = await model.decoder.step({ inputsEmbeds: await model.embed(promptIds), past: toKvCache(loaded.context, model.decoder.info), logits: 'last' });
+      let other = -Infinity;
+      for (let v = 0; v < logits.length; v++) if (v !== want && logits[v]! > other) other = logits[v]!;
+      margin = logits[want]! - other;
+    } finally {
+      loaded.dispose();
     }
-  } catch {
-    margin = null;
   }
-  const archive = (a as { archive?: NeedleAnswer['archive'] }).archive ?? null;
   return {
     answer: graded.answer,
     correct: graded.correct,
@@ -401,7 +432,7 @@ export async function askNeedle(session: StreamSession, background: string, expe
     prefillMs: a.prefillMs,
     phases: a.phases,
     evidenceTimes: a.evidence.map((e) => e.tStart),
-    archive,
+    archive: { ...recall.report },
   };
 }
 
