@@ -38,6 +38,36 @@ export function noiseFrame(seed: number, width = FRAME_W, height = FRAME_H): Raw
   return { data, width, height, channels: 3 };
 }
 
+/**
+ * A busy scene that compresses like footage, not like noise: a smooth gray gradient with three
+ * gray objects moving across it and +-3 levels of sensor noise, a different picture every second
+ * (the objects move every frame). No palette color anywhere (the needle model sees no screen).
+ */
+export function movingSceneFrame(t: number, width = FRAME_W, height = FRAME_H): RawRgb {
+  const data = new Uint8Array(width * height * 3);
+  const table = sensorNoise(data.length, 3);
+  const offset = Math.floor(mulberry32(t + 17)() * 65_536);
+  const objects = [0, 1, 2].map((k) => {
+    const w = Math.round(width * (0.12 + 0.05 * k));
+    const h = Math.round(height * (0.2 + 0.08 * k));
+    const x = Math.round(((t * (7 + 5 * k) + k * 211) % (width + w)) - w);
+    const y = Math.round(((t * (3 + 2 * k) + k * 97) % (height + h)) - h);
+    return { x, y, w, h, level: [45, 200, 90][k]! };
+  });
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      let v = 90 + Math.round((70 * x) / width + (40 * y) / height);
+      for (const o of objects) if (x >= o.x && x < o.x + o.w && y >= o.y && y < o.y + o.h) v = o.level;
+      const i = (y * width + x) * 3;
+      for (let c = 0; c < 3; c++) {
+        const n = v + table[offset + i + c]!;
+        data[i + c] = n < 0 ? 0 : n > 255 ? 255 : n;
+      }
+    }
+  }
+  return { data, width, height, channels: 3 };
+}
+
 /** A needle frame: solid `background` with a centered square of `square` (side = height / 3). */
 export function needleRgb(background: NeedleColor, square: NeedleColor, width = FRAME_W, height = FRAME_H): RawRgb {
   const data = new Uint8Array(width * height * 3);

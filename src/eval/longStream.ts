@@ -36,7 +36,7 @@ import { needleQuestion } from '../engine/needleDemo.js';
 import { ArchiveRecall, DEFAULT_MAX_REENCODE } from '../engine/archiveRecall.js';
 import { modelFrameSide } from '../engine/ingestToSession.js';
 import { answerQuestion, type QuestionMemory } from '../engine/questionAnswerer.js';
-import { cameraFrame, type CameraGatePattern, type LongNeedle, type LongScene, needleRgb, noiseFrame, type PlannedChunk, planLongStream, type RawRgb } from './longScene.js';
+import { cameraFrame, type CameraGatePattern, type LongNeedle, type LongScene, movingSceneFrame, needleRgb, noiseFrame, type PlannedChunk, planLongStream, type RawRgb } from './longScene.js';
 import { gradeAnswer } from './metrics.js';
 
 export interface LongStreamOptions {
@@ -53,6 +53,8 @@ export interface LongStreamOptions {
   windowFrames?: number;
   sinkFrames?: number;
   busyVariants?: number;
+  /** What the busy scene's frames look like: gray noise (default; the worst case for the archive's WebP) or a moving scene that compresses like footage. */
+  busyFrames?: 'noise' | 'scene';
   camera?: CameraGatePattern;
   /** Chunks per group commit (default 64). */
   groupChunks?: number;
@@ -80,7 +82,11 @@ export interface LongStreamBuild {
   /** Seconds of model time: the scene templates and the needles. */
   encodeS: number;
   recordBytes: { float32: number; kivi4: number };
+  /** Mean bytes of the scene templates' stills (WebP q75 at the tile side). */
+  stillBytes: number;
   tokensPerChunk: number;
+  /** The exact (float32, as encoded) KV of a haystack chunk by its id: the template it reused; undefined for needles. */
+  exactChunk: (chunkId: number) => FrameChunk | undefined;
 }
 
 interface Template {
@@ -136,7 +142,7 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
   };
   try {
     if (options.scene === 'busy') {
-      for (let v = 0; v < (options.busyVariants ?? 8); v++) templates.push(await encodeTemplate(noiseFrame(1000 + v)));
+      for (let v = 0; v < (options.busyVariants ?? 8); v++) templates.push(await encodeTemplate(options.busyFrames === 'scene' ? movingSceneFrame(1000 + 37 * v) : noiseFrame(1000 + v)));
     } else {
       templates.push(await encodeTemplate(cameraFrame(base, 1, false)));
       events.push(await encodeTemplate(cameraFrame(base, 2, true)));
@@ -186,6 +192,8 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
   } else if (archiveAvailable) {
     skipBefore = 0;
   }
+  const hayOf = new Map<number, Template>();
+  const spanOf = new Map<number, { tStart: number; tEnd: number }>();
   const build: LongStreamBuild = {
     session,
     plan,
@@ -197,6 +205,11 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
     encodeS: 0,
     recordBytes,
     tokensPerChunk: sample.tokenCount,
+    stillBytes: Math.round([...templates, ...events].reduce((n, t) => n + (t.still?.length ?? 0), 0) / (templates.length + events.length)),
+    exactChunk: (id) => {
+      const tpl = hayOf.get(id);
+      return tpl ? { ...tpl.chunk, chunkId: id, ...(spanOf.get(id) ?? { tStart: tpl.chunk.tStart, tEnd: tpl.chunk.tEnd }) } : undefined;
+    },
   };
 
   // Needles falling in the archive part: encoded for real (representatives, still) in a scratch session.
@@ -245,7 +258,8 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
         const ni = needleOf.get(t);
         const n = ni === undefined ? undefined : options.needles[ni]!;
         const event = spec !== undefined && t >= spec.firstEventAt && (t - spec.firstEventAt) % spec.eventEverySec < spec.eventSec;
-        const rgb = n ? needleRgb(n.background, n.square) : options.scene === 'busy' ? noiseFrame(100_000 + t) : cameraFrame(base, 7 * 1_000_003 + t, event);
+        const busy = () => (options.busyFrames === 'scene' ? movingSceneFrame(t) : noiseFrame(100_000 + t));
+        const rgb = n ? needleRgb(n.background, n.square) : options.scene === 'busy' ? busy() : cameraFrame(base, 7 * 1_000_003 + t, event);
         if (real.checkGate(rgb, t).encode) {
           const s = performance.now();
           const numbered = await real.addFrame(await preprocess(model, rgb), t, wallBase + t * 1000, await tileRgb(rgb, tile));
@@ -321,10 +335,14 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
       } else {
         const tpl = c.kind === 'event' ? events[0]! : templates[c.index % templates.length]!;
         if (toArchive) {
-          await session.addArchivedChunk(asChunk(tpl, c, false));
+          const x = await session.addArchivedChunk(asChunk(tpl, c, false));
+          hayOf.set(x.chunkId, tpl);
+          spanOf.set(x.chunkId, { tStart: c.tStart, tEnd: c.tEnd });
           build.written.archived++;
         } else {
-          await session.addEncodedChunk(asChunk(tpl, c, true));
+          const x = await session.addEncodedChunk(asChunk(tpl, c, true));
+          hayOf.set(x.chunkId, tpl);
+          spanOf.set(x.chunkId, { tStart: c.tStart, tEnd: c.tEnd });
           build.written.kv++;
         }
       }

@@ -42,6 +42,8 @@ export interface LongVniahSettings {
   /** Also place a needle in the middle of the float32 and kivi4 bands. */
   tierNeedles: boolean;
   camera: { eventEverySec: number; eventSec: number };
+  /** Busy scene frames: gray noise (the archive's worst case) or a moving scene that compresses like footage. */
+  busyFrames: 'noise' | 'scene';
 }
 
 export const DEFAULT_LONG_VNIAH: LongVniahSettings = {
@@ -57,6 +59,7 @@ export const DEFAULT_LONG_VNIAH: LongVniahSettings = {
   sinkFrames: 1,
   tierNeedles: true,
   camera: { eventEverySec: DEFAULT_CAMERA.eventEverySec, eventSec: DEFAULT_CAMERA.eventSec },
+  busyFrames: 'noise',
 };
 
 export interface LongVniahFlags {
@@ -70,6 +73,7 @@ export interface LongVniahFlags {
   retrieve?: string;
   window?: string;
   sinks?: string;
+  busyFrames?: string;
 }
 
 function num(flag: string, text: string, ok: (n: number) => boolean, what: string): number {
@@ -95,6 +99,10 @@ export function longVniahSettingsFromFlags(flags: LongVniahFlags): LongVniahSett
   if (flags.scale !== undefined) s.scale = num('scale', flags.scale, (n) => n >= 1, 'a factor >= 1 (budget, keepFullSec and duration are divided by it)');
   if (flags.retrieve !== undefined) s.retrieve = num('retrieve', flags.retrieve, (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
   if (flags.window !== undefined) s.windowFrames = num('window', flags.window, (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  if (flags.busyFrames !== undefined) {
+    if (flags.busyFrames !== 'noise' && flags.busyFrames !== 'scene') throw new VigilError('BAD_INPUT', `--busy-frames must be noise or scene, got '${flags.busyFrames}'`);
+    s.busyFrames = flags.busyFrames;
+  }
   if (flags.sinks !== undefined) s.sinkFrames = num('sinks', flags.sinks, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0');
   return s;
 }
@@ -136,6 +144,7 @@ export interface LongVniahResults {
     budgetBytes: number;
     keepFullSec: number;
     chunks: number;
+    stillBytes: number;
     written: { kv: number; archived: number; skipped: number; realEncoded: number };
     archiveAvailable: boolean;
     buildS: number;
@@ -234,6 +243,7 @@ export async function runLongVniah(
         kvShare: s.kvShare,
         windowFrames: s.windowFrames,
         sinkFrames: s.sinkFrames,
+        busyFrames: s.busyFrames,
         ...(camera ? { camera } : {}),
         onProgress: (done, total, label) => stage(`build ${rounds.length > 1 ? `(${r + 1}/${rounds.length}) ` : ''}${label}`, done, total),
       });
@@ -290,6 +300,7 @@ export async function runLongVniah(
         budgetBytes,
         keepFullSec,
         chunks: build.plan.length,
+        stillBytes: build.stillBytes,
         written: build.written,
         archiveAvailable: build.archiveAvailable,
         buildS: build.buildS,
@@ -320,6 +331,7 @@ export function longVniahTable(r: LongVniahResults): string {
   lines.push('');
   lines.push(`${path.basename(r.model.dir)}, rekv r = ${s.retrieve}, window ${s.windowFrames} + ${s.sinkFrames} sink; ${r.run.chunks} chunks planned (${r.run.written.kv} with KV, ${r.run.written.archived} archived, ${r.run.written.skipped} not written); build ${r.run.buildS.toFixed(0)} s`);
   if (r.run.camera) lines.push(`camera: gate encoded ${r.run.camera.encoded}/${r.run.camera.sampled} sampled frames in its run, ${r.run.camera.eventsKept}/${r.run.camera.events} events kept; the stream: ${(100 * r.run.camera.encodedFraction).toFixed(2)}% of frames encoded`);
+  lines.push(`scene stills (WebP q75 at the model's tile side): ${(r.run.stillBytes / 1024).toFixed(1)} KiB a frame${s.scene === 'busy' ? ` (${s.busyFrames} frames)` : ''}`);
   lines.push(`horizon: ${r.run.horizon.spans.map((x) => `${x.tier} ${dur(x.to - x.from + 1)} (${x.chunks} chunks)`).join(', ') || 'empty'}`);
   lines.push('');
   lines.push('| tier | needles | accuracy | min margin | mean margin | median TTFT ms |');

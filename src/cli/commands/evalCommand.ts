@@ -18,6 +18,7 @@ interface VniahOptions extends VniahFlags {
   scale?: string;
   keepFullSec?: string;
   kvShare?: string;
+  busyFrames?: string;
   model: string;
   out: string;
   keepMemory?: boolean;
@@ -54,6 +55,7 @@ function vniahCommand(): Command {
     .option('--scale <factor>', 'long grid: divide budget, keepFullSec and stream length by this (tiers keep their proportions)', '1')
     .option('--keep-full-sec <s>', 'long grid: seconds kept at the stream dtype before kivi4 (full scale)', '1800')
     .option('--kv-share <share>', 'long grid: share of the budget KV tiers may take before the archive', '0.4')
+    .option('--busy-frames <kind>', 'long grid, busy scene: noise (the archive stills\' worst case) or scene (moving objects, compresses like footage)', 'noise')
     .addHelpText(
       'after',
       '\nEach clip is generated once into the Vigil cache and ingested once per storage dtype.\n' +
@@ -99,6 +101,7 @@ async function longGrid(options: VniahOptions, command: Command): Promise<void> 
     scale: options.scale!,
     keepFullSec: options.keepFullSec!,
     kvShare: options.kvShare!,
+    busyFrames: options.busyFrames!,
     ...(given('depths') ? { depths: options.depths! } : {}),
     ...(given('retrieve') ? { retrieve: options.retrieve! } : {}),
     ...(given('window') ? { window: options.window! } : {}),
