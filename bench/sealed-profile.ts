@@ -6,10 +6,12 @@
  *
  *   node --expose-gc --max-old-space-size=8192 --import tsx bench/sealed-profile.ts
  *        --keep /tmp/vigil-sealed-prof [--count 1000000,2600000] [--data moving] [--queries 50]
- *        [--probe 96] [--rounds 3]
+ *        [--probe 96] [--rounds 3] [--cold]
  *
  * Same data and build as bench/sealed-index.ts (192-d, block 2,048, lists of ~64, frame i at i s);
- * one layer (a question searches each of its layers the same way).
+ * one layer (a question searches each of its layers the same way). `--cold` counts the first round
+ * too (evict the block files from the page cache before, e.g. `dd if=F iflag=nocache count=0` for
+ * each file, to time reads from disk).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -33,6 +35,7 @@ const { values } = parseArgs({
     block: { type: 'string', default: '2048' },
     list: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '3' },
+    cold: { type: 'boolean', default: false },
   },
 });
 if (!values.keep) throw new Error('--keep DIR is required (the built indexes live there)');
@@ -90,13 +93,13 @@ for (const kind of values.data!.split(',')) {
       const recalls: number[] = [];
       let profile: SealedProfile = emptyProfile();
       for (let round = 0; round < rounds; round++) {
-        // Round 0 warms caches (page cache, open files, JIT) and is not counted.
-        profile = emptyProfile();
+        // Round 0 warms caches (page cache, open files, JIT) and is not counted, unless --cold.
+        if (round > 0 || values.cold) profile = emptyProfile();
         index.profileSealed(profile);
         queries.forEach((q, i) => {
           const t = performance.now();
           const got = index.retrieve([q], r).chunkIds[0]!;
-          if (round > 0) times.push(performance.now() - t);
+          if (round > 0 || values.cold) times.push(performance.now() - t);
           if (round === rounds - 1) recalls.push(got.filter((id) => truth[i]!.has(id)).length / r);
         });
         index.profileSealed(undefined);

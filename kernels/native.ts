@@ -38,6 +38,8 @@ export interface NativeKernels {
   dotRowsInt8(codes: Int8Array, scales: Float32Array, from: number, rows: number, dim: number, query: Float32Array, out: Float64Array): void;
   /** out[r] = scales[from + r] * queryScale * (int16 query . int8 row from + r), as dotRowsInt16; dim <= 516. */
   dotRowsInt16(codes: Int8Array, scales: Float32Array, from: number, rows: number, dim: number, query: Int16Array, queryScale: number, out: Float64Array): void;
+  /** A page-cache hint (posix_fadvise WILLNEED) for each [offsets[i], offsets[i] + lengths[i]) of fds[i]; errors ignored. */
+  prefetchRanges(fds: Int32Array, offsets: Float64Array, lengths: Float64Array): void;
 }
 
 export type KernelBackend = 'native' | 'js';
@@ -68,6 +70,18 @@ let active: NativeKernels | undefined = loaded.addon;
 /** The native kernels when in use; each JS kernel calls them when this is defined. */
 export function nativeKernels(): NativeKernels | undefined {
   return active;
+}
+
+/**
+ * Asks the OS to start reading these file ranges into the page cache, so reads that follow overlap
+ * on the device (the sealed index's list reads; see vigil_kernels.c). Only a hint, and the one
+ * function here that is not arithmetic: nothing happens without the addon or off Linux, and no
+ * result depends on it.
+ */
+export function prefetchRanges(fds: Int32Array, offsets: Float64Array, lengths: Float64Array): void {
+  if (fds.length < 2 || offsets.length < fds.length || lengths.length < fds.length) return;
+  // The hint helps reads from a device and the addon's, not the JS kernels' choice: loaded.addon.
+  loaded.addon?.prefetchRanges?.(fds, offsets, lengths);
 }
 
 /** Which implementation the kernels run now. */

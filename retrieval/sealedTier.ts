@@ -5,6 +5,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { dotRowsInt16, dotRowsInt8, INT16_DOT_MAX_DIM, quantizeQueryInt16 } from '../kernels/int8Rows.js';
+import { prefetchRanges } from '../kernels/native.js';
 import { topK } from '../kernels/topk.js';
 import { isVigilError } from '../common/errors.js';
 import type { ChunkFilter } from './chunkCatalog.js';
@@ -58,6 +59,9 @@ export interface SealedProfile {
 export function emptyProfile(): SealedProfile {
   return { searches: 0, centroidMs: 0, orderMs: 0, readMs: 0, scoreMs: 0, mergeMs: 0, timesMs: 0, listsRead: 0 };
 }
+
+/** Whether batch reads are announced to the OS first (VIGIL_SEALED_PREFETCH=0 turns it off, for benchmarks). */
+const PREFETCH = process.env.VIGIL_SEALED_PREFETCH !== '0';
 
 /** Member tables kept for reuse (time filters and result times read them). */
 const MEMBER_CACHE = 64;
@@ -496,6 +500,19 @@ export class SealedTier {
       })
       .filter((s) => !damaged.has(s.entry))
       .sort((a, b) => a.entry.block.header.firstId - b.entry.block.header.firstId || (a.entry === b.entry ? a.offset - b.offset : a.entry.name < b.entry.name ? -1 : 1));
+    if (PREFETCH && spans.length > 1) {
+      // Every read of the batch in flight at once (a page-cache hint): from a cold cache the reads
+      // below then wait on one device round trip, not one each (~5x faster on the dev VM).
+      const fds = new Int32Array(spans.length);
+      const offsets = new Float64Array(spans.length);
+      const lengths = new Float64Array(spans.length);
+      spans.forEach((s, i) => {
+        fds[i] = this.fd(s.entry);
+        offsets[i] = s.offset;
+        lengths[i] = s.bytes;
+      });
+      prefetchRanges(fds, offsets, lengths);
+    }
     for (let i = 0; i < spans.length; ) {
       // A run of lists of one block, each starting where the previous one ends in the file.
       const entry = spans[i]!.entry;

@@ -4,12 +4,19 @@
 // and the JS kernels remain the reference. The JS wrappers validate shapes and arguments; this
 // file re-checks every extent against the buffers so a bad call throws instead of corrupting
 // memory. Built by node-gyp at `npm ci` (binding.gyp next to this file).
+// One function is not arithmetic: prefetchRanges, a page-cache hint for the sealed index's reads.
+#if defined(__linux__)
+#define _GNU_SOURCE
+#endif
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <fcntl.h>
+#endif
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 // Compiled twice, for AVX2 and for the x86-64 baseline; the loader picks one per machine.
@@ -855,6 +862,34 @@ static napi_value dot_rows_int16_api(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// prefetchRanges(fds: Int32Array, offsets: Float64Array, lengths: Float64Array): asks the OS to
+// start reading each [offset, offset + length) of fds[i] into the page cache (posix_fadvise
+// WILLNEED), so the reads that follow overlap on the device instead of waiting one after another:
+// the sealed index's ~96 list reads per layer from a cold cache took 9 ms one by one and 1.5-2 ms
+// after the hint on the development VM. Only a hint: errors are ignored, and it does nothing where
+// posix_fadvise is missing. Results never depend on it.
+static napi_value prefetch_ranges(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  Array fds, offsets, lengths;
+  const char* name = "prefetchRanges: bad arguments";
+  if (!args(env, info, 3, argv) || !typed_array(env, argv[0], napi_int32_array, &fds, name) ||
+      !typed_array(env, argv[1], napi_float64_array, &offsets, name) || !typed_array(env, argv[2], napi_float64_array, &lengths, name) ||
+      !fits(env, (int64_t)fds.length, offsets.length, name) || !fits(env, (int64_t)fds.length, lengths.length, name)) {
+    return NULL;
+  }
+#if defined(__linux__)
+  const int32_t* fd = fds.data;
+  const double* off = offsets.data;
+  const double* len = lengths.data;
+  for (size_t i = 0; i < fds.length; i++) {
+    if (fd[i] < 0 || !(off[i] >= 0) || !(len[i] > 0) || off[i] > 9007199254740991.0 || len[i] > 9007199254740991.0) continue;
+    (void)posix_fadvise(fd[i], (off_t)off[i], (off_t)len[i], POSIX_FADV_WILLNEED);
+  }
+#endif
+  return undefined(env);
+}
+
+// ---------------------------------------------------------------------------------------------
 
 static napi_value init(napi_env env, napi_value exports) {
   const napi_property_descriptor methods[] = {
@@ -870,6 +905,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"dotRows", NULL, dot_rows_api, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dotRowsInt8", NULL, dot_rows_int8_api, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dotRowsInt16", NULL, dot_rows_int16_api, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"prefetchRanges", NULL, prefetch_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods);
   return exports;

@@ -1,9 +1,12 @@
 // The native kernels against the JavaScript ones (the reference, with exact tests of their own):
 // every output bit-identical, on random data and on the edge values each kernel special-cases.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { float16ToFloat32, float32ToFloat16 } from '../../kernels/fp16.js';
-import { kernelBackend, nativeKernels, nativeLoadError, useKernelBackend, type KernelBackend } from '../../kernels/native.js';
+import { kernelBackend, nativeKernels, nativeLoadError, prefetchRanges, useKernelBackend, type KernelBackend } from '../../kernels/native.js';
 import { meanOverTokens } from '../../kernels/pool.js';
 import { dequantizeKeysPerChannel, dequantizeValuesPerToken, quantizeKeysPerChannel, quantizeValuesPerToken } from '../../kernels/quantize.js';
 import { ropeInvFreq, rotateBlockInto, rotateHeads } from '../../kernels/rope.js';
@@ -204,6 +207,23 @@ describe('native kernels', { skip: available ? false : `not built (${nativeLoadE
     }
   });
 
+  it('prefetchRanges is only a hint: any fd, offset or length is accepted and nothing changes', () => {
+    const file = path.join(os.tmpdir(), `vigil-prefetch-${process.pid}.bin`);
+    fs.writeFileSync(file, Buffer.alloc(8192, 7));
+    const fd = fs.openSync(file, 'r');
+    try {
+      nativeKernels()!.prefetchRanges(Int32Array.from([fd, fd, -1, 999999]), Float64Array.from([0, 4096, 0, 0]), Float64Array.from([4096, 1e12, 10, 10]));
+      nativeKernels()!.prefetchRanges(Int32Array.from([fd]), Float64Array.from([-5]), Float64Array.from([Number.NaN]));
+      prefetchRanges(Int32Array.from([fd, fd]), Float64Array.from([0, 100]), Float64Array.from([100, 100]));
+      const back = Buffer.alloc(8192);
+      assert.equal(fs.readSync(fd, back, 0, 8192, 0), 8192);
+      assert.ok(back.every((b) => b === 7));
+    } finally {
+      fs.closeSync(fd);
+      fs.rmSync(file, { force: true });
+    }
+  });
+
   it('throw a clear error instead of touching memory out of bounds', () => {
     const addon = nativeKernels()!;
     const small = new Float32Array(10);
@@ -223,6 +243,8 @@ describe('native kernels', { skip: available ? false : `not built (${nativeLoadE
     assert.throws(() => addon.dotRowsInt8(new Uint8Array(12) as unknown as Int8Array, new Float32Array(3), 0, 3, 4, small, new Float64Array(3)), TypeError);
     assert.throws(() => addon.dotRowsInt16(codes, new Float32Array(3), 0, 3, 4, new Int16Array(3), 1, new Float64Array(3)), RangeError);
     assert.throws(() => addon.dotRowsInt16(new Int8Array(517), new Float32Array(1), 0, 1, 517, new Int16Array(517), 1, new Float64Array(1)), RangeError);
+    assert.throws(() => addon.prefetchRanges(new Int32Array(2), new Float64Array(1), new Float64Array(2)), RangeError);
+    assert.throws(() => addon.prefetchRanges(new Int32Array(2), new Float32Array(2) as unknown as Float64Array, new Float64Array(2)), TypeError);
     assert.throws(() => addon.quantizeKeysPerChannel(small, 1, 1.5, 4, new Uint8Array(10), small, small), RangeError);
   });
 });
