@@ -630,9 +630,10 @@ export class ChunkStore {
     if (policy === undefined) return none;
     const pending = this.queue.pendingSegments();
     // Stream order is the first chunk id, not the segment id (a demoted segment gets a new, higher
-    // id); a segment without rows sorts first, unless appends go there.
+    // id); a segment without rows sorts first, unless appends go there or rows of it are committing
+    // (then it is among the newest, and busy).
     const order = (segment: number): number =>
-      segment === this.active?.segment || segment === this.resumeSegment
+      segment === this.active?.segment || segment === this.resumeSegment || pending.has(segment)
         ? Number.MAX_SAFE_INTEGER
         : (this.manifest.summaries.get(segment)?.firstChunkId ?? -1);
     const ids = [...this.segments.keys()].sort((a, b) => order(a) - order(b) || a - b);
@@ -916,6 +917,22 @@ export class ChunkStore {
   /** Resolves when no background demotion is running (tests; dispose() stops one itself). */
   async demotionIdle(): Promise<void> {
     while (this.demotionTask !== null) await this.demotionTask;
+  }
+
+  /**
+   * Back-pressure for writers faster than demotion (a file ingested at many times real time): while
+   * a background demotion runs and the budget has less than one segment of room left, the next
+   * appends would make retention delete history the demotion is about to shrink. Returns the
+   * demotion's end to wait for then, else null (a live stream at 1 frame/s never waits: demotion
+   * runs at 25-50x that).
+   */
+  demotionBackpressure(): Promise<void> | null {
+    const policy = this.retentionPolicy;
+    if (this.demotionTask === null || policy?.budgetBytes === undefined) return null;
+    let segmentTotal = 0;
+    for (const s of this.segments.values()) segmentTotal += s.fileBytes;
+    if (segmentTotal + this.otherBytes(policy) + this.opts.segmentBytes <= policy.budgetBytes) return null;
+    return this.demotionIdle();
   }
 
   /**

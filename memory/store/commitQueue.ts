@@ -36,6 +36,8 @@ export function fdatasyncAsync(fd: number): Promise<void> {
 
 export class CommitQueue {
   private pending: PendingCommit[] = [];
+  /** The batch drain() is fsyncing and committing (its rows are not in the manifest yet). */
+  private inFlight: readonly PendingCommit[] = [];
   private chain: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
 
@@ -66,9 +68,13 @@ export class CommitQueue {
     return this.pending.some((p) => p.row.segment === segment);
   }
 
-  /** Segments holding pending payloads (retention must not delete them). */
+  /**
+   * Segments holding payloads whose rows have not committed: pending, or in the batch being fsynced
+   * now (retention must not delete them: a segment whose first rows are in flight has no summary
+   * yet, sorts as the oldest, and its rows would then commit into a deleted file).
+   */
   pendingSegments(): Set<number> {
-    return new Set(this.pending.map((p) => p.row.segment));
+    return new Set([...this.pending, ...this.inFlight].map((p) => p.row.segment));
   }
 
   add(p: PendingCommit): void {
@@ -118,6 +124,7 @@ export class CommitQueue {
       this.timer = null;
     }
     if (batch.length === 0) return;
+    this.inFlight = batch;
     let stage: 'fsync' | 'commit' = 'fsync';
     try {
       if (this.policy !== 'none') {
@@ -131,6 +138,8 @@ export class CommitQueue {
       const error = this.sink.onFailure(e, { stage, items: batch });
       for (const p of batch) p.reject(error);
       return;
+    } finally {
+      this.inFlight = [];
     }
     for (const p of batch) p.resolve(p.receipt);
     this.sink.afterCommit(batch);

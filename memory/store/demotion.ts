@@ -39,7 +39,7 @@ export function segmentDtype(s: SegmentSummary): RecordDtype {
 
 /** What the demotion policy looks at besides the segments (docs/memory-store.md, Demotion). */
 export interface DemotionPolicy {
-  /** Stream seconds at the recent end never demoted. */
+  /** Stream seconds at the recent end never demoted (at most kvBytesLimit of them). */
   keepFullSec: number;
   /** Whether KV may go to the archive (and to kivi4: false when the stream's own dtype is kivi4, nothing to gain). */
   toArchive: boolean;
@@ -57,8 +57,9 @@ export function rowHasStill(row: ChunkLocation, geometry: ChunkGeometry): boolea
 
 /**
  * The oldest segment (stream order) that demotion may rewrite now, and its target, or null. Only
- * segments ending at least keepFullSec before the newest chunk, not busy (being appended to, rows
- * pending) and without pinned chunks (deferred, not skipped for good) qualify. Once the chunks that
+ * segments older than the recent band (the newest keepFullSec of stream time, at most kvBytesLimit
+ * of it), not busy (being appended to, rows pending) and without pinned chunks (deferred, not
+ * skipped for good) qualify. Once the chunks that
  * hold KV take more than kvBytesLimit, the oldest segment holding KV goes to the archive; before
  * that, the oldest holding a full dtype goes to kivi4.
  */
@@ -72,7 +73,18 @@ export function pickDemotion(
   if (newestTEnd === null) return null;
   let kvBytes = 0;
   for (const s of summaries) kvBytes += s.bytes - s.bytesByDtype.archive;
-  const oldEnough = [...summaries].sort(streamOrder).filter((s) => s.tEnd <= newestTEnd - policy.keepFullSec && !busy(s.segment) && !pinned(s));
+  const ordered = [...summaries].sort(streamOrder);
+  // The recent band kept as it is: the newest keepFullSec of stream time, but never more than the
+  // KV share of the budget (a budget too small for keepFullSec would otherwise only ever delete).
+  let band = 0;
+  let protectedFrom = ordered.length;
+  for (let i = ordered.length - 1; i >= 0; i--) {
+    const s = ordered[i]!;
+    band += s.bytes - s.bytesByDtype.archive;
+    if (s.tEnd <= newestTEnd - policy.keepFullSec || band > policy.kvBytesLimit) break;
+    protectedFrom = i;
+  }
+  const oldEnough = ordered.slice(0, protectedFrom).filter((s) => !busy(s.segment) && !pinned(s));
   if (policy.toArchive && kvBytes > policy.kvBytesLimit) {
     const s = oldEnough.find((x) => x.bytesByDtype.archive < x.bytes && !policy.stillless.has(x.segment));
     if (s !== undefined) return { segment: s, target: ARCHIVE_DTYPE };

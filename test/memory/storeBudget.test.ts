@@ -219,3 +219,35 @@ test('the old retention.maxBytes (segment files only, after each commit) keeps i
   assert.equal(store.stats().budgetBytes, null);
   await store.dispose();
 });
+
+test('retention running while a batch is being fsynced never deletes a segment whose rows are about to commit (rows never point at a deleted file)', async (t) => {
+  const dir = tempDir(t);
+  // One record a segment: every append rolls, so the batch in flight holds a segment with no committed row yet.
+  const segmentBytes = 32 + RECORD;
+  let store: ChunkStore | undefined;
+  let retentionRuns = 0;
+  store = ChunkStore.open({
+    dir,
+    geometry: TINY,
+    segmentBytes,
+    fsync: 'every-chunk',
+    // What a background demotion's room-making (or another append's) does at any moment: run retention,
+    // here exactly while a batch waits for its fsync (its rows are no longer pending, not yet committed).
+    ioFault: (op) => {
+      if (op !== 'fsync' || store === undefined) return;
+      retentionRuns++;
+      store.applyRetention({ budgetBytes: 6 * segmentBytes + (store.diskBytes() - store.stats().segmentBytes) });
+    },
+  });
+  // Appends in flight together (as the engine issues them): a segment is retired while its row still commits.
+  for (let id = 0; id < 30; id += 3) await Promise.all([0, 1, 2].map((k) => store!.append(makeChunk(id + k, TINY, 5))));
+  await store.flush();
+  assert.ok(retentionRuns >= 30);
+  const s = store.stats();
+  assert.ok(s.firstChunkId! > 0, 'retention deleted old segments');
+  for (const seg of s.segments) assert.ok(fs.existsSync(path.join(dir, `seg-${String(seg.segment).padStart(6, '0')}.kvseg`)), `segment ${seg.segment} has rows and a file`);
+  const v = await store.verify();
+  assert.deepEqual(v.damaged, [], 'no row points at a deleted segment');
+  await store.dispose();
+  store = undefined;
+});
