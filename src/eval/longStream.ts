@@ -350,13 +350,17 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
       // started (a live stream gives demotion 25-50x its own rate); the archive part in big groups.
       if ((toArchive ? (i + 1) % group === 0 : (i + 1) % kvGroup === 0) || i + 1 === plan.length) {
         await session.flush();
-        // A stream's pace: background demotion keeps up with 1 frame/s by 25-50x; here it must not be outrun.
+        // A stream's pace: background demotion keeps up with 1 frame/s by 25-50x, index sealing by
+        // 170-350x; a fast-forward must not outrun either (appended back to back, archived imports
+        // sealed no index block at all: 0 blocks after 20k chunks, the recent tier growing past RAM).
         if (!toArchive) await session.store.demotionIdle();
+        await session.index.idle();
         progress(i + 1 - skipBefore, plan.length - skipBefore, `${options.scene} ${(c.tStart / 86400).toFixed(2)} d`);
       }
     }
     await session.flush();
     await session.store.demotionIdle();
+    await session.index.idle();
   } catch (error) {
     await session.dispose();
     throw error;

@@ -206,7 +206,9 @@ export async function runLongVniah(
     const kvChunks = kvSpanChunks(budgetBytes, Math.round(keepFullSec * rate), f32, k4, s.kvShare, true);
     const kivi4S = Math.max(0, kvChunks - Math.round(keepFullSec * rate)) / rate;
     if (kivi4S > 8) {
-      needles.push(needleAt(needles.length, durationS - 1 - Math.round(keepFullSec + kivi4S / 2)));
+      // Just past the float32 band: under the default shares kivi4 is a thin band (keepFullSec at
+      // float32 takes most of the KV share: 6.4 of 8 GB at full scale), measured 34 s at 1/20.
+      needles.push(needleAt(needles.length, durationS - 1 - Math.round(keepFullSec * 1.1 + Math.min(kivi4S / 2, 2 + keepFullSec * 0.05))));
       labels.push({ label: 'kivi4 band', depthPct: null });
     }
   }
@@ -338,11 +340,11 @@ export function longVniahTable(r: LongVniahResults): string {
   lines.push('|---|---:|---:|---:|---:|---:|');
   for (const t of r.tiers) lines.push(`| ${t.tier} | ${t.needles} | ${t.correct}/${t.needles} | ${fmt(t.minMargin)} | ${fmt(t.meanMargin)} | ${t.medianTtftMs.toFixed(0)} |`);
   lines.push('');
-  lines.push('| needle | age | tier | expected | answer | margin | TTFT ms | re-encoded |');
-  lines.push('|---|---:|---|---|---|---:|---:|---:|');
+  lines.push(`| needle | age${s.scale !== 1 ? ' (run) | age at full scale' : ''} | tier | expected | answer | margin | TTFT ms | re-encoded |`);
+  lines.push(`|---|---:|${s.scale !== 1 ? '---:|' : ''}---|---|---|---:|---:|---:|`);
   for (const row of r.rows) {
     const a = row.result.archive;
-    lines.push(`| ${row.label} | ${dur(row.ageS)} | ${row.tier} | ${row.square} | ${row.result.answer}${row.result.correct ? '' : ' (wrong)'} | ${fmt(row.result.margin)} | ${row.result.ttftMs.toFixed(0)} | ${a ? `${a.reencoded}/${a.retrieved}` : '-'} |`);
+    lines.push(`| ${row.label} | ${dur(row.ageS)}${s.scale !== 1 ? ` | ${dur(row.ageS * s.scale)}` : ''} | ${row.tier} | ${row.square} | ${row.result.answer}${row.result.correct ? '' : ' (wrong)'} | ${fmt(row.result.margin)} | ${row.result.ttftMs.toFixed(0)} | ${a ? `${a.reencoded}/${a.retrieved}` : '-'} |`);
   }
   for (const n of r.notes) lines.push(`\nnote: ${n}`);
   return `${lines.join('\n')}\n`;
@@ -357,18 +359,19 @@ export function longVniahSvg(r: LongVniahResults): string {
   const cw = 92;
   const ch = 24;
   const left = 170;
-  const top = 70;
-  const width = left + tiers.length * cw + 20;
+  const top = 84;
+  const width = Math.max(left + tiers.length * cw + 20, 760);
   const height = top + rows.length * ch + 40;
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="DejaVu Sans, Arial, sans-serif">`);
   out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
   out.push(`<text x="10" y="20" font-size="14" font-weight="bold">${esc(`V-NIAH over ${r.settings.days} days, ${r.settings.scene} scene: answer by tier`)}</text>`);
-  out.push(`<text x="10" y="38" font-size="11" fill="#444">${esc(`${path.basename(r.model.dir)}, rekv r=${r.settings.retrieve}${r.settings.scale !== 1 ? `, scale 1/${r.settings.scale}` : ''}; cell: answer-logit margin (green right, red wrong, gray: deleted, answered unknown)`)}</text>`);
+  out.push(`<text x="10" y="38" font-size="11" fill="#444">${esc(`${path.basename(r.model.dir)}, rekv r=${r.settings.retrieve}${r.settings.scale !== 1 ? `, run at scale 1/${r.settings.scale}, ages at full scale` : ''}`)}</text>`);
+  out.push(`<text x="10" y="54" font-size="11" fill="#444">${esc('cell: answer-logit margin (green: right, red: wrong, gray: deleted by the budget and answered unknown)')}</text>`);
   tiers.forEach((t, j) => out.push(`<text x="${left + j * cw + cw / 2}" y="${top - 8}" font-size="12" text-anchor="middle">${esc(t)}</text>`));
   rows.forEach((row, i) => {
     const y = top + i * ch;
-    out.push(`<text x="${left - 6}" y="${y + 16}" font-size="11" text-anchor="end">${esc(`${row.label} (${dur(row.ageS)} ago)`)}</text>`);
+    out.push(`<text x="${left - 6}" y="${y + 16}" font-size="11" text-anchor="end">${esc(`${row.label} (${dur(row.ageS * r.settings.scale)} ago)`)}</text>`);
     tiers.forEach((t, j) => {
       const x = left + j * cw;
       const here = row.tier === t;
