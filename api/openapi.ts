@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ChatCompletionBody, ChatCompletionResponse, ModelList } from './schemas/chat.js';
 import { ErrorBody, HorizonSchema } from './schemas/common.js';
-import { AnswerSchema, ChunkEvidence, Evidence, GapEvidence, QuestionBody, Skipped, Timing } from './schemas/questions.js';
+import { AnswerSchema, ArchiveSchema, ChunkEvidence, Evidence, GapEvidence, QuestionBody, Skipped, Timing } from './schemas/questions.js';
 import { CreateStreamBody, Retention, StreamList, StreamStatusSchema, UploadForm } from './schemas/streams.js';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
@@ -30,7 +30,7 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
  */
 export function buildOpenApi(version: string): object {
   const registry = z.registry<{ id: string }>();
-  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList };
+  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList };
   for (const [id, schema] of Object.entries(named)) registry.add(schema as z.ZodType, { id });
   const { schemas } = z.toJSONSchema(registry, { target: 'openapi-3.0', io: 'input', uri: (id) => `#/components/schemas/${id}`, unrepresentable: 'any' });
   for (const schema of Object.values(schemas)) delete (schema as { $id?: string }).$id;

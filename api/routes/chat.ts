@@ -64,7 +64,7 @@ export function chatRoutes(ctx: ServiceContext, maxBodyBytes: number): Router {
         model,
         choices: [{ index: 0, message: { role: 'assistant', content: answer.text }, finish_reason: finishReason(answer.stopReason), logprobs: null }],
         usage: { prompt_tokens: answer.contextTokens, completion_tokens: answer.tokens, total_tokens: answer.contextTokens + answer.tokens },
-        vigil: { evidence: answer.evidence, skipped: answer.skipped, timing: answer.timing, mode: answer.mode, horizon: answer.horizon, coverage: answer.coverage, outOfMemory: answer.outOfMemory },
+        vigil: { evidence: answer.evidence, skipped: answer.skipped, timing: answer.timing, mode: answer.mode, horizon: answer.horizon, coverage: answer.coverage, outOfMemory: answer.outOfMemory, archive: answer.archive },
       });
       return;
     }
@@ -82,7 +82,7 @@ export function chatRoutes(ctx: ServiceContext, maxBodyBytes: number): Router {
       );
       chunk({}, finishReason(answer.stopReason), {
         usage: { prompt_tokens: answer.contextTokens, completion_tokens: answer.tokens, total_tokens: answer.contextTokens + answer.tokens },
-        vigil: { evidence: answer.evidence, skipped: answer.skipped, timing: answer.timing, mode: answer.mode, horizon: answer.horizon, coverage: answer.coverage, outOfMemory: answer.outOfMemory },
+        vigil: { evidence: answer.evidence, skipped: answer.skipped, timing: answer.timing, mode: answer.mode, horizon: answer.horizon, coverage: answer.coverage, outOfMemory: answer.outOfMemory, archive: answer.archive },
       });
       sse.send(null, '[DONE]');
     } catch (error) {

@@ -10,7 +10,8 @@ import { parseInput } from '../validate.js';
 
 /**
  * `POST /v1/streams/:id/questions`: a JSON answer with evidence and timing, or with `stream: true`
- * Server-Sent Events: `token` events ({text}) as the answer decodes, then one `evidence` event with
+ * Server-Sent Events: `progress` events ({phase: 'reencode', done, total}) while archived frames are
+ * re-encoded, `token` events ({text}) as the answer decodes, then one `evidence` event with
  * the whole answer (text, evidence, timing); `error` if it fails after streaming began. A client that
  * disconnects cancels its question.
  */
@@ -29,6 +30,7 @@ export function questionRoutes(ctx: ServiceContext, maxBodyBytes: number): Route
       ...(body.temperature !== undefined ? { temperature: body.temperature } : {}),
       ...(body.topP !== undefined ? { topP: body.topP } : {}),
       ...(body.seed !== undefined ? { seed: body.seed } : {}),
+      ...(body.maxReencode !== undefined ? { maxReencode: body.maxReencode } : {}),
     };
     if (!body.stream) {
       const abort = new AbortController();
@@ -44,6 +46,7 @@ export function questionRoutes(ctx: ServiceContext, maxBodyBytes: number): Route
         signal: sse.signal,
         onStart: () => sse.open(),
         onText: (text) => sse.send('token', { text }),
+        onProgress: (progress) => sse.send('progress', progress),
       });
       sse.send('evidence', answerJson(answer));
     } catch (error) {

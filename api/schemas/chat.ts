@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { Settings } from '../../common/settings.js';
 import { HorizonSchema, ModeEnum } from './common.js';
-import { CoverageSchema, Evidence, questionFields, Skipped, Timing } from './questions.js';
+import { ArchiveSchema, CoverageSchema, Evidence, questionFields, Skipped, Timing } from './questions.js';
 
 const ContentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
 
@@ -45,7 +45,7 @@ export const ChatCompletionResponse = z
       }),
     ),
     usage: z.strictObject({ prompt_tokens: z.int(), completion_tokens: z.int(), total_tokens: z.int() }),
-    vigil: z.strictObject({ evidence: z.array(Evidence), skipped: z.array(Skipped), timing: Timing, mode: ModeEnum, horizon: HorizonSchema, coverage: CoverageSchema.nullable(), outOfMemory: z.boolean() }).meta({ description: 'Evidence (chunks and outages), skipped damaged chunks, and timing (Vigil extension).' }),
+    vigil: z.strictObject({ evidence: z.array(Evidence), skipped: z.array(Skipped), timing: Timing, mode: ModeEnum, horizon: HorizonSchema, coverage: CoverageSchema.nullable(), outOfMemory: z.boolean(), archive: ArchiveSchema }).meta({ description: 'Evidence (chunks and outages), skipped damaged chunks, timing and the archive report (Vigil extension).' }),
   });
 
 export const ModelList = z.strictObject({

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { Settings } from '../../common/settings.js';
 import { HorizonSchema, ModeEnum } from './common.js';
+import { DEFAULT_MAX_REENCODE, MAX_REENCODE_LIMIT } from '../../src/engine/archiveRecall.js';
 
 export const questionFields = {
   mode: ModeEnum.optional().meta({ description: 'rekv (retrieval, default), window, full, uniform, or oracle (from/to = the ground-truth interval).' }),
@@ -17,7 +18,13 @@ export const QuestionBody = z
     temperature: Settings.temperature.optional(),
     topP: Settings.topP.optional(),
     seed: z.int().optional(),
-    stream: z.boolean().optional().meta({ description: 'Answer as Server-Sent Events: token events, then one evidence event.' }),
+    maxReencode: z
+      .int()
+      .min(0)
+      .max(MAX_REENCODE_LIMIT)
+      .optional()
+      .meta({ description: `rekv: archived frames (kept as stills, no KV) re-encoded at most for this answer, the best scored; each costs one frame's encode. Default ${DEFAULT_MAX_REENCODE}; 0 leaves the archive out.` }),
+    stream: z.boolean().optional().meta({ description: 'Answer as Server-Sent Events: progress events while archived frames are re-encoded, token events, then one evidence event.' }),
   })
   .refine((q) => q.from === undefined || q.to === undefined || q.from <= q.to, { message: 'from must be <= to', path: ['from'] });
 
@@ -82,6 +89,15 @@ export const CoverageSchema = z
   })
   .meta({ description: 'How much of the asked time range (from/to) memory holds.' });
 
+export const ArchiveSchema = z
+  .strictObject({
+    retrieved: z.int().meta({ description: 'Archived chunks (no KV, only their still) retrieval chose.' }),
+    reencoded: z.int().meta({ description: 'Of them, re-encoded through the model into the answer context.' }),
+    skipped: z.int().meta({ description: 'Left out: past maxReencode or without a readable still (their places went to chunks that hold KV).' }),
+    reencodeMs: z.number(),
+  })
+  .meta({ description: 'What the answer did with the archive tier.' });
+
 export const AnswerSchema = z
   .strictObject({
     streamId: z.string(),
@@ -98,4 +114,5 @@ export const AnswerSchema = z
     horizon: HorizonSchema,
     coverage: CoverageSchema.nullable().meta({ description: 'With from/to: what of that range memory holds; null without a range.' }),
     outOfMemory: z.boolean().meta({ description: 'Memory holds nothing of the asked range (before the horizon, inside an outage, or not seen yet): text says so and no model call was made. Still HTTP 200.' }),
+    archive: ArchiveSchema,
   });

@@ -16,6 +16,8 @@ import type { StreamEncoder } from './streamEncoder.js';
 
 /** Archived chunks a question re-encodes by default (~10 s of model time at smolvlm2-256m here). */
 export const DEFAULT_MAX_REENCODE = 8;
+/** The most a caller may ask for (each is ~1.3 s of model time at smolvlm2-256m here). */
+export const MAX_REENCODE_LIMIT = 64;
 
 export interface ReencodeProgress {
   phase: 'reencode';

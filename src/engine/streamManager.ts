@@ -343,6 +343,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
             ...(question.seed !== undefined ? { seed: question.seed } : {}),
             ...(range && mode !== 'oracle' ? { timeRange: range } : {}),
             ...(range && mode === 'oracle' ? { oracleTimes: [range] } : {}),
+            ...(question.maxReencode !== undefined ? { maxReencode: question.maxReencode } : {}),
+            ...(hooks.onProgress ? { onProgress: hooks.onProgress } : {}),
             // Throwing from the token callback is how a running answer stops when its caller has gone.
             onText: (piece) => {
               if (signal?.aborted) throw new VigilError('CANCELLED', 'the question was cancelled');
@@ -374,6 +376,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
         horizon: answer.horizon,
         coverage: answer.coverage,
         outOfMemory: answer.coverage?.outOfMemory ?? false,
+        archive: { ...answer.archive, reencodeMs: round(answer.archive.reencodeMs) },
         timing: {
           queueMs: round(startedAt - queuedAt),
           retrievalMs: round(answer.retrievalMs),

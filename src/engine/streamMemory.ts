@@ -202,6 +202,11 @@ export class StreamMemory implements QuestionMemory {
     return numbered;
   }
 
+  /** Resolves when the store's background demotion has made room (ChunkStore.demotionBackpressure): at once when it need not. */
+  async demotionRoom(): Promise<void> {
+    await this.store.demotionBackpressure();
+  }
+
   /**
    * Whether new chunks should carry their frame's still (FrameChunk.still): the store may archive
    * them, i.e. it has a budget with demotion and the archive on (RetentionPolicy.archive).

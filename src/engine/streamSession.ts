@@ -135,6 +135,8 @@ export class StreamSession {
   addFrame(image: PreprocessedImage, t: number, wallTime = Date.now(), frame?: RgbImage): Promise<FrameChunk> {
     return this.serialize(async () => {
       this.checkFrameTime(t);
+      // A source faster than demotion waits for it rather than make retention delete what it would shrink.
+      await this.memory.demotionRoom();
       // On libvips' threads while the model encodes; awaited (and its error seen) either way.
       const still = frame && this.memory.keepsStills ? encodeStill(frame) : undefined;
       let encoded;

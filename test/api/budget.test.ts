@@ -94,9 +94,9 @@ describe('disk budgets', () => {
     assert.ok(checks >= CLIP_S - 2, `${checks} frames checked`);
     const used = streamDiskBytes(dataDir, 'cam');
     assert.ok(used <= BUDGET + segmentBytes);
-    // Trimmed: the oldest frames went, the newest are there.
-    assert.ok(ended.memory!.chunks < CLIP_S / 2, `${ended.memory!.chunks} chunks kept`);
-    assert.ok(ended.memory!.firstT! > CLIP_S / 2, `oldest kept frame at ${ended.memory!.firstT}`);
+    // The budget holds ~41 float32 frames: the older ones went to the archive (their stills), so far
+    // more of the clip is remembered than KV alone could hold.
+    assert.ok(ended.memory!.chunks > 50, `${ended.memory!.chunks} chunks kept`);
     const status = (await request(server.url).get('/v1/streams/cam').set(AUTH).expect(200)).body;
     assert.equal(status.disk.budgetBytes, BUDGET);
     assert.equal(status.disk.usedBytes, streamDiskBytes(dataDir, 'cam'));

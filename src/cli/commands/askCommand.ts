@@ -74,6 +74,7 @@ function answerJson(question: string, a: SessionAnswer) {
     horizon: a.horizon,
     coverage: a.coverage,
     outOfMemory: a.coverage?.outOfMemory ?? false,
+    archive: { ...a.archive, reencodeMs: round(a.archive.reencodeMs) },
   };
 }
 
@@ -110,7 +111,7 @@ export function askCommand(): Command {
     .option('--from <s>', 'only memory from this stream time (seconds); a time memory no longer holds is answered with a statement, without the model', parseStreamTime)
     .option('--to <s>', 'only memory up to this stream time (seconds)', parseStreamTime)
     .option('--dtype <dtype>', 'model weight format (fp32, fp16, q8, q4, ...)')
-    .option('--json', 'print JSON: {answer, mode, evidence:[{chunkId, t, score}], timing:{...}, horizon, coverage, outOfMemory} (an array for several questions)')
+    .option('--json', 'print JSON: {answer, mode, evidence:[{chunkId, t, score}], timing:{...}, horizon, coverage, outOfMemory, archive} (an array for several questions)')
     .action(async (video: string, questions: string[], options: AskOptions) => {
       const modes: readonly AnswerMode[] = ANSWER_MODES.filter((m) => m !== 'oracle');
       if (!modes.includes(options.mode as AnswerMode)) throw new VigilError('BAD_INPUT', `unknown --mode '${options.mode}' (${modes.join(', ')})`);
@@ -153,6 +154,8 @@ export function askCommand(): Command {
         try {
           const answers = [];
           for (const question of questions) {
+            // Archived frames a question retrieves are re-encoded first (about a frame's encode each).
+            const recall = stageProgress('re-encoding archived frames', quiet);
             const answer = await memory.session.ask({
               question,
               mode: options.mode as AnswerMode,
@@ -160,7 +163,9 @@ export function askCommand(): Command {
               includeWindow: options.includeWindow ?? false,
               maxNewTokens: options.maxNewTokens,
               ...(timeRange ? { timeRange } : {}),
+              onProgress: (p) => recall.update(p.done, p.total, `${p.done} of ${p.total} frames`),
             });
+            recall.stop();
             answers.push(answerJson(question, answer));
           }
           if (options.json) return printJson(answers.length === 1 ? answers[0] : answers);
@@ -175,7 +180,8 @@ export function askCommand(): Command {
               process.stdout.write(`Q: ${a.question}\nA: ${a.answer}\n   not in memory: no model call\n`);
               continue;
             }
-            process.stdout.write(`Q: ${a.question}\nA: ${a.answer}\n   ${a.mode}: strongest evidence at ${cited}; first token ${Math.round(a.timing.ttftMs)} ms\n`);
+            const archived = a.archive.retrieved > 0 ? `; archive: ${a.archive.reencoded} of ${a.archive.retrieved} retrieved frames re-encoded (${Math.round(a.archive.reencodeMs)} ms)` : '';
+            process.stdout.write(`Q: ${a.question}\nA: ${a.answer}\n   ${a.mode}: strongest evidence at ${cited}; first token ${Math.round(a.timing.ttftMs)} ms${archived}\n`);
             if (a.coverage?.note) process.stdout.write(`   ${a.coverage.note}\n`);
           }
         } finally {

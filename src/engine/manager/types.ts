@@ -3,6 +3,7 @@ import type { TierSettings } from '../../../common/settings.js';
 import type { GateRequest, GateSetting } from '../frameGate.js';
 import type { AnswerMode } from '../streamSession.js';
 import type { MemoryCoverage, MemoryHorizon } from '../memoryHorizon.js';
+import type { ArchiveReport, ReencodeProgress } from '../archiveRecall.js';
 
 /** What a caller (API, config file, code) asks for when adding a stream. Unset fields take the manager's defaults. */
 export interface CreateStreamRequest {
@@ -139,6 +140,8 @@ export interface StreamQuestion {
   temperature?: number;
   topP?: number;
   seed?: number;
+  /** rekv: archived frames (no KV) re-encoded at most for this answer. Default 8; 0 leaves the archive out. */
+  maxReencode?: number;
 }
 
 export interface EvidenceItem {
@@ -195,6 +198,8 @@ export interface StreamAnswer {
   coverage: MemoryCoverage | null;
   /** Memory holds nothing of the asked range: `text` is a statement saying so, and no model ran. */
   outOfMemory: boolean;
+  /** Archived chunks retrieval chose, how many were re-encoded into the context, how many left out, and the time it took. */
+  archive: ArchiveReport;
 }
 
 export interface AskHooks {
@@ -202,6 +207,8 @@ export interface AskHooks {
   onText?: (piece: string) => void;
   /** Called once the question leaves the queue and starts on the model. */
   onStart?: () => void;
+  /** Progress of re-encoding archived frames (before the first token; each costs a frame's encode). */
+  onProgress?: (progress: ReencodeProgress) => void;
   /** Cancels a queued question, or stops a running one at its next token (CANCELLED). */
   signal?: AbortSignal;
 }
