@@ -70,7 +70,7 @@ const READ_MERGE_GAP_BYTES = 256 * 1024;
 const READ_RUN_BYTES = 16 * 1024 * 1024;
 /** Reads in flight at once: the libuv thread pool's default size. */
 const READ_CONCURRENCY = 4;
-/** Ids per manifest query of readMetas(): rows are ~23 KB, so a batch holds ~12 MB at most. */
+/** Ids per manifest query of readMetas(): rows are 5.7 KiB (22.5 KiB in older float32 rows), so a batch holds ~12 MB at most. */
 const READ_METAS_BATCH = 512;
 /** Files of the store folder besides segments, counted against a budget. */
 const STORE_SIDE_FILES = [MANIFEST_FILE, `${MANIFEST_FILE}-wal`, `${MANIFEST_FILE}-shm`, 'LOCK'];
@@ -407,7 +407,7 @@ export class ChunkStore {
     this.readsInFlight++;
     try {
       if (misses.length > 0) {
-        // Locations only: the representatives (23 KB a row) are not needed to read layers.
+        // Locations only: the representatives (5.7-22.5 KiB a row) are not needed to read layers.
         const located = this.manifest.locationsByIds(misses);
         const known = new Set(located.map((r) => r.chunkId));
         for (const id of misses) if (!known.has(id)) failed.push({ chunkId: id, reason: 'not-found', message: `chunk ${id} is not in the store` });

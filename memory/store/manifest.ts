@@ -44,8 +44,8 @@ export interface StreamMeta extends ChunkGeometry {
 }
 
 // Column order matters for reads: SQLite stores a row's columns in table order and a row bigger
-// than a page spills into a chain of overflow pages, so a column after the representatives (23 KB
-// at smolvlm2-256m geometry) costs a walk of that chain (~17 us a row, 25 ms for the 1500 rows of
+// than a page spills into a chain of overflow pages, so a column after the representatives (5.7 KiB,
+// 22.5 KiB in older float32 rows, at smolvlm2-256m geometry) costs a walk of that chain (~17 us a row, 25 ms for the 1500 rows of
 // an r = 64 question) even when the representatives are not selected. Stores created before this
 // order have layer_checksums last (added by ALTER TABLE); they read the same, only slower.
 const SCHEMA = `
