@@ -21,7 +21,9 @@ describe('vigil ask --from/--to and the horizon', () => {
   const red = 'What color was the square on the red screen?';
   const blue = 'What color was the square on the blue screen?';
   // 2 frames a second for 60 s (~1.1 MB of memory) under 400 kB: about the last 14 s are kept.
-  const common = ['--fps', '2', '--window', '4', '--gate', 'off', '--budget', '400kB'];
+  // No tiers (--kv-share 1: the whole budget may hold KV, so nothing older is demoted; no archive): the
+  // budget forgets the clip's start outright (tiers keep it longer: test/cli/askBudget.test.ts).
+  const common = ['--fps', '2', '--window', '4', '--gate', 'off', '--budget', '400kB', '--kv-share', '1', '--no-archive'];
 
   before(async () => {
     scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-ask-horizon-'));
