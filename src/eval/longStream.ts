@@ -242,6 +242,9 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
       dir: options.dir,
       sinkFrames,
       windowFrames,
+      // Busy = every frame encoded (what the fast-forward writes); per-pixel noise frames would
+      // pass the gate as unchanged (its 64x64 block means move by ~4 levels, under its 12).
+      ...(options.scene === 'busy' ? { gate: 'off' as const } : {}),
       fsync: 'none',
       ...(budgetPlan ? { segmentBytes: budgetPlan.segmentBytes, retention: { ...budgetRetention(budgetPlan, options.dir), keepFullSec: options.keepFullSec, kvShare, archive } } : {}),
     });
