@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { makeProbeClip } from '../../ingest/index.js';
-import { AUTH, disposeSharedModel, parseSse, question, startTestServer, tempDir, type TestServer, waitEnded } from './helpers.js';
+import { AUTH, disposeSharedModel, parseSse, wholeText, question, startTestServer, tempDir, type TestServer, waitEnded } from './helpers.js';
 
 describe('archive tier through the API', () => {
   let server: TestServer;
@@ -41,11 +41,7 @@ describe('archive tier through the API', () => {
       .set(AUTH)
       .send({ question: question('red'), r: 4, maxTokens: 8, stream: true })
       .buffer(true)
-      .parse((response, callback) => {
-        let text = '';
-        response.on('data', (chunk: Buffer) => (text += chunk.toString()));
-        response.on('end', () => callback(null, text));
-      });
+      .parse(wholeText);
     assert.equal(res.status, 200);
     const events = parseSse(res.body as string);
     const progress = events.filter((e) => e.event === 'progress').map((e) => JSON.parse(e.data) as { phase: string; done: number; total: number });

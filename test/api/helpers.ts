@@ -13,6 +13,7 @@ import { type RunningServer, startServer, type ServerOptions } from '../../api/s
 import type { StreamManager, StreamManagerOptions, StreamStatus } from '../../src/engine/streamManager.js';
 import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
 import { probeModelDir } from '../helpers/probeModels.js';
+import type { Response } from 'superagent';
 
 export const TOKEN = 'test-token-0123456789abcdef';
 export const AUTH = { Authorization: `Bearer ${TOKEN}` };
@@ -113,6 +114,13 @@ export function waitEnded(server: TestServer, id: string, timeoutMs = 30_000): P
     if (s.state === 'failed') assert.fail(`stream ${id} failed: ${JSON.stringify(s.error)}`);
     return s.state === 'ended' ? s : undefined;
   }, timeoutMs);
+}
+
+/** A supertest body parser that keeps an event stream's whole text (use with `.buffer(true).parse(wholeText)`). */
+export function wholeText(response: Response, callback: (error: Error | null, body: string) => void): void {
+  let text = '';
+  response.on('data', (chunk: Buffer) => (text += chunk.toString()));
+  response.on('end', () => callback(null, text));
 }
 
 /** Parses a Server-Sent Events body into events. */

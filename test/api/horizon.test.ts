@@ -38,8 +38,9 @@ describe('memory horizon in the service', () => {
 
   it('status, metrics, answers and store stats state the horizon; a forgotten time is stated without a model call', async (t) => {
     const s = await start();
-    // 4 frames a second of a 40-s clip at ~9.5 kB a chunk: ~1.5 MB, far over a 400 kB budget.
-    await request(s.url).post('/v1/streams').set(AUTH).send({ id: 'small', source: 'a.mp4', fps: 4, window: 2, budget: '400kB' }).expect(201);
+    // 4 frames a second of a 40-s clip at ~9.5 kB a chunk: ~1.5 MB, far over a 400 kB budget. No
+    // tiers (the whole budget may hold KV, no archive): the start is forgotten outright.
+    await request(s.url).post('/v1/streams').set(AUTH).send({ id: 'small', source: 'a.mp4', fps: 4, window: 2, budget: '400kB', tiers: { kvShare: 1, archive: false } }).expect(201);
     await request(s.url).post('/v1/streams').set(AUTH).send({ id: 'whole', source: 'b.mp4', window: 4 }).expect(201);
     await waitEnded(s, 'small', 60_000);
     await waitEnded(s, 'whole', 60_000);

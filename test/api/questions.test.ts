@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
-import { AUTH, disposeSharedModel, makeClips, parseSse, question, startTestServer, type TestServer, waitEnded, waitFor } from './helpers.js';
+import { AUTH, disposeSharedModel, makeClips, parseSse, question, startTestServer, type TestServer, waitEnded, waitFor, wholeText } from './helpers.js';
 
 describe('questions API', () => {
   let server: TestServer;
@@ -67,11 +67,7 @@ describe('questions API', () => {
       .set(AUTH)
       .send({ question: question('red'), r: 4, stream: true })
       .buffer(true)
-      .parse((response, callback) => {
-        let text = '';
-        response.on('data', (chunk: Buffer) => (text += chunk.toString()));
-        response.on('end', () => callback(null, text));
-      });
+      .parse(wholeText);
     assert.equal(res.status, 200);
     assert.match(res.headers['content-type'] ?? '', /^text\/event-stream/);
     const events = parseSse(res.body as string);
@@ -134,11 +130,7 @@ describe('questions API', () => {
       .set(AUTH)
       .send({ model: 'a', stream: true, messages: [{ role: 'user', content: question('red') }], vigil: { r: 4 } })
       .buffer(true)
-      .parse((response, callback) => {
-        let text = '';
-        response.on('data', (chunk: Buffer) => (text += chunk.toString()));
-        response.on('end', () => callback(null, text));
-      });
+      .parse(wholeText);
     assert.equal(res.status, 200);
     const events = parseSse(res.body as string);
     assert.equal(events.at(-1)!.data, '[DONE]');

@@ -1,11 +1,14 @@
 // Shared fixtures for the memory store tests: seeded chunks, temp folders, bit-exact comparison.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import type { FrameChunk } from '../../memory/frameChunk.js';
-import { type ChunkGeometry, ChunkStore } from '../../memory/store/index.js';
+import { type ChunkGeometry, ChunkStore, type DemotionStep } from '../../memory/store/index.js';
 import { asStoredRepresentatives } from '../../memory/store/representatives.js';
 import { meanOverTokens } from '../../kernels/pool.js';
 import { mulberry32 } from '../../kernels/sampling.js';
@@ -126,4 +129,20 @@ export function stillFor(id: number): Uint8Array {
   const out = new Uint8Array(100 + ((id * 37) % 61));
   for (let i = 0; i < out.length; i++) out[i] = (id * 131 + i * 7) & 0xff;
   return out;
+}
+
+/**
+ * Runs test/memory/fixtures/demoteStep.ts in a real child process: it builds a store, demotes its
+ * oldest segment to `target` and SIGKILLs itself at `step`. Resolves with how it ended.
+ */
+export async function runDemoteStepChild(dir: string, step: DemotionStep, target: 'kivi4' | 'archive' = 'kivi4'): Promise<{ signal: NodeJS.Signals | null; out: string; err: string }> {
+  const fixture = fileURLToPath(new URL('./fixtures/demoteStep.ts', import.meta.url));
+  const repo = fileURLToPath(new URL('../../', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', fixture, dir, step, target], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const [, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  return { signal, out, err };
 }

@@ -7,18 +7,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { FrameChunk } from '../../memory/frameChunk.js';
 import { ChunkStore } from '../../memory/store/index.js';
 import type { DemotionStep } from '../../memory/store/index.js';
-import { makeChunk, stillFor, tempDir } from './helpers.js';
+import { makeChunk, runDemoteStepChild, stillFor, tempDir } from './helpers.js';
 import { TIER_CHUNKS, TIER_GEOMETRY, TIER_TOKENS } from './fixtures/tierGeometry.js';
 
-const FIXTURE = fileURLToPath(new URL('./fixtures/demoteStep.ts', import.meta.url));
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const G = TIER_GEOMETRY;
 /** Three records with stills a segment (a float32 record with its still is ~33 KB). */
 const SEGMENT_BYTES = 32 + 3 * 33_100;
@@ -219,20 +214,11 @@ test('retention.archive false keeps the KV tiers only, then deletes; kvShare out
   }
 });
 
-async function runChild(dir: string, step: DemotionStep): Promise<{ signal: NodeJS.Signals | null; out: string; err: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, dir, step, 'archive'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const [, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
-  return { signal, out, err };
-}
 
 for (const step of ['writing', 'synced', 'committed'] as DemotionStep[]) {
   test(`SIGKILL while archiving at '${step}': every committed chunk is intact after reopen, KV or still; no stray segment`, async (t) => {
     const dir = tempDir(t);
-    const { signal, out, err } = await runChild(dir, step);
+    const { signal, out, err } = await runDemoteStepChild(dir, step, 'archive');
     assert.equal(signal, 'SIGKILL', `child must die by SIGKILL (stdout ${out}, stderr ${err})`);
     const store = ChunkStore.open({ dir, recoveryCheck: 'full' });
     try {

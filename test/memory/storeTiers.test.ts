@@ -5,21 +5,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { FrameChunk } from '../../memory/frameChunk.js';
 import { ChunkStore } from '../../memory/store/index.js';
 import type { DemotionStep } from '../../memory/store/index.js';
 import { dequantizeKivi4, quantizeKivi4 } from '../../kernels/kivi.js';
 import { chunkRecordBytes } from '../../memory/store/budget.js';
 import { asStoredRepresentatives } from '../../memory/store/representatives.js';
-import { assertChunkBitExact, makeChunk, tempDir } from './helpers.js';
+import { assertChunkBitExact, makeChunk, runDemoteStepChild, tempDir } from './helpers.js';
 import { TIER_CHUNKS, TIER_GEOMETRY, TIER_SEGMENT_BYTES, TIER_TOKENS } from './fixtures/tierGeometry.js';
 
-const FIXTURE = fileURLToPath(new URL('./fixtures/demoteStep.ts', import.meta.url));
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const G = TIER_GEOMETRY;
 const chunk = (id: number): FrameChunk => makeChunk(id, G, TIER_TOKENS, { scale: 2 });
 
@@ -145,20 +140,11 @@ test('demoteSegment: rows move to a new kivi4 segment, old file deleted, data as
   }
 });
 
-async function runChild(dir: string, step: DemotionStep): Promise<{ signal: NodeJS.Signals | null; out: string; err: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, dir, step], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const [, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
-  return { signal, out, err };
-}
 
 for (const step of ['writing', 'written', 'synced', 'committed', 'deleted'] as DemotionStep[]) {
   test(`SIGKILL during demotion at '${step}': every committed chunk reads and checks after reopen; no stray segment`, async (t) => {
     const dir = tempDir(t);
-    const { signal, out, err } = await runChild(dir, step);
+    const { signal, out, err } = await runDemoteStepChild(dir, step);
     assert.equal(signal, 'SIGKILL', `child must die by SIGKILL (stdout ${out}, stderr ${err})`);
     assert.match(out, new RegExp(`committed\\nat ${step}\\n`));
     const store = ChunkStore.open({ dir, recoveryCheck: 'full' });
