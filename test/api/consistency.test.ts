@@ -12,40 +12,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Ajv } from 'ajv';
 import OpenAI from 'openai';
 import request from 'supertest';
 import { loadServiceConfig } from '../../api/config.js';
 import { startServer } from '../../api/server.js';
 import { LIMITS, MAX_QUESTION_CHARS } from '../../common/settings.js';
 import { runVigil } from '../helpers/runVigil.js';
-import { AUTH, disposeSharedModel, makeClips, question, startTestServer, tempDir, TOKEN, type TestServer, waitEnded, waitFor } from './helpers.js';
+import { AUTH, disposeSharedModel, makeClips, question, startTestServer, tempDir, TOKEN, type TestServer, openApiValidator, waitEnded, waitFor } from './helpers.js';
 
 after(() => disposeSharedModel());
 
-/** The served OpenAPI document's schemas, compiled by ajv (OpenAPI 3.0's boolean exclusiveMinimum made draft-07). */
-async function openApiValidator(url: string): Promise<(schema: string, value: unknown) => void> {
-  const doc = (await request(url).get('/openapi.json').expect(200)).body as { components: { schemas: Record<string, unknown> } };
-  const draft7 = (node: unknown): unknown => {
-    if (Array.isArray(node)) return node.map(draft7);
-    if (!node || typeof node !== 'object') return node;
-    const out = Object.fromEntries(Object.entries(node).map(([k, v]) => [k, draft7(v)])) as Record<string, unknown>;
-    for (const [flag, bound] of [['exclusiveMinimum', 'minimum'], ['exclusiveMaximum', 'maximum']] as const) {
-      if (out[flag] === true) {
-        out[flag] = out[bound];
-        delete out[bound];
-      } else if (out[flag] === false) delete out[flag];
-    }
-    return out;
-  };
-  const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
-  ajv.addSchema({ components: { schemas: draft7(doc.components.schemas) } }, 'openapi.json');
-  return (schema, value) => {
-    const validate = ajv.getSchema(`openapi.json#/components/schemas/${schema}`);
-    assert.ok(validate, `the document has schema ${schema}`);
-    assert.ok(validate(value), `${schema}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value)}`);
-  };
-}
 
 /** Error bodies must not show where the server keeps anything. */
 function assertNoServerPath(text: string, dirs: string[]): void {

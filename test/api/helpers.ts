@@ -4,6 +4,8 @@
  * the server may read files from, and a real HTTP server on 127.0.0.1 with a fresh data folder.
  */
 import assert from 'node:assert/strict';
+import { Ajv } from 'ajv';
+import request from 'supertest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -137,4 +139,28 @@ export function parseSse(text: string): Array<{ event: string; data: string }> {
       }
       return { event, data: data.join('\n') };
     });
+}
+
+/** The served OpenAPI document's schemas, compiled by ajv (OpenAPI 3.0's boolean exclusiveMinimum made draft-07). */
+export async function openApiValidator(url: string): Promise<(schema: string, value: unknown) => void> {
+  const doc = (await request(url).get('/openapi.json').expect(200)).body as { components: { schemas: Record<string, unknown> } };
+  const draft7 = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(draft7);
+    if (!node || typeof node !== 'object') return node;
+    const out = Object.fromEntries(Object.entries(node).map(([k, v]) => [k, draft7(v)])) as Record<string, unknown>;
+    for (const [flag, bound] of [['exclusiveMinimum', 'minimum'], ['exclusiveMaximum', 'maximum']] as const) {
+      if (out[flag] === true) {
+        out[flag] = out[bound];
+        delete out[bound];
+      } else if (out[flag] === false) delete out[flag];
+    }
+    return out;
+  };
+  const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
+  ajv.addSchema({ components: { schemas: draft7(doc.components.schemas) } }, 'openapi.json');
+  return (schema, value) => {
+    const validate = ajv.getSchema(`openapi.json#/components/schemas/${schema}`);
+    assert.ok(validate, `the document has schema ${schema}`);
+    assert.ok(validate(value), `${schema}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value)}`);
+  };
 }

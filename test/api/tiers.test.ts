@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Ajv } from 'ajv';
 import request from 'supertest';
 import { LIMITS } from '../../common/settings.js';
 import { DEFAULT_KEEP_FULL_SEC, DEFAULT_KV_SHARE } from '../../memory/store/options.js';
@@ -18,7 +17,7 @@ import { planBudget } from '../../memory/store/budget.js';
 import type { RetentionPolicy } from '../../memory/store/types.js';
 import { budgetShape } from '../../src/engine/manager/streamBudget.js';
 import type { StreamManager } from '../../src/engine/streamManager.js';
-import { AUTH, disposeSharedModel, makeClips, sharedModel, startTestServer, tempDir, type TestServer, waitEnded } from './helpers.js';
+import { AUTH, disposeSharedModel, makeClips, openApiValidator, sharedModel, startTestServer, tempDir, type TestServer, waitEnded } from './helpers.js';
 
 const WINDOW = 4;
 const BUDGET = 2_000_000;
@@ -29,26 +28,6 @@ function storeRetention(manager: StreamManager, id: string): RetentionPolicy | u
   return m.get(id).session?.store.retention;
 }
 
-/** The served OpenAPI document's StreamStatus schema, compiled by ajv (OpenAPI 3.0's boolean exclusiveMinimum made draft-07, as test/api/consistency.test.ts). */
-async function statusValidator(url: string): Promise<(value: unknown) => void> {
-  const doc = (await request(url).get('/openapi.json').expect(200)).body as { components: { schemas: Record<string, unknown> } };
-  const draft7 = (node: unknown): unknown => {
-    if (Array.isArray(node)) return node.map(draft7);
-    if (!node || typeof node !== 'object') return node;
-    const out = Object.fromEntries(Object.entries(node).map(([k, v]) => [k, draft7(v)])) as Record<string, unknown>;
-    for (const [flag, bound] of [['exclusiveMinimum', 'minimum'], ['exclusiveMaximum', 'maximum']] as const) {
-      if (out[flag] === true) {
-        out[flag] = out[bound];
-        delete out[bound];
-      } else if (out[flag] === false) delete out[flag];
-    }
-    return out;
-  };
-  const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
-  ajv.addSchema({ components: { schemas: draft7(doc.components.schemas) } }, 'openapi.json');
-  const validate = ajv.getSchema('openapi.json#/components/schemas/StreamStatus')!;
-  return (value) => assert.ok(validate(value), `StreamStatus: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value)}`);
-}
 
 describe('memory tiers (stream setting)', () => {
   let clips: string;
@@ -70,7 +49,8 @@ describe('memory tiers (stream setting)', () => {
   it('round-trips through the API, reaches the store retention, and survives a restart', async () => {
     const dataDir = tempDir('vigil-tiers-data-');
     server = await startTestServer({ dataDir, filesDir: clips });
-    const valid = await statusValidator(server.url);
+    const validate = await openApiValidator(server.url);
+    const valid = (value: unknown) => validate('StreamStatus', value);
     const tiers = { keepFullSec: 600, kvShare: 0.5, archive: false };
     const created = await request(server.url).post('/v1/streams').set(AUTH).send({ id: 'cam', source: 'a.mp4', window: WINDOW, budget: '2MB', tiers }).expect(201);
     assert.deepEqual(created.body.settings.tiers, tiers);
