@@ -338,13 +338,13 @@ export function longVniahTable(r: LongVniahResults): string {
   lines.push('');
   lines.push('| tier | needles | accuracy | min margin | mean margin | median TTFT ms |');
   lines.push('|---|---:|---:|---:|---:|---:|');
-  for (const t of r.tiers) lines.push(`| ${t.tier} | ${t.needles} | ${t.correct}/${t.needles} | ${fmt(t.minMargin)} | ${fmt(t.meanMargin)} | ${t.medianTtftMs.toFixed(0)} |`);
+  for (const t of r.tiers) lines.push(`| ${t.tier === 'forgotten' ? 'forgotten (deleted by the budget)' : t.tier} | ${t.needles} | ${t.correct}/${t.needles} | ${fmt(t.minMargin)} | ${fmt(t.meanMargin)} | ${t.medianTtftMs.toFixed(0)} |`);
   lines.push('');
   lines.push(`| needle | age${s.scale !== 1 ? ' (run) | age at full scale' : ''} | tier | expected | answer | margin | TTFT ms | re-encoded |`);
   lines.push(`|---|---:|${s.scale !== 1 ? '---:|' : ''}---|---|---|---:|---:|---:|`);
   for (const row of r.rows) {
     const a = row.result.archive;
-    lines.push(`| ${row.label} | ${dur(row.ageS)}${s.scale !== 1 ? ` | ${dur(row.ageS * s.scale)}` : ''} | ${row.tier} | ${row.square} | ${row.result.answer}${row.result.correct ? '' : ' (wrong)'} | ${fmt(row.result.margin)} | ${row.result.ttftMs.toFixed(0)} | ${a ? `${a.reencoded}/${a.retrieved}` : '-'} |`);
+    lines.push(`| ${row.label} | ${dur(row.ageS)}${s.scale !== 1 ? ` | ${dur(row.ageS * s.scale)}` : ''} | ${row.tier} | ${row.square} | ${row.result.answer}${row.result.correct ? '' : row.tier === 'forgotten' && row.result.answer === 'unknown' ? ' (deleted: right to say so)' : ' (wrong)'} | ${fmt(row.result.margin)} | ${row.result.ttftMs.toFixed(0)} | ${a ? `${a.reencoded}/${a.retrieved}` : '-'} |`);
   }
   for (const n of r.notes) lines.push(`\nnote: ${n}`);
   return `${lines.join('\n')}\n`;
