@@ -17,8 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { dotRows } from '../kernels/similarity.js';
-import { topK } from '../kernels/topk.js';
+import { exactTopR, percentile, SCENE_MOTION } from './sealedBenchData.js';
 import { StreamIndex } from '../retrieval/index.js';
 import { syntheticFrames } from '../test/retrieval/syntheticFrames.js';
 
@@ -41,7 +40,6 @@ const r = Number(values.r);
 const probes = values.probe!.split(',').map(Number);
 const blockChunks = Number(values.block);
 const listChunks = Number(values.list);
-const MOTION: Record<string, number> = { moving: 0.5, static: 0.1 };
 const MiB = 2 ** 20;
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) process.stderr.write('note: run with --expose-gc for stable RSS figures\n');
@@ -51,16 +49,12 @@ function rss(): number {
   return process.memoryUsage().rss;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
 console.log(`# sealed index: ${counts.join(' / ')} chunks x ${dim}-d (one layer), block ${blockChunks}, list ${listChunks}, r=${r}, ${queryCount} queries, node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'}`);
 console.log('| data | chunks | blocks | index RAM (one layer) | B per chunk per layer | x30 layers | RSS growth | seal rate (chunks/s, one layer) | probe lists | recall@r mean | recall@r min | query ms median | p99 | exact ms median |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const kind of values.data!.split(',')) {
   const max = counts.at(-1)!;
-  const frames = syntheticFrames({ count: max, dim, seed: 7, motion: MOTION[kind] ?? 0.5 });
+  const frames = syntheticFrames({ count: max, dim, seed: 7, motion: SCENE_MOTION[kind] ?? 0.5 });
   const queries = Array.from({ length: queryCount }, (_, i) => frames.query(1000 + i));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-sealed-bench-'));
   const index = StreamIndex.create({ numLayers: 1, dim, sealing: { dir, blockChunks, listChunks } });
@@ -81,15 +75,7 @@ for (const kind of values.data!.split(',')) {
       const ramBytes = stats.sealed!.ramBytes + recentBytes;
       const growth = rss() - baseRss;
       // Exact top-r over the first `count` rows, the reference.
-      const scores = new Float64Array(count);
-      const exactTimes: number[] = [];
-      const truth = queries.map((q) => {
-        const t = performance.now();
-        dotRows(frames.vectors, count, dim, q, scores);
-        const top = new Set(Array.from(topK(scores, r).indices));
-        exactTimes.push(performance.now() - t);
-        return top;
-      });
+      const { truth, ms: exactTimes } = exactTopR(frames.vectors, count, dim, queries, r);
       exactTimes.sort((a, b) => a - b);
       for (const probe of probes) {
         index.setProbeLists(probe);

@@ -17,8 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { dotRows } from '../kernels/similarity.js';
-import { topK } from '../kernels/topk.js';
+import { exactTopR, percentile, SCENE_MOTION } from './sealedBenchData.js';
 import { StreamIndex } from '../retrieval/index.js';
 import { emptyProfile, type SealedProfile } from '../retrieval/sealedTier.js';
 import { syntheticFrames } from '../test/retrieval/syntheticFrames.js';
@@ -48,16 +47,11 @@ const probes = values.probe!.split(',').map(Number);
 const blockChunks = Number(values.block);
 const listChunks = Number(values.list);
 const rounds = Number(values.rounds);
-const MOTION: Record<string, number> = { moving: 0.5, static: 0.1 };
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 console.log(`# sealed profile: ${counts.join(' / ')} chunks x ${dim}-d, block ${blockChunks}, list ${listChunks}, r=${r}, ${queryCount} queries x ${rounds} rounds, node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'}`);
 for (const kind of values.data!.split(',')) {
   const max = counts.at(-1)!;
-  const frames = syntheticFrames({ count: max, dim, seed: 7, motion: MOTION[kind] ?? 0.5 });
+  const frames = syntheticFrames({ count: max, dim, seed: 7, motion: SCENE_MOTION[kind] ?? 0.5 });
   const queries = Array.from({ length: queryCount }, (_, i) => frames.query(1000 + i));
   const root = path.join(keep, `${kind}-${dim}-${blockChunks}-${listChunks}`);
   const blocks = path.join(root, 'blocks');
@@ -82,11 +76,7 @@ for (const kind of values.data!.split(',')) {
   for (const count of counts) {
     const index = await StreamIndex.load(folder(count), { sealing: { dir: blocks, readOnly: true, blockChunks, listChunks } });
     const stats = index.stats();
-    const scores = new Float64Array(count);
-    const truth = queries.map((q) => {
-      dotRows(frames.vectors, count, dim, q, scores);
-      return new Set(Array.from(topK(scores, r).indices));
-    });
+    const { truth } = exactTopR(frames.vectors, count, dim, queries, r);
     for (const probe of probes) {
       index.setProbeLists(probe);
       const times: number[] = [];
