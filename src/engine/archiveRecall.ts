@@ -2,9 +2,10 @@
 // still and their index entry, so a question that retrieves them re-encodes their stills through
 // the vision encoder and a decoder prefill over [prefix | sink frames] (their original window is
 // gone: that is the archive's whole difference, docs/PERFORMANCE.md "Memory tiers"). Re-encoding
-// costs a frame's encode (~1.3 s at smolvlm2-256m on 2 cores), so a question re-encodes at most
-// `maxReencode` archived chunks, the best scored (summed over layers); the slots the others held
-// go to the best chunks that still hold KV.
+// costs a frame's encode (~1.3 s at smolvlm2-256m on 2 cores), so a question re-encodes only the
+// archived chunks that score (summed over the layers that chose them) above every chosen chunk that
+// still holds KV: what the archive would add beyond what is at hand; at most `maxReencode` of them,
+// the best first. The slots the others held go to the best chunks that still hold KV.
 import type { FrameChunk } from '../../memory/frameChunk.js';
 import type { ChunkStore } from '../../memory/store/index.js';
 import type { TimeRange } from '../../retrieval/index.js';
@@ -95,7 +96,10 @@ export class ArchiveRecall implements QuestionMemory {
     const first = await this.source.selectIn(queries, r, exclude, range);
     const archived = store.archivedIds(first.chunkIds.flat());
     if (archived.size === 0) return this.reselecting(first, queries, r, exclude);
-    const ranked = rankByScore(first, archived);
+    const summed = summedScores(first);
+    let bestKv = -Infinity;
+    for (const [id, score] of summed) if (!archived.has(id)) bestKv = Math.max(bestKv, score);
+    const ranked = [...archived].filter((id) => summed.get(id)! > bestKv).sort((a, b) => summed.get(b)! - summed.get(a)! || a - b);
     const cap = round < MAX_STILL_ROUNDS ? this.options.maxReencode : 0;
     const keep = new Set(ranked.slice(0, cap));
     let selection = first;
@@ -158,15 +162,15 @@ export class ArchiveRecall implements QuestionMemory {
   }
 }
 
-/** Archived ids in the selection, best first by their score summed over the layers that chose them. */
-function rankByScore(selection: Selection, archived: ReadonlySet<number>): number[] {
+/** Each chosen chunk's score summed over the layers that chose it. */
+function summedScores(selection: Selection): Map<number, number> {
   const total = new Map<number, number>();
   selection.chunkIds.forEach((ids, layer) =>
     ids.forEach((id, i) => {
-      if (archived.has(id)) total.set(id, (total.get(id) ?? 0) + (selection.scores[layer]?.[i] ?? 0));
+      total.set(id, (total.get(id) ?? 0) + (selection.scores[layer]?.[i] ?? 0));
     }),
   );
-  return [...total.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0]).map(([id]) => id);
+  return total;
 }
 
 /**

@@ -2,7 +2,7 @@
  * The archive tier through the question path (probe-needle: its answer is right only when the
  * needle frame's KV is in context; real store, index, sharp and onnxruntime): a needle whose KV was
  * archived is re-encoded from its still and answered; with re-encoding off it is not (so the answer
- * comes from the re-encoded KV); history imported straight into the archive answers too; a restart
+ * comes from the re-encoded KV), and nothing is re-encoded when the evidence still holds KV; history imported straight into the archive answers too; a restart
  * after the sink frames were archived reopens and answers.
  */
 import assert from 'node:assert/strict';
@@ -81,6 +81,21 @@ describe('archive tier: needle questions', () => {
       assert.ok(!off.evidence.some((e) => e.chunkId === NEEDLE_AT));
       assert.notEqual(off.text.trim(), 'green');
       await assert.rejects(session.ask({ question: QUESTION, maxReencode: -1, maxNewTokens: 1 }), /maxReencode must be an integer >= 0/);
+    } finally {
+      await session.dispose();
+    }
+  });
+
+  it('when the evidence still holds KV, no archived frame is re-encoded (none scores above it)', async () => {
+    const session = await ingest(path.join(scratch, 'kv-evidence'));
+    try {
+      for (const s of session.store.stats().segments.filter((x) => x.lastChunkId !== null && x.lastChunkId < NEEDLE_AT)) {
+        assert.ok((await session.store.demoteSegment(s.segment, 'archive')) !== null);
+      }
+      assert.ok(session.store.archivedIds([0]).has(0) && !session.store.archivedIds([NEEDLE_AT]).has(NEEDLE_AT));
+      const answer = await session.ask({ question: QUESTION, retrieve: 4, maxNewTokens: 4 });
+      assert.equal(answer.text.trim(), 'green');
+      assert.equal(answer.archive.reencoded, 0, JSON.stringify(answer.archive));
     } finally {
       await session.dispose();
     }
