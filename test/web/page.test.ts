@@ -128,8 +128,8 @@ describe('web page', () => {
   it('shows each stream\'s memory horizon as a bar (kept span, what the budget forgot, outages) and states a forgotten time', async (t) => {
     if (!requireChromium(t)) return;
     browser ??= await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 60_000 });
-    // A small budget (4 frames a second, ~9.5 kB a chunk, 400 kB) forgets the clip's first seconds.
-    await request(server.url).post('/v1/streams').set({ Authorization: `Bearer ${TOKEN}` }).send({ id: 'small', source: 'a.mp4', fps: 4, window: 2, gate: 'off', budget: '400kB' }).expect(201);
+    // A small budget (4 frames a second, ~9.5 kB a chunk, 400 kB) without tiers forgets the clip's first seconds.
+    await request(server.url).post('/v1/streams').set({ Authorization: `Bearer ${TOKEN}` }).send({ id: 'small', source: 'a.mp4', fps: 4, window: 2, gate: 'off', budget: '400kB', tiers: { kvShare: 1, archive: false } }).expect(201);
     await waitEnded(server, 'small', 60_000);
     const h = server.ready.status('small').memory!.horizon;
     assert.ok(h.forgottenBefore !== null && h.from! > 13, JSON.stringify(h));
