@@ -127,6 +127,26 @@ describe('archive tier: needle questions', () => {
     }
   });
 
+  it('a long import into the archive leaves the index sealed as it goes (imports wait for sealing now and then)', async () => {
+    const source = await ingest(path.join(scratch, 'import-source'));
+    const target = await StreamSession.open(model, { dir: path.join(scratch, 'import-long'), sinkFrames: 1, windowFrames: 4, retention: ROOMY, gate: 'off', fsync: 'none', indexSealing: { blockChunks: 256, listChunks: 16 } });
+    try {
+      const template = (await source.store.readChunks([3])).chunks.get(3)!;
+      const still = (await source.store.readStills([3])).stills.get(3)!;
+      for (let i = 0; i < 3000; i++) {
+        // Representatives varied per chunk, as frames are.
+        const representatives = template.representatives.map((r) => r.map((x, k) => x + Math.sin(i * 0.37 + k)));
+        await target.addArchivedChunk({ ...template, tStart: i, tEnd: i, representatives, keys: [], values: [], still });
+      }
+      const sealed = target.index.stats().sealed!;
+      // Caught up at least at imports 1024 and 2048: (2048 - 2 recent blocks) / 256 = 6 blocks.
+      assert.ok(sealed.blocks >= 6, `${sealed.blocks} blocks sealed during a 3000-chunk import (block 256)`);
+    } finally {
+      await source.dispose();
+      await target.dispose();
+    }
+  });
+
   it('after the sink frames were archived, a restart reopens (sinks from the oldest KV chunks) and still answers', async () => {
     const dir = path.join(scratch, 'restart');
     const first = await ingest(dir);
