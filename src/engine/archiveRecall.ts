@@ -3,9 +3,10 @@
 // the vision encoder and a decoder prefill over [prefix | sink frames] (their original window is
 // gone: that is the archive's whole difference, docs/PERFORMANCE.md "Memory tiers"). Re-encoding
 // costs a frame's encode (~1.3 s at smolvlm2-256m on 2 cores), so a question re-encodes only the
-// archived chunks that score (summed over the layers that chose them) above every chosen chunk that
-// still holds KV: what the archive would add beyond what is at hand; at most `maxReencode` of them,
-// the best first. The slots the others held go to the best chunks that still hold KV.
+// archived chunks that stand out from what the KV tiers offer (on some layer, above that layer's
+// best KV candidate by more than the spread of its KV top-r): evidence only the archive holds, not
+// a haystack it merely has more of; at most `maxReencode` of them, the best first. The slots the
+// others held go to the best chunks that still hold KV.
 import type { FrameChunk } from '../../memory/frameChunk.js';
 import type { ChunkStore } from '../../memory/store/index.js';
 import type { TimeRange } from '../../retrieval/index.js';
@@ -96,17 +97,15 @@ export class ArchiveRecall implements QuestionMemory {
     const first = await this.source.selectIn(queries, r, exclude, range);
     const archived = store.archivedIds(first.chunkIds.flat());
     if (archived.size === 0) return this.reselecting(first, queries, r, exclude);
-    const summed = summedScores(first);
-    let bestKv = -Infinity;
-    for (const [id, score] of summed) if (!archived.has(id)) bestKv = Math.max(bestKv, score);
-    const ranked = [...archived].filter((id) => summed.get(id)! > bestKv).sort((a, b) => summed.get(b)! - summed.get(a)! || a - b);
+    // The best the KV tiers offer, per layer: what an archived chunk must clearly beat to be re-encoded.
+    const kvRange = this.kvTimeRange();
+    const refill = kvRange ? await this.source.selectIn(queries, r, new Set([...exclude, ...archived]), kvRange) : null;
+    const refillArchived = refill ? store.archivedIds(refill.chunkIds.flat()) : new Set<number>();
+    const ranked = refill ? standingOut(first, archived, refill, refillArchived) : rankBySummedScore(first, archived);
     const cap = round < MAX_STILL_ROUNDS ? this.options.maxReencode : 0;
     const keep = new Set(ranked.slice(0, cap));
     let selection = first;
     if (keep.size < archived.size) {
-      const kvRange = this.kvTimeRange();
-      const refill = kvRange ? await this.source.selectIn(queries, r, new Set([...exclude, ...archived]), kvRange) : null;
-      const refillArchived = refill ? store.archivedIds(refill.chunkIds.flat()) : new Set<number>();
       selection = mergeSelections(first, refill, (id) => (archived.has(id) ? keep.has(id) : !refillArchived.has(id)), r);
     }
     const chosen = new Set(selection.chunkIds.flat());
@@ -162,15 +161,44 @@ export class ArchiveRecall implements QuestionMemory {
   }
 }
 
-/** Each chosen chunk's score summed over the layers that chose it. */
-function summedScores(selection: Selection): Map<number, number> {
+/** Archived ids in the selection, best first by their score summed over the layers that chose them (nothing holds KV to compare with). */
+function rankBySummedScore(selection: Selection, archived: ReadonlySet<number>): number[] {
   const total = new Map<number, number>();
   selection.chunkIds.forEach((ids, layer) =>
     ids.forEach((id, i) => {
-      total.set(id, (total.get(id) ?? 0) + (selection.scores[layer]?.[i] ?? 0));
+      if (archived.has(id)) total.set(id, (total.get(id) ?? 0) + (selection.scores[layer]?.[i] ?? 0));
     }),
   );
-  return total;
+  return [...total.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0]).map(([id]) => id);
+}
+
+/**
+ * Archived ids that stand out from what the KV tiers offer, best first: on some layer the chunk
+ * beats that layer's best KV candidate by more than the spread of the layer's KV top-r (best minus
+ * r-th). Near-ties (a haystack the archive merely has more of) are not worth a frame's encode;
+ * evidence that only the archive holds is. Ranked by that margin in units of the spread.
+ */
+function standingOut(first: Selection, archived: ReadonlySet<number>, kv: Selection, kvArchived: ReadonlySet<number>): number[] {
+  const best = new Map<number, number>();
+  first.chunkIds.forEach((ids, layer) => {
+    const kvScores = (kv.scores[layer] ?? []).filter((_, i) => !kvArchived.has(kv.chunkIds[layer]![i]!));
+    if (kvScores.length === 0) return;
+    let top = -Infinity;
+    let low = Infinity;
+    for (const s of kvScores) {
+      top = Math.max(top, s);
+      low = Math.min(low, s);
+    }
+    const spread = top - low;
+    ids.forEach((id, i) => {
+      if (!archived.has(id)) return;
+      const margin = (first.scores[layer]?.[i] ?? 0) - top;
+      if (!(margin > spread)) return;
+      const units = margin / Math.max(spread, Number.EPSILON);
+      best.set(id, Math.max(best.get(id) ?? 0, units));
+    });
+  });
+  return [...best.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0]).map(([id]) => id);
 }
 
 /**
