@@ -6,8 +6,13 @@
 import type { KvStorageDtype } from '../../memory/frameChunk.js';
 import { type AnswerMode, ANSWER_MODES } from '../engine/streamSession.js';
 import { VigilError } from '../../common/errors.js';
+import { STORAGE_DTYPES as STREAM_STORAGE_DTYPES } from '../../common/settings.js';
 
-export const STORAGE_DTYPES: readonly KvStorageDtype[] = ['float32', 'float16', 'int8'];
+/** Every dtype a stream can store its KV in (common/settings.ts), in table order; `--dtypes` picks among them. */
+export const STORAGE_DTYPES: readonly KvStorageDtype[] = STREAM_STORAGE_DTYPES;
+
+/** The design grid's dtypes (kivi4 on request: `--dtypes float32,kivi4`). */
+export const DEFAULT_EVAL_DTYPES: readonly KvStorageDtype[] = ['float32', 'float16', 'int8'];
 
 /** Modes in the order tables and panels show them: baselines around rekv, oracle last (the ceiling). */
 export const EVAL_MODES: readonly AnswerMode[] = ['full', 'window', 'uniform', 'rekv', 'oracle'];
@@ -44,7 +49,7 @@ export const DEFAULT_VNIAH_SETTINGS: VniahSettings = {
   lengthsMin: [2, 10, 30, 60],
   depthsPct: [0, 25, 50, 75, 100],
   modes: [...EVAL_MODES],
-  dtypes: [...STORAGE_DTYPES],
+  dtypes: [...DEFAULT_EVAL_DTYPES],
   baselineDtypes: ['float32'],
   retrieve: 64,
   windowFrames: 16,

@@ -47,6 +47,8 @@ describe('V-NIAH grid rules', () => {
     assertBadInput(() => vniahSettingsFromFlags({ lengths: '2,,10' }), /--lengths must be a comma-separated list/);
     assertBadInput(() => vniahSettingsFromFlags({ lengths: '0' }), /shorter than one second/);
     assertBadInput(() => vniahSettingsFromFlags({ dtypes: 'int4' }), /unknown storage dtype 'int4'/);
+    // The compressed tier is measured on request.
+    assert.deepEqual(sessionDtypes(vniahSettingsFromFlags({ dtypes: 'float32,kivi4' })), ['float32', 'kivi4']);
     assertBadInput(() => vniahSettingsFromFlags({ depths: '50,50' }), /lists a value twice/);
   });
 

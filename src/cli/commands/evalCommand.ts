@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { writeVniahOutputs } from '../../eval/vniahOutputs.js';
 import { runVniah } from '../../eval/vniahRunner.js';
-import { DEFAULT_VNIAH_SETTINGS as D, type VniahFlags, vniahSettingsFromFlags } from '../../eval/vniahSettings.js';
+import { DEFAULT_VNIAH_SETTINGS as D, STORAGE_DTYPES, type VniahFlags, vniahSettingsFromFlags } from '../../eval/vniahSettings.js';
 import { longVniahSettingsFromFlags, longVniahTable, runLongVniah, writeLongVniahOutputs } from '../../eval/vniahLong.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
 import { printJson } from '../options.js';
@@ -36,7 +36,7 @@ function vniahCommand(): Command {
     .option('--lengths <minutes>', 'clip lengths in minutes (comma list, fractions allowed)', D.lengthsMin.join(','))
     .option('--depths <percent>', 'needle depths in % of the clip (comma list, 0..100)', D.depthsPct.join(','))
     .option('--modes <modes>', 'answer modes: full, window, uniform, rekv, oracle', D.modes.join(','))
-    .option('--dtypes <dtypes>', 'KV storage dtypes rekv is measured on (float32, float16, int8)', D.dtypes.join(','))
+    .option('--dtypes <dtypes>', `KV storage dtypes rekv is measured on (${STORAGE_DTYPES.join(', ')})`, D.dtypes.join(','))
     .option('--baseline-dtypes <dtypes>', 'KV storage dtypes the other modes are measured on', D.baselineDtypes.join(','))
     .option('--retrieve <r>', 'chunks per layer (rekv) / frames (uniform)', String(D.retrieve))
     .option('--window <frames>', 'recent frames kept in context', String(D.windowFrames))
