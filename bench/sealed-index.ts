@@ -17,29 +17,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { exactTopR, percentile, SCENE_MOTION } from './sealedBenchData.js';
+import { exactTopR, percentile, SCENE_MOTION, sealedBenchOptions, sealedBenchSettings } from './sealedBenchData.js';
 import { StreamIndex } from '../retrieval/index.js';
 import { syntheticFrames } from '../test/retrieval/syntheticFrames.js';
 
-const { values } = parseArgs({
-  options: {
-    count: { type: 'string', default: '100000,1000000,2600000' },
-    dim: { type: 'string', default: '192' },
-    queries: { type: 'string', default: '50' },
-    r: { type: 'string', default: '64' },
-    probe: { type: 'string', default: '32,96,256' },
-    data: { type: 'string', default: 'moving,static' },
-    block: { type: 'string', default: '2048' },
-    list: { type: 'string', default: '64' },
-  },
-});
-const counts = values.count!.split(',').map(Number).sort((a, b) => a - b);
-const dim = Number(values.dim);
-const queryCount = Number(values.queries);
-const r = Number(values.r);
-const probes = values.probe!.split(',').map(Number);
-const blockChunks = Number(values.block);
-const listChunks = Number(values.list);
+const { values } = parseArgs({ options: sealedBenchOptions({ count: '100000,1000000,2600000', probe: '32,96,256', data: 'moving,static' }) });
+const { counts, dim, queryCount, r, probes, blockChunks, listChunks } = sealedBenchSettings(values);
 const MiB = 2 ** 20;
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) process.stderr.write('note: run with --expose-gc for stable RSS figures\n');

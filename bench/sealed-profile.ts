@@ -17,35 +17,22 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { exactTopR, percentile, SCENE_MOTION } from './sealedBenchData.js';
+import { exactTopR, percentile, SCENE_MOTION, sealedBenchOptions, sealedBenchSettings } from './sealedBenchData.js';
 import { StreamIndex } from '../retrieval/index.js';
 import { emptyProfile, type SealedProfile } from '../retrieval/sealedTier.js';
 import { syntheticFrames } from '../test/retrieval/syntheticFrames.js';
 
 const { values } = parseArgs({
   options: {
+    ...sealedBenchOptions({ count: '1000000,2600000', probe: '96', data: 'moving' }),
     keep: { type: 'string' },
-    count: { type: 'string', default: '1000000,2600000' },
-    dim: { type: 'string', default: '192' },
-    queries: { type: 'string', default: '50' },
-    r: { type: 'string', default: '64' },
-    probe: { type: 'string', default: '96' },
-    data: { type: 'string', default: 'moving' },
-    block: { type: 'string', default: '2048' },
-    list: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '3' },
     cold: { type: 'boolean', default: false },
   },
 });
 if (!values.keep) throw new Error('--keep DIR is required (the built indexes live there)');
 const keep = values.keep;
-const counts = values.count!.split(',').map(Number).sort((a, b) => a - b);
-const dim = Number(values.dim);
-const queryCount = Number(values.queries);
-const r = Number(values.r);
-const probes = values.probe!.split(',').map(Number);
-const blockChunks = Number(values.block);
-const listChunks = Number(values.list);
+const { counts, dim, queryCount, r, probes, blockChunks, listChunks } = sealedBenchSettings(values);
 const rounds = Number(values.rounds);
 
 console.log(`# sealed profile: ${counts.join(' / ')} chunks x ${dim}-d, block ${blockChunks}, list ${listChunks}, r=${r}, ${queryCount} queries x ${rounds} rounds, node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'}`);

@@ -24,3 +24,30 @@ export function exactTopR(vectors: Float32Array, count: number, dim: number, que
   });
   return { truth, ms };
 }
+
+/** The flags both sealed benches take (parseArgs options); each bench sets its own count/probe/data defaults. */
+export function sealedBenchOptions(defaults: { count: string; probe: string; data: string }) {
+  return {
+    count: { type: 'string', default: defaults.count },
+    dim: { type: 'string', default: '192' },
+    queries: { type: 'string', default: '50' },
+    r: { type: 'string', default: '64' },
+    probe: { type: 'string', default: defaults.probe },
+    data: { type: 'string', default: defaults.data },
+    block: { type: 'string', default: '2048' },
+    list: { type: 'string', default: '64' },
+  } as const;
+}
+
+/** Those flags as numbers. */
+export function sealedBenchSettings(v: { count?: string; dim?: string; queries?: string; r?: string; probe?: string; block?: string; list?: string }) {
+  return {
+    counts: v.count!.split(',').map(Number).sort((a, b) => a - b),
+    dim: Number(v.dim),
+    queryCount: Number(v.queries),
+    r: Number(v.r),
+    probes: v.probe!.split(',').map(Number),
+    blockChunks: Number(v.block),
+    listChunks: Number(v.list),
+  };
+}
