@@ -15,3 +15,4 @@ export type { LumaChange } from './frameDiff.js';
 export { quantizeKivi4, dequantizeKivi4, kivi4Bytes, kivi4Groups, packNibbles, unpackNibbles } from './kivi.js';
 export type { Kivi4Tensor, KiviAxis } from './kivi.js';
 export { tokenNorms, attentionReceived, keepTopTokens, gatherTokens } from './tokenPruning.js';
+export { resizeBilinear, poolFrameGrids, pooledGridSide } from './bilinearResize.js';
