@@ -112,7 +112,7 @@ export class VlmTokenizer {
     if (!template) {
       throw new VigilError(
         'BAD_CONFIG',
-        `${this.modelDir} has no chat template (looked in tokenizer_config.json "chat_template", chat_template.jinja, chat_template.json and processor_config.json)`,
+        `${this.modelDir} has no chat template (looked in chat_template.json, chat_template.jinja, processor_config.json and tokenizer_config.json "chat_template")`,
       );
     }
     if (!this.compiled) {
@@ -202,22 +202,38 @@ async function readOptionalText(file: string): Promise<string | undefined> {
   }
 }
 
-/** Template locations in the order transformers prefers them. */
+/**
+ * The chat template, looked up as a Hugging Face *processor* finds it (transformers'
+ * ProcessorMixin.get_processor_dict, then apply_chat_template), since Vigil renders prompts for
+ * the whole vision-language model:
+ *  1. `chat_template.json` (the legacy processor file; the processor reads it before the .jinja),
+ *  2. `chat_template.jinja`,
+ *  3. the `chat_template` key of `processor_config.json` (deprecated, still read by the processor),
+ *  4. last resort, the tokenizer's own `tokenizer_config.json` `chat_template`. A processor never
+ *     falls back to it, and for LLaVA-OneVision it may be the language model's text-only template,
+ *     but a folder with no processor template (tokenizer-only exports) still gets one.
+ */
 async function findChatTemplate(modelDir: string, config: JsonObject, configFile: string): Promise<ChatTemplateSource | undefined> {
-  const fromConfig = pickTemplate(config.chat_template, configFile);
-  if (fromConfig !== undefined) return { text: fromConfig, file: configFile };
+  const legacyFile = path.join(modelDir, 'chat_template.json');
+  const legacy = await readOptionalText(legacyFile);
+  if (legacy !== undefined) {
+    const found = pickTemplate(parseJsonObject(legacy, legacyFile).chat_template, legacyFile);
+    if (found !== undefined) return { text: found, file: legacyFile };
+  }
 
   const jinjaFile = path.join(modelDir, 'chat_template.jinja');
   const jinja = await readOptionalText(jinjaFile);
   if (jinja !== undefined) return { text: jinja, file: jinjaFile };
 
-  for (const name of ['chat_template.json', 'processor_config.json']) {
-    const file = path.join(modelDir, name);
-    const text = await readOptionalText(file);
-    if (text === undefined) continue;
-    const found = pickTemplate(parseJsonObject(text, file).chat_template, file);
-    if (found !== undefined) return { text: found, file };
+  const processorFile = path.join(modelDir, 'processor_config.json');
+  const processor = await readOptionalText(processorFile);
+  if (processor !== undefined) {
+    const found = pickTemplate(parseJsonObject(processor, processorFile).chat_template, processorFile);
+    if (found !== undefined) return { text: found, file: processorFile };
   }
+
+  const fromConfig = pickTemplate(config.chat_template, configFile);
+  if (fromConfig !== undefined) return { text: fromConfig, file: configFile };
   return undefined;
 }
 

@@ -228,16 +228,19 @@ describe('chat template sources', () => {
     assert.equal(tokenizer.applyChatTemplate([{ role: 'user', content: 'x' }]), 'x|<|im_end|>');
   });
 
-  it('prefers tokenizer_config over chat_template.jinja, and picks the default named template', async () => {
-    const tokenizer = await withTemplateFiles(
-      'named',
-      { 'chat_template.jinja': 'jinja file' },
-      { chat_template: [{ name: 'tool_use', template: 'tools' }, { name: 'default', template: 'default one' }] },
-    );
+  it('prefers chat_template.jinja over tokenizer_config (processor first; test/model/chatTemplatePrecedence.test.ts has the full order)', async () => {
+    const tokenizer = await withTemplateFiles('jinja-first', { 'chat_template.jinja': 'jinja file' }, { chat_template: 'tokenizer config' });
+    assert.equal(tokenizer.applyChatTemplate([{ role: 'user', content: 'x' }]), 'jinja file');
+  });
+
+  it('falls back to tokenizer_config, and picks its default named template', async () => {
+    const tokenizer = await withTemplateFiles('named', {}, {
+      chat_template: [{ name: 'tool_use', template: 'tools' }, { name: 'default', template: 'default one' }],
+    });
     assert.equal(tokenizer.applyChatTemplate([{ role: 'user', content: 'x' }]), 'default one');
   });
 
-  it('falls back to chat_template.json and processor_config.json', async () => {
+  it('reads chat_template.json and processor_config.json', async () => {
     const fromJson = await withTemplateFiles('json', { 'chat_template.json': { chat_template: 'from json' } });
     assert.equal(fromJson.applyChatTemplate([{ role: 'user', content: 'x' }]), 'from json');
     const fromProcessor = await withTemplateFiles('processor', { 'processor_config.json': { chat_template: 'from processor', image_seq_len: 64 } });
