@@ -47,6 +47,7 @@ import { layerArrays, toKvCache } from '../src/engine/kvContext.js';
 import { answerQuestion, type QuestionMemory } from '../src/engine/questionAnswerer.js';
 import { StreamEncoder } from '../src/engine/streamEncoder.js';
 import { preprocessVideoFrame } from '../src/model/preprocess/imagePreprocessor.js';
+import { encodeStreamFrames } from '../src/model/videoFrames.js';
 import { NEEDLE_COLORS, NEEDLE_RGB } from '../src/model/probe/needleLayout.js';
 import { VisionLanguageModel } from '../src/model/visionLanguageModel.js';
 import { probeModelDir } from '../test/helpers/probeModels.js';
@@ -260,7 +261,7 @@ async function encodeStream(model: VisionLanguageModel, frames: Rgb[], sinkFrame
   for (let i = 0; i < frames.length; i++) {
     const started = performance.now();
     const image = await preprocess(model, frames[i]!);
-    const features = await model.encodeImages(image);
+    const features = await encodeStreamFrames(model, image);
     const { chunk, attention, attentionMs } = await encodeWithAttention(encoder, window, features, i);
     if (i === 1) {
       const engine = await encoder.encodeFrame(image, i, window);

@@ -9,6 +9,7 @@ import type { SlidingWindowOptions } from '../../memory/slidingWindow.js';
 import { invariant } from '../../common/errors.js';
 import { emptyKvCache, type KvCache } from '../model/kvCache.js';
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
+import { encodeStreamFrames, streamTokensPerFrame } from '../model/videoFrames.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { layerArrays, toKvCache } from './kvContext.js';
 import { type StreamPromptFormat, streamPromptFormat } from './streamPromptFormat.js';
@@ -59,7 +60,7 @@ export class StreamEncoder {
       headDim: info.headDim,
       invFreq: ropeInvFreq(model.config.text.rotaryDim, model.config.text.ropeTheta),
     });
-    const format = streamPromptFormat(model.config.family, model.tokensPerImage);
+    const format = streamPromptFormat(model.config.family, streamTokensPerFrame(model));
     const ids = model.tokenizer.encode(format.prefix);
     const out = await model.decoder.step({ inputsEmbeds: await model.embed(ids), past: model.decoder.emptyCache(), logits: 'none' });
     const { keys, values } = newTokensPreRope(layerArrays(out.present), shape, out.present.length, 0, ids.length);
@@ -80,7 +81,7 @@ export class StreamEncoder {
   async encodeFrame(image: PreprocessedImage, t: number, window: ContextWindow, wallTime = Date.now()): Promise<EncodedFrame> {
     invariant(image.count === 1, () => `a stream frame must be one image, got ${image.count}`);
     const started = performance.now();
-    const features = await this.model.encodeImages(image);
+    const features = await encodeStreamFrames(this.model, image);
     const visionMs = performance.now() - started;
     const encoded = await this.encodeFeatures(features, t, window, wallTime);
     encoded.phases.visionMs = visionMs;

@@ -39,6 +39,17 @@ export interface ModelConfig {
   imageTokenId: number;
   /** Feature rows per image tile / video frame when the config states it (SmolVLM's image_seq_len). */
   imageSeqLen: number | undefined;
+  /**
+   * LLaVA-OneVision's processor_config.json `num_image_tokens`: the vision tower's patch features
+   * per image (729 = 27x27 for SigLIP-384/14), without the `image_newline` row an export may append.
+   */
+  numImageTokens: number | undefined;
+  /**
+   * Side of the vision tower's square patch grid: config.json vision_config image_size / patch_size
+   * (what HF's LLaVA-OV apply_pooling reads), else the square root of numImageTokens (what its
+   * processor reads); undefined when neither is stated.
+   */
+  patchGridSide: number | undefined;
   /** eos ids from config.json, text_config and generation_config.json (the family's end token is added by the model). */
   eosTokenIds: number[];
   /** `transformers.js_config` of config.json (dtype defaults, external data), if any. */
@@ -86,6 +97,17 @@ function idList(value: unknown): number[] {
   if (typeof value === 'number') return [value];
   if (Array.isArray(value)) return value.filter((v): v is number => typeof v === 'number');
   return [];
+}
+
+/** The vision tower's patch grid side (see ModelConfig.patchGridSide). */
+function patchGridSide(raw: Record<string, unknown>, numImageTokens: number | undefined): number | undefined {
+  const vision = typeof raw.vision_config === 'object' && raw.vision_config !== null ? (raw.vision_config as Record<string, unknown>) : {};
+  const imageSize = optionalNumber(vision, 'image_size');
+  const patchSize = optionalNumber(vision, 'patch_size');
+  if (imageSize !== undefined && patchSize !== undefined && patchSize > 0 && imageSize >= patchSize) return Math.floor(imageSize / patchSize);
+  if (numImageTokens === undefined || numImageTokens < 1) return undefined;
+  const side = Math.floor(Math.sqrt(numImageTokens));
+  return side * side === numImageTokens ? side : undefined;
 }
 
 /** Checks that `dir` is a model folder and returns its normalized configuration. */
@@ -139,6 +161,7 @@ export function loadModelConfig(modelDir: string): ModelConfig {
   const generation = readOptionalJson(path.join(dir, 'generation_config.json'), 'generation_config.json');
   const eos = new Set([...idList(raw.eos_token_id), ...idList(textRaw.eos_token_id), ...idList(generation?.eos_token_id)]);
   const probeRaw = raw.vigil_probe as Record<string, unknown> | undefined;
+  const numImageTokens = processor ? optionalNumber(processor, 'num_image_tokens') : undefined;
   return {
     dir,
     modelType,
@@ -146,6 +169,8 @@ export function loadModelConfig(modelDir: string): ModelConfig {
     text,
     imageTokenId,
     imageSeqLen: processor ? optionalNumber(processor, 'image_seq_len') : undefined,
+    numImageTokens,
+    patchGridSide: patchGridSide(raw, numImageTokens),
     eosTokenIds: [...eos],
     transformersJsConfig: (raw['transformers.js_config'] as Record<string, unknown> | undefined) ?? {},
     probe: probeRaw && typeof probeRaw.name === 'string' ? { name: probeRaw.name, seed: Number(probeRaw.seed ?? 0) } : undefined,

@@ -4,6 +4,7 @@ import type { RetentionPolicy } from '../../../memory/store/types.js';
 import { describeBytes } from '../../../common/byteSize.js';
 import { VigilError } from '../../../common/errors.js';
 import { tiersInForce, type TierSettings } from '../../../common/settings.js';
+import { streamTokensPerFrame } from '../../model/videoFrames.js';
 import type { VisionLanguageModel } from '../../model/visionLanguageModel.js';
 import { streamIndexBlocksDir, streamIndexDir } from '../dataLayout.js';
 import { streamPromptFormat } from '../streamPromptFormat.js';
@@ -21,7 +22,7 @@ const LONG_STREAM_S = 365 * 24 * 3600;
 
 /** Tokens of one frame's chunk at this model (image tokens and the timestamp prompt of a late frame). */
 export function frameTokens(model: VisionLanguageModel): number {
-  const format = streamPromptFormat(model.config.family, model.tokensPerImage);
+  const format = streamPromptFormat(model.config.family, streamTokensPerFrame(model));
   return model.tokenizer.encode(format.frame(LONG_STREAM_S)).length;
 }
 
