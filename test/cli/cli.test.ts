@@ -63,7 +63,11 @@ describe('vigil CLI', () => {
     const list = await vigil(['models', 'list', '--json'], { VIGIL_CACHE_DIR: cache });
     assert.equal(list.code, 0);
     const names = (JSON.parse(list.stdout) as Array<{ name: string }>).map((m) => m.name);
-    assert.deepEqual(names, ['probe-random-tiny', 'probe-random-tiny-fp16', 'probe-random-smolvlm2-256m', 'probe-random-smolvlm2-256m-fp16', 'probe-needle', 'probe-needle-256m']);
+    assert.deepEqual(names, [
+      'probe-random-tiny', 'probe-random-tiny-fp16', 'probe-random-smolvlm2-256m', 'probe-random-smolvlm2-256m-fp16', 'probe-needle', 'probe-needle-256m',
+      'probe-random-tiny-gqa', 'probe-random-tiny-gqa-qnorm', 'probe-random-tiny-gqa-cache-branch', 'probe-random-smolvlm2-256m-gqa',
+      'probe-random-smolvlm2-256m-gqa-qnorm', 'probe-needle-gqa',
+    ]);
     const out = path.join(scratch, 'built-fp16');
     const build = await vigil(['models', 'build', 'probe-random-tiny-fp16', '--out', out, '--seed', '3']);
     assert.equal(build.code, 0, build.stderr);

@@ -5,6 +5,7 @@ import { VigilError } from '../../../common/errors.js';
 import { OnnxModelWriter } from '../onnx/modelWriter.js';
 import { buildDecoderGraph } from './decoderGraph.js';
 import { buildEmbedGraph } from './embedGraph.js';
+import { buildGenaiDecoderGraph, genaiFloatType, type GenaiWeights } from './genaiDecoderGraph.js';
 import { tokensPerImage, validateGeometry } from './geometry.js';
 import type { ProbeGraphContext } from './graphHelpers.js';
 import { findProbeSpec, PROBE_MODELS, type ProbeModelSpec } from './probeSpecs.js';
@@ -159,8 +160,43 @@ function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onPro
       energy > 0 ? fixedEnergyRows(tokensPerImage(spec.vision), spec.text.hiddenSize, NEEDLE_DIMS.used, energy, seed ^ TOKEN_ENERGY_SEEDS.image) : undefined;
     return buildNeedleVisionGraph(ctx, spec.vision, spec.text.hiddenSize, tokenRows ? { tokenRows } : {});
   });
-  writeGraph('decoder', 'decoder_model_merged', (ctx) => buildDecoderGraph(ctx, spec.text, { queryTaps: spec.queryTaps ?? true, attention }));
+  if (spec.genaiDecoder) {
+    writeGenaiDecoders(dir, spec, seed, weights, report);
+  } else {
+    writeGraph('decoder', 'decoder_model_merged', (ctx) => buildDecoderGraph(ctx, spec.text, { queryTaps: spec.queryTaps ?? true, attention }));
+  }
   onProgress?.({ stage: 'done', done: stages.length, total: stages.length });
+}
+
+/**
+ * Model-builder-style decoders (spec.genaiDecoder): decoder_model_merged.onnx, _q4 and _q4f16. The q4 /
+ * q4f16 vision and embed files are the fp32 graphs under those names (a copy of the .onnx only: it
+ * names its .onnx_data file, which they share), as real q4 exports leave Gather unquantized.
+ */
+function writeGenaiDecoders(
+  dir: string,
+  spec: ProbeModelSpec,
+  seed: number,
+  weights: ProbeGraphContext['weights'],
+  report: (stage: string) => void,
+): void {
+  const formats: Array<[GenaiWeights, string]> = [['fp32', ''], ['q4', '_q4'], ['q4f16', '_q4f16']];
+  for (const [format, suffix] of formats) {
+    report('decoder');
+    const writer = new OnnxModelWriter({
+      path: path.join(dir, 'onnx', `decoder_model_merged${suffix}.onnx`),
+      graphName: 'decoder_model_merged',
+      opset: OPSET,
+      externalDataThresholdBytes: spec.externalData ? 1024 : Infinity,
+      metadata: { 'vigil.probe': spec.name, 'vigil.seed': String(seed), 'vigil.weights': format },
+    });
+    buildGenaiDecoderGraph({ g: writer.graph, weights, dtype: genaiFloatType(format) }, spec.text, { weights: format, ...spec.genaiDecoder });
+    writer.save();
+    if (format === 'fp32') continue;
+    for (const graph of ['embed_tokens', 'vision_encoder']) {
+      fs.copyFileSync(path.join(dir, 'onnx', `${graph}.onnx`), path.join(dir, 'onnx', `${graph}${suffix}.onnx`));
+    }
+  }
 }
 
 function writeJson(file: string, value: unknown): void {

@@ -30,6 +30,15 @@ export interface ProbeModelSpec {
    * Absent: those layers are all zero (pass-through).
    */
   needleRandomLayers?: { outputScale: number; writeCircuitDims?: boolean; tokenEnergy?: number };
+  /**
+   * Emit the decoder in onnxruntime-genai's model-builder style (genaiDecoderGraph.ts, issue 16):
+   * GroupQueryAttention with do_rotary and cos/sin caches, no position_ids, num_logits_to_keep,
+   * `/model/layers.N/attn/...` names, no query-tap outputs; written as decoder_model_merged.onnx
+   * (fp32), _q4 (MatMulNBits) and _q4f16 (float16 KV and logits, float32 inputs_embeds). The q4 /
+   * q4f16 vision and embed files are the fp32 graphs under those names. `qNorm`: per-head RMSNorm on q
+   * and k (Qwen3/Gemma-3); `useCacheBranch`: a use_cache_branch input.
+   */
+  genaiDecoder?: { qNorm?: boolean; useCacheBranch?: boolean };
 }
 
 const SMOLVLM_VOCAB = 49280;
@@ -123,7 +132,20 @@ function randomProbe(
   return { name, description, text, vision, dtype, weights: 'random', externalData, ...(attention ? { attention } : {}) };
 }
 
-export const PROBE_MODELS: readonly ProbeModelSpec[] = [
+/**
+ * The GQA needle (probe-needle-gqa): onnxruntime's GroupQueryAttention rotates rotaryDim/2 that is a
+ * multiple of 8, so probe-needle's 4 rotary dims of 16 become 16 of 32 (the circuit needs >= 9
+ * position-free dims: 16 here).
+ */
+const NEEDLE_GQA_TEXT: TextGeometry = { ...NEEDLE_TEXT, headDim: 32, rotaryDim: 16 };
+
+/** A random probe whose decoder is in the model-builder style (see ProbeModelSpec.genaiDecoder). */
+function genaiProbe(name: string, description: string, base: string, genaiDecoder: NonNullable<ProbeModelSpec['genaiDecoder']>): ProbeModelSpec {
+  const spec = PROBE_MODELS_BASE.find((s) => s.name === base)!;
+  return { ...spec, name, description, genaiDecoder };
+}
+
+const PROBE_MODELS_BASE: readonly ProbeModelSpec[] = [
   randomProbe('probe-random-tiny', 'tiny random-weight SmolVLM-layout model for tests (2 layers, 4 tokens/frame)', TINY_TEXT, TINY_VISION, 'float32', false),
   randomProbe('probe-random-tiny-fp16', 'probe-random-tiny with float16 weights and I/O', TINY_TEXT, TINY_VISION, 'float16', false),
   randomProbe(
@@ -162,6 +184,31 @@ export const PROBE_MODELS: readonly ProbeModelSpec[] = [
     externalData: true,
     attention: 'fused',
     needleRandomLayers: { ...NEEDLE_256M_RANDOM_LAYERS },
+  },
+];
+
+export const PROBE_MODELS: readonly ProbeModelSpec[] = [
+  ...PROBE_MODELS_BASE,
+  // Model-builder-style decoders (issue 16): fp32, _q4 and _q4f16 decoder files in one folder.
+  genaiProbe('probe-random-tiny-gqa', 'probe-random-tiny with a model-builder-style decoder (GQA do_rotary, no position_ids, q4/q4f16 files)', 'probe-random-tiny', {}),
+  genaiProbe('probe-random-tiny-gqa-qnorm', 'probe-random-tiny-gqa with per-head q_norm/k_norm (Qwen3/Gemma-3 style)', 'probe-random-tiny', { qNorm: true }),
+  genaiProbe('probe-random-tiny-gqa-cache-branch', 'probe-random-tiny-gqa with a use_cache_branch input', 'probe-random-tiny', { useCacheBranch: true }),
+  genaiProbe(
+    'probe-random-smolvlm2-256m-gqa',
+    'probe-random-smolvlm2-256m with a model-builder-style decoder (GQA do_rotary, no position_ids, q4/q4f16 files)',
+    'probe-random-smolvlm2-256m',
+    {},
+  ),
+  genaiProbe('probe-random-smolvlm2-256m-gqa-qnorm', 'probe-random-smolvlm2-256m-gqa with per-head q_norm/k_norm', 'probe-random-smolvlm2-256m', { qNorm: true }),
+  {
+    name: 'probe-needle-gqa',
+    description: 'probe-needle with a model-builder-style decoder (GQA do_rotary; head dim 32, RoPE on 16)',
+    text: NEEDLE_GQA_TEXT,
+    vision: TINY_VISION,
+    dtype: 'float32',
+    weights: 'needle',
+    externalData: false,
+    genaiDecoder: {},
   },
 ];
 
