@@ -23,6 +23,7 @@ import type { PreprocessedImage } from '../../src/model/preprocess/imagePreproce
 import { buildProbeModel } from '../../src/model/probe/probeModelFolder.js';
 import { encodeStreamFrames, poolLlavaOnevisionFrames, streamTokensPerFrame } from '../../src/model/videoFrames.js';
 import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
+import { runVigil } from '../helpers/runVigil.js';
 import { seededData } from '../helpers/seededData.js';
 
 const SIDE = 27;
@@ -190,6 +191,13 @@ describe('LLaVA-OneVision video frames', () => {
       assert.deepEqual(encoded.chunk.keys.map((k) => k.length), [2 * 196 * 16, 2 * 196 * 16]); // per layer: kv heads x tokens x head dim
       assert.equal(frameTokens(model), 196);
     }
+  });
+
+  it('vigil models inspect reports 729 tokens per image and 196 per stream frame', async () => {
+    const run = await runVigil(['models', 'inspect', path.join(root, 'plain'), '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const info = JSON.parse(run.stdout) as { family: string; tokensPerImage: number; tokensPerFrame: number };
+    assert.deepEqual([info.family, info.tokensPerImage, info.tokensPerFrame], ['llava_onevision', 729, 196]);
   });
 
   it('an image question keeps HF image path: 729 (730) image tokens, rendered by chat_template.json', async () => {

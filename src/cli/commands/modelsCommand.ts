@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { loadModelConfig } from '../../model/modelConfig.js';
 import { buildProbeModel, defaultProbeDir } from '../../model/probe/probeModelFolder.js';
 import { PROBE_MODELS } from '../../model/probe/probeSpecs.js';
+import { streamTokensPerFrame } from '../../model/videoFrames.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
 import { type GraphDtype, isGraphDtype } from '../../model/graphFiles.js';
 import { parseInteger, printJson } from '../options.js';
@@ -82,6 +83,7 @@ export function modelsCommand(): Command {
           text: config.text,
           kvType: info.type,
           tokensPerImage: vlm.tokensPerImage,
+          tokensPerFrame: streamTokensPerFrame(vlm),
           imageTokenId: config.imageTokenId,
           eosTokenIds: [...vlm.eosTokenIds],
           queryTaps: info.queryTapNames ? 'yes' : 'no',
@@ -94,7 +96,7 @@ export function modelsCommand(): Command {
             `${config.dir}`,
             `  model_type ${config.modelType} (family ${config.family})${config.probe ? `, probe model ${config.probe.name} seed ${config.probe.seed}` : ''}`,
             `  decoder: ${t.numLayers} layers, hidden ${t.hiddenSize}, ${t.numHeads} heads / ${t.numKvHeads} KV heads, head_dim ${t.headDim}, rotary ${t.rotaryDim}, theta ${t.ropeTheta}, vocab ${t.vocabSize}`,
-            `  KV cache ${info.type}; query taps: ${summary.queryTaps}; ${vlm.tokensPerImage} tokens per image; eos ${summary.eosTokenIds.join(', ')}`,
+            `  KV cache ${info.type}; query taps: ${summary.queryTaps}; ${summary.tokensPerImage} tokens per image, ${summary.tokensPerFrame} per stream frame; eos ${summary.eosTokenIds.join(', ')}`,
             ...graphs.map((g) => `  ${g.file}\n${g.inputs.map((i) => `    in ${i.name} ${i.type} [${i.shape.join(', ')}]`).join('\n')}`),
           ].join('\n') + '\n',
         );
