@@ -3,10 +3,11 @@ import ort from 'onnxruntime-node';
 import { VigilError } from '../../common/errors.js';
 import { vigilCacheDir } from '../cacheDir.js';
 import { Decoder } from './decoder.js';
-import { exposeQueryTaps } from './onnx/queryTapSurgery.js';
+import type { QueryTapStatus } from './onnx/queryTapSurgery.js';
 import { type GraphDtype, resolveGraphFile } from './graphFiles.js';
 import { loadModelConfig, type ModelConfig, readJsonFile } from './modelConfig.js';
 import { OnnxGraph } from './onnxGraph.js';
+import { openDecoderWithQueryTaps, type QueryTapMode } from './queryTapLoader.js';
 import type { PreprocessedImage } from './preprocess/imagePreprocessor.js';
 import { fullPixelMask } from './preprocess/pixelAttentionMask.js';
 import { type ImagePreprocessorConfig, parsePreprocessorConfig } from './preprocess/preprocessorConfig.js';
@@ -17,10 +18,12 @@ export interface LoadModelOptions {
   /** Weight format of all graphs (file suffix); default: config's transformers.js_config.dtype, else fp32. */
   dtype?: GraphDtype;
   /**
-   * 'auto' (default): when the decoder does not expose its per-layer q projections, expose them by
-   * graph surgery on a cached copy; 'off': never (retrieval then falls back to the question's keys).
+   * 'auto' (default): find each layer's pre-RoPE query from the decoder's structure and, when the
+   * graph does not output them, expose them by graph surgery on a cached copy (the stock graph is
+   * loaded when that fails, and `model.queryTaps` says why); 'off': never (retrieval then falls back
+   * to the question's keys).
    */
-  queryTaps?: 'auto' | 'off';
+  queryTaps?: QueryTapMode;
 }
 
 /** The end-of-turn token each family's chat template emits; generation stops on it too. */
@@ -47,6 +50,8 @@ export class VisionLanguageModel {
     readonly decoder: Decoder,
     /** Union of every eos id the folder declares and the family's end-of-turn token. */
     readonly eosTokenIds: ReadonlySet<number>,
+    /** Whether the decoder has query taps and how (exposed, surgery), or why not (fallback, off). */
+    readonly queryTaps: QueryTapStatus,
   ) {}
 
   static async load(modelDir: string, options: LoadModelOptions = {}): Promise<VisionLanguageModel> {
@@ -58,26 +63,27 @@ export class VisionLanguageModel {
       resolveGraphFile(config.dir, graph, options.dtype, config.transformersJsConfig);
     const files = [file('vision_encoder'), file('embed_tokens'), file('decoder_model_merged')] as const;
     const opened: OnnxGraph[] = [];
+    let decoder: Decoder;
+    let queryTaps: QueryTapStatus;
     try {
-      for (const f of files) opened.push(await OnnxGraph.open(f));
+      for (const f of files.slice(0, 2)) opened.push(await OnnxGraph.open(f));
+      const loaded = await openDecoderWithQueryTaps(files[2], options.queryTaps ?? 'auto', vigilCacheDir());
+      opened.push(loaded.graph);
+      decoder = new Decoder(loaded.graph, config, loaded.tapNames);
+      queryTaps = loaded.status;
     } catch (error) {
       await Promise.all(opened.map((g) => g.dispose()));
       throw error;
     }
-    const [vision, embedder, firstDecoderGraph] = opened as [OnnxGraph, OnnxGraph, OnnxGraph];
-    let decoder = new Decoder(firstDecoderGraph, config);
-    if (!decoder.info.queryTapNames && options.queryTaps !== 'off') {
-      const surgery = exposeQueryTaps(firstDecoderGraph.file, decoder.info.numLayers, decoder.info.embedType, vigilCacheDir());
-      if (surgery) {
-        await firstDecoderGraph.dispose();
-        decoder = new Decoder(await OnnxGraph.open(surgery.file), config, surgery.tapNames);
-      }
+    const [vision, embedder] = opened as [OnnxGraph, OnnxGraph];
+    if (queryTaps.state === 'fallback') {
+      process.emitWarning(`${files[2]}: no query taps, retrieval scores with the question's keys instead: ${queryTaps.reason}`, { code: 'VIGIL_QUERY_TAPS' });
     }
     const eos = new Set(config.eosTokenIds);
     const turnEnd = tokenizer.tokenToId(TURN_END_TOKEN[config.family]);
     if (turnEnd !== undefined) eos.add(turnEnd);
     if (eos.size === 0) throw new VigilError('BAD_CONFIG', `${config.dir}: no eos_token_id in config.json or generation_config.json`);
-    return new VisionLanguageModel(config, tokenizer, imageConfig, vision, embedder, decoder, eos);
+    return new VisionLanguageModel(config, tokenizer, imageConfig, vision, embedder, decoder, eos, queryTaps);
   }
 
   /** The float type of inputs_embeds (image features are converted to it before merging). */
@@ -85,11 +91,15 @@ export class VisionLanguageModel {
     return this.decoder.info.embedType;
   }
 
-  /** Image feature rows per image or frame, from the config or, failing that, the vision graph's output shape. */
+  /**
+   * Image feature rows per image (SmolVLM: per tile), from the config (SmolVLM's image_seq_len),
+   * else the vision graph's static token dim (LLaVA-OV: 729, or 730 with image_newline), else
+   * LLaVA-OV's num_image_tokens. Stream frames may take fewer: see videoFrames.ts streamTokensPerFrame.
+   */
   get tokensPerImage(): number {
     const fromGraph = this.vision.output('image_features').shape;
     const rows = fromGraph.length === 3 ? fromGraph[1] : undefined;
-    const value = this.config.imageSeqLen ?? (typeof rows === 'number' ? rows : undefined);
+    const value = this.config.imageSeqLen ?? (typeof rows === 'number' ? rows : undefined) ?? this.config.numImageTokens;
     if (value === undefined) throw new VigilError('BAD_CONFIG', `${this.config.dir}: cannot tell how many tokens an image takes`);
     return value;
   }

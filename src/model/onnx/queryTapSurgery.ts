@@ -1,79 +1,139 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { planQueryTaps, type QueryTapPlan } from './attentionStructure.js';
 import { ONNX_DATA_TYPE } from './onnxSchema.js';
 import { modelProtoType } from './onnxSchema.js';
+import { readGraphStructure } from './onnxStructure.js';
 
-interface DecodedGraph {
-  node: Array<{ name: string; output: string[] }>;
-  output: Array<{ name: string }>;
-  value_info: Array<{ name: string; type?: { tensor_type?: { elem_type?: number } } }>;
-  input: Array<{ name: string; type?: { tensor_type?: { elem_type?: number } } }>;
-  initializer: Array<{ external_data?: Array<{ key: string; value: string }> }>;
+/**
+ * Bumped whenever discovery or surgery changes what they produce: the cache key includes it, so a
+ * failure cached by an older Vigil is retried by a fixed one (and never by the same one).
+ * 1: q_proj found by node name, typed like inputs_embeds. 2: found by structure, typed from the graph.
+ */
+export const QUERY_TAP_SURGERY_VERSION = 2;
+
+/** What a load did about query taps (VisionLanguageModel.queryTaps). */
+export interface QueryTapStatus {
+  /**
+   * 'exposed': the graph already outputs them; 'surgery': a cached copy with them as outputs is
+   * loaded; 'fallback': none (retrieval uses the question's keys), `reason` says why; 'off': not asked for.
+   */
+  state: 'exposed' | 'surgery' | 'fallback' | 'off';
+  reason?: string;
+  /** The per-layer plan (absent when taken from the cache or not computed). */
+  plan?: QueryTapPlan;
 }
 
-export interface TapSurgeryResult {
-  /** The copy of the decoder with the taps as outputs. */
+/** taps.json in a cache entry: written only once onnxruntime has loaded the graph with the taps. */
+type CacheRecord =
+  | { version: number; state: 'exposed' | 'surgery'; tapNames: string[] }
+  | { version: number; state: 'failed'; reason: string };
+
+export interface SurgeryCandidate {
+  /** The cache entry's folder. */
+  dir: string;
+  /** The decoder to load: the original (taps already outputs) or the surgery copy. */
   file: string;
-  /** Per layer, the value exposed (the q projection's output). */
   tapNames: string[];
+  state: 'exposed' | 'surgery';
+  plan: QueryTapPlan;
 }
 
-/** The last node inside `/model/layers.{i}/self_attn/q_proj/` is the projection's result (MatMul, +Add for a bias, MatMulNBits, ...). */
-function findQueryProjections(graph: DecodedGraph, numLayers: number): string[] | undefined {
-  const last = new Map<number, string>();
-  const scope = /^\/model\/layers\.(\d+)\/self_attn\/q_proj\//;
-  for (const node of graph.node) {
-    const match = scope.exec(node.name);
-    if (match && node.output[0]) last.set(Number(match[1]), node.output[0]);
-  }
-  if (last.size !== numLayers) return undefined;
-  return Array.from({ length: numLayers }, (_, i) => last.get(i)!);
+export type QueryTapPreparation =
+  | { kind: 'cached'; file: string; tapNames: string[]; state: 'exposed' | 'surgery' }
+  | { kind: 'failed'; reason: string; plan?: QueryTapPlan; cached: boolean }
+  | { kind: 'candidate'; candidate: SurgeryCandidate };
+
+/** The cache folder of a decoder file's query taps: keyed on the file (path, size, mtime) and the surgery version. */
+export function queryTapCacheEntry(decoderFile: string, cacheDir: string, version = QUERY_TAP_SURGERY_VERSION): string {
+  const stat = fs.statSync(decoderFile);
+  const key = crypto
+    .createHash('sha256')
+    .update(`${path.resolve(decoderFile)}|${stat.size}|${stat.mtimeMs}|surgery-v${version}`)
+    .digest('hex')
+    .slice(0, 20);
+  return path.join(cacheDir, 'query-taps', key);
+}
+
+function writeAtomic(file: string, data: string | Uint8Array): void {
+  const partial = `${file}.partial-${process.pid}`;
+  fs.writeFileSync(partial, data);
+  fs.renameSync(partial, file);
+}
+
+function writeRecord(dir: string, record: CacheRecord): void {
+  fs.mkdirSync(dir, { recursive: true });
+  writeAtomic(path.join(dir, 'taps.json'), JSON.stringify(record));
 }
 
 /**
- * Exposes each layer's pre-RoPE q projection as a graph output on a cached copy of a decoder that
- * lacks them (stock exports), so ReKV retrieval can read the question's queries.
- *
- * The copy is the original bytes plus one appended serialized `ModelProto { graph { output: [...] } }`:
- * protobuf merges a repeated message field that appears twice, so the new outputs are added without
- * decoding and re-encoding the model, and no field unknown to Vigil's schema subset can be lost.
- * onnxruntime refuses external data outside the model's folder (symlinks included), so the data
- * files are hard-linked next to the copy, or copied when the cache is on another filesystem.
- * Returns undefined when the graph's node names do not reveal the projections (then the caller
- * falls back to the question's keys).
+ * Step 1 of exposing the pre-RoPE query taps of a decoder (see attentionStructure.ts for how they
+ * are found). Looks up the cache entry for this file (path, size, mtime, surgery version); else
+ * plans the taps from the graph's structure and, when some are not graph outputs yet, writes a
+ * copy with them: the original bytes plus one appended serialized `ModelProto { graph { node,
+ * initializer, output } }` (protobuf merges a repeated field that appears twice, so nothing is
+ * decoded and re-encoded and no field unknown to Vigil's schema subset can be lost). The new outputs
+ * are typed from the graph (value_info or the producer's types): a float16 graph with float32
+ * inputs_embeds gets float16 taps. onnxruntime refuses external data outside the model's folder
+ * (symlinks included), so the data files are hard-linked next to the copy, or copied across
+ * filesystems. Nothing is recorded as working yet: the caller loads the candidate in onnxruntime,
+ * then calls recordQueryTapSuccess or recordQueryTapFailure.
  */
-export function exposeQueryTaps(decoderFile: string, numLayers: number, elemType: 'float32' | 'float16', cacheDir: string): TapSurgeryResult | undefined {
-  const stat = fs.statSync(decoderFile);
-  const key = crypto.createHash('sha256').update(`${path.resolve(decoderFile)}|${stat.size}|${stat.mtimeMs}`).digest('hex').slice(0, 20);
-  const dir = path.join(cacheDir, 'query-taps', key);
-  const file = path.join(dir, path.basename(decoderFile));
+export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTapPreparation {
+  const dir = queryTapCacheEntry(decoderFile, cacheDir);
   const done = path.join(dir, 'taps.json');
   if (fs.existsSync(done)) {
-    const cached = JSON.parse(fs.readFileSync(done, 'utf8')) as TapSurgeryResult | { tapNames: null };
-    return cached.tapNames ? { file, tapNames: cached.tapNames } : undefined;
+    try {
+      const record = JSON.parse(fs.readFileSync(done, 'utf8')) as CacheRecord;
+      if (record.version === QUERY_TAP_SURGERY_VERSION) {
+        if (record.state === 'failed') return { kind: 'failed', reason: record.reason, cached: true };
+        const file = record.state === 'surgery' ? path.join(dir, path.basename(decoderFile)) : decoderFile;
+        if (fs.existsSync(file)) return { kind: 'cached', file, tapNames: record.tapNames, state: record.state };
+      }
+    } catch {
+      // A damaged record is redone below.
+    }
   }
 
   const bytes = fs.readFileSync(decoderFile);
-  const type = modelProtoType();
-  const graph = (type.toObject(type.decode(bytes), { defaults: true }) as { graph: DecodedGraph }).graph;
-  const tapNames = findQueryProjections(graph, numLayers);
-  fs.mkdirSync(dir, { recursive: true });
-  if (!tapNames) {
-    fs.writeFileSync(done, JSON.stringify({ tapNames: null }));
-    return undefined;
+  const structure = readGraphStructure(bytes);
+  const plan = planQueryTaps(structure);
+  if (!plan.complete) {
+    writeRecord(dir, { version: QUERY_TAP_SURGERY_VERSION, state: 'failed', reason: plan.reason });
+    return { kind: 'failed', reason: plan.reason, plan, cached: false };
   }
-  const existing = new Set(graph.output.map((o) => o.name));
-  const added = tapNames
-    .filter((name) => !existing.has(name))
-    .map((name) => ({ name, type: { tensor_type: { elem_type: ONNX_DATA_TYPE[elemType] } } }));
-  const appendix = type.encode(type.fromObject({ graph: { output: added } })).finish();
+  const tapNames = plan.layers.map((l) => l.tensorName!);
+  const missing = plan.layers.filter((l) => !l.exposed);
+  if (missing.length === 0) return { kind: 'candidate', candidate: { dir, file: decoderFile, tapNames, state: 'exposed', plan } };
 
-  const partial = `${file}.partial-${process.pid}`;
-  fs.writeFileSync(partial, Buffer.concat([bytes, appendix]));
-  fs.renameSync(partial, file);
-  const locations = new Set(graph.initializer.flatMap((t) => (t.external_data ?? []).filter((e) => e.key === 'location').map((e) => e.value)));
-  for (const location of locations) {
+  const slices = missing.filter((l) => l.slice);
+  const constant = (name: string, values: number[]) => ({
+    name,
+    dims: [values.length],
+    data_type: ONNX_DATA_TYPE.int64,
+    raw_data: new Uint8Array(BigInt64Array.from(values, (v) => BigInt(v)).buffer),
+  });
+  const initializer = slices.length > 0 ? [constant('/vigil/query_taps/zero', [0]), constant('/vigil/query_taps/last_axis', [-1])] : [];
+  const node = slices.map((l) => {
+    const ends = `/vigil/query_taps/end_${l.slice!.width}`;
+    if (!initializer.some((i) => i.name === ends)) initializer.push(constant(ends, [l.slice!.width]));
+    return {
+      name: `/vigil/query_taps/layers.${l.layer}/Slice`,
+      op_type: 'Slice',
+      domain: '',
+      input: [l.slice!.source, '/vigil/query_taps/zero', ends, '/vigil/query_taps/last_axis'],
+      output: [l.tensorName!],
+    };
+  });
+  const output = missing.map((l) => ({ name: l.tensorName!, type: { tensor_type: { elem_type: ONNX_DATA_TYPE[l.dtype!] } } }));
+  const type = modelProtoType();
+  const appendix = type.encode(type.fromObject({ graph: { node, initializer, output } })).finish();
+
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, path.basename(decoderFile));
+  writeAtomic(file, Buffer.concat([bytes, appendix]));
+  for (const location of structure.externalDataLocations) {
     const target = path.resolve(path.dirname(decoderFile), location);
     const link = path.join(dir, location);
     fs.mkdirSync(path.dirname(link), { recursive: true });
@@ -84,6 +144,18 @@ export function exposeQueryTaps(decoderFile: string, numLayers: number, elemType
       fs.copyFileSync(target, link);
     }
   }
-  fs.writeFileSync(done, JSON.stringify({ tapNames }));
-  return { file, tapNames };
+  return { kind: 'candidate', candidate: { dir, file, tapNames, state: 'surgery', plan } };
+}
+
+/** Records that onnxruntime loaded the candidate and it outputs every tap. */
+export function recordQueryTapSuccess(candidate: SurgeryCandidate): void {
+  writeRecord(candidate.dir, { version: QUERY_TAP_SURGERY_VERSION, state: candidate.state, tapNames: candidate.tapNames });
+}
+
+/** Records that the candidate failed (this surgery version will not try this file again) and removes the copy. */
+export function recordQueryTapFailure(candidate: SurgeryCandidate, reason: string): void {
+  if (candidate.state === 'surgery') {
+    for (const entry of fs.readdirSync(candidate.dir)) if (entry !== 'taps.json') fs.rmSync(path.join(candidate.dir, entry), { recursive: true, force: true });
+  }
+  writeRecord(candidate.dir, { version: QUERY_TAP_SURGERY_VERSION, state: 'failed', reason });
 }

@@ -1,0 +1,70 @@
+import { prepareQueryTaps, type QueryTapStatus, recordQueryTapFailure, recordQueryTapSuccess } from './onnx/queryTapSurgery.js';
+import { OnnxGraph } from './onnxGraph.js';
+
+export type QueryTapMode = 'auto' | 'off';
+
+export const QUERY_TAP_MODES: readonly QueryTapMode[] = ['auto', 'off'];
+
+export interface LoadedDecoderGraph {
+  graph: OnnxGraph;
+  /** Per-layer output names of the pre-RoPE queries; undefined when the graph has none (fallback or off). */
+  tapNames: string[] | undefined;
+  status: QueryTapStatus;
+}
+
+/**
+ * Opens a decoder with its query taps ('auto'): the original when it already outputs them, else
+ * the surgery copy. The taps are recorded as working only after onnxruntime has loaded the graph
+ * and it lists every tap among its outputs; when it refuses the copy, the failure is cached (for
+ * this file and surgery version) and the stock graph is loaded, with `status` saying why.
+ * Errors loading the stock graph itself propagate (a broken model is not a tap problem).
+ */
+export async function openDecoderWithQueryTaps(
+  decoderFile: string,
+  mode: QueryTapMode,
+  cacheDir: string,
+  /** How a graph is opened (tests stand in an onnxruntime that refuses the copy). */
+  open: (file: string) => Promise<OnnxGraph> = (file) => OnnxGraph.open(file),
+): Promise<LoadedDecoderGraph> {
+  if (mode === 'off') return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'off' } };
+  let prepared: ReturnType<typeof prepareQueryTaps>;
+  try {
+    prepared = prepareQueryTaps(decoderFile, cacheDir);
+  } catch (error) {
+    // An unreadable cache or a graph Vigil cannot parse: the stock graph still loads.
+    const reason = `query-tap surgery failed: ${(error as Error).message}`;
+    return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason } };
+  }
+  if (prepared.kind === 'failed') {
+    const reason = prepared.cached ? `${prepared.reason} (cached)` : prepared.reason;
+    return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason, ...(prepared.plan ? { plan: prepared.plan } : {}) } };
+  }
+  if (prepared.kind === 'cached') {
+    try {
+      const graph = await open(prepared.file);
+      if (prepared.tapNames.every((n) => graph.outputNames.includes(n))) return { graph, tapNames: prepared.tapNames, status: { state: prepared.state } };
+      await graph.dispose();
+    } catch {
+      // The cached copy went bad (a data file removed by hand): fall through to the stock graph.
+    }
+    return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason: `the cached query-tap graph ${prepared.file} no longer loads; delete it to redo the surgery` } };
+  }
+  const { candidate } = prepared;
+  let graph: OnnxGraph | undefined;
+  let failure: string;
+  try {
+    graph = await open(candidate.file);
+    const missing = candidate.tapNames.filter((n) => !graph!.outputNames.includes(n));
+    if (missing.length === 0) {
+      recordQueryTapSuccess(candidate);
+      return { graph, tapNames: candidate.tapNames, status: { state: candidate.state, plan: candidate.plan } };
+    }
+    failure = `onnxruntime lists no output ${missing[0]}`;
+  } catch (error) {
+    if (candidate.state === 'exposed') throw error;
+    failure = `onnxruntime refused the graph with query taps: ${(error as Error).message}`;
+  }
+  await graph?.dispose();
+  recordQueryTapFailure(candidate, failure);
+  return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason: failure, plan: candidate.plan } };
+}
