@@ -134,9 +134,10 @@ describe('LLaVA-OneVision video frames', () => {
     assert.equal(loadModelConfig(path.join(root, 'plain')).patchGridSide, 27); // 384 / 14
   });
 
-  it('tokens per image: the static dim (729, 730 with image_newline); 196 per stream frame, also from num_image_tokens alone', () => {
+  it('tokens per image: the static dim (729, 730 with image_newline), else num_image_tokens; 196 per stream frame', () => {
     assert.equal(plain.tokensPerImage, 729);
     assert.equal(withNewline.tokensPerImage, 730);
+    assert.equal(dynamic.tokensPerImage, 729); // symbolic token dim: processor_config's num_image_tokens
     for (const model of [plain, withNewline, dynamic]) assert.equal(streamTokensPerFrame(model), 196);
   });
 
