@@ -1,19 +1,20 @@
 import ort from 'onnxruntime-node';
 import { VigilError } from '../../common/errors.js';
-import { KvCache, type KvSpec } from './kvCache.js';
+import { ropeInvFreq, rotateHeads } from '../../kernels/rope.js';
+import { emptyKvCache, KvCache, type KvSpec } from './kvCache.js';
 import type { ModelConfig } from './modelConfig.js';
 import type { OnnxGraph } from './onnxGraph.js';
-import { asFloatType, type FloatType, int64Tensor, toFloat32 } from './tensors.js';
+import { asFloatType, type FloatType, floatTensor, int64Tensor, toFloat32 } from './tensors.js';
 
-/** Output names a torch.onnx export gives the q projection of layer i (bias models end in Add). */
-const QUERY_TAP = /^\/model\/layers\.(\d+)\/self_attn\/q_proj\/(MatMul|Add)_output_0$/;
+/** Past length of the RoPE self-check of graphs without position_ids (odd, so no angle is a round number). */
+const ROPE_CHECK_PAST = 255;
 
 export interface DecoderInfo extends KvSpec {
   hiddenSize: number;
   vocabSize: number;
   numHeads: number;
   embedType: FloatType;
-  /** Per-layer output names of the pre-RoPE query projections, when the graph exposes them. */
+  /** Per-layer output names of the pre-RoPE queries (found by structure, src/model/onnx/attentionStructure.ts), when the graph outputs them. */
   queryTapNames: string[] | undefined;
   hasPositionIds: boolean;
   hasUseCacheBranch: boolean;
@@ -25,7 +26,10 @@ export interface DecoderStepInput {
   inputsEmbeds: ort.Tensor;
   /** The KV context this call attends to (its length is P). */
   past: KvCache;
-  /** Position of each new token; default P..P+S-1 (compact positions). */
+  /**
+   * Position of each new token; default P..P+S-1 (compact positions). A graph without position_ids
+   * (fused exports) places them itself at P..P+S-1: other positions are refused there (BAD_INPUT).
+   */
   positions?: ArrayLike<number>;
   /** 1 = attend, 0 = padding, length P+S; default all ones. */
   attentionMask?: ArrayLike<number>;
@@ -55,14 +59,20 @@ export class Decoder {
   readonly info: DecoderInfo;
   private steps = 0;
 
-  /** `tapNames`: per-layer outputs to use as query taps (from graph surgery); default: found by name. */
+  /** `tapNames`: per-layer outputs to use as query taps (src/model/queryTapLoader.ts); default: none. */
   constructor(
     readonly graph: OnnxGraph,
-    config: ModelConfig,
+    private readonly config: ModelConfig,
     tapNames?: string[],
   ) {
     this.info = readDecoderInfo(graph, config);
-    if (tapNames) this.info.queryTapNames = tapNames;
+    if (tapNames) {
+      const missing = tapNames.find((n) => !graph.outputNames.includes(n));
+      if (tapNames.length !== this.info.numLayers || missing !== undefined) {
+        throw new VigilError('INTERNAL', `${graph.file}: ${tapNames.length} query taps for ${this.info.numLayers} layers${missing ? `, '${missing}' is not an output` : ''}`);
+      }
+      this.info.queryTapNames = tapNames;
+    }
   }
 
   emptyCache(): KvCache {
@@ -74,8 +84,68 @@ export class Decoder {
     return this.steps;
   }
 
+  /**
+   * For a graph without position_ids (it rotates keys itself: GroupQueryAttention do_rotary with
+   * cos/sin caches): checks that its RoPE is the one Vigil's kernels apply (config rope_theta and
+   * partial_rotary_factor, rotate-half layout). Vigil's streaming memory un-rotates `present` keys
+   * with kernels/rope to store them pre-RoPE and re-rotates them to compact positions; a graph whose
+   * rotation differs (rope scaling, interleaved pairs, another theta) would make every stored key
+   * wrong without any error, so such a graph is refused (UNSUPPORTED_MODEL). Layer 0's key of a token
+   * depends on that token only, so its key after a zero past of ROPE_CHECK_PAST tokens must be the
+   * kernel's rotation of its key at position 0. Runs once (step() runs it first too); returns the
+   * measured max |difference| relative to the key's largest entry, undefined for graphs with position_ids.
+   */
+  verifyImplicitRope(): Promise<number | undefined> {
+    this.ropeCheck ??= this.info.hasPositionIds ? Promise.resolve(undefined) : this.measureImplicitRope();
+    return this.ropeCheck;
+  }
+
+  private ropeCheck: Promise<number | undefined> | undefined;
+
+  private async measureImplicitRope(): Promise<number> {
+    const { info } = this;
+    const { numKvHeads, headDim } = info;
+    const probe = new Float32Array(info.hiddenSize);
+    for (let i = 0; i < probe.length; i++) probe[i] = Math.sin(0.37 * i + 0.1);
+    const embeds = floatTensor(info.embedType, probe, [1, 1, info.hiddenSize]);
+    const keyAt = async (pastLen: number): Promise<Float32Array> => {
+      const out = await this.run({ inputsEmbeds: embeds, past: emptyKvCache(info, pastLen), logits: 'none' });
+      const key = toFloat32(out.present.layers[0]!.key);
+      const total = pastLen + 1;
+      return Float32Array.from({ length: numKvHeads * headDim }, (_, j) => key[(Math.floor(j / headDim) * total + pastLen) * headDim + (j % headDim)]!);
+    };
+    const at0 = await keyAt(0);
+    const atP = await keyAt(ROPE_CHECK_PAST);
+    const invFreq = ropeInvFreq(this.config.text.rotaryDim, this.config.text.ropeTheta);
+    const expected = rotateHeads(at0, numKvHeads, 1, headDim, [ROPE_CHECK_PAST], invFreq, 1);
+    let scale = 0;
+    let worst = 0;
+    for (let j = 0; j < at0.length; j++) {
+      scale = Math.max(scale, Math.abs(at0[j]!));
+      const d = Math.abs(atP[j]! - expected[j]!);
+      worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
+    }
+    const relative = scale > 0 ? worst / scale : Infinity;
+    const tolerance = info.type === 'float16' ? 4e-3 : 1e-4;
+    if (!(relative <= tolerance)) {
+      throw new VigilError(
+        'UNSUPPORTED_MODEL',
+        `${this.graph.name} applies RoPE inside the graph (no position_ids) and its rotation is not the one config.json describes ` +
+          `(rope_theta ${this.config.text.ropeTheta}, ${this.config.text.rotaryDim} rotary dims, rotate-half): a key at position ${ROPE_CHECK_PAST} ` +
+          `differs by ${relative.toExponential(2)} (relative) from Vigil's rotation. Vigil stores keys pre-RoPE and re-rotates them, so it cannot stream this graph ` +
+          '(rope scaling or interleaved rotary are not implemented)',
+      );
+    }
+    return relative;
+  }
+
   async step(input: DecoderStepInput): Promise<DecoderStepOutput> {
     this.steps++;
+    if (!this.info.hasPositionIds) await this.verifyImplicitRope();
+    return this.run(input);
+  }
+
+  private async run(input: DecoderStepInput): Promise<DecoderStepOutput> {
     const { info } = this;
     const dims = input.inputsEmbeds.dims;
     if (dims.length !== 3 || dims[0] !== 1 || dims[2] !== info.hiddenSize) {
@@ -94,16 +164,19 @@ export class Decoder {
       throw new VigilError('SHAPE_MISMATCH', `attention mask has length ${mask.length}, expected past ${pastLen} + new ${seqLen} = ${total}`);
     }
     feeds.attention_mask = int64Tensor(mask, [1, total]);
+    if (input.positions && input.positions.length !== seqLen) {
+      throw new VigilError('SHAPE_MISMATCH', `${input.positions.length} positions for ${seqLen} new tokens`);
+    }
     if (info.hasPositionIds) {
       const positions = input.positions ?? Array.from({ length: seqLen }, (_, i) => pastLen + i);
-      if (positions.length !== seqLen) {
-        throw new VigilError('SHAPE_MISMATCH', `${positions.length} positions for ${seqLen} new tokens`);
-      }
       feeds.position_ids = int64Tensor(positions, [1, seqLen]);
+    } else {
+      checkImplicitPositions(this.graph.name, mask, pastLen, input.positions);
     }
     if (info.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(pastLen > 0 ? 1 : 0), [1]);
     if (info.hasNumLogitsToKeep) {
-      feeds.num_logits_to_keep = int64Tensor([input.logits === 'last' ? 1 : 0], []);
+      // 0 = every row. 'none' keeps 1 row (discarded): 0 would compute the lm_head over all S rows.
+      feeds.num_logits_to_keep = int64Tensor([(input.logits ?? 'all') === 'all' ? 0 : 1], []);
     }
     input.past.layers.forEach((layer, i) => {
       feeds[`past_key_values.${i}.key`] = layer.key;
@@ -112,7 +185,7 @@ export class Decoder {
 
     const wantQueries = input.queries === true;
     if (wantQueries && !info.queryTapNames) {
-      throw new VigilError('NOT_A_MODEL', `${this.graph.file} exposes no query taps (/model/layers.{i}/self_attn/q_proj outputs)`);
+      throw new VigilError('NOT_A_MODEL', `${this.graph.file} exposes no query taps (load it with queryTaps 'auto'; model.queryTaps says why there are none)`);
     }
     const fetches = input.logits === 'none' ? [] : ['logits'];
     for (let i = 0; i < info.numLayers; i++) fetches.push(`present.${i}.key`, `present.${i}.value`);
@@ -152,6 +225,34 @@ export class Decoder {
   }
 }
 
+/**
+ * A graph without `position_ids` places the new tokens itself: fused exports (GroupQueryAttention
+ * with do_rotary) derive the positions from the attention mask (seqlens_k = sum(mask) - 1), so with an
+ * all-ones mask they are P..P+S-1. Positions a caller asks for must be exactly those, and a mask with
+ * padding is refused (where its positions land depends on how the export derives them): anything
+ * else would be silently ignored and give wrong answers.
+ */
+function checkImplicitPositions(graphName: string, mask: ArrayLike<number>, pastLen: number, positions: ArrayLike<number> | undefined): void {
+  for (let j = 0; j < mask.length; j++) {
+    if (mask[j] !== 1) {
+      throw new VigilError(
+        'BAD_INPUT',
+        `${graphName} has no position_ids input (it derives positions from the attention mask), so it cannot take a mask with padding (slot ${j} is ${mask[j]})`,
+      );
+    }
+  }
+  if (!positions) return;
+  for (let i = 0; i < positions.length; i++) {
+    if (positions[i] !== pastLen + i) {
+      throw new VigilError(
+        'BAD_INPUT',
+        `${graphName} has no position_ids input: its new tokens sit at positions ${pastLen}..${pastLen + positions.length - 1} (after the ${pastLen}-token past), ` +
+          `but position ${positions[i]} was asked for token ${i}; lay the context out at compact positions or use an export with position_ids`,
+      );
+    }
+  }
+}
+
 function readDecoderInfo(graph: OnnxGraph, config: ModelConfig): DecoderInfo {
   const required = ['inputs_embeds', 'attention_mask', 'past_key_values.0.key', 'past_key_values.0.value'];
   const missing = required.filter((n) => !graph.hasInput(n));
@@ -179,15 +280,6 @@ function readDecoderInfo(graph: OnnxGraph, config: ModelConfig): DecoderInfo {
   if (graph.hasInput('position_ids') && graph.input('position_ids').shape.length === 3) {
     throw new VigilError('UNSUPPORTED_MODEL', `${graph.file} takes 3-row (M-RoPE) position_ids, which Vigil does not implement yet`);
   }
-  const taps = new Map<number, string>();
-  for (const name of graph.outputNames) {
-    const match = QUERY_TAP.exec(name);
-    if (!match) continue;
-    const layer = Number(match[1]);
-    // With a q bias the Add output is the projection; prefer it over the MatMul before the bias.
-    if (!taps.has(layer) || match[2] === 'Add') taps.set(layer, name);
-  }
-  const queryTapNames = taps.size === numLayers ? Array.from({ length: numLayers }, (_, i) => taps.get(i)!) : undefined;
   return {
     numLayers,
     numKvHeads,
@@ -197,7 +289,7 @@ function readDecoderInfo(graph: OnnxGraph, config: ModelConfig): DecoderInfo {
     vocabSize: config.text.vocabSize,
     type: asFloatType(key.type, `${graph.name} past_key_values.0.key`),
     embedType: asFloatType(embeds.type, `${graph.name} inputs_embeds`),
-    queryTapNames,
+    queryTapNames: undefined,
     hasPositionIds: graph.hasInput('position_ids'),
     hasUseCacheBranch: graph.hasInput('use_cache_branch'),
     hasNumLogitsToKeep: graph.hasInput('num_logits_to_keep'),
