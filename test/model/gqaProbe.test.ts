@@ -27,6 +27,8 @@ import { maxAbsDiff, randomTokenIds, sliceRows } from '../helpers/decoderInputs.
 import { haystackFrame, needleFrame, preprocessFrame } from '../helpers/needleFrames.js';
 import { probeModelDir } from '../helpers/probeModels.js';
 import { RamStream } from '../helpers/ramStream.js';
+import { runVigil } from '../helpers/runVigil.js';
+import type { VniahResults } from '../../src/eval/vniahRunner.js';
 
 interface DecodedNode {
   name: string;
@@ -419,5 +421,31 @@ describe('probe-needle-gqa: the needle circuit on a model-builder-style decoder'
     assert.equal(await answer(stream, 'magenta', [...window, needle!]), ' white');
     assert.equal(await answer(stream, 'cyan', [...window, needle!]), ' unknown');
     t.diagnostic(`query taps: ${model.decoder.info.queryTapNames ? 'found' : 'none'}`);
+  });
+});
+
+describe('V-NIAH on probe-needle-gqa (vigil eval vniah)', () => {
+  it('rekv answers every needle (recall 1) and the control; the window loses the needle that left it', async (t) => {
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-gqa-vniah-'));
+    try {
+      const run = await runVigil(
+        ['eval', 'vniah', '--lengths', '1', '--depths', '50,100', '--modes', 'rekv,window', '--dtypes', 'float32', '--retrieve', '4', '--repeats', '1',
+          '--model', probeModelDir('probe-needle-gqa'), '--out', path.join(scratch, 'out'), '--json'],
+        { VIGIL_CACHE_DIR: path.join(scratch, 'cache') },
+      );
+      assert.equal(run.code, 0, run.stderr);
+      const results = JSON.parse(run.stdout) as VniahResults;
+      const cells = results.cells;
+      t.diagnostic(cells.map((c) => `${c.mode} ${c.kind} ${c.depthPct ?? '-'}: '${c.answer}' (${c.correct ? 'ok' : 'wrong'}, recall ${c.recall ?? '-'})`).join('; '));
+      for (const c of cells.filter((x) => x.mode === 'rekv')) {
+        assert.equal(c.correct, true, `rekv ${c.kind} ${c.depthPct}: '${c.answer}' for '${c.expected}'`);
+        if (c.kind === 'needle') assert.equal(c.recall, 1);
+      }
+      const window50 = cells.find((c) => c.mode === 'window' && c.depthPct === 50)!;
+      assert.equal(window50.answer, 'unknown', 'the 50% needle left the 16-frame window');
+      assert.equal(cells.find((c) => c.mode === 'window' && c.depthPct === 100)!.correct, true);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
   });
 });
