@@ -82,8 +82,11 @@ function relativeRms(a: Float32Array, b: Float32Array): number {
 
 const DTYPES: Array<{ dtype: GraphDtype; kv: string; logits: string; tolerance: number }> = [
   { dtype: 'fp32', kv: 'float32', logits: 'float32', tolerance: 1e-4 },
-  // MatMulNBits at accuracy level 4 quantizes activations per row: rows stay independent.
-  { dtype: 'q4', kv: 'float32', logits: 'float32', tolerance: 1e-4 },
+  // MatMulNBits at accuracy level 4 (the model builder's CPU default) quantizes activations to int8 per
+  // row and block: rows are independent (measured: a row alone = the row among 10, bit for bit), but the
+  // ~1e-6 float differences between GroupQueryAttention's S = 1 and S > 1 paths can flip an int8
+  // rounding. Measured at the 256M geometry: streamed vs full 2.1e-2 (max |logit| 2.2), fp32 1.7e-6.
+  { dtype: 'q4', kv: 'float32', logits: 'float32', tolerance: 3e-2 },
   // float16 KV and activations: a few half ulps at the logits' scale.
   { dtype: 'q4f16', kv: 'float16', logits: 'float16', tolerance: 2e-3 },
 ];
@@ -306,7 +309,7 @@ function concatEmbeds(parts: ort.Tensor[]): ort.Tensor {
 describe('probe-random-tiny-gqa: streaming encode exactness (pre-RoPE storage, re-rotation to compact positions)', () => {
   const CASES: Array<{ dtype: GraphDtype; tolerance: number }> = [
     { dtype: 'fp32', tolerance: 1e-4 },
-    { dtype: 'q4', tolerance: 1e-4 },
+    { dtype: 'q4', tolerance: 3e-2 },
     // float16 KV: keys are un-rotated in float32 and re-rotated, then rounded to float16 again.
     { dtype: 'q4f16', tolerance: 2e-2 },
   ];
@@ -336,7 +339,27 @@ describe('probe-random-tiny-gqa: streaming encode exactness (pre-RoPE storage, r
         const evicted = await run(1);
         t.diagnostic(`${c.dtype}: max |streamed - full| ${exact.toExponential(2)}; window 1: ${evicted.toExponential(2)}`);
         assert.ok(exact <= c.tolerance, `diff ${exact}`);
-        assert.ok(evicted > 10 * c.tolerance, `control diff ${evicted}`);
+        assert.ok(evicted > 3 * c.tolerance && evicted > 0.1, `control diff ${evicted}`);
+      } finally {
+        await model.dispose();
+      }
+    });
+  }
+});
+
+/** The SmolVLM2-256M geometry (30 layers, 9/3 heads of 64, full rotary): also built by queryTapGqaProbe.test.ts. */
+describe('probe-random-smolvlm2-256m-gqa (real geometry)', () => {
+  for (const c of DTYPES) {
+    it(`${c.dtype}: loads, RoPE self-check passes at 64 rotary dims, streamed prefill = full prefill`, async (t) => {
+      const model = await VisionLanguageModel.load(probeModelDir('probe-random-smolvlm2-256m-gqa'), { dtype: c.dtype, queryTaps: 'off' });
+      try {
+        const info = model.decoder.info;
+        assert.deepEqual([info.numLayers, info.numHeads, info.numKvHeads, info.headDim, info.type], [30, 9, 3, 64, c.kv]);
+        const rope = await model.decoder.verifyImplicitRope();
+        const { full, streamed } = await fullAndStreamed(model, randomTokenIds(10, 7), 6);
+        const diff = maxAbsDiff(streamed, full);
+        t.diagnostic(`${c.dtype}: RoPE check ${rope!.toExponential(2)}; max |streamed - full| ${diff.toExponential(2)}`);
+        assert.ok(diff <= c.tolerance, `diff ${diff}`);
       } finally {
         await model.dispose();
       }
