@@ -14,6 +14,10 @@ const Cidr = z.string().min(1).max(64);
 /** `vigil serve --config vigil.yaml`. Every string may use ${VAR} placeholders for environment variables. */
 export const ServiceConfigSchema = z.strictObject({
   model: z.string().min(1).optional().meta({ description: 'Model folder or probe model name. Default probe-needle.' }),
+  queryTaps: z
+    .enum(['auto', 'off'])
+    .optional()
+    .meta({ description: "Query taps for retrieval: auto (default) exposes each decoder layer's pre-RoPE query (falling back to the question's keys when that fails); off always uses the keys." }),
   data: z.string().min(1).optional().meta({ description: 'Data folder. Default $VIGIL_DATA_DIR or ~/.local/share/vigil.' }),
   host: z.string().min(1).optional(),
   port: z.int().min(0).max(65535).optional(),

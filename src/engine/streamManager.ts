@@ -6,7 +6,7 @@ import { type OpenSourceOptions, redactUrl } from '../../ingest/index.js';
 import type { FsyncPolicy, RetentionPolicy } from '../../memory/store/types.js';
 import { isVigilError, VigilError } from '../../common/errors.js';
 import { LIMITS } from '../../common/settings.js';
-import { VisionLanguageModel } from '../model/visionLanguageModel.js';
+import { type LoadModelOptions, VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { checkStreamId, listStreamIds, streamDir, streamIndexDir, streamStoreDir } from './dataLayout.js';
 import { expandEnv } from './manager/envTemplate.js';
 import { ManagedStream } from './manager/managedStream.js';
@@ -39,6 +39,8 @@ export interface StreamManagerOptions {
   dataDir: string;
   /** A loaded model (the caller disposes it) or a model folder (loaded here, disposed by dispose()). */
   model: VisionLanguageModel | string;
+  /** How a model folder is loaded (weight format, query taps). */
+  modelOptions?: LoadModelOptions;
   /** What API callers may ingest (schemes, private networks, a files folder). */
   policy?: SourcePolicyOptions;
   limits?: Partial<ManagerLimits>;
@@ -123,7 +125,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     fs.rmSync(path.join(dataDir, 'incoming'), { recursive: true, force: true });
     fs.mkdirSync(path.join(dataDir, 'incoming'), { recursive: true });
     const owns = typeof options.model === 'string';
-    const model = typeof options.model === 'string' ? await VisionLanguageModel.load(options.model) : options.model;
+    const model = typeof options.model === 'string' ? await VisionLanguageModel.load(options.model, options.modelOptions) : options.model;
     const manager = new StreamManager(dataDir, model, owns, options);
     try {
       await manager.restore();

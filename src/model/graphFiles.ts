@@ -21,6 +21,14 @@ export function isGraphDtype(value: string): value is GraphDtype {
   return Object.hasOwn(GRAPH_DTYPE_SUFFIX, value);
 }
 
+export const GRAPH_DTYPES = Object.keys(GRAPH_DTYPE_SUFFIX) as GraphDtype[];
+
+/** A weight format asked for by name: an unknown name is an error (BAD_INPUT), never ignored. */
+export function parseGraphDtype(value: string, where = 'dtype'): GraphDtype {
+  if (isGraphDtype(value)) return value;
+  throw new VigilError('BAD_INPUT', `unknown ${where} '${value}' (${GRAPH_DTYPES.join(', ')})`);
+}
+
 /**
  * Which file to load for a graph: the dtype asked for, else the one the folder's
  * `transformers.js_config.dtype` names (a string or a per-graph map), else fp32.
@@ -38,6 +46,7 @@ export function resolveGraphFile(
       : typeof configured === 'object' && configured !== null
         ? (configured as Record<string, unknown>)[graph]
         : undefined;
+  if (requested !== undefined) parseGraphDtype(requested);
   const dtype = requested ?? (typeof fromConfig === 'string' && isGraphDtype(fromConfig) ? fromConfig : 'fp32');
   const file = path.join(modelDir, 'onnx', `${graph}${GRAPH_DTYPE_SUFFIX[dtype]}.onnx`);
   if (fs.existsSync(file)) return file;

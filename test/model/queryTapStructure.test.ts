@@ -243,6 +243,7 @@ describe('query taps of the probe models, by structure', () => {
     const off = await VisionLanguageModel.load(dir, { queryTaps: 'off' });
     try {
       assert.equal(off.queryTaps.state, 'off');
+      assert.equal(off.decoder.info.queryTapNames, undefined, "'off' means no taps even where the graph outputs them (no name matching left)");
     } finally {
       await off.dispose();
     }

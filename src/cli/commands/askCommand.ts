@@ -5,13 +5,15 @@ import { openOfflineVideo } from '../../engine/offlineVideo.js';
 import { type MemoryHorizon, streamClock } from '../../engine/memoryHorizon.js';
 import { ANSWER_MODES, type AnswerMode, type SessionAnswer } from '../../engine/streamSession.js';
 import { VigilError } from '../../../common/errors.js';
-import { type GraphDtype, isGraphDtype } from '../../model/graphFiles.js';
+import type { GraphDtype } from '../../model/graphFiles.js';
+import type { QueryTapMode } from '../../model/queryTapLoader.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
 import { parseKeepFull, parseKvShare, parseSetting, parseSize, printJson, tiersFromOptions } from '../options.js';
 import { shortBytes } from '../../../common/byteSize.js';
 import { DEFAULT_STORAGE, LIMITS, STORAGE_DTYPES } from '../../../common/settings.js';
 import { stageProgress } from '../progress.js';
 import { resolveModelDir } from '../resolveModel.js';
+import { DTYPE_HELP, modelLoadOptions, parseDtypeOption, parseQueryTapsOption, QUERY_TAPS_HELP } from '../modelLoadOptions.js';
 import { clockSpan, gateFromOptions, parseGateMaxHold, parseGateOption } from '../gateOption.js';
 
 interface AskOptions {
@@ -28,7 +30,8 @@ interface AskOptions {
   rebuild?: boolean;
   gate?: 'off' | number;
   gateMaxHold?: number;
-  dtype?: string;
+  dtype?: GraphDtype;
+  queryTaps?: QueryTapMode;
   json?: boolean;
   budget?: number;
   keepFull?: number;
@@ -110,14 +113,14 @@ export function askCommand(): Command {
     .option('--no-archive', 'memory tiers under --budget: no archive tier (KV tiers only, then the oldest frames are deleted)')
     .option('--from <s>', 'only memory from this stream time (seconds); a time memory no longer holds is answered with a statement, without the model', parseStreamTime)
     .option('--to <s>', 'only memory up to this stream time (seconds)', parseStreamTime)
-    .option('--dtype <dtype>', 'model weight format (fp32, fp16, q8, q4, ...)')
+    .option('--dtype <dtype>', DTYPE_HELP, parseDtypeOption)
+    .option('--query-taps <mode>', QUERY_TAPS_HELP, parseQueryTapsOption)
     .option('--json', 'print JSON: {answer, mode, evidence:[{chunkId, t, score}], timing:{...}, horizon, coverage, outOfMemory, archive} (an array for several questions)')
     .action(async (video: string, questions: string[], options: AskOptions) => {
       const modes: readonly AnswerMode[] = ANSWER_MODES.filter((m) => m !== 'oracle');
       if (!modes.includes(options.mode as AnswerMode)) throw new VigilError('BAD_INPUT', `unknown --mode '${options.mode}' (${modes.join(', ')})`);
       if (!(STORAGE_DTYPES as readonly string[]).includes(options.storage)) throw new VigilError('BAD_INPUT', `--storage must be ${STORAGE_DTYPES.join(', ')}, got '${options.storage}'`);
       if (options.similarity !== 'ip' && options.similarity !== 'cosine') throw new VigilError('BAD_INPUT', `--similarity must be ip or cosine, got '${options.similarity}'`);
-      if (options.dtype && !isGraphDtype(options.dtype)) throw new VigilError('BAD_INPUT', `unknown --dtype '${options.dtype}'`);
       for (const q of questions) if (q.trim() === '') throw new VigilError('BAD_INPUT', 'a question is empty');
       if (options.from !== undefined && options.to !== undefined && options.from > options.to) throw new VigilError('BAD_INPUT', `--from (${options.from}) must be <= --to (${options.to})`);
       // As the API's from/to: a range given one end runs from 0 or to now.
@@ -125,7 +128,7 @@ export function askCommand(): Command {
       const tiers = tiersFromOptions(options);
       if (tiers !== undefined && options.budget === undefined) throw new VigilError('BAD_INPUT', '--keep-full, --kv-share and --no-archive set the memory tiers under a disk budget: give --budget too');
       const quiet = options.json ?? false;
-      const model = await VisionLanguageModel.load(resolveModelDir(options.model, { quiet }), options.dtype ? { dtype: options.dtype as GraphDtype } : {});
+      const model = await VisionLanguageModel.load(resolveModelDir(options.model, { quiet }), modelLoadOptions(options));
       const progress = stageProgress('encoding', quiet);
       // Ctrl-C stops the encode cleanly; the memory stays marked incomplete and the next run resumes it.
       const abort = new AbortController();

@@ -1,9 +1,10 @@
 import { Command } from 'commander';
-import { type GraphDtype, isGraphDtype } from '../../model/graphFiles.js';
+import type { GraphDtype } from '../../model/graphFiles.js';
 import { answerAboutImage } from '../../model/imageQuestion.js';
+import type { QueryTapMode } from '../../model/queryTapLoader.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
-import { VigilError } from '../../../common/errors.js';
 import { defaultTestImage } from '../defaultImage.js';
+import { DTYPE_HELP, modelLoadOptions, parseDtypeOption, parseQueryTapsOption, QUERY_TAPS_HELP } from '../modelLoadOptions.js';
 import { parseInteger, parseNumber, parseSetting, printJson } from '../options.js';
 import { DEFAULT_MODEL, resolveModelDir } from '../resolveModel.js';
 
@@ -14,7 +15,8 @@ interface ChatOptions {
   temperature: number;
   topP: number;
   seed: number;
-  dtype?: string;
+  dtype?: GraphDtype;
+  queryTaps?: QueryTapMode;
   json?: boolean;
 }
 
@@ -28,17 +30,15 @@ export function chatCommand(): Command {
     .option('--temperature <t>', '0 = greedy; > 0 samples', parseSetting('temperature'), 0)
     .option('--top-p <p>', 'nucleus mass when sampling', parseNumber(Number.MIN_VALUE, 1), 1)
     .option('--seed <n>', 'sampling seed', parseInteger(0, 0xffffffff), 0)
-    .option('--dtype <dtype>', 'weight format to load (fp32, fp16, q8, q4, ...; default from the folder)')
+    .option('--dtype <dtype>', DTYPE_HELP, parseDtypeOption)
+    .option('--query-taps <mode>', QUERY_TAPS_HELP, parseQueryTapsOption)
     .option('--json', 'print the answer and timings as JSON')
     .addHelpText('after', '\nWith a probe-random model the answer is meaningless text; the command still runs every stage and reports speed.')
     .action(async (question: string, options: ChatOptions) => {
-      if (options.dtype && !isGraphDtype(options.dtype)) {
-        throw new VigilError('BAD_INPUT', `unknown --dtype '${options.dtype}' (fp32, fp16, q8, int8, uint8, q4, q4f16, bnb4)`);
-      }
       const dir = resolveModelDir(options.model, { quiet: options.json ?? false });
       const image = options.image ?? (await defaultTestImage());
       const loadStarted = performance.now();
-      const model = await VisionLanguageModel.load(dir, options.dtype ? { dtype: options.dtype as GraphDtype } : {});
+      const model = await VisionLanguageModel.load(dir, modelLoadOptions(options));
       const loadMs = performance.now() - loadStarted;
       try {
         const answer = await answerAboutImage(model, {

@@ -5,7 +5,9 @@ import { buildProbeModel, defaultProbeDir } from '../../model/probe/probeModelFo
 import { PROBE_MODELS } from '../../model/probe/probeSpecs.js';
 import { streamTokensPerFrame } from '../../model/videoFrames.js';
 import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
-import { type GraphDtype, isGraphDtype } from '../../model/graphFiles.js';
+import type { GraphDtype } from '../../model/graphFiles.js';
+import type { QueryTapMode } from '../../model/queryTapLoader.js';
+import { DTYPE_HELP, modelLoadOptions, parseDtypeOption, parseQueryTapsOption, QUERY_TAPS_HELP } from '../modelLoadOptions.js';
 import { parseInteger, printJson } from '../options.js';
 import { stageProgress } from '../progress.js';
 import { resolveModelDir } from '../resolveModel.js';
@@ -63,12 +65,13 @@ export function modelsCommand(): Command {
     .command('inspect')
     .description('load a model folder and describe it: family, geometry, graphs and their I/O')
     .argument('<model>', 'model folder or probe model name')
-    .option('--dtype <dtype>', 'weight format to load (fp32, fp16, q8, q4, ...)')
+    .option('--dtype <dtype>', DTYPE_HELP, parseDtypeOption)
+    .option('--query-taps <mode>', QUERY_TAPS_HELP, parseQueryTapsOption)
     .option('--json', 'print JSON')
-    .action(async (model: string, options: { dtype?: string; json?: boolean }) => {
+    .action(async (model: string, options: { dtype?: GraphDtype; queryTaps?: QueryTapMode; json?: boolean }) => {
       const dir = resolveModelDir(model);
       const config = loadModelConfig(dir);
-      const vlm = await VisionLanguageModel.load(dir, options.dtype && isGraphDtype(options.dtype) ? { dtype: options.dtype as GraphDtype } : {});
+      const vlm = await VisionLanguageModel.load(dir, modelLoadOptions(options));
       try {
         const graphs = [vlm.vision, vlm.embedder, vlm.decoder.graph].map((g) => ({
           file: g.file,
@@ -87,6 +90,8 @@ export function modelsCommand(): Command {
           imageTokenId: config.imageTokenId,
           eosTokenIds: [...vlm.eosTokenIds],
           queryTaps: info.queryTapNames ? 'yes' : 'no',
+          queryTapState: vlm.queryTaps.state,
+          ...(vlm.queryTaps.reason ? { queryTapReason: vlm.queryTaps.reason } : {}),
           graphs,
         };
         if (options.json) return printJson(summary);
@@ -96,7 +101,7 @@ export function modelsCommand(): Command {
             `${config.dir}`,
             `  model_type ${config.modelType} (family ${config.family})${config.probe ? `, probe model ${config.probe.name} seed ${config.probe.seed}` : ''}`,
             `  decoder: ${t.numLayers} layers, hidden ${t.hiddenSize}, ${t.numHeads} heads / ${t.numKvHeads} KV heads, head_dim ${t.headDim}, rotary ${t.rotaryDim}, theta ${t.ropeTheta}, vocab ${t.vocabSize}`,
-            `  KV cache ${info.type}; query taps: ${summary.queryTaps}; ${summary.tokensPerImage} tokens per image, ${summary.tokensPerFrame} per stream frame; eos ${summary.eosTokenIds.join(', ')}`,
+            `  KV cache ${info.type}; query taps: ${summary.queryTaps} (${vlm.queryTaps.state}${vlm.queryTaps.reason ? `: ${vlm.queryTaps.reason}` : ''}); ${summary.tokensPerImage} tokens per image, ${summary.tokensPerFrame} per stream frame; eos ${summary.eosTokenIds.join(', ')}`,
             ...graphs.map((g) => `  ${g.file}\n${g.inputs.map((i) => `    in ${i.name} ${i.type} [${i.shape.join(', ')}]`).join('\n')}`),
           ].join('\n') + '\n',
         );

@@ -11,6 +11,8 @@ import { parseByteSize } from '../../../common/byteSize.js';
 import { resolveModelDir } from '../resolveModel.js';
 import { gateFromOptions, parseGateMaxHold, parseGateOption } from '../gateOption.js';
 import { watchShutdown } from '../shutdown.js';
+import type { QueryTapMode } from '../../model/queryTapLoader.js';
+import { parseQueryTapsOption, QUERY_TAPS_HELP } from '../modelLoadOptions.js';
 
 interface ServeOptions {
   config?: string;
@@ -18,6 +20,7 @@ interface ServeOptions {
   host?: string;
   data?: string;
   model?: string;
+  queryTaps?: QueryTapMode;
   token: string[];
   auth: boolean;
   allowFiles?: string;
@@ -48,6 +51,7 @@ export function serveCommand(): Command {
     .option('--host <addr>', 'address to listen on (default 127.0.0.1)')
     .option('--data <dir>', `data folder (default ${vigilDataDir()})`)
     .option('--model <dir|name>', 'model folder or probe model name (default probe-needle)')
+    .option('--query-taps <mode>', `${QUERY_TAPS_HELP} (over the config file's queryTaps)`, parseQueryTapsOption)
     .option('--token <token>', 'accepted bearer token (repeatable); better: VIGIL_API_TOKENS=a,b in the environment', collect, [])
     .option('--no-auth', 'accept requests without a token (local use only)')
     .option('--allow-files <dir>', 'let API callers ingest server-side video files from this folder')
@@ -94,6 +98,7 @@ export function serveCommand(): Command {
         manager: {
           dataDir: options.data ?? config.data ?? vigilDataDir(),
           model: modelDir,
+          ...((options.queryTaps ?? config.queryTaps) ? { modelOptions: { queryTaps: options.queryTaps ?? config.queryTaps! } } : {}),
           policy: {
             ...(config.urlPolicy?.allowedSchemes ? { allowedSchemes: config.urlPolicy.allowedSchemes } : {}),
             allowPrivateNetworks: options.allowPrivate ?? config.urlPolicy?.allowPrivateNetworks ?? false,
