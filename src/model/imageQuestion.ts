@@ -1,7 +1,7 @@
 import { VigilError } from '../../common/errors.js';
 import { generate, type GenerationResult, type SamplingOptions } from './generate.js';
 import { type ImageInput, preprocessImage } from './preprocess/imagePreprocessor.js';
-import { expandLlavaOnevisionPrompt, expandSmolVlmPrompt } from './promptExpansion.js';
+import { modelFamily } from './families/index.js';
 import type { VisionLanguageModel } from './visionLanguageModel.js';
 
 export interface ImageQuestion extends SamplingOptions {
@@ -32,10 +32,11 @@ export async function answerAboutImage(model: VisionLanguageModel, request: Imag
     [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: request.question }] }],
     { addGenerationPrompt: true },
   );
-  const prompt =
-    model.config.family === 'idefics3'
-      ? expandSmolVlmPrompt(templated, [{ rows: image.rows, cols: image.cols }], model.tokensPerImage)
-      : expandLlavaOnevisionPrompt(templated, [features.dims[0]!]);
+  const prompt = modelFamily(model.config.family).expandImagePrompt(
+    templated,
+    { rows: image.rows, cols: image.cols, featureRows: features.dims[0]! },
+    () => model.tokensPerImage,
+  );
   const ids = model.tokenizer.encode(prompt);
   const inputsEmbeds = await model.embedWithImages(ids, features);
   const result = await generate(model, { inputsEmbeds }, request);

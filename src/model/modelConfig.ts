@@ -1,23 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { VigilError } from '../../common/errors.js';
+import { familyForModelType, modelFamily, NOT_YET_SUPPORTED, supportedModelTypes } from './families/index.js';
+import { assessConfigSupport } from './families/support.js';
+import type { ModelFamily } from './families/types.js';
 
-/** Model families whose prompt format, preprocessing and decoder I/O Vigil implements. */
-export type ModelFamily = 'idefics3' | 'llava_onevision';
-
-const FAMILY_BY_MODEL_TYPE: Record<string, ModelFamily> = {
-  idefics3: 'idefics3',
-  smolvlm: 'idefics3',
-  llava_onevision: 'llava_onevision',
-};
-
-const NOT_YET_SUPPORTED: Record<string, string> = {
-  qwen2_vl: 'Qwen2-VL uses M-RoPE (3-row position ids), which Vigil does not implement yet',
-  qwen2_5_vl: 'Qwen2.5-VL uses M-RoPE (3-row position ids), which Vigil does not implement yet',
-  florence2: 'Florence-2 is an encoder-decoder model; Vigil needs a decoder-only VLM',
-  moondream1: 'Moondream exports use a single kv_cache tensor, not the past_key_values contract',
-};
-
+export type { ModelFamily } from './families/types.js';
 export interface TextModelConfig {
   numLayers: number;
   numHeads: number;
@@ -124,15 +112,19 @@ export function loadModelConfig(modelDir: string): ModelConfig {
   }
   const raw = readJsonFile(configFile, 'config.json');
   const modelType = typeof raw.model_type === 'string' ? raw.model_type : '';
-  const family = FAMILY_BY_MODEL_TYPE[modelType];
+  const family = familyForModelType(modelType)?.id;
   if (!family) {
     const reason = NOT_YET_SUPPORTED[modelType];
-    const supported = Object.keys(FAMILY_BY_MODEL_TYPE).join(', ');
     throw new VigilError(
       'UNSUPPORTED_MODEL',
-      `${configFile}: model_type '${modelType || '(missing)'}' is not supported${reason ? ` (${reason})` : ''}; supported: ${supported}`,
+      `${configFile}: model_type '${modelType || '(missing)'}' is not supported${reason ? ` (${reason})` : ''}; supported: ${supportedModelTypes().join(', ')}`,
     );
   }
+  const support = assessConfigSupport(raw);
+  if (!support.supported) {
+    throw new VigilError('UNSUPPORTED_MODEL', `${configFile}: model_type '${modelType}' is supported, but not this configuration: ${support.reasons.join('; ')}`);
+  }
+  const rope = modelFamily(family).rope;
 
   // Text settings live in text_config for VLMs; some exports keep them at the top level.
   const textRaw = (typeof raw.text_config === 'object' && raw.text_config !== null ? raw.text_config : raw) as Record<string, unknown>;
@@ -140,7 +132,7 @@ export function loadModelConfig(modelDir: string): ModelConfig {
   const hiddenSize = numberField(textRaw, 'hidden_size', where);
   const numHeads = numberField(textRaw, 'num_attention_heads', where);
   const headDim = optionalNumber(textRaw, 'head_dim') ?? hiddenSize / numHeads;
-  const partial = optionalNumber(textRaw, 'partial_rotary_factor') ?? 1;
+  const partial = optionalNumber(textRaw, 'partial_rotary_factor') ?? rope.defaultPartialRotaryFactor;
   const text: TextModelConfig = {
     numLayers: numberField(textRaw, 'num_hidden_layers', where),
     numHeads,
@@ -148,7 +140,7 @@ export function loadModelConfig(modelDir: string): ModelConfig {
     headDim,
     hiddenSize,
     vocabSize: optionalNumber(textRaw, 'vocab_size') ?? numberField(raw, 'vocab_size', configFile),
-    ropeTheta: optionalNumber(textRaw, 'rope_theta') ?? 10000,
+    ropeTheta: optionalNumber(textRaw, 'rope_theta') ?? rope.defaultTheta,
     rotaryDim: Math.round(headDim * partial),
     maxPositionEmbeddings: optionalNumber(textRaw, 'max_position_embeddings'),
   };

@@ -2,6 +2,7 @@ import ort from 'onnxruntime-node';
 import { poolFrameGrids, pooledGridSide } from '../../kernels/bilinearResize.js';
 import { float16ToFloat32, float32ToFloat16 } from '../../kernels/fp16.js';
 import { VigilError } from '../../common/errors.js';
+import { modelFamily } from './families/index.js';
 import type { PreprocessedImage } from './preprocess/imagePreprocessor.js';
 import type { VisionLanguageModel } from './visionLanguageModel.js';
 
@@ -47,7 +48,7 @@ function staticImageRows(model: VisionLanguageModel): number | undefined {
  */
 export function streamTokensPerFrame(model: VisionLanguageModel): number {
   const { config } = model;
-  if (config.family !== 'llava_onevision') return model.tokensPerImage;
+  if (modelFamily(config.family).streamFrames.kind !== 'pooled-2x') return model.tokensPerImage;
   const side = framePatchGridSide(config.patchGridSide, staticImageRows(model) ?? config.numImageTokens);
   if (side === undefined) {
     throw new VigilError(
@@ -66,7 +67,7 @@ export function streamTokensPerFrame(model: VisionLanguageModel): number {
  */
 export async function encodeStreamFrames(model: VisionLanguageModel, frames: PreprocessedImage): Promise<ort.Tensor> {
   const features = await model.encodeImages(frames);
-  if (model.config.family !== 'llava_onevision') return features;
+  if (modelFamily(model.config.family).streamFrames.kind !== 'pooled-2x') return features;
   const side = framePatchGridSide(model.config.patchGridSide, features.dims[0]! / frames.count);
   if (side === undefined) {
     throw new VigilError('SHAPE_MISMATCH', `${model.vision.file}: ${features.dims[0]} feature rows for ${frames.count} frame(s) are not a square patch grid`);

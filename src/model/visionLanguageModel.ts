@@ -3,6 +3,7 @@ import ort from 'onnxruntime-node';
 import { VigilError } from '../../common/errors.js';
 import { vigilCacheDir } from '../cacheDir.js';
 import { Decoder } from './decoder.js';
+import { modelFamily } from './families/index.js';
 import type { QueryTapStatus } from './onnx/queryTapSurgery.js';
 import { type GraphDtype, resolveGraphFile } from './graphFiles.js';
 import { loadModelConfig, type ModelConfig, readJsonFile } from './modelConfig.js';
@@ -25,12 +26,6 @@ export interface LoadModelOptions {
    */
   queryTaps?: QueryTapMode;
 }
-
-/** The end-of-turn token each family's chat template emits; generation stops on it too. */
-const TURN_END_TOKEN: Record<ModelConfig['family'], string> = {
-  idefics3: '<end_of_utterance>',
-  llava_onevision: '<|im_end|>',
-};
 
 /**
  * A vision-language model folder in the Hugging Face ONNX layout: config, tokenizer, image
@@ -80,7 +75,8 @@ export class VisionLanguageModel {
       process.emitWarning(`${files[2]}: no query taps, retrieval scores with the question's keys instead: ${queryTaps.reason}`, { code: 'VIGIL_QUERY_TAPS' });
     }
     const eos = new Set(config.eosTokenIds);
-    const turnEnd = tokenizer.tokenToId(TURN_END_TOKEN[config.family]);
+    // The end-of-turn token the family's chat template emits: generation stops on it too.
+    const turnEnd = tokenizer.tokenToId(modelFamily(config.family).turnEndToken);
     if (turnEnd !== undefined) eos.add(turnEnd);
     if (eos.size === 0) throw new VigilError('BAD_CONFIG', `${config.dir}: no eos_token_id in config.json or generation_config.json`);
     return new VisionLanguageModel(config, tokenizer, imageConfig, vision, embedder, decoder, eos, queryTaps);

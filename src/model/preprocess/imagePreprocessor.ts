@@ -15,6 +15,7 @@ import { stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import type { KernelEnum, Metadata, Sharp, SharpOptions } from 'sharp';
 import { VigilError } from '../../../common/errors.js';
+import { modelFamily } from '../families/index.js';
 import type { ImagePreprocessorConfig, ResampleKernel } from './preprocessorConfig.js';
 
 export type ImageInput =
@@ -85,7 +86,7 @@ export async function preprocessImage(
   input: ImageInput,
   config: ImagePreprocessorConfig,
 ): Promise<PreprocessedImage> {
-  return config.family === 'idefics3'
+  return modelFamily(config.family).preprocessing.pipeline === 'idefics3'
     ? preprocessIdefics3(input, config)
     : preprocessLlavaOnevision(input, config);
 }
@@ -311,7 +312,7 @@ async function decodeRgb(
     hasAlpha = input.channels === 4;
   }
 
-  const dropAlpha = config.family !== 'idefics3';
+  const dropAlpha = modelFamily(config.family).preprocessing.alpha === 'drop';
   pipe = dropAlpha ? pipe.removeAlpha() : pipe.flatten({ background: { r: 255, g: 255, b: 255 } });
   const target = targetSize?.(width, height);
   const needsResize = target !== undefined && (target.width !== width || target.height !== height);

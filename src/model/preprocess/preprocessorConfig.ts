@@ -5,8 +5,10 @@
  * pixels later.
  */
 import { VigilError } from '../../../common/errors.js';
+import { modelFamily } from '../families/index.js';
+import type { ModelFamily } from '../families/types.js';
 
-export type ImageFamily = 'idefics3' | 'llava_onevision';
+export type ImageFamily = ModelFamily;
 export type ResampleKernel = 'lanczos3' | 'bilinear' | 'bicubic' | 'nearest';
 
 export interface ImagePreprocessorConfig {
@@ -67,13 +69,14 @@ export function parsePreprocessorConfig(
     std: field.triple('image_std', 0.5, true),
   };
 
-  if (family === 'idefics3') {
+  const rules = modelFamily(family).preprocessing;
+  if (rules.pipeline === 'idefics3') {
     return {
       ...common,
       longestEdge: field.sizeEdge('size', 'longest_edge', IDEFICS3_LONGEST_EDGE),
       tileSize: field.sizeEdge('max_image_size', 'longest_edge', IDEFICS3_TILE),
-      doImageSplitting: field.bool('do_image_splitting', true),
-      resample: field.resample(1),
+      doImageSplitting: field.bool('do_image_splitting', rules.imageSplitting),
+      resample: field.resample(rules.defaultResample),
     };
   }
   const { height, width } = field.fixedSize('size', LLAVA_OV_SIZE);
@@ -82,8 +85,8 @@ export function parsePreprocessorConfig(
     height,
     width,
     // The transformers.js LLaVA path has no anyres tiling (contract §4.2); one image, one tile.
-    doImageSplitting: false,
-    resample: field.resample(3),
+    doImageSplitting: rules.imageSplitting,
+    resample: field.resample(rules.defaultResample),
   };
 }
 
