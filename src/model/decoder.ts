@@ -203,7 +203,23 @@ export class Decoder {
         into![`present.${i}.value`] = layer.value;
       });
     }
-    const out = await this.graph.run(feeds, fetches, into);
+    let out: Record<string, ort.Tensor>;
+    try {
+      out = await this.graph.run(feeds, fetches, into);
+    } catch (error) {
+      // GroupQueryAttention do_rotary reads its cos/sin caches by position: a context longer than their
+      // rows (the export's max_position_embeddings) cannot be placed. Say so in Vigil's words.
+      const message = (error as Error).message ?? '';
+      if (!info.hasPositionIds && /cos_cache dimension 0 shall not be less than total_sequence_length/.test(message)) {
+        throw new VigilError(
+          'BAD_INPUT',
+          `${this.graph.name} applies RoPE from a table of positions (cos_cache) shorter than this call's ${total} tokens of context; ` +
+            `keep contexts within the model's max_position_embeddings (${this.config.text.maxPositionEmbeddings ?? 'not in config.json'})`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
 
     let logits: Float32Array = new Float32Array(0);
     let logitRows = 0;

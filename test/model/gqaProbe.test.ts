@@ -18,7 +18,7 @@ import { mulberry32 } from '../../kernels/sampling.js';
 import type { FrameChunk } from '../../memory/frameChunk.js';
 import { generate } from '../../src/model/generate.js';
 import type { GraphDtype } from '../../src/model/graphFiles.js';
-import type { KvCache } from '../../src/model/kvCache.js';
+import { emptyKvCache, type KvCache } from '../../src/model/kvCache.js';
 import { modelProtoType } from '../../src/model/onnx/onnxSchema.js';
 import { OnnxGraph } from '../../src/model/onnxGraph.js';
 import { toFloat32 } from '../../src/model/tensors.js';
@@ -229,6 +229,17 @@ describe('probe-random-tiny-gqa through VisionLanguageModel.load', () => {
     await assert.rejects(
       model.decoder.step({ inputsEmbeds: sliceRows(embeds, 5, 8), past: first.present, attentionMask: [1, 1, 0, 1, 1, 1, 1, 1] }),
       badInput(/cannot take a mask with padding \(slot 2 is 0\)/),
+    );
+  });
+
+  it('a context past the cos/sin caches (max_position_embeddings 16384) is a clear BAD_INPUT, the last position that fits works', async () => {
+    const model = models.get('fp32')!;
+    const embeds = await model.embed([5]);
+    const fits = await model.decoder.step({ inputsEmbeds: embeds, past: emptyKvCache(model.decoder.info, 16383), logits: 'last' });
+    assert.equal(fits.present.length, 16384);
+    await assert.rejects(
+      model.decoder.step({ inputsEmbeds: embeds, past: emptyKvCache(model.decoder.info, 16384), logits: 'last' }),
+      (e: unknown) => isVigilError(e) && e.code === 'BAD_INPUT' && /shorter than this call's 16385 tokens .*max_position_embeddings \(16384\)/.test(e.message),
     );
   });
 
