@@ -28,6 +28,8 @@ export interface EagerOptions {
   qNorm?: boolean;
   /** Weights, KV and attention in float16 behind float32 inputs_embeds and logits. */
   float16?: boolean;
+  /** float16 graphs: RoPE computed in float32 (the query cast up after its transpose, the result cast back). */
+  ropeInFloat32?: boolean;
   /** No rotary embedding at all (the walk must fall back). */
   noRope?: boolean;
   /** A value_info that declares layer 0's q projection with the wrong float type (as Vigil's old surgery did: onnxruntime refuses it). */
@@ -72,6 +74,8 @@ export function writeEagerDecoder(file: string, seed: number, options: EagerOpti
   const angles = g.op('Unsqueeze', [g.op('Concat', [freqs, freqs], { axis: -1 }), g.int64s([1])]);
   let cos = g.op('Cos', [angles]);
   let sin = g.op('Sin', [angles]);
+  const cos32 = cos;
+  const sin32 = sin;
   if (half) {
     cos = g.op('Cast', [cos], { to: 10 });
     sin = g.op('Cast', [sin], { to: 10 });
@@ -100,7 +104,11 @@ export function writeEagerDecoder(file: string, seed: number, options: EagerOpti
       const qT = toHeads(qh);
       const kT = toHeads(g.op('Reshape', [k, g.int64s([0, 0, kvHeads, D])]));
       const vT = toHeads(g.op('Reshape', [v, g.int64s([0, 0, kvHeads, D])]));
-      const qr = options.noRope ? qT : rotateHalf(g, qT, cos, sin);
+      const qr = options.noRope
+        ? qT
+        : half && options.ropeInFloat32
+          ? g.op('Cast', [rotateHalf(g, g.op('Cast', [qT], { to: 1 }), cos32, sin32)], { to: 10 })
+          : rotateHalf(g, qT, cos, sin);
       const kr = options.noRope ? kT : rotateHalf(g, kT, cos, sin);
       const presentKey = g.op('Concat', [past[i]![0]!, kr], { axis: 2 });
       const presentValue = g.op('Concat', [past[i]![1]!, vT], { axis: 2 });
@@ -202,4 +210,51 @@ export function referenceQueries(graph: TapTestGraph, x: Float32Array, seqLen: n
     }
   }
   return q;
+}
+
+/**
+ * com.microsoft MultiHeadAttention with RoPE outside it, by com.microsoft RotaryEmbedding on the
+ * [B,S,hidden] projections (as optimized exports and older model-builder graphs do); heads = KV heads.
+ */
+export function writeMhaRotaryDecoder(file: string, seed: number): TapTestGraph {
+  const writer = new OnnxModelWriter({ path: file, graphName: 'mha', opset: 17 });
+  const g = writer.graph;
+  const embeds = g.input('inputs_embeds', 'float32', ['batch_size', 'sequence_length', H]);
+  g.input('attention_mask', 'int64', ['batch_size', 'total_sequence_length']);
+  const positionIds = g.input('position_ids', 'int64', ['batch_size', 'sequence_length']);
+  const past = Array.from({ length: layers }, (_, i) => [
+    g.input(`past_key_values.${i}.key`, 'float32', ['batch_size', heads, 'past_sequence_length', D]),
+    g.input(`past_key_values.${i}.value`, 'float32', ['batch_size', heads, 'past_sequence_length', D]),
+  ]);
+  const angles = Array.from({ length: maxPositions * (D / 2) }, (_, n) => Math.floor(n / (D / 2)) * 10000 ** (-(2 * (n % (D / 2))) / D));
+  const cosCache = g.initializer('cos_cache', 'float32', [maxPositions, D / 2], Float32Array.from(angles, Math.cos));
+  const sinCache = g.initializer('sin_cache', 'float32', [maxPositions, D / 2], Float32Array.from(angles, Math.sin));
+  let x = embeds;
+  const wq: Float32Array[] = [];
+  for (let i = 0; i < layers; i++) {
+    const s = seed + 10 * i;
+    wq.push(seededData(H * heads * D, s, 0.3));
+    x = g.scope(`/transformer/h.${i}`, () => {
+      const proj = (name: string, values: Float32Array) => g.op('MatMul', [x, g.initializer(`${name}${i}`, 'float32', [H, heads * D], values)], {}, { name: `${name}/MatMul` });
+      const rotary = (t: string) =>
+        g.op('RotaryEmbedding', [t, positionIds, cosCache, sinCache], { num_heads: heads, interleaved: 0 }, { domain: 'com.microsoft' });
+      const q = rotary(proj('query', wq[i]!));
+      const k = rotary(proj('key', seededData(H * heads * D, s + 1, 0.3)));
+      const v = proj('value', seededData(H * heads * D, s + 2, 0.3));
+      const [out, presentKey, presentValue] = g.opMulti(
+        'MultiHeadAttention',
+        [q, k, v, '', '', '', past[i]![0]!, past[i]![1]!],
+        3,
+        { num_heads: heads },
+        { domain: 'com.microsoft' },
+      );
+      g.output(presentKey!, `present.${i}.key`, 'float32', ['batch_size', heads, 'total_sequence_length', D]);
+      g.output(presentValue!, `present.${i}.value`, 'float32', ['batch_size', heads, 'total_sequence_length', D]);
+      return g.op('Add', [x, g.op('MatMul', [out!, g.initializer(`o${i}`, 'float32', [heads * D, H], seededData(heads * D * H, s + 3, 0.1))])]);
+    });
+  }
+  g.output(g.op('MatMul', [x, g.initializer('lm_head', 'float32', [H, vocab], seededData(H * vocab, seed + 99, 0.2))]), 'logits', 'float32', ['batch_size', 'sequence_length', vocab]);
+  g.orderOutputs(['logits', ...Array.from({ length: layers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat()]);
+  writer.save();
+  return { file, wq, internal: 'float32' };
 }

@@ -19,19 +19,21 @@ import { openDecoderWithQueryTaps } from '../../src/model/queryTapLoader.js';
 import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
 import { float32ToFloat16, float16ToFloat32 } from '../../kernels/fp16.js';
 import { toFloat32 } from '../../src/model/tensors.js';
-import { referenceQueries, TAP_GEOMETRY, type TapTestGraph, writeEagerDecoder, writePackedGqaDecoder } from '../helpers/tapTestGraphs.js';
+import { referenceQueries, TAP_GEOMETRY, type TapTestGraph, writeEagerDecoder, writeMhaRotaryDecoder, writePackedGqaDecoder } from '../helpers/tapTestGraphs.js';
 import { probeModelDir } from '../helpers/probeModels.js';
 import { seededData } from '../helpers/seededData.js';
 
-const { hidden: H, heads, kvHeads, headDim: D, layers } = TAP_GEOMETRY;
+const { hidden: H, heads, headDim: D, layers } = TAP_GEOMETRY;
 const SEQ = 5;
 
 let scratch: string;
 let cacheDir: string;
 
 function feeds(graph: OnnxGraph, x: Float32Array, firstPosition: number): Record<string, ort.Tensor> {
-  const kvType = graph.input('past_key_values.0.key').type as 'float32' | 'float16';
-  const empty = () => (kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, kvHeads, 0, D]) : new ort.Tensor('float32', new Float32Array(0), [1, kvHeads, 0, D]));
+  const past = graph.input('past_key_values.0.key');
+  const kvType = past.type as 'float32' | 'float16';
+  const dims = [1, past.shape[1] as number, 0, D];
+  const empty = () => (kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims));
   const f: Record<string, ort.Tensor> = {
     inputs_embeds: new ort.Tensor('float32', x, [1, SEQ, H]),
     attention_mask: new ort.Tensor('int64', new BigInt64Array(SEQ).fill(1n), [1, SEQ]),
@@ -141,6 +143,17 @@ describe('query taps found by structure', () => {
     await checkTaps(graph, 'surgery', 1e-4);
   });
 
+  it('MultiHeadAttention with a RotaryEmbedding op before it: the rotary op\'s input', async () => {
+    const graph = writeMhaRotaryDecoder(path.join(scratch, 'mha.onnx'), 8);
+    const plan = planQueryTapsForFile(graph.file);
+    assert.ok(plan.complete, plan.reason);
+    assert.deepEqual(
+      plan.layers.map((l) => [l.attentionOp, l.rotary, l.tensorName]),
+      plan.layers.map((l) => ['MultiHeadAttention', 'RotaryEmbedding', `/transformer/h.${l.layer}/query/MatMul_output_0`]),
+    );
+    await checkTaps(graph, 'surgery', 1e-4);
+  });
+
   it('float16 internals behind float32 inputs_embeds: float16 taps (not the inputs_embeds type)', async () => {
     const graph = writeEagerDecoder(path.join(scratch, 'half.onnx'), 4, { scope: (i) => `/h.${i}/attn`, float16: true, qNorm: true });
     const plan = planQueryTapsForFile(graph.file);
@@ -155,6 +168,12 @@ describe('query taps found by structure', () => {
     }
     // Half rounding of x, W and the products: a few 1e-3 on values of order 1.
     await checkTaps(graph, 'surgery', 2e-2);
+    // RoPE in float32 on the float16 query: the walk crosses the Cast back to the float16 projection.
+    const upcast = writeEagerDecoder(path.join(scratch, 'half-rope32.onnx'), 4, { scope: (i) => `/h.${i}/attn`, float16: true, ropeInFloat32: true });
+    const upcastPlan = planQueryTapsForFile(upcast.file);
+    assert.ok(upcastPlan.complete, upcastPlan.reason);
+    assert.deepEqual(upcastPlan.layers.map((l) => [l.tensorName, l.dtype]), upcastPlan.layers.map((l) => [`/h.${l.layer}/attn/wq/MatMul_output_0`, 'float16']));
+    await checkTaps(upcast, 'surgery', 2e-2);
   });
 
   it('no rotary embedding: falls back to the stock graph, says why, and caches the verdict for this surgery version', async () => {

@@ -258,12 +258,13 @@ class QueryTracer {
       }
       return { error: `no rotary embedding before the attention's query (the walk stopped at ${node.opType} '${node.name}')` };
     }
-    // Back through views and transposes to the earliest value in [B,S,heads*D] order.
+    // Back through views, transposes and float casts (RoPE computed in float32 on a float16 query)
+    // to the earliest value in [B,S,heads*D] order.
     let best = current === 'BSHD' ? t : undefined;
     for (let step = 0; step < MAX_WALK; step++) {
       const node = this.producer(t);
       if (!node) break;
-      const before = this.layoutBefore(node, current!);
+      const before: Layout | undefined = this.isFloatCast(node) ? current : this.layoutBefore(node, current!);
       if (!before) break;
       current = before;
       t = node.inputs[0]!;
@@ -271,6 +272,13 @@ class QueryTracer {
     }
     if (!best) return { error: `the pre-RoPE query '${t}' is in [batch, heads, sequence, dim] order and no transpose back to [batch, sequence, heads*dim] precedes it` };
     return { tensor: best, rotary, qNorm: this.isNorm(this.producer(best)) };
+  }
+
+  /** A Cast between float types (the values stay those of the query, up to rounding). */
+  private isFloatCast(node: StructureNode): boolean {
+    if (node.opType !== 'Cast' || node.domain !== '' || !node.inputs[0]) return false;
+    const from = this.g.elemType(node.inputs[0]);
+    return (from === ELEM_TYPE.float32 || from === ELEM_TYPE.float16) && (node.attributes.get('to') === ELEM_TYPE.float32 || node.attributes.get('to') === ELEM_TYPE.float16);
   }
 
   /** A normalization node: a fused norm op, or an RMSNorm/LayerNorm written out (a Mul or Add whose recent ancestry has a ReduceMean). */
