@@ -66,6 +66,8 @@ export class VisionLanguageModel {
       opened.push(loaded.graph);
       decoder = new Decoder(loaded.graph, config, loaded.tapNames);
       queryTaps = loaded.status;
+      // A graph that applies RoPE itself (no position_ids) must rotate as the config says, or streamed keys go wrong.
+      await decoder.verifyImplicitRope();
     } catch (error) {
       await Promise.all(opened.map((g) => g.dispose()));
       throw error;

@@ -16,7 +16,9 @@ import ort from 'onnxruntime-node';
 import { isVigilError } from '../../common/errors.js';
 import { mulberry32 } from '../../kernels/sampling.js';
 import type { FrameChunk } from '../../memory/frameChunk.js';
+import { Decoder } from '../../src/model/decoder.js';
 import { generate } from '../../src/model/generate.js';
+import { loadModelConfig } from '../../src/model/modelConfig.js';
 import type { GraphDtype } from '../../src/model/graphFiles.js';
 import { emptyKvCache, type KvCache } from '../../src/model/kvCache.js';
 import { modelProtoType } from '../../src/model/onnx/onnxSchema.js';
@@ -280,14 +282,16 @@ describe('probe-random-tiny-gqa through VisionLanguageModel.load', () => {
       const config = JSON.parse(fs.readFileSync(path.join(source, 'config.json'), 'utf8')) as { text_config: { rope_theta: number } };
       config.text_config.rope_theta = 10000;
       fs.writeFileSync(path.join(lying, 'config.json'), JSON.stringify(config));
-      const model = await VisionLanguageModel.load(lying, { queryTaps: 'off' });
+      const refused = (e: unknown) => isVigilError(e) && e.code === 'UNSUPPORTED_MODEL' && /applies RoPE inside the graph .*rope_theta 10000/.test(e.message);
+      await assert.rejects(VisionLanguageModel.load(lying, { queryTaps: 'off' }), refused, 'refused at load');
+      // A Decoder made without VisionLanguageModel.load runs the check before its first step.
+      const graph = await OnnxGraph.open(decoderFile(source, 'fp32'));
       try {
-        await assert.rejects(
-          model.decoder.step({ inputsEmbeds: await model.embed([5, 6]), past: model.decoder.emptyCache() }),
-          (e: unknown) => isVigilError(e) && e.code === 'UNSUPPORTED_MODEL' && /applies RoPE inside the graph .*rope_theta 10000/.test(e.message),
-        );
+        const decoder = new Decoder(graph, loadModelConfig(lying));
+        const embeds = new ort.Tensor('float32', new Float32Array(2 * decoder.info.hiddenSize).fill(0.5), [1, 2, decoder.info.hiddenSize]);
+        await assert.rejects(decoder.step({ inputsEmbeds: embeds, past: decoder.emptyCache() }), refused, 'refused at the first step');
       } finally {
-        await model.dispose();
+        await graph.dispose();
       }
     } finally {
       fs.rmSync(lying, { recursive: true, force: true });
