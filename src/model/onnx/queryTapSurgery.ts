@@ -62,9 +62,14 @@ function writeAtomic(file: string, data: string | Uint8Array): void {
   fs.renameSync(partial, file);
 }
 
+/** Best effort: a cache Vigil cannot write (read-only home) costs a re-plan at the next load, not the taps. */
 function writeRecord(dir: string, record: CacheRecord): void {
-  fs.mkdirSync(dir, { recursive: true });
-  writeAtomic(path.join(dir, 'taps.json'), JSON.stringify(record));
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    writeAtomic(path.join(dir, 'taps.json'), JSON.stringify(record));
+  } catch {
+    // Not recorded: the next load plans again.
+  }
 }
 
 /**
@@ -157,5 +162,7 @@ export function recordQueryTapFailure(candidate: SurgeryCandidate, reason: strin
   if (candidate.state === 'surgery') {
     for (const entry of fs.readdirSync(candidate.dir)) if (entry !== 'taps.json') fs.rmSync(path.join(candidate.dir, entry), { recursive: true, force: true });
   }
+  // A failure on a graph that already outputs its taps is the graph's own (the caller rethrows it): not recorded.
+  if (candidate.state === 'exposed') return;
   writeRecord(candidate.dir, { version: QUERY_TAP_SURGERY_VERSION, state: 'failed', reason });
 }
