@@ -19,6 +19,8 @@ export interface TapTestGraph {
   wq: Float32Array[];
   /** Per layer, when the graph has q_norm: its weight [headDim]. */
   qNormWeight?: Float32Array[];
+  /** Per layer, when the q projection has a bias (Qwen2): [heads*headDim]. */
+  qBias?: Float32Array[];
   internal: 'float32' | 'float16';
 }
 
@@ -30,6 +32,11 @@ export interface EagerOptions {
   float16?: boolean;
   /** float16 graphs: RoPE computed in float32 (the query cast up after its transpose, the result cast back). */
   ropeInFloat32?: boolean;
+  /**
+   * As torch.onnx exports HF's sdpa attention (Qwen2 / LLaVA-OV): q/k/v biases, repeat_kv as
+   * Unsqueeze/Expand/Reshape, and q and K^T each scaled by sqrt(1/sqrt(D)) computed from Shape.
+   */
+  torchSdpa?: boolean;
   /** No rotary embedding at all (the walk must fall back). */
   noRope?: boolean;
   /** A value_info that declares layer 0's q projection with the wrong float type (as Vigil's old surgery did: onnxruntime refuses it). */
@@ -82,16 +89,22 @@ export function writeEagerDecoder(file: string, seed: number, options: EagerOpti
   }
   const wq: Float32Array[] = [];
   const qNormWeight: Float32Array[] = [];
+  const qBias: Float32Array[] = [];
   let firstQuery = '';
   for (let i = 0; i < layers; i++) {
     const s = seed + 100 * i;
     const wqValues = seededData(H * heads * D, s + 1, 0.3);
     wq.push(wqValues);
     x = g.scope(options.scope(i), () => {
-      const q = g.op('MatMul', [x, floatWeight(g, `w${i}.q`, [H, heads * D], wqValues, half)], {}, { name: 'wq/MatMul' });
+      const sdpa = options.torchSdpa ?? false;
+      const names = sdpa ? ['q_proj', 'k_proj', 'v_proj'] : ['wq', 'wk', 'wv'];
+      const bias = (t: string, name: string, values: Float32Array) => (sdpa ? g.op('Add', [t, floatWeight(g, `${name}${i}.bias`, [values.length], values, half)], {}, { name: `${name}/Add` }) : t);
+      if (sdpa) qBias.push(seededData(heads * D, s + 6, 0.5));
+      let q = g.op('MatMul', [x, floatWeight(g, `w${i}.q`, [H, heads * D], wqValues, half)], {}, { name: `${names[0]}/MatMul` });
+      q = sdpa ? bias(q, names[0]!, qBias[i]!) : q;
       if (i === 0) firstQuery = q;
-      const k = g.op('MatMul', [x, floatWeight(g, `w${i}.k`, [H, kvHeads * D], seededData(H * kvHeads * D, s + 2, 0.3), half)], {}, { name: 'wk/MatMul' });
-      const v = g.op('MatMul', [x, floatWeight(g, `w${i}.v`, [H, kvHeads * D], seededData(H * kvHeads * D, s + 3, 0.3), half)], {}, { name: 'wv/MatMul' });
+      const k = bias(g.op('MatMul', [x, floatWeight(g, `w${i}.k`, [H, kvHeads * D], seededData(H * kvHeads * D, s + 2, 0.3), half)], {}, { name: `${names[1]}/MatMul` }), names[1]!, seededData(kvHeads * D, s + 7, 0.5));
+      const v = bias(g.op('MatMul', [x, floatWeight(g, `w${i}.v`, [H, kvHeads * D], seededData(H * kvHeads * D, s + 3, 0.3), half)], {}, { name: `${names[2]}/MatMul` }), names[2]!, seededData(kvHeads * D, s + 8, 0.5));
       let qh = g.op('Reshape', [q, g.int64s([0, 0, heads, D])]);
       if (options.qNorm) {
         const w = seededData(D, s + 4, 0.5, 1);
@@ -114,12 +127,25 @@ export function writeEagerDecoder(file: string, seed: number, options: EagerOpti
       const presentValue = g.op('Concat', [past[i]![1]!, vT], { axis: 2 });
       g.output(presentKey, `present.${i}.key`, dtype, ['batch_size', kvHeads, 'total_sequence_length', D]);
       g.output(presentValue, `present.${i}.value`, dtype, ['batch_size', kvHeads, 'total_sequence_length', D]);
-      const grouped = g.op('Reshape', [qr, g.int64s([0, kvHeads, -1, D])]);
-      let scores = g.op('MatMul', [grouped, g.op('Transpose', [presentKey], { perm: [0, 1, 3, 2] })], {}, { name: 'scores/MatMul' });
-      if (half) scores = g.op('Cast', [scores], { to: 1 });
-      let probs = g.op('Softmax', [g.op('Mul', [scores, g.scalar('float32', 1 / Math.sqrt(D))])], { axis: -1 });
-      if (half) probs = g.op('Cast', [probs], { to: 10 });
-      const context = g.op('MatMul', [probs, presentValue], {}, { name: 'context/MatMul' });
+      let context: string;
+      if (sdpa) {
+        // repeat_kv: [B,kv,T,D] -> [B,kv,1,T,D] -> expand [B,kv,rep,T,D] -> [B,heads,T,D].
+        const repeat = (t: string) =>
+          g.op('Reshape', [g.op('Expand', [g.op('Unsqueeze', [t, g.int64s([2])]), g.int64s([1, kvHeads, heads / kvHeads, 1, D])]), g.int64s([0, heads, -1, D])]);
+        const headDim = g.op('Cast', [g.op('Gather', [g.op('Shape', [qr]), g.scalar('int64', 3)], { axis: 0 })], { to: 1 });
+        const sqrtScale = g.op('Sqrt', [g.op('Div', [g.scalar('float32', 1), g.op('Sqrt', [headDim])])]);
+        const scaledQ = g.op('Mul', [qr, sqrtScale]);
+        const scaledKt = g.op('Mul', [g.op('Transpose', [repeat(presentKey)], { perm: [0, 1, 3, 2] }), sqrtScale]);
+        const probs = g.op('Softmax', [g.op('MatMul', [scaledQ, scaledKt], {}, { name: 'scores/MatMul' })], { axis: -1 });
+        context = g.op('MatMul', [probs, repeat(presentValue)], {}, { name: 'context/MatMul' });
+      } else {
+        const grouped = g.op('Reshape', [qr, g.int64s([0, kvHeads, -1, D])]);
+        let scores = g.op('MatMul', [grouped, g.op('Transpose', [presentKey], { perm: [0, 1, 3, 2] })], {}, { name: 'scores/MatMul' });
+        if (half) scores = g.op('Cast', [scores], { to: 1 });
+        let probs = g.op('Softmax', [g.op('Mul', [scores, g.scalar('float32', 1 / Math.sqrt(D))])], { axis: -1 });
+        if (half) probs = g.op('Cast', [probs], { to: 10 });
+        context = g.op('MatMul', [probs, presentValue], {}, { name: 'context/MatMul' });
+      }
       const merged = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.int64s([0, heads, -1, D])])], { perm: [0, 2, 1, 3] }), g.int64s([0, 0, heads * D])]);
       const o = g.op('MatMul', [merged, floatWeight(g, `w${i}.o`, [heads * D, H], seededData(heads * D * H, s + 5, 0.1), half)], {}, { name: 'wo/MatMul' });
       return g.op('Add', [x, o]);
@@ -136,7 +162,7 @@ export function writeEagerDecoder(file: string, seed: number, options: EagerOpti
     const appendix = type.encode(type.fromObject({ graph: { value_info: [{ name: firstQuery, type: { tensor_type: { elem_type: half ? 1 : 10 } } }] } })).finish();
     fs.appendFileSync(file, appendix);
   }
-  return { file, wq, ...(options.qNorm ? { qNormWeight } : {}), internal: dtype };
+  return { file, wq, ...(options.qNorm ? { qNormWeight } : {}), ...(options.torchSdpa ? { qBias } : {}), internal: dtype };
 }
 
 /**
@@ -197,7 +223,7 @@ export function referenceQueries(graph: TapTestGraph, x: Float32Array, seqLen: n
     for (let o = 0; o < heads * D; o++) {
       let sum = 0;
       for (let h = 0; h < H; h++) sum += x[s * H + h]! * w[h * heads * D + o]!;
-      q[s * heads * D + o] = sum;
+      q[s * heads * D + o] = sum + (graph.qBias?.[0]?.[o] ?? 0);
     }
   }
   const norm = graph.qNormWeight?.[0];

@@ -116,6 +116,17 @@ describe('query taps found by structure', () => {
     }
   });
 
+  it('torch.onnx export of HF sdpa attention (q bias, repeat_kv by Expand, q and K^T scaled from Shape): the biased projection', async () => {
+    const graph = writeEagerDecoder(path.join(scratch, 'sdpa.onnx'), 9, { scope: (i) => `/model/layers.${i}/self_attn`, torchSdpa: true });
+    const plan = planQueryTapsForFile(graph.file);
+    assert.ok(plan.complete, plan.reason);
+    assert.deepEqual(
+      plan.layers.map((l) => [l.attentionOp, l.attentionNode, l.tensorName]),
+      plan.layers.map((l) => ['eager', `/model/layers.${l.layer}/self_attn/scores/MatMul`, `/model/layers.${l.layer}/self_attn/q_proj/Add_output_0`]),
+    );
+    await checkTaps(graph, 'surgery', 1e-4);
+  });
+
   it('q_norm before RoPE: the tap is the normalized query, not the projection', async () => {
     const graph = writeEagerDecoder(path.join(scratch, 'qnorm.onnx'), 2, { scope: (i) => `/model/layers.${i}/self_attn`, qNorm: true });
     const plan = planQueryTapsForFile(graph.file);
