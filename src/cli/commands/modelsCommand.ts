@@ -1,16 +1,11 @@
 import fs from 'node:fs';
 import { Command } from 'commander';
-import { loadModelConfig } from '../../model/modelConfig.js';
 import { buildProbeModel, defaultProbeDir } from '../../model/probe/probeModelFolder.js';
 import { PROBE_MODELS } from '../../model/probe/probeSpecs.js';
-import { streamTokensPerFrame } from '../../model/videoFrames.js';
-import { VisionLanguageModel } from '../../model/visionLanguageModel.js';
-import type { GraphDtype } from '../../model/graphFiles.js';
-import type { QueryTapMode } from '../../model/queryTapLoader.js';
-import { DTYPE_HELP, modelLoadOptions, parseDtypeOption, parseQueryTapsOption, QUERY_TAPS_HELP } from '../modelLoadOptions.js';
+import { DTYPE_HELP, parseDtypeOption, parseQueryTapsOption, QUERY_TAPS_HELP } from '../modelLoadOptions.js';
 import { parseInteger, printJson } from '../options.js';
 import { stageProgress } from '../progress.js';
-import { resolveModelDir } from '../resolveModel.js';
+import { type InspectOptions, inspectModelCommand } from './modelsInspect.js';
 
 export function modelsCommand(): Command {
   const models = new Command('models').description('list, build and inspect models (probe models are generated, never downloaded)');
@@ -63,51 +58,15 @@ export function modelsCommand(): Command {
 
   models
     .command('inspect')
-    .description('load a model folder and describe it: family, geometry, graphs and their I/O')
+    .description(
+      'describe a model folder, supported or not (then why not): every ONNX file\'s inputs/outputs, attention op, RoPE inside or outside, ' +
+        'KV dtype and per-layer query-tap plan, read without onnxruntime; a supported folder is then loaded for its runtime facts',
+    )
     .argument('<model>', 'model folder or probe model name')
-    .option('--dtype <dtype>', DTYPE_HELP, parseDtypeOption)
+    .option('--dtype <dtype>', `${DTYPE_HELP}; also limits the report to that format's files (default: every file in onnx/)`, parseDtypeOption)
     .option('--query-taps <mode>', QUERY_TAPS_HELP, parseQueryTapsOption)
+    .option('--no-load', 'only the static report: do not load the model into onnxruntime')
     .option('--json', 'print JSON')
-    .action(async (model: string, options: { dtype?: GraphDtype; queryTaps?: QueryTapMode; json?: boolean }) => {
-      const dir = resolveModelDir(model);
-      const config = loadModelConfig(dir);
-      const vlm = await VisionLanguageModel.load(dir, modelLoadOptions(options));
-      try {
-        const graphs = [vlm.vision, vlm.embedder, vlm.decoder.graph].map((g) => ({
-          file: g.file,
-          inputs: g.inputNames.filter((n) => !n.startsWith('past_key_values.') || n.startsWith('past_key_values.0.')).map((n) => ({ ...g.input(n) })),
-        }));
-        const info = vlm.decoder.info;
-        const summary = {
-          dir: config.dir,
-          modelType: config.modelType,
-          family: config.family,
-          probe: config.probe ?? null,
-          text: config.text,
-          kvType: info.type,
-          tokensPerImage: vlm.tokensPerImage,
-          tokensPerFrame: streamTokensPerFrame(vlm),
-          imageTokenId: config.imageTokenId,
-          eosTokenIds: [...vlm.eosTokenIds],
-          queryTaps: info.queryTapNames ? 'yes' : 'no',
-          queryTapState: vlm.queryTaps.state,
-          ...(vlm.queryTaps.reason ? { queryTapReason: vlm.queryTaps.reason } : {}),
-          graphs,
-        };
-        if (options.json) return printJson(summary);
-        const t = config.text;
-        process.stdout.write(
-          [
-            `${config.dir}`,
-            `  model_type ${config.modelType} (family ${config.family})${config.probe ? `, probe model ${config.probe.name} seed ${config.probe.seed}` : ''}`,
-            `  decoder: ${t.numLayers} layers, hidden ${t.hiddenSize}, ${t.numHeads} heads / ${t.numKvHeads} KV heads, head_dim ${t.headDim}, rotary ${t.rotaryDim}, theta ${t.ropeTheta}, vocab ${t.vocabSize}`,
-            `  KV cache ${info.type}; query taps: ${summary.queryTaps} (${vlm.queryTaps.state}${vlm.queryTaps.reason ? `: ${vlm.queryTaps.reason}` : ''}); ${summary.tokensPerImage} tokens per image, ${summary.tokensPerFrame} per stream frame; eos ${summary.eosTokenIds.join(', ')}`,
-            ...graphs.map((g) => `  ${g.file}\n${g.inputs.map((i) => `    in ${i.name} ${i.type} [${i.shape.join(', ')}]`).join('\n')}`),
-          ].join('\n') + '\n',
-        );
-      } finally {
-        await vlm.dispose();
-      }
-    });
+    .action((model: string, options: InspectOptions) => inspectModelCommand(model, options));
   return models;
 }
