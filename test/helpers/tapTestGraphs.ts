@@ -169,7 +169,7 @@ export function writeEagerDecoder(file: string, seed: number, options: EagerOpti
  * onnxruntime-genai model-builder style: packed QKV projection (`/model/layers.N/attn/qkv_proj/MatMul`),
  * GroupQueryAttention with do_rotary=1 and cos/sin caches, no position_ids input.
  */
-export function writePackedGqaDecoder(file: string, seed: number): TapTestGraph {
+export function writePackedGqaDecoder(file: string, seed: number, options: { fusedQNorm?: boolean } = {}): TapTestGraph {
   const writer = new OnnxModelWriter({ path: file, graphName: 'gqa', opset: 17 });
   const g = writer.graph;
   const embeds = g.input('inputs_embeds', 'float32', ['batch_size', 'sequence_length', H]);
@@ -198,7 +198,11 @@ export function writePackedGqaDecoder(file: string, seed: number): TapTestGraph 
       const qkv = g.op('MatMul', [x, g.initializer(`qkv${i}`, 'float32', [H, width], wqkv)], {}, { name: 'qkv_proj/MatMul' });
       const [out, presentKey, presentValue] = g.opMulti(
         'GroupQueryAttention',
-        [qkv, '', '', past[i]![0]!, past[i]![1]!, seqlensK, totalLength, cosCache, sinCache],
+        [
+          qkv, '', '', past[i]![0]!, past[i]![1]!, seqlensK, totalLength, cosCache, sinCache,
+          // The model builder's CUDA/WebGPU exports: q_norm_weight (input 14) normalizes q inside the op.
+          ...(options.fusedQNorm ? ['', '', '', '', '', g.initializer(`q_norm${i}`, 'float32', [D], seededData(D, seed + 10 * i + 2, 0.1, 1))] : []),
+        ],
         3,
         { num_heads: heads, kv_num_heads: kvHeads, do_rotary: 1, scale: { float: 1 / Math.sqrt(D) } },
         { domain: 'com.microsoft' },

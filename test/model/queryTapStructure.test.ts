@@ -165,6 +165,15 @@ describe('query taps found by structure', () => {
     await checkTaps(graph, 'surgery', 1e-4);
   });
 
+  it('GroupQueryAttention normalizing q inside the op (q_norm_weight input): falls back, since no graph value is the query it rotates', () => {
+    // Plan only: onnxruntime's CPU GroupQueryAttention does not take the fused norm.
+    const graph = writePackedGqaDecoder(path.join(scratch, 'gqa-fused-norm.onnx'), 3, { fusedQNorm: true });
+    const plan = planQueryTapsForFile(graph.file);
+    assert.equal(plan.complete, false);
+    assert.match(plan.reason, /^layer 0: GroupQueryAttention '\/model\/layers.0\/attn\/GroupQueryAttention' applies q_norm inside the op .*\(2 of 2 layers fell back\)$/);
+    assert.deepEqual(plan.layers.map((l) => [l.status, l.attentionOp]), [['fallback', 'GroupQueryAttention'], ['fallback', 'GroupQueryAttention']]);
+  });
+
   it('float16 internals behind float32 inputs_embeds: float16 taps (not the inputs_embeds type)', async () => {
     const graph = writeEagerDecoder(path.join(scratch, 'half.onnx'), 4, { scope: (i) => `/h.${i}/attn`, float16: true, qNorm: true });
     const plan = planQueryTapsForFile(graph.file);

@@ -369,6 +369,11 @@ function planLayer(tracer: QueryTracer, layer: number, candidate: Candidate, out
   switch (kind) {
     case 'GroupQueryAttention': {
       const rotaryInside = Number(node.attributes.get('do_rotary') ?? 0) === 1;
+      // Inputs 14/15 (q_norm_weight, k_norm_weight): the model builder's CUDA/WebGPU exports normalize
+      // q inside the op, so no value in the graph is the query it rotates.
+      if (node.inputs[14]) {
+        return fallback(layer, `GroupQueryAttention '${node.name}' applies q_norm inside the op (q_norm_weight input): the query it rotates is not a graph value`, candidate);
+      }
       const packed = !node.inputs[1] && !node.inputs[2];
       if (!packed) return traced(query, 'BSHD', rotaryInside);
       if (!rotaryInside) return fallback(layer, `GroupQueryAttention '${node.name}' takes packed QKV and rotates outside it: not supported`, candidate);
