@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { VigilError } from '../../common/errors.js';
 import { familyForModelType, modelFamily, NOT_YET_SUPPORTED, supportedModelTypes } from './families/index.js';
-import { assessConfigSupport } from './families/support.js';
+import { assessConfigSupport, ropeSetting } from './families/support.js';
 import type { ModelFamily } from './families/types.js';
 
 export type { ModelFamily } from './families/types.js';
@@ -132,7 +132,7 @@ export function loadModelConfig(modelDir: string): ModelConfig {
   const hiddenSize = numberField(textRaw, 'hidden_size', where);
   const numHeads = numberField(textRaw, 'num_attention_heads', where);
   const headDim = optionalNumber(textRaw, 'head_dim') ?? hiddenSize / numHeads;
-  const partial = optionalNumber(textRaw, 'partial_rotary_factor') ?? rope.defaultPartialRotaryFactor;
+  const partial = ropeSetting(textRaw, 'partial_rotary_factor') ?? rope.defaultPartialRotaryFactor;
   const text: TextModelConfig = {
     numLayers: numberField(textRaw, 'num_hidden_layers', where),
     numHeads,
@@ -140,7 +140,7 @@ export function loadModelConfig(modelDir: string): ModelConfig {
     headDim,
     hiddenSize,
     vocabSize: optionalNumber(textRaw, 'vocab_size') ?? numberField(raw, 'vocab_size', configFile),
-    ropeTheta: optionalNumber(textRaw, 'rope_theta') ?? rope.defaultTheta,
+    ropeTheta: ropeSetting(textRaw, 'rope_theta') ?? rope.defaultTheta,
     rotaryDim: Math.round(headDim * partial),
     maxPositionEmbeddings: optionalNumber(textRaw, 'max_position_embeddings'),
   };

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { VigilError } from '../../common/errors.js';
 import { familyForModelType } from './families/index.js';
-import { assessConfigSupport, textConfigOf } from './families/support.js';
+import { assessConfigSupport, ropeSetting, textConfigOf } from './families/support.js';
 import { GRAPH_DTYPE_SUFFIX, type GraphName } from './graphFiles.js';
 import { readJsonFile } from './modelConfig.js';
 import { type AttentionOpKind, planQueryTaps, type QueryTapPlan } from './onnx/attentionStructure.js';
@@ -253,8 +253,8 @@ export function inspectModelFolder(modelDir: string, options: { dtypes?: readonl
       kvHeads: numberOrNull(t.num_key_value_heads) ?? heads,
       headDim: numberOrNull(t.head_dim) ?? (hidden !== null && heads ? hidden / heads : null),
       vocabSize: numberOrNull(t.vocab_size) ?? numberOrNull(raw.vocab_size),
-      ropeTheta: numberOrNull(t.rope_theta) ?? family?.rope.defaultTheta ?? null,
-      partialRotaryFactor: numberOrNull(t.partial_rotary_factor) ?? family?.rope.defaultPartialRotaryFactor ?? null,
+      ropeTheta: ropeSetting(t, 'rope_theta') ?? family?.rope.defaultTheta ?? null,
+      partialRotaryFactor: ropeSetting(t, 'partial_rotary_factor') ?? family?.rope.defaultPartialRotaryFactor ?? null,
       ropeScaling: t.rope_scaling ?? t.rope_parameters ?? null,
       slidingWindow: numberOrNull(t.sliding_window),
       layerTypes,

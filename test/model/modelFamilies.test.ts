@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { streamPromptFormat } from '../../src/engine/streamPromptFormat.js';
 import { familyForModelType, MODEL_FAMILIES, modelFamily } from '../../src/model/families/index.js';
-import { assessConfigSupport } from '../../src/model/families/support.js';
+import { assessConfigSupport, ropeSetting } from '../../src/model/families/support.js';
 import { expandLlavaOnevisionPrompt, expandSmolVlmPrompt, smolVlmFramePrompt } from '../../src/model/promptExpansion.js';
 
 const text = { hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 2, vocab_size: 100 };
@@ -90,5 +90,17 @@ describe('assessConfigSupport', () => {
       text_config: { ...text, rope_parameters: { full_attention: { rope_theta: 1e6 }, sliding_attention: { rope_theta: 1e4 } } },
     });
     assert.match(perType.reasons[0]!, /^per-layer-type RoPE: text_config rope_parameters has parameters per layer type \(full_attention theta 1000000, sliding_attention theta 10000\)/);
+  });
+});
+
+describe('ropeSetting', () => {
+  it('reads rope_theta / partial_rotary_factor, else from rope_parameters (transformers 5)', () => {
+    assert.equal(ropeSetting({ rope_theta: 1e5, rope_parameters: { rope_theta: 1 } }, 'rope_theta'), 1e5);
+    assert.equal(ropeSetting({ rope_parameters: { rope_type: 'default', rope_theta: 1e6, partial_rotary_factor: 0.5 } }, 'rope_theta'), 1e6);
+    assert.equal(ropeSetting({ rope_parameters: { rope_type: 'default', partial_rotary_factor: 0.5 } }, 'partial_rotary_factor'), 0.5);
+    assert.equal(ropeSetting({ rope_parameters: { full_attention: { rope_theta: 1e6 } } }, 'rope_theta'), undefined);
+    assert.equal(ropeSetting({}, 'rope_theta'), undefined);
+    // A default-type rope_parameters is no reason to refuse a config.
+    assert.deepEqual(assessConfigSupport({ model_type: 'smolvlm', text_config: { rope_parameters: { rope_type: 'default', rope_theta: 1e5 } } }).reasons, []);
   });
 });

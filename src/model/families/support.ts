@@ -34,6 +34,17 @@ export function textConfigOf(raw: Json): Json {
   return object(raw.text_config) ?? raw;
 }
 
+/**
+ * A RoPE setting of the text config (rope_theta, partial_rotary_factor): the key itself, else the
+ * same key inside rope_parameters, where transformers 5 configs keep it (not per layer type).
+ */
+export function ropeSetting(text: Json, key: 'rope_theta' | 'partial_rotary_factor'): number | undefined {
+  const direct = text[key];
+  if (typeof direct === 'number' && Number.isFinite(direct)) return direct;
+  const nested = object(text.rope_parameters)?.[key];
+  return typeof nested === 'number' && Number.isFinite(nested) ? nested : undefined;
+}
+
 const LAYER_TYPE_KEYS = new Set(['full_attention', 'sliding_attention', 'chunked_attention', 'linear_attention']);
 
 function ropeReasons(where: string, rope: Json | undefined, reasons: string[]): void {
