@@ -40,6 +40,7 @@ import { askNeedle, buildLongStream, tierOf } from '../src/eval/longStream.js';
 import { median } from '../src/eval/metrics.js';
 import { tierFidelity } from '../src/eval/longFidelity.js';
 import { preprocessVideoFrame } from '../src/model/preprocess/imagePreprocessor.js';
+import { sharedBufferPool } from '../src/model/bufferPool.js';
 import { VisionLanguageModel } from '../src/model/visionLanguageModel.js';
 import { writeLineChartPng } from './lineChart.js';
 
@@ -304,16 +305,24 @@ async function child(): Promise<void> {
     out.encodeMsPerFrame = round1(median(encodeMs.slice(1)));
     await empty.ask({ question: 'What color was the square on the red screen?', retrieve, maxNewTokens: 1 });
     const before = gcRss();
+    out.poolRetainedEmptyMiB = round1(sharedBufferPool.retainedBytes / MiB);
     out.rssEmptyMiB = round1(before / MiB);
     await empty.dispose();
 
     let t = performance.now();
     const session = await StreamSession.open(model, { dir: values.stream! });
     out.openMs = round1(performance.now() - t);
+    // RSS after each step (after a GC), to attribute what the questions add over the open stream.
+    // [step, RSS, of which the shared buffer pool's retained scratch buffers, all ArrayBuffers] in MiB.
+    const rssAt = (step: string): [string, number, number, number] => [step, round1(gcRss() / MiB), round1(sharedBufferPool.retainedBytes / MiB), round1(process.memoryUsage().arrayBuffers / MiB)];
+    const rssSteps: Array<[string, number, number, number]> = [rssAt('open')];
     const stats = session.store.stats();
     const spans = session.store.tierSpans();
     // Warm-up question (one-off costs of the first question at this context size).
+    await askNeedle(session, 'magenta', 'unknown', retrieve, 0);
+    rssSteps.push(rssAt('warm-up question, archive left out'));
     await askNeedle(session, 'magenta', 'unknown', retrieve);
+    rssSteps.push(rssAt('warm-up question'));
     const asked: Array<Record<string, unknown>> = [];
     for (const n of needles) {
       const runs = [];
@@ -331,11 +340,14 @@ async function child(): Promise<void> {
         prefillMs: round1(median(runs.map((r) => r.prefillMs))),
         archive: a.archive,
       });
+      rssSteps.push(rssAt(n.label));
     }
     out.needles = asked;
+    out.rssSteps = rssSteps;
     t = performance.now();
     const after = gcRss();
     out.rssStreamMiB = round1(after / MiB);
+    out.poolRetainedMiB = round1(sharedBufferPool.retainedBytes / MiB);
     out.rssMiB = round1((after - before) / MiB);
     out.peakRssMiB = round1((process.resourceUsage().maxRSS * 1024) / MiB);
     const index = session.index.stats();
@@ -347,8 +359,8 @@ async function child(): Promise<void> {
     fs.rmSync(emptyDir, { recursive: true, force: true });
   }
   await model.dispose();
-  process.stdout.write(`${JSON.stringify(out)}\n`);
-  process.exit(0);
+  // Exit once the line is flushed (a pipe is written asynchronously: exit() could cut it).
+  process.stdout.write(`${JSON.stringify(out)}\n`, () => process.exit(0));
 }
 
 async function ttftChild(): Promise<void> {
@@ -415,8 +427,7 @@ async function ttftChild(): Promise<void> {
   }));
   for (const session of sessions) await session.dispose();
   await model.dispose();
-  process.stdout.write(`${JSON.stringify({ points })}\n`);
-  process.exit(0);
+  process.stdout.write(`${JSON.stringify({ points })}\n`, () => process.exit(0));
 }
 
 interface NeedleAnswerRow {

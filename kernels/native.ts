@@ -40,6 +40,8 @@ export interface NativeKernels {
   dotRowsInt16(codes: Int8Array, scales: Float32Array, from: number, rows: number, dim: number, query: Int16Array, queryScale: number, out: Float64Array): void;
   /** A page-cache hint (posix_fadvise WILLNEED) for each [offsets[i], offsets[i] + lengths[i]) of fds[i]; errors ignored. */
   prefetchRanges(fds: Int32Array, offsets: Float64Array, lengths: Float64Array): void;
+  /** glibc's malloc_trim(0): true when free heap pages went back to the OS. */
+  trimHeap(): boolean;
 }
 
 export type KernelBackend = 'native' | 'js';
@@ -82,6 +84,15 @@ export function prefetchRanges(fds: Int32Array, offsets: Float64Array, lengths: 
   if (fds.length < 2 || offsets.length < fds.length || lengths.length < fds.length) return;
   // The hint helps reads from a device and the addon's, not the JS kernels' choice: loaded.addon.
   loaded.addon?.prefetchRanges?.(fds, offsets, lengths);
+}
+
+/**
+ * Hands the C heap's free pages back to the OS (glibc's malloc_trim; see vigil_kernels.c). Not
+ * arithmetic either: false without the addon (an older build included), off glibc, or when
+ * nothing was released.
+ */
+export function trimHeap(): boolean {
+  return loaded.addon?.trimHeap?.() ?? false;
 }
 
 /** Which implementation the kernels run now. */

@@ -4,7 +4,8 @@
 // and the JS kernels remain the reference. The JS wrappers validate shapes and arguments; this
 // file re-checks every extent against the buffers so a bad call throws instead of corrupting
 // memory. Built by node-gyp at `npm ci` (binding.gyp next to this file).
-// One function is not arithmetic: prefetchRanges, a page-cache hint for the sealed index's reads.
+// Two functions are not arithmetic: prefetchRanges, a page-cache hint for the sealed index's reads,
+// and trimHeap, which hands the C heap's free pages back to the OS.
 #if defined(__linux__)
 #define _GNU_SOURCE
 #endif
@@ -16,6 +17,9 @@
 #include <string.h>
 #if defined(__linux__)
 #include <fcntl.h>
+#endif
+#if defined(__GLIBC__)
+#include <malloc.h>
 #endif
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -890,6 +894,22 @@ static napi_value prefetch_ranges(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// trimHeap(): glibc's malloc_trim(0). glibc keeps memory freed by onnxruntime, sharp and V8's
+// array buffers in its heaps for reuse and gives little of it back by itself: after questions
+// that re-encode archived frames RSS stayed ~116 MiB above what was in use until a trim
+// (docs/PERFORMANCE.md, "Horizon"). Returns true when memory went back to the OS; false where
+// there is nothing to trim or no glibc.
+static napi_value trim_heap(napi_env env, napi_callback_info info) {
+  int released = 0;
+#if defined(__GLIBC__)
+  released = malloc_trim(0);
+#endif
+  napi_value result;
+  napi_get_boolean(env, released != 0, &result);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 static napi_value init(napi_env env, napi_value exports) {
   const napi_property_descriptor methods[] = {
@@ -906,6 +926,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"dotRowsInt8", NULL, dot_rows_int8_api, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dotRowsInt16", NULL, dot_rows_int16_api, NULL, NULL, NULL, napi_enumerable, NULL},
       {"prefetchRanges", NULL, prefetch_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"trimHeap", NULL, trim_heap, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods);
   return exports;

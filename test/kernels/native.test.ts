@@ -4,9 +4,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { afterEach, describe, it } from 'node:test';
 import { float16ToFloat32, float32ToFloat16 } from '../../kernels/fp16.js';
-import { kernelBackend, nativeKernels, nativeLoadError, prefetchRanges, useKernelBackend, type KernelBackend } from '../../kernels/native.js';
+import { kernelBackend, nativeKernels, nativeLoadError, prefetchRanges, trimHeap, useKernelBackend, type KernelBackend } from '../../kernels/native.js';
 import { meanOverTokens } from '../../kernels/pool.js';
 import { dequantizeKeysPerChannel, dequantizeValuesPerToken, quantizeKeysPerChannel, quantizeValuesPerToken } from '../../kernels/quantize.js';
 import { ropeInvFreq, rotateBlockInto, rotateHeads } from '../../kernels/rope.js';
@@ -205,6 +207,24 @@ describe('native kernels', { skip: available ? false : `not built (${nativeLoadE
         assert.deepEqual(bits(native16), bits(js16), `dotRowsInt16 dim ${dim} rows ${rows}`);
       }
     }
+  });
+
+  it('trimHeap gives freed C heap back to the OS (glibc keeps it otherwise)', { skip: process.platform === 'linux' ? false : 'glibc only' }, () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    // ~120 MiB of 64 KiB buffers (below glibc's mmap threshold: they come from its heap), every
+    // 16th kept so the freed ones sit between live ones and cannot go back by shrinking the heap.
+    let buffers: Buffer[] = Array.from({ length: 1920 }, () => Buffer.alloc(64 * 1024, 1));
+    const kept = buffers.filter((_, i) => i % 16 === 0);
+    buffers = [];
+    gc();
+    gc();
+    const before = process.memoryUsage().rss;
+    assert.equal(trimHeap(), true);
+    const released = before - process.memoryUsage().rss;
+    assert.ok(released > 64 * 2 ** 20, `RSS fell by ${(released / 2 ** 20).toFixed(1)} MiB after the trim`);
+    assert.equal(kept.length, 120);
+    assert.equal(typeof trimHeap(), 'boolean');
   });
 
   it('prefetchRanges is only a hint: any fd, offset or length is accepted and nothing changes', () => {
