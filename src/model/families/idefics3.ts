@@ -31,6 +31,9 @@ export const IDEFICS3: ModelFamilyDescriptor = {
     defaultResample: 1,
     alpha: 'flatten-white',
     imageSplitting: true,
+    // The SmolVLM / SmolVLM2 configs on the Hub set these; HF's class defaults (4*364, 364) belong to
+    // Idefics3-8B and would give the wrong tile size for the 512-px SigLIP of SmolVLM.
+    defaultSizes: { longestEdge: 2048, tileSize: 512 },
     summary: 'longest edge to size.longest_edge (2048), split into max_image_size (512) tiles + global image, LANCZOS, alpha flattened on white',
   },
   streamFrames: { kind: 'image-block', summary: 'one unsplit image block per frame (image_seq_len tokens)' },

@@ -29,6 +29,7 @@ export const LLAVA_ONEVISION: ModelFamilyDescriptor = {
     defaultResample: 3,
     alpha: 'drop',
     imageSplitting: false,
+    defaultSizes: { side: 384 },
     summary: 'resize to size.height x size.width (384), BICUBIC, alpha dropped; no anyres tiling',
   },
   streamFrames: { kind: 'pooled-2x', summary: 'patch grid pooled bilinearly to ceil(side/2)^2 (27x27 -> 14x14 = 196), image_newline row dropped' },

@@ -29,6 +29,12 @@ export interface PreprocessingRules {
   alpha: 'flatten-white' | 'drop';
   /** Whether large images are split into tiles (per preprocessor_config do_image_splitting). */
   imageSplitting: boolean;
+  /**
+   * Sizes used when preprocessor_config.json states none: Idefics3's longest edge after the first
+   * resize (`size.longest_edge`) and tile side (`max_image_size.longest_edge`); LLaVA-OV's square
+   * output side (`size`).
+   */
+  defaultSizes: { longestEdge?: number; tileSize?: number; side?: number };
   /** One line for `vigil models inspect` and docs. */
   summary: string;
 }

@@ -30,12 +30,6 @@ export interface ImagePreprocessorConfig {
   resample: ResampleKernel;
 }
 
-// The SmolVLM / SmolVLM2 configs on the Hub set these; HF's class defaults (4*364, 364) belong to
-// Idefics3-8B and would give the wrong tile size for the 512-px SigLIP of SmolVLM.
-const IDEFICS3_LONGEST_EDGE = 2048;
-const IDEFICS3_TILE = 512;
-const LLAVA_OV_SIZE = 384;
-
 // PIL.Image.Resampling codes as HF stores them. 4 (BOX) and 5 (HAMMING) have no sharp kernel; none of
 // the supported families uses them, so they are rejected rather than silently approximated.
 const PIL_RESAMPLE: Record<number, ResampleKernel> = {
@@ -73,13 +67,13 @@ export function parsePreprocessorConfig(
   if (rules.pipeline === 'idefics3') {
     return {
       ...common,
-      longestEdge: field.sizeEdge('size', 'longest_edge', IDEFICS3_LONGEST_EDGE),
-      tileSize: field.sizeEdge('max_image_size', 'longest_edge', IDEFICS3_TILE),
+      longestEdge: field.sizeEdge('size', 'longest_edge', rules.defaultSizes.longestEdge!),
+      tileSize: field.sizeEdge('max_image_size', 'longest_edge', rules.defaultSizes.tileSize!),
       doImageSplitting: field.bool('do_image_splitting', rules.imageSplitting),
       resample: field.resample(rules.defaultResample),
     };
   }
-  const { height, width } = field.fixedSize('size', LLAVA_OV_SIZE);
+  const { height, width } = field.fixedSize('size', rules.defaultSizes.side!);
   return {
     ...common,
     height,
