@@ -28,6 +28,8 @@ export interface EagerOptions {
   /** Scope of layer i's attention nodes (names no exporter uses, so name matching cannot find them). */
   scope: (layer: number) => string;
   qNorm?: boolean;
+  /** q_norm after the heads transpose, on [B,heads,S,D] (Gemma-3's eager attention), instead of before it. */
+  qNormAfterTranspose?: boolean;
   /** Weights, KV and attention in float16 behind float32 inputs_embeds and logits. */
   float16?: boolean;
   /** float16 graphs: RoPE computed in float32 (the query cast up after its transpose, the result cast back). */
@@ -105,16 +107,17 @@ export function writeEagerDecoder(file: string, seed: number, options: EagerOpti
       if (i === 0) firstQuery = q;
       const k = bias(g.op('MatMul', [x, floatWeight(g, `w${i}.k`, [H, kvHeads * D], seededData(H * kvHeads * D, s + 2, 0.3), half)], {}, { name: `${names[1]}/MatMul` }), names[1]!, seededData(kvHeads * D, s + 7, 0.5));
       const v = bias(g.op('MatMul', [x, floatWeight(g, `w${i}.v`, [H, kvHeads * D], seededData(H * kvHeads * D, s + 3, 0.3), half)], {}, { name: `${names[2]}/MatMul` }), names[2]!, seededData(kvHeads * D, s + 8, 0.5));
-      let qh = g.op('Reshape', [q, g.int64s([0, 0, heads, D])]);
-      if (options.qNorm) {
+      const qNorm = (t: string) => {
         const w = seededData(D, s + 4, 0.5, 1);
         qNormWeight.push(w);
-        const ms = g.op('ReduceMean', [g.op('Mul', [qh, qh])], { axes: [-1], keepdims: 1 }, { name: 'norm_q/ReduceMean' });
+        const ms = g.op('ReduceMean', [g.op('Mul', [t, t])], { axes: [-1], keepdims: 1 }, { name: 'norm_q/ReduceMean' });
         const rms = g.op('Sqrt', [g.op('Add', [ms, halfScalar(g, `eps${i}`, eps, half)])]);
-        qh = g.op('Mul', [g.op('Div', [qh, rms]), floatWeight(g, `w${i}.q_norm`, [D], w, half)], {}, { name: 'norm_q/Mul' });
-      }
+        return g.op('Mul', [g.op('Div', [t, rms]), floatWeight(g, `w${i}.q_norm`, [D], w, half)], {}, { name: 'norm_q/Mul' });
+      };
+      let qh = g.op('Reshape', [q, g.int64s([0, 0, heads, D])]);
+      if (options.qNorm && !options.qNormAfterTranspose) qh = qNorm(qh);
       const toHeads = (t: string) => g.op('Transpose', [t], { perm: [0, 2, 1, 3] });
-      const qT = toHeads(qh);
+      const qT = options.qNorm && options.qNormAfterTranspose ? qNorm(toHeads(qh)) : toHeads(qh);
       const kT = toHeads(g.op('Reshape', [k, g.int64s([0, 0, kvHeads, D])]));
       const vT = toHeads(g.op('Reshape', [v, g.int64s([0, 0, kvHeads, D])]));
       const qr = options.noRope

@@ -141,6 +141,18 @@ describe('query taps found by structure', () => {
     assert.ok(maxAbsDiff(toFloat32(tap), raw) > 0.1);
   });
 
+  it('q_norm after the heads transpose (Gemma-3 eager): the normalized [B,heads,S,D] query, transposed back by the surgery', async () => {
+    const graph = writeEagerDecoder(path.join(scratch, 'qnorm-bhsd.onnx'), 10, { scope: (i) => `/model/layers.${i}/self_attn`, qNorm: true, qNormAfterTranspose: true });
+    const plan = planQueryTapsForFile(graph.file);
+    assert.ok(plan.complete, plan.reason);
+    for (const l of plan.layers) {
+      assert.equal(l.qNorm, true);
+      assert.deepEqual(l.transpose, { source: `/model/layers.${l.layer}/self_attn/norm_q/Mul_output_0` });
+      assert.equal(l.tensorName, `/vigil/query_taps/layers.${l.layer}/q_transpose`);
+    }
+    await checkTaps(graph, 'surgery', 1e-4);
+  });
+
   it('GroupQueryAttention with packed QKV and RoPE inside (model builder style): a Slice of the query columns', async () => {
     const graph = writePackedGqaDecoder(path.join(scratch, 'gqa-packed.onnx'), 3);
     const plan = planQueryTapsForFile(graph.file);

@@ -42,6 +42,12 @@ export interface QueryTapLayerPlan {
   exposed: boolean;
   /** Packed QKV: the surgery adds Slice(source, [0], [width], [-1]) whose output is tensorName. */
   slice: { source: string; width: number } | null;
+  /**
+   * The query is rotated in [batch, heads, seq, dim] order with no [batch, seq, ...] value before it
+   * (q_norm applied after the heads transpose, as Gemma-3's eager attention does): the surgery adds
+   * Transpose(source, perm [0,2,1,3]) whose output is tensorName.
+   */
+  transpose: { source: string } | null;
   /** Why the layer has no tap (fallback), or how it was found. */
   reason: string;
 }
@@ -230,7 +236,7 @@ class QueryTracer {
    * [B,S,heads*D] order. `rotaryInside`: the attention op applies RoPE itself (the input is pre-RoPE).
    */
   traceQuery(start: string, layout: Layout, rotaryInside: boolean):
-    | { tensor: string; rotary: RotaryPlacement; qNorm: boolean }
+    | { tensor: string; rotary: RotaryPlacement; qNorm: boolean; transpose: boolean }
     | { error: string } {
     let t = start;
     let current: Layout | undefined = layout;
@@ -260,6 +266,8 @@ class QueryTracer {
     }
     // Back through views, transposes and float casts (RoPE computed in float32 on a float16 query)
     // to the earliest value in [B,S,heads*D] order.
+    const rotated = t;
+    const rotatedLayout = current;
     let best = current === 'BSHD' ? t : undefined;
     for (let step = 0; step < MAX_WALK; step++) {
       const node = this.producer(t);
@@ -270,8 +278,15 @@ class QueryTracer {
       t = node.inputs[0]!;
       if (current === 'BSHD') best = t;
     }
-    if (!best) return { error: `the pre-RoPE query '${t}' is in [batch, heads, sequence, dim] order and no transpose back to [batch, sequence, heads*dim] precedes it` };
-    return { tensor: best, rotary, qNorm: this.isNorm(this.producer(best)) };
+    if (!best) {
+      // Only [batch, heads, seq, dim] values before the rotary: the value it rotates, transposed by the surgery.
+      const dims = this.g.dims(rotated);
+      if (rotatedLayout !== 'BHSD' || (dims && dims.length !== 4)) {
+        return { error: `the pre-RoPE query '${rotated}' is not in [batch, heads, sequence, dim] or [batch, sequence, heads*dim] order` };
+      }
+      return { tensor: rotated, rotary, qNorm: this.isNorm(this.producer(rotated)), transpose: true };
+    }
+    return { tensor: best, rotary, qNorm: this.isNorm(this.producer(best)), transpose: false };
   }
 
   /** A Cast between float types (the values stay those of the query, up to rounding). */
@@ -336,6 +351,7 @@ function fallback(layer: number, reason: string, candidate?: Candidate): QueryTa
     qNorm: false,
     exposed: false,
     slice: null,
+    transpose: null,
     reason,
   };
 }
@@ -343,7 +359,14 @@ function fallback(layer: number, reason: string, candidate?: Candidate): QueryTa
 function planLayer(tracer: QueryTracer, layer: number, candidate: Candidate, outputs: ReadonlySet<string>): QueryTapLayerPlan {
   const { node, kind } = candidate;
   const g = tracer.g;
-  const found = (tensor: string, rotary: RotaryPlacement, qNorm: boolean, slice: QueryTapLayerPlan['slice'], dtypeOf: string): QueryTapLayerPlan => {
+  const found = (
+    tensor: string,
+    rotary: RotaryPlacement,
+    qNorm: boolean,
+    slice: QueryTapLayerPlan['slice'],
+    dtypeOf: string,
+    transpose: QueryTapLayerPlan['transpose'] = null,
+  ): QueryTapLayerPlan => {
     const dtype = tracer.tapDtype(dtypeOf);
     if (typeof dtype !== 'string') return fallback(layer, dtype.error, candidate);
     return {
@@ -357,12 +380,15 @@ function planLayer(tracer: QueryTracer, layer: number, candidate: Candidate, out
       qNorm,
       exposed: outputs.has(tensor),
       slice,
-      reason: `${kind} '${node.name}', rotary ${rotary}${qNorm ? ', after q_norm' : ''}${slice ? ', packed QKV sliced' : ''}`,
+      transpose,
+      reason: `${kind} '${node.name}', rotary ${rotary}${qNorm ? ', after q_norm' : ''}${slice ? ', packed QKV sliced' : ''}${transpose ? ', transposed to [batch, seq, heads, dim]' : ''}`,
     };
   };
   const traced = (start: string, layout: Layout, rotaryInside: boolean) => {
     const r = tracer.traceQuery(start, layout, rotaryInside);
-    return 'error' in r ? fallback(layer, r.error, candidate) : found(r.tensor, r.rotary, r.qNorm, null, r.tensor);
+    if ('error' in r) return fallback(layer, r.error, candidate);
+    if (!r.transpose) return found(r.tensor, r.rotary, r.qNorm, null, r.tensor);
+    return found(`/vigil/query_taps/layers.${layer}/q_transpose`, r.rotary, r.qNorm, null, r.tensor, { source: r.tensor });
   };
   const query = node.inputs[0];
   if (!query) return fallback(layer, `${kind} '${node.name}' has no query input`, candidate);

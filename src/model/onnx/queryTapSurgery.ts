@@ -2,16 +2,17 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { planQueryTaps, type QueryTapPlan } from './attentionStructure.js';
-import { ONNX_DATA_TYPE } from './onnxSchema.js';
+import { ATTRIBUTE_TYPE, ONNX_DATA_TYPE } from './onnxSchema.js';
 import { modelProtoType } from './onnxSchema.js';
 import { readGraphStructure } from './onnxStructure.js';
 
 /**
  * Bumped whenever discovery or surgery changes what they produce: the cache key includes it, so a
  * failure cached by an older Vigil is retried by a fixed one (and never by the same one).
- * 1: q_proj found by node name, typed like inputs_embeds. 2: found by structure, typed from the graph.
+ * 1: q_proj found by node name, typed like inputs_embeds. 2: found by structure, typed from the graph (Slice for packed QKV). 3: Transpose for a query
+ * rotated in [B,heads,S,D] order after q_norm.
  */
-export const QUERY_TAP_SURGERY_VERSION = 2;
+export const QUERY_TAP_SURGERY_VERSION = 3;
 
 /** What a load did about query taps (VisionLanguageModel.queryTaps). */
 export interface QueryTapStatus {
@@ -120,7 +121,7 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
     raw_data: new Uint8Array(BigInt64Array.from(values, (v) => BigInt(v)).buffer),
   });
   const initializer = slices.length > 0 ? [constant('/vigil/query_taps/zero', [0]), constant('/vigil/query_taps/last_axis', [-1])] : [];
-  const node = slices.map((l) => {
+  const node: Array<Record<string, unknown>> = slices.map((l) => {
     const ends = `/vigil/query_taps/end_${l.slice!.width}`;
     if (!initializer.some((i) => i.name === ends)) initializer.push(constant(ends, [l.slice!.width]));
     return {
@@ -131,6 +132,16 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
       output: [l.tensorName!],
     };
   });
+  for (const l of missing.filter((m) => m.transpose)) {
+    node.push({
+      name: `/vigil/query_taps/layers.${l.layer}/Transpose`,
+      op_type: 'Transpose',
+      domain: '',
+      input: [l.transpose!.source],
+      output: [l.tensorName!],
+      attribute: [{ name: 'perm', type: ATTRIBUTE_TYPE.INTS, ints: [0, 2, 1, 3] }],
+    });
+  }
   const output = missing.map((l) => ({ name: l.tensorName!, type: { tensor_type: { elem_type: ONNX_DATA_TYPE[l.dtype!] } } }));
   const type = modelProtoType();
   const appendix = type.encode(type.fromObject({ graph: { node, initializer, output } })).finish();
