@@ -16,7 +16,8 @@
  * The past holds seeded random values (content does not change the cost). Every case is loaded
  * first; then 2 warm-up rounds and --steps timed rounds, each round one step of every case in a
  * rotating order (so load from other work hits all cases alike); median and best ms per step and
- * tokens/s from the median.
+ * tokens/s from the median and the best; CPU ms per step (user + system of this process, every thread:
+ * with VIGIL_ORT_SPINNING=0 that is the work done, and other processes disturb it less than wall time).
  */
 import { parseArgs } from 'node:util';
 import os from 'node:os';
@@ -90,6 +91,8 @@ interface Prepared {
   run: (step: number) => Promise<void>;
   note: () => string;
   samples: number[];
+  /** CPU time (user + system, all threads) per step: less disturbed by other processes than wall time. */
+  cpu: number[];
 }
 
 async function prepare(c: Case): Promise<Prepared> {
@@ -103,7 +106,7 @@ async function prepare(c: Case): Promise<Prepared> {
     const run = async () => {
       await model.decoder.step({ inputsEmbeds: embeds, past, logits: 'last', presentInto: into });
     };
-    return { c, model, run, note: () => '', samples: [] };
+    return { c, model, run, note: () => '', samples: [], cpu: [] };
   }
   const reference = await model.decoder.step({ inputsEmbeds: embeds, past, logits: 'last' });
   const buffer = emptyKvCache(info, context + WARMUP + steps);
@@ -136,7 +139,7 @@ async function prepare(c: Case): Promise<Prepared> {
     const inPlace = row(buffer.layers[0]!.key).every((x, i) => x === expected[i]);
     return `; first step vs Decoder.step: max |logits diff| ${diff.toExponential(2)}; new key written in place: ${inPlace}`;
   };
-  return { c, model, run, note, samples: [] };
+  return { c, model, run, note, samples: [], cpu: [] };
 }
 
 const selected = args.cases!.split(',').map((name) => {
@@ -151,18 +154,25 @@ for (const c of selected) prepared.push(await prepare(c));
 for (let r = 0; r < WARMUP + steps; r++) {
   for (let k = 0; k < prepared.length; k++) {
     const p = prepared[(k + r) % prepared.length]!;
+    const cpuStart = process.cpuUsage();
     const started = performance.now();
     await p.run(r);
-    if (r >= WARMUP) p.samples.push(performance.now() - started);
+    const wall = performance.now() - started;
+    const cpu = process.cpuUsage(cpuStart);
+    if (r >= WARMUP) {
+      p.samples.push(wall);
+      p.cpu.push((cpu.user + cpu.system) / 1000);
+    }
   }
 }
 const rows: string[] = [];
 for (const p of prepared) {
   const med = median(p.samples);
   const best = Math.min(...p.samples);
-  rows.push(`| ${p.c.label} | ${med.toFixed(1)} | ${best.toFixed(1)} | ${(1000 / med).toFixed(1)} |`);
-  process.stdout.write(`${p.c.label}: median ${med.toFixed(1)} ms, best ${best.toFixed(1)} ms${p.note()}\n`);
+  const cpu = median(p.cpu);
+  rows.push(`| ${p.c.label} | ${med.toFixed(1)} | ${best.toFixed(1)} | ${(1000 / med).toFixed(1)} | ${(1000 / best).toFixed(1)} | ${cpu.toFixed(1)} |`);
+  process.stdout.write(`${p.c.label}: median ${med.toFixed(1)} ms, best ${best.toFixed(1)} ms, CPU ${cpu.toFixed(1)} ms${p.note()}\n`);
   await p.model.dispose();
 }
 process.stdout.write(`load at the end ${os.loadavg()[0]!.toFixed(2)}\n`);
-process.stdout.write(`\n| decoder (smolvlm2-256m geometry, 30 layers) | ms / step (median) | best | tokens/s |\n|---|---:|---:|---:|\n${rows.join('\n')}\n`);
+process.stdout.write(`\n| decoder (smolvlm2-256m geometry, 30 layers) | ms / step (median) | best | tokens/s (median) | tokens/s (best) | CPU ms / step (median) |\n|---|---:|---:|---:|---:|---:|\n${rows.join('\n')}\n`);
