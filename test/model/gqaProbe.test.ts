@@ -84,7 +84,7 @@ function relativeRms(a: Float32Array, b: Float32Array): number {
 
 const DTYPES: Array<{ dtype: GraphDtype; kv: string; logits: string; tolerance: number }> = [
   { dtype: 'fp32', kv: 'float32', logits: 'float32', tolerance: 1e-4 },
-  // MatMulNBits at accuracy level 4 (the model builder's CPU default) quantizes activations to int8 per
+  // MatMulNBits at accuracy level 4 (the int8 compute path CPU int4 builds ask for) quantizes activations to int8 per
   // row and block: rows are independent (measured: a row alone = the row among 10, bit for bit), but the
   // ~1e-6 float differences between GroupQueryAttention's S = 1 and S > 1 paths can flip an int8
   // rounding. Measured at the 256M geometry: streamed vs full 2.1e-2 (max |logit| 2.2), fp32 1.7e-6.

@@ -193,6 +193,7 @@ function projection(
     q.scales instanceof Uint16Array
       ? g.initializer(`${base}.MatMul.weight_scales`, 'float16', [outFeatures * q.blocks], q.scales)
       : g.initializer(`${base}.MatMul.weight_scales`, 'float32', [outFeatures * q.blocks], q.scales);
+  // accuracy_level 4: the int8 compute path, which CPU int4 builds ask for (`int4_accuracy_level=4`).
   return g.op(
     'MatMulNBits',
     [x, packed, scales],
