@@ -266,6 +266,40 @@ describe('query taps found by structure', () => {
   });
 });
 
+describe('a model folder whose decoder has no findable taps', () => {
+  it('loads the stock decoder, reports fallback with the reason and warns; retrieval then has no taps', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-tap-fallback-'));
+    const cache = process.env.VIGIL_CACHE_DIR;
+    try {
+      // probe-random-tiny's folder with its decoder replaced by a same-geometry graph without RoPE.
+      fs.cpSync(probeModelDir('probe-random-tiny'), path.join(dir, 'model'), { recursive: true });
+      const decoder = path.join(dir, 'model', 'onnx', 'decoder_model_merged.onnx');
+      writeEagerDecoder(decoder, 11, { scope: (i) => `/x${i}`, noRope: true });
+      process.env.VIGIL_CACHE_DIR = path.join(dir, 'cache');
+      const warnings: Error[] = [];
+      const onWarning = (w: Error) => warnings.push(w);
+      process.on('warning', onWarning);
+      const model = await VisionLanguageModel.load(path.join(dir, 'model'));
+      try {
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.equal(model.queryTaps.state, 'fallback');
+        assert.match(model.queryTaps.reason!, /no rotary embedding/);
+        assert.equal(model.decoder.graph.file, decoder);
+        assert.equal(model.decoder.info.queryTapNames, undefined);
+        assert.ok(warnings.some((w) => (w as Error & { code?: string }).code === 'VIGIL_QUERY_TAPS' && /no rotary embedding/.test(w.message)));
+        await assert.rejects(model.decoder.step({ inputsEmbeds: await model.embed([1, 2]), past: model.decoder.emptyCache(), queries: true }), /exposes no query taps/);
+      } finally {
+        process.off('warning', onWarning);
+        await model.dispose();
+      }
+    } finally {
+      if (cache === undefined) delete process.env.VIGIL_CACHE_DIR;
+      else process.env.VIGIL_CACHE_DIR = cache;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('query taps of the probe models, by structure', () => {
   // Eager float32 (probe-needle), fused GroupQueryAttention with RoPE outside (probe-random-tiny), eager float16.
   for (const [name, file, op, dtype] of [
