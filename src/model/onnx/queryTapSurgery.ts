@@ -148,7 +148,11 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
 
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, path.basename(decoderFile));
-  writeAtomic(file, Buffer.concat([bytes, appendix]));
+  // Copy then append: no second in-memory copy of a decoder that keeps its weights inline.
+  const partial = `${file}.partial-${process.pid}`;
+  fs.copyFileSync(decoderFile, partial);
+  fs.appendFileSync(partial, appendix);
+  fs.renameSync(partial, file);
   for (const location of structure.externalDataLocations) {
     const target = path.resolve(path.dirname(decoderFile), location);
     const link = path.join(dir, location);
