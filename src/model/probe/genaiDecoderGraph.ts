@@ -21,6 +21,8 @@ export interface GenaiDecoderOptions {
   useCacheBranch?: boolean;
   /** MatMulNBits block size (model builder's default 32). */
   blockSize?: number;
+  /** MatMulNBits accuracy_level: 4 (default) = int8 activations, the path CPU int4 builds ask for; 0 = float. */
+  accuracyLevel?: 0 | 4;
 }
 
 /** The float type inside the graph for a weight format. */
@@ -59,6 +61,7 @@ export function buildGenaiDecoderGraph(ctx: ProbeGraphContext, geo: TextGeometry
     throw new Error(`genai decoder: rotaryDim ${geo.rotaryDim} unsupported (GroupQueryAttention's cos_cache width rotaryDim/2 must be a multiple of 8)`);
   }
   const blockSize = options.blockSize ?? 32;
+  const level = options.accuracyLevel ?? 4;
 
   const embedsIn = g.input('inputs_embeds', 'float32', ['batch_size', 'sequence_length', H]);
   const mask = g.input('attention_mask', 'int64', ['batch_size', 'total_sequence_length']);
@@ -92,9 +95,9 @@ export function buildGenaiDecoderGraph(ctx: ProbeGraphContext, geo: TextGeometry
     hidden = g.scope(`/model/layers.${i}`, () => {
       const normed = g.scope('/input_layernorm', () => rmsNorm(ctx, hidden, `${hf}.input_layernorm.weight`, H, geo.rmsNormEps));
       const attn = g.scope('/attn', () => {
-        let q = projection(ctx, normed, `${hf}.self_attn.q_proj.weight`, 'q_proj', H, numHeads * D, 'query_key', options.weights, blockSize);
-        let k = projection(ctx, normed, `${hf}.self_attn.k_proj.weight`, 'k_proj', H, numKvHeads * D, 'query_key', options.weights, blockSize);
-        const v = projection(ctx, normed, `${hf}.self_attn.v_proj.weight`, 'v_proj', H, numKvHeads * D, 'linear', options.weights, blockSize);
+        let q = projection(ctx, normed, `${hf}.self_attn.q_proj.weight`, 'q_proj', H, numHeads * D, 'query_key', options.weights, blockSize, level);
+        let k = projection(ctx, normed, `${hf}.self_attn.k_proj.weight`, 'k_proj', H, numKvHeads * D, 'query_key', options.weights, blockSize, level);
+        const v = projection(ctx, normed, `${hf}.self_attn.v_proj.weight`, 'v_proj', H, numKvHeads * D, 'linear', options.weights, blockSize, level);
         if (options.qNorm) {
           q = g.scope('/q_norm', () => headNorm(ctx, q, `${hf}.self_attn.q_norm.weight`, numHeads, geo));
           k = g.scope('/k_norm', () => headNorm(ctx, k, `${hf}.self_attn.k_norm.weight`, numKvHeads, geo));
@@ -113,17 +116,17 @@ export function buildGenaiDecoderGraph(ctx: ProbeGraphContext, geo: TextGeometry
         );
         g.output(presentKey!, `present.${i}.key`, dtype, ['batch_size', numKvHeads, 'total_sequence_length', D]);
         g.output(presentValue!, `present.${i}.value`, dtype, ['batch_size', numKvHeads, 'total_sequence_length', D]);
-        return projection(ctx, context!, `${hf}.self_attn.o_proj.weight`, 'o_proj', numHeads * D, H, 'linear', options.weights, blockSize);
+        return projection(ctx, context!, `${hf}.self_attn.o_proj.weight`, 'o_proj', numHeads * D, H, 'linear', options.weights, blockSize, level);
       });
       const afterAttn = g.op('Add', [hidden, attn], {}, { name: 'residual_add/Add' });
       const normed2 = g.scope('/post_attention_layernorm', () =>
         rmsNorm(ctx, afterAttn, `${hf}.post_attention_layernorm.weight`, H, geo.rmsNormEps),
       );
       const mlp = g.scope('/mlp', () => {
-        const gate = projection(ctx, normed2, `${hf}.mlp.gate_proj.weight`, 'gate_proj', H, geo.intermediateSize, 'linear', options.weights, blockSize);
-        const up = projection(ctx, normed2, `${hf}.mlp.up_proj.weight`, 'up_proj', H, geo.intermediateSize, 'linear', options.weights, blockSize);
+        const gate = projection(ctx, normed2, `${hf}.mlp.gate_proj.weight`, 'gate_proj', H, geo.intermediateSize, 'linear', options.weights, blockSize, level);
+        const up = projection(ctx, normed2, `${hf}.mlp.up_proj.weight`, 'up_proj', H, geo.intermediateSize, 'linear', options.weights, blockSize, level);
         const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])], {}, { name: 'act_fn/Mul' }), up]);
-        return projection(ctx, act, `${hf}.mlp.down_proj.weight`, 'down_proj', geo.intermediateSize, H, 'linear', options.weights, blockSize);
+        return projection(ctx, act, `${hf}.mlp.down_proj.weight`, 'down_proj', geo.intermediateSize, H, 'linear', options.weights, blockSize, level);
       });
       return g.op('Add', [afterAttn, mlp], {}, { name: 'residual_add/Add_1' });
     });
@@ -137,7 +140,7 @@ export function buildGenaiDecoderGraph(ctx: ProbeGraphContext, geo: TextGeometry
     const end = g.op('Slice', [g.op('Shape', [finalNorm]), g.int64s([1]), g.int64s([2])]);
     return g.op('Slice', [finalNorm, g.op('Unsqueeze', [start, g.int64s([0])]), end, g.int64s([1])]);
   });
-  const logits = g.scope('/lm_head', () => projection(ctx, kept, 'lm_head.weight', '', H, geo.vocabSize, 'linear', options.weights, blockSize));
+  const logits = g.scope('/lm_head', () => projection(ctx, kept, 'lm_head.weight', '', H, geo.vocabSize, 'linear', options.weights, blockSize, level));
   g.output(logits, 'logits', dtype, ['batch_size', 'num_logits', geo.vocabSize]);
   const layers = Array.from({ length: numLayers }, (_, i) => i);
   g.orderOutputs(['logits', ...layers.flatMap((i) => [`present.${i}.key`, `present.${i}.value`])]);
@@ -178,6 +181,7 @@ function projection(
   role: WeightRole,
   weights: GenaiWeights,
   blockSize: number,
+  accuracyLevel: 0 | 4,
 ): string {
   const { g } = ctx;
   const values = ctx.weights(hfName, [inFeatures, outFeatures], role);
@@ -193,11 +197,10 @@ function projection(
     q.scales instanceof Uint16Array
       ? g.initializer(`${base}.MatMul.weight_scales`, 'float16', [outFeatures * q.blocks], q.scales)
       : g.initializer(`${base}.MatMul.weight_scales`, 'float32', [outFeatures * q.blocks], q.scales);
-  // accuracy_level 4: the int8 compute path, which CPU int4 builds ask for (`int4_accuracy_level=4`).
   return g.op(
     'MatMulNBits',
     [x, packed, scales],
-    { K: inFeatures, N: outFeatures, bits: 4, block_size: blockSize, accuracy_level: 4 },
+    { K: inFeatures, N: outFeatures, bits: 4, block_size: blockSize, accuracy_level: accuracyLevel },
     { name: `${prefix}MatMul_Quant`, domain: MS_DOMAIN },
   );
 }
