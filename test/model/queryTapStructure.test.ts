@@ -11,7 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import ort from 'onnxruntime-node';
-import { planQueryTapsForFile } from '../../src/model/onnx/attentionStructure.js';
+import { planQueryTaps, planQueryTapsForFile } from '../../src/model/onnx/attentionStructure.js';
+import { readGraphStructure, readGraphStructureFromFile } from '../../src/model/onnx/onnxStructure.js';
+import { OnnxModelWriter } from '../../src/model/onnx/modelWriter.js';
 import { QUERY_TAP_SURGERY_VERSION, queryTapCacheEntry } from '../../src/model/onnx/queryTapSurgery.js';
 import { OnnxGraph } from '../../src/model/onnxGraph.js';
 import { queryTapName } from '../../src/model/probe/decoderGraph.js';
@@ -314,6 +316,40 @@ describe('query taps of the probe models, by structure', () => {
       assert.ok(plan.layers.every((l) => l.exposed && l.attentionOp === op && l.dtype === dtype && l.rotary === 'rotate_half' && !l.qNorm));
     });
   }
+
+  it('the structure read from disk (weight bytes seeked over) equals the one decoded from the whole file', () => {
+    for (const [name, file] of [
+      ['probe-random-tiny', 'decoder_model_merged.onnx'], // 13 MB of inline weights
+      ['probe-random-tiny', 'vision_encoder.onnx'],
+      ['probe-random-tiny-gqa', 'decoder_model_merged_q4f16.onnx'], // MatMulNBits, float16
+      ['probe-random-tiny-gqa-qnorm', 'decoder_model_merged.onnx'],
+    ] as const) {
+      const onnx = path.join(probeModelDir(name), 'onnx', file);
+      const whole = readGraphStructure(fs.readFileSync(onnx));
+      const streamed = readGraphStructureFromFile(onnx);
+      assert.deepEqual(streamed.nodes, whole.nodes);
+      assert.deepEqual([...streamed.initializers], [...whole.initializers]);
+      assert.deepEqual([...streamed.inputs], [...whole.inputs]);
+      assert.deepEqual(streamed.outputs, whole.outputs);
+      assert.deepEqual([...streamed.opsets], [...whole.opsets]);
+      assert.deepEqual(planQueryTaps(streamed), planQueryTaps(whole));
+      assert.ok(whole.nodes.length > 10 && whole.initializers.size > 3);
+    }
+    // External data records: a writer-made graph with weights in .onnx_data.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-structure-'));
+    try {
+      const external = path.join(dir, 'external.onnx');
+      const writer = new OnnxModelWriter({ path: external, graphName: 'x', opset: 17, externalDataThresholdBytes: 64 });
+      const x = writer.graph.input('x', 'float32', [1, 32]);
+      writer.graph.output(writer.graph.op('MatMul', [x, writer.graph.initializer('w', 'float32', [32, 32], seededData(1024, 1))]), 'y', 'float32', [1, 32]);
+      writer.save();
+      const streamed = readGraphStructureFromFile(external);
+      assert.deepEqual([...streamed.externalDataLocations], ['external.onnx_data']);
+      assert.deepEqual([...streamed.initializers], [...readGraphStructure(fs.readFileSync(external)).initializers]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('a loaded probe model reports its taps as exposed and uses the original graph', async () => {
     const dir = probeModelDir('probe-needle');

@@ -1,5 +1,4 @@
-import fs from 'node:fs';
-import { ELEM_TYPE, elemTypeName, type GraphStructure, readGraphStructure, type StructureNode } from './onnxStructure.js';
+import { ELEM_TYPE, elemTypeName, type GraphStructure, readGraphStructureFromFile, type StructureNode } from './onnxStructure.js';
 
 /**
  * Where each decoder layer's pre-RoPE queries are, found from the graph's STRUCTURE (not its node
@@ -461,7 +460,7 @@ export function planQueryTaps(g: GraphStructure): QueryTapPlan {
   return { numLayers, layers, complete: reason === '', reason, opset };
 }
 
-/** planQueryTaps on an .onnx file (its structure only; external data is not read). */
+/** planQueryTaps on an .onnx file (its structure only: weight bytes, inline or external, are not read). */
 export function planQueryTapsForFile(file: string): QueryTapPlan {
-  return planQueryTaps(readGraphStructure(fs.readFileSync(file)));
+  return planQueryTaps(readGraphStructureFromFile(file));
 }

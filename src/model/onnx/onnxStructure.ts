@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import protobuf from 'protobufjs';
 
 /**
@@ -250,12 +251,170 @@ export class GraphStructure {
   }
 }
 
+function structureRoot(): protobuf.Root {
+  structureRootCache ??= protobuf.parse(STRUCTURE_PROTO, { keepCase: true }).root;
+  return structureRootCache;
+}
+
+let structureRootCache: protobuf.Root | undefined;
+
+const TO_OBJECT = { longs: Number, defaults: false, arrays: true } as const;
+
 /** Decodes a serialized ModelProto's structure (weights' bytes are skipped). */
 export function readGraphStructure(bytes: Uint8Array): GraphStructure {
-  structureType ??= protobuf.parse(STRUCTURE_PROTO, { keepCase: true }).root.lookupType('vigil_structure.ModelProto');
-  const decoded = structureType.toObject(structureType.decode(bytes), { longs: Number, defaults: false, arrays: true }) as {
+  structureType ??= structureRoot().lookupType('vigil_structure.ModelProto');
+  const decoded = structureType.toObject(structureType.decode(bytes), TO_OBJECT) as {
     graph?: DecodedGraph;
     opset_import?: Array<{ domain?: string; version?: number }>;
   };
   return new GraphStructure(decoded);
+}
+
+/** Reads of a file by protobuf wire format through a 64 KiB window, seeking over what is not needed. */
+class WireFileReader {
+  pos = 0;
+  private readonly window = Buffer.alloc(1 << 16);
+  private windowStart = 0;
+  private windowLength = 0;
+
+  constructor(
+    private readonly fd: number,
+    readonly size: number,
+  ) {}
+
+  private fill(at: number): void {
+    this.windowStart = at;
+    this.windowLength = fs.readSync(this.fd, this.window, 0, this.window.length, at);
+  }
+
+  varint(): number {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos < this.windowStart || this.pos >= this.windowStart + this.windowLength) this.fill(this.pos);
+      if (this.windowLength === 0) throw new Error(`truncated protobuf at byte ${this.pos}`);
+      const byte = this.window[this.pos - this.windowStart]!;
+      this.pos++;
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) return value;
+      scale *= 128;
+    }
+    throw new Error(`bad varint at byte ${this.pos}`);
+  }
+
+  bytes(start: number, end: number): Buffer {
+    const length = end - start;
+    if (length <= this.window.length) {
+      if (start < this.windowStart || end > this.windowStart + this.windowLength) this.fill(start);
+      if (end > this.windowStart + this.windowLength) throw new Error(`truncated protobuf at byte ${this.windowStart + this.windowLength}`);
+      return Buffer.from(this.window.subarray(start - this.windowStart, end - this.windowStart));
+    }
+    const out = Buffer.alloc(length);
+    let done = 0;
+    while (done < length) {
+      const n = fs.readSync(this.fd, out, done, length - done, start + done);
+      if (n <= 0) throw new Error(`truncated protobuf at byte ${start + done}`);
+      done += n;
+    }
+    return out;
+  }
+
+  /** Skips a field's payload after its tag. */
+  skip(wireType: number): void {
+    if (wireType === 0) this.varint();
+    else if (wireType === 1) this.pos += 8;
+    else if (wireType === 2) {
+      const length = this.varint();
+      this.pos += length;
+    }
+    else if (wireType === 5) this.pos += 4;
+    else throw new Error(`unsupported protobuf wire type ${wireType} at byte ${this.pos}`);
+  }
+}
+
+/**
+ * The structure of an .onnx file read without loading it: the graph's fields are read from disk
+ * except the initializers' weight bytes, which are seeked over (a decoder that keeps 500 MB of
+ * weights inline costs a few MB of reads here). Same result as readGraphStructure on the bytes.
+ */
+export function readGraphStructureFromFile(file: string): GraphStructure {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const r = new WireFileReader(fd, fs.fstatSync(fd).size);
+    const root = structureRoot();
+    const graphType = root.lookupType('vigil_structure.GraphProto');
+    const opsetType = root.lookupType('vigil_structure.OperatorSetIdProto');
+    const entryType = root.lookupType('vigil_structure.StringStringEntryProto');
+    const opsets: Array<{ domain?: string; version?: number }> = [];
+    let graph: DecodedGraph = {};
+    while (r.pos < r.size) {
+      const tag = r.varint();
+      const field = Math.floor(tag / 8);
+      const wireType = tag & 7;
+      if (wireType === 2 && (field === 7 || field === 8)) {
+        const length = r.varint();
+        const end = r.pos + length;
+        if (field === 8) opsets.push(opsetType.toObject(opsetType.decode(r.bytes(r.pos, end)), TO_OBJECT) as { domain?: string; version?: number });
+        else graph = readGraph(r, end, graphType, entryType);
+        r.pos = end;
+      } else {
+        r.skip(wireType);
+      }
+    }
+    return new GraphStructure({ graph, opset_import: opsets });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** GraphProto fields between r.pos and end: initializers (5) parsed header by header, the rest decoded. */
+function readGraph(r: WireFileReader, end: number, graphType: protobuf.Type, entryType: protobuf.Type): DecodedGraph {
+  const kept: Buffer[] = [];
+  const initializers: NonNullable<DecodedGraph['initializer']> = [];
+  while (r.pos < end) {
+    const start = r.pos;
+    const tag = r.varint();
+    const field = Math.floor(tag / 8);
+    const wireType = tag & 7;
+    if (field === 5 && wireType === 2) {
+      const length = r.varint();
+      const tensorEnd = r.pos + length;
+      initializers.push(readTensorHeader(r, tensorEnd, entryType));
+      r.pos = tensorEnd;
+    } else if (field === 15 && wireType === 2) {
+      r.skip(wireType); // sparse_initializer: not used by the plan
+    } else {
+      r.skip(wireType);
+      kept.push(r.bytes(start, r.pos));
+    }
+  }
+  const graph = graphType.toObject(graphType.decode(Buffer.concat(kept)), TO_OBJECT) as DecodedGraph;
+  graph.initializer = initializers;
+  return graph;
+}
+
+/** A TensorProto's name, type, dims and external data records; its data fields are seeked over. */
+function readTensorHeader(r: WireFileReader, end: number, entryType: protobuf.Type): NonNullable<DecodedGraph['initializer']>[number] {
+  const tensor: NonNullable<DecodedGraph['initializer']>[number] = { name: '', dims: [], external_data: [] };
+  while (r.pos < end) {
+    const tag = r.varint();
+    const field = Math.floor(tag / 8);
+    const wireType = tag & 7;
+    if (field === 1 && wireType === 0) tensor.dims!.push(r.varint());
+    else if (field === 1 && wireType === 2) {
+      const length = r.varint();
+      const fieldEnd = r.pos + length;
+      while (r.pos < fieldEnd) tensor.dims!.push(r.varint());
+    } else if (field === 2 && wireType === 0) tensor.data_type = r.varint();
+    else if ((field === 8 || field === 13) && wireType === 2) {
+      const length = r.varint();
+      const bytes = r.bytes(r.pos, r.pos + length);
+      r.pos += length;
+      if (field === 8) tensor.name = bytes.toString('utf8');
+      else tensor.external_data!.push(entryType.toObject(entryType.decode(bytes), TO_OBJECT) as { key: string; value: string });
+    } else {
+      r.skip(wireType);
+    }
+  }
+  return tensor;
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { planQueryTaps, type QueryTapPlan } from './attentionStructure.js';
 import { ATTRIBUTE_TYPE, ONNX_DATA_TYPE } from './onnxSchema.js';
 import { modelProtoType } from './onnxSchema.js';
-import { readGraphStructure } from './onnxStructure.js';
+import { readGraphStructureFromFile } from './onnxStructure.js';
 
 /**
  * Bumped whenever discovery or surgery changes what they produce: the cache key includes it, so a
@@ -76,7 +76,8 @@ function writeRecord(dir: string, record: CacheRecord): void {
 /**
  * Step 1 of exposing the pre-RoPE query taps of a decoder (see attentionStructure.ts for how they
  * are found). Looks up the cache entry for this file (path, size, mtime, surgery version); else
- * plans the taps from the graph's structure and, when some are not graph outputs yet, writes a
+ * plans the taps from the graph's structure (read without the weights' bytes) and, when some are
+ * not graph outputs yet, writes a
  * copy with them: the original bytes plus one appended serialized `ModelProto { graph { node,
  * initializer, output } }` (protobuf merges a repeated field that appears twice, so nothing is
  * decoded and re-encoded and no field unknown to Vigil's schema subset can be lost). The new outputs
@@ -102,8 +103,7 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
     }
   }
 
-  const bytes = fs.readFileSync(decoderFile);
-  const structure = readGraphStructure(bytes);
+  const structure = readGraphStructureFromFile(decoderFile);
   const plan = planQueryTaps(structure);
   if (!plan.complete) {
     writeRecord(dir, { version: QUERY_TAP_SURGERY_VERSION, state: 'failed', reason: plan.reason });
