@@ -46,7 +46,7 @@ export interface ArchiveRecallOptions {
 
 /** What the recall needs from the stream: its store, encoder, window and memory's select/load. */
 export interface RecallSource {
-  store: Pick<ChunkStore, 'archivedIds' | 'readStills' | 'tierSpans' | 'chunkSpan'>;
+  store: Pick<ChunkStore, 'archivedIds' | 'readStills' | 'tierSpans' | 'chunkSpan' | 'pin'>;
   encoder: StreamEncoder;
   memory: QuestionMemory;
   /** Retrieval within a time range (the question's own, or the KV tiers'). */
@@ -70,6 +70,8 @@ const MAX_STILL_ROUNDS = 2;
 export class ArchiveRecall implements QuestionMemory {
   readonly report: ArchiveReport = { retrieved: 0, reencoded: 0, skipped: 0, reencodeMs: 0 };
   private recalled = new Map<number, FrameChunk>();
+  /** Releases the pins on the settled selection (held from the re-encoding until load() is done). */
+  private unpin: (() => void) | null = null;
 
   constructor(
     private readonly source: RecallSource,
@@ -89,7 +91,19 @@ export class ArchiveRecall implements QuestionMemory {
   }
 
   load(selection: Selection, includeWindow: boolean): Promise<LoadedContext> {
-    return this.source.loadWith(selection, includeWindow, this.recalled);
+    return this.source.loadWith(selection, includeWindow, this.recalled).finally(() => this.releasePins());
+  }
+
+  /** Pins `ids` in place of what this question held: background demotion leaves them be until load() ends. */
+  private holdPins(ids: readonly number[]): void {
+    const release = this.source.store.pin(ids);
+    this.releasePins();
+    this.unpin = release;
+  }
+
+  private releasePins(): void {
+    this.unpin?.();
+    this.unpin = null;
   }
 
   private async settle(queries: Float32Array[], r: number, exclude: ReadonlySet<number>, round: number): Promise<Selection> {
@@ -109,15 +123,22 @@ export class ArchiveRecall implements QuestionMemory {
       selection = mergeSelections(first, refill, (id) => (archived.has(id) ? keep.has(id) : !refillArchived.has(id)), r);
     }
     const chosen = new Set(selection.chunkIds.flat());
-    const toEncode = [...keep].filter((id) => chosen.has(id));
-    const { stills, failed } = await store.readStills(toEncode);
-    if (failed.length > 0 && round < MAX_STILL_ROUNDS) {
-      // A still that cannot be read (damaged, or a chunk archived without one): choose again without it.
-      return this.settle(queries, r, new Set([...exclude, ...failed.map((f) => f.chunkId)]), round + 1);
+    // Re-encoding takes seconds: the KV chunks chosen beside it must not be demoted meanwhile.
+    this.holdPins([...chosen]);
+    try {
+      const toEncode = [...keep].filter((id) => chosen.has(id));
+      const { stills, failed } = await store.readStills(toEncode);
+      if (failed.length > 0 && round < MAX_STILL_ROUNDS) {
+        // A still that cannot be read (damaged, or a chunk archived without one): choose again without it.
+        return await this.settle(queries, r, new Set([...exclude, ...failed.map((f) => f.chunkId)]), round + 1);
+      }
+      this.report.retrieved = archived.size;
+      this.report.skipped = archived.size - stills.size;
+      await this.reencode(toEncode.filter((id) => stills.has(id)), stills);
+    } catch (error) {
+      this.releasePins();
+      throw error;
     }
-    this.report.retrieved = archived.size;
-    this.report.skipped = archived.size - stills.size;
-    await this.reencode(toEncode.filter((id) => stills.has(id)), stills);
     this.report.reencoded = this.recalled.size;
     // A layer that still names an archived chunk without a still (last round) drops it.
     const usable = mergeSelections(selection, null, (id) => !archived.has(id) || this.recalled.has(id), r);

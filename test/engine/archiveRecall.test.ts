@@ -86,6 +86,43 @@ describe('archive tier: needle questions', () => {
     }
   });
 
+  it('while a question re-encodes, the KV chunks it chose are pinned: a demotion started meanwhile is deferred', async () => {
+    const session = await ingest(path.join(scratch, 'pinned'));
+    try {
+      await archiveOld(session);
+      const kvSegments = session.store
+        .stats()
+        .segments.filter((x) => x.firstChunkId !== null && x.lastChunkId! < FRAMES - 4 && session.store.archivedIds([x.firstChunkId]).size === 0);
+      assert.ok(kvSegments.length > 0);
+      const demotions: Array<Promise<unknown>> = [];
+      const answer = await session.ask({
+        question: QUESTION,
+        retrieve: 4,
+        maxNewTokens: 4,
+        // Mid-question (the first frame about to be re-encoded): try to archive every KV segment outside the window.
+        onProgress: (p) => {
+          if (p.done === 0) for (const s of kvSegments) demotions.push(session.store.demoteSegment(s.segment, 'archive'));
+        },
+      });
+      const results = await Promise.all(demotions);
+      const chosen = new Set(answer.layerChunkIds.flat());
+      const held = kvSegments.filter((s, i) => results[i] === null);
+      assert.ok(answer.archive.reencoded >= 1);
+      assert.equal(answer.text.trim(), 'green');
+      assert.deepEqual(answer.skipped, [], 'nothing the question chose was moved under it');
+      // Every KV segment holding a chosen chunk was deferred (null), not archived.
+      for (const [i, s] of kvSegments.entries()) {
+        const holdsChosen = [...chosen].some((id) => id >= s.firstChunkId! && id <= s.lastChunkId!);
+        if (holdsChosen) assert.equal(results[i], null, `segment ${s.segment} holds a chosen chunk and was demoted`);
+      }
+      assert.ok(held.length > 0, 'the question chose KV chunks outside the window');
+      // After the question, the pins are gone: the same segments demote now.
+      for (const s of held) assert.ok((await session.store.demoteSegment(s.segment, 'archive')) !== null);
+    } finally {
+      await session.dispose();
+    }
+  });
+
   it('when the evidence still holds KV, no archived frame is re-encoded (none scores above it)', async () => {
     const session = await ingest(path.join(scratch, 'kv-evidence'));
     try {
