@@ -34,11 +34,12 @@ export function chunkRecordBytes(geometry: ChunkGeometry, dtype: KvStorageDtype,
 
 /**
  * Bytes a chunk costs beside its record, an estimate for minimums: its representatives twice (the
- * manifest row and the retrieval index), its layer checksums and ~256 bytes of row and index overhead.
+ * manifest row and the retrieval index's sealed blocks, int8 with a float32 scale per layer), its
+ * layer checksums and ~256 bytes of row and index overhead.
  */
 export function chunkMetaBytes(geometry: ChunkGeometry): number {
   const { numLayers: L, numKvHeads: H, headDim: D } = geometry;
-  return 2 * L * H * D * 4 + 4 * L + 256;
+  return 2 * L * (H * D + 4) + 4 * L + 256;
 }
 
 /** The smallest segment that holds one record of this size. */
