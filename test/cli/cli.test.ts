@@ -66,7 +66,7 @@ describe('vigil CLI', () => {
     assert.deepEqual(names, [
       'probe-random-tiny', 'probe-random-tiny-fp16', 'probe-random-smolvlm2-256m', 'probe-random-smolvlm2-256m-fp16', 'probe-needle', 'probe-needle-256m',
       'probe-random-tiny-gqa', 'probe-random-tiny-gqa-qnorm', 'probe-random-tiny-gqa-cache-branch', 'probe-random-smolvlm2-256m-gqa',
-      'probe-random-smolvlm2-256m-gqa-qnorm', 'probe-needle-gqa',
+      'probe-random-smolvlm2-256m-gqa-qnorm', 'probe-needle-gqa', 'probe-needle-256m-gqa',
     ]);
     const out = path.join(scratch, 'built-fp16');
     const build = await vigil(['models', 'build', 'probe-random-tiny-fp16', '--out', out, '--seed', '3']);

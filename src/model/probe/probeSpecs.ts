@@ -210,6 +210,12 @@ export const PROBE_MODELS: readonly ProbeModelSpec[] = [
     externalData: false,
     genaiDecoder: {},
   },
+  genaiProbe(
+    'probe-needle-256m-gqa',
+    'probe-needle-256m with a model-builder-style decoder (GQA do_rotary on 48 of 64 dims, q4/q4f16 files)',
+    'probe-needle-256m',
+    {},
+  ),
 ];
 
 export function findProbeSpec(name: string): ProbeModelSpec | undefined {
