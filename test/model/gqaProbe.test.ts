@@ -464,25 +464,36 @@ describe('probe-needle-gqa: the needle circuit on a model-builder-style decoder'
 });
 
 describe('V-NIAH on probe-needle-gqa (vigil eval vniah)', () => {
-  it('rekv answers every needle (recall 1) and the control; the window loses the needle that left it', async (t) => {
+  it('fp32, q4 and q4f16 decoders: rekv answers every needle (recall 1) and the control; the window loses the needle that left it', async (t) => {
     const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-gqa-vniah-'));
     try {
-      const run = await runVigil(
-        ['eval', 'vniah', '--lengths', '1', '--depths', '50,100', '--modes', 'rekv,window', '--dtypes', 'float32', '--retrieve', '4', '--repeats', '1',
-          '--model', probeModelDir('probe-needle-gqa'), '--out', path.join(scratch, 'out'), '--json'],
-        { VIGIL_CACHE_DIR: path.join(scratch, 'cache') },
-      );
-      assert.equal(run.code, 0, run.stderr);
-      const results = JSON.parse(run.stdout) as VniahResults;
-      const cells = results.cells;
-      t.diagnostic(cells.map((c) => `${c.mode} ${c.kind} ${c.depthPct ?? '-'}: '${c.answer}' (${c.correct ? 'ok' : 'wrong'}, recall ${c.recall ?? '-'})`).join('; '));
-      for (const c of cells.filter((x) => x.mode === 'rekv')) {
-        assert.equal(c.correct, true, `rekv ${c.kind} ${c.depthPct}: '${c.answer}' for '${c.expected}'`);
-        if (c.kind === 'needle') assert.equal(c.recall, 1);
+      const source = probeModelDir('probe-needle-gqa');
+      for (const dtype of ['fp32', 'q4', 'q4f16'] as const) {
+        // eval vniah loads the folder's default dtype: a copy whose config.json names this one.
+        const folder = path.join(scratch, `model-${dtype}`);
+        fs.mkdirSync(folder);
+        for (const entry of fs.readdirSync(source)) {
+          if (entry !== 'config.json') fs.symlinkSync(path.join(source, entry), path.join(folder, entry));
+        }
+        const config = JSON.parse(fs.readFileSync(path.join(source, 'config.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+        config['transformers.js_config']!.dtype = dtype;
+        fs.writeFileSync(path.join(folder, 'config.json'), JSON.stringify(config));
+        const run = await runVigil(
+          ['eval', 'vniah', '--lengths', '1', '--depths', '50,100', '--modes', 'rekv,window', '--dtypes', 'float32', '--retrieve', '4', '--repeats', '1',
+            '--model', folder, '--out', path.join(scratch, `out-${dtype}`), '--json'],
+          { VIGIL_CACHE_DIR: path.join(scratch, 'cache') },
+        );
+        assert.equal(run.code, 0, run.stderr);
+        const cells = (JSON.parse(run.stdout) as VniahResults).cells;
+        t.diagnostic(`${dtype}: ${cells.map((c) => `${c.mode} ${c.kind} ${c.depthPct ?? '-'}: '${c.answer}' (recall ${c.recall ?? '-'})`).join('; ')}`);
+        for (const c of cells.filter((x) => x.mode === 'rekv')) {
+          assert.equal(c.correct, true, `${dtype} rekv ${c.kind} ${c.depthPct}: '${c.answer}' for '${c.expected}'`);
+          if (c.kind === 'needle') assert.equal(c.recall, 1);
+        }
+        const window50 = cells.find((c) => c.mode === 'window' && c.depthPct === 50)!;
+        assert.equal(window50.answer, 'unknown', `${dtype}: the 50% needle left the 16-frame window`);
+        assert.equal(cells.find((c) => c.mode === 'window' && c.depthPct === 100)!.correct, true);
       }
-      const window50 = cells.find((c) => c.mode === 'window' && c.depthPct === 50)!;
-      assert.equal(window50.answer, 'unknown', 'the 50% needle left the 16-frame window');
-      assert.equal(cells.find((c) => c.mode === 'window' && c.depthPct === 100)!.correct, true);
     } finally {
       fs.rmSync(scratch, { recursive: true, force: true });
     }
