@@ -134,7 +134,7 @@ export async function answerQuestion(encoder: StreamEncoder, memory: QuestionMem
  * window], the window's reused layout) gives each layer's retrieval query: the pre-RoPE queries
  * from the q-projection taps (ReKV), else the question's own mean pre-RoPE key (a proxy).
  */
-async function questionQueries(encoder: StreamEncoder, window: ContextWindow, question: string): Promise<{ queries: Float32Array[]; queryKind: 'taps' | 'keys' }> {
+export async function questionQueries(encoder: StreamEncoder, window: ContextWindow, question: string): Promise<{ queries: Float32Array[]; queryKind: 'taps' | 'keys' }> {
   const { model } = encoder;
   const rawIds = model.tokenizer.encode(question);
   const context = window.layout();

@@ -13,6 +13,12 @@ import { type MemoryCoverage, memoryCoverage, type MemoryHorizon } from './memor
 import { ArchiveRecall, type ArchiveReport, DEFAULT_MAX_REENCODE, type ReencodeProgress } from './archiveRecall.js';
 import { encodeStill } from './stills.js';
 import { modelFrameSide } from './ingestToSession.js';
+import path from 'node:path';
+import { questionQueries } from './questionAnswerer.js';
+import { WatchEngine } from './watches/watchEngine.js';
+import { WatchStore } from './watches/watchStore.js';
+import { parseWatchSpec } from './watches/parseWatchSpec.js';
+import { type Alert, CHECK_MAX_NEW_TOKENS, MAX_WATCHES, type Watch } from './watches/types.js';
 
 export interface StreamSessionOptions extends StreamMemoryOptions {
   /** First frames kept in context forever; default 1. */
@@ -89,12 +95,32 @@ export class StreamSession {
   private disposing: Promise<void> | null = null;
   /** Unregisters from the model (which disposes its live sessions before itself). */
   private leaveModel: () => void = () => {};
+  /**
+   * Standing questions (watches/): scored after every encoded frame (the prefilter, synchronous,
+   * microseconds), model checks queued behind the frame on this session's queue, never awaited by
+   * addFrame. The public API is addWatch / removeWatch / listWatches / alerts; this is for idle(),
+   * onCheck() and stats().
+   */
+  readonly watches: WatchEngine;
 
   private constructor(
     readonly encoder: StreamEncoder,
     readonly memory: StreamMemory,
     readonly gate: FrameGate,
-  ) {}
+    dir: string,
+  ) {
+    const info = encoder.model.decoder.info;
+    this.watches = new WatchEngine(
+      {
+        stream: path.basename(dir),
+        numLayers: info.numLayers,
+        dim: info.numKvHeads * info.headDim,
+        check: (question, started) => this.watchCheck(question, started),
+        contextChunkIds: () => new Set([...memory.window.sinkChunks, ...memory.window.windowChunks].map((c) => c.chunkId)),
+      },
+      { store: new WatchStore(dir) },
+    );
+  }
 
   static async open(model: VisionLanguageModel, options: StreamSessionOptions): Promise<StreamSession> {
     const encoder = await StreamEncoder.create(model);
@@ -104,9 +130,17 @@ export class StreamSession {
       ...(options.windowTokens !== undefined ? { windowTokens: options.windowTokens } : {}),
     });
     const memory = await StreamMemory.open(window, options);
-    const session = new StreamSession(encoder, memory, new FrameGate(options.gate ?? DEFAULT_GATE));
+    const session = new StreamSession(encoder, memory, new FrameGate(options.gate ?? DEFAULT_GATE), options.dir);
     // The model owns its sessions: it refuses new ones once disposed, and disposes live ones first.
     session.leaveModel = model.adopt(session);
+    // Persisted watches: their queries again (one pass 1 each; the model may have changed since).
+    for (const watch of session.watches.restoring()) {
+      try {
+        session.watches.activate(watch, (await questionQueries(encoder, memory.window, watch.question)).queries, false);
+      } catch (error) {
+        process.emitWarning(`stream ${options.dir}: watch ${watch.id} stays inactive: ${(error as Error).message}`);
+      }
+    }
     return session;
   }
 
@@ -152,6 +186,12 @@ export class StreamSession {
       const numbered = this.memory.append(chunk);
       this.addPhase('storeWriteMs', performance.now() - writeStarted);
       this.framesEncoded++;
+      if (this.watches.size > 0) {
+        // Never throws; the checks it asks for queue behind this frame.
+        const watchStarted = performance.now();
+        this.watches.onFrame(numbered);
+        this.addPhase('watchPrefilterMs', performance.now() - watchStarted);
+      }
       // The reference of the next gate check: this frame, when checkGate() looked at it.
       this.gate.accept(t);
       return numbered;
@@ -264,6 +304,57 @@ export class StreamSession {
       },
       { maxReencode, ...(options.onProgress ? { onProgress: options.onProgress } : {}) },
     );
+  }
+
+  /**
+   * Adds a watch (a standing question, watches/types.ts): validated (BAD_INPUT: empty or long
+   * question, unknown trigger, malformed pattern, more than MAX_WATCHES), its question turned into
+   * per-layer queries once (pass 1 over the current window), persisted with the stream.
+   */
+  addWatch(spec: unknown): Promise<Watch> {
+    let watch: Watch;
+    try {
+      watch = parseWatchSpec(spec);
+      this.checkWatchRoom();
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    return this.serialize(async () => {
+      this.checkWatchRoom();
+      const { queries } = await questionQueries(this.encoder, this.memory.window, watch.question);
+      this.watches.activate(watch, queries, true);
+      return watch;
+    });
+  }
+
+  private checkWatchRoom(): void {
+    if (this.watches.size >= MAX_WATCHES) throw new VigilError('BAD_INPUT', `a stream has at most ${MAX_WATCHES} watches`);
+  }
+
+  /** Removes a watch (its alerts are kept); false when there is none with that id. */
+  removeWatch(id: string): boolean {
+    return this.watches.remove(id);
+  }
+
+  listWatches(): Watch[] {
+    return this.watches.list();
+  }
+
+  /** Alerts raised by this stream's watches, oldest first; `since`: wall time in ms since the epoch. */
+  alerts(filter: { since?: number; watchId?: string } = {}): Alert[] {
+    return this.watches.alerts(filter);
+  }
+
+  /**
+   * A watch's model check: the question over the current window ([prefix | sinks | window], nothing
+   * retrieved, window mode) with a short answer, queued like any other operation of the stream.
+   */
+  private watchCheck(question: string, started: () => void): Promise<{ answer: string; checkMs: number }> {
+    return this.serialize(async () => {
+      started();
+      const answer = await answerQuestion(this.encoder, this.questionMemory(undefined), { question, retrieve: 0, includeWindow: true, maxNewTokens: CHECK_MAX_NEW_TOKENS });
+      return { answer: answer.text.trim(), checkMs: answer.totalMs };
+    });
   }
 
   /** How far back this stream's memory reaches (StreamMemory.horizon). */
