@@ -8,6 +8,7 @@ import { sourceCommand } from './cli/commands/sourceCommand.js';
 import { clipCommand } from './cli/commands/clipCommand.js';
 import { storeCommand } from './cli/commands/storeCommand.js';
 import { serveCommand } from './cli/commands/serveCommand.js';
+import { watchCommand } from './cli/commands/watchCommand.js';
 import { isVigilError } from '../common/errors.js';
 
 export function buildProgram(): Command {
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   program.addCommand(storeCommand());
   program.addCommand(serveCommand());
   program.addCommand(evalCommand());
+  program.addCommand(watchCommand());
   for (const command of program.commands) command.exitOverride();
   for (const command of program.commands.flatMap((c) => c.commands)) command.exitOverride();
   return program;
