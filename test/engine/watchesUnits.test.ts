@@ -153,7 +153,8 @@ describe('watch engine with a fake host', () => {
         const a = answer(++h.calls);
         return a instanceof Error ? Promise.reject(a) : Promise.resolve({ answer: a, checkMs: 1 });
       },
-      contextChunkIds: () => new Set<number>(),
+      // Every frame stays in context (no left-window re-checks here).
+      contextChunkIds: () => new Set(Array.from({ length: 100 }, (_, i) => i)),
     };
     return h;
   }
@@ -162,19 +163,18 @@ describe('watch engine with a fake host', () => {
   it('a yes watch alerts on the rising edge, the cooldown holds back the next one', async () => {
     const h = host(() => 'yes');
     const engine = new WatchEngine(h);
-    const w = parseWatchSpec({ question: 'q', trigger: 'yes', cooldownSec: 10 });
+    const w = parseWatchSpec({ question: 'q', trigger: 'yes', cooldownSec: 20 });
     engine.activate(w, query, false);
-    // 0: first check (yes: alert); 1: no change; 2..3: level drops then rises: checks, the rise inside the cooldown.
-    const levels = [1, 1, 0, 0, 1];
-    const answers = ['yes', 'yes', 'no', 'no', 'yes'];
-    let i = 0;
+    // 0: first check (yes: alert); 1-9 steady (past the calibration's warmup); 10: the level drops (check: no);
+    // 13: it rises again (check: yes, inside the 20 s cooldown: held back).
+    const levels = [...Array<number>(10).fill(1), 0, 0, 0, 1];
+    const answers = ['yes', 'no', 'yes'];
     h.check = (_q, started) => {
       started();
-      h.calls++;
-      return Promise.resolve({ answer: answers[i]!, checkMs: 1 });
+      return Promise.resolve({ answer: answers[h.calls++]!, checkMs: 1 });
     };
-    for (; i < levels.length; i++) {
-      engine.onFrame(chunk(i, levels[i]!));
+    for (const [i, level] of levels.entries()) {
+      engine.onFrame(chunk(i, level));
       await engine.idle();
     }
     assert.deepEqual(engine.alerts().map((a) => a.t), [0]);

@@ -5,14 +5,21 @@
  *
  * Per layer, the frame's score (dot of the question query with the frame's mean pre-RoPE key) is
  * compared with the score of the newest frame at the last check; the difference is measured in units
- * of the stream's own frame-to-frame noise for this watch and layer: the median absolute difference
- * of consecutive scores over the last NOISE_FRAMES frames (robust: an event's jumps in and out do not
- * inflate it). A frame whose largest per-layer change exceeds `threshold` asks for a check. Both a
- * rising score (something relevant appeared) and a falling one (it left) count.
+ * of the stream's own frame-to-frame noise for this watch and layer: a running mean of the absolute
+ * difference of consecutive scores (the first WARMUP_FRAMES plainly averaged, then an exponential
+ * average, alpha 1/32, of differences clipped at CLIP times the estimate, so an event's jumps in and
+ * out barely move it). A frame whose largest per-layer change exceeds `threshold` asks for a check.
+ * Both a rising score (something relevant appeared) and a falling one (it left) count.
+ *
+ * Measured (bench/watches.ts, docs/watches.md): a median of the last 16 differences instead was too
+ * noisy an estimate (with 30 layers, the max over layers crossed 8 on ~1% of steady frames).
  */
 
-/** Consecutive-score differences kept per layer for the noise estimate. */
-export const NOISE_FRAMES = 16;
+/** Consecutive-score differences plainly averaged before the exponential average takes over. */
+export const WARMUP_FRAMES = 8;
+const ALPHA = 1 / 32;
+/** A difference counts at most CLIP times the current estimate. */
+const CLIP = 3;
 /** Default change, in noise units, that asks for a check (measured: docs/watches.md). */
 export const DEFAULT_THRESHOLD = 8;
 /** Noise floor relative to the score's magnitude, so a perfectly steady scene does not make every rounding error a change. */
@@ -34,10 +41,9 @@ export class WatchCalibration {
   private readonly checked: Float64Array;
   private hasPrevious = false;
   private hasChecked = false;
-  /** Ring of |consecutive differences|, [NOISE_FRAMES, numLayers]. */
-  private readonly diffs: Float64Array;
+  /** Per layer: the running mean absolute difference of consecutive scores. */
+  private readonly noise: Float64Array;
   private diffCount = 0;
-  private readonly scratch = new Float64Array(NOISE_FRAMES);
 
   constructor(
     readonly numLayers: number,
@@ -46,30 +52,36 @@ export class WatchCalibration {
     this.previous = new Float64Array(numLayers);
     this.latest = new Float64Array(numLayers);
     this.checked = new Float64Array(numLayers);
-    this.diffs = new Float64Array(NOISE_FRAMES * numLayers);
+    this.noise = new Float64Array(numLayers);
   }
 
   /** Scores one frame: scores[offset + layer], numLayers values. Updates the noise estimate. */
   observe(scores: Float64Array, offset = 0): FrameVerdict {
     const L = this.numLayers;
     let score = 0;
-    if (this.hasPrevious) {
-      const row = (this.diffCount % NOISE_FRAMES) * L;
-      for (let l = 0; l < L; l++) this.diffs[row + l] = Math.abs(scores[offset + l]! - this.previous[l]!);
-      this.diffCount++;
-    }
     let change = this.hasChecked ? 0 : Number.POSITIVE_INFINITY;
+    // Judged against the noise of the frames before it; then its own difference joins the estimate.
     for (let l = 0; l < L; l++) {
       const s = scores[offset + l]!;
       score += s;
-      this.previous[l] = s;
-      this.latest[l] = s;
       if (this.hasChecked) {
         const c = this.checked[l]!;
-        const noise = Math.max(this.noise(l), RELATIVE_FLOOR * Math.abs(c), ABSOLUTE_FLOOR);
+        const noise = Math.max(this.noise[l]!, RELATIVE_FLOOR * Math.abs(c), ABSOLUTE_FLOOR);
         const z = Math.abs(s - c) / noise;
         if (z > change) change = z;
       }
+    }
+    if (this.hasPrevious) {
+      this.diffCount++;
+      for (let l = 0; l < L; l++) {
+        const d = Math.abs(scores[offset + l]! - this.previous[l]!);
+        const n = this.noise[l]!;
+        this.noise[l] = this.diffCount <= WARMUP_FRAMES ? n + (d - n) / this.diffCount : n + ALPHA * (Math.min(d, CLIP * n) - n);
+      }
+    }
+    for (let l = 0; l < L; l++) {
+      this.previous[l] = scores[offset + l]!;
+      this.latest[l] = scores[offset + l]!;
     }
     this.hasPrevious = true;
     return { score, change, check: change > this.threshold };
@@ -80,15 +92,5 @@ export class WatchCalibration {
     if (!this.hasPrevious) return;
     this.checked.set(this.latest);
     this.hasChecked = true;
-  }
-
-  /** Median of the kept |differences| of one layer (0 before two frames). */
-  private noise(layer: number): number {
-    const n = Math.min(this.diffCount, NOISE_FRAMES);
-    if (n === 0) return 0;
-    const values = this.scratch.subarray(0, n);
-    for (let i = 0; i < n; i++) values[i] = this.diffs[i * this.numLayers + layer]!;
-    values.sort();
-    return n % 2 === 1 ? values[(n - 1) >> 1]! : (values[n / 2 - 1]! + values[n / 2]!) / 2;
   }
 }

@@ -1,0 +1,237 @@
+/**
+ * Watches benchmark (docs/watches.md):
+ *
+ * 1. prefilter: the per-frame cost of N watches' prefilter (scores + calibration, WatchEngine.onFrame)
+ *    at smolvlm2-256m geometry (30 layers, 3 KV heads x 64 = 192 values per layer), synthetic
+ *    representatives: a steady scene (a base vector plus frame noise) with a 3-frame event every 60
+ *    frames; model checks are a fake that answers at once, so only the prefilter is timed. Also the
+ *    share of frames that ask for a check.
+ * 2. needles (probe-needle, a generated clip at 1 fps, real model, store and index): a watch per
+ *    needle screen color (answer-matches its square color) plus watches that must never fire; alert
+ *    latency in frames (alert t - needle start), precision and recall, model checks per frame.
+ * 3. --model-frames N: the same clip's first N frames through probe-random-smolvlm2-256m (random
+ *    weights, real geometry: scores with real-looking noise), 8 watches: the share of frames that
+ *    cost a check when nothing is to be found, and the prefilter time measured inside addFrame.
+ *
+ *   node --import tsx bench/watches.ts [--frames 5000] [--watches 1,8,16] [--model-frames 0] [--json]
+ *   VIGIL_KERNELS=js node --import tsx bench/watches.ts     # the JavaScript kernels instead of the C addon
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { cachedProbeClip, type Needle } from '../ingest/probeClip.js';
+import { nativeKernels } from '../kernels/native.js';
+import type { FrameChunk } from '../memory/frameChunk.js';
+import { ingestIntoSession } from '../src/engine/ingestToSession.js';
+import { StreamSession } from '../src/engine/streamSession.js';
+import { WatchEngine } from '../src/engine/watches/watchEngine.js';
+import { parseWatchSpec } from '../src/engine/watches/parseWatchSpec.js';
+import type { Alert, WatchCheck } from '../src/engine/watches/types.js';
+import { buildProbeModel } from '../src/model/probe/probeModelFolder.js';
+import { VisionLanguageModel } from '../src/model/visionLanguageModel.js';
+
+const { values } = parseArgs({
+  options: {
+    frames: { type: 'string', default: '5000' },
+    watches: { type: 'string', default: '1,8,16' },
+    'model-frames': { type: 'string', default: '0' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const FRAMES = Number(values.frames);
+const WATCH_COUNTS = values.watches.split(',').map(Number);
+const MODEL_FRAMES = Number(values['model-frames']);
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const kernels = nativeKernels() ? 'native' : 'js';
+
+// smolvlm2-256m: 30 layers, 3 KV heads, head dim 64.
+const L = 30;
+const DIM = 3 * 64;
+
+function gaussian(seed: number): () => number {
+  let s = seed >>> 0;
+  const uniform = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return (s + 0.5) / 2 ** 32;
+  };
+  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+}
+
+const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
+
+async function prefilterBench(watches: number) {
+  const g = gaussian(watches);
+  const vector = (scale: number) => Array.from({ length: L }, () => Float32Array.from({ length: DIM }, () => scale * g()));
+  const base = vector(1);
+  const event = vector(1);
+  let checks = 0;
+  const engine = new WatchEngine({
+    stream: 'bench',
+    numLayers: L,
+    dim: DIM,
+    check: (_question, started) => {
+      started();
+      checks++;
+      return Promise.resolve({ answer: 'no', checkMs: 0 });
+    },
+    // A window of 4 frames after one sink, as a stream would hold.
+    contextChunkIds: () => new Set([0, frame - 3, frame - 2, frame - 1, frame]),
+  });
+  let frame = 0;
+  for (let w = 0; w < watches; w++) engine.activate(parseWatchSpec({ question: `q${w}`, trigger: 'yes', maxIntervalSec: 1e4 }), vector(1), false);
+  const times: number[] = [];
+  for (let i = 0; i < FRAMES; i++) {
+    frame = i;
+    const inEvent = i % 60 >= 30 && i % 60 < 33;
+    const source = inEvent ? event : base;
+    const representatives = source.map((layer) => Float32Array.from(layer, (v) => v + 0.05 * g()));
+    const chunk: FrameChunk = { chunkId: i, tStart: i, tEnd: i, wallTime: i * 1000, tokenCount: 64, numLayers: L, numKvHeads: 3, headDim: 64, keys: [], values: [], representatives };
+    const t0 = performance.now();
+    engine.onFrame(chunk);
+    times.push(performance.now() - t0);
+    await engine.idle();
+  }
+  const warm = times.slice(100);
+  const events = Math.floor(FRAMES / 60);
+  const byReason: Record<string, number> = {};
+  for (const st of Object.values(engine.stats())) for (const [k, v] of Object.entries(st.checksByReason)) byReason[k] = (byReason[k] ?? 0) + v;
+  return {
+    watches,
+    byReason,
+    meanMs: warm.reduce((a, b) => a + b, 0) / warm.length,
+    p50Ms: quantile(warm, 0.5),
+    p99Ms: quantile(warm, 0.99),
+    checkFraction: checks / (watches * FRAMES),
+    // Each event is 2 changes (in, out); the first frame is a check too.
+    expectedChecks: watches * (1 + 2 * events),
+    checks,
+  };
+}
+
+interface NeedleRow {
+  question: string;
+  pattern: string | null;
+  needleStarts: number[];
+  alerts: number[];
+  latencyFrames: number[];
+  truePositives: number;
+  falsePositives: number;
+  checks: number;
+}
+
+async function needleBench() {
+  const needles: Needle[] = [
+    { start: 20, duration: 4, background: 'red', square: 'green' },
+    { start: 60, duration: 3, background: 'blue', square: 'yellow' },
+    { start: 100, duration: 4, background: 'red', square: 'green' },
+    { start: 140, duration: 5, background: 'white', square: 'magenta' },
+    { start: 180, duration: 3, background: 'blue', square: 'yellow' },
+  ];
+  const durationS = 220;
+  const clip = await cachedProbeClip({ durationS, needles });
+  const model = await VisionLanguageModel.load(buildProbeModel('probe-needle', { seed: 0 }).dir);
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-watches-'));
+  try {
+    const session = await StreamSession.open(model, { dir: path.join(scratch, 'needles'), sinkFrames: 1, windowFrames: 1, gate: 'off' });
+    const specs = [
+      { background: 'red', square: 'green' },
+      { background: 'blue', square: 'yellow' },
+      { background: 'white', square: 'magenta' },
+      // Must never fire: screens that never appear.
+      { background: 'cyan', square: null },
+      { background: 'orange', square: null },
+    ];
+    const watchIds: string[] = [];
+    for (const s of specs) {
+      const question = `What color was the square on the ${s.background} screen?`;
+      const w = await session.addWatch(s.square ? { question, trigger: 'answer-matches', pattern: s.square, cooldownSec: 0 } : { question, trigger: 'answer-changes', cooldownSec: 0 });
+      watchIds.push(w.id);
+    }
+    const checks: WatchCheck[] = [];
+    session.watches.onCheck((c) => checks.push(c));
+    const started = performance.now();
+    const ingest = await ingestIntoSession(session, clip.clip, { fps: 1 });
+    await session.watches.idle();
+    const wallS = (performance.now() - started) / 1000;
+    const alerts: Alert[] = session.alerts();
+    const stats = session.watches.stats();
+    const rows: NeedleRow[] = specs.map((s, i) => {
+      const mine = alerts.filter((a) => a.watchId === watchIds[i]);
+      const starts = needles.filter((n) => n.background === s.background).map((n) => n.start);
+      const matched = new Set<number>();
+      let falsePositives = 0;
+      const latencyFrames: number[] = [];
+      for (const a of mine) {
+        const needle = needles.find((n) => n.background === s.background && a.t >= n.start && a.t < n.start + n.duration);
+        if (needle && !matched.has(needle.start)) {
+          matched.add(needle.start);
+          latencyFrames.push(a.t - needle.start);
+        } else falsePositives++;
+      }
+      return { question: `${s.background} screen`, pattern: s.square, needleStarts: starts, alerts: mine.map((a) => a.t), latencyFrames, truePositives: matched.size, falsePositives, checks: stats[watchIds[i]!]!.checks };
+    });
+    const checkMs = alerts.map((a) => a.checkMs);
+    const totalChecks = rows.reduce((n, r) => n + r.checks, 0);
+    await session.dispose();
+    return {
+      clip: { durationS, needles: needles.length, framesEncoded: ingest.framesEncoded },
+      rows,
+      precision: rows.reduce((n, r) => n + r.truePositives, 0) / Math.max(1, rows.reduce((n, r) => n + r.truePositives + r.falsePositives, 0)),
+      recall: rows.reduce((n, r) => n + r.truePositives, 0) / rows.reduce((n, r) => n + r.needleStarts.length, 0),
+      checksPerWatchFrame: totalChecks / (specs.length * ingest.framesEncoded),
+      meanCheckMs: checkMs.reduce((a, b) => a + b, 0) / Math.max(1, checkMs.length),
+      prefilterMsPerFrame: session.watches.prefilterMsPerFrame,
+      wallS,
+    };
+  } finally {
+    await model.dispose();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+async function randomModelBench(frames: number) {
+  const clip = await cachedProbeClip({ durationS: frames, needles: [] });
+  const model = await VisionLanguageModel.load(buildProbeModel('probe-random-smolvlm2-256m', { seed: 0 }).dir);
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-watches-random-'));
+  try {
+    const session = await StreamSession.open(model, { dir: path.join(scratch, 'random'), sinkFrames: 1, windowFrames: 4, gate: 'off' });
+    const questions = ['Is there a person at the door?', 'Is a car parked in the driveway?', 'Is the garage door open?', 'Is there smoke?', 'Is a package on the porch?', 'Is anyone in the pool?', 'Is the light on?', 'Is there a dog in the yard?'];
+    for (const question of questions) await session.addWatch({ question, trigger: 'yes', maxIntervalSec: 1e4 });
+    const ingest = await ingestIntoSession(session, clip.clip, { fps: 1 });
+    await session.watches.idle();
+    const stats = Object.values(session.watches.stats());
+    const checks = stats.reduce((n, s) => n + s.checks, 0);
+    const byReason = stats.reduce<Record<string, number>>((acc, s) => {
+      for (const [k, v] of Object.entries(s.checksByReason)) acc[k] = (acc[k] ?? 0) + v;
+      return acc;
+    }, {});
+    const result = {
+      frames: ingest.framesEncoded,
+      watches: questions.length,
+      checkFraction: checks / (questions.length * ingest.framesEncoded),
+      checkFractionAfterFirst: (checks - questions.length) / (questions.length * Math.max(1, ingest.framesEncoded - 1)),
+      byReason,
+      prefilterMsPerFrame: session.watches.prefilterMsPerFrame,
+      meanPhaseMs: session.stats().meanPhaseMs,
+    };
+    await session.dispose();
+    return result;
+  } finally {
+    await model.dispose();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+const prefilter = [];
+for (const n of WATCH_COUNTS) {
+  const r = await prefilterBench(n);
+  prefilter.push(r);
+  log(`prefilter (${kernels} kernels), ${n} watches, ${FRAMES} frames: mean ${r.meanMs.toFixed(4)} ms/frame, p50 ${r.p50Ms.toFixed(4)}, p99 ${r.p99Ms.toFixed(4)}; checks ${r.checks} (${(100 * r.checkFraction).toFixed(2)}% of watch-frames; ${r.expectedChecks} = first + event in/out; by reason ${JSON.stringify(r.byReason)})`);
+}
+const needles = await needleBench();
+for (const r of needles.rows) log(`needles: ${r.question} /${r.pattern ?? '(answer-changes)'}/: needles at ${r.needleStarts.join(',') || '-'}, alerts at ${r.alerts.join(',') || '-'}, latency ${r.latencyFrames.join(',') || '-'} frames, TP ${r.truePositives} FP ${r.falsePositives}, ${r.checks} checks`);
+log(`needles: precision ${needles.precision.toFixed(2)}, recall ${needles.recall.toFixed(2)}, ${(100 * needles.checksPerWatchFrame).toFixed(2)}% of watch-frames checked, mean check ${needles.meanCheckMs.toFixed(1)} ms, prefilter ${needles.prefilterMsPerFrame.toFixed(4)} ms/frame (5 watches, 2 layers), ${needles.clip.framesEncoded} frames in ${needles.wallS.toFixed(1)} s`);
+const random = MODEL_FRAMES > 0 ? await randomModelBench(MODEL_FRAMES) : null;
+if (random) log(`random 256m model, ${random.watches} yes-watches, ${random.frames} haystack frames: ${(100 * random.checkFraction).toFixed(1)}% of watch-frames checked (${(100 * random.checkFractionAfterFirst).toFixed(1)}% after the first frame; ${JSON.stringify(random.byReason)}), prefilter ${random.prefilterMsPerFrame.toFixed(4)} ms/frame`);
+if (values.json) process.stdout.write(`${JSON.stringify({ kernels, prefilter, needles, random }, null, 2)}\n`);
