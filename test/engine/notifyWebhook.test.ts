@@ -20,6 +20,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isVigilError } from '../../common/errors.js';
 import { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import { type Alert, type DeliveryEvent, Notifier, type NotifierOptions, checkWebhookAddress, verifySignature } from '../../src/engine/notify/notifier.js';
+import { parseRetryAfter } from '../../src/engine/notify/webhook.js';
 import { OUTBOX_FILE, Outbox } from '../../src/engine/notify/outbox.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -52,7 +53,11 @@ interface Receiver {
 const ok: Handler = (_req, _n, res) => res.end('ok');
 
 /** A real HTTP receiver on a loopback address; `handler` may be swapped while it runs. */
-async function receiver(handler: Handler, address = ALLOWED): Promise<Receiver> {
+function receiver(handler: Handler, address = ALLOWED): Promise<Receiver> {
+  return receiverOn(0, handler, address);
+}
+
+async function receiverOn(port: number, handler: Handler, address = ALLOWED): Promise<Receiver> {
   const sockets = new Set<net.Socket>();
   const state: Receiver = {
     url: '',
@@ -83,7 +88,7 @@ async function receiver(handler: Handler, address = ALLOWED): Promise<Receiver> 
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, address, () => resolve());
+    server.listen(port, address, () => resolve());
   });
   state.port = (server.address() as net.AddressInfo).port;
   state.url = `http://${address}:${state.port}/hooks/${PATH_TOKEN}?k=${PATH_TOKEN}`;
@@ -202,6 +207,55 @@ describe('webhook notifications', () => {
       await notifier.close();
       await rx.close();
     }
+  });
+
+  it('network errors and timeouts are retried: nothing listening, then a receiver that hangs once, then answers', async () => {
+    // A port with nothing on it (taken and released), where the receiver starts later.
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, ALLOWED, () => resolve()));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const events: DeliveryEvent[] = [];
+    const notifier = await Notifier.open(
+      options(freshDir(), [{ id: 'home', url: `http://${ALLOWED}:${port}/hook`, timeoutMs: 300 }], { log: (e) => events.push(e), retry: { baseMs: 50, maxMs: 100 } }),
+    );
+    let rx: Receiver | null = null;
+    try {
+      await notifier.enqueue(alert('n1'));
+      await waitFor('a refused connection', () => events.some((e) => e.reason === 'connection refused'));
+      // The same port, now with a receiver that holds the first request past the 300-ms timeout.
+      rx = await receiverOn(port, (_req, n, res) => {
+        if (n > 1) res.end('ok');
+      });
+      await waitFor('delivery', () => notifier.status().webhooks[0]!.delivered === 1);
+      assert.ok(events.some((e) => e.outcome === 'retry' && e.reason === 'timed out'), JSON.stringify(events));
+      assert.equal(events.at(-1)?.outcome, 'delivered');
+      assert.equal(rx.requests.length, 2);
+      assert.deepEqual(rx.requests.map((r) => r.headers['idempotency-key']), ['n1:home', 'n1:home']);
+    } finally {
+      await notifier.close();
+      await rx?.close();
+    }
+  });
+
+  it('reads Retry-After as seconds or an HTTP date', () => {
+    const now = Date.parse('2026-12-05T07:00:00Z');
+    assert.equal(parseRetryAfter('120', now), 120_000);
+    assert.equal(parseRetryAfter('Sat, 05 Dec 2026 07:00:30 GMT', now), 30_000);
+    assert.equal(parseRetryAfter('Sat, 05 Dec 2026 06:00:00 GMT', now), 0);
+    assert.equal(parseRetryAfter('soon', now), undefined);
+    assert.equal(parseRetryAfter(undefined, now), undefined);
+  });
+
+  it('one notifier per outbox folder: a second one is refused while the first is open', async () => {
+    const dir = freshDir();
+    const rx = await receiver(ok);
+    const first = await Notifier.open(options(dir, [{ id: 'home', url: rx.url }]));
+    await assert.rejects(Notifier.open(options(dir, [{ id: 'home', url: rx.url }])), (e) => isVigilError(e) && e.code === 'STORE_LOCKED' && /notification outbox/.test(e.message));
+    await first.close();
+    const second = await Notifier.open(options(dir, [{ id: 'home', url: rx.url }]));
+    await second.close();
+    await rx.close();
   });
 
   it('a 4xx is a recorded permanent failure; a redirect is not followed', async () => {

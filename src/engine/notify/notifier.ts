@@ -177,7 +177,12 @@ export class Notifier {
       ...(options.maxEntryBytes !== undefined ? { maxEntryBytes: options.maxEntryBytes } : {}),
     });
     const notifier = new Notifier(outbox, hooks, options);
-    await notifier.resume();
+    try {
+      await notifier.resume();
+    } catch (error) {
+      await notifier.close();
+      throw error;
+    }
     return notifier;
   }
 

@@ -12,11 +12,14 @@
  * crash mid-write) is skipped, and the journal is rewritten (tmp file, fsync, rename, fsync of the
  * folder) with only the live entries when settled records outnumber them, and on every open, so
  * its size is bounded by the live entries: at most `maxEntries` of at most `maxEntryBytes` each.
+ * One process at a time: opening takes the folder's LOCK file (a dead owner's lock is taken over),
+ * so two notifiers never append to one journal or send its alerts twice over.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { VigilError } from '../../../common/errors.js';
+import { VigilError, isVigilError } from '../../../common/errors.js';
+import { acquireStoreLock } from '../../../memory/store/storeLock.js';
 
 export const OUTBOX_FILE = 'outbox.ndjson';
 
@@ -67,6 +70,7 @@ export class Outbox<T> {
   private constructor(
     readonly dir: string,
     private handle: fsp.FileHandle,
+    private readonly unlock: () => void,
     options: OutboxOptions,
   ) {
     this.maxEntries = options.maxEntries ?? 10_000;
@@ -77,21 +81,39 @@ export class Outbox<T> {
   /** Opens (creating) the outbox in `dir`, replays its journal and compacts it. */
   static async open<T>(dir: string, options: OutboxOptions = {}): Promise<Outbox<T>> {
     await fsp.mkdir(dir, { recursive: true });
-    const file = path.join(dir, OUTBOX_FILE);
-    let text = '';
+    let unlock: () => void;
     try {
-      text = await fsp.readFile(file, 'utf8');
+      unlock = acquireStoreLock(dir);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('read', error);
+      if (isVigilError(error) && error.code === 'STORE_LOCKED') {
+        throw new VigilError('STORE_LOCKED', `the notification outbox in ${dir} is already open (${error.message.replace(/^.* in process/, 'process')})`);
+      }
+      throw ioError('read', error);
     }
-    const handle = await fsp.open(file, 'a');
-    const outbox = new Outbox<T>(dir, handle, options);
-    outbox.replay(text);
-    // Entries beyond a (lowered) limit: the oldest go, counted.
-    while (outbox.live.size > outbox.maxEntries) outbox.dropOldest();
-    outbox.compactRequested = true;
-    await outbox.flush();
-    return outbox;
+    let handle: fsp.FileHandle | null = null;
+    let outbox: Outbox<T> | null = null;
+    try {
+      const file = path.join(dir, OUTBOX_FILE);
+      let text = '';
+      try {
+        text = await fsp.readFile(file, 'utf8');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('read', error);
+      }
+      handle = await fsp.open(file, 'a');
+      outbox = new Outbox<T>(dir, handle, unlock, options);
+      outbox.replay(text);
+      // Entries beyond a (lowered) limit: the oldest go, counted.
+      while (outbox.live.size > outbox.maxEntries) outbox.dropOldest();
+      outbox.compactRequested = true;
+      await outbox.flush();
+      return outbox;
+    } catch (error) {
+      // A compaction may have swapped the handle: close whichever is current.
+      await (outbox ? outbox.handle : handle)?.close().catch(() => undefined);
+      unlock();
+      throw error;
+    }
   }
 
   /** Live entries, oldest first (a copy of the list; the entries themselves are shared). */
@@ -166,7 +188,11 @@ export class Outbox<T> {
       await this.flush();
     } finally {
       this.closed = true;
-      await this.handle.close();
+      try {
+        await this.handle.close();
+      } finally {
+        this.unlock();
+      }
     }
   }
 
