@@ -238,6 +238,26 @@ describe('webhook notifications', () => {
     }
   });
 
+  it('gives up after maxAttempts retryable failures, recorded as failed', async () => {
+    const rx = await receiver((_req, _n, res) => {
+      res.statusCode = 502;
+      res.end();
+    });
+    const notifier = await Notifier.open(options(freshDir(), [{ id: 'home', url: rx.url }], { retry: { baseMs: 10, maxMs: 20, maxAttempts: 3 } }));
+    try {
+      await notifier.enqueue(alert('g1'));
+      await waitFor('giving up', () => notifier.status().webhooks[0]!.failed === 1);
+      const s = notifier.status().webhooks[0]!;
+      assert.equal(rx.requests.length, 3);
+      assert.equal(s.retries, 2);
+      assert.deepEqual({ ...s.lastFailure, at: undefined }, { at: undefined, alertId: 'g1', reason: 'HTTP 502; gave up after 3 attempts', status: 502, final: true });
+      assert.equal(notifier.status().queueDepth, 0);
+    } finally {
+      await notifier.close();
+      await rx.close();
+    }
+  });
+
   it('reads Retry-After as seconds or an HTTP date', () => {
     const now = Date.parse('2026-12-05T07:00:00Z');
     assert.equal(parseRetryAfter('120', now), 120_000);

@@ -49,7 +49,7 @@ export interface RetryPolicy {
   baseMs: number;
   /** Cap of the exponential delay. Default 5 min. */
   maxMs: number;
-  /** Attempts per alert and webhook (within one process life) before it is recorded as failed. Default 15. */
+  /** Attempts per alert and webhook (within one process life) before it is recorded as failed. Default 25 (about 40-85 min of retries). */
   maxAttempts: number;
   /** A Retry-After longer than this is cut to it. Default 1 h. */
   maxRetryAfterMs: number;
@@ -146,7 +146,7 @@ export class Notifier {
     hooks: CheckedWebhook[],
     options: NotifierOptions,
   ) {
-    this.retry = { baseMs: 1000, maxMs: 300_000, maxAttempts: 15, maxRetryAfterMs: 3_600_000, ...options.retry };
+    this.retry = { baseMs: 1000, maxMs: 300_000, maxAttempts: 25, maxRetryAfterMs: 3_600_000, ...options.retry };
     this.concurrency = options.concurrency ?? 4;
     this.random = options.random ?? Math.random;
     this.log = options.log ?? (() => {});
