@@ -230,8 +230,9 @@ describe('webhook notifications', () => {
       await waitFor('delivery', () => notifier.status().webhooks[0]!.delivered === 1);
       assert.ok(events.some((e) => e.outcome === 'retry' && e.reason === 'timed out'), JSON.stringify(events));
       assert.equal(events.at(-1)?.outcome, 'delivered');
-      assert.equal(rx.requests.length, 2);
-      assert.deepEqual(rx.requests.map((r) => r.headers['idempotency-key']), ['n1:home', 'n1:home']);
+      // The first request timed out; a loaded machine may time out one more before a 200 gets back.
+      assert.ok(rx.requests.length >= 2);
+      assert.ok(rx.requests.every((r) => r.headers['idempotency-key'] === 'n1:home'));
     } finally {
       await notifier.close();
       await rx?.close();
