@@ -22,6 +22,7 @@ import { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import { type Alert, type DeliveryEvent, Notifier, type NotifierOptions, checkWebhookAddress, verifySignature } from '../../src/engine/notify/notifier.js';
 import { parseRetryAfter } from '../../src/engine/notify/webhook.js';
 import { OUTBOX_FILE, Outbox } from '../../src/engine/notify/outbox.js';
+import type { Alert as WatchAlert } from '../../src/engine/watches/types.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SECRET = 'whsec-0123456789-do-not-log';
@@ -482,6 +483,23 @@ setInterval(() => {}, 1000);
     }
     assert.match(text, /127\.0\.0\.2/, 'the target (scheme, host, port) is shown');
     await rx.close();
+  });
+
+  it("takes the watch engine's alert records as they are (extra fields travel in the body)", async () => {
+    const rx = await receiver(ok);
+    const notifier = await Notifier.open(options(freshDir(), [{ id: 'home', url: rx.url }]));
+    try {
+      const fired: WatchAlert = {
+        id: 'wa-1', watchId: 'w-7', stream: 'door', t: 12, wallTime: 1796454000123, answer: 'yes',
+        evidence: [{ chunkId: 11, t: 11, tEnd: 12, score: 3.5, change: 4.2 }], checkMs: 35, previousAnswer: 'no',
+      };
+      await notifier.enqueue(fired); // compiles: WatchAlert is assignable to the notifier's Alert
+      await waitFor('delivery', () => notifier.status().webhooks[0]!.delivered === 1);
+      assert.deepEqual(bodyOf(rx.requests[0]!).alert, fired);
+    } finally {
+      await notifier.close();
+      await rx.close();
+    }
   });
 
   it('refuses malformed alerts and alerts over the size limit (BAD_INPUT), storing nothing', async () => {

@@ -28,7 +28,11 @@ export interface AlertEvidence {
   thumbnail?: string;
 }
 
-/** The minimal alert this module delivers; the watch engine adapts its records to it. */
+/**
+ * The minimal alert this module delivers. The watch engine's Alert (src/engine/watches/types.ts)
+ * is assignable to it as it is: its extra fields (previousAnswer, evidence chunkId/tEnd/change)
+ * travel in the JSON body unchanged.
+ */
 export interface Alert {
   /** Unique, stable across retries and restarts: 1-128 letters, digits, ".", "_", "-", ":". */
   id: string;
@@ -36,8 +40,8 @@ export interface Alert {
   stream: string;
   /** Stream time of the firing, seconds. */
   t: number;
-  /** Wall-clock time of the firing, ISO 8601. */
-  wallTime: string;
+  /** Wall-clock time of the firing: ms since the epoch, or an ISO 8601 string. */
+  wallTime: number | string;
   answer: string;
   evidence: readonly AlertEvidence[];
   /** How long the model check took, ms. */
@@ -372,8 +376,12 @@ function checkAlert(alert: Alert): void {
   if (typeof alert.id !== 'string' || !ALERT_ID.test(alert.id)) {
     throw new VigilError('BAD_INPUT', 'an alert id must be 1-128 letters, digits, ".", "_", "-" or ":"');
   }
-  for (const key of ['watchId', 'stream', 'wallTime', 'answer'] as const) {
+  for (const key of ['watchId', 'stream', 'answer'] as const) {
     if (typeof alert[key] !== 'string') throw new VigilError('BAD_INPUT', `alert "${alert.id}": ${key} must be a string`);
+  }
+  const wall = alert.wallTime;
+  if (!(typeof wall === 'string' || (typeof wall === 'number' && Number.isFinite(wall)))) {
+    throw new VigilError('BAD_INPUT', `alert "${alert.id}": wallTime must be ms since the epoch or an ISO 8601 string`);
   }
   for (const key of ['t', 'checkMs'] as const) {
     if (typeof alert[key] !== 'number' || !Number.isFinite(alert[key])) throw new VigilError('BAD_INPUT', `alert "${alert.id}": ${key} must be a finite number`);
