@@ -423,6 +423,9 @@ setInterval(() => {}, 1000);
         await assert.rejects(checkWebhookAddress(url, policy), (e) => isVigilError(e) && e.code === 'SOURCE_FORBIDDEN');
       }
       await checkWebhookAddress(decoy.url, policy);
+      for (const url of ['not a url', 'ftp://127.0.0.2/']) {
+        await assert.rejects(checkWebhookAddress(url, policy), (e) => isVigilError(e) && e.code === 'BAD_INPUT');
+      }
     } finally {
       await notifier.close();
       await victim.close();

@@ -77,7 +77,13 @@ export function checkWebhook(config: WebhookConfig, defaultTimeoutMs: number): C
  * Delivery checks again at every connection, so a name that rebinds later is refused then.
  */
 export async function checkWebhookAddress(url: string | URL, policy: OutboundPolicy): Promise<void> {
-  const u = typeof url === 'string' ? new URL(url) : url;
+  let u: URL;
+  try {
+    u = typeof url === 'string' ? new URL(url) : url;
+  } catch {
+    throw new VigilError('BAD_INPUT', 'the webhook URL is not a valid URL');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new VigilError('BAD_INPUT', `a webhook URL must be http or https (got ${u.protocol})`);
   await policy.resolve(u.hostname, `${u.protocol}//${u.host}`);
 }
 
