@@ -9,9 +9,10 @@
  * test/api/outboundPolicy.test.ts does); 127.0.0.1 stays refused and plays the victim.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,7 +20,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isVigilError } from '../../common/errors.js';
 import { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
-import { type Alert, type DeliveryEvent, Notifier, type NotifierOptions, checkWebhookAddress, verifySignature } from '../../src/engine/notify/notifier.js';
+import { type Alert, type DeliveryEvent, Notifier, type NotifierOptions, type WebhookConfig, checkWebhookAddress, verifySignature } from '../../src/engine/notify/notifier.js';
 import { parseRetryAfter } from '../../src/engine/notify/webhook.js';
 import { OUTBOX_FILE, Outbox } from '../../src/engine/notify/outbox.js';
 import type { Alert as WatchAlert } from '../../src/engine/watches/types.js';
@@ -110,7 +111,7 @@ async function waitFor<T>(what: string, check: () => T | undefined | false, time
   }
 }
 
-function options(dir: string, hooks: Array<{ id: string; url: string; timeoutMs?: number }>, extra: Partial<NotifierOptions> = {}): NotifierOptions {
+function options(dir: string, hooks: Array<Omit<WebhookConfig, 'secret'>>, extra: Partial<NotifierOptions> = {}): NotifierOptions {
   return {
     dir,
     policy,
@@ -278,6 +279,51 @@ describe('webhook notifications', () => {
     const second = await Notifier.open(options(dir, [{ id: 'home', url: rx.url }]));
     await second.close();
     await rx.close();
+  });
+
+  it('https: TLS to the checked address with SNI and certificate checked against the host name', async (t) => {
+    const certDir = path.join(scratch, 'tls');
+    fs.mkdirSync(certDir, { recursive: true });
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-keyout', path.join(certDir, 'key.pem'), '-out', path.join(certDir, 'cert.pem'), '-subj', '/CN=hooks.test', '-addext', 'subjectAltName=DNS:hooks.test'], { encoding: 'utf8' });
+    if (made.error || made.status !== 0) return t.skip('openssl is not available to make a test certificate');
+    const cert = fs.readFileSync(path.join(certDir, 'cert.pem'), 'utf8');
+    const received: Received[] = [];
+    const server = https.createServer({ key: fs.readFileSync(path.join(certDir, 'key.pem')), cert }, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, ALLOWED, () => resolve()));
+    const port = (server.address() as net.AddressInfo).port;
+    // Both names resolve to the receiver's (allowed) address; only hooks.test is on the certificate.
+    const named = new OutboundPolicy({ allowNetworks: ['127.0.0.2/32'], lookup: () => Promise.resolve([ALLOWED]) });
+    const notifier = await Notifier.open(
+      options(freshDir(), [
+        { id: 'good', url: `https://hooks.test:${port}/hook`, ca: cert },
+        { id: 'wrong-name', url: `https://other.test:${port}/hook`, ca: cert },
+        { id: 'untrusted', url: `https://hooks.test:${port}/hook` },
+      ], { policy: named, retry: { baseMs: 10, maxMs: 20, maxAttempts: 2 } }),
+    );
+    try {
+      await notifier.enqueue(alert('tls1'));
+      await waitFor('outcomes', () => {
+        const [good, wrong, untrusted] = notifier.status().webhooks;
+        return good!.delivered === 1 && wrong!.failed === 1 && untrusted!.failed === 1;
+      });
+      assert.equal(received.length, 1, 'only the trusted, matching name was delivered');
+      assert.ok(verifySignature(received[0]!.body, SECRET, received[0]!.headers['x-vigil-signature'] as string));
+      const [, wrong, untrusted] = notifier.status().webhooks;
+      assert.match(wrong!.lastFailure!.reason, /TLS certificate not accepted/);
+      assert.match(untrusted!.lastFailure!.reason, /TLS certificate not accepted/);
+    } finally {
+      await notifier.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it('a 4xx is a recorded permanent failure; a redirect is not followed', async () => {

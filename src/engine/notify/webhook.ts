@@ -21,6 +21,8 @@ export interface WebhookConfig {
   secret: string;
   /** Per-attempt limit (connect, headers, body); default the notifier's (10 s). */
   timeoutMs?: number;
+  /** https: PEM certificate(s) to trust instead of the system's CAs (a receiver with a private CA). */
+  ca?: string;
 }
 
 export interface CheckedWebhook {
@@ -30,6 +32,7 @@ export interface CheckedWebhook {
   /** Safe to print: scheme, host and port (no path, query or secret). */
   display: string;
   timeoutMs: number;
+  ca?: string;
 }
 
 export type AttemptResult =
@@ -67,8 +70,11 @@ export function checkWebhook(config: WebhookConfig, defaultTimeoutMs: number): C
   }
   const timeoutMs = config.timeoutMs ?? defaultTimeoutMs;
   if (!(timeoutMs > 0)) throw new VigilError('BAD_CONFIG', `webhook "${config.id}": timeoutMs must be positive`);
+  if (config.ca !== undefined && (typeof config.ca !== 'string' || !config.ca.includes('-----BEGIN CERTIFICATE-----'))) {
+    throw new VigilError('BAD_CONFIG', `webhook "${config.id}": ca must be PEM certificate text`);
+  }
   url.hash = '';
-  return { id: config.id, url, secret: config.secret, display: `${url.protocol}//${url.host}`, timeoutMs };
+  return { id: config.id, url, secret: config.secret, display: `${url.protocol}//${url.host}`, timeoutMs, ...(config.ca !== undefined ? { ca: config.ca } : {}) };
 }
 
 /**
@@ -117,7 +123,8 @@ export class WebhookClient {
     readonly hook: CheckedWebhook,
     policy: OutboundPolicy,
   ) {
-    const base = buildConnector({ timeout: hook.timeoutMs });
+    // TLS (https): SNI and the certificate check are against the URL's host name, not the address.
+    const base = buildConnector({ timeout: hook.timeoutMs, ...(hook.ca !== undefined ? { ca: hook.ca } : {}) });
     this.agent = new Agent({
       connect: (opts, callback) => {
         policy.resolve(opts.hostname, hook.display).then(
@@ -188,5 +195,6 @@ function classifyError(error: unknown, signal: AbortSignal): AttemptResult {
   if (/TIMEOUT/i.test(code)) return { kind: 'retry', reason: 'timed out' };
   if (code === 'ECONNREFUSED') return { kind: 'retry', reason: 'connection refused' };
   if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') return { kind: 'retry', reason: 'connection reset' };
+  if (/CERT|TLS|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)) return { kind: 'retry', reason: `TLS certificate not accepted (${code.replace(/[^A-Za-z0-9_]/g, '')})` };
   return { kind: 'retry', reason: `network error (${code.replace(/[^A-Za-z0-9_]/g, '')})` };
 }
