@@ -13,7 +13,7 @@
  *    weights, real geometry: scores with real-looking noise), 8 watches: the share of frames that
  *    cost a check when nothing is to be found, and the prefilter time measured inside addFrame.
  *
- *   node --import tsx bench/watches.ts [--frames 5000] [--watches 1,8,16] [--model-frames 0] [--json]
+ *   node --import tsx bench/watches.ts [--frames 5000] [--watches 1,8,16] [--model-frames 0] [--parts prefilter,needles,random] [--json]
  *   VIGIL_KERNELS=js node --import tsx bench/watches.ts     # the JavaScript kernels instead of the C addon
  */
 import fs from 'node:fs';
@@ -36,9 +36,11 @@ const { values } = parseArgs({
     frames: { type: 'string', default: '5000' },
     watches: { type: 'string', default: '1,8,16' },
     'model-frames': { type: 'string', default: '0' },
+    parts: { type: 'string', default: 'prefilter,needles,random' },
     json: { type: 'boolean', default: false },
   },
 });
+const PARTS = new Set(values.parts.split(','));
 const FRAMES = Number(values.frames);
 const WATCH_COUNTS = values.watches.split(',').map(Number);
 const MODEL_FRAMES = Number(values['model-frames']);
@@ -198,6 +200,10 @@ async function randomModelBench(frames: number) {
     const session = await StreamSession.open(model, { dir: path.join(scratch, 'random'), sinkFrames: 1, windowFrames: 4, gate: 'off' });
     const questions = ['Is there a person at the door?', 'Is a car parked in the driveway?', 'Is the garage door open?', 'Is there smoke?', 'Is a package on the porch?', 'Is anyone in the pool?', 'Is the light on?', 'Is there a dog in the yard?'];
     for (const question of questions) await session.addWatch({ question, trigger: 'yes', maxIntervalSec: 1e4 });
+    const scoreCheckTimes: number[] = [];
+    session.watches.onCheck((c) => {
+      if (c.reason === 'score') scoreCheckTimes.push(c.t);
+    });
     const ingest = await ingestIntoSession(session, clip.clip, { fps: 1 });
     await session.watches.idle();
     const stats = Object.values(session.watches.stats());
@@ -212,6 +218,9 @@ async function randomModelBench(frames: number) {
       checkFraction: checks / (questions.length * ingest.framesEncoded),
       checkFractionAfterFirst: (checks - questions.length) / (questions.length * Math.max(1, ingest.framesEncoded - 1)),
       byReason,
+      // Past the calibration's warmup (8 differences): score checks per watch-frame.
+      steadyScoreCheckFraction: scoreCheckTimes.filter((t) => t > 8).length / (questions.length * Math.max(1, ingest.framesEncoded - 9)),
+      scoreCheckTimes,
       prefilterMsPerFrame: session.watches.prefilterMsPerFrame,
       meanPhaseMs: session.stats().meanPhaseMs,
     };
@@ -224,14 +233,16 @@ async function randomModelBench(frames: number) {
 }
 
 const prefilter = [];
-for (const n of WATCH_COUNTS) {
+for (const n of PARTS.has('prefilter') ? WATCH_COUNTS : []) {
   const r = await prefilterBench(n);
   prefilter.push(r);
   log(`prefilter (${kernels} kernels), ${n} watches, ${FRAMES} frames: mean ${r.meanMs.toFixed(4)} ms/frame, p50 ${r.p50Ms.toFixed(4)}, p99 ${r.p99Ms.toFixed(4)}; checks ${r.checks} (${(100 * r.checkFraction).toFixed(2)}% of watch-frames; ${r.expectedChecks} = first + event in/out; by reason ${JSON.stringify(r.byReason)})`);
 }
-const needles = await needleBench();
-for (const r of needles.rows) log(`needles: ${r.question} /${r.pattern ?? '(answer-changes)'}/: needles at ${r.needleStarts.join(',') || '-'}, alerts at ${r.alerts.join(',') || '-'}, latency ${r.latencyFrames.join(',') || '-'} frames, TP ${r.truePositives} FP ${r.falsePositives}, ${r.checks} checks`);
-log(`needles: precision ${needles.precision.toFixed(2)}, recall ${needles.recall.toFixed(2)}, ${(100 * needles.checksPerWatchFrame).toFixed(2)}% of watch-frames checked, mean check ${needles.meanCheckMs.toFixed(1)} ms, prefilter ${needles.prefilterMsPerFrame.toFixed(4)} ms/frame (5 watches, 2 layers), ${needles.clip.framesEncoded} frames in ${needles.wallS.toFixed(1)} s`);
-const random = MODEL_FRAMES > 0 ? await randomModelBench(MODEL_FRAMES) : null;
-if (random) log(`random 256m model, ${random.watches} yes-watches, ${random.frames} haystack frames: ${(100 * random.checkFraction).toFixed(1)}% of watch-frames checked (${(100 * random.checkFractionAfterFirst).toFixed(1)}% after the first frame; ${JSON.stringify(random.byReason)}), prefilter ${random.prefilterMsPerFrame.toFixed(4)} ms/frame`);
+const needles = PARTS.has('needles') ? await needleBench() : null;
+if (needles) {
+  for (const r of needles.rows) log(`needles: ${r.question} /${r.pattern ?? '(answer-changes)'}/: needles at ${r.needleStarts.join(',') || '-'}, alerts at ${r.alerts.join(',') || '-'}, latency ${r.latencyFrames.join(',') || '-'} frames, TP ${r.truePositives} FP ${r.falsePositives}, ${r.checks} checks`);
+  log(`needles: precision ${needles.precision.toFixed(2)}, recall ${needles.recall.toFixed(2)}, ${(100 * needles.checksPerWatchFrame).toFixed(2)}% of watch-frames checked, mean check ${needles.meanCheckMs.toFixed(1)} ms, prefilter ${needles.prefilterMsPerFrame.toFixed(4)} ms/frame (5 watches, 2 layers), ${needles.clip.framesEncoded} frames in ${needles.wallS.toFixed(1)} s`);
+}
+const random = MODEL_FRAMES > 0 && PARTS.has('random') ? await randomModelBench(MODEL_FRAMES) : null;
+if (random) log(`random 256m model, ${random.watches} yes-watches, ${random.frames} haystack frames: ${(100 * random.checkFraction).toFixed(1)}% of watch-frames checked (${(100 * random.checkFractionAfterFirst).toFixed(1)}% after the first frame; ${JSON.stringify(random.byReason)}; score checks past the warmup: ${(100 * random.steadyScoreCheckFraction).toFixed(1)}% of watch-frames, at t ${random.scoreCheckTimes.join(',')}), prefilter ${random.prefilterMsPerFrame.toFixed(4)} ms/frame`);
 if (values.json) process.stdout.write(`${JSON.stringify({ kernels, prefilter, needles, random }, null, 2)}\n`);
