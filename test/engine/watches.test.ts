@@ -133,6 +133,36 @@ describe('watches: probe-needle streams', () => {
     }
   });
 
+  it('addFrame does not wait for the check it asks for; a failing check never breaks ingest', async () => {
+    const session = await open('nonblocking');
+    try {
+      const w = await session.addWatch({ question: RED, trigger: 'answer-matches', pattern: 'green' });
+      const checks: WatchCheck[] = [];
+      session.watches.onCheck((c) => checks.push(c));
+      await session.addFrame(parts.haystack, 0, WALL0);
+      assert.equal(checks.length, 0, 'the first check is queued behind the frame, not awaited by it');
+      await session.watches.idle();
+      assert.equal(checks.length, 1);
+      // Every check of a second watch fails (its prompt cannot be made): counted, the frames go in.
+      const format = session.encoder.format as { question: (q: string) => string };
+      const question = format.question.bind(format);
+      format.question = (q) => {
+        if (q.startsWith('BROKEN')) throw new Error('check failed on purpose');
+        return question(q);
+      };
+      const broken = await session.addWatch({ question: `BROKEN ${RED}`, trigger: 'yes', maxIntervalSec: 1 });
+      await feed(session, withNeedle, 1, 12);
+      assert.equal(session.stats().framesEncoded, 12);
+      const stats = session.watches.stats();
+      assert.ok(stats[broken.id]!.errors >= 5, JSON.stringify(stats[broken.id]));
+      assert.match(stats[broken.id]!.lastError!, /check failed on purpose/);
+      assert.equal(stats[w.id]!.errors, 0);
+      assert.deepEqual(session.alerts().map((a) => [a.watchId, a.t]), [[w.id, NEEDLE[0]]]);
+    } finally {
+      await session.dispose();
+    }
+  });
+
   it('bad input is BAD_INPUT: malformed regex, unknown trigger, a pattern without answer-matches, empty question, too many watches', async () => {
     const session = await open('bad');
     const bad = async (spec: unknown, message: RegExp) =>

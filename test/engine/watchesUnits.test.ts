@@ -104,7 +104,7 @@ describe('watch triggers and specs', () => {
 });
 
 describe('watch store', () => {
-  it('writes the list atomically, appends alerts, skips a torn last line', () => {
+  it('writes the list atomically, appends alerts, skips a torn last line; a damaged list is set aside', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-watchstore-'));
     try {
       const store = new WatchStore(dir);
@@ -120,6 +120,18 @@ describe('watch store', () => {
       assert.deepEqual(new WatchStore(dir).readAlerts(), [alert]);
       fs.writeFileSync(path.join(dir, 'watches', 'watches.json'), '{"version":1,"wat');
       assert.throws(() => new WatchStore(dir).readWatches(), (e: Error & { code?: string }) => e.code === 'STORE_CORRUPT');
+      // The engine opens anyway: the damaged list is set aside with a warning, the alerts are kept.
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => warnings.push(w.message);
+      process.on('warning', onWarning);
+      const host: WatchHost = { stream: 's', numLayers: 1, dim: 1, check: () => Promise.reject(new Error('unused')), contextChunkIds: () => new Set() };
+      const engine = new WatchEngine(host, { store: new WatchStore(dir) });
+      await new Promise((resolve) => setImmediate(resolve));
+      process.off('warning', onWarning);
+      assert.deepEqual(engine.list(), []);
+      assert.equal(engine.alerts().length, 1);
+      assert.ok(fs.readdirSync(path.join(dir, 'watches')).some((f) => f.startsWith('watches.json.damaged-')));
+      assert.match(warnings.join('\n'), /watches not loaded/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -84,9 +84,25 @@ export class WatchEngine {
     private readonly host: WatchHost,
     private readonly options: WatchEngineOptions = {},
   ) {
-    if (options.store) {
-      for (const w of options.store.readWatches()) this.inactive.set(w.id, w);
-      this.alertList.push(...options.store.readAlerts());
+    const store = options.store;
+    if (store) {
+      // A damaged file must not keep the stream from opening: warned about, set aside, the stream goes on.
+      try {
+        for (const w of store.readWatches()) this.inactive.set(w.id, w);
+      } catch (error) {
+        let aside = '';
+        try {
+          aside = `; moved to ${store.setAsideWatches()}`;
+        } catch {
+          // Left in place: the warning names it.
+        }
+        process.emitWarning(`${store.folder}: watches not loaded (${(error as Error).message})${aside}`);
+      }
+      try {
+        this.alertList.push(...store.readAlerts());
+      } catch (error) {
+        process.emitWarning(`${store.folder}: alerts not loaded (${(error as Error).message})`);
+      }
     }
   }
 

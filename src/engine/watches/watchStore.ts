@@ -52,6 +52,16 @@ export class WatchStore {
     syncFolder(this.folder);
   }
 
+  /**
+   * A damaged watches.json is moved aside (watches.json.damaged-<ms>), so the stream opens with no
+   * watches and the next write does not overwrite what a person may still recover. Returns the new name.
+   */
+  setAsideWatches(now = Date.now()): string {
+    const aside = `${this.watchesFile}.damaged-${now}`;
+    fs.renameSync(this.watchesFile, aside);
+    return aside;
+  }
+
   appendAlert(alert: Alert): void {
     fs.mkdirSync(this.folder, { recursive: true });
     const fd = fs.openSync(this.alertsFile, 'a');
