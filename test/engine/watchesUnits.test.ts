@@ -195,6 +195,43 @@ describe('watch engine with a fake host', () => {
     assert.equal(stats.suppressed, 1);
   });
 
+  it('at most maxQueuedChecks checks wait at once; a watch that found the queue full asks again at the next frame', async () => {
+    const waiting: Array<() => void> = [];
+    const h: WatchHost = {
+      stream: 'cam',
+      numLayers: L,
+      dim,
+      check: (_q, started) =>
+        new Promise((resolve) => {
+          waiting.push(() => {
+            started();
+            resolve({ answer: 'no', checkMs: 1 });
+          });
+        }),
+      contextChunkIds: () => new Set(Array.from({ length: 100 }, (_, i) => i)),
+    };
+    const engine = new WatchEngine(h, { maxQueuedChecks: 2 });
+    const ids = [0, 1, 2, 3].map((i) => {
+      const w = parseWatchSpec({ question: `q${i}`, trigger: 'yes' });
+      engine.activate(w, query, false);
+      return w.id;
+    });
+    const runWaiting = async () => {
+      for (const run of waiting.splice(0)) run();
+      await engine.idle();
+    };
+    engine.onFrame(chunk(0, 1));
+    assert.equal(waiting.length, 2, 'two checks queued, two deferred');
+    await runWaiting();
+    engine.onFrame(chunk(1, 1));
+    assert.equal(waiting.length, 2, 'the deferred two ask at the next frame');
+    await runWaiting();
+    const stats = engine.stats();
+    assert.deepEqual(ids.map((id) => stats[id]!.checks), [1, 1, 1, 1]);
+    assert.deepEqual(ids.map((id) => stats[id]!.deferred), [0, 0, 1, 1]);
+    assert.deepEqual(ids.map((id) => stats[id]!.checksByReason.first), [1, 1, 1, 1]);
+  });
+
   it('a failing check or a frame of the wrong shape counts an error and never throws', async () => {
     const h = host(() => new Error('model gone'));
     const engine = new WatchEngine(h);

@@ -92,6 +92,8 @@ export interface WatchCheck {
 /** Counters per watch since the session opened. */
 export interface WatchStats {
   framesScored: number;
+  /** Times a check this watch asked for waited for the next frame because the check queue was full. */
+  deferred: number;
   checks: number;
   checksByReason: Record<CheckReason, number>;
   alerts: number;

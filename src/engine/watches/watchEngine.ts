@@ -14,6 +14,12 @@ import type { Alert, CheckReason, Watch, WatchCheck, WatchEvidence, WatchStats }
 
 /** Flagged frames an alert cites at most (the strongest changes). */
 const MAX_EVIDENCE = 8;
+/**
+ * Checks waiting in the session's queue at most, all watches together: the next frame waits for the
+ * checks queued before it, so this bounds how long a frame can be held up (4 checks). A watch that
+ * finds the queue full asks again at the next frame (its reason kept; counted in `deferred`).
+ */
+export const DEFAULT_MAX_QUEUED_CHECKS = 4;
 
 export interface WatchHost {
   /** The stream's name in alerts. */
@@ -33,6 +39,8 @@ export interface WatchHost {
 export interface WatchEngineOptions {
   /** Prefilter threshold in noise units (calibration.ts); default DEFAULT_THRESHOLD. */
   threshold?: number;
+  /** Checks waiting at most, all watches together; default DEFAULT_MAX_QUEUED_CHECKS. */
+  maxQueuedChecks?: number;
   /** Persist watches and alerts; none: in memory only. */
   store?: WatchStore;
 }
@@ -49,6 +57,8 @@ interface WatchState {
   queries: Float32Array[];
   calibration: WatchCalibration;
   queued: boolean;
+  /** A check this watch asked for while the queue was full: asked again at the next frame. */
+  deferred: CheckReason | null;
   removed: boolean;
   /** Frames that asked for a check since the last check began. */
   flagged: WatchEvidence[];
@@ -64,7 +74,7 @@ interface WatchState {
 }
 
 function emptyStats(): WatchStats {
-  return { framesScored: 0, checks: 0, checksByReason: { first: 0, score: 0, interval: 0, 'left-window': 0 }, alerts: 0, suppressed: 0, errors: 0, lastError: null, prefilterMs: 0 };
+  return { framesScored: 0, deferred: 0, checks: 0, checksByReason: { first: 0, score: 0, interval: 0, 'left-window': 0 }, alerts: 0, suppressed: 0, errors: 0, lastError: null, prefilterMs: 0 };
 }
 
 export class WatchEngine {
@@ -78,6 +88,8 @@ export class WatchEngine {
   private readonly pending = new Set<Promise<void>>();
   private readonly listeners = new Set<(check: WatchCheck) => void>();
   private framesSeen = 0;
+  /** Checks asked for and not yet started. */
+  private queuedChecks = 0;
   private prefilterTotalMs = 0;
 
   constructor(
@@ -127,6 +139,7 @@ export class WatchEngine {
       queries,
       calibration: new WatchCalibration(this.host.numLayers, this.options.threshold ?? DEFAULT_THRESHOLD),
       queued: false,
+      deferred: null,
       removed: false,
       flagged: [],
       inContext: new Map(),
@@ -229,17 +242,26 @@ export class WatchEngine {
       state.flagged.push(evidence);
       state.inContext.set(chunk.chunkId, evidence);
     } else if (reason === null && state.lastCheckT !== null && chunk.tStart - state.lastCheckT >= state.watch.maxIntervalSec) reason = 'interval';
+    reason ??= state.deferred;
     if (reason !== null) this.requestCheck(state, reason);
   }
 
   private requestCheck(state: WatchState, reason: CheckReason): void {
     // One check waiting per watch: a waiting check sees the newest window when it runs anyway.
     if (state.queued) return;
+    if (this.queuedChecks >= (this.options.maxQueuedChecks ?? DEFAULT_MAX_QUEUED_CHECKS)) {
+      if (state.deferred === null) state.stats.deferred++;
+      state.deferred ??= reason;
+      return;
+    }
+    state.deferred = null;
     state.queued = true;
+    this.queuedChecks++;
     let evidence: WatchEvidence[] = [];
     let frame: LatestFrame | null = null;
     const started = () => {
       state.queued = false;
+      this.queuedChecks--;
       state.calibration.markChecked();
       frame = state.latest;
       state.lastCheckT = frame?.t ?? null;
@@ -252,7 +274,11 @@ export class WatchEngine {
         if (state.removed || frame === null) return;
         this.settle(state, reason, answer, checkMs, frame, evidence);
       } catch (error) {
-        state.queued = false;
+        if (state.queued) {
+          // Refused before it started (the session closed): it no longer waits.
+          state.queued = false;
+          this.queuedChecks--;
+        }
         this.fail(state, error);
       }
     })();
