@@ -201,7 +201,9 @@ async function randomModelBench(frames: number) {
     const questions = ['Is there a person at the door?', 'Is a car parked in the driveway?', 'Is the garage door open?', 'Is there smoke?', 'Is a package on the porch?', 'Is anyone in the pool?', 'Is the light on?', 'Is there a dog in the yard?'];
     for (const question of questions) await session.addWatch({ question, trigger: 'yes', maxIntervalSec: 1e4 });
     const scoreCheckTimes: number[] = [];
+    const checkMs: number[] = [];
     session.watches.onCheck((c) => {
+      checkMs.push(c.checkMs);
       if (c.reason === 'score') scoreCheckTimes.push(c.t);
     });
     const ingest = await ingestIntoSession(session, clip.clip, { fps: 1 });
@@ -221,6 +223,7 @@ async function randomModelBench(frames: number) {
       // Past the calibration's warmup (8 differences): score checks per watch-frame.
       steadyScoreCheckFraction: scoreCheckTimes.filter((t) => t > 8).length / (questions.length * Math.max(1, ingest.framesEncoded - 9)),
       scoreCheckTimes,
+      checkMs: { mean: checkMs.reduce((a, b) => a + b, 0) / Math.max(1, checkMs.length), p50: quantile(checkMs, 0.5), max: Math.max(...checkMs) },
       prefilterMsPerFrame: session.watches.prefilterMsPerFrame,
       meanPhaseMs: session.stats().meanPhaseMs,
     };
@@ -244,5 +247,5 @@ if (needles) {
   log(`needles: precision ${needles.precision.toFixed(2)}, recall ${needles.recall.toFixed(2)}, ${(100 * needles.checksPerWatchFrame).toFixed(2)}% of watch-frames checked, mean check ${needles.meanCheckMs.toFixed(1)} ms, prefilter ${needles.prefilterMsPerFrame.toFixed(4)} ms/frame (5 watches, 2 layers), ${needles.clip.framesEncoded} frames in ${needles.wallS.toFixed(1)} s`);
 }
 const random = MODEL_FRAMES > 0 && PARTS.has('random') ? await randomModelBench(MODEL_FRAMES) : null;
-if (random) log(`random 256m model, ${random.watches} yes-watches, ${random.frames} haystack frames: ${(100 * random.checkFraction).toFixed(1)}% of watch-frames checked (${(100 * random.checkFractionAfterFirst).toFixed(1)}% after the first frame; ${JSON.stringify(random.byReason)}; score checks past the warmup: ${(100 * random.steadyScoreCheckFraction).toFixed(1)}% of watch-frames, at t ${random.scoreCheckTimes.join(',')}), prefilter ${random.prefilterMsPerFrame.toFixed(4)} ms/frame`);
+if (random) log(`random 256m model, ${random.watches} yes-watches, ${random.frames} haystack frames: ${(100 * random.checkFraction).toFixed(1)}% of watch-frames checked (${(100 * random.checkFractionAfterFirst).toFixed(1)}% after the first frame; ${JSON.stringify(random.byReason)}; score checks past the warmup: ${(100 * random.steadyScoreCheckFraction).toFixed(1)}% of watch-frames, at t ${random.scoreCheckTimes.join(',')}), check ${random.checkMs.mean.toFixed(0)} ms mean (p50 ${random.checkMs.p50.toFixed(0)}, max ${random.checkMs.max.toFixed(0)}), encode ${(random.meanPhaseMs.totalMs ?? Object.values(random.meanPhaseMs).reduce((a, b) => a + b, 0)).toFixed(0)} ms/frame, prefilter ${random.prefilterMsPerFrame.toFixed(4)} ms/frame`);
 if (values.json) process.stdout.write(`${JSON.stringify({ kernels, prefilter, needles, random }, null, 2)}\n`);
