@@ -12,6 +12,7 @@ import { chatRoutes } from './routes/chat.js';
 import { healthRoutes } from './routes/health.js';
 import { questionRoutes } from './routes/questions.js';
 import { streamRoutes } from './routes/streams.js';
+import { watchRoutes } from './routes/watches.js';
 
 export interface AppOptions {
   /** The stream manager, or its promise: the app answers health checks while it loads. */
@@ -69,6 +70,7 @@ export function createApp(options: AppOptions): VigilApp {
   v1.use('/streams', streamRoutes(ctx, { maxBodyBytes, maxUploadBytes }));
   v1.use(questionRoutes(ctx, maxBodyBytes));
   v1.use(chatRoutes(ctx, maxBodyBytes));
+  v1.use(watchRoutes(ctx, { maxBodyBytes }));
   app.use('/v1', v1);
 
   app.use(express.static(WEB_DIR, { index: 'index.html', maxAge: 0 }));

@@ -3,6 +3,7 @@ import { ChatCompletionBody, ChatCompletionResponse, ModelList } from './schemas
 import { ErrorBody, HorizonSchema } from './schemas/common.js';
 import { AnswerSchema, ArchiveSchema, ChunkEvidence, Evidence, GapEvidence, QuestionBody, Skipped, Timing } from './schemas/questions.js';
 import { CreateStreamBody, Retention, StreamList, StreamStatusSchema, UploadForm } from './schemas/streams.js';
+import { ALERT_LIMIT, AlertEvidence, AlertList, AlertSchema, CreateWatchBody, WatchList, WatchSchema } from './schemas/watches.js';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string) => ({ 'application/json': { schema: ref(id) } });
@@ -22,6 +23,8 @@ const ERROR_TEXT: Record<number, string> = {
   429: 'a question queue is full, or (creating or starting a stream) the server already ingests its most streams at once: retry after the Retry-After header',
   503: 'starting or stopping',
 };
+const watchIdParam = { name: 'watchId', in: 'path', required: true, schema: { type: 'string' }, description: 'Watch id' };
+const streamQuery = { name: 'stream', in: 'query', schema: { type: 'string' }, description: "Only this stream's alerts (404 when unknown)." };
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' }, description: 'Stream id' };
 
 /**
@@ -30,7 +33,7 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
  */
 export function buildOpenApi(version: string): object {
   const registry = z.registry<{ id: string }>();
-  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList };
+  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList, CreateWatch: CreateWatchBody, Watch: WatchSchema, WatchList, Alert: AlertSchema, AlertEvidence, AlertList };
   for (const [id, schema] of Object.entries(named)) registry.add(schema as z.ZodType, { id });
   const { schemas } = z.toJSONSchema(registry, { target: 'openapi-3.0', io: 'input', uri: (id) => `#/components/schemas/${id}`, unrepresentable: 'any' });
   for (const schema of Object.values(schemas)) delete (schema as { $id?: string }).$id;
@@ -77,6 +80,41 @@ export function buildOpenApi(version: string): object {
       '/v1/streams/{id}/frames/{chunk}.jpg': {
         parameters: [idParam, { name: 'chunk', in: 'path', required: true, schema: { type: 'string' }, description: 'Chunk id, or "latest"' }],
         get: { ...secured, summary: 'Evidence thumbnail (JPEG)', responses: { 200: { description: 'JPEG', content: { 'image/jpeg': { schema: { type: 'string', format: 'binary' } } } }, ...errors(400, 401, 404) } },
+      },
+      '/v1/streams/{id}/watches': {
+        parameters: [idParam],
+        post: {
+          ...secured,
+          summary: 'Add a watch: a standing question checked as frames arrive; an answer meeting its trigger raises an alert',
+          requestBody: { required: true, content: json('CreateWatch') },
+          responses: { 201: { description: 'the watch', content: json('Watch') }, ...errors(400, 401, 404, 409, 413) },
+        },
+        get: { ...secured, summary: "The stream's watches", responses: { 200: { description: 'watches', content: json('WatchList') }, ...errors(401, 404, 409) } },
+      },
+      '/v1/streams/{id}/watches/{watchId}': {
+        parameters: [idParam, watchIdParam],
+        get: { ...secured, summary: 'One watch', responses: { 200: { description: 'the watch', content: json('Watch') }, ...errors(401, 404, 409) } },
+        delete: { ...secured, summary: 'Remove a watch (its alerts are kept)', responses: { 204: { description: 'removed' }, ...errors(401, 404, 409) } },
+      },
+      '/v1/alerts': {
+        get: {
+          ...secured,
+          summary: 'Alerts in time order: with since, the oldest limit at or after it; without, the newest limit',
+          parameters: [
+            streamQuery,
+            { name: 'since', in: 'query', schema: { type: 'string' }, description: 'Wall time: ms since the epoch, or an ISO 8601 date-time.' },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: ALERT_LIMIT.max, default: ALERT_LIMIT.default } },
+          ],
+          responses: { 200: { description: 'alerts', content: json('AlertList') }, ...errors(400, 401, 404, 409) },
+        },
+      },
+      '/v1/alerts/events': {
+        get: {
+          ...secured,
+          summary: 'New alerts as Server-Sent Events: one ready event once subscribed, then an alert event (data: an Alert) for each; a comment line every 15 s',
+          parameters: [streamQuery],
+          responses: { 200: { description: 'event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors(400, 401, 404) },
+        },
       },
       '/v1/chat/completions': {
         post: {

@@ -20,9 +20,11 @@ import { budgetRetention, checkFirstHour, checkTiers, firstHourBytes, streamBudg
 import { describeBytes } from '../../common/byteSize.js';
 import { readRecord, removeRecord, type StreamRecord, type StreamSettings } from './manager/streamRecord.js';
 import { safeName, type StreamDefaults, streamSettings, timeRange } from './manager/requestChecks.js';
-import type { AskHooks, CreateStreamRequest, EvidenceEntry, EvidenceItem, GapEvidence, ManagerLimits, QuestionEvent, StreamAnswer, StreamQuestion, StreamStatus } from './manager/types.js';
+import type { AlertQuery, AskHooks, CreateStreamRequest, EvidenceEntry, EvidenceItem, GapEvidence, ManagerLimits, QuestionEvent, StreamAnswer, StreamQuestion, StreamStatus, StreamWatch } from './manager/types.js';
 import { gateSettings } from './frameGate.js';
 import { ANSWER_MODES, StreamSession } from './streamSession.js';
+import { parseWatchSpec } from './watches/parseWatchSpec.js';
+import type { Alert, Watch } from './watches/types.js';
 
 export { expandEnv } from './manager/envTemplate.js';
 export { OverloadedError } from './manager/questionGate.js';
@@ -33,6 +35,19 @@ export type * from './manager/types.js';
 export { isGapEvidence, STREAM_STATES } from './manager/types.js';
 export type { DiskFullOptions } from './manager/streamIngest.js';
 export { ANSWER_MODES, type AnswerMode } from './streamSession.js';
+export {
+  type Alert,
+  DEFAULT_COOLDOWN_SEC,
+  DEFAULT_MAX_INTERVAL_SEC,
+  MAX_PATTERN_CHARS,
+  MAX_WATCH_SECONDS,
+  MAX_WATCHES,
+  type Watch,
+  type WatchEvidence,
+  type WatchSpec,
+  WATCH_TRIGGERS,
+  type WatchTrigger,
+} from './watches/types.js';
 
 export interface StreamManagerOptions {
   /** Data folder: `<data>/streams/<id>/` per stream, `<data>/incoming/` for uploads in transit. */
@@ -95,6 +110,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   readonly limits: ManagerLimits;
   private readonly streams = new Map<string, ManagedStream>();
   private readonly gate: QuestionGate;
+  /** Subscribers to every stream's alerts (onAlert). */
+  private readonly alertListeners = new Set<(alert: Alert) => void>();
   private readonly policy: SourcePolicy;
   private readonly log: (line: string) => void;
   private closing: Promise<void> | null = null;
@@ -442,6 +459,95 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     return wanted === null ? null : stream.thumbnails.find(wanted);
   }
 
+  // ---- watches (standing questions, src/engine/watches) ---------------------------------------
+
+  /**
+   * Adds a watch to a stream (validated: BAD_INPUT for an empty or long question, an unknown
+   * trigger, a malformed pattern, more than MAX_WATCHES). Its question's pass 1 is a model call, so
+   * it waits its turn in the scheduler like a question. Persisted with the stream.
+   */
+  async addWatch(id: string, spec: unknown): Promise<StreamWatch> {
+    const stream = this.get(id);
+    const session = this.openSessionOf(stream);
+    // Refused before it queues for the model: a bad spec does not wait for a frame's encode.
+    parseWatchSpec(spec);
+    try {
+      const watch = await this.scheduler.run(id, 'question', () => session.addWatch(spec));
+      return watchView(id, watch, true);
+    } catch (error) {
+      throw publicError(error, this.pathRoots);
+    }
+  }
+
+  /** Removes a watch (its alerts are kept); false when the stream has none with that id. */
+  removeWatch(id: string, watchId: string): boolean {
+    const session = this.openSessionOf(this.get(id));
+    try {
+      return session.removeWatch(watchId);
+    } catch (error) {
+      throw publicError(error, this.pathRoots);
+    }
+  }
+
+  /** A stream's watches in creation order. */
+  listWatches(id: string): StreamWatch[] {
+    const session = this.openSessionOf(this.get(id));
+    const active = new Set(Object.keys(session.watches.stats()));
+    return session.listWatches().map((w) => watchView(id, w, active.has(w.id)));
+  }
+
+  /** One watch, or null when the stream has none with that id. */
+  getWatch(id: string, watchId: string): StreamWatch | null {
+    return this.listWatches(id).find((w) => w.id === watchId) ?? null;
+  }
+
+  /**
+   * Alerts in time order (wall time, then stream time). With `since`: the oldest `limit` at or
+   * after it (page forward with the last one's wallTime; alerts are identified by id); without: the
+   * newest `limit`. `truncated` says more matched. Streams whose memory is not open are left out.
+   */
+  alerts(query: AlertQuery): { alerts: Alert[]; truncated: boolean } {
+    const sessions = query.stream !== undefined ? [this.openSessionOf(this.get(query.stream))] : [...this.streams.values()].flatMap((s) => (s.session ? [s.session] : []));
+    const all = sessions
+      .flatMap((session) => session.alerts(query.since !== undefined ? { since: query.since } : {}))
+      .sort((a, b) => a.wallTime - b.wallTime || a.t - b.t || a.id.localeCompare(b.id));
+    const limit = Math.max(0, Math.floor(query.limit));
+    const alerts = query.since !== undefined ? all.slice(0, limit) : all.slice(Math.max(0, all.length - limit));
+    return { alerts, truncated: all.length > alerts.length };
+  }
+
+  /**
+   * Every new alert of every stream (streams created later included), as it is persisted. Returns
+   * the unsubscribe. A listener that throws is logged and does not affect the others or the watch.
+   */
+  onAlert(listener: (alert: Alert) => void): () => void {
+    this.alertListeners.add(listener);
+    return () => {
+      this.alertListeners.delete(listener);
+    };
+  }
+
+  /** Current onAlert subscribers (open alert event streams, among others). */
+  get alertSubscribers(): number {
+    return this.alertListeners.size;
+  }
+
+  private dispatchAlert(alert: Alert): void {
+    for (const listener of [...this.alertListeners]) {
+      try {
+        listener(alert);
+      } catch (error) {
+        this.log(`stream ${alert.stream}: an alert listener failed: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  /** The stream's open memory, or STREAM_UNAVAILABLE (as for questions). */
+  private openSessionOf(stream: ManagedStream): StreamSession {
+    if (stream.session) return stream.session;
+    throw new VigilError('STREAM_UNAVAILABLE', `stream '${stream.id}' is not available: ${stream.unavailable ? publicMessage(stream.unavailable.message, this.pathRoots) : 'its memory is still opening'}`);
+  }
+
   /**
    * Stops every ingest and disposes every memory (then the model if it loaded it); running streams
    * resume at the next open. Idempotent: every call returns the same promise.
@@ -613,6 +719,10 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     );
     // Retention's removals (one event from the stream's memory): thumbnails and the gap summary follow.
     stream.session.memory.onRemoved((ids) => this.afterRetention(stream, ids));
+    // Alerts of this memory's watches (reopened from its folder) go to the manager's subscribers.
+    stream.session.watches.onCheck((check) => {
+      if (check.alert) this.dispatchAlert(check.alert);
+    });
     stream.thumbnails.resumeAt(stream.session.store.stats().lastChunkId);
     this.reloadGaps(stream);
   }
@@ -786,6 +896,20 @@ function mergeByTime(chunks: EvidenceItem[], gaps: GapEvidence[]): EvidenceEntry
 /** The damaged chunks an answer left out: stream time (null where the manifest lost it) and reason, without internal chunk ids. */
 function skippedChunks(answer: { skipped?: ReadonlyArray<{ t: number | null; reason: string }> }): Array<{ t: number | null; reason: string }> {
   return (answer.skipped ?? []).map((s) => ({ t: s.t, reason: s.reason }));
+}
+
+function watchView(stream: string, watch: Watch, active: boolean): StreamWatch {
+  return {
+    id: watch.id,
+    stream,
+    question: watch.question,
+    trigger: watch.trigger,
+    ...(watch.pattern !== undefined ? { pattern: watch.pattern } : {}),
+    cooldownSec: watch.cooldownSec,
+    maxIntervalSec: watch.maxIntervalSec,
+    createdAt: watch.createdAt,
+    active,
+  };
 }
 
 function round(ms: number): number {

@@ -229,3 +229,29 @@ export interface ManagerLimits {
   /** Questions queued or running in all before 429. Default 16. */
   questionsTotal: number;
 }
+
+/** A watch as the manager shows it: the engine's record plus its stream and whether it is running. */
+export interface StreamWatch {
+  id: string;
+  stream: string;
+  question: string;
+  trigger: 'answer-changes' | 'answer-matches' | 'yes';
+  /** answer-matches only. */
+  pattern?: string;
+  cooldownSec: number;
+  maxIntervalSec: number;
+  /** Wall time of creation, ms since the epoch. */
+  createdAt: number;
+  /** False for a persisted watch whose question could not be turned into queries at open (it never checks; see the log). */
+  active: boolean;
+}
+
+/** Which alerts `StreamManager.alerts` returns. */
+export interface AlertQuery {
+  /** One stream's alerts (STREAM_NOT_FOUND when unknown); default every stream's. */
+  stream?: string;
+  /** Wall time, ms since the epoch: alerts at or after it. */
+  since?: number;
+  /** Most alerts returned. */
+  limit: number;
+}

@@ -1,0 +1,79 @@
+import express, { Router } from 'express';
+import type { Alert } from '../../src/engine/streamManager.js';
+import type { ServiceContext } from '../context.js';
+import { ApiError } from '../errors.js';
+import { ALERT_LIMIT, AlertEventsQuery, AlertQuerySchema, CreateWatchBody } from '../schemas/watches.js';
+import { SseStream } from '../sse.js';
+import { parseInput } from '../validate.js';
+
+export interface WatchRouteOptions {
+  maxBodyBytes: number;
+  /** Comment line interval on the alert event stream (ms). Default 15 s. */
+  heartbeatMs?: number;
+}
+
+/**
+ * Watches (standing questions) per stream and their alerts:
+ * `POST|GET /streams/:id/watches`, `GET|DELETE /streams/:id/watches/:watchId`, `GET /alerts`
+ * (time-ordered, bounded) and `GET /alerts/events` (Server-Sent Events: one `ready` event once
+ * subscribed, then one `alert` event per new alert; closing the connection unsubscribes).
+ */
+export function watchRoutes(ctx: ServiceContext, options: WatchRouteOptions): Router {
+  const router = Router();
+
+  router.post('/streams/:id/watches', express.json({ limit: options.maxBodyBytes }), async (req, res) => {
+    const manager = ctx.manager();
+    const body = parseInput(CreateWatchBody, req.body ?? {}, 'body');
+    const watch = await manager.addWatch(req.params.id, body);
+    res.status(201).location(`/v1/streams/${encodeURIComponent(watch.stream)}/watches/${encodeURIComponent(watch.id)}`).json(watch);
+  });
+
+  router.get('/streams/:id/watches', (req, res) => {
+    res.json({ watches: ctx.manager().listWatches(req.params.id) });
+  });
+
+  router.get('/streams/:id/watches/:watchId', (req, res) => {
+    const { id, watchId } = req.params;
+    const watch = ctx.manager().getWatch(id, watchId);
+    if (!watch) throw noWatch(id, watchId);
+    res.json(watch);
+  });
+
+  router.delete('/streams/:id/watches/:watchId', (req, res) => {
+    const { id, watchId } = req.params;
+    if (!ctx.manager().removeWatch(id, watchId)) throw noWatch(id, watchId);
+    res.status(204).end();
+  });
+
+  router.get('/alerts', (req, res) => {
+    const manager = ctx.manager();
+    const query = parseInput(AlertQuerySchema, req.query, 'query');
+    res.json(
+      manager.alerts({
+        ...(query.stream !== undefined ? { stream: query.stream } : {}),
+        ...(query.since !== undefined ? { since: query.since } : {}),
+        limit: query.limit ?? ALERT_LIMIT.default,
+      }),
+    );
+  });
+
+  router.get('/alerts/events', (req, res) => {
+    const manager = ctx.manager();
+    const { stream } = parseInput(AlertEventsQuery, req.query, 'query');
+    // An unknown stream is a 404 before the event stream opens.
+    if (stream !== undefined) manager.status(stream);
+    const sse = new SseStream(res, options.heartbeatMs);
+    const unsubscribe = manager.onAlert((alert: Alert) => {
+      if (stream === undefined || alert.stream === stream) sse.send('alert', alert);
+    });
+    sse.signal.addEventListener('abort', unsubscribe, { once: true });
+    res.on('close', unsubscribe);
+    sse.send('ready', { stream: stream ?? null });
+  });
+
+  return router;
+}
+
+function noWatch(stream: string, watchId: string): ApiError {
+  return new ApiError(404, 'NOT_FOUND', `stream '${stream}' has no watch '${watchId}'`);
+}
