@@ -61,7 +61,7 @@ export const AlertEvidence = z
     t: z.number().meta({ description: 'Stream time (s) of the frame.' }),
     tEnd: z.number(),
     score: z.number().meta({ description: "Sum over layers of the question's query against the frame's keys." }),
-    change: z.number().meta({ description: 'How far the score moved from the last check, in noise units (0 for a forced check).' }),
+    change: z.number().meta({ description: "How far the frame's score moved from the last check's, in noise units (max over layers); 0 at a watch's first frame." }),
   })
   .meta({ description: 'A frame that made the prefilter ask for the check (or, for a forced check, the newest frame).' });
 

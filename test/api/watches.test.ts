@@ -133,6 +133,7 @@ describe('watches and alerts over the API', () => {
       return res.body.alerts.length > 0 ? res.body : undefined;
     });
     valid('AlertList', listed);
+    if (process.env.VIGIL_TEST_SHOW) console.log(JSON.stringify({ watch: created.body, alerts: listed }));
     assert.equal(listed.alerts.length, 1, JSON.stringify(listed));
     const alert = listed.alerts[0];
     assert.equal(alert.watchId, watchId);
