@@ -26,6 +26,8 @@ export interface AppOptions {
   log?: (line: string) => void;
   /** Log one line per request. Default true when `log` is set. */
   requestLog?: boolean;
+  /** Comment line interval of the alert event stream (`GET /v1/alerts/events`), ms. Default 15 s. */
+  alertHeartbeatMs?: number;
 }
 
 export interface VigilApp {
@@ -70,7 +72,7 @@ export function createApp(options: AppOptions): VigilApp {
   v1.use('/streams', streamRoutes(ctx, { maxBodyBytes, maxUploadBytes }));
   v1.use(questionRoutes(ctx, maxBodyBytes));
   v1.use(chatRoutes(ctx, maxBodyBytes));
-  v1.use(watchRoutes(ctx, { maxBodyBytes }));
+  v1.use(watchRoutes(ctx, { maxBodyBytes, ...(options.alertHeartbeatMs !== undefined ? { heartbeatMs: options.alertHeartbeatMs } : {}) }));
   app.use('/v1', v1);
 
   app.use(express.static(WEB_DIR, { index: 'index.html', maxAge: 0 }));

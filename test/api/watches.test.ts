@@ -20,6 +20,8 @@ after(() => disposeSharedModel());
 /** An open SSE connection: its events so far, and a way to wait for one. */
 interface EventClient {
   events: Array<{ event: string; data: string }>;
+  /** Comment lines (heartbeats) received. */
+  comments: number;
   next(what: string, match: (e: { event: string; data: string }) => boolean, timeoutMs?: number): Promise<{ event: string; data: string }>;
   close(): void;
   closed: Promise<void>;
@@ -37,6 +39,7 @@ function openEvents(url: string): Promise<EventClient> {
       let text = '';
       const client: EventClient = {
         events: [],
+        comments: 0,
         next: (what, match, timeoutMs = 20_000) => waitFor(what, () => client.events.find(match), timeoutMs),
         close: () => req.destroy(),
         closed: new Promise((done) => res.on('close', () => done())),
@@ -46,7 +49,9 @@ function openEvents(url: string): Promise<EventClient> {
         text += chunk;
         const end = text.lastIndexOf('\n\n');
         if (end < 0) return;
-        client.events.push(...parseSse(text.slice(0, end + 2)));
+        const blocks = text.slice(0, end + 2);
+        client.comments += blocks.split('\n').filter((line) => line.startsWith(':')).length;
+        client.events.push(...parseSse(blocks));
         text = text.slice(end + 2);
       });
       res.on('error', () => undefined);
@@ -70,6 +75,7 @@ describe('watches and alerts over the API', () => {
     startTestServer({
       dataDir,
       filesDir: clips,
+      server: { alertHeartbeatMs: 200 },
       manager: {
         testFaults: {
           beforeAddFrame: () => {
@@ -152,6 +158,8 @@ describe('watches and alerts over the API', () => {
       assert.equal(client.events.filter((e) => e.event === 'alert').length, 1);
     }
 
+    // An idle event stream gets a comment line now and then (every 200 ms here, 15 s by default).
+    await waitFor('a heartbeat', () => events.comments >= 1, 3000);
     // Closing the connection unsubscribes.
     events.close();
     filtered.close();
