@@ -173,6 +173,17 @@ describe('watches and alerts over the API', () => {
     assert.deepEqual((await api().get('/v1/alerts?limit=1').set(AUTH).expect(200)).body, { alerts: [alert], truncated: false });
   });
 
+  it('the OpenAPI document has the watch and alert routes and exact schemas', async () => {
+    const doc = (await api().get('/openapi.json').expect(200)).body;
+    for (const p of ['/v1/streams/{id}/watches', '/v1/streams/{id}/watches/{watchId}', '/v1/alerts', '/v1/alerts/events']) assert.ok(doc.paths[p], p);
+    assert.ok(doc.paths['/v1/streams/{id}/watches/{watchId}'].delete);
+    const create = doc.components.schemas.CreateWatch;
+    assert.deepEqual(create.required, ['question', 'trigger']);
+    assert.equal(create.additionalProperties, false);
+    assert.equal(create.properties.notify, undefined);
+    for (const name of ['Watch', 'WatchList', 'Alert', 'AlertEvidence', 'AlertList']) assert.equal(doc.components.schemas[name].additionalProperties, false, name);
+  });
+
   it('lists, gets and deletes watches; unknown stream or watch is 404', async () => {
     const second = await api().post('/v1/streams/a/watches').set(AUTH).send({ question: question('cyan'), trigger: 'answer-changes' }).expect(201);
     assert.equal(second.body.pattern, undefined);
