@@ -707,6 +707,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     stream.session = await this.scheduler.run(stream.id, 'question', () =>
       StreamSession.open(this.model, {
         dir: stream.dir,
+        // Watch checks are model work too: they take their turn with every stream's frames and questions.
+        runModelTask: (task) => this.scheduler.run(stream.id, 'question', task),
         sinkFrames: settings.sinkFrames,
         windowFrames: settings.windowFrames,
         storageDtype: settings.storage,

@@ -29,6 +29,11 @@ export interface StreamSessionOptions extends StreamMemoryOptions {
   windowTokens?: number;
   /** Frame gating (see checkGate); default DEFAULT_GATE, 'off' encodes every frame. */
   gate?: GateSetting;
+  /**
+   * Runs the session's own model work that no caller submits (watch checks) through the owner's
+   * model gate (the manager's scheduler, shared by every stream); default: run it at once.
+   */
+  runModelTask?: <T>(task: () => Promise<T>) => Promise<T>;
 }
 
 /**
@@ -108,6 +113,7 @@ export class StreamSession {
     readonly memory: StreamMemory,
     readonly gate: FrameGate,
     dir: string,
+    private readonly runModelTask: <T>(task: () => Promise<T>) => Promise<T> = (task) => task(),
   ) {
     const info = encoder.model.decoder.info;
     this.watches = new WatchEngine(
@@ -130,7 +136,7 @@ export class StreamSession {
       ...(options.windowTokens !== undefined ? { windowTokens: options.windowTokens } : {}),
     });
     const memory = await StreamMemory.open(window, options);
-    const session = new StreamSession(encoder, memory, new FrameGate(options.gate ?? DEFAULT_GATE), options.dir);
+    const session = new StreamSession(encoder, memory, new FrameGate(options.gate ?? DEFAULT_GATE), options.dir, options.runModelTask);
     // The model owns its sessions: it refuses new ones once disposed, and disposes live ones first.
     session.leaveModel = model.adopt(session);
     // Persisted watches: their queries again (one pass 1 each; the model may have changed since).
@@ -350,11 +356,15 @@ export class StreamSession {
    * retrieved, window mode) with a short answer, queued like any other operation of the stream.
    */
   private watchCheck(question: string, started: () => void): Promise<{ answer: string; checkMs: number }> {
-    return this.serialize(async () => {
-      started();
-      const answer = await answerQuestion(this.encoder, this.questionMemory(undefined), { question, retrieve: 0, includeWindow: true, maxNewTokens: CHECK_MAX_NEW_TOKENS });
-      return { answer: answer.text.trim(), checkMs: answer.totalMs };
-    });
+    // The model gate first, then this stream's queue (the other order would deadlock: a frame job
+    // holding the gate waits on the queue, where the check would wait for the gate).
+    return this.runModelTask(() =>
+      this.serialize(async () => {
+        started();
+        const answer = await answerQuestion(this.encoder, this.questionMemory(undefined), { question, retrieve: 0, includeWindow: true, maxNewTokens: CHECK_MAX_NEW_TOKENS });
+        return { answer: answer.text.trim(), checkMs: answer.totalMs };
+      }),
+    );
   }
 
   /** How far back this stream's memory reaches (StreamMemory.horizon). */

@@ -131,6 +131,7 @@ describe('watches and alerts over the API', () => {
     const none = await api().get('/v1/alerts').set(AUTH).expect(200);
     assert.deepEqual(none.body, { alerts: [], truncated: false });
 
+    const questionJobs = server.ready.scheduler.stats().completed.question;
     holdFrames = false;
     await api().post('/v1/streams/a/start').set(AUTH).expect(200);
     await waitEnded(server, 'a');
@@ -148,6 +149,8 @@ describe('watches and alerts over the API', () => {
     assert.ok(alert.t >= 10 && alert.t <= 13, `the alert is at the needle (10-13 s), not at ${alert.t}`);
     assert.ok(alert.evidence.length > 0);
     alertId = alert.id;
+    // Watch checks are model work: they took turns in the scheduler (the reopen, the first frame's check, the alerting one at least).
+    assert.ok(server.ready.scheduler.stats().completed.question - questionJobs >= 3, JSON.stringify(server.ready.scheduler.stats()));
 
     // The same alert, live, on both event streams (the unfiltered one and the one for stream a).
     for (const client of [events, filtered]) {
