@@ -18,6 +18,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { requireRtsp, startRtspServer, type RtspServer } from '../fixtures/rtspServer.js';
+import { listenLoopback } from '../helpers/loopbackServer.js';
 import { AUTH, disposeSharedModel, makeClips, startTestServer, tempDir, type TestServer, waitFor } from './helpers.js';
 
 after(() => disposeSharedModel());
@@ -27,28 +28,6 @@ interface Counting {
   connections: number;
   requests: string[];
   close(): Promise<void>;
-}
-
-/** Listens on a loopback address; `close()` also drops open connections. Works for net and http servers. */
-async function listenLoopback(server: net.Server, address: string, port = 0): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  server.on('connection', (s: net.Socket) => {
-    sockets.add(s);
-    s.on('error', () => {});
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, address, () => resolve());
-  });
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 /** A server that records every TCP connection (and HTTP request line) it gets: the victim. */

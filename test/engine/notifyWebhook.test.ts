@@ -24,6 +24,7 @@ import { type Alert, type DeliveryEvent, Notifier, type NotifierOptions, type We
 import { parseRetryAfter } from '../../src/engine/notify/webhook.js';
 import { OUTBOX_FILE, Outbox } from '../../src/engine/notify/outbox.js';
 import type { Alert as WatchAlert } from '../../src/engine/watches/types.js';
+import { listenLoopback } from '../helpers/loopbackServer.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SECRET = 'whsec-0123456789-do-not-log';
@@ -60,19 +61,7 @@ function receiver(handler: Handler, address = ALLOWED): Promise<Receiver> {
 }
 
 async function receiverOn(port: number, handler: Handler, address = ALLOWED): Promise<Receiver> {
-  const sockets = new Set<net.Socket>();
-  const state: Receiver = {
-    url: '',
-    port: 0,
-    requests: [],
-    connections: 0,
-    handler,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  const state: Receiver = { url: '', port: 0, requests: [], connections: 0, handler, close: () => Promise.resolve() };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -82,17 +71,10 @@ async function receiverOn(port: number, handler: Handler, address = ALLOWED): Pr
       state.handler(received, state.requests.length, res);
     });
   });
-  server.on('connection', (s: net.Socket) => {
-    state.connections++;
-    sockets.add(s);
-    s.on('error', () => {});
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, address, () => resolve());
-  });
-  state.port = (server.address() as net.AddressInfo).port;
+  server.on('connection', () => state.connections++);
+  const listening = await listenLoopback(server, address, port);
+  state.close = listening.close;
+  state.port = listening.port;
   state.url = `http://${address}:${state.port}/hooks/${PATH_TOKEN}?k=${PATH_TOKEN}`;
   return state;
 }

@@ -56,6 +56,17 @@ function halfScalar(g: GraphBuilder, name: string, value: number, half: boolean)
 }
 
 /** x*cos + rotate_half(x)*sin over the last axis. */
+/** The decoder inputs every test graph declares: embeddings, mask, and each layer's past key and value. */
+function decoderInputs(g: GraphBuilder, dtype: 'float32' | 'float16', pastHeads: number): { embeds: string; mask: string; past: string[][] } {
+  const embeds = g.input('inputs_embeds', 'float32', ['batch_size', 'sequence_length', H]);
+  const mask = g.input('attention_mask', 'int64', ['batch_size', 'total_sequence_length']);
+  const past = Array.from({ length: layers }, (_, i) => [
+    g.input(`past_key_values.${i}.key`, dtype, ['batch_size', pastHeads, 'past_sequence_length', D]),
+    g.input(`past_key_values.${i}.value`, dtype, ['batch_size', pastHeads, 'past_sequence_length', D]),
+  ]);
+  return { embeds, mask, past };
+}
+
 function rotateHalf(g: GraphBuilder, x: string, cos: string, sin: string): string {
   const axis = g.int64s([-1]);
   const x1 = g.op('Slice', [x, g.int64s([0]), g.int64s([D / 2]), axis]);
@@ -70,13 +81,8 @@ export function writeEagerDecoder(file: string, seed: number, options: EagerOpti
   const dtype = half ? 'float16' : 'float32';
   const writer = new OnnxModelWriter({ path: file, graphName: 'eager', opset: 17 });
   const g = writer.graph;
-  const embeds = g.input('inputs_embeds', 'float32', ['batch_size', 'sequence_length', H]);
-  g.input('attention_mask', 'int64', ['batch_size', 'total_sequence_length']);
+  const { embeds, past } = decoderInputs(g, dtype, kvHeads);
   const positionIds = g.input('position_ids', 'int64', ['batch_size', 'sequence_length']);
-  const past = Array.from({ length: layers }, (_, i) => [
-    g.input(`past_key_values.${i}.key`, dtype, ['batch_size', kvHeads, 'past_sequence_length', D]),
-    g.input(`past_key_values.${i}.value`, dtype, ['batch_size', kvHeads, 'past_sequence_length', D]),
-  ]);
   let x = half ? g.op('Cast', [embeds], { to: 10 }) : embeds;
   const invFreq = g.initializer('inv_freq', 'float32', [D / 2], Float32Array.from({ length: D / 2 }, (_, j) => 10000 ** (-(2 * j) / D)));
   const freqs = g.op('Mul', [g.op('Unsqueeze', [g.op('Cast', [positionIds], { to: 1 }), g.int64s([2])]), invFreq]);
@@ -175,12 +181,7 @@ export function writeEagerDecoder(file: string, seed: number, options: EagerOpti
 export function writePackedGqaDecoder(file: string, seed: number, options: { fusedQNorm?: boolean } = {}): TapTestGraph {
   const writer = new OnnxModelWriter({ path: file, graphName: 'gqa', opset: 17 });
   const g = writer.graph;
-  const embeds = g.input('inputs_embeds', 'float32', ['batch_size', 'sequence_length', H]);
-  const mask = g.input('attention_mask', 'int64', ['batch_size', 'total_sequence_length']);
-  const past = Array.from({ length: layers }, (_, i) => [
-    g.input(`past_key_values.${i}.key`, 'float32', ['batch_size', kvHeads, 'past_sequence_length', D]),
-    g.input(`past_key_values.${i}.value`, 'float32', ['batch_size', kvHeads, 'past_sequence_length', D]),
-  ]);
+  const { embeds, mask, past } = decoderInputs(g, 'float32', kvHeads);
   const { seqlensK, totalLength } = g.scope('/model/attn_mask_reformat', () => {
     const sum = g.op('ReduceSum', [mask, g.int64s([1])], { keepdims: 0 });
     const seqlensK = g.op('Cast', [g.op('Sub', [sum, g.scalar('int64', 1)])], { to: 6 });
@@ -252,13 +253,8 @@ export function referenceQueries(graph: TapTestGraph, x: Float32Array, seqLen: n
 export function writeMhaRotaryDecoder(file: string, seed: number): TapTestGraph {
   const writer = new OnnxModelWriter({ path: file, graphName: 'mha', opset: 17 });
   const g = writer.graph;
-  const embeds = g.input('inputs_embeds', 'float32', ['batch_size', 'sequence_length', H]);
-  g.input('attention_mask', 'int64', ['batch_size', 'total_sequence_length']);
+  const { embeds, past } = decoderInputs(g, 'float32', heads);
   const positionIds = g.input('position_ids', 'int64', ['batch_size', 'sequence_length']);
-  const past = Array.from({ length: layers }, (_, i) => [
-    g.input(`past_key_values.${i}.key`, 'float32', ['batch_size', heads, 'past_sequence_length', D]),
-    g.input(`past_key_values.${i}.value`, 'float32', ['batch_size', heads, 'past_sequence_length', D]),
-  ]);
   const angles = Array.from({ length: maxPositions * (D / 2) }, (_, n) => Math.floor(n / (D / 2)) * 10000 ** (-(2 * (n % (D / 2))) / D));
   const cosCache = g.initializer('cos_cache', 'float32', [maxPositions, D / 2], Float32Array.from(angles, Math.cos));
   const sinCache = g.initializer('sin_cache', 'float32', [maxPositions, D / 2], Float32Array.from(angles, Math.sin));
