@@ -111,7 +111,8 @@ export class WatchEngine {
         process.emitWarning(`${store.folder}: watches not loaded (${(error as Error).message})${aside}`);
       }
       try {
-        this.alertList.push(...store.readAlerts());
+        // One by one: a stream's alerts grow with history, and a spread that long would throw.
+        for (const alert of store.readAlerts()) this.alertList.push(alert);
       } catch (error) {
         process.emitWarning(`${store.folder}: alerts not loaded (${(error as Error).message})`);
       }
