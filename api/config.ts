@@ -1,6 +1,7 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { checkRange, expandEnv } from '../src/engine/streamManager.js';
+import { checkRange, expandEnv, type WebhookConfig } from '../src/engine/streamManager.js';
 import { VigilError } from '../common/errors.js';
 import { type ServiceConfig, ServiceConfigSchema } from './schemas/config.js';
 
@@ -34,7 +35,37 @@ export function loadServiceConfig(file: string, env: NodeJS.ProcessEnv = process
     // Fail at startup, not at the first reconnect, when a camera's secret is missing.
     expandEnv(camera.source, env, `${file}: camera '${camera.id}'`);
   }
+  // Fail at startup when a webhook's secret is missing or its CA file cannot be read.
+  webhooksFromConfig(config, env, path.dirname(file));
   return config;
+}
+
+/**
+ * The config file's webhooks with their secrets read from the environment variables they name
+ * (`secretEnv`) and `ca` read from its PEM file (a path relative to `baseDir`) unless it is PEM
+ * text. BAD_CONFIG naming the webhook and the variable, never the secret.
+ */
+export function webhooksFromConfig(config: ServiceConfig, env: NodeJS.ProcessEnv = process.env, baseDir = '.'): WebhookConfig[] {
+  const ids = new Set<string>();
+  return (config.webhooks ?? []).map((w) => {
+    if (ids.has(w.id)) throw new VigilError('BAD_CONFIG', `webhook id '${w.id}' appears twice`);
+    ids.add(w.id);
+    const secret = env[w.secretEnv];
+    if (secret === undefined || secret === '') throw new VigilError('BAD_CONFIG', `webhook '${w.id}': the environment variable ${w.secretEnv} (its secretEnv) is not set`);
+    if (secret.length < 16) throw new VigilError('BAD_CONFIG', `webhook '${w.id}': the secret in ${w.secretEnv} must have at least 16 characters`);
+    let ca: string | undefined;
+    if (w.ca !== undefined) {
+      if (w.ca.includes('-----BEGIN')) ca = w.ca;
+      else {
+        try {
+          ca = fs.readFileSync(path.resolve(baseDir, w.ca), 'utf8');
+        } catch (error) {
+          throw new VigilError('BAD_CONFIG', `webhook '${w.id}': cannot read its ca file ${w.ca}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+        }
+      }
+    }
+    return { id: w.id, url: w.url, secret, ...(ca !== undefined ? { ca } : {}), ...(w.timeoutMs !== undefined ? { timeoutMs: w.timeoutMs } : {}) };
+  });
 }
 
 function expandTree(value: unknown, at: string[], env: NodeJS.ProcessEnv, file: string): unknown {

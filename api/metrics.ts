@@ -1,6 +1,6 @@
 import type { RequestHandler } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { type QuestionEvent, STREAM_STATES, type StreamStatus } from '../src/engine/streamManager.js';
+import { type QuestionEvent, STREAM_STATES, type StreamStatus, type WebhookStatus } from '../src/engine/streamManager.js';
 import type { ServiceContext } from './context.js';
 
 const PHASES = ['queue', 'retrieval', 'load', 'prefill', 'ttft', 'decode', 'total'] as const;
@@ -78,6 +78,50 @@ export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMe
       this.set({ kind: 'frame' }, stats?.queuedFrames ?? 0);
     },
   });
+  // Webhook delivery (docs/notifications.md), read from the Notifier at scrape time; no series without webhooks.
+  const notifications = () => ctx.peek()?.notifications() ?? null;
+  new Gauge({
+    name: 'vigil_notify_queue_depth',
+    help: 'Alerts in the webhook outbox (owed to at least one webhook).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      const n = notifications();
+      if (n) this.set(n.queueDepth);
+    },
+  });
+  new Counter({
+    name: 'vigil_notify_dropped_total',
+    help: 'Alerts dropped because the webhook outbox was full (over its life).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      const n = notifications();
+      if (n) this.inc(n.dropped);
+    },
+  });
+  const perWebhook = (name: string, help: string, value: (w: WebhookStatus) => number | null, counter = false) => {
+    const collect = function (this: Gauge | Counter) {
+      this.reset();
+      for (const w of notifications()?.webhooks ?? []) {
+        const v = value(w);
+        if (v === null) continue;
+        if (this instanceof Gauge) this.set({ webhook: w.id }, v);
+        else this.inc({ webhook: w.id }, v);
+      }
+    };
+    return counter
+      ? new Counter({ name, help, labelNames: ['webhook'], registers: [registry], collect })
+      : new Gauge({ name, help, labelNames: ['webhook'], registers: [registry], collect });
+  };
+  const seconds = (at: string | undefined) => (at === undefined ? null : Date.parse(at) / 1000);
+  perWebhook('vigil_notify_pending', 'Alerts owed to the webhook (queued, waiting to retry or in flight).', (w) => w.pending);
+  perWebhook('vigil_notify_delivered_total', 'Alerts delivered (2xx) since the server started.', (w) => w.delivered, true);
+  perWebhook('vigil_notify_failed_total', 'Alerts that failed for good (4xx, redirect, attempts exhausted) since the server started.', (w) => w.failed, true);
+  perWebhook('vigil_notify_refused_total', 'Deliveries the outbound address policy refused since the server started.', (w) => w.refused, true);
+  perWebhook('vigil_notify_retries_total', 'Delivery attempts retried since the server started.', (w) => w.retries, true);
+  perWebhook('vigil_notify_last_success_timestamp_seconds', 'When the webhook last accepted an alert (Unix seconds).', (w) => seconds(w.lastSuccess?.at));
+  perWebhook('vigil_notify_last_failure_timestamp_seconds', 'When a delivery to the webhook last failed (Unix seconds).', (w) => seconds(w.lastFailure?.at));
   const phases = new Histogram({
     name: 'vigil_question_seconds',
     help: 'Question latency by phase.',

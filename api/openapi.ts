@@ -3,7 +3,7 @@ import { ChatCompletionBody, ChatCompletionResponse, ModelList } from './schemas
 import { ErrorBody, HorizonSchema } from './schemas/common.js';
 import { AnswerSchema, ArchiveSchema, ChunkEvidence, Evidence, GapEvidence, QuestionBody, Skipped, Timing } from './schemas/questions.js';
 import { CreateStreamBody, Retention, StreamList, StreamStatusSchema, UploadForm } from './schemas/streams.js';
-import { ALERT_LIMIT, AlertEvidence, AlertList, AlertSchema, CreateWatchBody, WatchList, WatchSchema } from './schemas/watches.js';
+import { ALERT_LIMIT, AlertEvidence, AlertList, AlertSchema, CreateWatchBody, NotificationsSchema, WatchList, WatchSchema, WebhookStatusSchema } from './schemas/watches.js';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string) => ({ 'application/json': { schema: ref(id) } });
@@ -33,7 +33,7 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
  */
 export function buildOpenApi(version: string): object {
   const registry = z.registry<{ id: string }>();
-  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList, CreateWatch: CreateWatchBody, Watch: WatchSchema, WatchList, Alert: AlertSchema, AlertEvidence, AlertList };
+  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList, CreateWatch: CreateWatchBody, Watch: WatchSchema, WatchList, Alert: AlertSchema, AlertEvidence, AlertList, Notifications: NotificationsSchema, WebhookStatus: WebhookStatusSchema };
   for (const [id, schema] of Object.entries(named)) registry.add(schema as z.ZodType, { id });
   const { schemas } = z.toJSONSchema(registry, { target: 'openapi-3.0', io: 'input', uri: (id) => `#/components/schemas/${id}`, unrepresentable: 'any' });
   for (const schema of Object.values(schemas)) delete (schema as { $id?: string }).$id;
@@ -114,6 +114,13 @@ export function buildOpenApi(version: string): object {
           summary: 'New alerts as Server-Sent Events: one ready event once subscribed, then an alert event (data: an Alert) for each; a comment line every 15 s',
           parameters: [streamQuery],
           responses: { 200: { description: 'event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors(400, 401, 404) },
+        },
+      },
+      '/v1/notifications': {
+        get: {
+          ...secured,
+          summary: 'Webhook delivery of alerts: outbox queue depth, and per webhook delivered / failed / refused counts and the last success and failure',
+          responses: { 200: { description: 'notification status', content: json('Notifications') }, ...errors(401, 503) },
         },
       },
       '/v1/chat/completions': {

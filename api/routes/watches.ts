@@ -71,6 +71,11 @@ export function watchRoutes(ctx: ServiceContext, options: WatchRouteOptions): Ro
     sse.send('ready', { stream: stream ?? null });
   });
 
+  router.get('/notifications', (_req, res) => {
+    const status = ctx.manager().notifications();
+    res.json(status ? { enabled: true, ...status } : { enabled: false, queueDepth: 0, maxEntries: 0, dropped: 0, webhooks: [] });
+  });
+
   return router;
 }
 

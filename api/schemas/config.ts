@@ -11,6 +11,18 @@ export const CameraConfig = z.strictObject({
 
 const Cidr = z.string().min(1).max(64);
 
+/** A webhook that watches' alerts may be delivered to (a watch's `notify` names it by id). */
+export const WebhookConfigEntry = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'a webhook id is 1-64 letters, digits, ".", "_", "-" or ":"'),
+  url: z.string().trim().min(1).max(4096).meta({ description: 'http(s) URL of the receiver; no user:password. Checked at startup against urlPolicy (a refused address is a config error).' }),
+  secretEnv: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'the name of an environment variable')
+    .meta({ description: 'Name of the environment variable holding the HMAC secret (at least 16 characters); the secret itself is never in the file.' }),
+  ca: z.string().min(1).optional().meta({ description: 'https: a PEM file (path, relative to the config file) or PEM text of the CA certificate(s) to trust instead of the system\'s.' }),
+  timeoutMs: z.int().min(100).max(600_000).optional().meta({ description: 'Per-attempt limit, ms. Default 10 s.' }),
+});
+
 /** `vigil serve --config vigil.yaml`. Every string may use ${VAR} placeholders for environment variables. */
 export const ServiceConfigSchema = z.strictObject({
   model: z.string().min(1).optional().meta({ description: 'Model folder or probe model name. Default probe-needle.' }),
@@ -57,7 +69,9 @@ export const ServiceConfigSchema = z.strictObject({
     .optional(),
   diskBudget: streamSettingsShape.budget.meta({ description: 'Disk budget of the whole data folder (every stream): shared equally among streams. Default: none.' }),
   cameras: z.array(CameraConfig).optional(),
+  webhooks: z.array(WebhookConfigEntry).max(64).optional().meta({ description: 'Webhooks for watch alerts (docs/notifications.md).' }),
 });
 
 export type ServiceConfig = z.output<typeof ServiceConfigSchema>;
 export type CameraConfigEntry = z.output<typeof CameraConfig>;
+export type WebhookConfigEntry = z.output<typeof WebhookConfigEntry>;

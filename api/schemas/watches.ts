@@ -4,6 +4,7 @@ import {
   DEFAULT_COOLDOWN_SEC,
   DEFAULT_MAX_INTERVAL_SEC,
   MAX_PATTERN_CHARS,
+  MAX_WATCH_NOTIFY,
   MAX_WATCH_SECONDS,
   MAX_WATCHES,
   WATCH_TRIGGERS,
@@ -12,6 +13,8 @@ import {
 import { StreamId } from './common.js';
 
 const Trigger = z.enum(WATCH_TRIGGERS as [WatchTrigger, ...WatchTrigger[]]);
+
+const WebhookId = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'a webhook id: 1-64 letters, digits, ".", "_", "-" or ":"');
 
 /** `POST /v1/streams/{id}/watches`. The engine checks the spec again (the pattern compiles, it goes with answer-matches only). */
 export const CreateWatchBody = z
@@ -36,8 +39,13 @@ export const CreateWatchBody = z
       .max(MAX_WATCH_SECONDS)
       .optional()
       .meta({ description: `A model check at least every this many stream seconds, whatever the prefilter says. Default ${DEFAULT_MAX_INTERVAL_SEC}.` }),
+    notify: z
+      .array(WebhookId)
+      .max(MAX_WATCH_NOTIFY)
+      .optional()
+      .meta({ description: 'Ids of the server\'s webhooks (vigil.yaml `webhooks`) that get this watch\'s alerts; an unknown id is a 400. Absent or empty: no webhook (the alert is still listed and streamed).' }),
   })
-  .meta({ description: `A standing question on the stream (at most ${MAX_WATCHES} per stream). Notifications (a notify field) are not part of the API yet.` });
+  .meta({ description: `A standing question on the stream (at most ${MAX_WATCHES} per stream).` });
 
 export const WatchSchema = z
   .strictObject({
@@ -48,6 +56,7 @@ export const WatchSchema = z
     pattern: z.string().optional().meta({ description: 'answer-matches only.' }),
     cooldownSec: z.number(),
     maxIntervalSec: z.number(),
+    notify: z.array(z.string()).optional().meta({ description: 'Webhook ids its alerts are delivered to (absent: none).' }),
     createdAt: z.number().meta({ description: 'Wall time of creation, ms since the epoch.' }),
     active: z.boolean().meta({ description: 'False for a persisted watch whose question could not be turned into queries when the stream reopened: it does not check (the server log says why).' }),
   })
@@ -104,3 +113,30 @@ export const AlertQuerySchema = z.strictObject({
 });
 
 export const AlertEventsQuery = z.strictObject({ stream: StreamId.optional() });
+
+const Outcome = z.strictObject({ at: z.string().meta({ description: 'ISO 8601 time.' }), alertId: z.string() });
+
+export const WebhookStatusSchema = z
+  .strictObject({
+    id: z.string(),
+    target: z.string().meta({ description: "The receiver's scheme, host and port (never its path, query or secret)." }),
+    pending: z.int().meta({ description: 'Alerts owed to this webhook (queued, waiting to retry or in flight).' }),
+    inFlight: z.int(),
+    delivered: z.int().meta({ description: 'Deliveries answered 2xx since the server started.' }),
+    failed: z.int().meta({ description: 'Permanent failures (4xx, redirects, attempts exhausted) since the server started.' }),
+    refused: z.int().meta({ description: 'Deliveries the outbound address policy refused (nothing connected to).' }),
+    retries: z.int(),
+    lastSuccess: z.strictObject({ ...Outcome.shape, status: z.int() }).nullable(),
+    lastFailure: z.strictObject({ ...Outcome.shape, reason: z.string(), status: z.int().optional(), final: z.boolean() }).nullable(),
+  })
+  .meta({ description: 'One webhook: delivery counts since the server started, the last success and failure.' });
+
+export const NotificationsSchema = z
+  .strictObject({
+    enabled: z.boolean().meta({ description: 'False when the server has no webhook configured (alerts go to /v1/alerts and the event stream only).' }),
+    queueDepth: z.int().meta({ description: 'Alerts in the persisted outbox (owed to at least one webhook).' }),
+    maxEntries: z.int().meta({ description: 'Outbox bound: one more alert drops the oldest (0 when not enabled).' }),
+    dropped: z.int().meta({ description: 'Alerts dropped because the outbox was full, over its life.' }),
+    webhooks: z.array(WebhookStatusSchema),
+  })
+  .meta({ description: 'Webhook notification status (GET /v1/notifications).' });

@@ -24,6 +24,8 @@ import type { AlertQuery, AskHooks, CreateStreamRequest, EvidenceEntry, Evidence
 import { gateSettings } from './frameGate.js';
 import { ANSWER_MODES, StreamSession } from './streamSession.js';
 import { parseWatchSpec } from './watches/parseWatchSpec.js';
+import { checkWebhookAddress, Notifier, type NotifierOptions, type NotifierStatus, type WebhookConfig } from './notify/notifier.js';
+import { checkWebhook } from './notify/webhook.js';
 import type { Alert, Watch } from './watches/types.js';
 
 export { expandEnv } from './manager/envTemplate.js';
@@ -33,6 +35,7 @@ export type { SchedulerStats } from './manager/modelScheduler.js';
 export type { SourcePolicyOptions } from './manager/sourcePolicy.js';
 export type * from './manager/types.js';
 export { isGapEvidence, STREAM_STATES } from './manager/types.js';
+export type { NotifierStatus, WebhookConfig, WebhookStatus } from './notify/notifier.js';
 export type { DiskFullOptions } from './manager/streamIngest.js';
 export { ANSWER_MODES, type AnswerMode } from './streamSession.js';
 export {
@@ -40,6 +43,7 @@ export {
   DEFAULT_COOLDOWN_SEC,
   DEFAULT_MAX_INTERVAL_SEC,
   MAX_PATTERN_CHARS,
+  MAX_WATCH_NOTIFY,
   MAX_WATCH_SECONDS,
   MAX_WATCHES,
   type Watch,
@@ -76,6 +80,15 @@ export interface StreamManagerOptions {
   resume?: boolean;
   /** One line per lifecycle event (never contains credentials). */
   log?: (line: string) => void;
+  /**
+   * Webhooks that watches' alerts may be delivered to (a watch's `notify` names them by id). When
+   * any is configured the manager runs one Notifier on `<data>/notify` (docs/notifications.md).
+   * Each URL is checked at open against the URL policy (`policy`, as API callers' sources): a
+   * refused address is a BAD_CONFIG error and the manager does not open.
+   */
+  webhooks?: readonly WebhookConfig[];
+  /** The Notifier's tuning (retries, timeouts, outbox bounds); tests shorten the retry delays. */
+  notifier?: Omit<NotifierOptions, 'dir' | 'webhooks' | 'policy' | 'log'>;
   /** How ingest waits for space after a full disk (poll interval, retry backoff, free bytes wanted). */
   diskFull?: DiskFullOptions;
   /**
@@ -115,6 +128,12 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   private readonly policy: SourcePolicy;
   private readonly log: (line: string) => void;
   private closing: Promise<void> | null = null;
+  /** Webhook delivery of alerts (null when no webhook is configured). */
+  private notifier: Notifier | null = null;
+  private readonly webhookIds: ReadonlySet<string>;
+  private unsubscribeNotifier: (() => void) | null = null;
+  /** Outbox writes started by alerts and not settled yet (awaited by dispose). */
+  private readonly enqueues = new Set<Promise<void>>();
   /** Ingest slots taken by creates still opening their memory (not yet ingesting). */
   private reservedSlots = 0;
   /** Stream folders found at open: the data-folder budget's shares count them all from the first restored stream on. */
@@ -132,6 +151,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     this.gate = new QuestionGate(this.limits.questionsPerStream, this.limits.questionsTotal);
     this.policy = new SourcePolicy(options.policy);
     this.log = options.log ?? (() => {});
+    this.webhookIds = new Set((options.webhooks ?? []).map((w) => w.id));
   }
 
   /** Loads the model (when given a folder), then every recorded stream with its memory. */
@@ -141,10 +161,13 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     // Uploads that were in transit when the process stopped belong to no stream.
     fs.rmSync(path.join(dataDir, 'incoming'), { recursive: true, force: true });
     fs.mkdirSync(path.join(dataDir, 'incoming'), { recursive: true });
+    // Webhooks first: a refused address fails the start before the model loads.
+    await checkWebhooks(options.webhooks ?? [], new SourcePolicy(options.policy), options.log ?? (() => {}));
     const owns = typeof options.model === 'string';
     const model = typeof options.model === 'string' ? await VisionLanguageModel.load(options.model, options.modelOptions) : options.model;
     const manager = new StreamManager(dataDir, model, owns, options);
     try {
+      await manager.openNotifier();
       await manager.restore();
     } catch (error) {
       await manager.dispose();
@@ -470,7 +493,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     const stream = this.get(id);
     const session = this.openSessionOf(stream);
     // Refused before it queues for the model: a bad spec does not wait for a frame's encode.
-    parseWatchSpec(spec);
+    this.checkNotify(parseWatchSpec(spec).notify);
     try {
       const watch = await this.scheduler.run(id, 'question', () => session.addWatch(spec));
       return watchView(id, watch, true);
@@ -532,6 +555,64 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     return this.alertListeners.size;
   }
 
+  /** The webhook Notifier's status (queue depth, per webhook delivered / failed / refused, last success and failure); null when no webhook is configured. */
+  notifications(): NotifierStatus | null {
+    return this.notifier?.status() ?? null;
+  }
+
+  /** A watch's notify must name configured webhooks: BAD_INPUT naming the first unknown one. */
+  private checkNotify(notify: readonly string[] | undefined): void {
+    const unknown = (notify ?? []).find((id) => !this.webhookIds.has(id));
+    if (unknown === undefined) return;
+    const configured = [...this.webhookIds];
+    throw new VigilError('BAD_INPUT', `notify: no webhook has the id "${unknown}" (${configured.length > 0 ? `configured: ${configured.join(', ')}` : 'no webhook is configured on this server'})`);
+  }
+
+  /** Opens the Notifier on `<data>/notify` when webhooks are configured, and subscribes it to every stream's alerts. */
+  private async openNotifier(): Promise<void> {
+    const webhooks = this.options.webhooks ?? [];
+    if (webhooks.length === 0) return;
+    this.notifier = await Notifier.open({
+      ...this.options.notifier,
+      dir: path.join(this.dataDir, 'notify'),
+      webhooks,
+      policy: this.policy.outbound,
+      log: (e) => {
+        if (e.outcome === 'delivered') return;
+        const detail = [e.status !== undefined ? `status ${e.status}` : '', e.reason ?? '', e.delayMs !== undefined ? `next try in ${Math.round(e.delayMs)} ms` : ''].filter(Boolean).join(', ');
+        this.log(`webhook ${e.webhook}: alert ${e.alertId} attempt ${e.attempt} ${e.outcome}${detail ? ` (${detail})` : ''}`);
+      },
+    });
+    this.unsubscribeNotifier = this.onAlert((alert) => this.notifyAlert(alert));
+  }
+
+  /**
+   * Hands an alert to the Notifier for the webhooks its watch names. Never awaited here (the caller
+   * is the watch engine, behind ingest): the outbox write runs in the background, and a failure is
+   * logged. A watch with no notify sends nothing.
+   */
+  private notifyAlert(alert: Alert): void {
+    const notifier = this.notifier;
+    if (!notifier) return;
+    const watch = this.streams.get(alert.stream)?.session?.listWatches().find((w) => w.id === alert.watchId);
+    const wanted = watch?.notify ?? [];
+    const targets = wanted.filter((id) => this.webhookIds.has(id));
+    // A persisted watch may name a webhook removed from the configuration since.
+    const missing = wanted.filter((id) => !this.webhookIds.has(id));
+    if (missing.length > 0) this.log(`stream ${alert.stream}: watch ${alert.watchId}: webhook(s) ${missing.join(', ')} not configured; alert ${alert.id} not sent to them`);
+    if (targets.length === 0) return;
+    const pending: Promise<void> = notifier.enqueue(alert, { webhooks: targets }).then(
+      () => {
+        this.enqueues.delete(pending);
+      },
+      (error: unknown) => {
+        this.enqueues.delete(pending);
+        this.log(`stream ${alert.stream}: alert ${alert.id} not queued for webhooks: ${error instanceof Error ? error.message : String(error)}`);
+      },
+    );
+    this.enqueues.add(pending);
+  }
+
   private dispatchAlert(alert: Alert): void {
     for (const listener of [...this.alertListeners]) {
       try {
@@ -556,7 +637,14 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     this.closing ??= (async () => {
       const streams = [...this.streams.values()];
       this.streams.clear();
-      await Promise.all(streams.map((s) => this.detach(s)));
+      try {
+        await Promise.all(streams.map((s) => this.detach(s)));
+      } finally {
+        // After the streams: alerts their last checks raised are in the outbox before it closes.
+        this.unsubscribeNotifier?.();
+        await Promise.allSettled([...this.enqueues]);
+        await this.notifier?.close().catch((error: unknown) => this.log(`notifier: close failed: ${(error as Error).message}`));
+      }
       if (this.ownsModel) await this.model.dispose();
     })();
     return this.closing;
@@ -909,6 +997,7 @@ function watchView(stream: string, watch: Watch, active: boolean): StreamWatch {
     ...(watch.pattern !== undefined ? { pattern: watch.pattern } : {}),
     cooldownSec: watch.cooldownSec,
     maxIntervalSec: watch.maxIntervalSec,
+    ...(watch.notify !== undefined && watch.notify.length > 0 ? { notify: [...watch.notify] } : {}),
     createdAt: watch.createdAt,
     active,
   };
@@ -916,4 +1005,26 @@ function watchView(stream: string, watch: Watch, active: boolean): StreamWatch {
 
 function round(ms: number): number {
   return Math.round(ms * 100) / 100;
+}
+
+/**
+ * Checks each webhook's configuration and where its URL leads, with the URL policy API callers'
+ * sources obey: BAD_CONFIG naming the webhook (by id, scheme, host and port: never the URL's path,
+ * query or the secret) when refused. A host that does not resolve now is only logged: delivery
+ * resolves (and checks) again at every connection.
+ */
+async function checkWebhooks(webhooks: readonly WebhookConfig[], policy: SourcePolicy, log: (line: string) => void): Promise<void> {
+  for (const webhook of webhooks) {
+    const checked = checkWebhook(webhook, 10_000);
+    try {
+      await checkWebhookAddress(checked.url, policy.outbound);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (isVigilError(error) && error.code === 'SOURCE_UNREACHABLE') {
+        log(`webhook ${checked.id} (${checked.display}): ${message}; delivery will try again`);
+        continue;
+      }
+      throw new VigilError('BAD_CONFIG', `webhook "${checked.id}" (${checked.display}) is refused by the URL policy: ${message}`, { cause: error });
+    }
+  }
 }

@@ -183,7 +183,8 @@ describe('watches and alerts over the API', () => {
     const create = doc.components.schemas.CreateWatch;
     assert.deepEqual(create.required, ['question', 'trigger']);
     assert.equal(create.additionalProperties, false);
-    assert.equal(create.properties.notify, undefined);
+    assert.equal(create.properties.notify.type, 'array');
+    assert.equal(create.properties.notify.items.type, 'string');
     for (const name of ['Watch', 'WatchList', 'Alert', 'AlertEvidence', 'AlertList']) assert.equal(doc.components.schemas[name].additionalProperties, false, name);
   });
 

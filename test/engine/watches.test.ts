@@ -175,7 +175,9 @@ describe('watches: probe-needle streams', () => {
       await bad({ question: ' ', trigger: 'yes' }, /non-empty question/);
       await bad({ question: RED, trigger: 'yes', cooldownSec: -1 }, /cooldownSec/);
       await bad({ question: RED, trigger: 'yes', maxIntervalSec: 0 }, /maxIntervalSec/);
-      await bad({ question: RED, trigger: 'yes', notify: 'x' }, /unknown watch field/);
+      await bad({ question: RED, trigger: 'yes', notify: 'x' }, /notify must be a list of webhook ids/);
+      await bad({ question: RED, trigger: 'yes', notify: ['a b'] }, /notify must be a list of webhook ids/);
+      await bad({ question: RED, trigger: 'yes', notifyMe: ['home'] }, /unknown watch field\(s\): notifyMe/);
       for (let i = 0; i < 16; i++) await session.addWatch({ question: `${RED} ${i}`, trigger: 'yes' });
       await bad({ question: RED, trigger: 'yes' }, /at most 16 watches/);
       assert.equal(session.listWatches().length, 16);

@@ -1,6 +1,7 @@
+import path from 'node:path';
 import { Command } from 'commander';
 import type { AuthConfig } from '../../../api/auth.js';
-import { loadServiceConfig } from '../../../api/config.js';
+import { loadServiceConfig, webhooksFromConfig } from '../../../api/config.js';
 import type { ServiceConfig } from '../../../api/schemas/config.js';
 import { startServer } from '../../../api/server.js';
 import { vigilDataDir } from '../../cacheDir.js';
@@ -69,6 +70,8 @@ export function serveCommand(): Command {
     .option('--shutdown-timeout <s>', `seconds a graceful stop (SIGTERM/SIGINT/SIGHUP) may take before the process exits anyway (default ${DEFAULT_SHUTDOWN_TIMEOUT_S})`, parseInteger(1, 3600))
     .action(async (options: ServeOptions) => {
       const config: ServiceConfig = options.config ? loadServiceConfig(options.config) : {};
+      // Secrets are read from the environment variables the config names, never from argv.
+      const webhooks = webhooksFromConfig(config, process.env, options.config ? path.dirname(options.config) : '.');
       const auth = authConfig(options, config);
       for (const range of options.allowNetwork) checkRange(range);
       const host = options.host ?? config.host ?? '127.0.0.1';
@@ -111,6 +114,7 @@ export function serveCommand(): Command {
             ...(config.limits?.questionsTotal ? { questionsTotal: config.limits.questionsTotal } : {}),
           },
           ...(config.defaults || options.budget !== undefined ? { defaults: { ...config.defaults, ...(options.budget !== undefined ? { budget: options.budget } : {}) } } : {}),
+          ...(webhooks.length > 0 ? { webhooks } : {}),
           ...(options.diskBudget !== undefined || config.diskBudget !== undefined
             ? { diskBudget: options.diskBudget ?? parseByteSize(config.diskBudget, 'diskBudget') }
             : {}),

@@ -240,6 +240,8 @@ export interface StreamWatch {
   pattern?: string;
   cooldownSec: number;
   maxIntervalSec: number;
+  /** Webhook ids its alerts are delivered to (absent: none). */
+  notify?: string[];
   /** Wall time of creation, ms since the epoch. */
   createdAt: number;
   /** False for a persisted watch whose question could not be turned into queries at open (it never checks; see the log). */

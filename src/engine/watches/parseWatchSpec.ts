@@ -5,6 +5,7 @@ import {
   DEFAULT_COOLDOWN_SEC,
   DEFAULT_MAX_INTERVAL_SEC,
   MAX_PATTERN_CHARS,
+  MAX_WATCH_NOTIFY,
   MAX_WATCH_SECONDS,
   type Watch,
   type WatchSpec,
@@ -29,11 +30,28 @@ export function compilePattern(pattern: string): RegExp {
   }
 }
 
+/** Same syntax as a webhook id (src/engine/notify/webhook.ts). */
+const WEBHOOK_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * The notify list: webhook ids (syntax only; whether they are configured is the service's check),
+ * duplicates dropped; absent or empty means no webhook.
+ */
+function notifyList(value: unknown): string[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || !WEBHOOK_ID.test(v))) {
+    throw new VigilError('BAD_INPUT', 'notify must be a list of webhook ids (1-64 letters, digits, ".", "_", "-" or ":")');
+  }
+  const ids = [...new Set(value as string[])];
+  if (ids.length > MAX_WATCH_NOTIFY) throw new VigilError('BAD_INPUT', `notify names ${ids.length} webhooks; the limit is ${MAX_WATCH_NOTIFY}`);
+  return ids.length > 0 ? ids : undefined;
+}
+
 /** Checks a caller's watch spec (every field, unknown ones refused) and makes the Watch record. */
 export function parseWatchSpec(spec: unknown, now = Date.now()): Watch {
   if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw new VigilError('BAD_INPUT', 'a watch must be an object {question, trigger, ...}');
   const s = spec as Record<string, unknown>;
-  const known = new Set(['question', 'trigger', 'pattern', 'cooldownSec', 'maxIntervalSec']);
+  const known = new Set(['question', 'trigger', 'pattern', 'cooldownSec', 'maxIntervalSec', 'notify']);
   const unknown = Object.keys(s).filter((k) => !known.has(k));
   if (unknown.length > 0) throw new VigilError('BAD_INPUT', `unknown watch field(s): ${unknown.join(', ')}`);
   const { question, trigger, pattern } = s as Partial<WatchSpec> & Record<string, unknown>;
@@ -49,6 +67,7 @@ export function parseWatchSpec(spec: unknown, now = Date.now()): Watch {
   } else if (pattern !== undefined) {
     throw new VigilError('BAD_INPUT', `a pattern is only for trigger answer-matches, not ${trigger}`);
   }
+  const notify = notifyList(s.notify);
   return {
     id: `w_${crypto.randomBytes(6).toString('hex')}`,
     question,
@@ -56,6 +75,7 @@ export function parseWatchSpec(spec: unknown, now = Date.now()): Watch {
     ...(trigger === 'answer-matches' ? { pattern: pattern as string } : {}),
     cooldownSec: seconds('cooldownSec', s.cooldownSec, DEFAULT_COOLDOWN_SEC, 0),
     maxIntervalSec: seconds('maxIntervalSec', s.maxIntervalSec, DEFAULT_MAX_INTERVAL_SEC, 1),
+    ...(notify !== undefined ? { notify } : {}),
     createdAt: now,
   };
 }

@@ -18,6 +18,8 @@ export const DEFAULT_MAX_INTERVAL_SEC = 30;
 export const MAX_WATCH_SECONDS = 86_400;
 /** Tokens a check may generate: answers are short (a color, yes/no, a few words). */
 export const CHECK_MAX_NEW_TOKENS = 8;
+/** Webhook ids one watch may notify at most. */
+export const MAX_WATCH_NOTIFY = 16;
 
 /** What a caller asks for (validated by parseWatchSpec). */
 export interface WatchSpec {
@@ -29,6 +31,8 @@ export interface WatchSpec {
   cooldownSec?: number;
   /** Stream seconds between model checks at most, whatever the prefilter says; default 30. */
   maxIntervalSec?: number;
+  /** Ids of the service's webhooks that get this watch's alerts (absent or empty: none; SSE and /v1/alerts only). */
+  notify?: string[];
 }
 
 export interface Watch {
@@ -38,6 +42,8 @@ export interface Watch {
   pattern?: string;
   cooldownSec: number;
   maxIntervalSec: number;
+  /** Webhook ids its alerts are delivered to (absent: none). */
+  notify?: string[];
   /** Wall time of creation, ms since the epoch. */
   createdAt: number;
 }
