@@ -67,6 +67,15 @@ function decoderInputs(g: GraphBuilder, dtype: 'float32' | 'float16', pastHeads:
   return { embeds, mask, past };
 }
 
+/** cos/sin tables [maxPositions, D/2] (theta 10000) as the com.microsoft rotary ops take them. */
+function ropeCaches(g: GraphBuilder): { cosCache: string; sinCache: string } {
+  const angles = Array.from({ length: maxPositions * (D / 2) }, (_, n) => Math.floor(n / (D / 2)) * 10000 ** (-(2 * (n % (D / 2))) / D));
+  return {
+    cosCache: g.initializer('cos_cache', 'float32', [maxPositions, D / 2], Float32Array.from(angles, Math.cos)),
+    sinCache: g.initializer('sin_cache', 'float32', [maxPositions, D / 2], Float32Array.from(angles, Math.sin)),
+  };
+}
+
 function rotateHalf(g: GraphBuilder, x: string, cos: string, sin: string): string {
   const axis = g.int64s([-1]);
   const x1 = g.op('Slice', [x, g.int64s([0]), g.int64s([D / 2]), axis]);
@@ -188,9 +197,7 @@ export function writePackedGqaDecoder(file: string, seed: number, options: { fus
     const totalLength = g.op('Cast', [g.op('Gather', [g.op('Shape', [mask]), g.scalar('int64', 1)], { axis: 0 })], { to: 6 });
     return { seqlensK, totalLength };
   });
-  const angles = Array.from({ length: maxPositions * (D / 2) }, (_, n) => Math.floor(n / (D / 2)) * 10000 ** (-(2 * (n % (D / 2))) / D));
-  const cosCache = g.initializer('cos_cache', 'float32', [maxPositions, D / 2], Float32Array.from(angles, Math.cos));
-  const sinCache = g.initializer('sin_cache', 'float32', [maxPositions, D / 2], Float32Array.from(angles, Math.sin));
+  const { cosCache, sinCache } = ropeCaches(g);
   let x = embeds;
   const wq: Float32Array[] = [];
   for (let i = 0; i < layers; i++) {
@@ -255,9 +262,7 @@ export function writeMhaRotaryDecoder(file: string, seed: number): TapTestGraph 
   const g = writer.graph;
   const { embeds, past } = decoderInputs(g, 'float32', heads);
   const positionIds = g.input('position_ids', 'int64', ['batch_size', 'sequence_length']);
-  const angles = Array.from({ length: maxPositions * (D / 2) }, (_, n) => Math.floor(n / (D / 2)) * 10000 ** (-(2 * (n % (D / 2))) / D));
-  const cosCache = g.initializer('cos_cache', 'float32', [maxPositions, D / 2], Float32Array.from(angles, Math.cos));
-  const sinCache = g.initializer('sin_cache', 'float32', [maxPositions, D / 2], Float32Array.from(angles, Math.sin));
+  const { cosCache, sinCache } = ropeCaches(g);
   let x = embeds;
   const wq: Float32Array[] = [];
   for (let i = 0; i < layers; i++) {
