@@ -3,6 +3,7 @@ import { ChatCompletionBody, ChatCompletionResponse, ModelList } from './schemas
 import { ErrorBody, HorizonSchema } from './schemas/common.js';
 import { AnswerSchema, ArchiveSchema, ChunkEvidence, Evidence, GapEvidence, QuestionBody, Skipped, Timing } from './schemas/questions.js';
 import { CreateStreamBody, Retention, StreamList, StreamStatusSchema, UploadForm } from './schemas/streams.js';
+import { TimelineAlertSchema, TimelineSchema, TimelineSpanSchema } from './schemas/timeline.js';
 import { ALERT_LIMIT, AlertEvidence, AlertList, AlertSchema, CreateWatchBody, NotificationsSchema, WatchList, WatchSchema, WebhookStatusSchema } from './schemas/watches.js';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
@@ -33,7 +34,7 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
  */
 export function buildOpenApi(version: string): object {
   const registry = z.registry<{ id: string }>();
-  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList, CreateWatch: CreateWatchBody, Watch: WatchSchema, WatchList, Alert: AlertSchema, AlertEvidence, AlertList, Notifications: NotificationsSchema, WebhookStatus: WebhookStatusSchema };
+  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList, CreateWatch: CreateWatchBody, Watch: WatchSchema, WatchList, Alert: AlertSchema, AlertEvidence, AlertList, Notifications: NotificationsSchema, WebhookStatus: WebhookStatusSchema, Timeline: TimelineSchema, TimelineSpan: TimelineSpanSchema, TimelineAlert: TimelineAlertSchema };
   for (const [id, schema] of Object.entries(named)) registry.add(schema as z.ZodType, { id });
   const { schemas } = z.toJSONSchema(registry, { target: 'openapi-3.0', io: 'input', uri: (id) => `#/components/schemas/${id}`, unrepresentable: 'any' });
   for (const schema of Object.values(schemas)) delete (schema as { $id?: string }).$id;
@@ -80,6 +81,18 @@ export function buildOpenApi(version: string): object {
       '/v1/streams/{id}/frames/{chunk}.jpg': {
         parameters: [idParam, { name: 'chunk', in: 'path', required: true, schema: { type: 'string' }, description: 'Chunk id, or "latest"' }],
         get: { ...secured, summary: 'Evidence thumbnail (JPEG)', responses: { 200: { description: 'JPEG', content: { 'image/jpeg': { schema: { type: 'string', format: 'binary' } } } }, ...errors(400, 401, 404) } },
+      },
+      '/v1/streams/{id}/timeline': {
+        parameters: [idParam],
+        get: {
+          ...secured,
+          summary: 'The timeline over a range of stream time: scenes (chunk spans, with thumbnails), outages, alerts and memory tiers; bounded (merged spans past 500)',
+          parameters: [
+            { name: 'from', in: 'query', schema: { type: 'number', minimum: 0 }, description: "Stream seconds; default the memory's oldest frame." },
+            { name: 'to', in: 'query', schema: { type: 'number', minimum: 0 }, description: "Stream seconds (>= from); default the memory's newest frame." },
+          ],
+          responses: { 200: { description: 'the timeline', content: json('Timeline') }, ...errors(400, 401, 404, 409) },
+        },
       },
       '/v1/streams/{id}/watches': {
         parameters: [idParam],

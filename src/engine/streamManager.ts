@@ -27,6 +27,7 @@ import { parseWatchSpec } from './watches/parseWatchSpec.js';
 import { checkWebhookAddress, Notifier, type NotifierOptions, type NotifierStatus, type WebhookConfig } from './notify/notifier.js';
 import { checkWebhook } from './notify/webhook.js';
 import type { Alert, Watch } from './watches/types.js';
+import { type StreamTimeline, streamTimeline, type TimelineRange } from './timeline.js';
 
 export { expandEnv } from './manager/envTemplate.js';
 export { OverloadedError } from './manager/questionGate.js';
@@ -38,6 +39,7 @@ export { isGapEvidence, STREAM_STATES } from './manager/types.js';
 export type { NotifierStatus, WebhookConfig, WebhookStatus } from './notify/notifier.js';
 export type { DiskFullOptions } from './manager/streamIngest.js';
 export { ANSWER_MODES, type AnswerMode } from './streamSession.js';
+export { MAX_TIMELINE_ALERTS, MAX_TIMELINE_GAPS, MAX_TIMELINE_SPANS, type StreamTimeline, type TimelineRange } from './timeline.js';
 export {
   type Alert,
   DEFAULT_COOLDOWN_SEC,
@@ -480,6 +482,22 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     const stream = this.get(id);
     const wanted = chunkId === 'latest' ? stream.thumbnails.newestChunkId : chunkId;
     return wanted === null ? null : stream.thumbnails.find(wanted);
+  }
+
+  /**
+   * The stream's timeline over [range.from, range.to] (stream s; default its whole memory): scenes
+   * (chunk spans) with thumbnails, outages, alerts and memory tiers, bounded (src/engine/timeline.ts).
+   */
+  timeline(id: string, range: TimelineRange = {}): StreamTimeline {
+    const stream = this.get(id);
+    const session = this.openSessionOf(stream);
+    try {
+      const stats = session.store.stats();
+      const questions = new Map(session.listWatches().map((w) => [w.id, w.question] as const));
+      return streamTimeline({ stream: id, store: session.store, stats, horizon: session.memory.horizon(stats), alerts: session.alerts(), questions, hasThumbnail: (chunkId) => stream.thumbnails.find(chunkId) !== null }, range);
+    } catch (error) {
+      throw publicError(error, this.pathRoots);
+    }
   }
 
   // ---- watches (standing questions, src/engine/watches) ---------------------------------------
