@@ -12,6 +12,7 @@ import { chatRoutes } from './routes/chat.js';
 import { healthRoutes } from './routes/health.js';
 import { questionRoutes } from './routes/questions.js';
 import { streamRoutes } from './routes/streams.js';
+import { summaryRoutes } from './routes/summaries.js';
 import { timelineRoutes } from './routes/timeline.js';
 import { watchRoutes } from './routes/watches.js';
 
@@ -73,6 +74,7 @@ export function createApp(options: AppOptions): VigilApp {
   v1.use('/streams', streamRoutes(ctx, { maxBodyBytes, maxUploadBytes }));
   v1.use(questionRoutes(ctx, maxBodyBytes));
   v1.use(chatRoutes(ctx, maxBodyBytes));
+  v1.use(summaryRoutes(ctx, maxBodyBytes));
   v1.use(timelineRoutes(ctx));
   v1.use(watchRoutes(ctx, { maxBodyBytes, ...(options.alertHeartbeatMs !== undefined ? { heartbeatMs: options.alertHeartbeatMs } : {}) }));
   app.use('/v1', v1);

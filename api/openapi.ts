@@ -3,6 +3,7 @@ import { ChatCompletionBody, ChatCompletionResponse, ModelList } from './schemas
 import { ErrorBody, HorizonSchema } from './schemas/common.js';
 import { AnswerSchema, ArchiveSchema, ChunkEvidence, Evidence, GapEvidence, QuestionBody, Skipped, Timing } from './schemas/questions.js';
 import { CreateStreamBody, Retention, StreamList, StreamStatusSchema, UploadForm } from './schemas/streams.js';
+import { SummaryBody, SummaryEntrySchema, SummaryEventSchema, SummaryEvidence, SummaryPlanSchema, SummarySchema } from './schemas/summaries.js';
 import { TimelineAlertSchema, TimelineSchema, TimelineSpanSchema } from './schemas/timeline.js';
 import { ALERT_LIMIT, AlertEvidence, AlertList, AlertSchema, CreateWatchBody, NotificationsSchema, WatchList, WatchSchema, WebhookStatusSchema } from './schemas/watches.js';
 
@@ -36,6 +37,8 @@ export function buildOpenApi(version: string): object {
   const registry = z.registry<{ id: string }>();
   const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList, CreateWatch: CreateWatchBody, Watch: WatchSchema, WatchList, Alert: AlertSchema, AlertEvidence, AlertList, Notifications: NotificationsSchema, WebhookStatus: WebhookStatusSchema, Timeline: TimelineSchema, TimelineSpan: TimelineSpanSchema, TimelineAlert: TimelineAlertSchema };
   for (const [id, schema] of Object.entries(named)) registry.add(schema as z.ZodType, { id });
+  const summaries = { SummaryRequest: SummaryBody, Summary: SummarySchema, SummaryEntry: SummaryEntrySchema, SummaryEvent: SummaryEventSchema, SummaryEvidence, SummaryPlan: SummaryPlanSchema };
+  for (const [id, schema] of Object.entries(summaries)) registry.add(schema as z.ZodType, { id });
   const { schemas } = z.toJSONSchema(registry, { target: 'openapi-3.0', io: 'input', uri: (id) => `#/components/schemas/${id}`, unrepresentable: 'any' });
   for (const schema of Object.values(schemas)) delete (schema as { $id?: string }).$id;
 
@@ -74,6 +77,18 @@ export function buildOpenApi(version: string): object {
           requestBody: { required: true, content: json('Question') },
           responses: {
             200: { description: 'the answer', content: { ...json('Answer'), 'text/event-stream': { schema: { type: 'string' } } } },
+            ...errors(400, 401, 404, 409, 429),
+          },
+        },
+      },
+      '/v1/streams/{id}/summaries': {
+        parameters: [idParam],
+        post: {
+          ...secured,
+          summary: 'Summarize a time range: its events (cut at scene changes and outages), each described by the model with evidence (JSON, or SSE with Accept: text/event-stream: plan, event and gap events, then summary)',
+          requestBody: { required: true, content: json('SummaryRequest') },
+          responses: {
+            200: { description: 'the summary (events empty, with a note, when memory holds none of the range)', content: { ...json('Summary'), 'text/event-stream': { schema: { type: 'string' } } } },
             ...errors(400, 401, 404, 409, 429),
           },
         },

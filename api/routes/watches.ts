@@ -1,5 +1,6 @@
 import express, { Router } from 'express';
 import type { Alert } from '../../src/engine/streamManager.js';
+import { alertJson, liveAlertJson } from '../alertJson.js';
 import type { ServiceContext } from '../context.js';
 import { ApiError } from '../errors.js';
 import { ALERT_LIMIT, AlertEventsQuery, AlertQuerySchema, CreateWatchBody } from '../schemas/watches.js';
@@ -48,13 +49,12 @@ export function watchRoutes(ctx: ServiceContext, options: WatchRouteOptions): Ro
   router.get('/alerts', (req, res) => {
     const manager = ctx.manager();
     const query = parseInput(AlertQuerySchema, req.query, 'query');
-    res.json(
-      manager.alerts({
-        ...(query.stream !== undefined ? { stream: query.stream } : {}),
-        ...(query.since !== undefined ? { since: query.since } : {}),
-        limit: query.limit ?? ALERT_LIMIT.default,
-      }),
-    );
+    const page = manager.alerts({
+      ...(query.stream !== undefined ? { stream: query.stream } : {}),
+      ...(query.since !== undefined ? { since: query.since } : {}),
+      limit: query.limit ?? ALERT_LIMIT.default,
+    });
+    res.json({ ...page, alerts: page.alerts.map((alert) => alertJson(manager, alert)) });
   });
 
   router.get('/alerts/events', (req, res) => {
@@ -63,8 +63,11 @@ export function watchRoutes(ctx: ServiceContext, options: WatchRouteOptions): Ro
     // An unknown stream is a 404 before the event stream opens.
     if (stream !== undefined) manager.status(stream);
     const sse = new SseStream(res, options.heartbeatMs);
+    // In order: a live alert may wait a moment for its frame's thumbnail (liveAlertJson).
+    let sending = Promise.resolve();
     const unsubscribe = manager.onAlert((alert: Alert) => {
-      if (stream === undefined || alert.stream === stream) sse.send('alert', alert);
+      if (stream !== undefined && alert.stream !== stream) return;
+      sending = sending.then(async () => sse.send('alert', await liveAlertJson(manager, alert))).catch((error: unknown) => ctx.log(`alert event not sent: ${(error as Error).message}`));
     });
     sse.signal.addEventListener('abort', unsubscribe, { once: true });
     res.on('close', unsubscribe);

@@ -71,6 +71,7 @@ export const AlertEvidence = z
     tEnd: z.number(),
     score: z.number().meta({ description: "Sum over layers of the question's query against the frame's keys." }),
     change: z.number().meta({ description: "How far the frame's score moved from the last check's, in noise units (max over layers); 0 at a watch's first frame." }),
+    thumbnail: z.string().nullable().meta({ description: 'URL of the stored JPEG of the frame (GET /v1/streams/{id}/frames/{chunkId}.jpg); null when the stream has none. Added by the API: webhook bodies carry the alert as stored, without it.' }),
   })
   .meta({ description: 'A frame that made the prefilter ask for the check (or, for a forced check, the newest frame).' });
 

@@ -22,6 +22,8 @@ import { readRecord, removeRecord, type StreamRecord, type StreamSettings } from
 import { safeName, type StreamDefaults, streamSettings, timeRange } from './manager/requestChecks.js';
 import type { AlertQuery, AskHooks, CreateStreamRequest, EvidenceEntry, EvidenceItem, GapEvidence, ManagerLimits, QuestionEvent, StreamAnswer, StreamQuestion, StreamStatus, StreamWatch } from './manager/types.js';
 import { gateSettings } from './frameGate.js';
+import { summarizeRange } from './summaries/summarizeRange.js';
+import type { StreamSummary, SummaryHooks, SummaryRequest } from './summaries/types.js';
 import { ANSWER_MODES, StreamSession } from './streamSession.js';
 import { parseWatchSpec } from './watches/parseWatchSpec.js';
 import { checkWebhookAddress, Notifier, type NotifierOptions, type NotifierStatus, type WebhookConfig } from './notify/notifier.js';
@@ -38,6 +40,7 @@ export type * from './manager/types.js';
 export { isGapEvidence, STREAM_STATES } from './manager/types.js';
 export type { NotifierStatus, WebhookConfig, WebhookStatus } from './notify/notifier.js';
 export type { DiskFullOptions } from './manager/streamIngest.js';
+export { DEFAULT_MAX_EVENTS, DEFAULT_SUMMARY_QUESTION, isSummaryGap, MAX_SUMMARY_EVENTS, type StreamSummary, type SummaryEntry, type SummaryEvent, type SummaryHooks, type SummaryPlan, type SummaryRequest } from './summaries/types.js';
 export { ANSWER_MODES, type AnswerMode } from './streamSession.js';
 export { MAX_TIMELINE_ALERTS, MAX_TIMELINE_GAPS, MAX_TIMELINE_SPANS, type StreamTimeline, type TimelineRange } from './timeline.js';
 export {
@@ -441,6 +444,22 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
       throw publicError(error, this.pathRoots);
     } finally {
       release();
+    }
+  }
+
+  /**
+   * A summary of [request.from, request.to] (src/engine/summaries): the range cut into events at
+   * scene changes and outages, each described by the model through ask() with the question
+   * restricted to the event's span, one event after another (each waits its turn in the question
+   * queue and the model scheduler, so frames keep going in between).
+   */
+  async summarize(id: string, request: SummaryRequest, hooks: SummaryHooks = {}): Promise<StreamSummary> {
+    const session = this.openSessionOf(this.get(id));
+    try {
+      const source = { streamId: id, store: session.store, horizon: () => session.horizon(), gate: session.gate.settings };
+      return await summarizeRange(source, request, (question, askHooks) => this.ask(id, question, askHooks), hooks);
+    } catch (error) {
+      throw publicError(error, this.pathRoots);
     }
   }
 

@@ -1,0 +1,154 @@
+/**
+ * Cutting a time range into events, from what the memory already holds (no model call):
+ *
+ * - an **outage** (a recorded gap) always ends an event;
+ * - a **scene change**: the representatives (mean pre-RoPE keys) of consecutive chunks moved by more
+ *   than a threshold calibrated on the range itself: median + 6 x 1.4826 x MAD of the distances
+ *   (a robust 6-sigma: the frame-to-frame noise of this stream over this range), at least
+ *   MIN_CHANGE_DISTANCE (int8 representatives round to ~0.5 % of a layer's largest value);
+ * - with frame gating on, a **gate change**: a chunk that held unchanged frames (its span reaches past
+ *   its start) followed by a chunk the gate encoded because the picture changed (sooner than the
+ *   gate's maxHoldSec, which re-encodes an unchanged scene).
+ *
+ * Then scenes shorter than MIN_EVENT_SEC are merged into the neighbour across their weaker boundary
+ * (a flicker is not an event), and while there are more than maxEvents, the weakest boundary is
+ * removed (outages last). A boundary's strength is its distance over the threshold (a gate change at
+ * least 1; an outage infinite).
+ */
+import type { GateSetting } from '../frameGate.js';
+import type { SceneUnit } from './rangeScan.js';
+import type { EventStart } from './types.js';
+
+/** The least distance that counts as a change, whatever the calibration (see the file comment). */
+export const MIN_CHANGE_DISTANCE = 0.05;
+/** Robust sigmas above the median distance that make a change. */
+const CHANGE_SIGMAS = 6;
+/** Float slack when comparing stream times (s). */
+const EPS = 1e-9;
+
+export interface SegmentOptions {
+  /** The range (stream s): event spans are clipped to it. */
+  from: number;
+  to: number;
+  maxEvents: number;
+  /** Scenes shorter than this are merged into a neighbour. */
+  minEventSec: number;
+  /** The stream's gate; null when the units are samples (gate spans say nothing between samples). */
+  gate: GateSetting | null;
+  /** Recorded outages in the range, in time order. */
+  gaps: ReadonlyArray<{ from: number; to: number }>;
+  /** Where unit i's chunks end (a sampled unit stands for the chunks up to the next sample); default its own tEnd. */
+  endOf?: (index: number) => number;
+}
+
+/** One event's span over the units. */
+export interface EventSpan {
+  from: number;
+  to: number;
+  firstIndex: number;
+  lastIndex: number;
+  startedBy: EventStart;
+}
+
+export interface Segmentation {
+  spans: EventSpan[];
+  threshold: number;
+  /** Scene changes (not outages) found before merging. */
+  changes: number;
+}
+
+/** The calibrated change threshold of a range's consecutive distances (see the file comment). */
+export function changeThreshold(distances: readonly number[]): number {
+  if (distances.length === 0) return MIN_CHANGE_DISTANCE;
+  const median = medianOf(distances);
+  const mad = medianOf(distances.map((d) => Math.abs(d - median)));
+  return Math.max(MIN_CHANGE_DISTANCE, median + CHANGE_SIGMAS * 1.4826 * mad);
+}
+
+interface Scene {
+  firstIndex: number;
+  lastIndex: number;
+  startedBy: EventStart;
+  /** Strength of the boundary this scene starts with (unused for the first). */
+  strength: number;
+}
+
+/** Events over `units` (in time order, each with its distance from the previous one). */
+export function segmentEvents(units: readonly SceneUnit[], options: SegmentOptions): Segmentation {
+  if (units.length === 0) return { spans: [], threshold: MIN_CHANGE_DISTANCE, changes: 0 };
+  const threshold = changeThreshold(units.slice(1).map((u) => u.distance));
+  const scenes: Scene[] = [{ firstIndex: 0, lastIndex: 0, startedBy: 'range-start', strength: Infinity }];
+  let changes = 0;
+  let gapAt = 0;
+  for (let i = 1; i < units.length; i++) {
+    const prev = units[i - 1]!;
+    const unit = units[i]!;
+    // Outages are in time order: skip those ending before this pair, then see if one lies between them.
+    while (gapAt < options.gaps.length && options.gaps[gapAt]!.to <= prev.tEnd + EPS) gapAt++;
+    const gap = gapAt < options.gaps.length && options.gaps[gapAt]!.from < unit.tStart - EPS;
+    const ratio = unit.distance / threshold;
+    const gateChange = options.gate !== null && options.gate !== 'off' && prev.tEnd > prev.tStart + EPS && unit.tStart - prev.tStart < options.gate.maxHoldSec - EPS;
+    const kind: EventStart | null = gap ? 'gap' : ratio > 1 ? 'change' : gateChange ? 'gate' : null;
+    if (kind === null) {
+      scenes.at(-1)!.lastIndex = i;
+      continue;
+    }
+    if (kind !== 'gap') changes++;
+    scenes.push({ firstIndex: i, lastIndex: i, startedBy: kind, strength: kind === 'gap' ? Infinity : Math.max(ratio, 1) });
+  }
+  const start = (s: Scene) => Math.max(options.from, units[s.firstIndex]!.tStart);
+  const ends = new Map<number, number>();
+  const endOf = (i: number) => {
+    let t = ends.get(i);
+    if (t === undefined) ends.set(i, (t = options.endOf ? options.endOf(i) : units[i]!.tEnd));
+    return t;
+  };
+  const end = (s: Scene) => Math.min(options.to, endOf(s.lastIndex));
+  // A scene lasts until the next one starts (the last: until its last chunk ends).
+  const duration = (k: number) => (k + 1 < scenes.length ? start(scenes[k + 1]!) : end(scenes[k]!)) - start(scenes[k]!);
+  // Merges scene k + 1 into scene k.
+  const mergeNext = (k: number) => {
+    const next = scenes[k + 1]!;
+    scenes[k]!.lastIndex = next.lastIndex;
+    scenes.splice(k + 1, 1);
+  };
+
+  // Short scenes first, the shortest first, across the weaker of their two boundaries (never an outage).
+  for (;;) {
+    let pick = -1;
+    for (let k = 0; k < scenes.length; k++) {
+      if (duration(k) >= options.minEventSec - EPS) continue;
+      const left = k > 0 ? scenes[k]!.strength : Infinity;
+      const right = k + 1 < scenes.length ? scenes[k + 1]!.strength : Infinity;
+      if (left === Infinity && right === Infinity) continue;
+      if (pick < 0 || duration(k) < duration(pick)) pick = k;
+    }
+    if (pick < 0) break;
+    const left = pick > 0 ? scenes[pick]!.strength : Infinity;
+    const right = pick + 1 < scenes.length ? scenes[pick + 1]!.strength : Infinity;
+    mergeNext(left <= right ? pick - 1 : pick);
+  }
+
+  // The cap: remove the weakest boundary (outages last; among equals, the pair spanning least time).
+  while (scenes.length > Math.max(1, options.maxEvents)) {
+    let pick = 1;
+    for (let k = 2; k < scenes.length; k++) {
+      const s = scenes[k]!.strength;
+      const best = scenes[pick]!.strength;
+      if (s < best || (s === best && duration(k - 1) + duration(k) < duration(pick - 1) + duration(pick))) pick = k;
+    }
+    mergeNext(pick - 1);
+  }
+
+  return {
+    spans: scenes.map((s) => ({ from: start(s), to: end(s), firstIndex: s.firstIndex, lastIndex: s.lastIndex, startedBy: s.startedBy })),
+    threshold,
+    changes,
+  };
+}
+
+function medianOf(values: readonly number[]): number {
+  const sorted = Float64Array.from(values).sort();
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
