@@ -21,6 +21,7 @@ import { describeBytes } from '../../common/byteSize.js';
 import { readRecord, removeRecord, type StreamRecord, type StreamSettings } from './manager/streamRecord.js';
 import { safeName, type StreamDefaults, streamSettings, timeRange } from './manager/requestChecks.js';
 import type { AlertQuery, AskHooks, CreateStreamRequest, EvidenceEntry, EvidenceItem, GapEvidence, ManagerLimits, QuestionEvent, StreamAnswer, StreamQuestion, StreamStatus, StreamWatch } from './manager/types.js';
+import { contributed } from './evidenceFilter.js';
 import { gateSettings } from './frameGate.js';
 import { summarizeRange } from './summaries/summarizeRange.js';
 import type { StreamSummary, SummaryHooks, SummaryRequest } from './summaries/types.js';
@@ -402,7 +403,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
         signal,
       );
       stream.answered++;
-      const chunks: EvidenceItem[] = answer.evidence.map((e) => ({
+      // Only chunks that contributed: retrieval's zero-score fillers stay in the context, not in the evidence.
+      const chunks: EvidenceItem[] = answer.evidence.filter((e) => contributed(answer.mode, e)).map((e) => ({
         chunkId: e.chunkId,
         tStart: e.tStart,
         tEnd: e.tEnd,

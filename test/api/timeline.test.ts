@@ -140,6 +140,30 @@ describe('timeline over the API', () => {
     assert.deepEqual([beyond.spans, beyond.chunks, beyond.alerts, beyond.gaps, beyond.tiers], [[], 0, [], [], []]);
   });
 
+  it("an answer's evidence lists only chunks that contributed: retrieval's zero-score fillers stay in the context", async () => {
+    type Chunk = { chunkId: number; tStart: number; tEnd: number; score: number };
+    const ask = async (body: object) => {
+      const answer = (await api().post('/v1/streams/a/questions').set(AUTH).send({ question: question('red'), ...body }).expect(200)).body as { text: string; evidence: Array<Chunk | { gap: unknown }>; contextTokens: number };
+      // The outage written above is evidence too (an outage in the searched range): chunks only here.
+      return { ...answer, evidence: answer.evidence.filter((e): e is Chunk => !('gap' in e)) };
+    };
+    // Only the needle chunk scores with the probe model: r = 4 fills three slots with chunks scoring 0.
+    const four = await ask({ r: 4 });
+    const one = await ask({ r: 1 });
+    assert.equal(four.text, 'green');
+    assert.deepEqual(
+      four.evidence.map((e) => [e.tStart, e.tEnd]),
+      [[10, 12]],
+      JSON.stringify(four.evidence),
+    );
+    assert.ok(four.evidence.every((e) => e.score > 0));
+    // The fillers were in the context all the same: it is longer than with r = 1.
+    assert.ok(four.contextTokens > one.contextTokens, `${four.contextTokens} vs ${one.contextTokens} context tokens`);
+    // A fixed selection has no scores: every chunk it holds is listed.
+    const uniform = await ask({ r: 4, mode: 'uniform' });
+    assert.equal(uniform.evidence.length, 4, JSON.stringify(uniform.evidence));
+  });
+
   it('bad parameters are 400 naming the problem; an unknown stream is 404', async () => {
     for (const [query, problem] of [
       ['from=5&to=2', /from must be <= to/],
