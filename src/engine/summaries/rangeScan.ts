@@ -3,7 +3,7 @@
  * far its representatives (per layer, the mean pre-RoPE key) moved from the previous chunk's. The
  * range is found by binary search over chunk ids (times grow with ids), so the cost follows the
  * range, never the stream's history; a range of more than `maxChunks` chunks is sampled evenly.
- * Only the previous chunk's representatives are held at any time.
+ * Only the previous two chunks' representatives are held at any time.
  */
 import type { ChunkMeta, ChunkStore } from '../../../memory/store/index.js';
 
@@ -17,6 +17,8 @@ export interface SceneUnit {
   tEnd: number;
   /** Relative distance of its representatives from the previous unit's (0 for the first): see representativeDistance. */
   distance: number;
+  /** The same from the unit before the previous one (Infinity for the first two): a one-unit blip shows as a small value here. */
+  distance2: number;
   /** The last chunk this unit stands for (itself, unless the range is sampled). */
   lastChunkId: number;
 }
@@ -70,14 +72,17 @@ export function scanRange(store: ChunkRows, from: number, to: number, maxChunks:
   const idSpan = lastId - first.chunkId + 1;
   const units: SceneUnit[] = [];
   let previous: readonly Float32Array[] | null = null;
+  let beforePrevious: readonly Float32Array[] | null = null;
   const take = (meta: ChunkMeta) => {
     units.push({
       chunkId: meta.chunkId,
       tStart: meta.tStart,
       tEnd: meta.tEnd,
       distance: previous ? representativeDistance(previous, meta.representatives) : 0,
+      distance2: beforePrevious ? representativeDistance(beforePrevious, meta.representatives) : Infinity,
       lastChunkId: meta.chunkId,
     });
+    beforePrevious = previous;
     previous = meta.representatives;
   };
   if (idSpan <= maxChunks) {

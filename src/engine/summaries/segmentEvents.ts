@@ -10,7 +10,8 @@
  *   its start) followed by a chunk the gate encoded because the picture changed (sooner than the
  *   gate's maxHoldSec, which re-encodes an unchanged scene).
  *
- * Then scenes shorter than MIN_EVENT_SEC are merged into the neighbour across their weaker boundary
+ * A one-chunk blip (a change into a chunk and straight back: the chunk after it is as close to the
+ * one before it as the threshold) is no change at all. Then scenes shorter than MIN_EVENT_SEC are merged into the neighbour across their weaker boundary
  * (a flicker is not an event), and while there are more than maxEvents, the weakest boundary is
  * removed (outages last). A boundary's strength is its distance over the threshold (a gate change at
  * least 1; an outage infinite).
@@ -77,8 +78,8 @@ interface Scene {
 export function segmentEvents(units: readonly SceneUnit[], options: SegmentOptions): Segmentation {
   if (units.length === 0) return { spans: [], threshold: MIN_CHANGE_DISTANCE, changes: 0 };
   const threshold = changeThreshold(units.slice(1).map((u) => u.distance));
-  const scenes: Scene[] = [{ firstIndex: 0, lastIndex: 0, startedBy: 'range-start', strength: Infinity }];
-  let changes = 0;
+  // The boundary before each unit (null: none).
+  const kinds: Array<EventStart | null> = [null];
   let gapAt = 0;
   for (let i = 1; i < units.length; i++) {
     const prev = units[i - 1]!;
@@ -86,15 +87,19 @@ export function segmentEvents(units: readonly SceneUnit[], options: SegmentOptio
     // Outages are in time order: skip those ending before this pair, then see if one lies between them.
     while (gapAt < options.gaps.length && options.gaps[gapAt]!.to <= prev.tEnd + EPS) gapAt++;
     const gap = gapAt < options.gaps.length && options.gaps[gapAt]!.from < unit.tStart - EPS;
-    const ratio = unit.distance / threshold;
     const gateChange = options.gate !== null && options.gate !== 'off' && prev.tEnd > prev.tStart + EPS && unit.tStart - prev.tStart < options.gate.maxHoldSec - EPS;
-    const kind: EventStart | null = gap ? 'gap' : ratio > 1 ? 'change' : gateChange ? 'gate' : null;
-    if (kind === null) {
-      scenes.at(-1)!.lastIndex = i;
-      continue;
-    }
-    if (kind !== 'gap') changes++;
-    scenes.push({ firstIndex: i, lastIndex: i, startedBy: kind, strength: kind === 'gap' ? Infinity : Math.max(ratio, 1) });
+    kinds.push(gap ? 'gap' : unit.distance > threshold ? 'change' : gateChange ? 'gate' : null);
+  }
+  const changes = kinds.filter((k) => k !== null && k !== 'gap').length;
+  // A blip: a change into unit i - 1 and one out of it back to what unit i - 2 showed.
+  for (let i = 2; i < units.length; i++) {
+    if (kinds[i - 1] === 'change' && kinds[i] === 'change' && units[i]!.distance2 <= threshold) kinds[i - 1] = kinds[i] = null;
+  }
+  const scenes: Scene[] = [{ firstIndex: 0, lastIndex: 0, startedBy: 'range-start', strength: Infinity }];
+  for (let i = 1; i < units.length; i++) {
+    const kind = kinds[i]!;
+    if (kind === null) scenes.at(-1)!.lastIndex = i;
+    else scenes.push({ firstIndex: i, lastIndex: i, startedBy: kind, strength: kind === 'gap' ? Infinity : Math.max(units[i]!.distance / threshold, 1) });
   }
   const start = (s: Scene) => Math.max(options.from, units[s.firstIndex]!.tStart);
   const ends = new Map<number, number>();

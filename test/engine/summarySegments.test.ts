@@ -1,0 +1,159 @@
+/**
+ * Cutting a summary's range into events (src/engine/summaries): the calibrated change threshold,
+ * segmentEvents over synthetic chunk sequences (changes, a flicker, outages, gate spans, the
+ * maxEvents cap), and scanRange over a real chunk store (the range found by binary search over ids
+ * with a hole, distances of consecutive representatives, sampling past maxChunks, bounded reads).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ChunkStore } from '../../memory/store/index.js';
+import { type ChunkRows, representativeDistance, scanRange, type SceneUnit } from '../../src/engine/summaries/rangeScan.js';
+import { changeThreshold, MIN_CHANGE_DISTANCE, segmentEvents, type SegmentOptions } from '../../src/engine/summaries/segmentEvents.js';
+import { makeChunk, tempDir, TINY } from '../memory/helpers.js';
+
+/** Units one second apart (tStart = tEnd = i), with the given distances from the previous unit (and, where `back` says, from the one before it). */
+function units(distances: number[], back: Record<number, number> = {}): SceneUnit[] {
+  return distances.map((distance, i) => ({ chunkId: i, tStart: i, tEnd: i, distance: i === 0 ? 0 : distance, distance2: back[i] ?? Infinity, lastChunkId: i }));
+}
+
+const base = (over: Partial<SegmentOptions> = {}): SegmentOptions => ({ from: 0, to: 1000, maxEvents: 8, minEventSec: 2, gate: 'off', gaps: [], ...over });
+const starts = (s: { spans: Array<{ from: number }> }) => s.spans.map((x) => x.from);
+
+describe('summary segmentation', () => {
+  it('the change threshold is calibrated on the range: a steady range takes the floor, a noisy one median + 6 robust sigmas', () => {
+    assert.equal(changeThreshold([]), MIN_CHANGE_DISTANCE);
+    assert.equal(changeThreshold([0, 0, 0, 1, 0, 0]), MIN_CHANGE_DISTANCE);
+    // Median 0.2, MAD 0.02: 0.2 + 6 * 1.4826 * 0.02.
+    const noisy = [0.18, 0.2, 0.22, 0.2, 0.18, 0.22, 0.2, 0.9];
+    assert.ok(Math.abs(changeThreshold(noisy) - (0.2 + 6 * 1.4826 * 0.02)) < 1e-9, String(changeThreshold(noisy)));
+  });
+
+  it('splits at changes, drops a one-frame blip, merges a short scene, keeps outages, caps by removing the weakest boundaries', () => {
+    // Scenes at 0, 10 (strong), 20 (weak), with a one-frame blip at 15 (16 looks like 14 again).
+    const d = Array.from({ length: 30 }, () => 0.01);
+    d[10] = 1;
+    d[15] = 0.8;
+    d[16] = 0.8;
+    d[20] = 0.3;
+    const cut = segmentEvents(units(d, { 16: 0.01 }), base());
+    assert.equal(cut.changes, 4);
+    assert.deepEqual(starts(cut), [0, 10, 20]);
+    // Not a blip (16 is a third picture): the one-frame scene joins the side with the weaker boundary.
+    d[16] = 0.9;
+    assert.deepEqual(starts(segmentEvents(units(d), base())), [0, 10, 16, 20]);
+    d[16] = 0.8;
+    assert.deepEqual(
+      cut.spans.map((s) => [s.from, s.to, s.startedBy]),
+      [
+        [0, 9, 'range-start'],
+        [10, 19, 'change'],
+        [20, 29, 'change'],
+      ],
+    );
+    // The cap removes the weakest boundary (20) first.
+    assert.deepEqual(starts(segmentEvents(units(d, { 16: 0.01 }), base({ maxEvents: 2 }))), [0, 10]);
+    assert.deepEqual(starts(segmentEvents(units(d, { 16: 0.01 }), base({ maxEvents: 1 }))), [0]);
+    // An outage between 24 and 25 splits a steady scene; the cap removes it last.
+    const withGap = segmentEvents(units(d, { 16: 0.01 }), base({ gaps: [{ from: 24, to: 25 }] }));
+    assert.deepEqual(
+      withGap.spans.map((s) => [s.from, s.startedBy]),
+      [
+        [0, 'range-start'],
+        [10, 'change'],
+        [20, 'change'],
+        [25, 'gap'],
+      ],
+    );
+    assert.deepEqual(starts(segmentEvents(units(d, { 16: 0.01 }), base({ gaps: [{ from: 24, to: 25 }], maxEvents: 2 }))), [0, 25]);
+    // Spans are clipped to the range.
+    assert.deepEqual(
+      segmentEvents(units(d, { 16: 0.01 }), base({ from: 3.5, to: 27.5 })).spans.map((s) => [s.from, s.to]),
+      [
+        [3.5, 9],
+        [10, 19],
+        [20, 27.5],
+      ],
+    );
+  });
+
+  it('with the gate on: a change after a held chunk starts an event, a max-hold re-encode does not', () => {
+    // Unit 0 holds 0..4 (gated frames), unit 5 encoded 5 s later: the picture changed (the keys did not move).
+    // Unit 5 holds 5..14, unit 15 comes 10 s later: maxHoldSec 10 re-encoded an unchanged scene.
+    const u: SceneUnit[] = [
+      { chunkId: 0, tStart: 0, tEnd: 4, distance: 0, distance2: Infinity, lastChunkId: 0 },
+      { chunkId: 1, tStart: 5, tEnd: 14, distance: 0.001, distance2: Infinity, lastChunkId: 1 },
+      { chunkId: 2, tStart: 15, tEnd: 20, distance: 0.001, distance2: 0.001, lastChunkId: 2 },
+    ];
+    const gated = segmentEvents(u, base({ gate: { threshold: 0.01, maxHoldSec: 10 } }));
+    assert.deepEqual(
+      gated.spans.map((s) => [s.from, s.to, s.startedBy]),
+      [
+        [0, 4, 'range-start'],
+        [5, 20, 'gate'],
+      ],
+    );
+    // The same chunks without the gate (or sampled: gate null): nothing moved, one event.
+    assert.equal(segmentEvents(u, base({ gate: 'off' })).spans.length, 1);
+    assert.equal(segmentEvents(u, base({ gate: null })).spans.length, 1);
+  });
+
+  it('scanRange on a real chunk store: binary search over ids (with a hole), distances, sampling, bounded reads', async (t) => {
+    const dir = tempDir(t, 'vigil-summary-store-');
+    const store = ChunkStore.open({ dir, geometry: TINY, fsync: 'none', segmentBytes: 64 * 1024 });
+    t.after(() => store.dispose());
+    const N = 600;
+    // Scenes of 100 chunks (2 s each): every chunk of a scene has the scene's representative.
+    const scene = (id: number) => {
+      const k = Math.floor(id / 100);
+      return Array.from({ length: TINY.numLayers }, (_, l) => Float32Array.from({ length: TINY.numKvHeads * TINY.headDim }, (_, i) => (i === (k + l) % 16 ? 4 : 0.5)));
+    };
+    for (let i = 0; i < N; i++) await store.append({ ...makeChunk(i, TINY, 1), representatives: scene(i) });
+    await store.flush();
+    store.dropChunks([250]);
+    let reads = 0;
+    const rows: ChunkRows = {
+      stats: () => store.stats(),
+      chunkSpan: (id) => store.chunkSpan(id),
+      listChunks: (o) => {
+        reads++;
+        return store.listChunks(o);
+      },
+    };
+
+    // 390..610 s: chunks 194 (its span 388..390 reaches the start) to 305 (610..612), without the dropped 250.
+    const dense = scanRange(rows, 390, 610, 4096);
+    assert.equal(dense.sampled, false);
+    assert.equal(dense.units[0]!.chunkId, 194);
+    assert.equal(dense.units.at(-1)!.chunkId, 305);
+    assert.equal(dense.units.length, 305 - 194 + 1 - 1);
+    assert.ok(!dense.units.some((u) => u.chunkId === 250));
+    const changes = dense.units.filter((u) => u.distance > MIN_CHANGE_DISTANCE).map((u) => u.chunkId);
+    assert.deepEqual(changes, [200, 300]);
+    assert.ok(reads <= 2 * Math.ceil(Math.log2(N)) + 2, `${reads} reads: two binary searches and one page`);
+    const cut = segmentEvents(dense.units, base({ from: 390, to: 610 }));
+    assert.deepEqual(
+      cut.spans.map((s) => [s.from, s.to]),
+      [
+        [390, 400],
+        [400, 600],
+        [600, 610],
+      ],
+    );
+
+    // Sampled: at most maxChunks units over the whole history, the same scene changes found.
+    reads = 0;
+    const sampled = scanRange(rows, 0, 2 * N, 50);
+    assert.equal(sampled.sampled, true);
+    assert.ok(sampled.units.length <= 50 && sampled.units.length >= 45, `${sampled.units.length} units`);
+    assert.ok(reads <= 2 * Math.ceil(Math.log2(N)) + 52, `${reads} reads`);
+    assert.equal(sampled.units.at(-1)!.lastChunkId, N - 1);
+    const sampledCut = segmentEvents(sampled.units, base({ from: 0, to: 2 * N, gate: null, minEventSec: 0 }));
+    assert.equal(sampledCut.spans.length, 6);
+
+    // Outside the history, and between two chunks' spans: nothing.
+    assert.deepEqual(scanRange(rows, 5000, 6000, 4096).units, []);
+    assert.deepEqual(scanRange(rows, 2 * N + 5, 2 * N + 9, 4096).units, []);
+    assert.equal(representativeDistance(scene(0), scene(0)), 0);
+    assert.equal(representativeDistance([new Float32Array(4)], [new Float32Array(4)]), 0);
+  });
+});
