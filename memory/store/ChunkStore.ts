@@ -34,7 +34,7 @@ import type {
   VerifyReport,
 } from './types.js';
 import { readRange } from './asyncRead.js';
-import { ARCHIVE_DTYPE, DEMOTED_DTYPE, type DemotionTarget, pickDemotion, reencodeRecord, rowHasStill, streamOrder, tierSpansOf } from './demotion.js';
+import { ARCHIVE_DTYPE, ARCHIVE_STILL_RUN, archiveRecordOf, DEMOTED_DTYPE, type DemotionTarget, pickDemotion, reencodeRecord, rowHasStill, streamOrder, tierSpansOf } from './demotion.js';
 import { checkRecord } from './recordCheck.js';
 import { forEachConcurrent } from './asyncRead.js';
 import { type ChunkLayers, chunkLayers, DEFAULT_SECTION_READ, readLayerSections, type ScratchBuffers } from './layerReader.js';
@@ -154,6 +154,7 @@ export class ChunkStore {
   /** The last demoteSegment() call (background or explicit), awaited by dispose(). */
   private demotionRun: Promise<unknown> = Promise.resolve();
   private readonly demotionStep: ((step: DemotionStep, segment: number) => void) | undefined;
+  private readonly packArchiveStills: ChunkStoreOptions['packArchiveStills'];
   /** Old segment files whose rows moved while reads were in flight: unlinked when the reads finish. */
   private unlinkWhenIdle: number[] = [];
   /** Whether this session's last append went to the archive (null before the first). */
@@ -170,6 +171,7 @@ export class ChunkStore {
     this.afterPayloadWrite = hooks.afterPayloadWrite;
     this.ioFault = hooks.ioFault;
     this.demotionStep = hooks.demotionStep;
+    this.packArchiveStills = hooks.packArchiveStills;
     const readOnly = hooks.readOnly ?? false;
     this.readOnly = readOnly;
 
@@ -984,6 +986,33 @@ export class ChunkStore {
         }
         return !job.aborted && !this.closing;
       };
+      // Writes one record of the new segment (its room in the budget made first, as an append would).
+      const emit = async (row: ChunkLocation, bytes: Buffer, out: Pick<ChunkLocation, 'payloadBytes' | 'checksum' | 'layerChecksums' | 'dtype'>): Promise<boolean> => {
+        this.roomForDemotion(bytes.length);
+        if (job.aborted) return false;
+        let done = 0;
+        while (done < bytes.length) done += fs.writeSync(seg.fd, bytes, done, bytes.length - done, seg.size + done);
+        moved.push({ ...row, ...out, segment: to, offset: seg.size, length: bytes.length });
+        seg.size += bytes.length;
+        job.size = seg.size;
+        if (moved.length === 1) this.demotionStep?.('writing', segment);
+        return slice();
+      };
+      // Stills going to the archive wait here, so packArchiveStills can code consecutive ones together.
+      const pack = target === ARCHIVE_DTYPE ? this.packArchiveStills : undefined;
+      let pending: Array<{ row: ChunkLocation; still: Uint8Array }> = [];
+      const flush = async (): Promise<boolean> => {
+        const run = pending;
+        pending = [];
+        if (run.length === 0) return true;
+        const stills = await this.packedStills(run, segment);
+        if (job.aborted || this.closing) return false;
+        for (let i = 0; i < run.length; i++) {
+          const enc = archiveRecordOf(run[i]!.row, this.geometry, stills[i]!);
+          if (!(await emit(run[i]!.row, enc.bytes, { payloadBytes: enc.payloadBytes, checksum: enc.checksum, layerChecksums: enc.layerChecksums, dtype: ARCHIVE_DTYPE }))) return false;
+        }
+        return true;
+      };
       for (const row of rows) {
         let record: Buffer;
         const fd = this.readers.acquire(segment);
@@ -999,26 +1028,28 @@ export class ChunkStore {
           process.emitWarning(`memory store ${this.dir}: demotion of segment ${segment} skipped: ${bad.message}`);
           return null;
         }
+        const reencode = row.dtype !== target && row.dtype !== ARCHIVE_DTYPE && (target !== ARCHIVE_DTYPE || rowHasStill(row, this.geometry));
+        if (reencode && pack !== undefined) {
+          const kvBytes = payloadLayout(row.dtype, this.geometry, row.tokenCount).totalBytes;
+          const still = stillOf(record.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + row.payloadBytes), kvBytes);
+          // A copy: the record (a frame's whole KV) is not kept while the run fills.
+          pending.push({ row, still: Uint8Array.from(still!) });
+          if (pending.length >= ARCHIVE_STILL_RUN && !(await flush())) return null;
+          continue;
+        }
+        if (!(await flush())) return null;
         // A record already at the target or beyond (a mixed segment) is copied as it is: quantizing twice would add error.
         let bytes: Buffer = record;
         let out = { payloadBytes: row.payloadBytes, checksum: row.checksum, layerChecksums: row.layerChecksums, dtype: row.dtype };
-        if (row.dtype !== target && row.dtype !== ARCHIVE_DTYPE && (target !== ARCHIVE_DTYPE || rowHasStill(row, this.geometry))) {
+        if (reencode) {
           const enc = await reencodeRecord(record, row, this.geometry, target, slice);
           if (enc === null) return null;
           bytes = enc.bytes;
           out = { payloadBytes: enc.payloadBytes, checksum: enc.checksum, layerChecksums: enc.layerChecksums, dtype: target };
         }
-        // Under a budget the new file counts from its first byte: make room as an append would.
-        this.roomForDemotion(bytes.length);
-        if (job.aborted) return null;
-        let done = 0;
-        while (done < bytes.length) done += fs.writeSync(seg.fd, bytes, done, bytes.length - done, seg.size + done);
-        moved.push({ ...row, ...out, segment: to, offset: seg.size, length: bytes.length });
-        seg.size += bytes.length;
-        job.size = seg.size;
-        if (moved.length === 1) this.demotionStep?.('writing', segment);
-        if (!(await slice())) return null;
+        if (!(await emit(row, bytes, out))) return null;
       }
+      if (!(await flush())) return null;
       this.demotionStep?.('written', segment);
       await fdatasyncAsync(seg.fd);
       // The new file's folder entry is durable before a committed row points into it (on the thread pool).
@@ -1051,6 +1082,19 @@ export class ChunkStore {
       }
       this.demotion = null;
     }
+  }
+
+  /** The run's stills as packArchiveStills recodes them; on its failure (warned once per segment), the stills as they were. */
+  private async packedStills(run: ReadonlyArray<{ row: ChunkLocation; still: Uint8Array }>, segment: number): Promise<Uint8Array[]> {
+    const own = run.map((p) => p.still);
+    try {
+      const packed = await this.packArchiveStills!(run.map((p) => ({ chunkId: p.row.chunkId, still: p.still })));
+      if (packed.length === run.length) return packed;
+      process.emitWarning(`memory store ${this.dir}: archive stills of segment ${segment} kept as they were: the packer returned ${packed.length} of ${run.length}`);
+    } catch (error) {
+      process.emitWarning(`memory store ${this.dir}: archive stills of segment ${segment} kept as they were: ${(error as Error).message}`);
+    }
+    return own;
   }
 
   /** Deletes old segment files whose rows have moved (no read can hold their locations now). */

@@ -7,7 +7,7 @@ import type { ChunkLocation } from './manifest.js';
 import { payloadCrc32 } from './checksum.js';
 import { decodePayload, encodePayload } from './payloadCodec.js';
 import type { EncodedRecord } from './recordEncoder.js';
-import { encodeRecordHeader, payloadLayout, RECORD_HEADER_BYTES, recordLength, STILL_LENGTH_BYTES, stillOf } from './recordFormat.js';
+import { encodeRecordHeader, payloadLayout, RECORD_HEADER_BYTES, recordLength, STILL_LENGTH_BYTES, stillOf, writeStill } from './recordFormat.js';
 import type { SegmentSummary } from './segmentSummary.js';
 import { STORE_DTYPES } from './segmentSummary.js';
 import type { ChunkGeometry, TierSpan } from './types.js';
@@ -111,6 +111,7 @@ export async function reencodeRecord(
   const payload = record.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + row.payloadBytes);
   const kvBytes = payloadLayout(row.dtype, geometry, row.tokenCount).totalBytes;
   const still = stillOf(payload, kvBytes) ?? null; // intact record: never undefined
+  if (target === ARCHIVE_DTYPE && still !== null) return archiveRecordOf(row, geometry, still);
   const lay = payloadLayout(target, geometry, row.tokenCount);
   const payloadBytes = lay.totalBytes + (still === null ? 0 : STILL_LENGTH_BYTES + still.length);
   const length = recordLength(payloadBytes);
@@ -140,6 +141,28 @@ export async function reencodeRecord(
   const checksum = payloadCrc32(out.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + payloadBytes));
   encodeRecordHeader(
     { dtype: target, chunkId: row.chunkId, ...geometry, tokenCount: row.tokenCount, payloadBytes, tStart: row.tStart, tEnd: row.tEnd, wallTime: row.wallTime, payloadCrc: checksum },
+    out,
+  );
+  return { bytes: out, payloadBytes, checksum, layerChecksums };
+}
+
+/** Most consecutive stills handed to ChunkStoreOptions.packArchiveStills at once. */
+export const ARCHIVE_STILL_RUN = 32;
+
+/** The 'archive' record of `row` holding `still` (its own, or the one packArchiveStills gave it): no KV sections. */
+export function archiveRecordOf(row: ChunkLocation, geometry: ChunkGeometry, still: Uint8Array): EncodedRecord {
+  const payloadBytes = STILL_LENGTH_BYTES + still.length;
+  const length = recordLength(payloadBytes);
+  const out = Buffer.allocUnsafeSlow(length);
+  writeStill(out, RECORD_HEADER_BYTES, still);
+  out.fill(0, RECORD_HEADER_BYTES + payloadBytes, length);
+  // No layer sections: each layer's checksum is that of nothing, as RecordEncoder writes it.
+  const layerChecksums = Buffer.alloc(4 * geometry.numLayers);
+  const empty = payloadCrc32(out.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES));
+  for (let l = 0; l < geometry.numLayers; l++) layerChecksums.writeUInt32LE(empty, 4 * l);
+  const checksum = payloadCrc32(out.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + payloadBytes));
+  encodeRecordHeader(
+    { dtype: ARCHIVE_DTYPE, chunkId: row.chunkId, ...geometry, tokenCount: row.tokenCount, payloadBytes, tStart: row.tStart, tEnd: row.tEnd, wallTime: row.wallTime, payloadCrc: checksum },
     out,
   );
   return { bytes: out, payloadBytes, checksum, layerChecksums };

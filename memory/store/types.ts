@@ -135,6 +135,12 @@ export interface ChunkStoreOptions {
   ioFault?: (op: StoreIoOp) => void;
   /** Test hook: runs at each step of a demotion (the crash tests SIGKILL the process there). */
   demotionStep?: (step: DemotionStep, segment: number) => void;
+  /**
+   * Recodes the stills of consecutive chunks going to the archive together (the engine codes them
+   * against each other: src/engine/stillGroups.ts); one still per item, same order, opaque to the
+   * store. Called with at most ARCHIVE_STILL_RUN items. A rejection keeps the stills as they were.
+   */
+  packArchiveStills?: (items: ReadonlyArray<{ chunkId: number; still: Uint8Array }>) => Promise<Uint8Array[]>;
 }
 
 /** The write-side operations `ioFault` can fail. */

@@ -13,7 +13,8 @@ import type { TimeRange } from '../../retrieval/index.js';
 import { preprocessVideoFrame } from '../model/preprocess/imagePreprocessor.js';
 import type { LoadedContext, Selection } from './contextLoader.js';
 import type { QuestionMemory } from './questionAnswerer.js';
-import { decodeStill } from './stills.js';
+import type { RgbImage } from './frameGate.js';
+import { readArchivedFrames } from './stillGroups.js';
 import type { StreamEncoder } from './streamEncoder.js';
 
 /** Archived chunks a question re-encodes by default (~10 s of model time at smolvlm2-256m here). */
@@ -127,14 +128,14 @@ export class ArchiveRecall implements QuestionMemory {
     this.holdPins([...chosen]);
     try {
       const toEncode = [...keep].filter((id) => chosen.has(id));
-      const { stills, failed } = await store.readStills(toEncode);
+      const { frames, failed } = await readArchivedFrames((ids) => store.readStills(ids), toEncode);
       if (failed.length > 0 && round < MAX_STILL_ROUNDS) {
-        // A still that cannot be read (damaged, or a chunk archived without one): choose again without it.
+        // A still that cannot be read (damaged, its group's holder gone, or a chunk archived without one): choose again without it.
         return await this.settle(queries, r, new Set([...exclude, ...failed.map((f) => f.chunkId)]), round + 1);
       }
       this.report.retrieved = archived.size;
-      this.report.skipped = archived.size - stills.size;
-      await this.reencode(toEncode.filter((id) => stills.has(id)), stills);
+      this.report.skipped = archived.size - frames.size;
+      await this.reencode(toEncode.filter((id) => frames.has(id)), frames);
     } catch (error) {
       this.releasePins();
       throw error;
@@ -160,7 +161,7 @@ export class ArchiveRecall implements QuestionMemory {
   }
 
   /** Each still through the vision encoder and a prefill over [prefix | sink frames], at its own time. */
-  private async reencode(ids: readonly number[], stills: ReadonlyMap<number, Uint8Array>): Promise<void> {
+  private async reencode(ids: readonly number[], frames: ReadonlyMap<number, RgbImage>): Promise<void> {
     const { encoder, memory, frameSide } = this.source;
     const started = performance.now();
     const window = encoder.newWindow(memory.window.options);
@@ -172,7 +173,7 @@ export class ArchiveRecall implements QuestionMemory {
       if (this.recalled.has(id)) continue;
       const span = this.source.store.chunkSpan(id);
       if (span === null) continue; // retention took it meanwhile: loading reports it
-      const rgb = await decodeStill(stills.get(id)!);
+      const rgb = frames.get(id)!;
       const image = await preprocessVideoFrame({ data: rgb.data, width: rgb.width, height: rgb.height, channels: 3 }, encoder.model.imageConfig, frameSide);
       const { chunk } = await encoder.encodeFrame(image, span.tStart, window);
       this.recalled.set(id, { ...chunk, chunkId: id, tStart: span.tStart, tEnd: span.tEnd });

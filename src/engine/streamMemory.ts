@@ -13,6 +13,7 @@ import { streamIndexDir, streamStoreDir } from './dataLayout.js';
 import { openStreamIndex, streamIndexOptions, type SkippedChunk as UnindexedChunk } from './indexReconcile.js';
 import type { QuestionMemory } from './questionAnswerer.js';
 import { kvTier, type MemoryHorizon, memoryHorizon } from './memoryHorizon.js';
+import { packStillGroups } from './stillGroups.js';
 
 export interface StreamMemoryOptions {
   /** The stream's folder: `kv/` (chunk store) and `index/` (retrieval index) live in it. */
@@ -140,6 +141,8 @@ export class StreamMemory implements QuestionMemory {
       ...(options.segmentBytes ? { segmentBytes: options.segmentBytes } : {}),
       // Retention removes manifest rows first; everything derived from them follows.
       onChunksRemoved: (ids) => box.memory?.removed(ids),
+      // Stills going to the archive are coded against each other (H.264 groups).
+      packArchiveStills: packStillGroups,
     });
     try {
       const opened = await openStreamIndex(streamIndexDir(options.dir), store, streamIndexOptions(options.dir, numLayers, numKvHeads * headDim, options.similarity ?? 'ip', options.indexSealing));

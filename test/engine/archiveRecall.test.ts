@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type ReencodeProgress } from '../../src/engine/archiveRecall.js';
 import { StreamSession, type StreamSessionOptions } from '../../src/engine/streamSession.js';
+import { stillKind } from '../../src/engine/stillGroups.js';
 import type { PreprocessedImage } from '../../src/model/preprocess/imagePreprocessor.js';
 import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
 import { haystackFrame, needleFrame, preprocessFrame, type RawFrame } from '../helpers/needleFrames.js';
@@ -41,8 +42,8 @@ describe('archive tier: needle questions', () => {
   after(() => disposeNeedleStreamParts({ model, scratch }));
 
   async function ingest(dir: string, options: Partial<StreamSessionOptions> = {}, from = 0): Promise<StreamSession> {
-    // Small segments, so the needle's segment is an old one.
-    const session = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4, segmentBytes: 1 << 16, retention: ROOMY, gate: 'off', ...options });
+    // Small segments (a few chunks each), so the needle's segment is an old one and its stills are coded as a group.
+    const session = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4, segmentBytes: 1 << 18, retention: ROOMY, gate: 'off', ...options });
     for (let i = from; i < FRAMES; i++) await session.addFrame(frames[i]!.image, i, 1_700_000_000_000 + i * 1000, frames[i]!.raw);
     await session.flush();
     return session;
@@ -54,6 +55,9 @@ describe('archive tier: needle questions', () => {
       assert.ok((await session.store.demoteSegment(s.segment, 'archive')) !== null);
     }
     assert.ok(session.store.archivedIds([NEEDLE_AT]).has(NEEDLE_AT), JSON.stringify(session.store.tierSpans()));
+    // The archive codes consecutive stills together (src/engine/stillGroups.ts): the needle is answered from an H.264 group.
+    const { stills } = await session.store.readStills([NEEDLE_AT]);
+    assert.notEqual(stillKind(stills.get(NEEDLE_AT)!).kind, 'image');
   }
 
   it("an archived needle is re-encoded from its still and answered 'green'; with re-encoding off it is not", async () => {
@@ -190,9 +194,10 @@ describe('archive tier: needle questions', () => {
     await archiveOld(first);
     assert.ok(first.store.archivedIds([0]).has(0), 'the sink frame is archived');
     await first.dispose();
-    const again = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4, segmentBytes: 1 << 16, retention: ROOMY, gate: 'off' });
+    const again = await StreamSession.open(model, { dir, sinkFrames: 1, windowFrames: 4, segmentBytes: 1 << 18, retention: ROOMY, gate: 'off' });
     try {
-      assert.ok(again.memory.window.sinkChunks.every((c) => c.chunkId >= 16), `sinks ${again.memory.window.sinkChunks.map((c) => c.chunkId).join(', ')}`);
+      const kvFrom = again.store.tierSpans().find((s) => s.dtype !== 'archive')!.firstChunkId;
+      assert.ok(again.memory.window.sinkChunks.every((c) => c.chunkId >= kvFrom), `sinks ${again.memory.window.sinkChunks.map((c) => c.chunkId).join(', ')}; KV from chunk ${kvFrom}`);
       assert.equal((await again.ask({ question: QUESTION, retrieve: 4, maxNewTokens: 4 })).text.trim(), 'green');
     } finally {
       await again.dispose();
