@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ChunkStore } from '../../memory/store/index.js';
 import { type ChunkRows, representativeDistance, scanRange, type SceneUnit } from '../../src/engine/summaries/rangeScan.js';
-import { changeThreshold, MIN_CHANGE_DISTANCE, segmentEvents, type SegmentOptions } from '../../src/engine/summaries/segmentEvents.js';
+import { changeThreshold, MAX_CHANGE_THRESHOLD, MIN_CHANGE_DISTANCE, segmentEvents, type SegmentOptions } from '../../src/engine/summaries/segmentEvents.js';
 import { makeChunk, tempDir, TINY } from '../memory/helpers.js';
 
 /** Units one second apart (tStart = tEnd = i), with the given distances from the previous unit (and, where `back` says, from the one before it). */
@@ -20,9 +20,11 @@ const base = (over: Partial<SegmentOptions> = {}): SegmentOptions => ({ from: 0,
 const starts = (s: { spans: Array<{ from: number }> }) => s.spans.map((x) => x.from);
 
 describe('summary segmentation', () => {
-  it('the change threshold is calibrated on the range: a steady range takes the floor, a noisy one median + 6 robust sigmas', () => {
+  it('the change threshold is calibrated on the range: a steady range takes the floor, a noisy one median + 6 robust sigmas, all changes the ceiling', () => {
     assert.equal(changeThreshold([]), MIN_CHANGE_DISTANCE);
     assert.equal(changeThreshold([0, 0, 0, 1, 0, 0]), MIN_CHANGE_DISTANCE);
+    // Every chunk a new scene (gated chunks of distinct scenes): no noise to calibrate on.
+    assert.equal(changeThreshold([1, 1, 1, 1, 1, 1]), MAX_CHANGE_THRESHOLD);
     // Median 0.2, MAD 0.02: 0.2 + 6 * 1.4826 * 0.02.
     const noisy = [0.18, 0.2, 0.22, 0.2, 0.18, 0.22, 0.2, 0.9];
     assert.ok(Math.abs(changeThreshold(noisy) - (0.2 + 6 * 1.4826 * 0.02)) < 1e-9, String(changeThreshold(noisy)));
@@ -76,7 +78,7 @@ describe('summary segmentation', () => {
     );
   });
 
-  it('with the gate on: a change after a held chunk starts an event, a max-hold re-encode does not', () => {
+  it('with the gate on: a change after a held chunk starts an event, a max-hold re-encode does not, a held scene is no blip', () => {
     // Unit 0 holds 0..4 (gated frames), unit 5 encoded 5 s later: the picture changed (the keys did not move).
     // Unit 5 holds 5..14, unit 15 comes 10 s later: maxHoldSec 10 re-encoded an unchanged scene.
     const u: SceneUnit[] = [
@@ -95,6 +97,20 @@ describe('summary segmentation', () => {
     // The same chunks without the gate (or sampled: gate null): nothing moved, one event.
     assert.equal(segmentEvents(u, base({ gate: 'off' })).spans.length, 1);
     assert.equal(segmentEvents(u, base({ gate: null })).spans.length, 1);
+    // A gated chunk holding a scene for 3 s between two chunks of the same other scene is a scene, not a blip.
+    const needle: SceneUnit[] = [
+      { chunkId: 0, tStart: 0, tEnd: 6, distance: 0, distance2: Infinity, lastChunkId: 0 },
+      { chunkId: 1, tStart: 7, tEnd: 9, distance: 1, distance2: Infinity, lastChunkId: 1 },
+      { chunkId: 2, tStart: 10, tEnd: 14, distance: 1, distance2: 0, lastChunkId: 2 },
+    ];
+    assert.deepEqual(
+      segmentEvents(needle, base({ gate: { threshold: 0.01, maxHoldSec: 60 } })).spans.map((x) => [x.from, x.to, x.startedBy]),
+      [
+        [0, 6, 'range-start'],
+        [7, 9, 'change'],
+        [10, 14, 'change'],
+      ],
+    );
   });
 
   it('scanRange on a real chunk store: binary search over ids (with a hole), distances, sampling, bounded reads', async (t) => {

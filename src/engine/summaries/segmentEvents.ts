@@ -5,13 +5,16 @@
  * - a **scene change**: the representatives (mean pre-RoPE keys) of consecutive chunks moved by more
  *   than a threshold calibrated on the range itself: median + 6 x 1.4826 x MAD of the distances
  *   (a robust 6-sigma: the frame-to-frame noise of this stream over this range), at least
- *   MIN_CHANGE_DISTANCE (int8 representatives round to ~0.5 % of a layer's largest value);
+ *   MIN_CHANGE_DISTANCE (int8 representatives round to ~0.5 % of a layer's largest value) and at
+ *   most MAX_CHANGE_THRESHOLD (keys moving by half their norm are a new picture for any model; a
+ *   range where every chunk is a new scene, as gated chunks of distinct scenes are, has no noise
+ *   to calibrate on: its median is the change itself);
  * - with frame gating on, a **gate change**: a chunk that held unchanged frames (its span reaches past
  *   its start) followed by a chunk the gate encoded because the picture changed (sooner than the
  *   gate's maxHoldSec, which re-encodes an unchanged scene).
  *
- * A one-chunk blip (a change into a chunk and straight back: the chunk after it is as close to the
- * one before it as the threshold) is no change at all. Then scenes shorter than MIN_EVENT_SEC are merged into the neighbour across their weaker boundary
+ * A blip (a change into one chunk shorter than MIN_EVENT_SEC and straight back: the chunk after it is
+ * as close to the one before it as the threshold) is no change at all. Then scenes shorter than MIN_EVENT_SEC are merged into the neighbour across their weaker boundary
  * (a flicker is not an event), and while there are more than maxEvents, the weakest boundary is
  * removed (outages last). A boundary's strength is its distance over the threshold (a gate change at
  * least 1; an outage infinite).
@@ -22,6 +25,8 @@ import type { EventStart } from './types.js';
 
 /** The least distance that counts as a change, whatever the calibration (see the file comment). */
 export const MIN_CHANGE_DISTANCE = 0.05;
+/** A distance above this is a change whatever the calibration says (see the file comment). */
+export const MAX_CHANGE_THRESHOLD = 0.5;
 /** Robust sigmas above the median distance that make a change. */
 const CHANGE_SIGMAS = 6;
 /** Float slack when comparing stream times (s). */
@@ -63,7 +68,7 @@ export function changeThreshold(distances: readonly number[]): number {
   if (distances.length === 0) return MIN_CHANGE_DISTANCE;
   const median = medianOf(distances);
   const mad = medianOf(distances.map((d) => Math.abs(d - median)));
-  return Math.max(MIN_CHANGE_DISTANCE, median + CHANGE_SIGMAS * 1.4826 * mad);
+  return Math.max(MIN_CHANGE_DISTANCE, Math.min(MAX_CHANGE_THRESHOLD, median + CHANGE_SIGMAS * 1.4826 * mad));
 }
 
 interface Scene {
@@ -91,9 +96,11 @@ export function segmentEvents(units: readonly SceneUnit[], options: SegmentOptio
     kinds.push(gap ? 'gap' : unit.distance > threshold ? 'change' : gateChange ? 'gate' : null);
   }
   const changes = kinds.filter((k) => k !== null && k !== 'gap').length;
-  // A blip: a change into unit i - 1 and one out of it back to what unit i - 2 showed.
+  // A blip: a change into a short unit i - 1 and one out of it back to what unit i - 2 showed
+  // (a gated chunk holding a scene for seconds is no blip).
   for (let i = 2; i < units.length; i++) {
-    if (kinds[i - 1] === 'change' && kinds[i] === 'change' && units[i]!.distance2 <= threshold) kinds[i - 1] = kinds[i] = null;
+    const short = units[i]!.tStart - units[i - 1]!.tStart < options.minEventSec - EPS;
+    if (short && kinds[i - 1] === 'change' && kinds[i] === 'change' && units[i]!.distance2 <= threshold) kinds[i - 1] = kinds[i] = null;
   }
   const scenes: Scene[] = [{ firstIndex: 0, lastIndex: 0, startedBy: 'range-start', strength: Infinity }];
   for (let i = 1; i < units.length; i++) {
