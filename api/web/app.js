@@ -1,59 +1,25 @@
-// Vigil's web page: plain browser JavaScript, no build step. Every request carries the bearer token
-// (kept in this browser's localStorage); pictures are fetched with it and shown as blob: URLs, and
-// streamed answers are read from fetch() (EventSource cannot send an Authorization header).
-// Text from the server is only ever set with textContent, never parsed as HTML.
+// Vigil's web page: plain browser JavaScript modules, no build step. Every request carries the
+// bearer token (kept in this browser's localStorage); pictures are fetched with it and shown as
+// blob: URLs, and streamed answers and alerts are read from fetch() (EventSource cannot send an
+// Authorization header). Text from the server is only ever set with textContent, never parsed as
+// HTML. The timeline, watches and alerts panels live in timeline.js, watches.js and alerts.js.
 
-const $ = (selector) => document.querySelector(selector);
+import { $, api, apiError, auth, clock, gapText, headers, imageUrl, readEvents, span, withClass } from './common.js';
+import { createTimeline } from './timeline.js';
+import { createWatches } from './watches.js';
+import { createAlerts } from './alerts.js';
+
 const POLL_MS = 1500;
-const TOKEN_KEY = 'vigil.token';
 
-let token = localStorage.getItem(TOKEN_KEY) ?? '';
 let pollTimer = null;
 /** Stream id -> { element, thumbChunk, thumbUrl } */
 const cards = new Map();
+/** What clicking a scene asks when the question box is empty. */
+const SCENE_QUESTION = 'What is happening in this scene?';
 
-function headers(extra = {}) {
-  return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
-}
-
-async function api(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: headers(options.headers) });
-  if (!response.ok) throw await apiError(response);
-  return response.status === 204 ? null : response.json();
-}
-
-async function apiError(response) {
-  let message = `${response.status} ${response.statusText}`;
-  try {
-    const body = await response.json();
-    if (body?.error?.message) message = body.error.message;
-  } catch {
-    // not JSON: keep the status line
-  }
-  const error = new Error(message);
-  error.status = response.status;
-  return error;
-}
-
-async function imageUrl(path) {
-  const response = await fetch(path, { headers: headers() });
-  if (!response.ok) return null;
-  return URL.createObjectURL(await response.blob());
-}
-
-const clock = (t) => {
-  const s = Math.floor(t);
-  const h = Math.floor(s / 3600);
-  const mm = Math.floor((s % 3600) / 60);
-  const ss = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
-};
-
-/** A chunk's time, or its span when frame gating extended it over frames it did not encode ("0:10–0:42"). */
-const span = (tStart, tEnd) => (clock(tEnd) === clock(tStart) ? clock(tStart) : `${clock(tStart)}–${clock(tEnd)}`);
-
-/** An outage in the timeline: no frames between from and to (stream time). */
-const gapText = (gap) => `not recorded ${clock(gap.from)}–${clock(gap.to)}: ${gap.reason}`;
+const watches = createWatches();
+const timeline = createTimeline({ onAsk: askAboutRange, onChoose: (id) => watches.show(id) });
+const alerts = createAlerts({ onAlert: (alert) => timeline.addAlert(alert) });
 
 // ---------------------------------------------------------------------------------------------
 // Streams list
@@ -96,13 +62,7 @@ function render(streams) {
     cards.delete(id);
   }
   updateStreamSelect(streams);
-}
-
-/** A new element with a class name. */
-function withClass(tag, className) {
-  const node = document.createElement(tag);
-  node.className = className;
-  return node;
+  timeline.setStreams(streams);
 }
 
 function createCard(id) {
@@ -255,8 +215,18 @@ async function addStream(event) {
 // ---------------------------------------------------------------------------------------------
 // Asking
 
+/** A scene of the timeline was clicked: ask the question box's question (or a default) about its time range. */
+function askAboutRange(streamId, range) {
+  $('#ask-stream').value = streamId;
+  $('#from').value = String(range.from);
+  $('#to').value = String(range.to);
+  if ($('#question').value.trim() === '') $('#question').value = SCENE_QUESTION;
+  $('#ask-form').scrollIntoView({ block: 'nearest' });
+  return ask();
+}
+
 async function ask(event) {
-  event.preventDefault();
+  event?.preventDefault();
   const id = $('#ask-stream').value;
   const question = $('#question').value.trim();
   if (!id || !question) return;
@@ -296,29 +266,6 @@ async function ask(event) {
   }
 }
 
-/** Server-Sent Events from a fetch body: yields {event, data} with data parsed as JSON. */
-async function* readEvents(body) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value;
-    let end;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let event = 'message';
-      const data = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith('event:')) event = line.slice(6).trim();
-        else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
-      }
-      if (data.length > 0) yield { event, data: JSON.parse(data.join('\n')) };
-    }
-  }
-}
-
 function showAnswer(answer) {
   $('#answer').textContent = answer.text;
   const t = answer.timing;
@@ -332,7 +279,7 @@ function showAnswer(answer) {
     $('#evidence').replaceChildren();
     return;
   }
-  const summary = [`${answer.mode}`, `first token ${Math.round(t.ttftMs)} ms`, `total ${Math.round(t.totalMs)} ms`, `${chunks.length} chunks retrieved`];
+  const summary = [`${answer.mode}`, `first token ${Math.round(t.ttftMs)} ms`, `total ${Math.round(t.totalMs)} ms`, `${chunks.length} ${chunks.length === 1 ? 'chunk' : 'chunks'} retrieved`];
   if (gaps.length > 0) summary.push(`${gaps.length} ${gaps.length === 1 ? 'gap' : 'gaps'} in the timeline`);
   if (answer.coverage?.note) summary.push(answer.coverage.note);
   if (skipped.length > 0) summary.push(`${skipped.length} damaged ${skipped.length === 1 ? 'chunk' : 'chunks'} left out (${skipped.map((k) => (k.t === null ? '?' : clock(k.t))).join(', ')})`);
@@ -370,13 +317,14 @@ function showAnswer(answer) {
 
 // ---------------------------------------------------------------------------------------------
 
-$('#token').value = token;
+$('#token').value = auth.token;
 $('#token-form').addEventListener('submit', (event) => {
   event.preventDefault();
-  token = $('#token').value.trim();
-  localStorage.setItem(TOKEN_KEY, token);
+  auth.set($('#token').value.trim());
   refresh();
+  alerts.connect();
 });
 $('#add-form').addEventListener('submit', addStream);
 $('#ask-form').addEventListener('submit', ask);
 refresh().then(schedule);
+alerts.connect();

@@ -10,23 +10,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import request from 'supertest';
 import { disposeSharedModel, makeClips, startTestServer, type TestServer, TOKEN, waitEnded } from '../api/helpers.js';
 import { streamClock } from '../../src/engine/memoryHorizon.js';
-
-const CHROMIUM = process.env.VIGIL_CHROMIUM ?? '/usr/bin/chromium';
-// The closed network here refuses Chromium's background connections: switch them all off.
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-function requireChromium(t: { skip(message?: string): void }): boolean {
-  if (fs.existsSync(CHROMIUM)) return true;
-  const reason = `Chromium not found at ${CHROMIUM} (apt-get install chromium)`;
-  if (process.env.CI === 'true') throw new Error(`CI=true and ${reason}`);
-  process.stderr.write(`\n*** SKIPPING BROWSER TEST: ${reason} ***\n\n`);
-  t.skip(reason);
-  return false;
-}
+import { launchChromium, requireChromium } from './browser.js';
 
 describe('web page', () => {
   let server: TestServer;
@@ -46,8 +34,7 @@ describe('web page', () => {
 
   it('adds a stream from a probe clip, asks a needle question, shows the answer and the evidence', async (t) => {
     if (!requireChromium(t)) return;
-    // Playwright starts Chromium with a new, empty profile (user data dir) of its own.
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 60_000 });
+    browser = await launchChromium();
     const page = await browser.newPage();
     const problems: string[] = [];
     page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
@@ -127,7 +114,7 @@ describe('web page', () => {
 
   it('shows each stream\'s memory horizon as a bar (kept span, what the budget forgot, outages) and states a forgotten time', async (t) => {
     if (!requireChromium(t)) return;
-    browser ??= await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 60_000 });
+    browser ??= await launchChromium();
     // A small budget (4 frames a second, ~9.5 kB a chunk, 400 kB) without tiers forgets the clip's first seconds.
     await request(server.url).post('/v1/streams').set({ Authorization: `Bearer ${TOKEN}` }).send({ id: 'small', source: 'a.mp4', fps: 4, window: 2, gate: 'off', budget: '400kB', tiers: { kvShare: 1, archive: false } }).expect(201);
     await waitEnded(server, 'small', 60_000);
