@@ -188,7 +188,8 @@ function sceneSpans(source: TimelineSource, from: number, to: number): { spans: 
     size = 0;
     if (!firstRun || !lastRun) return;
     const head = forward(firstRun.first, firstRun.last);
-    const tail = backward(lastRun.last, lastRun.first);
+    // A span of one chunk (step 1) is read once.
+    const tail = count === 1 ? head : backward(lastRun.last, lastRun.first);
     if (!head || !tail) return;
     let thumbnailChunk: number | null = null;
     for (let id = head.id; id <= Math.min(firstRun.last, head.id + THUMBNAIL_TRIES - 1) && thumbnailChunk === null; id++) {

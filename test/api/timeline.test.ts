@@ -210,7 +210,9 @@ describe('timeline bounds (a real chunk store of 2000 chunks)', () => {
     const source: TimelineSource = { stream: 's', store: counted, stats, horizon: memoryHorizon(stats, (from, to, limit) => store.gaps({ from, to, limit })), alerts: [], questions: new Map(), hasThumbnail: () => false };
 
     // The whole history (chunks span 2 s each: 0..4000 s): step 4, 500 spans covering it all.
+    let started = performance.now();
     const whole = streamTimeline(source);
+    t.diagnostic(`whole history: ${N} chunks in ${whole.spans.length} spans, ${lookups} lookups, ${(performance.now() - started).toFixed(1)} ms`);
     assert.equal(whole.chunks, N);
     assert.equal(whole.step, Math.ceil(N / MAX_TIMELINE_SPANS));
     assert.equal(whole.truncated, true);
@@ -223,7 +225,9 @@ describe('timeline bounds (a real chunk store of 2000 chunks)', () => {
 
     // A short range deep in the history: a span per chunk, cut to the range, read at its own cost.
     lookups = 0;
+    started = performance.now();
     const short = streamTimeline(source, { from: 2999, to: 3021 });
+    t.diagnostic(`a 22-s range: ${short.spans.length} spans, ${lookups} lookups, ${(performance.now() - started).toFixed(1)} ms`);
     assert.equal(short.step, 1);
     assert.deepEqual(
       short.spans.map((s) => s.from),
