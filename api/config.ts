@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { checkRange, expandEnv, type WebhookConfig } from '../src/engine/streamManager.js';
+import { checkRange, expandEnv, type MqttConfig, type WebhookConfig } from '../src/engine/streamManager.js';
 import { VigilError } from '../common/errors.js';
 import { type ServiceConfig, ServiceConfigSchema } from './schemas/config.js';
 
@@ -35,8 +35,9 @@ export function loadServiceConfig(file: string, env: NodeJS.ProcessEnv = process
     // Fail at startup, not at the first reconnect, when a camera's secret is missing.
     expandEnv(camera.source, env, `${file}: camera '${camera.id}'`);
   }
-  // Fail at startup when a webhook's secret is missing or its CA file cannot be read.
+  // Fail at startup when a webhook's secret or a broker's credentials are missing, or a CA file cannot be read.
   webhooksFromConfig(config, env, path.dirname(file));
+  mqttFromConfig(config, env, path.dirname(file));
   return config;
 }
 
@@ -53,19 +54,62 @@ export function webhooksFromConfig(config: ServiceConfig, env: NodeJS.ProcessEnv
     const secret = env[w.secretEnv];
     if (secret === undefined || secret === '') throw new VigilError('BAD_CONFIG', `webhook '${w.id}': the environment variable ${w.secretEnv} (its secretEnv) is not set`);
     if (secret.length < 16) throw new VigilError('BAD_CONFIG', `webhook '${w.id}': the secret in ${w.secretEnv} must have at least 16 characters`);
-    let ca: string | undefined;
-    if (w.ca !== undefined) {
-      if (w.ca.includes('-----BEGIN')) ca = w.ca;
-      else {
-        try {
-          ca = fs.readFileSync(path.resolve(baseDir, w.ca), 'utf8');
-        } catch (error) {
-          throw new VigilError('BAD_CONFIG', `webhook '${w.id}': cannot read its ca file ${w.ca}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
-        }
-      }
-    }
+    const ca = w.ca === undefined ? undefined : readCa(w.ca, baseDir, `webhook '${w.id}'`);
     return { id: w.id, url: w.url, secret, ...(ca !== undefined ? { ca } : {}), ...(w.timeoutMs !== undefined ? { timeoutMs: w.timeoutMs } : {}) };
   });
+}
+
+/**
+ * The config file's MQTT brokers with their user name and password read from the environment
+ * variables they name (`usernameEnv`, `passwordEnv`; inline passwords are refused by the schema and
+ * `user:password@` in the URL here) and `ca` read as for webhooks. Ids are unique among webhooks and
+ * brokers (a watch's `notify` names either). BAD_CONFIG naming the broker and the variable, never the value.
+ */
+export function mqttFromConfig(config: ServiceConfig, env: NodeJS.ProcessEnv = process.env, baseDir = '.'): MqttConfig[] {
+  const ids = new Set((config.webhooks ?? []).map((w) => w.id));
+  return (config.mqtt ?? []).map((m) => {
+    if (ids.has(m.id)) throw new VigilError('BAD_CONFIG', `notification id '${m.id}' appears twice (webhooks and MQTT brokers share ids: a watch's notify names either)`);
+    ids.add(m.id);
+    let url: URL;
+    try {
+      url = new URL(m.url);
+    } catch {
+      throw new VigilError('BAD_CONFIG', `MQTT broker '${m.id}': the URL is not a valid URL`);
+    }
+    if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') throw new VigilError('BAD_CONFIG', `MQTT broker '${m.id}': only mqtt:// and mqtts:// URLs are allowed (got ${url.protocol})`);
+    if (url.username || url.password) {
+      throw new VigilError('BAD_CONFIG', `MQTT broker '${m.id}': inline secrets are refused: no user:password in the URL (name environment variables with usernameEnv / passwordEnv)`);
+    }
+    const fromEnv = (name: string | undefined, what: string): string | undefined => {
+      if (name === undefined) return undefined;
+      const value = env[name];
+      if (value === undefined || value === '') throw new VigilError('BAD_CONFIG', `MQTT broker '${m.id}': the environment variable ${name} (its ${what}) is not set`);
+      return value;
+    };
+    const username = fromEnv(m.usernameEnv, 'usernameEnv');
+    const password = fromEnv(m.passwordEnv, 'passwordEnv');
+    if (password !== undefined && username === undefined) throw new VigilError('BAD_CONFIG', `MQTT broker '${m.id}': passwordEnv needs usernameEnv`);
+    const ca = m.ca === undefined ? undefined : readCa(m.ca, baseDir, `MQTT broker '${m.id}'`);
+    return {
+      id: m.id,
+      url: m.url,
+      ...(m.topicPrefix !== undefined ? { topicPrefix: m.topicPrefix } : {}),
+      ...(m.qos !== undefined ? { qos: m.qos } : {}),
+      ...(username !== undefined ? { username } : {}),
+      ...(password !== undefined ? { password } : {}),
+      ...(ca !== undefined ? { ca } : {}),
+    };
+  });
+}
+
+/** `ca`: PEM text as it is, else a PEM file's path relative to the config file. */
+function readCa(value: string, baseDir: string, what: string): string {
+  if (value.includes('-----BEGIN')) return value;
+  try {
+    return fs.readFileSync(path.resolve(baseDir, value), 'utf8');
+  } catch (error) {
+    throw new VigilError('BAD_CONFIG', `${what}: cannot read its ca file ${value}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+  }
 }
 
 function expandTree(value: unknown, at: string[], env: NodeJS.ProcessEnv, file: string): unknown {

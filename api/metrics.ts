@@ -1,6 +1,6 @@
 import type { RequestHandler } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { type QuestionEvent, STREAM_STATES, type StreamStatus, type WebhookStatus } from '../src/engine/streamManager.js';
+import { type MqttStatus, type QuestionEvent, STREAM_STATES, type StreamStatus, type WebhookStatus } from '../src/engine/streamManager.js';
 import type { ServiceContext } from './context.js';
 
 const PHASES = ['queue', 'retrieval', 'load', 'prefill', 'ttft', 'decode', 'total'] as const;
@@ -82,7 +82,7 @@ export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMe
   const notifications = () => ctx.peek()?.notifications() ?? null;
   new Gauge({
     name: 'vigil_notify_queue_depth',
-    help: 'Alerts in the webhook outbox (owed to at least one webhook).',
+    help: 'Alerts in the notification outbox (owed to at least one webhook or MQTT broker).',
     registers: [registry],
     collect() {
       this.reset();
@@ -92,7 +92,7 @@ export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMe
   });
   new Counter({
     name: 'vigil_notify_dropped_total',
-    help: 'Alerts dropped because the webhook outbox was full (over its life).',
+    help: 'Alerts dropped because the notification outbox was full (over its life).',
     registers: [registry],
     collect() {
       this.reset();
@@ -122,6 +122,27 @@ export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMe
   perWebhook('vigil_notify_retries_total', 'Delivery attempts retried since the server started.', (w) => w.retries, true);
   perWebhook('vigil_notify_last_success_timestamp_seconds', 'When the webhook last accepted an alert (Unix seconds).', (w) => seconds(w.lastSuccess?.at));
   perWebhook('vigil_notify_last_failure_timestamp_seconds', 'When a delivery to the webhook last failed (Unix seconds).', (w) => seconds(w.lastFailure?.at));
+  // MQTT brokers (docs/notifications.md, "MQTT"), labelled by broker id.
+  const perMqtt = (name: string, help: string, value: (m: MqttStatus) => number | null, counter = false) => {
+    const collect = function (this: Gauge | Counter) {
+      this.reset();
+      for (const m of notifications()?.mqtt ?? []) {
+        const v = value(m);
+        if (v === null) continue;
+        if (this instanceof Gauge) this.set({ mqtt: m.id }, v);
+        else this.inc({ mqtt: m.id }, v);
+      }
+    };
+    return counter
+      ? new Counter({ name, help, labelNames: ['mqtt'], registers: [registry], collect })
+      : new Gauge({ name, help, labelNames: ['mqtt'], registers: [registry], collect });
+  };
+  perMqtt('vigil_notify_mqtt_connected', 'Whether the MQTT broker is connected (1) or not (0).', (m) => (m.connected ? 1 : 0));
+  perMqtt('vigil_notify_mqtt_pending', 'Alerts owed to the MQTT broker (waiting for the connection, to retry, or in flight).', (m) => m.pending);
+  perMqtt('vigil_notify_mqtt_delivered_total', 'Alerts the MQTT broker acknowledged since the server started.', (m) => m.delivered, true);
+  perMqtt('vigil_notify_mqtt_failed_total', 'Alerts that failed for good at the MQTT broker since the server started.', (m) => m.failed, true);
+  perMqtt('vigil_notify_mqtt_retries_total', 'MQTT publish attempts retried since the server started.', (m) => m.retries, true);
+  perMqtt('vigil_notify_mqtt_last_success_timestamp_seconds', 'When the MQTT broker last acknowledged an alert (Unix seconds).', (m) => seconds(m.lastSuccess?.at));
   const phases = new Histogram({
     name: 'vigil_question_seconds',
     help: 'Question latency by phase.',

@@ -76,7 +76,7 @@ export function watchRoutes(ctx: ServiceContext, options: WatchRouteOptions): Ro
 
   router.get('/notifications', (_req, res) => {
     const status = ctx.manager().notifications();
-    res.json(status ? { enabled: true, ...status } : { enabled: false, queueDepth: 0, maxEntries: 0, dropped: 0, webhooks: [] });
+    res.json(status ? { enabled: true, ...status } : { enabled: false, queueDepth: 0, maxEntries: 0, dropped: 0, webhooks: [], mqtt: [] });
   });
 
   return router;

@@ -23,6 +23,24 @@ export const WebhookConfigEntry = z.strictObject({
   timeoutMs: z.int().min(100).max(600_000).optional().meta({ description: 'Per-attempt limit, ms. Default 10 s.' }),
 });
 
+const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'the name of an environment variable');
+
+/** An MQTT broker that watches' alerts are published to (a watch's `notify` names it by id, unique among webhooks and brokers). */
+export const MqttConfigEntry = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'an MQTT broker id is 1-64 letters, digits, ".", "_", "-" or ":"'),
+  url: z.string().trim().min(1).max(4096).meta({ description: 'mqtt://host[:1883] or mqtts://host[:8883]; no user:password. Checked at startup against urlPolicy (a refused address is a config error).' }),
+  topicPrefix: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}(\/[A-Za-z0-9_.-]{1,64}){0,7}$/, 'topic levels of letters, digits, "_", "-" or "." separated by "/" (no wildcards)')
+    .optional()
+    .meta({ description: 'First topic level(s): alerts go to <prefix>/<stream>/alerts. Default vigil.' }),
+  usernameEnv: EnvName.optional().meta({ description: 'Name of the environment variable holding the user name.' }),
+  passwordEnv: EnvName.optional().meta({ description: 'Name of the environment variable holding the password; the password itself is never in the file.' }),
+  password: z.never({ error: 'inline secrets are refused: put the password in an environment variable and name it with passwordEnv' }).optional(),
+  ca: z.string().min(1).optional().meta({ description: "mqtts: a PEM file (path, relative to the config file) or PEM text of the CA certificate(s) to trust instead of the system's." }),
+  qos: z.union([z.literal(0), z.literal(1)]).optional().meta({ description: 'QoS of alert publications: 1 (default) or 0. Availability topics are always QoS 1, retained.' }),
+});
+
 /** `vigil serve --config vigil.yaml`. Every string may use ${VAR} placeholders for environment variables. */
 export const ServiceConfigSchema = z.strictObject({
   model: z.string().min(1).optional().meta({ description: 'Model folder or probe model name. Default probe-needle.' }),
@@ -70,8 +88,10 @@ export const ServiceConfigSchema = z.strictObject({
   diskBudget: streamSettingsShape.budget.meta({ description: 'Disk budget of the whole data folder (every stream): shared equally among streams. Default: none.' }),
   cameras: z.array(CameraConfig).optional(),
   webhooks: z.array(WebhookConfigEntry).max(64).optional().meta({ description: 'Webhooks for watch alerts (docs/notifications.md).' }),
+  mqtt: z.array(MqttConfigEntry).max(16).optional().meta({ description: 'MQTT brokers for watch alerts and availability (docs/notifications.md).' }),
 });
 
 export type ServiceConfig = z.output<typeof ServiceConfigSchema>;
 export type CameraConfigEntry = z.output<typeof CameraConfig>;
 export type WebhookConfigEntry = z.output<typeof WebhookConfigEntry>;
+export type MqttConfigEntry = z.output<typeof MqttConfigEntry>;

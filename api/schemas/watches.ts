@@ -132,12 +132,32 @@ export const WebhookStatusSchema = z
   })
   .meta({ description: 'One webhook: delivery counts since the server started, the last success and failure.' });
 
+export const MqttStatusSchema = z
+  .strictObject({
+    id: z.string(),
+    target: z.string().meta({ description: "The broker's scheme, host and port (never credentials)." }),
+    topicPrefix: z.string().meta({ description: 'Alerts go to <topicPrefix>/<stream>/alerts.' }),
+    qos: z.union([z.literal(0), z.literal(1)]),
+    connected: z.boolean(),
+    lastConnected: z.string().nullable().meta({ description: 'ISO 8601 time of the last successful connection.' }),
+    connectionError: z.string().nullable().meta({ description: 'Why the connection is down (null while connected).' }),
+    pending: z.int().meta({ description: 'Alerts owed to this broker (waiting for the connection, to retry, or in flight).' }),
+    inFlight: z.int(),
+    delivered: z.int().meta({ description: 'Alerts the broker acknowledged (QoS 1: PUBACK) since the server started.' }),
+    failed: z.int(),
+    retries: z.int(),
+    lastSuccess: Outcome.nullable(),
+    lastFailure: z.strictObject({ ...Outcome.shape, reason: z.string(), final: z.boolean() }).nullable(),
+  })
+  .meta({ description: 'One MQTT broker: its connection, delivery counts since the server started, the last success and failure.' });
+
 export const NotificationsSchema = z
   .strictObject({
-    enabled: z.boolean().meta({ description: 'False when the server has no webhook configured (alerts go to /v1/alerts and the event stream only).' }),
-    queueDepth: z.int().meta({ description: 'Alerts in the persisted outbox (owed to at least one webhook).' }),
+    enabled: z.boolean().meta({ description: 'False when the server has no webhook or MQTT broker configured (alerts go to /v1/alerts and the event stream only).' }),
+    queueDepth: z.int().meta({ description: 'Alerts in the persisted outbox (owed to at least one webhook or broker).' }),
     maxEntries: z.int().meta({ description: 'Outbox bound: one more alert drops the oldest (0 when not enabled).' }),
     dropped: z.int().meta({ description: 'Alerts dropped because the outbox was full, over its life.' }),
     webhooks: z.array(WebhookStatusSchema),
+    mqtt: z.array(MqttStatusSchema),
   })
-  .meta({ description: 'Webhook notification status (GET /v1/notifications).' });
+  .meta({ description: 'Webhook and MQTT notification status (GET /v1/notifications).' });

@@ -27,8 +27,9 @@ import { summarizeRange } from './summaries/summarizeRange.js';
 import type { StreamSummary, SummaryHooks, SummaryRequest } from './summaries/types.js';
 import { ANSWER_MODES, StreamSession } from './streamSession.js';
 import { parseWatchSpec } from './watches/parseWatchSpec.js';
-import { checkWebhookAddress, Notifier, type NotifierOptions, type NotifierStatus, type WebhookConfig } from './notify/notifier.js';
+import { checkWebhookAddress, type MqttConfig, Notifier, type NotifierOptions, type NotifierStatus, type WebhookConfig } from './notify/notifier.js';
 import { checkWebhook } from './notify/webhook.js';
+import { checkMqttBrokers } from './notify/mqttConfig.js';
 import type { Alert, Watch } from './watches/types.js';
 import { type StreamTimeline, streamTimeline, type TimelineRange } from './timeline.js';
 
@@ -39,7 +40,7 @@ export type { SchedulerStats } from './manager/modelScheduler.js';
 export type { SourcePolicyOptions } from './manager/sourcePolicy.js';
 export type * from './manager/types.js';
 export { isGapEvidence, STREAM_STATES } from './manager/types.js';
-export type { NotifierStatus, WebhookConfig, WebhookStatus } from './notify/notifier.js';
+export type { MqttConfig, MqttStatus, NotifierStatus, WebhookConfig, WebhookStatus } from './notify/notifier.js';
 export type { DiskFullOptions } from './manager/streamIngest.js';
 export { DEFAULT_MAX_EVENTS, DEFAULT_SUMMARY_QUESTION, isSummaryGap, MAX_SUMMARY_EVENTS, type StreamSummary, type SummaryEntry, type SummaryEvent, type SummaryHooks, type SummaryPlan, type SummaryRequest } from './summaries/types.js';
 export { ANSWER_MODES, type AnswerMode } from './streamSession.js';
@@ -93,8 +94,14 @@ export interface StreamManagerOptions {
    * refused address is a BAD_CONFIG error and the manager does not open.
    */
   webhooks?: readonly WebhookConfig[];
+  /**
+   * MQTT brokers that watches' alerts may be published to (`notify` names them by id, unique among
+   * webhooks and brokers); each also gets the server's and every stream's availability
+   * (docs/notifications.md, "MQTT"). Checked at open like webhooks: a refused address is BAD_CONFIG.
+   */
+  mqtt?: readonly MqttConfig[];
   /** The Notifier's tuning (retries, timeouts, outbox bounds); tests shorten the retry delays. */
-  notifier?: Omit<NotifierOptions, 'dir' | 'webhooks' | 'policy' | 'log'>;
+  notifier?: Omit<NotifierOptions, 'dir' | 'webhooks' | 'mqtt' | 'streams' | 'policy' | 'log' | 'logConnection'>;
   /** How ingest waits for space after a full disk (poll interval, retry backoff, free bytes wanted). */
   diskFull?: DiskFullOptions;
   /**
@@ -134,8 +141,9 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   private readonly policy: SourcePolicy;
   private readonly log: (line: string) => void;
   private closing: Promise<void> | null = null;
-  /** Webhook delivery of alerts (null when no webhook is configured). */
+  /** Webhook and MQTT delivery of alerts (null when neither is configured). */
   private notifier: Notifier | null = null;
+  /** Ids a watch's notify may name: webhooks and MQTT brokers. */
   private readonly webhookIds: ReadonlySet<string>;
   private unsubscribeNotifier: (() => void) | null = null;
   /** Outbox writes started by alerts and not settled yet (awaited by dispose). */
@@ -157,7 +165,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     this.gate = new QuestionGate(this.limits.questionsPerStream, this.limits.questionsTotal);
     this.policy = new SourcePolicy(options.policy);
     this.log = options.log ?? (() => {});
-    this.webhookIds = new Set((options.webhooks ?? []).map((w) => w.id));
+    this.webhookIds = new Set([...(options.webhooks ?? []), ...(options.mqtt ?? [])].map((w) => w.id));
   }
 
   /** Loads the model (when given a folder), then every recorded stream with its memory. */
@@ -169,6 +177,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     fs.mkdirSync(path.join(dataDir, 'incoming'), { recursive: true });
     // Webhooks first: a refused address fails the start before the model loads.
     await checkWebhooks(options.webhooks ?? [], new SourcePolicy(options.policy), options.log ?? (() => {}));
+    await checkMqttBrokers(options.mqtt ?? [], new SourcePolicy(options.policy).outbound, options.log ?? (() => {}));
     const owns = typeof options.model === 'string';
     const model = typeof options.model === 'string' ? await VisionLanguageModel.load(options.model, options.modelOptions) : options.model;
     const manager = new StreamManager(dataDir, model, owns, options);
@@ -599,34 +608,43 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     return this.notifier?.status() ?? null;
   }
 
-  /** A watch's notify must name configured webhooks: BAD_INPUT naming the first unknown one. */
+  /** A watch's notify must name configured webhooks or MQTT brokers: BAD_INPUT naming the first unknown one. */
   private checkNotify(notify: readonly string[] | undefined): void {
     const unknown = (notify ?? []).find((id) => !this.webhookIds.has(id));
     if (unknown === undefined) return;
     const configured = [...this.webhookIds];
-    throw new VigilError('BAD_INPUT', `notify: no webhook has the id "${unknown}" (${configured.length > 0 ? `configured: ${configured.join(', ')}` : 'no webhook is configured on this server'})`);
+    const what = (this.options.mqtt ?? []).length > 0 ? 'webhook or MQTT broker' : 'webhook';
+    throw new VigilError('BAD_INPUT', `notify: no ${what} has the id "${unknown}" (${configured.length > 0 ? `configured: ${configured.join(', ')}` : 'no webhook or MQTT broker is configured on this server'})`);
   }
 
-  /** Opens the Notifier on `<data>/notify` when webhooks are configured, and subscribes it to every stream's alerts. */
+  /**
+   * Opens the Notifier on `<data>/notify` when webhooks or MQTT brokers are configured, and
+   * subscribes it to every stream's alerts; the MQTT targets read the streams' states for their
+   * availability topics.
+   */
   private async openNotifier(): Promise<void> {
     const webhooks = this.options.webhooks ?? [];
-    if (webhooks.length === 0) return;
+    const mqtt = this.options.mqtt ?? [];
+    if (webhooks.length === 0 && mqtt.length === 0) return;
     this.notifier = await Notifier.open({
       ...this.options.notifier,
       dir: path.join(this.dataDir, 'notify'),
       webhooks,
+      mqtt,
+      streams: () => this.list(),
+      logConnection: this.log,
       policy: this.policy.outbound,
       log: (e) => {
         if (e.outcome === 'delivered') return;
         const detail = [e.status !== undefined ? `status ${e.status}` : '', e.reason ?? '', e.delayMs !== undefined ? `next try in ${Math.round(e.delayMs)} ms` : ''].filter(Boolean).join(', ');
-        this.log(`webhook ${e.webhook}: alert ${e.alertId} attempt ${e.attempt} ${e.outcome}${detail ? ` (${detail})` : ''}`);
+        this.log(`${e.transport} ${e.target}: alert ${e.alertId} attempt ${e.attempt} ${e.outcome}${detail ? ` (${detail})` : ''}`);
       },
     });
     this.unsubscribeNotifier = this.onAlert((alert) => this.notifyAlert(alert));
   }
 
   /**
-   * Hands an alert to the Notifier for the webhooks its watch names. Never awaited here (the caller
+   * Hands an alert to the Notifier for the webhooks and MQTT brokers its watch names. Never awaited here (the caller
    * is the watch engine, behind ingest): the outbox write runs in the background, and a failure is
    * logged. A watch with no notify sends nothing.
    */
@@ -636,17 +654,17 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     const watch = this.streams.get(alert.stream)?.session?.listWatches().find((w) => w.id === alert.watchId);
     const wanted = watch?.notify ?? [];
     const targets = wanted.filter((id) => this.webhookIds.has(id));
-    // A persisted watch may name a webhook removed from the configuration since.
+    // A persisted watch may name a webhook or broker removed from the configuration since.
     const missing = wanted.filter((id) => !this.webhookIds.has(id));
-    if (missing.length > 0) this.log(`stream ${alert.stream}: watch ${alert.watchId}: webhook(s) ${missing.join(', ')} not configured; alert ${alert.id} not sent to them`);
+    if (missing.length > 0) this.log(`stream ${alert.stream}: watch ${alert.watchId}: notify target(s) ${missing.join(', ')} not configured; alert ${alert.id} not sent to them`);
     if (targets.length === 0) return;
-    const pending: Promise<void> = notifier.enqueue(alert, { webhooks: targets }).then(
+    const pending: Promise<void> = notifier.enqueue(alert, { targets }).then(
       () => {
         this.enqueues.delete(pending);
       },
       (error: unknown) => {
         this.enqueues.delete(pending);
-        this.log(`stream ${alert.stream}: alert ${alert.id} not queued for webhooks: ${error instanceof Error ? error.message : String(error)}`);
+        this.log(`stream ${alert.stream}: alert ${alert.id} not queued for notification: ${error instanceof Error ? error.message : String(error)}`);
       },
     );
     this.enqueues.add(pending);

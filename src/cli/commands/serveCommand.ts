@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Command } from 'commander';
 import type { AuthConfig } from '../../../api/auth.js';
-import { loadServiceConfig, webhooksFromConfig } from '../../../api/config.js';
+import { loadServiceConfig, mqttFromConfig, webhooksFromConfig } from '../../../api/config.js';
 import type { ServiceConfig } from '../../../api/schemas/config.js';
 import { startServer } from '../../../api/server.js';
 import { vigilDataDir } from '../../cacheDir.js';
@@ -72,6 +72,7 @@ export function serveCommand(): Command {
       const config: ServiceConfig = options.config ? loadServiceConfig(options.config) : {};
       // Secrets are read from the environment variables the config names, never from argv.
       const webhooks = webhooksFromConfig(config, process.env, options.config ? path.dirname(options.config) : '.');
+      const mqtt = mqttFromConfig(config, process.env, options.config ? path.dirname(options.config) : '.');
       const auth = authConfig(options, config);
       for (const range of options.allowNetwork) checkRange(range);
       const host = options.host ?? config.host ?? '127.0.0.1';
@@ -115,6 +116,7 @@ export function serveCommand(): Command {
           },
           ...(config.defaults || options.budget !== undefined ? { defaults: { ...config.defaults, ...(options.budget !== undefined ? { budget: options.budget } : {}) } } : {}),
           ...(webhooks.length > 0 ? { webhooks } : {}),
+          ...(mqtt.length > 0 ? { mqtt } : {}),
           ...(options.diskBudget !== undefined || config.diskBudget !== undefined
             ? { diskBudget: options.diskBudget ?? parseByteSize(config.diskBudget, 'diskBudget') }
             : {}),
