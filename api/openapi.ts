@@ -5,10 +5,12 @@ import { AnswerSchema, ArchiveSchema, ChunkEvidence, Evidence, GapEvidence, Ques
 import { CreateStreamBody, Retention, StreamList, StreamStatusSchema, UploadForm } from './schemas/streams.js';
 import { SummaryBody, SummaryEntrySchema, SummaryEventSchema, SummaryEvidence, SummaryPlanSchema, SummarySchema } from './schemas/summaries.js';
 import { TimelineAlertSchema, TimelineSchema, TimelineSpanSchema } from './schemas/timeline.js';
-import { ALERT_LIMIT, AlertEvidence, AlertList, AlertSchema, CreateWatchBody, NotificationsSchema, WatchList, WatchSchema, WebhookStatusSchema } from './schemas/watches.js';
+import { ALERT_LIMIT, AlertEvidence, AlertList, AlertSchema, CreateHealthWatchBody, CreateWatchBody, HealthWatchSchema, NotificationsSchema, WatchList, WatchSchema, WebhookStatusSchema } from './schemas/watches.js';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string) => ({ 'application/json': { schema: ref(id) } });
+/** Either of two schemas (a question watch or a health watch). */
+const jsonOneOf = (...ids: string[]) => ({ 'application/json': { schema: { oneOf: ids.map(ref) } } });
 const RETRY_AFTER = { 'Retry-After': { description: 'Seconds to wait before trying again.', schema: { type: 'integer' } } };
 const errors = (...statuses: number[]) =>
   Object.fromEntries(
@@ -35,7 +37,7 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
  */
 export function buildOpenApi(version: string): object {
   const registry = z.registry<{ id: string }>();
-  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList, CreateWatch: CreateWatchBody, Watch: WatchSchema, WatchList, Alert: AlertSchema, AlertEvidence, AlertList, Notifications: NotificationsSchema, WebhookStatus: WebhookStatusSchema, Timeline: TimelineSchema, TimelineSpan: TimelineSpanSchema, TimelineAlert: TimelineAlertSchema };
+  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList, CreateWatch: CreateWatchBody, CreateHealthWatch: CreateHealthWatchBody, Watch: WatchSchema, HealthWatch: HealthWatchSchema, WatchList, Alert: AlertSchema, AlertEvidence, AlertList, Notifications: NotificationsSchema, WebhookStatus: WebhookStatusSchema, Timeline: TimelineSchema, TimelineSpan: TimelineSpanSchema, TimelineAlert: TimelineAlertSchema };
   for (const [id, schema] of Object.entries(named)) registry.add(schema as z.ZodType, { id });
   const summaries = { SummaryRequest: SummaryBody, Summary: SummarySchema, SummaryEntry: SummaryEntrySchema, SummaryEvent: SummaryEventSchema, SummaryEvidence, SummaryPlan: SummaryPlanSchema };
   for (const [id, schema] of Object.entries(summaries)) registry.add(schema as z.ZodType, { id });
@@ -114,14 +116,14 @@ export function buildOpenApi(version: string): object {
         post: {
           ...secured,
           summary: 'Add a watch: a standing question checked as frames arrive; an answer meeting its trigger raises an alert',
-          requestBody: { required: true, content: json('CreateWatch') },
-          responses: { 201: { description: 'the watch', content: json('Watch') }, ...errors(400, 401, 404, 409, 413) },
+          requestBody: { required: true, content: jsonOneOf('CreateWatch', 'CreateHealthWatch') },
+          responses: { 201: { description: 'the watch', content: jsonOneOf('Watch', 'HealthWatch') }, ...errors(400, 401, 404, 409, 413) },
         },
         get: { ...secured, summary: "The stream's watches", responses: { 200: { description: 'watches', content: json('WatchList') }, ...errors(401, 404, 409) } },
       },
       '/v1/streams/{id}/watches/{watchId}': {
         parameters: [idParam, watchIdParam],
-        get: { ...secured, summary: 'One watch', responses: { 200: { description: 'the watch', content: json('Watch') }, ...errors(401, 404, 409) } },
+        get: { ...secured, summary: 'One watch', responses: { 200: { description: 'the watch', content: jsonOneOf('Watch', 'HealthWatch') }, ...errors(401, 404, 409) } },
         delete: { ...secured, summary: 'Remove a watch (its alerts are kept)', responses: { 204: { description: 'removed' }, ...errors(401, 404, 409) } },
       },
       '/v1/alerts': {

@@ -3,7 +3,7 @@ import type { Alert } from '../../src/engine/streamManager.js';
 import { alertJson, liveAlertJson } from '../alertJson.js';
 import type { ServiceContext } from '../context.js';
 import { ApiError } from '../errors.js';
-import { ALERT_LIMIT, AlertEventsQuery, AlertQuerySchema, CreateWatchBody } from '../schemas/watches.js';
+import { ALERT_LIMIT, AlertEventsQuery, AlertQuerySchema, CreateHealthWatchBody, CreateWatchBody } from '../schemas/watches.js';
 import { SseStream } from '../sse.js';
 import { parseInput } from '../validate.js';
 
@@ -14,7 +14,7 @@ export interface WatchRouteOptions {
 }
 
 /**
- * Watches (standing questions) per stream and their alerts:
+ * Watches per stream (standing questions, and health watches: kind 'health') and their alerts:
  * `POST|GET /streams/:id/watches`, `GET|DELETE /streams/:id/watches/:watchId`, `GET /alerts`
  * (time-ordered, bounded) and `GET /alerts/events` (Server-Sent Events: one `ready` event once
  * subscribed, then one `alert` event per new alert; closing the connection unsubscribes).
@@ -24,7 +24,9 @@ export function watchRoutes(ctx: ServiceContext, options: WatchRouteOptions): Ro
 
   router.post('/streams/:id/watches', express.json({ limit: options.maxBodyBytes }), async (req, res) => {
     const manager = ctx.manager();
-    const body = parseInput(CreateWatchBody, req.body ?? {}, 'body');
+    const raw: unknown = req.body ?? {};
+    // kind 'health' is a health watch (no model); anything else a question watch.
+    const body = (raw as { kind?: unknown }).kind === 'health' ? parseInput(CreateHealthWatchBody, raw, 'body') : parseInput(CreateWatchBody, raw, 'body');
     const watch = await manager.addWatch(req.params.id, body);
     res.status(201).location(`/v1/streams/${encodeURIComponent(watch.stream)}/watches/${encodeURIComponent(watch.id)}`).json(watch);
   });

@@ -2,7 +2,13 @@ import { z } from 'zod';
 import { Settings } from '../../common/settings.js';
 import {
   DEFAULT_COOLDOWN_SEC,
+  DEFAULT_HEALTH_COOLDOWN_SEC,
   DEFAULT_MAX_INTERVAL_SEC,
+  HEALTH_CONDITIONS,
+  type HealthCondition,
+  MAX_ALERTS_PER_STREAM,
+  MAX_HEALTH_THRESHOLD_SEC,
+  MIN_HEALTH_THRESHOLD_SEC,
   MAX_PATTERN_CHARS,
   MAX_WATCH_NOTIFY,
   MAX_WATCH_SECONDS,
@@ -16,9 +22,16 @@ const Trigger = z.enum(WATCH_TRIGGERS as [WatchTrigger, ...WatchTrigger[]]);
 
 const WebhookId = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'a webhook id: 1-64 letters, digits, ".", "_", "-" or ":"');
 
+const Notify = z
+  .array(WebhookId)
+  .max(MAX_WATCH_NOTIFY)
+  .optional()
+  .meta({ description: "Ids of the server's webhooks (vigil.yaml `webhooks`) that get this watch's alerts; an unknown id is a 400. Absent or empty: no webhook (the alert is still listed and streamed)." });
+
 /** `POST /v1/streams/{id}/watches`. The engine checks the spec again (the pattern compiles, it goes with answer-matches only). */
 export const CreateWatchBody = z
   .strictObject({
+    kind: z.literal('question').optional().meta({ description: "'question' (the default); a health watch has kind 'health' (CreateHealthWatch)." }),
     question: Settings.question,
     trigger: Trigger.meta({ description: 'yes: the answer starts with "yes" (alerts on the rising edge); answer-matches: pattern matches the answer (rising edge); answer-changes: the answer differs from the previous check\'s.' }),
     pattern: z
@@ -39,13 +52,33 @@ export const CreateWatchBody = z
       .max(MAX_WATCH_SECONDS)
       .optional()
       .meta({ description: `A model check at least every this many stream seconds, whatever the prefilter says. Default ${DEFAULT_MAX_INTERVAL_SEC}.` }),
-    notify: z
-      .array(WebhookId)
-      .max(MAX_WATCH_NOTIFY)
-      .optional()
-      .meta({ description: 'Ids of the server\'s webhooks (vigil.yaml `webhooks`) that get this watch\'s alerts; an unknown id is a 400. Absent or empty: no webhook (the alert is still listed and streamed).' }),
+    notify: Notify,
   })
-  .meta({ description: `A standing question on the stream (at most ${MAX_WATCHES} per stream).` });
+  .meta({ description: `A standing question on the stream (at most ${MAX_WATCHES} watches of both kinds per stream).` });
+
+const Condition = z.enum(HEALTH_CONDITIONS as [HealthCondition, ...HealthCondition[]]);
+const CONDITION_TEXT =
+  'offline: a live source delivers no frame (connecting, backing off, failed, ended) for longer than thresholdSec; frozen: a live source delivers identical frames for longer than thresholdSec; lag: ingest is more than thresholdSec behind the live source.';
+
+/** `POST /v1/streams/{id}/watches` with kind 'health': a watch on the stream's own health, no model. */
+export const CreateHealthWatchBody = z
+  .strictObject({
+    kind: z.literal('health'),
+    condition: Condition.meta({ description: CONDITION_TEXT }),
+    thresholdSec: z
+      .number()
+      .min(MIN_HEALTH_THRESHOLD_SEC)
+      .max(MAX_HEALTH_THRESHOLD_SEC)
+      .meta({ description: 'offline / frozen: seconds the condition must last before the alert; lag: the lag in seconds.' }),
+    cooldownSec: z
+      .number()
+      .min(0)
+      .max(MAX_WATCH_SECONDS)
+      .optional()
+      .meta({ description: `Wall seconds after a raised alert before this watch raises again. Default ${DEFAULT_HEALTH_COOLDOWN_SEC}.` }),
+    notify: Notify,
+  })
+  .meta({ description: `A health watch: alerts when the condition starts (lasted past thresholdSec) and when it clears (counted among the ${MAX_WATCHES} watches per stream).` });
 
 export const WatchSchema = z
   .strictObject({
@@ -62,7 +95,21 @@ export const WatchSchema = z
   })
   .meta({ description: 'A watch.' });
 
-export const WatchList = z.strictObject({ watches: z.array(WatchSchema) });
+export const HealthWatchSchema = z
+  .strictObject({
+    id: z.string(),
+    stream: z.string().meta({ description: 'Stream id.' }),
+    kind: z.literal('health'),
+    condition: Condition,
+    thresholdSec: z.number(),
+    cooldownSec: z.number(),
+    notify: z.array(z.string()).optional().meta({ description: 'Webhook ids its alerts are delivered to (absent: none).' }),
+    createdAt: z.number().meta({ description: 'Wall time of creation, ms since the epoch.' }),
+    active: z.boolean().meta({ description: 'Always true (a health watch needs no model).' }),
+  })
+  .meta({ description: 'A health watch.' });
+
+export const WatchList = z.strictObject({ watches: z.array(z.union([WatchSchema, HealthWatchSchema])).meta({ description: 'Both kinds, in creation order (a health watch has kind "health").' }) });
 
 export const AlertEvidence = z
   .strictObject({
@@ -85,9 +132,18 @@ export const AlertSchema = z
     answer: z.string(),
     evidence: z.array(AlertEvidence),
     checkMs: z.number().meta({ description: "The model check's duration, ms." }),
-    previousAnswer: z.string().nullable().meta({ description: "The previous check's answer (null at the first check)." }),
+    previousAnswer: z.string().nullable().meta({ description: "The previous check's answer (null at the first check); a health alert that clears: the raised alert's answer." }),
+    health: z
+      .strictObject({
+        condition: Condition,
+        resolved: z.boolean().meta({ description: 'false: the condition started (lasted past the threshold); true: it cleared.' }),
+        since: z.number().meta({ description: 'Wall time the condition began, ms since the epoch.' }),
+        durationSec: z.number().meta({ description: 'How long it had lasted at this alert, seconds.' }),
+      })
+      .optional()
+      .meta({ description: 'Health watches only (absent on a question watch alert). Their answer is a short sentence ("offline for 42 s (connection refused)", "back online after 3 m 10 s"), checkMs 0, evidence the newest stored frame or none.' }),
   })
-  .meta({ description: 'An alert: a watch whose check met its trigger.' });
+  .meta({ description: `An alert: a watch whose check met its trigger, or a health condition that started or cleared. A stream keeps its newest ${MAX_ALERTS_PER_STREAM}.` });
 
 export const AlertList = z.strictObject({
   alerts: z.array(AlertSchema).meta({ description: 'In time order (wallTime, then t).' }),

@@ -20,17 +20,19 @@ import { budgetRetention, checkFirstHour, checkTiers, firstHourBytes, streamBudg
 import { describeBytes } from '../../common/byteSize.js';
 import { readRecord, removeRecord, type StreamRecord, type StreamSettings } from './manager/streamRecord.js';
 import { safeName, type StreamDefaults, streamSettings, timeRange } from './manager/requestChecks.js';
-import type { AlertQuery, AskHooks, CreateStreamRequest, EvidenceEntry, EvidenceItem, GapEvidence, ManagerLimits, QuestionEvent, StreamAnswer, StreamQuestion, StreamStatus, StreamWatch } from './manager/types.js';
+import type { AlertQuery, AskHooks, CreateStreamRequest, EvidenceEntry, EvidenceItem, GapEvidence, ManagerLimits, QuestionEvent, StreamAnswer, StreamHealthWatch, StreamQuestion, StreamStatus, StreamWatch } from './manager/types.js';
 import { contributed } from './evidenceFilter.js';
 import { gateSettings } from './frameGate.js';
 import { summarizeRange } from './summaries/summarizeRange.js';
 import type { StreamSummary, SummaryHooks, SummaryRequest } from './summaries/types.js';
 import { ANSWER_MODES, StreamSession } from './streamSession.js';
-import { parseWatchSpec } from './watches/parseWatchSpec.js';
+import { parseAnyWatchSpec } from './watches/healthSpec.js';
+import { watchLabel } from './watches/healthText.js';
+import { HealthTimer } from './manager/healthTimer.js';
 import { checkWebhookAddress, type MqttConfig, Notifier, type NotifierOptions, type NotifierStatus, type WebhookConfig } from './notify/notifier.js';
 import { checkWebhook } from './notify/webhook.js';
 import { checkMqttBrokers } from './notify/mqttConfig.js';
-import type { Alert, Watch } from './watches/types.js';
+import { type Alert, type AnyWatch, type HealthWatch, isHealthWatch, type Watch } from './watches/types.js';
 import { type StreamTimeline, streamTimeline, type TimelineRange } from './timeline.js';
 
 export { expandEnv } from './manager/envTemplate.js';
@@ -47,6 +49,12 @@ export { ANSWER_MODES, type AnswerMode } from './streamSession.js';
 export { MAX_TIMELINE_ALERTS, MAX_TIMELINE_GAPS, MAX_TIMELINE_SPANS, type StreamTimeline, type TimelineRange } from './timeline.js';
 export {
   type Alert,
+  DEFAULT_HEALTH_COOLDOWN_SEC,
+  HEALTH_CONDITIONS,
+  type HealthCondition,
+  MAX_ALERTS_PER_STREAM,
+  MAX_HEALTH_THRESHOLD_SEC,
+  MIN_HEALTH_THRESHOLD_SEC,
   DEFAULT_COOLDOWN_SEC,
   DEFAULT_MAX_INTERVAL_SEC,
   MAX_PATTERN_CHARS,
@@ -100,6 +108,8 @@ export interface StreamManagerOptions {
    * (docs/notifications.md, "MQTT"). Checked at open like webhooks: a refused address is BAD_CONFIG.
    */
   mqtt?: readonly MqttConfig[];
+  /** How often health watches (offline, frozen, lag) are judged, ms; default 1000. Tests shorten it. */
+  healthTickMs?: number;
   /** The Notifier's tuning (retries, timeouts, outbox bounds); tests shorten the retry delays. */
   notifier?: Omit<NotifierOptions, 'dir' | 'webhooks' | 'mqtt' | 'streams' | 'policy' | 'log' | 'logConnection'>;
   /** How ingest waits for space after a full disk (poll interval, retry backoff, free bytes wanted). */
@@ -138,6 +148,8 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   private readonly gate: QuestionGate;
   /** Subscribers to every stream's alerts (onAlert). */
   private readonly alertListeners = new Set<(alert: Alert) => void>();
+  /** Health watches: judged on a timer from each stream's ingest state, no model (manager/healthTimer.ts). */
+  private readonly health: HealthTimer;
   private readonly policy: SourcePolicy;
   private readonly log: (line: string) => void;
   private closing: Promise<void> | null = null;
@@ -166,6 +178,13 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     this.policy = new SourcePolicy(options.policy);
     this.log = options.log ?? (() => {});
     this.webhookIds = new Set([...(options.webhooks ?? []), ...(options.mqtt ?? [])].map((w) => w.id));
+    this.health = new HealthTimer({
+      ...(options.healthTickMs !== undefined ? { tickMs: options.healthTickMs } : {}),
+      streams: () => this.streams.values(),
+      dispatch: (alert) => this.dispatchAlert(alert),
+      log: this.log,
+      roots: () => this.pathRoots,
+    });
   }
 
   /** Loads the model (when given a folder), then every recorded stream with its memory. */
@@ -184,6 +203,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     try {
       await manager.openNotifier();
       await manager.restore();
+      manager.health.start();
     } catch (error) {
       await manager.dispose();
       throw error;
@@ -523,7 +543,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     const session = this.openSessionOf(stream);
     try {
       const stats = session.store.stats();
-      const questions = new Map(session.listWatches().map((w) => [w.id, w.question] as const));
+      const questions = new Map(session.listWatches().map((w) => [w.id, watchLabel(w)] as const));
       return streamTimeline({ stream: id, store: session.store, stats, horizon: session.memory.horizon(stats), alerts: session.alerts(), questions, hasThumbnail: (chunkId) => stream.thumbnails.find(chunkId) !== null }, range);
     } catch (error) {
       throw publicError(error, this.pathRoots);
@@ -535,13 +555,23 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   /**
    * Adds a watch to a stream (validated: BAD_INPUT for an empty or long question, an unknown
    * trigger, a malformed pattern, more than MAX_WATCHES). Its question's pass 1 is a model call, so
-   * it waits its turn in the scheduler like a question. Persisted with the stream.
+   * it waits its turn in the scheduler like a question. Persisted with the stream. A health watch
+   * (`kind: 'health'`: offline, frozen, lag) needs no model: added at once, judged by the health timer.
    */
-  async addWatch(id: string, spec: unknown): Promise<StreamWatch> {
+  async addWatch(id: string, spec: unknown): Promise<StreamWatch | StreamHealthWatch> {
     const stream = this.get(id);
     const session = this.openSessionOf(stream);
     // Refused before it queues for the model: a bad spec does not wait for a frame's encode.
-    this.checkNotify(parseWatchSpec(spec).notify);
+    const parsed = parseAnyWatchSpec(spec);
+    this.checkNotify(parsed.notify);
+    if (isHealthWatch(parsed)) {
+      try {
+        session.watches.addHealth(parsed);
+      } catch (error) {
+        throw publicError(error, this.pathRoots);
+      }
+      return watchView(id, parsed, true);
+    }
     try {
       const watch = await this.scheduler.run(id, 'question', () => session.addWatch(spec));
       return watchView(id, watch, true);
@@ -561,14 +591,14 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
   }
 
   /** A stream's watches in creation order. */
-  listWatches(id: string): StreamWatch[] {
+  listWatches(id: string): Array<StreamWatch | StreamHealthWatch> {
     const session = this.openSessionOf(this.get(id));
     const active = new Set(Object.keys(session.watches.stats()));
     return session.listWatches().map((w) => watchView(id, w, active.has(w.id)));
   }
 
   /** One watch, or null when the stream has none with that id. */
-  getWatch(id: string, watchId: string): StreamWatch | null {
+  getWatch(id: string, watchId: string): StreamWatch | StreamHealthWatch | null {
     return this.listWatches(id).find((w) => w.id === watchId) ?? null;
   }
 
@@ -692,6 +722,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
    */
   dispose(): Promise<void> {
     this.closing ??= (async () => {
+      this.health.dispose();
       const streams = [...this.streams.values()];
       this.streams.clear();
       try {
@@ -902,6 +933,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
       source: { ...this.options.sourceOptions, fps: record.settings.fps, policy: this.policy.outboundFor(record.origin) },
       spaceDirs: [stream.dir, streamStoreDir(stream.dir), streamIndexDir(stream.dir), stream.thumbnails.dir],
       onGap: (gap) => stream.noteGap(gap),
+      onFrame: (frame) => this.health.observeFrame(stream, frame),
       onResumed: () => {
         this.log(`stream ${record.id}: disk space is back, ingest resumed`);
         if (stream.recordUnsaved) stream.persistSoon();
@@ -1045,7 +1077,25 @@ function skippedChunks(answer: { skipped?: ReadonlyArray<{ t: number | null; rea
   return (answer.skipped ?? []).map((s) => ({ t: s.t, reason: s.reason }));
 }
 
-function watchView(stream: string, watch: Watch, active: boolean): StreamWatch {
+function watchView(stream: string, watch: AnyWatch, active: boolean): StreamWatch | StreamHealthWatch {
+  return isHealthWatch(watch) ? healthWatchView(stream, watch) : questionWatchView(stream, watch, active);
+}
+
+function healthWatchView(stream: string, watch: HealthWatch): StreamHealthWatch {
+  return {
+    id: watch.id,
+    stream,
+    kind: 'health',
+    condition: watch.condition,
+    thresholdSec: watch.thresholdSec,
+    cooldownSec: watch.cooldownSec,
+    ...(watch.notify !== undefined && watch.notify.length > 0 ? { notify: [...watch.notify] } : {}),
+    createdAt: watch.createdAt,
+    active: true,
+  };
+}
+
+function questionWatchView(stream: string, watch: Watch, active: boolean): StreamWatch {
   return {
     id: watch.id,
     stream,

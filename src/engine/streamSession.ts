@@ -18,7 +18,7 @@ import { questionQueries } from './questionAnswerer.js';
 import { WatchEngine } from './watches/watchEngine.js';
 import { WatchStore } from './watches/watchStore.js';
 import { parseWatchSpec } from './watches/parseWatchSpec.js';
-import { type Alert, CHECK_MAX_NEW_TOKENS, MAX_WATCHES, type Watch } from './watches/types.js';
+import { type Alert, type AnyWatch, CHECK_MAX_NEW_TOKENS, MAX_WATCHES, type Watch } from './watches/types.js';
 
 export interface StreamSessionOptions extends StreamMemoryOptions {
   /** First frames kept in context forever; default 1. */
@@ -342,7 +342,8 @@ export class StreamSession {
     return this.watches.remove(id);
   }
 
-  listWatches(): Watch[] {
+  /** Both kinds (health watches are evaluated by the service's manager: watches/healthMonitor.ts). */
+  listWatches(): AnyWatch[] {
     return this.watches.list();
   }
 

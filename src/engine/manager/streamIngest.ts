@@ -23,6 +23,8 @@ export interface StreamIngestOptions {
   onGap?: (gap: TimelineGap) => void;
   /** Called when ingest resumes after a full disk (the stream retries writes it had to defer). */
   onResumed?: () => void;
+  /** Every frame taken from the source, before the gate (health watches look for a frozen image); must not throw. */
+  onFrame?: (frame: Frame) => void;
   diskFull?: DiskFullOptions;
   /**
    * Tests only: runs before each frame's addFrame and may throw. Used where no small real
@@ -68,6 +70,10 @@ export class StreamIngest {
   /** Frames the gate turned away (never encoded; the previous chunk's span covers them). */
   framesGated = 0;
   lastT: number | null = null;
+  /** When this ingest started (ms since the epoch). */
+  readonly startedAt = Date.now();
+  /** Wall time of the frame being handled (waiting for the model, encoding, storing); null between frames. Health watches count it as lag. */
+  inFlightWall: number | null = null;
   private readonly rate = new RateMeter();
   private readonly abort = new AbortController();
 
@@ -342,17 +348,23 @@ export class StreamIngest {
         }
         const t = frame.t + offset;
         if (resumeAfter !== null && t <= resumeAfter) continue;
+        this.options.onFrame?.(frame);
+        this.inFlightWall = frame.wallTime;
         // While paused for a full disk every frame takes storeFrame's path (dropped or waiting).
         if (!this.pause && !session.checkGate(frame, t).encode) {
           await session.skipFrame(t);
           this.framesGated++;
           this.lastT = t;
+          this.inFlightWall = null;
           continue;
         }
-        if ((await this.storeFrame(frame, t, source.stats().live, signal)) === null) continue;
+        const stored = await this.storeFrame(frame, t, source.stats().live, signal);
+        this.inFlightWall = null;
+        if (stored === null) continue;
         this.rate.mark();
       }
     } catch (error) {
+      this.inFlightWall = null;
       if (signal.aborted) return 'stopped';
       // Resuming a file whose memory already reaches its end: ffmpeg finds nothing after startAtS.
       if (this.framesEncoded === 0 && startAtS !== undefined && nothingLeft(source, startAtS, fps)) return 'ended';

@@ -248,6 +248,23 @@ export interface StreamWatch {
   active: boolean;
 }
 
+/** A health watch as the manager shows it (watches/healthMonitor.ts): no model, the ingest's own state. */
+export interface StreamHealthWatch {
+  id: string;
+  stream: string;
+  kind: 'health';
+  condition: 'offline' | 'frozen' | 'lag';
+  thresholdSec: number;
+  cooldownSec: number;
+  notify?: string[];
+  createdAt: number;
+  /** Always true: a health watch needs nothing to start. */
+  active: boolean;
+}
+
+/** Either kind of watch, as listed. */
+export type AnyStreamWatch = StreamWatch | StreamHealthWatch;
+
 /** Which alerts `StreamManager.alerts` returns. */
 export interface AlertQuery {
   /** One stream's alerts (STREAM_NOT_FOUND when unknown); default every stream's. */

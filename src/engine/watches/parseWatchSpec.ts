@@ -37,7 +37,7 @@ const WEBHOOK_ID = /^[A-Za-z0-9._:-]{1,64}$/;
  * The notify list: webhook ids (syntax only; whether they are configured is the service's check),
  * duplicates dropped; absent or empty means no webhook.
  */
-function notifyList(value: unknown): string[] | undefined {
+export function notifyList(value: unknown): string[] | undefined {
   if (value === undefined) return undefined;
   if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || !WEBHOOK_ID.test(v))) {
     throw new VigilError('BAD_INPUT', 'notify must be a list of webhook ids (1-64 letters, digits, ".", "_", "-" or ":")');
@@ -51,7 +51,11 @@ function notifyList(value: unknown): string[] | undefined {
 export function parseWatchSpec(spec: unknown, now = Date.now()): Watch {
   if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw new VigilError('BAD_INPUT', 'a watch must be an object {question, trigger, ...}');
   const s = spec as Record<string, unknown>;
-  const known = new Set(['question', 'trigger', 'pattern', 'cooldownSec', 'maxIntervalSec', 'notify']);
+  // kind 'question' may be said explicitly; it is the default, so the record does not keep it.
+  if (s.kind !== undefined && s.kind !== 'question') {
+    throw new VigilError('BAD_INPUT', `a question watch has kind 'question' (or none), got ${JSON.stringify(s.kind)}; health watches: {kind: 'health', condition, thresholdSec}`);
+  }
+  const known = new Set(['kind', 'question', 'trigger', 'pattern', 'cooldownSec', 'maxIntervalSec', 'notify']);
   const unknown = Object.keys(s).filter((k) => !known.has(k));
   if (unknown.length > 0) throw new VigilError('BAD_INPUT', `unknown watch field(s): ${unknown.join(', ')}`);
   const { question, trigger, pattern } = s as Partial<WatchSpec> & Record<string, unknown>;

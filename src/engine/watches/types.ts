@@ -23,6 +23,8 @@ export const MAX_WATCH_NOTIFY = 16;
 
 /** What a caller asks for (validated by parseWatchSpec). */
 export interface WatchSpec {
+  /** 'question' (the default when absent); health watches are HealthWatchSpec. */
+  kind?: 'question';
   question: string;
   trigger: WatchTrigger;
   /** answer-matches: a JavaScript regular expression, matched case-insensitively against the answer. */
@@ -35,8 +37,10 @@ export interface WatchSpec {
   notify?: string[];
 }
 
+/** A question watch (a persisted one has no `kind`: absent means 'question'). */
 export interface Watch {
   id: string;
+  kind?: 'question';
   question: string;
   trigger: WatchTrigger;
   pattern?: string;
@@ -71,9 +75,72 @@ export interface Alert {
   evidence: WatchEvidence[];
   /** The model check's duration, ms. */
   checkMs: number;
-  /** The answer before (answer-changes), else null. */
+  /** The answer before (answer-changes), else null; a health alert that resolves: the raising alert's answer. */
   previousAnswer: string | null;
+  /** Health watches' alerts only (absent on a question watch's alert): which condition, raised or cleared. */
+  health?: HealthAlertInfo;
 }
+
+// ---- health watches (no model: the ingest's own state; healthMonitor.ts) ----------------------
+
+/**
+ * offline: a live source delivers no frame (connecting, backing off, failed, ended);
+ * frozen: a live source delivers frames that are all the same image;
+ * lag: ingest is behind the live source (the oldest waiting frame's age, or the frame the model holds).
+ */
+export type HealthCondition = 'offline' | 'frozen' | 'lag';
+export const HEALTH_CONDITIONS: readonly HealthCondition[] = ['offline', 'frozen', 'lag'];
+/** Default cooldown of a health watch: wall seconds between two raised alerts of the same watch. */
+export const DEFAULT_HEALTH_COOLDOWN_SEC = 60;
+/** Bounds of a health watch's thresholdSec. */
+export const MIN_HEALTH_THRESHOLD_SEC = 1;
+export const MAX_HEALTH_THRESHOLD_SEC = MAX_WATCH_SECONDS;
+
+/** A health watch as a caller asks for it (validated by parseHealthWatchSpec). */
+export interface HealthWatchSpec {
+  kind: 'health';
+  condition: HealthCondition;
+  /** offline / frozen: how long the condition must last; lag: the lag, seconds. */
+  thresholdSec: number;
+  /** Wall seconds after a raised alert before the same watch raises again; default 60. */
+  cooldownSec?: number;
+  notify?: string[];
+}
+
+export interface HealthWatch {
+  id: string;
+  kind: 'health';
+  condition: HealthCondition;
+  thresholdSec: number;
+  cooldownSec: number;
+  notify?: string[];
+  createdAt: number;
+}
+
+/** Either kind of watch, as a stream lists and persists them. */
+export type AnyWatch = Watch | HealthWatch;
+
+export function isHealthWatch(watch: AnyWatch): watch is HealthWatch {
+  return watch.kind === 'health';
+}
+
+export interface HealthAlertInfo {
+  condition: HealthCondition;
+  /** false: the condition was raised (lasted past the threshold); true: it cleared. */
+  resolved: boolean;
+  /** Wall time the condition began (ms since the epoch). */
+  since: number;
+  /** How long it had lasted when this alert was made, seconds. */
+  durationSec: number;
+}
+
+/**
+ * Alerts kept per stream at most, in memory and in alerts.ndjson (the oldest go first). The file is
+ * compacted (rewritten with the newest MAX_ALERTS_PER_STREAM) once it holds ALERT_COMPACT_MARGIN more.
+ */
+export const MAX_ALERTS_PER_STREAM = 10_000;
+/** Lines alerts.ndjson may hold beyond the bound before it is compacted, as a fraction of the bound. */
+export const ALERT_COMPACT_MARGIN = 0.1;
 
 /** Why a check ran: the prefilter saw a change, the interval bound, a flagged frame left the window, the first frame. */
 export type CheckReason = 'score' | 'interval' | 'left-window' | 'first';

@@ -10,7 +10,9 @@ import { packQueries, watchScores } from '../../../kernels/watchScores.js';
 import { WatchCalibration, DEFAULT_THRESHOLD } from './calibration.js';
 import { conditionHolds, isAlertEdge } from './trigger.js';
 import type { WatchStore } from './watchStore.js';
-import type { Alert, CheckReason, Watch, WatchCheck, WatchEvidence, WatchStats } from './types.js';
+import { AlertHistory, type AlertHistoryStats } from './alertHistory.js';
+import { type Alert, type AnyWatch, type CheckReason, type HealthWatch, isHealthWatch, MAX_WATCHES, type Watch, type WatchCheck, type WatchEvidence, type WatchStats } from './types.js';
+import { VigilError } from '../../../common/errors.js';
 
 /** Flagged frames an alert cites at most (the strongest changes). */
 const MAX_EVIDENCE = 8;
@@ -43,6 +45,8 @@ export interface WatchEngineOptions {
   maxQueuedChecks?: number;
   /** Persist watches and alerts; none: in memory only. */
   store?: WatchStore;
+  /** Alerts kept at most (memory and alerts.ndjson); default MAX_ALERTS_PER_STREAM. */
+  maxAlerts?: number;
 }
 
 interface LatestFrame {
@@ -81,7 +85,9 @@ export class WatchEngine {
   private readonly states = new Map<string, WatchState>();
   /** Watches known (persisted) but without queries yet, or whose queries failed. */
   private readonly inactive = new Map<string, Watch>();
-  private readonly alertList: Alert[] = [];
+  /** Health watches (no model, no queries): the manager's HealthMonitor evaluates them and calls recordAlert. */
+  private readonly health = new Map<string, HealthWatch>();
+  private readonly history: AlertHistory;
   private packed: Float32Array[] = [];
   private order: WatchState[] = [];
   private scores = new Float64Array(0);
@@ -97,10 +103,14 @@ export class WatchEngine {
     private readonly options: WatchEngineOptions = {},
   ) {
     const store = options.store;
+    this.history = new AlertHistory(store, options.maxAlerts);
     if (store) {
       // A damaged file must not keep the stream from opening: warned about, set aside, the stream goes on.
       try {
-        for (const w of store.readWatches()) this.inactive.set(w.id, w);
+        for (const w of store.readWatches()) {
+          if (isHealthWatch(w)) this.health.set(w.id, w);
+          else this.inactive.set(w.id, w);
+        }
       } catch (error) {
         let aside = '';
         try {
@@ -111,12 +121,16 @@ export class WatchEngine {
         process.emitWarning(`${store.folder}: watches not loaded (${(error as Error).message})${aside}`);
       }
       try {
-        // One by one: a stream's alerts grow with history, and a spread that long would throw.
-        for (const alert of store.readAlerts()) this.alertList.push(alert);
+        this.history.load();
       } catch (error) {
         process.emitWarning(`${store.folder}: alerts not loaded (${(error as Error).message})`);
       }
     }
+  }
+
+  /** The stream's name in alerts. */
+  get stream(): string {
+    return this.host.stream;
   }
 
   /** Persisted watches waiting for their queries (StreamSession computes them at open). */
@@ -124,13 +138,49 @@ export class WatchEngine {
     return [...this.inactive.values()];
   }
 
-  /** Every watch, active or not, in creation order. */
-  list(): Watch[] {
-    return [...this.inactive.values(), ...this.order.map((s) => s.watch)].sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id));
+  /** Every watch, both kinds, active or not, in creation order. */
+  list(): AnyWatch[] {
+    return [...this.inactive.values(), ...this.order.map((s) => s.watch), ...this.health.values()].sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id));
   }
 
+  /** Watches of both kinds (what MAX_WATCHES bounds). */
   get size(): number {
-    return this.states.size + this.inactive.size;
+    return this.states.size + this.inactive.size + this.health.size;
+  }
+
+  /** The health watches, in creation order. */
+  healthWatches(): HealthWatch[] {
+    return [...this.health.values()];
+  }
+
+  /** Adds a health watch and persists the list; BAD_INPUT past MAX_WATCHES (both kinds count). */
+  addHealth(watch: HealthWatch): void {
+    if (this.size >= MAX_WATCHES) throw new VigilError('BAD_INPUT', `a stream has at most ${MAX_WATCHES} watches`);
+    this.health.set(watch.id, watch);
+    try {
+      this.persistList();
+    } catch (error) {
+      this.health.delete(watch.id);
+      throw error;
+    }
+  }
+
+  /**
+   * Keeps an alert made outside the model checks (a health watch's): persisted, then listed. Throws
+   * when it cannot be persisted (then it is not listed either).
+   */
+  recordAlert(alert: Alert): void {
+    this.history.append(alert);
+  }
+
+  /** The newest alert of a watch still held (health watches restore their state from it). */
+  lastAlertOf(watchId: string): Alert | undefined {
+    return this.history.lastOf(watchId);
+  }
+
+  /** The bounded alert history's counters (held, file lines, dropped, compactions). */
+  alertHistoryStats(): AlertHistoryStats {
+    return this.history.stats();
   }
 
   /** Activates a watch with its per-layer queries; `persist` writes the list (a new watch). */
@@ -150,7 +200,7 @@ export class WatchEngine {
       previousAnswer: null,
       previousCondition: false,
       // The cooldown holds across restarts: the watch's last persisted alert.
-      lastAlertT: this.alertList.filter((a) => a.watchId === watch.id).at(-1)?.t ?? null,
+      lastAlertT: this.history.lastOf(watch.id)?.t ?? null,
       stats: emptyStats(),
     };
     this.inactive.delete(watch.id);
@@ -162,11 +212,12 @@ export class WatchEngine {
   /** Removes a watch (its alerts stay); false when unknown. */
   remove(id: string): boolean {
     const state = this.states.get(id);
-    const known = state !== undefined || this.inactive.has(id);
+    const known = state !== undefined || this.inactive.has(id) || this.health.has(id);
     if (!known) return false;
     if (state) state.removed = true;
     this.states.delete(id);
     this.inactive.delete(id);
+    this.health.delete(id);
     this.repack();
     this.persistList();
     return true;
@@ -174,7 +225,7 @@ export class WatchEngine {
 
   /** Alerts in time order; `since`: wall time (ms since the epoch) they must be at or after. */
   alerts(filter: { since?: number; watchId?: string } = {}): Alert[] {
-    return this.alertList.filter((a) => (filter.since === undefined || a.wallTime >= filter.since) && (filter.watchId === undefined || a.watchId === filter.watchId));
+    return this.history.filter(filter);
   }
 
   /** Every model check's outcome as it happens; returns the unsubscribe. */
@@ -311,8 +362,7 @@ export class WatchEngine {
         checkMs,
         previousAnswer: state.previousAnswer,
       };
-      this.options.store?.appendAlert(alert);
-      this.alertList.push(alert);
+      this.history.append(alert);
       state.lastAlertT = frame.t;
       state.stats.alerts++;
     }

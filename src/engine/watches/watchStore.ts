@@ -1,12 +1,13 @@
 /**
- * A stream's watches and alerts on disk, in its folder: watches/watches.json (the whole list,
- * replaced atomically: temp file, fsync, rename, fsync of the folder) and watches/alerts.ndjson
- * (one alert a line, appended and fsynced; a torn last line from a crash is skipped on read).
+ * A stream's watches and alerts on disk, in its folder: watches/watches.json (the whole list, both
+ * kinds, replaced atomically: temp file, fsync, rename, fsync of the folder) and
+ * watches/alerts.ndjson (one alert a line, appended and fsynced; a torn last line from a crash is
+ * skipped on read; compacted by AlertHistory with rewriteAlerts, atomically as watches.json).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { VigilError } from '../../../common/errors.js';
-import type { Alert, Watch } from './types.js';
+import type { Alert, AnyWatch } from './types.js';
 
 const VERSION = 1;
 
@@ -21,7 +22,7 @@ export class WatchStore {
     this.alertsFile = path.join(this.folder, 'alerts.ndjson');
   }
 
-  readWatches(): Watch[] {
+  readWatches(): AnyWatch[] {
     let text: string;
     try {
       text = fs.readFileSync(this.watchesFile, 'utf8');
@@ -30,7 +31,7 @@ export class WatchStore {
       throw new VigilError('STORE_IO', `cannot read ${this.watchesFile}: ${(error as Error).message}`, { cause: error });
     }
     try {
-      const parsed = JSON.parse(text) as { version: number; watches: Watch[] };
+      const parsed = JSON.parse(text) as { version: number; watches: AnyWatch[] };
       if (parsed.version !== VERSION || !Array.isArray(parsed.watches)) throw new Error(`version ${parsed.version}`);
       return parsed.watches;
     } catch (error) {
@@ -38,17 +39,22 @@ export class WatchStore {
     }
   }
 
-  writeWatches(watches: readonly Watch[]): void {
+  writeWatches(watches: readonly AnyWatch[]): void {
+    this.replaceFile(this.watchesFile, [`${JSON.stringify({ version: VERSION, watches }, null, 2)}\n`]);
+  }
+
+  /** Writes `parts` to a temp file, fsyncs it, renames it over `file` and fsyncs the folder: a crash leaves the old file or the new one. */
+  private replaceFile(file: string, parts: Iterable<string>): void {
     fs.mkdirSync(this.folder, { recursive: true });
-    const temp = `${this.watchesFile}.tmp`;
+    const temp = `${file}.tmp`;
     const fd = fs.openSync(temp, 'w');
     try {
-      fs.writeSync(fd, `${JSON.stringify({ version: VERSION, watches }, null, 2)}\n`);
+      for (const part of parts) fs.writeSync(fd, part);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }
-    fs.renameSync(temp, this.watchesFile);
+    fs.renameSync(temp, file);
     syncFolder(this.folder);
   }
 
@@ -73,24 +79,53 @@ export class WatchStore {
     }
   }
 
+  /** Every alert in alerts.ndjson, oldest first. */
   readAlerts(): Alert[] {
+    return this.readAlertTail().alerts;
+  }
+
+  /**
+   * The newest `keep` alerts of alerts.ndjson, oldest first, and how many lines the file holds (torn
+   * ones included: they take room until the next compaction).
+   */
+  readAlertTail(keep = Infinity): { alerts: Alert[]; lines: number } {
     let text: string;
     try {
       text = fs.readFileSync(this.alertsFile, 'utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { alerts: [], lines: 0 };
       throw new VigilError('STORE_IO', `cannot read ${this.alertsFile}: ${(error as Error).message}`, { cause: error });
     }
     const alerts: Alert[] = [];
+    let lines = 0;
     for (const line of text.split('\n')) {
       if (line.trim() === '') continue;
+      lines++;
       try {
         alerts.push(JSON.parse(line) as Alert);
       } catch {
         // A line torn by a crash mid-append: the alert was never acknowledged as persisted.
       }
+      // A file longer than the bound (written before it, or by a larger one) costs at most twice the bound here.
+      if (alerts.length > 2 * keep) alerts.splice(0, alerts.length - keep);
     }
-    return alerts;
+    if (alerts.length > keep) alerts.splice(0, alerts.length - keep);
+    return { alerts, lines };
+  }
+
+  /** Replaces alerts.ndjson with `alerts`, one a line (temp file, fsync, rename, fsync of the folder). */
+  rewriteAlerts(alerts: readonly Alert[]): void {
+    this.replaceFile(this.alertsFile, alertLines(alerts));
+  }
+}
+
+/** Alerts as ndjson, a few hundred per write (no file-sized string). */
+function* alertLines(alerts: readonly Alert[]): Generator<string> {
+  const batch = 256;
+  for (let i = 0; i < alerts.length; i += batch) {
+    let text = '';
+    for (let j = i; j < Math.min(alerts.length, i + batch); j++) text += `${JSON.stringify(alerts[j])}\n`;
+    yield text;
   }
 }
 
