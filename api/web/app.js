@@ -143,6 +143,10 @@ function updateCard(card, s) {
 function updateHorizon(card, h) {
   card.horizon.hidden = !h || h.from === null;
   if (card.horizon.hidden) return;
+  // Rebuilt only when it changed: the poll runs every 1.5 s, and an unchanged bar keeps its elements.
+  const key = JSON.stringify(h);
+  if (card.horizonKey === key) return;
+  card.horizonKey = key;
   const whole = Math.max(h.to, 1e-9);
   const pct = (t) => `${((100 * Math.min(Math.max(t, 0), whole)) / whole).toFixed(3)}%`;
   const piece = (className, from, to, title) => {

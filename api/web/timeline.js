@@ -167,6 +167,13 @@ export function createTimeline({ onAsk, onChoose }) {
       }),
     );
 
+    // Pictures of scenes no longer listed (a live stream's spans merge as it grows) are let go.
+    const listed = new Set(tl.spans.map((s) => s.thumbnail));
+    for (const [path, url] of pictures) {
+      if (listed.has(path)) continue;
+      URL.revokeObjectURL(url);
+      pictures.delete(path);
+    }
     filmstrip.replaceChildren(
       ...tl.spans.map((s) => {
         const tile = withClass('button', 'tl-thumb');

@@ -210,6 +210,11 @@ describe('summaries of a time range over the API', () => {
       assert.match(res.body.error.message, message);
       valid('Error', res.body);
     }
+    // The OpenAPI document has the route and closed schemas.
+    const doc = (await api().get('/openapi.json').expect(200)).body;
+    assert.ok(doc.paths['/v1/streams/{id}/summaries'].post);
+    assert.deepEqual(doc.components.schemas.SummaryRequest.required, ['from', 'to']);
+    for (const name of ['SummaryRequest', 'Summary', 'SummaryEvent', 'SummaryEvidence', 'SummaryPlan']) assert.equal(doc.components.schemas[name].additionalProperties, false, name);
     const unknown = await summarize('nope', { from: 0, to: 5 });
     assert.equal(unknown.status, 404, unknown.text);
     assert.equal(unknown.body.error.code, 'STREAM_NOT_FOUND');
