@@ -29,7 +29,7 @@ export const TimelineAlertSchema = z
   .strictObject({
     id: z.string(),
     watchId: z.string(),
-    question: z.string().nullable().meta({ description: "The watch's question (null once the watch is deleted)." }),
+    question: z.string().nullable().meta({ description: "The watch's question; a health watch's condition in words (e.g. \"health: offline for more than 30 s\"); null once the watch is deleted." }),
     t: z.number().meta({ description: 'Stream time (s) of the newest frame the check saw.' }),
     wallTime: z.number().meta({ description: 'ms since the epoch.' }),
     answer: z.string(),

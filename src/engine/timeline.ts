@@ -32,7 +32,7 @@ export interface TimelineSpan {
 export interface TimelineAlert {
   id: string;
   watchId: string;
-  /** The watch's question (null when the watch was deleted since, or has none). */
+  /** The watch's question, or a health watch's condition in words; null when the watch was deleted since. */
   question: string | null;
   t: number;
   wallTime: number;
@@ -76,7 +76,7 @@ export interface TimelineSource {
   stats: Pick<StoreStats, 'segments' | 'lastChunkId'>;
   horizon: MemoryHorizon;
   alerts: readonly Alert[];
-  /** Watch id -> question. */
+  /** Watch id -> its question (a health watch: its condition in words). */
   questions: ReadonlyMap<string, string>;
   hasThumbnail(chunkId: number): boolean;
 }
