@@ -1,8 +1,8 @@
 // Archive stills coded against each other (issue 15): when a segment goes to the archive tier, runs
 // of up to STILL_GROUP_FRAMES consecutive stills become one H.264 stream, so a camera's static
-// background is stored once per group instead of once per frame. Busy photo-like footage: 13.7 KB a
-// frame at 33.0 dB PSNR, against WebP q75's 55 KB at 30.9 dB (docs/PERFORMANCE.md, "Archive still
-// groups"). The stream is kept in the group's newest chunk (the holder: retention deletes oldest
+// background is stored once per group instead of once per frame. Busy photo-like footage: 15 KiB a
+// frame against WebP q75's 54 KiB at the same PSNR (docs/PERFORMANCE.md, "Archive still groups").
+// The stream is kept in the group's newest chunk (the holder: retention deletes oldest
 // first, so the holder outlives its members); every other member's still names the holder's chunk
 // and its frame index. The memory store treats these bytes as opaque stills.
 import { ARCHIVE_STILL_RUN } from '../../memory/store/demotion.js';
@@ -11,8 +11,11 @@ import { runFfmpegPipe } from '../../ingest/ffmpegPipe.js';
 import type { RgbImage } from './frameGate.js';
 import { decodeStill } from './stills.js';
 
-/** x264 constant rate factor of still groups (lower: larger and closer to the frame). */
-export const STILL_GROUP_CRF = 28;
+/**
+ * x264 constant rate factor of still groups (lower: larger and closer to the frame). 30: the PSNR of
+ * the WebP q75 stills it replaces (-0.2 dB) at 3.6-5x fewer bytes (bench/archive-stills.ts).
+ */
+export const STILL_GROUP_CRF = 30;
 /** Most frames in one group (one keyframe each; the store's runs): a recall decodes up to this many frames to reach one. */
 export const STILL_GROUP_FRAMES = ARCHIVE_STILL_RUN;
 
@@ -74,12 +77,12 @@ function memberStill(holder: number, index: number): Uint8Array {
  * last chunk; a run of one, an odd-sized frame (4:2:0 needs even sides) or a still that is already
  * part of a group is returned as it is.
  */
-export async function packStillGroups(items: readonly StillItem[]): Promise<Uint8Array[]> {
+export async function packStillGroups(items: readonly StillItem[], options: { crf?: number } = {}): Promise<Uint8Array[]> {
   const out = items.map((i) => i.still);
   let run: Array<{ at: number; rgb: RgbImage }> = [];
   const flush = async () => {
     if (run.length > 1) {
-      const coded = await encodeGroup(run.map((r) => r.rgb));
+      const coded = await encodeGroup(run.map((r) => r.rgb), options.crf ?? STILL_GROUP_CRF);
       const holderAt = run.at(-1)!.at;
       run.forEach((r, index) => {
         out[r.at] = r.at === holderAt ? coded : memberStill(items[holderAt]!.chunkId, index);
@@ -102,14 +105,14 @@ export async function packStillGroups(items: readonly StillItem[]): Promise<Uint
   return out;
 }
 
-async function encodeGroup(frames: readonly RgbImage[]): Promise<Uint8Array> {
+async function encodeGroup(frames: readonly RgbImage[], crf: number): Promise<Uint8Array> {
   const { width, height } = frames[0]!;
   const raw = new Uint8Array(frames.length * width * height * 3);
   frames.forEach((f, i) => raw.set(f.data, i * width * height * 3));
   const video = await runFfmpegPipe(raw, {
     input: ['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${width}x${height}`, '-framerate', '1'],
     // One keyframe per group; one thread, so demotion never takes both cores from the encoder.
-    output: ['-c:v', 'libx264', '-preset', 'veryfast', '-crf', String(STILL_GROUP_CRF), '-g', String(frames.length), '-threads', '1', '-pix_fmt', 'yuv420p', '-f', 'h264'],
+    output: ['-c:v', 'libx264', '-preset', 'veryfast', '-crf', String(crf), '-g', String(frames.length), '-threads', '1', '-pix_fmt', 'yuv420p', '-f', 'h264'],
     label: 'archive still group encode',
     timeoutMs: CODEC_TIMEOUT_MS,
     maxOutputBytes: raw.length,

@@ -1,0 +1,154 @@
+// Archive stills: bytes per frame and fidelity of per-frame WebP (what ingest writes) against H.264
+// still groups (what demotion to the archive writes: src/engine/stillGroups.ts), on footage built
+// from real photographs, and the busy-scene horizon in a budget that follows from them (issue 15).
+//
+//   node --import tsx bench/archive-stills.ts [--photos A.jpg,B.jpg] [--frames 128] [--crf 28,30,32]
+//
+// Footage (512x512, 1 frame/s, made with ffmpeg): the first photo is the background; the second,
+// scaled to two sizes, moves across it 50-140 px a frame (every frame distinct: the busy scene);
+// `busy` adds temporal sensor noise (ffmpeg noise, strength 4), `busy-clean` has none. Without
+// --photos the two JPEGs of the Rust embedded book on this machine are used when present.
+// Every still goes the real path: raw frame -> WebP q75 (encodeStill) -> group (packStillGroups)
+// -> decoded (readArchivedFrames); PSNR is against the raw frame.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { chunkMetaBytes } from '../memory/store/budget.js';
+import { payloadLayout, recordLength, STILL_LENGTH_BYTES } from '../memory/store/recordFormat.js';
+import type { RgbImage } from '../src/engine/frameGate.js';
+import { packStillGroups, readArchivedFrames, STILL_GROUP_CRF, STILL_GROUP_FRAMES } from '../src/engine/stillGroups.js';
+import { decodeStill, encodeStill } from '../src/engine/stills.js';
+import { locateFfmpeg } from '../ingest/ffmpegBinary.js';
+import { execFileSync } from 'node:child_process';
+
+const SIDE = 512;
+const DEFAULT_PHOTOS = ['stable', 'nightly']
+  .map((t) => `/root/.rustup/toolchains/${t}-x86_64-unknown-linux-gnu/share/doc/rust/html/embedded-book/assets`)
+  .map((dir) => [path.join(dir, 'f3.jpg'), path.join(dir, 'verify.jpeg')])
+  .find((pair) => pair.every((p) => fs.existsSync(p)));
+/** smolvlm2-256m geometry, 64 image tokens and the frame prompt's 13 text tokens a frame. */
+const GEOMETRY = { numLayers: 30, numKvHeads: 3, headDim: 64 };
+const TOKENS = 77;
+const BUDGET = 20e9;
+const KV_SHARE = 0.4;
+
+const { values } = parseArgs({
+  options: {
+    photos: { type: 'string' },
+    frames: { type: 'string', default: '128' },
+    crf: { type: 'string', default: [...new Set([28, 30, 32, STILL_GROUP_CRF])].join(',') },
+  },
+});
+const photos = values.photos?.split(',') ?? DEFAULT_PHOTOS;
+if (photos === undefined || photos.length !== 2) {
+  console.error('archive-stills: give --photos BACKGROUND.jpg,OBJECT.jpg (two photographs; none found on this machine)');
+  process.exit(2);
+}
+const frameCount = Number(values.frames);
+const crfs = values.crf.split(',').map(Number);
+
+/** The scene's raw frames, rendered by ffmpeg from the photos (no network, files named here only). */
+function footage(noise: boolean): RgbImage[] {
+  const [bg, obj] = photos!;
+  const filter =
+    `[0]scale=${SIDE}:${SIDE},setsar=1[bg];[1]scale=160:106[o1];[1]scale=96:64,hflip[o2];` +
+    `[bg][o1]overlay=x='mod(n*137,352)':y='mod(n*71,406)'[a];[a][o2]overlay=x='352-mod(n*53,352)':y='mod(n*113,448)'` +
+    (noise ? ',noise=alls=4:allf=t' : '');
+  const raw = execFileSync(
+    locateFfmpeg().ffmpegPath,
+    ['-hide_banner', '-loglevel', 'error', '-loop', '1', '-framerate', '1', '-i', bg!, '-loop', '1', '-framerate', '1', '-i', obj!, '-filter_complex', filter, '-frames:v', String(frameCount), '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1'],
+    { maxBuffer: frameCount * SIDE * SIDE * 3 + 1024 },
+  );
+  const bytes = SIDE * SIDE * 3;
+  return Array.from({ length: frameCount }, (_, i) => ({ data: new Uint8Array(raw.buffer, raw.byteOffset + i * bytes, bytes), width: SIDE, height: SIDE }));
+}
+
+function psnr(a: RgbImage, b: RgbImage): number {
+  let se = 0;
+  for (let i = 0; i < a.data.length; i++) {
+    const d = a.data[i]! - b.data[i]!;
+    se += d * d;
+  }
+  return 10 * Math.log10((255 * 255) / (se / a.data.length));
+}
+
+const mean = (xs: readonly number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
+
+/** Days of a busy stream (every frame stored) in the budget: KV tiers (kivi4, with the still riding along) up to kvShare, the archive after. */
+function horizonDays(stillBytes: number, archiveStillBytes: number, kvShare = KV_SHARE): number {
+  const meta = chunkMetaBytes(GEOMETRY);
+  const kvFrame = recordLength(payloadLayout('kivi4', GEOMETRY, TOKENS).totalBytes + STILL_LENGTH_BYTES + stillBytes) + meta;
+  const archiveFrame = recordLength(STILL_LENGTH_BYTES + archiveStillBytes) + meta;
+  return ((kvShare * BUDGET) / kvFrame + ((1 - kvShare) * BUDGET) / archiveFrame) / 86_400;
+}
+
+interface Row {
+  scene: string;
+  codec: string;
+  bytesPerFrame: number;
+  psnr: number;
+  encodeMsPerFrame: number;
+  recallMs: number;
+  days: number;
+  /** With tiers.kvShare 0.1: a tenth of the budget for KV (about an hour of a busy stream), the rest archive. */
+  daysSmallKv: number;
+}
+
+async function measure(scene: string, frames: RgbImage[]): Promise<Row[]> {
+  const rows: Row[] = [];
+  let t = performance.now();
+  const webp = [];
+  for (const f of frames) webp.push(await encodeStill(f));
+  const webpMs = (performance.now() - t) / frames.length;
+  const webpBytes = mean(webp.map((s) => s.length));
+  const decoded = [];
+  t = performance.now();
+  for (const s of webp) decoded.push(await decodeStill(s));
+  const webpDecodeMs = (performance.now() - t) / webp.length;
+  rows.push({ scene, codec: 'WebP q75 per frame', bytesPerFrame: webpBytes, psnr: mean(decoded.map((d, i) => psnr(d, frames[i]!))), encodeMsPerFrame: webpMs, recallMs: webpDecodeMs, days: horizonDays(webpBytes, webpBytes), daysSmallKv: horizonDays(webpBytes, webpBytes, 0.1) });
+  for (const crf of crfs) {
+    const items = webp.map((still, chunkId) => ({ chunkId, still }));
+    t = performance.now();
+    const packed = await packStillGroups(items, { crf });
+    const packMs = (performance.now() - t) / frames.length;
+    const stored = new Map(packed.map((s, i) => [i, s] as const));
+    const read = async (ids: readonly number[]) => ({ stills: new Map(ids.flatMap((id) => (stored.has(id) ? [[id, stored.get(id)!] as const] : []))), failed: [] });
+    const all = await readArchivedFrames(read, frames.map((_, i) => i));
+    if (all.failed.length > 0) throw new Error(`crf ${crf}: ${all.failed.length} frames did not decode`);
+    // A question's recall: one frame in the middle of a group (its holder read too, the group decoded up to it).
+    const mid = Math.min(frames.length - 1, Math.floor(STILL_GROUP_FRAMES / 2));
+    const recalls = [];
+    for (let r = 0; r < 5; r++) {
+      t = performance.now();
+      await readArchivedFrames(read, [mid]);
+      recalls.push(performance.now() - t);
+    }
+    const bytes = mean(packed.map((s) => s.length));
+    rows.push({
+      scene,
+      codec: `H.264 groups of ${STILL_GROUP_FRAMES}, CRF ${crf}`,
+      bytesPerFrame: bytes,
+      psnr: mean(frames.map((f, i) => psnr(all.frames.get(i)!, f))),
+      encodeMsPerFrame: packMs,
+      recallMs: recalls.sort((a, b) => a - b)[2]!,
+      days: horizonDays(webpBytes, bytes),
+      daysSmallKv: horizonDays(webpBytes, bytes, 0.1),
+    });
+  }
+  return rows;
+}
+
+console.log(`archive stills: ${frameCount} frames of ${SIDE}x${SIDE} from ${photos.map((p) => path.basename(p)).join(' + ')}; ffmpeg ${locateFfmpeg().version.text}; ${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)}`);
+const rows = [...(await measure('busy', footage(true))), ...(await measure('busy-clean', footage(false)))];
+console.log('| scene | archive still | bytes/frame | PSNR dB | pack ms/frame | recall ms | busy horizon in 20 GB | with kvShare 0.1 |');
+console.log('|---|---|---|---|---|---|---|---|');
+for (const r of rows) {
+  console.log(`| ${r.scene} | ${r.codec} | ${(r.bytesPerFrame / 1024).toFixed(1)} KiB | ${r.psnr.toFixed(2)} | ${r.encodeMsPerFrame.toFixed(1)} | ${r.recallMs.toFixed(0)} | ${r.days.toFixed(1)} d | ${r.daysSmallKv.toFixed(1)} d |`);
+}
+const base = rows.filter((r) => r.codec.startsWith('WebP'));
+for (const r of rows.filter((x) => !x.codec.startsWith('WebP'))) {
+  const b = base.find((x) => x.scene === r.scene)!;
+  console.log(`${r.scene}, ${r.codec}: ${(b.bytesPerFrame / r.bytesPerFrame).toFixed(2)}x smaller than WebP q75, ${(r.psnr - b.psnr).toFixed(2)} dB PSNR, horizon ${(r.days / b.days).toFixed(2)}x`);
+}
+console.log(`(horizon: smolvlm2-256m geometry, ${TOKENS} tokens a frame, ${BUDGET / 1e9} GB, KV tiers in kivi4 up to ${KV_SHARE * 100}% of it with the WebP still riding along, the archive after; ${chunkMetaBytes(GEOMETRY)} B of representatives and rows a chunk; arithmetic from the measured still sizes)`);
