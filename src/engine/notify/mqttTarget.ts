@@ -71,6 +71,7 @@ export class MqttTarget {
   private lastConnected: string | null = null;
   private connectionError: string | null = null;
   private closed = false;
+  private started = false;
 
   constructor(
     readonly broker: CheckedMqtt,
@@ -122,6 +123,8 @@ export class MqttTarget {
 
   /** Starts connecting (in the background) and polling the stream states. */
   start(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
     this.client.connect();
     if (this.options.streams) {
       this.readStreams();
@@ -157,6 +160,11 @@ export class MqttTarget {
     if (this.closed) return;
     if (this.poll) clearInterval(this.poll);
     this.poll = null;
+    if (!this.started) {
+      // Never connected (the Notifier failed to open): there is no connection to end.
+      this.closed = true;
+      return;
+    }
     if (this.client.connected) {
       const online = [...this.published].filter(([, state]) => state === 'online').map(([stream]) => stream);
       const goodbyes = [...online.map((stream) => this.topic(stream, 'availability')), this.topic('availability')].map(
