@@ -20,13 +20,13 @@ import { StreamId } from './common.js';
 
 const Trigger = z.enum(WATCH_TRIGGERS as [WatchTrigger, ...WatchTrigger[]]);
 
-const WebhookId = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'a webhook id: 1-64 letters, digits, ".", "_", "-" or ":"');
+const WebhookId = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'a webhook or MQTT broker id: 1-64 letters, digits, ".", "_", "-" or ":"');
 
 const Notify = z
   .array(WebhookId)
   .max(MAX_WATCH_NOTIFY)
   .optional()
-  .meta({ description: "Ids of the server's webhooks (vigil.yaml `webhooks`) that get this watch's alerts; an unknown id is a 400. Absent or empty: no webhook (the alert is still listed and streamed)." });
+  .meta({ description: "Ids of the server's webhooks and MQTT brokers (vigil.yaml `webhooks`, `mqtt`) that get this watch's alerts; an unknown id is a 400. Absent or empty: none (the alert is still listed and streamed)." });
 
 /** `POST /v1/streams/{id}/watches`. The engine checks the spec again (the pattern compiles, it goes with answer-matches only). */
 export const CreateWatchBody = z
@@ -89,7 +89,7 @@ export const WatchSchema = z
     pattern: z.string().optional().meta({ description: 'answer-matches only.' }),
     cooldownSec: z.number(),
     maxIntervalSec: z.number(),
-    notify: z.array(z.string()).optional().meta({ description: 'Webhook ids its alerts are delivered to (absent: none).' }),
+    notify: z.array(z.string()).optional().meta({ description: 'Webhook and MQTT broker ids its alerts are delivered to (absent: none).' }),
     createdAt: z.number().meta({ description: 'Wall time of creation, ms since the epoch.' }),
     active: z.boolean().meta({ description: 'False for a persisted watch whose question could not be turned into queries when the stream reopened: it does not check (the server log says why).' }),
   })
@@ -103,7 +103,7 @@ export const HealthWatchSchema = z
     condition: Condition,
     thresholdSec: z.number(),
     cooldownSec: z.number(),
-    notify: z.array(z.string()).optional().meta({ description: 'Webhook ids its alerts are delivered to (absent: none).' }),
+    notify: z.array(z.string()).optional().meta({ description: 'Webhook and MQTT broker ids its alerts are delivered to (absent: none).' }),
     createdAt: z.number().meta({ description: 'Wall time of creation, ms since the epoch.' }),
     active: z.boolean().meta({ description: 'Always true (a health watch needs no model).' }),
   })
