@@ -111,12 +111,14 @@ describe('health watches through the service', () => {
   it('offline within the threshold plus one tick (listed, on SSE, to the webhook), back online; lag while the model is held; no frozen on a moving picture', async (t) => {
     const python = requireRtsp(t);
     if (!python) return;
-    let camera = await startRtspServer(python, { file: movingClip });
+    // Behind basic auth: the alerts carry the source's error, never its credentials.
+    const login = { user: 'cam', password: 'health-rtsp-secret-pw' };
+    let camera = await startRtspServer(python, { file: movingClip, ...login });
     cameras.push(camera);
     const s = await start();
     const api = () => request(s.url);
     const valid = await openApiValidator(s.url);
-    await api().post('/v1/streams').set(AUTH).send({ id: 'cam', source: camera.url, fps: 2, window: 2 }).expect(201);
+    await api().post('/v1/streams').set(AUTH).send({ id: 'cam', source: `rtsp://cam:${login.password}@127.0.0.1:${camera.port}/stream`, fps: 2, window: 2 }).expect(201);
     // Live first: connecting counts as offline too, and may take longer than these short thresholds.
     await waitFor('live with frames', () => {
       const st = s.ready.status('cam');
@@ -183,7 +185,7 @@ describe('health watches through the service', () => {
     assert.deepEqual(delivered.health, down.health);
 
     // Served again on the same port: back online, with the whole outage.
-    camera = await startRtspServer(python, { file: movingClip, port });
+    camera = await startRtspServer(python, { file: movingClip, port, ...login });
     cameras.push(camera);
     const up = await waitFor('back online', async () => (await alertsOf(offline.id))[1], 30_000);
     valid('Alert', up);
@@ -201,6 +203,9 @@ describe('health watches through the service', () => {
       [offline.id, offline.id],
     );
 
+    if (process.env.VIGIL_TEST_SHOW) console.log(JSON.stringify({ offlineAfterLastFrameMs: elapsed, backOnline: up.answer, lag: [lagRaised.answer, caughtUp.answer], alert: down }));
+    const everything = JSON.stringify({ all: (await api().get('/v1/alerts').set(AUTH).expect(200)).body, hooks: hook.bodies, logs: s.logs });
+    assert.ok(!everything.includes(login.password), 'no credentials in alerts, webhook bodies or the log');
     // The picture kept changing: the frozen watch never fired.
     assert.deepEqual(await alertsOf(frozen.id), []);
 
@@ -240,6 +245,7 @@ describe('health watches through the service', () => {
     const cleared = await waitFor('the picture moving again', async () => (await alertsOf(frozen.id))[1], 30_000);
     assert.equal(cleared.health?.resolved, true);
     assert.match(cleared.answer, /^image changing again after [3-9] s$/);
+    if (process.env.VIGIL_TEST_SHOW) console.log(JSON.stringify({ frozen: raised.answer, frozenHealth: raised.health, cleared: cleared.answer }));
     // Frames kept coming: never offline.
     assert.deepEqual(await alertsOf(offline.id), []);
   });

@@ -4,6 +4,7 @@
  * came, why frames are not coming, and the lag. Read from RAM only (source stats, the ingest, the
  * context window): it runs every health tick for every stream that has a health watch.
  */
+import { redactInText } from '../../../ingest/ffmpegErrors.js';
 import type { HealthProbe } from '../watches/healthMonitor.js';
 import type { ManagedStream } from './managedStream.js';
 import { type PathRoots, publicMessage } from './publicMessage.js';
@@ -40,6 +41,7 @@ function reasonOf(stream: ManagedStream, roots: PathRoots): string | null {
   else if (source.state === 'ended') reason = `the source ended${source.endReason ? ` (${source.endReason})` : ''}`;
   else reason = source.lastError?.message ?? stream.record.lastError?.message ?? source.state;
   if (reason === null) return null;
-  const text = publicMessage(reason, roots).replace(/\s+/g, ' ').trim();
+  // The source's errors name it by its redacted display form already; a URL's user:password@ is cut again, to be sure.
+  const text = redactInText(publicMessage(reason, roots)).replace(/\s+/g, ' ').trim();
   return text.length > MAX_REASON_CHARS ? `${text.slice(0, MAX_REASON_CHARS - 1)}…` : text;
 }
