@@ -23,7 +23,7 @@ import { AUTH, disposeSharedModel, makeClips, question, startTestServer, tempDir
 interface GapEntry {
   gap: { from: number; to: number; reason: string };
 }
-type Entry = GapEntry | { chunkId: number; tStart: number };
+type Entry = GapEntry | { chunkId: number; tStart: number; score: number };
 
 const gapsOf = (evidence: Entry[]) => evidence.filter((e): e is GapEntry => 'gap' in e).map((e) => e.gap);
 const timeOf = (e: Entry) => ('gap' in e ? e.gap.from : e.tStart);
@@ -92,9 +92,14 @@ describe('outages in status, answers and across restarts', () => {
     const covering = (await request(s.url).post('/v1/streams/cam/questions').set(AUTH).send({ question: question('red'), r: 4, from: gap.from - 1, to: gap.to + 1 }).expect(200)).body;
     AnswerSchema.parse(covering);
     assert.deepEqual(gapsOf(covering.evidence), [gap], JSON.stringify(covering.evidence));
-    const times = (covering.evidence as Entry[]).map(timeOf);
+    // Chunk evidence is only what contributed: around the outage the haystack scores 0, so none here.
+    assert.ok((covering.evidence as Entry[]).every((e) => 'gap' in e || e.score > 0), JSON.stringify(covering.evidence));
+    // A fixed selection (uniform) lists the chunks it used, beside the outage and in time order.
+    const beside = (await request(s.url).post('/v1/streams/cam/questions').set(AUTH).send({ question: question('red'), mode: 'uniform', r: 4, from: gap.from - 1, to: gap.to + 1 }).expect(200)).body;
+    assert.deepEqual(gapsOf(beside.evidence), [gap], JSON.stringify(beside.evidence));
+    const times = (beside.evidence as Entry[]).map(timeOf);
     assert.deepEqual(times, [...times].sort((a, b) => a - b), 'evidence in time order');
-    assert.ok((covering.evidence as Entry[]).some((e) => !('gap' in e)), 'chunks are still there');
+    assert.ok((beside.evidence as Entry[]).some((e) => !('gap' in e)), 'chunks are still there');
     assert.deepEqual(covering.skipped, []);
     // The whole stream (no range) covers it too; a range before the outage does not.
     const whole = (await request(s.url).post('/v1/streams/cam/questions').set(AUTH).send({ question: question('red'), r: 4 }).expect(200)).body;
