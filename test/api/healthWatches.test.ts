@@ -7,7 +7,7 @@
  *   last frame (listed, live on SSE, and delivered to the watch's webhook), and "back online" when
  *   it is served again. The model held for 4 s makes ingest fall behind: a lag alert, then "caught
  *   up". The camera's changing picture never raises its frozen watch.
- * - A camera whose picture is one still image for 6 s, then changes: frozen, then cleared.
+ * - A camera whose picture is one still image for 4 s, then changes: frozen, then cleared.
  * - Bad specs are 400 naming the problem; health watches count in the 16-watch limit; they are
  *   listed, fetched, deleted and kept across a restart.
  */
@@ -94,9 +94,9 @@ describe('health watches through the service', () => {
     movingClip = path.join(dir, 'moving.mp4');
     stillClip = path.join(dir, 'still.mp4');
     // The haystack's noise changes twice a second: never one image for long.
-    await makeProbeClip({ out: movingClip, durationS: 90, width: 160, height: 90, needles: [] });
-    // One still scene (a green square on red) for 6 s, then the moving haystack.
-    await makeProbeClip({ out: stillClip, durationS: 40, width: 160, height: 90, needles: [{ start: 0, duration: 6, background: 'red', square: 'green' }] });
+    await makeProbeClip({ out: movingClip, durationS: 45, width: 160, height: 90, needles: [] });
+    // One still scene (a green square on red) for 4 s, then the moving haystack.
+    await makeProbeClip({ out: stillClip, durationS: 20, width: 160, height: 90, needles: [{ start: 0, duration: 4, background: 'red', square: 'green' }] });
     clips = dir;
     hook = await webhookReceiver();
   });
@@ -122,7 +122,7 @@ describe('health watches through the service', () => {
     // Live first: connecting counts as offline too, and may take longer than these short thresholds.
     await waitFor('live with frames', () => {
       const st = s.ready.status('cam');
-      return st.state === 'live' && (st.memory?.lastT ?? 0) >= 3 ? st : undefined;
+      return st.state === 'live' && (st.memory?.lastT ?? 0) >= 1 ? st : undefined;
     }, 30_000);
     const add = async (spec: object) => {
       const res = await api().post('/v1/streams/cam/watches').set(AUTH).send(spec);
@@ -156,7 +156,7 @@ describe('health watches through the service', () => {
     assert.equal(lagRaised.health?.condition, 'lag');
     assert.equal(lagRaised.health?.resolved, false);
     assert.match(lagRaised.answer, /^falling behind: ingest \d+\.\d s behind the live source$/);
-    assert.ok(Number(/(\d+\.\d) s/.exec(lagRaised.answer)![1]) > 1.5, lagRaised.answer);
+    assert.ok(Number(/(\d+\.\d) s/.exec(lagRaised.answer)![1]) >= 1.5, lagRaised.answer);
     assert.equal(lagRaised.checkMs, 0);
     const caughtUp = await waitFor('caught up', async () => (await alertsOf(lag.id))[1], 10_000);
     assert.equal(caughtUp.health?.resolved, true);
@@ -172,12 +172,12 @@ describe('health watches through the service', () => {
     valid('Alert', down);
     assert.equal(down.health?.condition, 'offline');
     assert.equal(down.health?.resolved, false);
-    // Counted from the last frame: past the 2 s threshold, within one tick of it (plus timer jitter).
+    // Counted from the last frame: past the 2 s threshold, within one tick of it (plus the timer's lateness on a loaded machine).
     const elapsed = down.wallTime - down.health!.since;
-    assert.ok(elapsed > 2000 && elapsed <= 2000 + TICK_MS + 150, `alert ${elapsed} ms after the last frame`);
+    assert.ok(elapsed > 2000 && elapsed <= 2000 + TICK_MS + 400, `alert ${elapsed} ms after the last frame`);
     assert.match(down.answer, /^offline for 2 s \(.+\)$/);
     assert.equal(down.evidence.length, 1, 'the newest stored frame');
-    assert.ok(down.t >= 3);
+    assert.ok(down.t >= 1);
     // Live on the event stream, and delivered to the watch's webhook, as any alert.
     const live = await waitFor('the offline alert event', () => events.events.find((e) => e.event === 'alert'));
     assert.equal((JSON.parse(live.data) as Alert).id, down.id);
@@ -241,10 +241,10 @@ describe('health watches through the service', () => {
     assert.equal(raised.health?.condition, 'frozen');
     assert.equal(raised.health?.resolved, false);
     assert.match(raised.answer, /^frozen image for [23] s \(identical frames while live\)$/);
-    assert.ok(raised.health!.durationSec > 2 && raised.health!.durationSec < 6, JSON.stringify(raised.health));
+    assert.ok(raised.health!.durationSec > 2 && raised.health!.durationSec < 4, JSON.stringify(raised.health));
     const cleared = await waitFor('the picture moving again', async () => (await alertsOf(frozen.id))[1], 30_000);
     assert.equal(cleared.health?.resolved, true);
-    assert.match(cleared.answer, /^image changing again after [3-9] s$/);
+    assert.match(cleared.answer, /^image changing again after [2-9] s$/);
     if (process.env.VIGIL_TEST_SHOW) console.log(JSON.stringify({ frozen: raised.answer, frozenHealth: raised.health, cleared: cleared.answer }));
     // Frames kept coming: never offline.
     assert.deepEqual(await alertsOf(offline.id), []);

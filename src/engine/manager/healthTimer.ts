@@ -68,11 +68,6 @@ export class HealthTimer {
     for (const stream of this.monitors.keys()) if (!seen.has(stream)) this.monitors.delete(stream);
   }
 
-  /** The stream's monitor, made for its current memory (a reopened memory gets a new one). */
-  monitor(stream: ManagedStream): HealthMonitor | null {
-    return this.monitorOf(stream);
-  }
-
   dispose(): void {
     this.disposed = true;
     if (this.timer) clearInterval(this.timer);
@@ -80,6 +75,7 @@ export class HealthTimer {
     this.monitors.clear();
   }
 
+  /** The stream's monitor, made for its current memory (a reopened memory gets a new one). */
   private monitorOf(stream: ManagedStream): HealthMonitor | null {
     const engine = stream.session?.watches;
     if (!engine) return null;

@@ -185,6 +185,8 @@ export class WatchEngine {
 
   /** Activates a watch with its per-layer queries; `persist` writes the list (a new watch). */
   activate(watch: Watch, queries: Float32Array[], persist: boolean): void {
+    // A new watch's queries took a model pass: a health watch may have taken the last place meanwhile.
+    if (persist && this.size >= MAX_WATCHES) throw new VigilError('BAD_INPUT', `a stream has at most ${MAX_WATCHES} watches`);
     const state: WatchState = {
       watch,
       queries,
