@@ -8,7 +8,7 @@
 // scaled to two sizes, moves across it 50-140 px a frame (every frame distinct: the busy scene);
 // `busy` adds temporal sensor noise (ffmpeg noise, strength 4), `busy-clean` has none. Without
 // --photos the two JPEGs of the Rust embedded book on this machine are used when present.
-// Every still goes the real path: raw frame -> WebP q75 (encodeStill) -> group (packStillGroups)
+// Every still goes the real path: raw frame -> WebP (encodeStill, ingest's quality) -> group (packStillGroups)
 // -> decoded (readArchivedFrames); PSNR is against the raw frame.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,7 +18,7 @@ import { chunkMetaBytes } from '../memory/store/budget.js';
 import { payloadLayout, recordLength, STILL_LENGTH_BYTES } from '../memory/store/recordFormat.js';
 import type { RgbImage } from '../src/engine/frameGate.js';
 import { packStillGroups, readArchivedFrames, STILL_GROUP_CRF, STILL_GROUP_FRAMES } from '../src/engine/stillGroups.js';
-import { decodeStill, encodeStill } from '../src/engine/stills.js';
+import { decodeStill, encodeStill, STILL_QUALITY } from '../src/engine/stills.js';
 import { locateFfmpeg } from '../ingest/ffmpegBinary.js';
 import { execFileSync } from 'node:child_process';
 
@@ -37,7 +37,7 @@ const { values } = parseArgs({
   options: {
     photos: { type: 'string' },
     frames: { type: 'string', default: '128' },
-    crf: { type: 'string', default: [...new Set([28, 30, 32, STILL_GROUP_CRF])].join(',') },
+    crf: { type: 'string', default: [...new Set([30, 32, 34, STILL_GROUP_CRF])].join(',') },
   },
 });
 const photos = values.photos?.split(',') ?? DEFAULT_PHOTOS;
@@ -97,19 +97,27 @@ interface Row {
 
 async function measure(scene: string, frames: RgbImage[]): Promise<Row[]> {
   const rows: Row[] = [];
-  let t = performance.now();
-  const webp = [];
-  for (const f of frames) webp.push(await encodeStill(f));
-  const webpMs = (performance.now() - t) / frames.length;
-  const webpBytes = mean(webp.map((s) => s.length));
-  const decoded = [];
-  t = performance.now();
-  for (const s of webp) decoded.push(await decodeStill(s));
-  const webpDecodeMs = (performance.now() - t) / webp.length;
-  rows.push({ scene, codec: 'WebP q75 per frame', bytesPerFrame: webpBytes, psnr: mean(decoded.map((d, i) => psnr(d, frames[i]!))), encodeMsPerFrame: webpMs, recallMs: webpDecodeMs, days: horizonDays(webpBytes, webpBytes), daysSmallKv: horizonDays(webpBytes, webpBytes, 0.1) });
-  for (const crf of crfs) {
-    const items = webp.map((still, chunkId) => ({ chunkId, still }));
+  // Per-frame stills: q75 (the archive before groups) and the ingest quality (what groups start from).
+  const perFrame = async (quality: number) => {
+    let t = performance.now();
+    const stills = [];
+    for (const f of frames) stills.push(await encodeStill(f, quality));
+    const encodeMs = (performance.now() - t) / frames.length;
+    const decoded = [];
     t = performance.now();
+    for (const s of stills) decoded.push(await decodeStill(s));
+    const decodeMs = (performance.now() - t) / stills.length;
+    const bytes = mean(stills.map((s) => s.length));
+    return { stills, encodeMs, decodeMs, bytes, psnr: mean(decoded.map((d, i) => psnr(d, frames[i]!))) };
+  };
+  const ingest = await perFrame(STILL_QUALITY);
+  for (const q of [...new Set([75, STILL_QUALITY])]) {
+    const p = q === STILL_QUALITY ? ingest : await perFrame(q);
+    rows.push({ scene, codec: `WebP q${q} per frame`, bytesPerFrame: p.bytes, psnr: p.psnr, encodeMsPerFrame: p.encodeMs, recallMs: p.decodeMs, days: horizonDays(p.bytes, p.bytes), daysSmallKv: horizonDays(p.bytes, p.bytes, 0.1) });
+  }
+  for (const crf of crfs) {
+    const items = ingest.stills.map((still, chunkId) => ({ chunkId, still }));
+    let t = performance.now();
     const packed = await packStillGroups(items, { crf });
     const packMs = (performance.now() - t) / frames.length;
     const stored = new Map(packed.map((s, i) => [i, s] as const));
@@ -127,13 +135,13 @@ async function measure(scene: string, frames: RgbImage[]): Promise<Row[]> {
     const bytes = mean(packed.map((s) => s.length));
     rows.push({
       scene,
-      codec: `H.264 groups of ${STILL_GROUP_FRAMES}, CRF ${crf}`,
+      codec: `H.264 groups of ${STILL_GROUP_FRAMES} from q${STILL_QUALITY}, CRF ${crf}`,
       bytesPerFrame: bytes,
       psnr: mean(frames.map((f, i) => psnr(all.frames.get(i)!, f))),
       encodeMsPerFrame: packMs,
       recallMs: recalls.sort((a, b) => a - b)[2]!,
-      days: horizonDays(webpBytes, bytes),
-      daysSmallKv: horizonDays(webpBytes, bytes, 0.1),
+      days: horizonDays(ingest.bytes, bytes),
+      daysSmallKv: horizonDays(ingest.bytes, bytes, 0.1),
     });
   }
   return rows;
@@ -146,8 +154,8 @@ console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   console.log(`| ${r.scene} | ${r.codec} | ${(r.bytesPerFrame / 1024).toFixed(1)} KiB | ${r.psnr.toFixed(2)} | ${r.encodeMsPerFrame.toFixed(1)} | ${r.recallMs.toFixed(0)} | ${r.days.toFixed(1)} d | ${r.daysSmallKv.toFixed(1)} d |`);
 }
-const base = rows.filter((r) => r.codec.startsWith('WebP'));
-for (const r of rows.filter((x) => !x.codec.startsWith('WebP'))) {
+const base = rows.filter((r) => r.codec.startsWith('WebP q75'));
+for (const r of rows.filter((x) => !x.codec.startsWith('WebP q75'))) {
   const b = base.find((x) => x.scene === r.scene)!;
   console.log(`${r.scene}, ${r.codec}: ${(b.bytesPerFrame / r.bytesPerFrame).toFixed(2)}x smaller than WebP q75, ${(r.psnr - b.psnr).toFixed(2)} dB PSNR, horizon ${(r.days / b.days).toFixed(2)}x`);
 }

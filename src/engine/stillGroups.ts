@@ -1,7 +1,7 @@
 // Archive stills coded against each other (issue 15): when a segment goes to the archive tier, runs
 // of up to STILL_GROUP_FRAMES consecutive stills become one H.264 stream, so a camera's static
-// background is stored once per group instead of once per frame. Busy photo-like footage: 15 KiB a
-// frame against WebP q75's 54 KiB at the same PSNR (docs/PERFORMANCE.md, "Archive still groups").
+// background is stored once per group instead of once per frame. Busy photo-like footage: 7-8 KiB a
+// frame against WebP q75's 52-54 KiB at the same PSNR (docs/PERFORMANCE.md, "Archive still groups").
 // The stream is kept in the group's newest chunk (the holder: retention deletes oldest
 // first, so the holder outlives its members); every other member's still names the holder's chunk
 // and its frame index. The memory store treats these bytes as opaque stills.
@@ -12,10 +12,11 @@ import type { RgbImage } from './frameGate.js';
 import { decodeStill } from './stills.js';
 
 /**
- * x264 constant rate factor of still groups (lower: larger and closer to the frame). 30: the PSNR of
- * the WebP q75 stills it replaces (-0.2 dB) at 3.6-5x fewer bytes (bench/archive-stills.ts).
+ * x264 constant rate factor of still groups (lower: larger and closer to the frame). 32: from q90
+ * stills, the PSNR of the per-frame WebP q75 archive it replaced (-0.2 to +0.4 dB) at 6.8-7.4x fewer
+ * bytes on busy photo-like footage (bench/archive-stills.ts).
  */
-export const STILL_GROUP_CRF = 30;
+export const STILL_GROUP_CRF = 32;
 /** Most frames in one group (one keyframe each; the store's runs): a recall decodes up to this many frames to reach one. */
 export const STILL_GROUP_FRAMES = ARCHIVE_STILL_RUN;
 

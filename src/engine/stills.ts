@@ -1,15 +1,17 @@
 // A frame's still: the frame as the vision encoder saw it (tile-size RGB, what ingest hands the
 // encoder), kept as WebP so the archive tier can drop the KV and re-encode the frame when a
-// question needs it. WebP q75: 2.1-2.2x smaller than JPEG q75 at equal answer fidelity, and the
-// codec's share of the archive's difference is ~1-2% of it (docs/PERFORMANCE.md, "Memory tiers").
+// question needs it. Quality 90, not 75: demotion to the archive recodes runs of stills as H.264
+// groups (stillGroups.ts), and from q90 they reach q75's fidelity in ~35% fewer bytes; the cost is
+// ~50 KB more on a still riding with KV (~10% of a 4-bit record at smolvlm2-256m geometry;
+// docs/PERFORMANCE.md, "Archive still groups").
 import sharp from 'sharp';
 import type { RgbImage } from './frameGate.js';
 
-export const STILL_QUALITY = 75;
+export const STILL_QUALITY = 90;
 
 /** The still of an RGB frame (WebP bytes), encoded on libvips' threads. */
-export async function encodeStill(frame: RgbImage): Promise<Uint8Array> {
-  const out = await sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } }).webp({ quality: STILL_QUALITY }).toBuffer();
+export async function encodeStill(frame: RgbImage, quality = STILL_QUALITY): Promise<Uint8Array> {
+  const out = await sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } }).webp({ quality }).toBuffer();
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 

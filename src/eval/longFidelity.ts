@@ -12,7 +12,7 @@ import type { FrameChunk } from '../../memory/frameChunk.js';
 import { fixedSelection, type Selection } from '../engine/contextLoader.js';
 import { modelFrameSide } from '../engine/ingestToSession.js';
 import { toKvCache } from '../engine/kvContext.js';
-import { decodeStill } from '../engine/stills.js';
+import { readArchivedFrames } from '../engine/stillGroups.js';
 import type { StreamSession } from '../engine/streamSession.js';
 import { preprocessVideoFrame } from '../model/preprocess/imagePreprocessor.js';
 import type { LongStreamBuild } from './longStream.js';
@@ -61,18 +61,17 @@ async function pass2(session: StreamSession, question: string, selection: Select
   }
 }
 
-/** Re-encodes archived chunks from their stills as ArchiveRecall does. */
+/** Re-encodes archived chunks from their stills (still groups decoded) as ArchiveRecall does. */
 async function reencode(session: StreamSession, ids: readonly number[]): Promise<Map<number, FrameChunk>> {
   const { encoder, memory } = session;
-  const { stills } = await memory.store.readStills([...ids]);
+  const { frames } = await readArchivedFrames((wanted) => memory.store.readStills(wanted), ids);
   const window = encoder.newWindow(memory.window.options);
   window.restore(memory.window.sinkChunks, []);
   const out = new Map<number, FrameChunk>();
   for (const id of ids) {
     const span = memory.store.chunkSpan(id);
-    const still = stills.get(id);
-    if (!span || !still) continue;
-    const rgb = await decodeStill(still);
+    const rgb = frames.get(id);
+    if (!span || !rgb) continue;
     const image = await preprocessVideoFrame({ data: rgb.data, width: rgb.width, height: rgb.height, channels: 3 }, encoder.model.imageConfig, modelFrameSide(session));
     const { chunk } = await encoder.encodeFrame(image, span.tStart, window);
     out.set(id, { ...chunk, chunkId: id, tStart: span.tStart, tEnd: span.tEnd });
