@@ -5,8 +5,8 @@
  * ingested and the watch's alert must appear on the page live, over the alert event stream, with
  * no reload. The timeline must show the scenes (the gated red screen as one 10-12 s scene), tiers,
  * the alert marker and thumbnails at their own aspect ratio; clicking the red scene asks about
- * 10-12 s and shows the answer and its evidence. Screenshots are checked: PNG of the viewport's
- * size, and the timeline's box not blank (pixel variance).
+ * 10-12 s and shows the answer and its evidence; the watch is deleted through the page. Screenshots
+ * are checked: PNG of the viewport's size, and the timeline's box not blank (pixel variance).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -73,7 +73,7 @@ describe('web page: timeline, watches, live alerts', () => {
     await disposeSharedModel();
   });
 
-  it('adds a watch, shows its alert live, draws the timeline, and asks about a clicked scene', async (t) => {
+  it('adds a watch, shows its alert live, draws the timeline, asks about a clicked scene, deletes the watch', async (t) => {
     if (!requireChromium(t)) return;
     const shots = path.join(server.dataDir, 'screenshots');
     fs.mkdirSync(shots, { recursive: true });
@@ -171,6 +171,11 @@ describe('web page: timeline, watches, live alerts', () => {
     assert.match(await evidence.first().locator('figcaption').innerText(), /^0:10–0:12 /);
     await page.waitForFunction("[...document.querySelectorAll('#evidence img')].every((img) => img.complete && img.naturalWidth > 0)");
     await assertAspectKept(page, '#evidence img');
+    // Deleting the watch through the page: gone from the list and from the API (its alert stays).
+    await watch.locator('button.delete').click();
+    await waitFor('the watch to leave the list', async () => (await page.locator('#watches li.watch').count()) === 0);
+    assert.deepEqual((await request(server.url).get('/v1/streams/a/watches').set(AUTH).expect(200)).body.watches, []);
+    assert.equal(await page.locator('#alerts li.alert').count(), 1);
     await page.screenshot({ path: path.join(shots, 'answer.png'), fullPage: true });
     assert.ok(fs.statSync(path.join(shots, 'answer.png')).size > 1000);
     // Kept for a look: VIGIL_TIMELINE_SCREENSHOT=/some/dir copies both screenshots there.
