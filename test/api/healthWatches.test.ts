@@ -88,6 +88,9 @@ describe('health watches through the service', () => {
     servers.push(started);
     return started;
   };
+  /** One service for the tests (the last one restarts it). */
+  let shared: TestServer | null = null;
+  const service = async () => (shared ??= await start());
 
   before(async () => {
     const dir = tempDir('vigil-health-');
@@ -115,7 +118,7 @@ describe('health watches through the service', () => {
     const login = { user: 'cam', password: 'health-rtsp-secret-pw' };
     let camera = await startRtspServer(python, { file: movingClip, ...login });
     cameras.push(camera);
-    const s = await start();
+    const s = await service();
     const api = () => request(s.url);
     const valid = await openApiValidator(s.url);
     await api().post('/v1/streams').set(AUTH).send({ id: 'cam', source: `rtsp://cam:${login.password}@127.0.0.1:${camera.port}/stream`, fps: 2, window: 2 }).expect(201);
@@ -220,6 +223,7 @@ describe('health watches through the service', () => {
       since = page.alerts.at(-1)!.wallTime;
     }
     assert.deepEqual(paged, all.map((a) => a.id));
+    await api().delete('/v1/streams/cam?purge=true').set(AUTH).expect(204);
   });
 
   it('a camera that shows one still image raises frozen, and clears when the picture changes', async (t) => {
@@ -227,7 +231,7 @@ describe('health watches through the service', () => {
     if (!python) return;
     const camera = await startRtspServer(python, { file: stillClip });
     cameras.push(camera);
-    const s = await start();
+    const s = await service();
     const api = () => request(s.url);
     // Created before the source connects: every connection starts the clip at its still part.
     await api().post('/v1/streams').set(AUTH).send({ id: 'still', source: camera.url, fps: 2, window: 2 }).expect(201);
@@ -248,10 +252,11 @@ describe('health watches through the service', () => {
     if (process.env.VIGIL_TEST_SHOW) console.log(JSON.stringify({ frozen: raised.answer, frozenHealth: raised.health, cleared: cleared.answer }));
     // Frames kept coming: never offline.
     assert.deepEqual(await alertsOf(offline.id), []);
+    await api().delete('/v1/streams/still?purge=true').set(AUTH).expect(204);
   });
 
   it('bad specs are 400; health watches count in the limit, are listed, deleted, and kept across a restart', async () => {
-    const s = await start();
+    const s = await service();
     const api = () => request(s.url);
     const valid = await openApiValidator(s.url);
     await api().post('/v1/streams').set(AUTH).send({ id: 'f', source: 'still.mp4', window: 2 }).expect(201);
