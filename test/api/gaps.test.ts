@@ -151,7 +151,7 @@ describe('outages in status, answers and across restarts', () => {
     const entries = answer.evidence as Entry[];
     const times = entries.map(timeOf);
     assert.deepEqual(times, [...times].sort((a, b) => a - b), 'evidence in time order');
-    const chunks = entries.filter((e): e is { chunkId: number; tStart: number } => !('gap' in e));
+    const chunks = entries.filter((e): e is { chunkId: number; tStart: number; score: number } => !('gap' in e));
     const listed = gapsOf(entries);
     assert.equal(listed.length, 32);
     // Those left out are no nearer to a retrieved chunk than any listed one.
