@@ -25,6 +25,7 @@ import { askNeedle, buildLongStream, kvSpanChunks, type LongStreamBuild, type Ne
 import type { StoreStats } from '../../memory/store/index.js';
 import type { MemoryHorizon } from '../engine/memoryHorizon.js';
 import { machineInfo, type MachineInfo, median } from './metrics.js';
+import { STILL_QUALITY } from '../engine/stills.js';
 
 export interface LongVniahSettings {
   days: number;
@@ -333,7 +334,7 @@ export function longVniahTable(r: LongVniahResults): string {
   lines.push('');
   lines.push(`${path.basename(r.model.dir)}, rekv r = ${s.retrieve}, window ${s.windowFrames} + ${s.sinkFrames} sink; ${r.run.chunks} chunks planned (${r.run.written.kv} with KV, ${r.run.written.archived} archived, ${r.run.written.skipped} not written); build ${r.run.buildS.toFixed(0)} s`);
   if (r.run.camera) lines.push(`camera: gate encoded ${r.run.camera.encoded}/${r.run.camera.sampled} sampled frames in its run, ${r.run.camera.eventsKept}/${r.run.camera.events} events kept; the stream: ${(100 * r.run.camera.encodedFraction).toFixed(2)}% of frames encoded`);
-  lines.push(`scene stills (WebP q75 at the model's tile side): ${(r.run.stillBytes / 1024).toFixed(1)} KiB a frame${s.scene === 'busy' ? ` (${s.busyFrames} frames)` : ''}`);
+  lines.push(`scene stills (WebP q${STILL_QUALITY} at the model's tile side, as ingest writes them): ${(r.run.stillBytes / 1024).toFixed(1)} KiB a frame${s.scene === 'busy' ? ` (${s.busyFrames} frames)` : ''}`);
   lines.push(`horizon: ${r.run.horizon.spans.map((x) => `${x.tier} ${dur(x.to - x.from + 1)} (${x.chunks} chunks)`).join(', ') || 'empty'}`);
   lines.push('');
   lines.push('| tier | needles | accuracy | min margin | mean margin | median TTFT ms |');
