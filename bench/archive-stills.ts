@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { chunkMetaBytes } from '../memory/store/budget.js';
+import { DEFAULT_KEEP_FULL_SEC } from '../memory/store/options.js';
 import { payloadLayout, recordLength, STILL_LENGTH_BYTES } from '../memory/store/recordFormat.js';
 import type { RgbImage } from '../src/engine/frameGate.js';
 import { packStillGroups, readArchivedFrames, STILL_GROUP_CRF, STILL_GROUP_FRAMES } from '../src/engine/stillGroups.js';
@@ -75,12 +76,19 @@ function psnr(a: RgbImage, b: RgbImage): number {
 
 const mean = (xs: readonly number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
 
-/** Days of a busy stream (every frame stored) in the budget: KV tiers (kivi4, with the still riding along) up to kvShare, the archive after. */
+/**
+ * Days of a busy stream (every frame stored) in the budget, as the default tiers hold it: the newest
+ * keepFullSec in float32, then kivi4 up to kvShare of the budget (the still riding along in both),
+ * the archive after.
+ */
 function horizonDays(stillBytes: number, archiveStillBytes: number, kvShare = KV_SHARE): number {
   const meta = chunkMetaBytes(GEOMETRY);
-  const kvFrame = recordLength(payloadLayout('kivi4', GEOMETRY, TOKENS).totalBytes + STILL_LENGTH_BYTES + stillBytes) + meta;
+  const kvFrame = (dtype: 'float32' | 'kivi4') => recordLength(payloadLayout(dtype, GEOMETRY, TOKENS).totalBytes + STILL_LENGTH_BYTES + stillBytes) + meta;
   const archiveFrame = recordLength(STILL_LENGTH_BYTES + archiveStillBytes) + meta;
-  return ((kvShare * BUDGET) / kvFrame + ((1 - kvShare) * BUDGET) / archiveFrame) / 86_400;
+  const fullBytes = Math.min(kvShare * BUDGET, DEFAULT_KEEP_FULL_SEC * kvFrame('float32'));
+  const fullFrames = fullBytes / kvFrame('float32');
+  const kiviFrames = (kvShare * BUDGET - fullBytes) / kvFrame('kivi4');
+  return (fullFrames + kiviFrames + ((1 - kvShare) * BUDGET) / archiveFrame) / 86_400;
 }
 
 interface Row {
@@ -159,4 +167,4 @@ for (const r of rows.filter((x) => !x.codec.startsWith('WebP q75'))) {
   const b = base.find((x) => x.scene === r.scene)!;
   console.log(`${r.scene}, ${r.codec}: ${(b.bytesPerFrame / r.bytesPerFrame).toFixed(2)}x smaller than WebP q75, ${(r.psnr - b.psnr).toFixed(2)} dB PSNR, horizon ${(r.days / b.days).toFixed(2)}x`);
 }
-console.log(`(horizon: smolvlm2-256m geometry, ${TOKENS} tokens a frame, ${BUDGET / 1e9} GB, KV tiers in kivi4 up to ${KV_SHARE * 100}% of it with the WebP still riding along, the archive after; ${chunkMetaBytes(GEOMETRY)} B of representatives and rows a chunk; arithmetic from the measured still sizes)`);
+console.log(`(horizon: smolvlm2-256m geometry, ${TOKENS} tokens a frame, ${BUDGET / 1e9} GB: the newest ${DEFAULT_KEEP_FULL_SEC} s in float32, kivi4 up to kvShare (${KV_SHARE} by default) of the budget, the still riding along, the archive after; ${chunkMetaBytes(GEOMETRY)} B of representatives and rows a chunk; arithmetic from the measured still sizes)`);
