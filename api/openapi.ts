@@ -5,7 +5,7 @@ import { AnswerSchema, ArchiveSchema, ChunkEvidence, Evidence, GapEvidence, Ques
 import { CreateStreamBody, Retention, StreamList, StreamStatusSchema, UploadForm } from './schemas/streams.js';
 import { SummaryBody, SummaryEntrySchema, SummaryEventSchema, SummaryEvidence, SummaryPlanSchema, SummarySchema } from './schemas/summaries.js';
 import { TimelineAlertSchema, TimelineSchema, TimelineSpanSchema } from './schemas/timeline.js';
-import { ALERT_LIMIT, AlertEvidence, AlertList, AlertSchema, CreateHealthWatchBody, CreateWatchBody, HealthWatchSchema, NotificationsSchema, WatchList, WatchSchema, WebhookStatusSchema } from './schemas/watches.js';
+import { ALERT_LIMIT, AlertEvidence, AlertList, AlertSchema, CreateHealthWatchBody, CreateWatchBody, HealthWatchSchema, HealthWatchStatsSchema, NotificationsSchema, WatchList, WatchSchema, WatchStatsSchema, WebhookStatusSchema } from './schemas/watches.js';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string) => ({ 'application/json': { schema: ref(id) } });
@@ -37,7 +37,7 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
  */
 export function buildOpenApi(version: string): object {
   const registry = z.registry<{ id: string }>();
-  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList, CreateWatch: CreateWatchBody, CreateHealthWatch: CreateHealthWatchBody, Watch: WatchSchema, HealthWatch: HealthWatchSchema, WatchList, Alert: AlertSchema, AlertEvidence, AlertList, Notifications: NotificationsSchema, WebhookStatus: WebhookStatusSchema, Timeline: TimelineSchema, TimelineSpan: TimelineSpanSchema, TimelineAlert: TimelineAlertSchema };
+  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList, CreateWatch: CreateWatchBody, CreateHealthWatch: CreateHealthWatchBody, Watch: WatchSchema, HealthWatch: HealthWatchSchema, WatchStats: WatchStatsSchema, HealthWatchStats: HealthWatchStatsSchema, WatchList, Alert: AlertSchema, AlertEvidence, AlertList, Notifications: NotificationsSchema, WebhookStatus: WebhookStatusSchema, Timeline: TimelineSchema, TimelineSpan: TimelineSpanSchema, TimelineAlert: TimelineAlertSchema };
   for (const [id, schema] of Object.entries(named)) registry.add(schema as z.ZodType, { id });
   const summaries = { SummaryRequest: SummaryBody, Summary: SummarySchema, SummaryEntry: SummaryEntrySchema, SummaryEvent: SummaryEventSchema, SummaryEvidence, SummaryPlan: SummaryPlanSchema };
   for (const [id, schema] of Object.entries(summaries)) registry.add(schema as z.ZodType, { id });

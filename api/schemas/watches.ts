@@ -80,6 +80,34 @@ export const CreateHealthWatchBody = z
   })
   .meta({ description: `A health watch: alerts when the condition starts (lasted past thresholdSec) and when it clears (counted among the ${MAX_WATCHES} watches per stream).` });
 
+const Count = z.int().min(0);
+
+export const WatchStatsSchema = z
+  .strictObject({
+    framesScored: Count.meta({ description: "Encoded frames the prefilter scored against this watch's question." }),
+    deferred: Count.meta({ description: "Checks this watch asked for that waited for the next frame: the stream's check queue was full." }),
+    checks: Count.meta({ description: 'Model checks run.' }),
+    checksByReason: z
+      .strictObject({ first: Count, score: Count, interval: Count, 'left-window': Count })
+      .meta({ description: "first: the watch's first frame; score: the prefilter saw the frame change for this question; interval: maxIntervalSec passed; left-window: a frame that asked for a check left the context." }),
+    alerts: Count.meta({ description: 'Alerts raised.' }),
+    suppressed: Count.meta({ description: 'Alerts the cooldown held back.' }),
+    errors: Count.meta({ description: 'Prefilter or check failures (ingest went on).' }),
+    lastError: z.string().nullable().meta({ description: 'The newest failure (null: none).' }),
+    prefilterMs: z.number().meta({ description: "Mean prefilter time per encoded frame, all the stream's question watches together, ms." }),
+  })
+  .meta({ description: "A question watch's counters since the stream's memory opened (a restart starts them at 0); all 0 for an inactive watch." });
+
+export const HealthWatchStatsSchema = z
+  .strictObject({
+    judged: z.boolean().meta({ description: 'The stream is judged now: a live source it is meant to be ingesting (false: stopped by a caller, a file, or an HTTP/HLS source not yet found live).' }),
+    raised: z.boolean().meta({ description: 'The condition was raised and has not cleared (held across a restart).' }),
+    since: z.number().nullable().meta({ description: 'While raised: when the condition began, ms since the epoch; else null.' }),
+    answer: z.string().nullable().meta({ description: "While raised: the raising alert's answer; else null." }),
+    lastAlertAt: z.number().nullable().meta({ description: "Wall time of the watch's newest alert (raised or cleared), ms since the epoch; null: none." }),
+  })
+  .meta({ description: 'What the health monitor knows of a health watch now.' });
+
 export const WatchSchema = z
   .strictObject({
     id: z.string(),
@@ -92,6 +120,7 @@ export const WatchSchema = z
     notify: z.array(z.string()).optional().meta({ description: 'Webhook and MQTT broker ids its alerts are delivered to (absent: none).' }),
     createdAt: z.number().meta({ description: 'Wall time of creation, ms since the epoch.' }),
     active: z.boolean().meta({ description: 'False for a persisted watch whose question could not be turned into queries when the stream reopened: it does not check (the server log says why).' }),
+    stats: WatchStatsSchema,
   })
   .meta({ description: 'A watch.' });
 
@@ -106,6 +135,7 @@ export const HealthWatchSchema = z
     notify: z.array(z.string()).optional().meta({ description: 'Webhook and MQTT broker ids its alerts are delivered to (absent: none).' }),
     createdAt: z.number().meta({ description: 'Wall time of creation, ms since the epoch.' }),
     active: z.boolean().meta({ description: 'Always true (a health watch needs no model).' }),
+    stats: HealthWatchStatsSchema,
   })
   .meta({ description: 'A health watch.' });
 

@@ -29,6 +29,8 @@ import { ANSWER_MODES, StreamSession } from './streamSession.js';
 import { parseAnyWatchSpec } from './watches/healthSpec.js';
 import { watchLabel } from './watches/healthText.js';
 import { HealthTimer } from './manager/healthTimer.js';
+import { healthProbe } from './manager/healthProbe.js';
+import { type WatchStatsView, watchStatsView } from './manager/watchStats.js';
 import { checkWebhookAddress, type MqttConfig, Notifier, type NotifierOptions, type NotifierStatus, type WebhookConfig } from './notify/notifier.js';
 import { checkWebhook } from './notify/webhook.js';
 import { checkMqttBrokers } from './notify/mqttConfig.js';
@@ -570,11 +572,11 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
       } catch (error) {
         throw publicError(error, this.pathRoots);
       }
-      return watchView(id, parsed, true);
+      return watchView(id, parsed, this.watchStatsOf(stream, session));
     }
     try {
       const watch = await this.scheduler.run(id, 'question', () => session.addWatch(spec));
-      return watchView(id, watch, true);
+      return watchView(id, watch, this.watchStatsOf(stream, session));
     } catch (error) {
       throw publicError(error, this.pathRoots);
     }
@@ -590,11 +592,17 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     }
   }
 
-  /** A stream's watches in creation order. */
+  /** A stream's watches in creation order, each with its stats. */
   listWatches(id: string): Array<StreamWatch | StreamHealthWatch> {
-    const session = this.openSessionOf(this.get(id));
-    const active = new Set(Object.keys(session.watches.stats()));
-    return session.listWatches().map((w) => watchView(id, w, active.has(w.id)));
+    const stream = this.get(id);
+    const session = this.openSessionOf(stream);
+    const stats = this.watchStatsOf(stream, session);
+    return session.listWatches().map((w) => watchView(id, w, stats));
+  }
+
+  /** The stream's watch stats now: the engine's counters, and whether its health watches are judged (manager/watchStats.ts). */
+  private watchStatsOf(stream: ManagedStream, session: StreamSession): WatchStatsView {
+    return watchStatsView(session.watches, healthProbe(stream, Date.now(), this.pathRoots).monitored);
   }
 
   /** One watch, or null when the stream has none with that id. */
@@ -1077,11 +1085,11 @@ function skippedChunks(answer: { skipped?: ReadonlyArray<{ t: number | null; rea
   return (answer.skipped ?? []).map((s) => ({ t: s.t, reason: s.reason }));
 }
 
-function watchView(stream: string, watch: AnyWatch, active: boolean): StreamWatch | StreamHealthWatch {
-  return isHealthWatch(watch) ? healthWatchView(stream, watch) : questionWatchView(stream, watch, active);
+function watchView(stream: string, watch: AnyWatch, stats: WatchStatsView): StreamWatch | StreamHealthWatch {
+  return isHealthWatch(watch) ? healthWatchView(stream, watch, stats) : questionWatchView(stream, watch, stats);
 }
 
-function healthWatchView(stream: string, watch: HealthWatch): StreamHealthWatch {
+function healthWatchView(stream: string, watch: HealthWatch, stats: WatchStatsView): StreamHealthWatch {
   return {
     id: watch.id,
     stream,
@@ -1092,10 +1100,11 @@ function healthWatchView(stream: string, watch: HealthWatch): StreamHealthWatch 
     ...(watch.notify !== undefined && watch.notify.length > 0 ? { notify: [...watch.notify] } : {}),
     createdAt: watch.createdAt,
     active: true,
+    stats: stats.health(watch),
   };
 }
 
-function questionWatchView(stream: string, watch: Watch, active: boolean): StreamWatch {
+function questionWatchView(stream: string, watch: Watch, stats: WatchStatsView): StreamWatch {
   return {
     id: watch.id,
     stream,
@@ -1106,7 +1115,8 @@ function questionWatchView(stream: string, watch: Watch, active: boolean): Strea
     maxIntervalSec: watch.maxIntervalSec,
     ...(watch.notify !== undefined && watch.notify.length > 0 ? { notify: [...watch.notify] } : {}),
     createdAt: watch.createdAt,
-    active,
+    active: stats.active(watch.id),
+    stats: stats.question(watch.id),
   };
 }
 

@@ -147,6 +147,7 @@ describe('health watches through the service', () => {
       cooldownSec: 0,
       notify: ['ops'],
       active: true,
+      stats: { judged: true, raised: false, since: null, answer: null, lastAlertAt: null },
     });
     const alertsOf = async (watchId: string) => ((await api().get('/v1/alerts?stream=cam').set(AUTH).expect(200)).body.alerts as Alert[]).filter((a) => a.watchId === watchId);
 

@@ -246,6 +246,38 @@ export interface StreamWatch {
   createdAt: number;
   /** False for a persisted watch whose question could not be turned into queries at open (it never checks; see the log). */
   active: boolean;
+  /** Its counters since the stream's memory opened (manager/watchStats.ts). */
+  stats: StreamWatchStats;
+}
+
+/** A question watch's counters since the stream's memory opened (a restart starts them at 0): the engine's WatchStats. */
+export interface StreamWatchStats {
+  framesScored: number;
+  /** Checks that waited for the next frame because the stream's check queue was full. */
+  deferred: number;
+  checks: number;
+  checksByReason: { first: number; score: number; interval: number; 'left-window': number };
+  alerts: number;
+  /** Rising edges the cooldown held back. */
+  suppressed: number;
+  errors: number;
+  lastError: string | null;
+  /** Mean prefilter time per encoded frame, all the stream's question watches together, ms. */
+  prefilterMs: number;
+}
+
+/** What the health monitor knows of a health watch now. */
+export interface StreamHealthWatchStats {
+  /** The stream is judged now: a live source it is meant to be ingesting (not stopped by a caller, not a file). */
+  judged: boolean;
+  /** The condition was raised and has not cleared (read from the watch's newest alert, so it holds across a restart). */
+  raised: boolean;
+  /** While raised: when the condition began, wall ms since the epoch; else null. */
+  since: number | null;
+  /** While raised: the raising alert's answer; else null. */
+  answer: string | null;
+  /** Wall time of the watch's newest alert (raised or cleared), ms; null: none held. */
+  lastAlertAt: number | null;
 }
 
 /** A health watch as the manager shows it (watches/healthMonitor.ts): no model, the ingest's own state. */
@@ -260,6 +292,7 @@ export interface StreamHealthWatch {
   createdAt: number;
   /** Always true: a health watch needs nothing to start. */
   active: boolean;
+  stats: StreamHealthWatchStats;
 }
 
 /** Either kind of watch, as listed. */
