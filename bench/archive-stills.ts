@@ -18,7 +18,7 @@ import { chunkMetaBytes } from '../memory/store/budget.js';
 import { DEFAULT_KEEP_FULL_SEC } from '../memory/store/options.js';
 import { payloadLayout, recordLength, STILL_LENGTH_BYTES } from '../memory/store/recordFormat.js';
 import type { RgbImage } from '../src/engine/frameGate.js';
-import { packStillGroups, readArchivedFrames, STILL_GROUP_CRF, STILL_GROUP_FRAMES } from '../src/engine/stillGroups.js';
+import { packStillGroups, readArchivedFrames, STILL_GROUP_CRF, STILL_GROUP_FRAMES, STILL_GROUP_PRESET } from '../src/engine/stillGroups.js';
 import { decodeStill, encodeStill, STILL_QUALITY } from '../src/engine/stills.js';
 import { locateFfmpeg } from '../ingest/ffmpegBinary.js';
 import { execFileSync } from 'node:child_process';
@@ -38,7 +38,7 @@ const { values } = parseArgs({
   options: {
     photos: { type: 'string' },
     frames: { type: 'string', default: '128' },
-    crf: { type: 'string', default: [...new Set([30, 32, 34, STILL_GROUP_CRF])].join(',') },
+    crf: { type: 'string', default: [...new Set([33, 35, 37, STILL_GROUP_CRF])].join(',') },
   },
 });
 const photos = values.photos?.split(',') ?? DEFAULT_PHOTOS;
@@ -143,7 +143,7 @@ async function measure(scene: string, frames: RgbImage[]): Promise<Row[]> {
     const bytes = mean(packed.map((s) => s.length));
     rows.push({
       scene,
-      codec: `H.264 groups of ${STILL_GROUP_FRAMES} from q${STILL_QUALITY}, CRF ${crf}`,
+      codec: `H.264 groups of ${STILL_GROUP_FRAMES} from q${STILL_QUALITY}, ${STILL_GROUP_PRESET} CRF ${crf}`,
       bytesPerFrame: bytes,
       psnr: mean(frames.map((f, i) => psnr(all.frames.get(i)!, f))),
       encodeMsPerFrame: packMs,

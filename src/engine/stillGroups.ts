@@ -1,7 +1,7 @@
 // Archive stills coded against each other (issue 15): when a segment goes to the archive tier, runs
 // of up to STILL_GROUP_FRAMES consecutive stills become one H.264 stream, so a camera's static
-// background is stored once per group instead of once per frame. Busy photo-like footage: 7-8 KiB a
-// frame against WebP q75's 52-54 KiB at the same PSNR (docs/PERFORMANCE.md, "Archive still groups").
+// background is stored once per group instead of once per frame. Busy photo-like footage: 4.6-5 KiB
+// a frame against WebP q75's 52-54 KiB at the same PSNR (docs/PERFORMANCE.md, "Archive still groups").
 // The stream is kept in the group's newest chunk (the holder: retention deletes oldest
 // first, so the holder outlives its members); every other member's still names the holder's chunk
 // and its frame index. The memory store treats these bytes as opaque stills.
@@ -12,11 +12,13 @@ import type { RgbImage } from './frameGate.js';
 import { decodeStill } from './stills.js';
 
 /**
- * x264 constant rate factor of still groups (lower: larger and closer to the frame). 32: from q90
- * stills, the PSNR of the per-frame WebP q75 archive it replaced (-0.2 to +0.4 dB) at 6.8-7.4x fewer
- * bytes on busy photo-like footage (bench/archive-stills.ts).
+ * x264 constant rate factor of still groups (lower: larger and closer to the frame), with preset
+ * medium: from q90 stills about the PSNR of the per-frame WebP q75 archive they replaced, at a
+ * fraction of its bytes on busy photo-like footage (bench/archive-stills.ts). Medium, not veryfast:
+ * a third fewer bytes at equal PSNR for ~13 ms of one core a 512-px frame, in background demotion.
  */
-export const STILL_GROUP_CRF = 32;
+export const STILL_GROUP_CRF = 35;
+export const STILL_GROUP_PRESET = 'medium';
 /** Most frames in one group (one keyframe each; the store's runs): a recall decodes up to this many frames to reach one. */
 export const STILL_GROUP_FRAMES = ARCHIVE_STILL_RUN;
 
@@ -113,7 +115,7 @@ async function encodeGroup(frames: readonly RgbImage[], crf: number): Promise<Ui
   const video = await runFfmpegPipe(raw, {
     input: ['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${width}x${height}`, '-framerate', '1'],
     // One keyframe per group; one thread, so demotion never takes both cores from the encoder.
-    output: ['-c:v', 'libx264', '-preset', 'veryfast', '-crf', String(crf), '-g', String(frames.length), '-threads', '1', '-pix_fmt', 'yuv420p', '-f', 'h264'],
+    output: ['-c:v', 'libx264', '-preset', STILL_GROUP_PRESET, '-crf', String(crf), '-g', String(frames.length), '-threads', '1', '-pix_fmt', 'yuv420p', '-f', 'h264'],
     label: 'archive still group encode',
     timeoutMs: CODEC_TIMEOUT_MS,
     maxOutputBytes: raw.length,
