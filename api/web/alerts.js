@@ -1,7 +1,8 @@
 // Alerts as they happen: the page subscribes to GET /v1/alerts/events (Server-Sent Events, read
 // from fetch() since EventSource cannot send the token), then lists the newest stored ones; each
-// new alert is added at the top without a reload. A dropped connection is retried.
-import { $, api, clock, headers, readEvents, withClass } from './common.js';
+// new alert is added at the top without a reload, with its first evidence frame's thumbnail (at its
+// own aspect ratio). A dropped connection is retried.
+import { $, api, clock, headers, imageUrl, readEvents, withClass } from './common.js';
 
 /** Alerts kept on the page. */
 const MAX_SHOWN = 50;
@@ -14,6 +15,8 @@ export function createAlerts({ onAlert }) {
   let controller = null;
   let retryTimer = null;
   const shown = new Set();
+  /** Alert id -> the blob: URL of its thumbnail, let go when its row leaves the list. */
+  const pictures = new Map();
 
   function show(alert, live) {
     if (shown.has(alert.id)) return;
@@ -27,11 +30,38 @@ export function createAlerts({ onAlert }) {
     const answer = withClass('span', 'answer');
     answer.textContent = alert.answer;
     li.title = `watch ${alert.watchId}`;
+    const frame = alert.evidence?.find((e) => e.thumbnail);
+    if (frame) li.append(thumbnail(alert.id, frame));
     li.append(when, answer);
     const list = $('#alerts');
     if (live) list.prepend(li);
     else list.append(li);
-    while (list.children.length > MAX_SHOWN) list.lastElementChild.remove();
+    while (list.children.length > MAX_SHOWN) {
+      const id = list.lastElementChild.dataset.alertId;
+      list.lastElementChild.remove();
+      if (pictures.has(id)) URL.revokeObjectURL(pictures.get(id));
+      pictures.delete(id);
+    }
+  }
+
+  /** The evidence frame's picture, fetched with the token; a fixed height, its width from the picture. */
+  function thumbnail(alertId, frame) {
+    const img = withClass('img', 'alert-thumb pending');
+    img.alt = `frame at ${clock(frame.t)}`;
+    imageUrl(frame.thumbnail)
+      .then((url) => {
+        if (!url) return;
+        // The row may have left the list while the picture loaded.
+        if (!img.isConnected) {
+          URL.revokeObjectURL(url);
+          return;
+        }
+        pictures.set(alertId, url);
+        img.src = url;
+        img.classList.remove('pending');
+      })
+      .catch(() => undefined);
+    return img;
   }
 
   function state(text) {

@@ -19,7 +19,12 @@ const SCENE_QUESTION = 'What is happening in this scene?';
 
 const watches = createWatches();
 const timeline = createTimeline({ onAsk: askAboutRange, onChoose: (id) => watches.show(id) });
-const alerts = createAlerts({ onAlert: (alert) => timeline.addAlert(alert) });
+const alerts = createAlerts({
+  onAlert: (alert) => {
+    timeline.addAlert(alert);
+    watches.alerted(alert);
+  },
+});
 
 // ---------------------------------------------------------------------------------------------
 // Streams list

@@ -1,21 +1,32 @@
-// Watch management for the stream the timeline shows: its watches (any kind the API returns), a
-// form that adds a question watch (question, trigger, pattern for answer-matches, cooldown), and a
-// delete button on each.
+// Watch management for the stream the timeline shows: its watches with their stats, a form that
+// adds a question watch (question, trigger, pattern for answer-matches) or a health watch
+// (condition, threshold), both with a cooldown, and a delete button on each.
 import { $, api, withClass } from './common.js';
 
 /** Fields every watch has, left out of the line that describes a watch of another kind. */
-const COMMON = new Set(['id', 'stream', 'createdAt', 'active', 'notify', 'cooldownSec', 'maxIntervalSec', 'kind']);
+const COMMON = new Set(['id', 'stream', 'createdAt', 'active', 'notify', 'cooldownSec', 'maxIntervalSec', 'kind', 'stats']);
+
+/** A health watch's condition in words (the threshold follows). */
+const CONDITIONS = { offline: 'offline', frozen: 'frozen image', lag: 'falling behind' };
 
 export function createWatches() {
   let stream = null;
+  const kind = $('#watch-kind');
   const trigger = $('#watch-trigger');
   const patternLabel = $('#watch-pattern-label');
-  const showPattern = () => {
-    patternLabel.hidden = trigger.value !== 'answer-matches';
+  /** Shows the fields of the chosen kind (and the pattern only for answer-matches); only shown fields are required. */
+  const showFields = () => {
+    const health = kind.value === 'health';
+    for (const label of document.querySelectorAll('#watch-form .question-field')) label.hidden = health;
+    for (const label of document.querySelectorAll('#watch-form .health-field')) label.hidden = !health;
+    patternLabel.hidden = health || trigger.value !== 'answer-matches';
+    $('#watch-question').required = !health;
     $('#watch-pattern').required = !patternLabel.hidden;
+    $('#watch-threshold').required = health;
   };
-  trigger.addEventListener('change', showPattern);
-  showPattern();
+  kind.addEventListener('change', showFields);
+  trigger.addEventListener('change', showFields);
+  showFields();
 
   const path = (id) => `/v1/streams/${encodeURIComponent(id)}/watches`;
 
@@ -34,10 +45,13 @@ export function createWatches() {
   }
 
   function item(id, w) {
-    const li = withClass('li', `watch${w.active === false ? ' inactive' : ''}`);
+    const li = withClass('li', `watch${w.active === false ? ' inactive' : ''}${w.stats?.raised ? ' raised' : ''}`);
     li.dataset.watchId = w.id;
+    if (w.kind === 'health') li.dataset.condition = w.condition;
     const text = withClass('span', 'watch-text');
     text.textContent = describe(w);
+    const stats = withClass('span', 'watch-stats');
+    stats.textContent = statsText(w);
     const remove = withClass('button', 'delete');
     remove.type = 'button';
     remove.textContent = 'Delete';
@@ -49,8 +63,18 @@ export function createWatches() {
       }
       await refresh();
     });
-    li.append(text, remove);
+    li.append(text, stats, remove);
     return li;
+  }
+
+  /** The request body for the form's kind. */
+  function body() {
+    const spec =
+      kind.value === 'health'
+        ? { kind: 'health', condition: $('#watch-condition').value, thresholdSec: Number($('#watch-threshold').value) }
+        : { question: $('#watch-question').value.trim(), trigger: trigger.value, ...(trigger.value === 'answer-matches' ? { pattern: $('#watch-pattern').value } : {}) };
+    if ($('#watch-cooldown').value !== '') spec.cooldownSec = Number($('#watch-cooldown').value);
+    return spec;
   }
 
   async function add(event) {
@@ -60,11 +84,8 @@ export function createWatches() {
       $('#watch-error').textContent = 'add a stream first';
       return;
     }
-    const body = { question: $('#watch-question').value.trim(), trigger: trigger.value };
-    if (trigger.value === 'answer-matches') body.pattern = $('#watch-pattern').value;
-    if ($('#watch-cooldown').value !== '') body.cooldownSec = Number($('#watch-cooldown').value);
     try {
-      await api(path(stream), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      await api(path(stream), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body()) });
       $('#watch-question').value = '';
       await refresh();
     } catch (error) {
@@ -82,21 +103,42 @@ export function createWatches() {
       $('#watches').replaceChildren();
       refresh();
     },
+    /** A new alert: its watch's stats moved (when the stream is the one shown). */
+    alerted(alert) {
+      if (alert.stream === stream) refresh();
+    },
     refresh,
   };
 }
 
-/** One line for a watch: a question watch's question and trigger; any other kind by its own fields. */
+/** One line for a watch: a question watch's question and trigger, a health watch's condition; any other kind by its own fields. */
 function describe(w) {
   const flags = [];
   if (w.cooldownSec !== undefined) flags.push(`cooldown ${w.cooldownSec} s`);
   if (w.active === false) flags.push('inactive');
+  const tail = flags.length ? ` · ${flags.join(' · ')}` : '';
   if (typeof w.question === 'string') {
     const trigger = w.trigger === 'answer-matches' ? `answer matches /${w.pattern}/` : w.trigger;
-    return `“${w.question}” · ${trigger}${flags.length ? ` · ${flags.join(' · ')}` : ''}`;
+    return `“${w.question}” · ${trigger}${tail}`;
   }
+  if (w.kind === 'health') return `health: ${CONDITIONS[w.condition] ?? w.condition} > ${w.thresholdSec} s${tail}`;
   const fields = Object.entries(w)
     .filter(([k]) => !COMMON.has(k))
     .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : v}`);
-  return `${w.kind ?? 'watch'}: ${fields.join(' · ')}${flags.length ? ` · ${flags.join(' · ')}` : ''}`;
+  return `${w.kind ?? 'watch'}: ${fields.join(' · ')}${tail}`;
+}
+
+const plural = (n, one) => `${n} ${one}${n === 1 ? '' : 's'}`;
+
+/** What the watch's stats say: a question watch's counts; a health watch's state (raised since when, or not judged now). */
+function statsText(w) {
+  const s = w.stats;
+  if (!s) return '';
+  if (w.kind === 'health') {
+    if (s.raised) return `raised since ${new Date(s.since).toLocaleTimeString()}: ${s.answer}`;
+    return s.judged ? 'ok' : 'not judged now (stopped, a file, or not live yet)';
+  }
+  const parts = [plural(s.framesScored, 'frame'), plural(s.checks, 'check'), plural(s.alerts, 'alert')];
+  if (s.errors > 0) parts.push(`${plural(s.errors, 'error')} (${s.lastError})`);
+  return parts.join(' · ');
 }

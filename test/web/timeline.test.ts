@@ -5,8 +5,11 @@
  * ingested and the watch's alert must appear on the page live, over the alert event stream, with
  * no reload. The timeline must show the scenes (the gated red screen as one 10-12 s scene), tiers,
  * the alert marker and thumbnails at their own aspect ratio; clicking the red scene asks about
- * 10-12 s and shows the answer and its evidence; the watch is deleted through the page. Screenshots
- * are checked: PNG of the viewport's size, and the timeline's box not blank (pixel variance).
+ * 10-12 s and shows the answer and its evidence; the watch is deleted through the page. The alert's
+ * row shows its evidence thumbnail at its own aspect ratio, and the watch's stats count the alert. A
+ * health watch is added through the page (the kind selector shows its fields) and listed with its
+ * condition. Screenshots are checked: PNG of the viewport's size, and the timeline's box not blank
+ * (pixel variance).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -73,7 +76,7 @@ describe('web page: timeline, watches, live alerts', () => {
     await disposeSharedModel();
   });
 
-  it('adds a watch, shows its alert live, draws the timeline, asks about a clicked scene, deletes the watch', async (t) => {
+  it('adds a watch, shows its alert live with its thumbnail, draws the timeline, asks about a clicked scene, deletes the watch, adds a health watch', async (t) => {
     if (!requireChromium(t)) return;
     const shots = path.join(server.dataDir, 'screenshots');
     fs.mkdirSync(shots, { recursive: true });
@@ -129,6 +132,11 @@ describe('web page: timeline, watches, live alerts', () => {
     await live.first().waitFor();
     assert.match(await live.first().innerText(), /a · 0:1[0-3][\s\S]*green/i);
     assert.equal(navigations, loads, 'no reload');
+    // The alert's row shows its evidence frame at the picture's own aspect ratio (16:9 here).
+    await page.waitForFunction("[...document.querySelectorAll('#alerts li.alert.live img.alert-thumb')].some((img) => img.complete && img.naturalWidth > 0)");
+    assert.equal(await assertAspectKept(page, '#alerts li.alert.live img.alert-thumb'), 1);
+    // The watch's stats moved with it (the list is read again when one of its alerts arrives).
+    await watch.locator('.watch-stats', { hasText: /\b1 alert\b/ }).waitFor();
     await waitEnded(server, 'a');
 
     // The timeline: 28 scenes (30 frames, 2 gated into the 10-12 s scene), tiers, the gap, the alert marker.
@@ -176,6 +184,29 @@ describe('web page: timeline, watches, live alerts', () => {
     await waitFor('the watch to leave the list', async () => (await page.locator('#watches li.watch').count()) === 0);
     assert.deepEqual((await request(server.url).get('/v1/streams/a/watches').set(AUTH).expect(200)).body.watches, []);
     assert.equal(await page.locator('#alerts li.alert').count(), 1);
+
+    // A health watch through the page: the kind selector shows its fields (and hides the question's).
+    await page.selectOption('#watch-kind', 'health');
+    assert.equal(await page.locator('#watch-question').isVisible(), false);
+    assert.equal(await page.locator('#watch-pattern').isVisible(), false);
+    await page.selectOption('#watch-condition', 'frozen');
+    await page.fill('#watch-threshold', '5');
+    await page.fill('#watch-cooldown', '');
+    await page.click('#watch-form button[type=submit]');
+    const health = page.locator('#watches li.watch[data-condition="frozen"]');
+    await health.waitFor();
+    // Listed with its condition; the file has ended, so it is not judged now.
+    assert.match(await health.innerText(), /health: frozen image > 5 s · cooldown 60 s[\s\S]*not judged now/);
+    assert.equal(await page.locator('#watch-error').innerText(), '');
+    const healthListed = (await request(server.url).get('/v1/streams/a/watches').set(AUTH).expect(200)).body.watches;
+    assert.deepEqual(
+      healthListed.map((w: { kind: string; condition: string; thresholdSec: number; cooldownSec: number }) => [w.kind, w.condition, w.thresholdSec, w.cooldownSec]),
+      [['health', 'frozen', 5, 60]],
+    );
+    assert.equal(await health.getAttribute('data-watch-id'), healthListed[0].id);
+    await page.selectOption('#watch-kind', 'question');
+    assert.equal(await page.locator('#watch-question').isVisible(), true);
+    assert.equal(await page.locator('#watch-threshold').isVisible(), false);
     await page.screenshot({ path: path.join(shots, 'answer.png'), fullPage: true });
     assert.ok(fs.statSync(path.join(shots, 'answer.png')).size > 1000);
     // Kept for a look: VIGIL_TIMELINE_SCREENSHOT=/some/dir copies both screenshots there.
