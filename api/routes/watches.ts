@@ -15,7 +15,8 @@ export interface WatchRouteOptions {
 
 /**
  * Watches per stream (standing questions, and health watches: kind 'health') and their alerts:
- * `POST|GET /streams/:id/watches`, `GET|DELETE /streams/:id/watches/:watchId`, `GET /alerts`
+ * `POST|GET /streams/:id/watches`, `GET|DELETE /streams/:id/watches/:watchId` (each watch with its
+ * `stats`: engine/manager/watchStats.ts), `GET /alerts`
  * (time-ordered, bounded) and `GET /alerts/events` (Server-Sent Events: one `ready` event once
  * subscribed, then one `alert` event per new alert; closing the connection unsubscribes).
  */

@@ -105,6 +105,7 @@ describe('watch stats in the API', () => {
       return body.stats.raised ? body : undefined;
     });
     valid('HealthWatch', raised);
+    if (process.env.VIGIL_TEST_SHOW) console.log(JSON.stringify(raised));
     const [alert] = (await api().get('/v1/alerts?stream=cam').set(AUTH).expect(200)).body.alerts;
     assert.equal(alert.watchId, created.id);
     assert.deepEqual(raised.stats, { judged: true, raised: true, since: alert.health.since, answer: alert.answer, lastAlertAt: alert.wallTime });
