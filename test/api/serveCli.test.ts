@@ -7,21 +7,25 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { runVigil } from '../helpers/runVigil.js';
+import type { VigilRun } from '../helpers/runVigil.js';
+import { runVigilCases } from '../helpers/vigilBatch.js';
 import { startServe } from '../helpers/serveProcess.js';
 import { makeClips, question, tempDir, waitFor } from './helpers.js';
 
 describe('vigil serve', () => {
   it('refuses to start without a token, or with a short one, in one line (exit 2)', async () => {
     const data = tempDir();
-    const none = await runVigil(['serve', '--port', '0', '--data', data], { VIGIL_API_TOKENS: '', VIGIL_API_TOKEN: '' });
+    // The first case through the binary, the others through the same main() in one process.
+    const [none, short, badConfig] = (await runVigilCases([
+      { args: ['serve', '--port', '0', '--data', data], env: { VIGIL_API_TOKENS: '', VIGIL_API_TOKEN: '' } },
+      ['serve', '--port', '0', '--data', data, '--token', 'abc'],
+      ['serve', '--config', path.join(data, 'missing.yaml')],
+    ])) as [VigilRun, VigilRun, VigilRun];
     assert.equal(none.code, 2, none.stderr);
     assert.match(none.stderr, /no API token.*--no-auth/);
     assert.equal(none.stderr.trim().split('\n').length, 1);
-    const short = await runVigil(['serve', '--port', '0', '--data', data, '--token', 'abc']);
     assert.equal(short.code, 2);
     assert.match(short.stderr, /at least 16 characters/);
-    const badConfig = await runVigil(['serve', '--config', path.join(data, 'missing.yaml')]);
     assert.equal(badConfig.code, 2);
     assert.match(badConfig.stderr, /config file not found/);
   });

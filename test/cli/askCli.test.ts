@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeProbeClip } from '../../ingest/index.js';
 import { probeModelDir } from '../helpers/probeModels.js';
 import { runVigil } from '../helpers/runVigil.js';
+import { runVigilCases } from '../helpers/vigilBatch.js';
 
 interface AnswerJson {
   answer: string;
@@ -87,8 +88,10 @@ describe('vigil ask', () => {
     const notVideo = path.join(scratch, 'notes.mp4');
     fs.writeFileSync(notVideo, 'these are not video frames');
     cases.push([['ask', notVideo, red, '--data', data], /notes\.mp4/]);
-    for (const [args, pattern] of cases) {
-      const run = await runVigil(args);
+    // The first case through the binary, the others through the same main() in one process.
+    const runs = await runVigilCases(cases.map(([args]) => args));
+    for (const [i, [args, pattern]] of cases.entries()) {
+      const run = runs[i]!;
       assert.equal(run.code, 2, `${args.join(' ').slice(0, 80)}: ${run.stderr}`);
       assert.match(run.stderr, pattern);
       assert.doesNotMatch(run.stderr, /\n\s+at .+:\d+:\d+\)/);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { probeModelDir } from '../helpers/probeModels.js';
 import { runVigil, type VigilRun } from '../helpers/runVigil.js';
+import { runVigilCases } from '../helpers/vigilBatch.js';
 
 type Run = VigilRun;
 const vigil = runVigil;
@@ -31,9 +32,11 @@ describe('vigil CLI', () => {
   after(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
   it('--help works on every command', async () => {
-    for (const args of [['--help'], ['models', '--help'], ['models', 'list', '--help'], ['models', 'build', '--help'], ['models', 'inspect', '--help'], ['chat', '--help']]) {
-      const run = await vigil(args);
-      assert.equal(run.code, 0, `${args.join(' ')}: ${run.stderr}`);
+    const cases = [['--help'], ['models', '--help'], ['models', 'list', '--help'], ['models', 'build', '--help'], ['models', 'inspect', '--help'], ['chat', '--help']];
+    // The binary once; the other commands' help through the same main() in one process.
+    const runs = await runVigilCases(cases);
+    for (const [i, run] of runs.entries()) {
+      assert.equal(run.code, 0, `${cases[i]!.join(' ')}: ${run.stderr}`);
       assert.match(run.stdout, /Usage: vigil/);
     }
   });
@@ -83,16 +86,21 @@ describe('vigil CLI', () => {
   });
 
   it('bad input gives one clear line and exit code 2', async () => {
-    assertCleanError(await vigil(['chat', '--model', path.join(scratch, 'nope'), 'q']), /vigil: model '.*nope' is neither a folder nor a probe model/);
-    assertCleanError(await vigil(['chat', '--model', tinyDir, '--image', path.join(scratch, 'missing.jpg'), 'q']), /missing\.jpg/);
     const notImage = path.join(scratch, 'text.jpg');
     fs.writeFileSync(notImage, 'just text');
-    assertCleanError(await vigil(['chat', '--model', tinyDir, '--image', notImage, 'q']), /text\.jpg/);
-    assertCleanError(await vigil(['chat', '--max-new-tokens', '0', 'q']), /expected an integer in 1\.\.1024/);
-    assertCleanError(await vigil(['models', 'build', 'probe-nope']), /unknown probe model 'probe-nope'/);
-    assertCleanError(await vigil(['chat']), /missing required argument 'question'/);
     const notModel = path.join(scratch, 'empty');
     fs.mkdirSync(notModel);
-    assertCleanError(await vigil(['models', 'inspect', notModel]), /not a model folder/);
+    const cases: Array<[string[], RegExp]> = [
+      [['chat', '--model', path.join(scratch, 'nope'), 'q'], /vigil: model '.*nope' is neither a folder nor a probe model/],
+      [['chat', '--model', tinyDir, '--image', path.join(scratch, 'missing.jpg'), 'q'], /missing\.jpg/],
+      [['chat', '--model', tinyDir, '--image', notImage, 'q'], /text\.jpg/],
+      [['chat', '--max-new-tokens', '0', 'q'], /expected an integer in 1\.\.1024/],
+      [['models', 'build', 'probe-nope'], /unknown probe model 'probe-nope'/],
+      [['chat'], /missing required argument 'question'/],
+      [['models', 'inspect', notModel], /not a model folder/],
+    ];
+    // One real spawn per command (chat, models); the other cases through the same main() in one process.
+    const runs = await runVigilCases(cases.map(([args]) => args), [0, 4]);
+    for (const [i, run] of runs.entries()) assertCleanError(run, cases[i]![1]);
   });
 });

@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeProbeClip } from '../../ingest/index.js';
 import { probeModelDir } from '../helpers/probeModels.js';
 import { runVigil } from '../helpers/runVigil.js';
+import { runVigilCases } from '../helpers/vigilBatch.js';
 
 interface WatchJson {
   spans: Array<{ from: number; to: number | null; answer: string; evidence: Array<{ t: number; score: number }> }>;
@@ -62,13 +63,16 @@ describe('vigil watch', () => {
   });
 
   it('bad input exits 2 with one line: unknown trigger, malformed pattern, pattern without answer-matches', async () => {
-    for (const [args, message] of [
+    const cases = [
       [['--trigger', 'sometimes'], /unknown --trigger 'sometimes'/],
       [['--trigger', 'answer-matches', '--pattern', '(green'], /not a valid regular expression/],
       [['--trigger', 'answer-matches'], /needs a pattern/],
       [['--pattern', 'green'], /--pattern is for --trigger answer-matches/],
-    ] as const) {
-      const run = await runVigil(['watch', clip, red, ...args]);
+    ] as const;
+    // The first case through the binary, the others through the same main() in one process.
+    const runs = await runVigilCases(cases.map(([args]) => ['watch', clip, red, ...args]));
+    for (const [i, [, message]] of cases.entries()) {
+      const run = runs[i]!;
       assert.equal(run.code, 2, run.stderr);
       assert.match(run.stderr, message);
     }
