@@ -46,6 +46,8 @@ import type { ChunkLayers } from '../memory/store/index.js';
 import { layerArrays, toKvCache } from '../src/engine/kvContext.js';
 import { answerQuestion, type QuestionMemory } from '../src/engine/questionAnswerer.js';
 import { StreamEncoder } from '../src/engine/streamEncoder.js';
+import { packStillGroups, readArchivedFrames, STILL_GROUP_CRF } from '../src/engine/stillGroups.js';
+import { encodeStill } from '../src/engine/stills.js';
 import { preprocessVideoFrame } from '../src/model/preprocess/imagePreprocessor.js';
 import { encodeStreamFrames } from '../src/model/videoFrames.js';
 import { NEEDLE_COLORS, NEEDLE_RGB } from '../src/model/probe/needleLayout.js';
@@ -99,7 +101,8 @@ const ORIGINAL_POSITION_TIERS: KvTier[] = [
 
 interface ArchiveTier {
   name: string;
-  format: 'png' | 'webp' | 'jpeg';
+  /** 'h264-group': what demotion writes, the stream's stills (WebP at ingest quality) coded in H.264 still groups (src/engine/stillGroups.ts). */
+  format: 'png' | 'webp' | 'jpeg' | 'h264-group';
   quality: number;
   /** Re-encode over the frame's original window (a check: lossless must give the exact KV back) instead of [prefix | sinks]. */
   originalWindow?: boolean;
@@ -116,12 +119,36 @@ const ARCHIVE_TIERS: ArchiveTier[] = [
   { name: 'archive jpeg q90', format: 'jpeg', quality: 90 },
   { name: 'archive jpeg q75', format: 'jpeg', quality: 75 },
   { name: 'archive jpeg q50', format: 'jpeg', quality: 50 },
+  { name: 'archive h264 group, orig. window', format: 'h264-group', quality: STILL_GROUP_CRF, originalWindow: true },
+  { name: 'archive h264 group', format: 'h264-group', quality: STILL_GROUP_CRF },
 ];
+
+/**
+ * The stream's frames as demotion stores them: WebP stills at ingest quality, consecutive ones
+ * coded as H.264 still groups; per chunk, its frame decoded back and the stream's mean bytes a frame.
+ */
+async function stillGroupArchive(frames: readonly Rgb[]): Promise<{ frame: (id: number) => Promise<Rgb>; bytesPerFrame: number }> {
+  const items = [];
+  for (let i = 0; i < frames.length; i++) items.push({ chunkId: i, still: await encodeStill({ data: frames[i]!.data, width: frames[i]!.size, height: frames[i]!.size }) });
+  const packed = await packStillGroups(items);
+  const stored = new Map(packed.map((still, id) => [id, still] as const));
+  const read = async (ids: readonly number[]) => ({ stills: new Map(ids.map((id) => [id, stored.get(id)!] as const)), failed: [] });
+  return {
+    bytesPerFrame: packed.reduce((a, x) => a + x.length, 0) / packed.length,
+    frame: async (id) => {
+      const { frames: out, failed } = await readArchivedFrames(read, [id]);
+      if (failed.length > 0) throw new Error(failed[0]!.message);
+      const rgb = out.get(id)!;
+      return { data: rgb.data, size: rgb.width };
+    },
+  };
+}
 
 async function encodeArchive(frame: Rgb, tier: ArchiveTier): Promise<Buffer> {
   const image = sharp(frame.data, { raw: { width: frame.size, height: frame.size, channels: 3 } });
   if (tier.format === 'png') return image.png({ compressionLevel: 9 }).toBuffer();
   if (tier.format === 'webp') return image.webp({ quality: tier.quality }).toBuffer();
+  if (tier.format === 'h264-group') throw new Error('still groups are coded per stream (stillGroupArchive)');
   return image.jpeg({ quality: tier.quality, mozjpeg: true }).toBuffer();
 }
 
@@ -466,11 +493,23 @@ interface ArchiveTiming {
 
 function archiveSource(stream: Stream, tier: ArchiveTier, timing: ArchiveTiming): ChunkSource {
   const cache = new Map<number, TierChunk>();
+  let groups: Promise<Awaited<ReturnType<typeof stillGroupArchive>>> | null = null;
   return async (chunk) => {
     const hit = cache.get(chunk.chunkId);
     if (hit) return hit;
     const t0 = performance.now();
-    const stored = await encodeArchive(stream.frames[chunk.chunkId]!, tier);
+    let stored: { length: number };
+    let decoded: Rgb;
+    if (tier.format === 'h264-group') {
+      groups ??= stillGroupArchive(stream.frames);
+      const g = await groups;
+      stored = { length: g.bytesPerFrame };
+      decoded = await g.frame(chunk.chunkId);
+    } else {
+      const bytes = await encodeArchive(stream.frames[chunk.chunkId]!, tier);
+      stored = bytes;
+      decoded = await decodeArchive(bytes);
+    }
     const t1 = performance.now();
     // On demand: decode, preprocess, vision encoder, and a decoder prefill over [prefix | sinks]
     // (or, for the check, the window the frame originally had).
@@ -478,7 +517,7 @@ function archiveSource(stream: Stream, tier: ArchiveTier, timing: ArchiveTiming)
     const original = stream.contextAt.get(chunk.chunkId)!;
     const sinks = original.filter((c) => c.chunkId < stream.sinkFrames);
     window.restore(sinks, tier.originalWindow ? original.filter((c) => c.chunkId >= stream.sinkFrames) : []);
-    const image = await preprocess(stream.model, await decodeArchive(stored));
+    const image = await preprocess(stream.model, decoded);
     const encoded = await stream.encoder.encodeFrame(image, chunk.tStart, window);
     timing.bytes += stored.length;
     timing.encodeMs += t1 - t0;
@@ -526,7 +565,7 @@ interface Plan {
   archive: ArchiveTier[];
 }
 
-const QUICK_ARCHIVE = ARCHIVE_TIERS.filter((t) => ['archive png, orig. window (check)', 'archive png', 'archive webp q75, orig. window', 'archive webp q75', 'archive webp q50', 'archive jpeg q75'].includes(t.name));
+const QUICK_ARCHIVE = ARCHIVE_TIERS.filter((t) => ['archive png, orig. window (check)', 'archive png', 'archive webp q75, orig. window', 'archive webp q75', 'archive webp q50', 'archive jpeg q75', 'archive h264 group, orig. window', 'archive h264 group'].includes(t.name));
 
 const PLANS: Plan[] = [
   { key: 'tiny', modelName: 'probe-random-tiny', kind: 'random', frames: quick ? 40 : 120, sinkFrames: 1, windowFrames: 8, retrieve: 8, archive: ARCHIVE_TIERS },
