@@ -1,0 +1,65 @@
+/**
+ * The cluster's JetStream KV buckets (docs/scale-out.md, "Buckets"): what each holds and how it is
+ * made. A bucket that exists already is bound as it is (its first creator chose its replicas and
+ * TTL); every node passes the same settings, so that is the same bucket.
+ */
+import type { KV } from 'nats';
+import type { ClusterConnection } from './natsConnection.js';
+
+export const BUCKETS = {
+  /** Live nodes: key `node.<id>`, removed by the bucket's TTL (max age) when its heartbeats stop. */
+  nodes: 'vigil_nodes',
+  /** Desired state: key `stream.<id>`, the stream's settings and watches; written by any node. */
+  desired: 'vigil_desired',
+  /** Ownership: key `stream.<id>`, `{owner, epoch, expiresAt}`; never deleted (the epoch must only grow). */
+  leases: 'vigil_leases',
+} as const;
+
+export interface BucketOptions {
+  /** JetStream replicas of each bucket: 1 on a single NATS server, 3 on a 3-server cluster (survives one loss). Default 1. */
+  replicas?: number;
+  /** How long a node's registration outlives its last heartbeat, ms. Default 5000. */
+  nodeTtlMs?: number;
+}
+
+export interface ClusterBuckets {
+  nodes: KV;
+  desired: KV;
+  leases: KV;
+  nodeTtlMs: number;
+}
+
+export const DEFAULT_NODE_TTL_MS = 5000;
+
+/** Opens (creating when missing) the three buckets. */
+export async function openBuckets(conn: ClusterConnection, options: BucketOptions = {}): Promise<ClusterBuckets> {
+  const replicas = options.replicas ?? 1;
+  const nodeTtlMs = options.nodeTtlMs ?? DEFAULT_NODE_TTL_MS;
+  const kv = conn.js.views;
+  const nodes = await kv.kv(BUCKETS.nodes, { history: 1, replicas, ttl: nodeTtlMs });
+  const desired = await kv.kv(BUCKETS.desired, { history: 1, replicas });
+  const leases = await kv.kv(BUCKETS.leases, { history: 1, replicas });
+  // The bucket's own TTL rules (an existing bucket keeps the one it was made with): heartbeats follow it.
+  const ttl = (await nodes.status()).ttl;
+  return { nodes, desired, leases, nodeTtlMs: ttl > 0 ? ttl : nodeTtlMs };
+}
+
+/** Whether a KV write failed its compare-and-set (JetStream "wrong last sequence", 10071). */
+export function isRevisionConflict(error: unknown): boolean {
+  const api = (error as { api_error?: { err_code?: number } } | null)?.api_error;
+  return api?.err_code === 10071 || /wrong last sequence/i.test(error instanceof Error ? error.message : '');
+}
+
+/** JSON bytes of a value. */
+export function encodeJson(value: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(value));
+}
+
+/** The JSON a KV entry holds, or undefined when it is not JSON. */
+export function decodeJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+  } catch {
+    return undefined;
+  }
+}
