@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { VigilError } from '../common/errors.js';
-import { locateFfmpeg } from './ffmpegBinary.js';
+import { bundledFfmpegPath, locateFfmpeg } from './ffmpegBinary.js';
 import { LineSplitter } from './lineSplitter.js';
 import { trackChild } from './processRegistry.js';
 
@@ -22,12 +22,24 @@ export interface FfmpegPipeOptions {
   maxOutputBytes: number;
 }
 
+/**
+ * The binary for short pipe jobs: the static build shipped in npm when present (it starts in ~10 ms;
+ * Debian's dynamically linked ffmpeg loads ~215 libraries, ~0.2 s of CPU a start, which would be
+ * most of a still group's decode), unless VIGIL_FFMPEG names one. Both have libx264.
+ */
+let pipePath: string | null = null;
+function pipeFfmpegPath(): string {
+  if (process.env.VIGIL_FFMPEG) return locateFfmpeg().ffmpegPath;
+  pipePath ??= bundledFfmpegPath() ?? locateFfmpeg().ffmpegPath;
+  return pipePath;
+}
+
 /** ffmpeg reading `input` from stdin and writing to stdout; resolves with everything it wrote. */
 export function runFfmpegPipe(input: Uint8Array, options: FfmpegPipeOptions): Promise<Buffer> {
-  const ffmpeg = locateFfmpeg();
+  const ffmpegPath = pipeFfmpegPath();
   const args = ['-hide_banner', '-nostdin', '-loglevel', 'error', '-protocol_whitelist', 'pipe', ...options.input, '-i', 'pipe:0', ...options.output, 'pipe:1'];
   return new Promise((resolve, reject) => {
-    const child = spawn(ffmpeg.ffmpegPath, args, { stdio: ['pipe', 'pipe', 'pipe'], windowsHide: true });
+    const child = spawn(ffmpegPath, args, { stdio: ['pipe', 'pipe', 'pipe'], windowsHide: true });
     trackChild(child, options.label);
     const out: Buffer[] = [];
     let outBytes = 0;
@@ -52,7 +64,7 @@ export function runFfmpegPipe(input: Uint8Array, options: FfmpegPipeOptions): Pr
     child.stdin.on('error', () => undefined);
     child.on('error', (error) => {
       clearTimeout(timer);
-      reject(new VigilError('FFMPEG_MISSING', `${options.label}: cannot start ${ffmpeg.ffmpegPath}: ${error.message}`));
+      reject(new VigilError('FFMPEG_MISSING', `${options.label}: cannot start ${ffmpegPath}: ${error.message}`));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
