@@ -57,13 +57,23 @@ export async function getPiece(bucket: ObjectStore, piece: ExpectedPiece, what: 
   return data;
 }
 
-async function readWithTimeout(bucket: ObjectStore, name: string, where: string, timeoutMs: number): Promise<Buffer> {
+function readWithTimeout(bucket: ObjectStore, name: string, where: string, timeoutMs: number): Promise<Buffer> {
+  return withTimeout(readObject(bucket, name, where), timeoutMs, `reading ${where}`);
+}
+
+/**
+ * The promise, or STORE_IO after `ms`. The client's reads through consumers (get, list) have no
+ * timeout of their own and wait forever when the server goes away mid-read; this bounds them.
+ */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new VigilError('STORE_IO', `reading ${where}: no data within ${timeoutMs} ms`)), timeoutMs);
+    timer = setTimeout(() => reject(new VigilError('STORE_IO', `${what}: no answer within ${ms} ms`)), ms);
   });
+  // A late rejection of the abandoned promise must not go unhandled.
+  promise.catch(() => {});
   try {
-    return await Promise.race([readObject(bucket, name, where), timeout]);
+    return await Promise.race([promise, timeout]);
   } finally {
     clearTimeout(timer);
   }
@@ -86,6 +96,6 @@ async function readObject(bucket: ObjectStore, name: string, where: string): Pro
 }
 
 /** Names of the live objects whose name starts with `prefix`. */
-export async function listNames(bucket: ObjectStore, prefix: string): Promise<string[]> {
-  return (await bucket.list()).filter((i) => !i.deleted && i.name.startsWith(prefix)).map((i) => i.name);
+export async function listNames(bucket: ObjectStore, prefix: string, timeoutMs: number): Promise<string[]> {
+  return (await withTimeout(bucket.list(), timeoutMs, 'listing the object store')).filter((i) => !i.deleted && i.name.startsWith(prefix)).map((i) => i.name);
 }

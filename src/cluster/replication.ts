@@ -22,7 +22,7 @@ import type Database from 'better-sqlite3';
 import type { ObjectStore } from 'nats';
 import { isVigilError, VigilError } from '../../common/errors.js';
 import { checkStreamId } from '../engine/dataLayout.js';
-import { listNames, putPiece, sha256Hex } from './objectStoreFiles.js';
+import { listNames, putPiece, sha256Hex, withTimeout } from './objectStoreFiles.js';
 import {
   type FilePiece,
   manifestObject,
@@ -92,6 +92,8 @@ const MERGE_FANOUT = 8;
 const UPLOADS_IN_FLIGHT = 4;
 /** When nothing changed at the due time, look again this often. */
 const IDLE_CHECK_MS = 1000;
+/** Reads through consumers (the manifest, the listing) give up after this long (the client has no timeout for them). */
+const READ_TIMEOUT_MS = 30_000;
 /** A snapshot whose files moved under it (retention, demotion) is retaken at once, this often at most. */
 const STALE_RETRIES = 3;
 
@@ -343,8 +345,8 @@ export class StreamReplicator {
    */
   private async loadRemote(storeCreated: number): Promise<void> {
     const { bucket, streamId } = this.options;
-    const text = await bucket.getBlob(manifestObject(streamId));
-    for (const name of await listNames(bucket, `${streamId}/piece/`)) this.remote.add(name);
+    const text = await withTimeout(bucket.getBlob(manifestObject(streamId)), READ_TIMEOUT_MS, `reading the replication manifest of ${streamId}`);
+    for (const name of await listNames(bucket, `${streamId}/piece/`, READ_TIMEOUT_MS)) this.remote.add(name);
     if (text !== null) {
       const manifest = parseReplicationManifest(Buffer.from(text).toString('utf8'), streamId);
       this.current = manifest;

@@ -12,7 +12,7 @@ import type { ObjectStore } from 'nats';
 import { isVigilError, VigilError } from '../../common/errors.js';
 import { ChunkStore } from '../../memory/store/index.js';
 import { checkStreamId, streamStoreDir } from '../engine/dataLayout.js';
-import { getPiece } from './objectStoreFiles.js';
+import { getPiece, withTimeout } from './objectStoreFiles.js';
 import { manifestObject, parseReplicationManifest, type RecoveryPoint, type ReplicationManifest } from './replicationManifest.js';
 
 /** The reason of the gap a restore records (what the lost owner saw after the last snapshot). */
@@ -44,12 +44,15 @@ function isEmptyOrAbsent(dir: string): boolean {
   return fs.statSync(dir).isDirectory() && fs.readdirSync(dir).length === 0;
 }
 
-async function readManifest(bucket: ObjectStore, streamId: string): Promise<ReplicationManifest> {
+async function readManifest(bucket: ObjectStore, streamId: string, timeoutMs: number): Promise<ReplicationManifest> {
   let data: Uint8Array | null;
   try {
-    data = await bucket.getBlob(manifestObject(streamId));
+    data = await withTimeout(bucket.getBlob(manifestObject(streamId)), timeoutMs, `reading the replication manifest of stream '${streamId}'`);
   } catch (error) {
-    throw new VigilError('STORE_CORRUPT', `replication manifest of stream '${streamId}' could not be read: ${(error as Error).message}`, { cause: error });
+    if (isVigilError(error)) throw error;
+    // The client's digest check says "corrupt"; anything else is NATS itself (timeout, no responders).
+    const message = (error as Error).message;
+    throw new VigilError(/corrupt/i.test(message) ? 'STORE_CORRUPT' : 'STORE_IO', `replication manifest of stream '${streamId}' could not be read: ${message}`, { cause: error });
   }
   if (data === null) throw new VigilError('FILE_NOT_FOUND', `no replicated snapshot of stream '${streamId}' in the object store`);
   return parseReplicationManifest(Buffer.from(data).toString('utf8'), streamId);
@@ -85,7 +88,7 @@ export async function restoreStream(bucket: ObjectStore, streamId: string, dir: 
   checkStreamId(streamId);
   if (!isEmptyOrAbsent(dir)) throw new VigilError('BAD_INPUT', `cannot restore stream '${streamId}' into ${dir}: the folder is not empty`);
   const timeoutMs = options.objectTimeoutMs ?? 60_000;
-  let manifest = await readManifest(bucket, streamId);
+  let manifest = await readManifest(bucket, streamId, timeoutMs);
   let bytes = 0;
   for (let attempt = 1; ; attempt++) {
     const staging = `${dir}.restoring-${randomBytes(4).toString('hex')}`;
@@ -99,7 +102,7 @@ export async function restoreStream(bucket: ObjectStore, streamId: string, dir: 
       await rm(staging, { recursive: true, force: true });
       // An object gone because the owner took a newer snapshot meanwhile (its old pieces deleted): read the new one.
       if (!isVigilError(error) || error.code !== 'STORE_CORRUPT' || attempt >= RESTORE_TRIES) throw error;
-      const newer = await readManifest(bucket, streamId);
+      const newer = await readManifest(bucket, streamId, timeoutMs);
       if (newer.seq === manifest.seq) throw error;
       manifest = newer;
     }
