@@ -103,7 +103,7 @@ function violations(input: PlacementInput, p: Placement): string | null {
     if (kept && assigned.has(s)) return `${s} moved off its live owner`;
     if (ownerNode?.draining && !p.handOver.some((h) => h.streamId === s && h.from === owner)) return `${s} of draining ${owner} not handed over`;
     // Where it runs afterwards: its new node, its live owner, or (nobody has room) still its draining owner.
-    const at = assigned.get(s) ?? (ownerNode ? owner : undefined);
+    const at = assigned.get(s) ?? (ownerNode ? ownerNode.nodeId : undefined);
     if (at !== undefined) final.set(at, final.get(at)! + 1);
   }
   if (p.handOver.length !== input.streams.filter((s) => live.get(input.owners[s] ?? '')?.draining).length) return 'handOver lists streams of nodes not draining';
