@@ -2,7 +2,7 @@
 // still groups (what demotion to the archive writes: src/engine/stillGroups.ts), on footage built
 // from real photographs, and the busy-scene horizon in a budget that follows from them (issue 15).
 //
-//   node --import tsx bench/archive-stills.ts [--photos A.jpg,B.jpg] [--frames 128] [--crf 28,30,32]
+//   node --import tsx bench/archive-stills.ts [--photos A.jpg,B.jpg] [--frames 128] [--crf 33,35,37] [--model probe-random-smolvlm2-256m|none]
 //
 // Footage (512x512, 1 frame/s, made with ffmpeg): the first photo is the background; the second,
 // scaled to two sizes, moves across it 50-140 px a frame (every frame distinct: the busy scene);
@@ -22,6 +22,8 @@ import { packStillGroups, readArchivedFrames, STILL_GROUP_CRF, STILL_GROUP_FRAME
 import { decodeStill, encodeStill, STILL_QUALITY } from '../src/engine/stills.js';
 import { locateFfmpeg } from '../ingest/ffmpegBinary.js';
 import { execFileSync } from 'node:child_process';
+import { resolveModelDir } from '../src/cli/resolveModel.js';
+import { VisionLanguageModel } from '../src/model/visionLanguageModel.js';
 
 const SIDE = 512;
 const DEFAULT_PHOTOS = ['stable', 'nightly']
@@ -39,6 +41,8 @@ const { values } = parseArgs({
     photos: { type: 'string' },
     frames: { type: 'string', default: '128' },
     crf: { type: 'string', default: [...new Set([33, 35, 37, STILL_GROUP_CRF])].join(',') },
+    // The archive-tier allowance: a recall's group decode against one frame's vision encode ('none': skip).
+    model: { type: 'string', default: 'probe-random-smolvlm2-256m' },
   },
 });
 const photos = values.photos?.split(',') ?? DEFAULT_PHOTOS;
@@ -168,3 +172,40 @@ for (const r of rows.filter((x) => !x.codec.startsWith('WebP q75'))) {
   console.log(`${r.scene}, ${r.codec}: ${(b.bytesPerFrame / r.bytesPerFrame).toFixed(2)}x smaller than WebP q75, ${(r.psnr - b.psnr).toFixed(2)} dB PSNR, horizon ${(r.days / b.days).toFixed(2)}x`);
 }
 console.log(`(horizon: smolvlm2-256m geometry, ${TOKENS} tokens a frame, ${BUDGET / 1e9} GB: the newest ${DEFAULT_KEEP_FULL_SEC} s in float32, kivi4 up to kvShare (${KV_SHARE} by default) of the budget, the still riding along, the archive after; ${chunkMetaBytes(GEOMETRY)} B of representatives and rows a chunk; arithmetic from the measured still sizes)`);
+
+/**
+ * A question that retrieves an archived frame pays its group's decode on top of the frame's encode;
+ * the issue allows re-encoding + 20%. Interleaved rounds in one process: the decode of a frame in the
+ * middle of a group (default CRF) against one vision-encoder call at the model's geometry.
+ */
+async function recallAgainstEncode(modelName: string, frames: RgbImage[]): Promise<void> {
+  const webp = [];
+  for (const f of frames.slice(0, STILL_GROUP_FRAMES)) webp.push(await encodeStill(f));
+  const packed = await packStillGroups(webp.map((still, chunkId) => ({ chunkId, still })));
+  const stored = new Map(packed.map((s, i) => [i, s] as const));
+  const read = async (ids: readonly number[]) => ({ stills: new Map(ids.map((id) => [id, stored.get(id)!] as const)), failed: [] });
+  const model = await VisionLanguageModel.load(resolveModelDir(modelName));
+  try {
+    const side = model.imageConfig.tileSize ?? SIDE;
+    const frame = { pixelValues: new Float32Array(3 * side * side).fill(0.1), count: 1, height: side, width: side, rows: 0, cols: 0 };
+    await model.encodeImages(frame);
+    const decode: number[] = [];
+    const encode: number[] = [];
+    for (let r = 0; r < 7; r++) {
+      let t = performance.now();
+      await readArchivedFrames(read, [Math.floor(STILL_GROUP_FRAMES / 2)]);
+      decode.push(performance.now() - t);
+      t = performance.now();
+      await model.encodeImages(frame);
+      encode.push(performance.now() - t);
+    }
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const d = med(decode);
+    const e = med(encode);
+    console.log(`recall of frame ${Math.floor(STILL_GROUP_FRAMES / 2)} of a group: ${d.toFixed(0)} ms; one ${side}x${side} vision encode (${modelName}): ${e.toFixed(0)} ms; decode = ${((100 * d) / e).toFixed(0)}% of a frame's encode (the allowance: 20%) [medians of 7 interleaved rounds, load ${os.loadavg()[0]!.toFixed(1)}]`);
+  } finally {
+    await model.dispose();
+  }
+}
+
+if (values.model !== 'none') await recallAgainstEncode(values.model, footage(true));
