@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { runVigil } from '../helpers/runVigil.js';
+import { runVigilCases } from '../helpers/vigilBatch.js';
 import { startServe } from '../helpers/serveProcess.js';
 import { makeClips, tempDir, waitFor } from './helpers.js';
 
@@ -62,15 +62,18 @@ describe('vigil serve budgets', () => {
 
   it('a bad --budget, --disk-budget or config diskBudget is a one-line error (exit 2)', async () => {
     const dir = tempDir();
-    for (const args of [['--budget', 'big'], ['--disk-budget', '-3GB'], ['--budget', '1.5GX']]) {
-      const r = await runVigil(['serve', '--no-auth', '--port', '0', '--data', dir, ...args]);
+    const flags = [['--budget', 'big'], ['--disk-budget', '-3GB'], ['--budget', '1.5GX']];
+    const config = path.join(dir, 'vigil.yaml');
+    fs.writeFileSync(config, `data: ${path.join(dir, 'data')}\nport: 0\ndiskBudget: plenty\n`);
+    // The first case through the binary, the others through the same main() in one process.
+    const runs = await runVigilCases([...flags.map((args) => ['serve', '--no-auth', '--port', '0', '--data', dir, ...args]), ['serve', '--no-auth', '--config', config]]);
+    for (const [i, args] of flags.entries()) {
+      const r = runs[i]!;
       assert.notEqual(r.code, 0, args.join(' '));
       assert.match(r.stderr, /size|more than 0|unit/, r.stderr);
       assert.doesNotMatch(r.stderr, /\n\s+at /);
     }
-    const config = path.join(dir, 'vigil.yaml');
-    fs.writeFileSync(config, `data: ${path.join(dir, 'data')}\nport: 0\ndiskBudget: plenty\n`);
-    const bad = await runVigil(['serve', '--no-auth', '--config', config]);
+    const bad = runs[flags.length]!;
     assert.equal(bad.code, 2, bad.stderr);
     assert.match(bad.stderr, /diskBudget: is not a size/);
   });

@@ -11,6 +11,7 @@ import { loadServiceConfig } from '../../api/config.js';
 import { parseGraphDtype, resolveGraphFile } from '../../src/model/graphFiles.js';
 import { probeModelDir } from '../helpers/probeModels.js';
 import { runVigil } from '../helpers/runVigil.js';
+import { runVigilCases } from '../helpers/vigilBatch.js';
 
 describe('--query-taps and --dtype', () => {
   let scratch: string;
@@ -34,16 +35,20 @@ describe('--query-taps and --dtype', () => {
   });
 
   it('an unknown --dtype or --query-taps value is an error naming the accepted values', async () => {
-    for (const args of [
+    const cases = [
       ['models', 'inspect', modelDir, '--dtype', 'fp8'],
       ['chat', '--model', modelDir, '--dtype', 'fp8', 'hello'],
       ['ask', 'clip.mp4', 'what?', '--model', modelDir, '--dtype', 'fp8'],
-    ]) {
-      const run = await runVigil(args);
+      ['models', 'inspect', modelDir, '--query-taps', 'sometimes'],
+    ];
+    // One real spawn per command (models, chat, ask); the last case through the same main() in another process.
+    const runs = await runVigilCases(cases, [0, 1, 2]);
+    for (const [i, args] of cases.slice(0, 3).entries()) {
+      const run = runs[i]!;
       assert.notEqual(run.code, 0);
       assert.match(run.stderr, /unknown dtype 'fp8' \(fp32, fp16, q8, int8, uint8, q4, q4f16, bnb4\)/, args.join(' '));
     }
-    const taps = await runVigil(['models', 'inspect', modelDir, '--query-taps', 'sometimes']);
+    const taps = runs[3]!;
     assert.notEqual(taps.code, 0);
     assert.match(taps.stderr, /expected auto or off, got 'sometimes'/);
     // The library refuses it too (a JavaScript caller passing a string).

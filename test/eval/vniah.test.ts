@@ -16,6 +16,7 @@ import { DEFAULT_VNIAH_SETTINGS, modesFor, sessionDtypes, vniahSettingsFromFlags
 import { VigilError } from '../../common/errors.js';
 import { probeModelDir } from '../helpers/probeModels.js';
 import { runVigil } from '../helpers/runVigil.js';
+import { runVigilCases } from '../helpers/vigilBatch.js';
 
 function assertBadInput(fn: () => unknown, pattern: RegExp): void {
   assert.throws(fn, (e: unknown) => e instanceof VigilError && e.code === 'BAD_INPUT' && pattern.test(e.message));
@@ -139,13 +140,16 @@ describe('vigil eval vniah', () => {
   });
 
   it('bad flags exit 2 with one clear line', async () => {
-    for (const [args, pattern] of [
+    const cases: Array<[string[], RegExp]> = [
       [['--modes', 'rekv,psychic'], /unknown mode 'psychic'/],
       [['--depths', '0,150'], /'150' is not a depth in 0\.\.100/],
       [['--retrieve', '0'], /--retrieve must be an integer in 1\.\./],
       [['--lengths', '0.05', '--depths', '0,100'], /too short for needles/],
-    ] as Array<[string[], RegExp]>) {
-      const run = await runVigil(['eval', 'vniah', '--model', needleModel, '--out', path.join(scratch, 'bad'), ...args]);
+    ];
+    // The first case through the binary, the others through the same main() in one process.
+    const runs = await runVigilCases(cases.map(([args]) => ['eval', 'vniah', '--model', needleModel, '--out', path.join(scratch, 'bad'), ...args]));
+    for (const [i, [args, pattern]] of cases.entries()) {
+      const run = runs[i]!;
       assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
       assert.match(run.stderr, pattern);
       assert.doesNotMatch(run.stderr, /\n\s+at .+:\d+:\d+/, 'no stack trace');
