@@ -86,6 +86,11 @@ export interface ReplicationStatus {
 
 const DEFAULT_INTERVAL_SEC = 10;
 const DEFAULT_PIECE_BYTES = 4 << 20;
+/**
+ * Pieces of the manifest backup: a commit touches a few B-tree pages (new rows at the end, their
+ * index entries, the header), so smaller pieces send less of a large manifest again.
+ */
+const MANIFEST_PIECE_BYTES = 256 << 10;
 /** Small tail pieces of a growing segment are merged this many at a time (bounded object count). */
 const MERGE_FANOUT = 8;
 /** Pieces sent side by side. */
@@ -298,7 +303,7 @@ export class StreamReplicator {
     // What this snapshot sent, kept for the next one only once it is complete (a failed piece must not be reused).
     const segments = new Map<number, SegmentState>();
     const immutable = new Map<string, FilePiece[]>();
-    const files: ReplicatedFile[] = [await sender.wholeFile('kv/manifest.sqlite', snapshot.manifestCopy)];
+    const files: ReplicatedFile[] = [await sender.wholeFile('kv/manifest.sqlite', snapshot.manifestCopy, Math.min(this.pieceBytes, MANIFEST_PIECE_BYTES))];
     for (const segment of snapshot.segments) files.push(await this.segmentFile(sender, segment, segments));
     for (const file of snapshot.indexFiles) files.push(await this.indexFile(sender, file, immutable));
     await sender.drain();
@@ -489,10 +494,10 @@ class PieceSender {
     return { object, offset, size: data.length, sha256 };
   }
 
-  async wholeFile(relative: string, source: string): Promise<ReplicatedFile> {
+  async wholeFile(relative: string, source: string, pieceBytes = this.pieceBytes): Promise<ReplicatedFile> {
     const { size } = await stat(source);
     const pieces: FilePiece[] = [];
-    for (let offset = 0; offset < size; offset += this.pieceBytes) pieces.push(await this.send(await readRange(source, offset, Math.min(this.pieceBytes, size - offset)), offset));
+    for (let offset = 0; offset < size; offset += pieceBytes) pieces.push(await this.send(await readRange(source, offset, Math.min(pieceBytes, size - offset)), offset));
     return { path: relative, size, pieces };
   }
 
