@@ -10,7 +10,6 @@
 // --photos the two JPEGs of the Rust embedded book on this machine are used when present.
 // Every still goes the real path: raw frame -> WebP (encodeStill, ingest's quality) -> group (packStillGroups)
 // -> decoded (readArchivedFrames); PSNR is against the raw frame.
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,15 +20,11 @@ import type { RgbImage } from '../src/engine/frameGate.js';
 import { packStillGroups, readArchivedFrames, STILL_GROUP_CRF, STILL_GROUP_FRAMES, STILL_GROUP_PRESET } from '../src/engine/stillGroups.js';
 import { decodeStill, encodeStill, STILL_QUALITY } from '../src/engine/stills.js';
 import { locateFfmpeg } from '../ingest/ffmpegBinary.js';
-import { execFileSync } from 'node:child_process';
+import { DEFAULT_PHOTOS, photoFootage } from '../src/eval/photoFootage.js';
 import { resolveModelDir } from '../src/cli/resolveModel.js';
 import { VisionLanguageModel } from '../src/model/visionLanguageModel.js';
 
 const SIDE = 512;
-const DEFAULT_PHOTOS = ['stable', 'nightly']
-  .map((t) => `/root/.rustup/toolchains/${t}-x86_64-unknown-linux-gnu/share/doc/rust/html/embedded-book/assets`)
-  .map((dir) => [path.join(dir, 'f3.jpg'), path.join(dir, 'verify.jpeg')])
-  .find((pair) => pair.every((p) => fs.existsSync(p)));
 /** smolvlm2-256m geometry, 64 image tokens and the frame prompt's 13 text tokens a frame. */
 const GEOMETRY = { numLayers: 30, numKvHeads: 3, headDim: 64 };
 const TOKENS = 77;
@@ -53,20 +48,9 @@ if (photos === undefined || photos.length !== 2) {
 const frameCount = Number(values.frames);
 const crfs = values.crf.split(',').map(Number);
 
-/** The scene's raw frames, rendered by ffmpeg from the photos (no network, files named here only). */
+/** The scene's raw frames (src/eval/photoFootage.ts). */
 function footage(noise: boolean): RgbImage[] {
-  const [bg, obj] = photos!;
-  const filter =
-    `[0]scale=${SIDE}:${SIDE},setsar=1[bg];[1]scale=160:106[o1];[1]scale=96:64,hflip[o2];` +
-    `[bg][o1]overlay=x='mod(n*137,352)':y='mod(n*71,406)'[a];[a][o2]overlay=x='352-mod(n*53,352)':y='mod(n*113,448)'` +
-    (noise ? ',noise=alls=4:allf=t' : '');
-  const raw = execFileSync(
-    locateFfmpeg().ffmpegPath,
-    ['-hide_banner', '-loglevel', 'error', '-loop', '1', '-framerate', '1', '-i', bg!, '-loop', '1', '-framerate', '1', '-i', obj!, '-filter_complex', filter, '-frames:v', String(frameCount), '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1'],
-    { maxBuffer: frameCount * SIDE * SIDE * 3 + 1024 },
-  );
-  const bytes = SIDE * SIDE * 3;
-  return Array.from({ length: frameCount }, (_, i) => ({ data: new Uint8Array(raw.buffer, raw.byteOffset + i * bytes, bytes), width: SIDE, height: SIDE }));
+  return photoFootage({ frames: frameCount, width: SIDE, height: SIDE, noise, photos: [photos![0]!, photos![1]!] });
 }
 
 function psnr(a: RgbImage, b: RgbImage): number {

@@ -35,7 +35,8 @@ import { parseArgs } from 'node:util';
 import { parseByteSize } from '../common/byteSize.js';
 import { resolveModelDir } from '../src/cli/resolveModel.js';
 import { StreamSession } from '../src/engine/streamSession.js';
-import { cameraGatePattern, DEFAULT_CAMERA, type LongNeedle, type LongScene, noiseFrame } from '../src/eval/longScene.js';
+import { cameraGatePattern, DEFAULT_CAMERA, FRAME_H, FRAME_W, type LongNeedle, type LongScene, noiseFrame, type RawRgb } from '../src/eval/longScene.js';
+import { photoFootage } from '../src/eval/photoFootage.js';
 import { askNeedle, buildLongStream, tierOf } from '../src/eval/longStream.js';
 import { median } from '../src/eval/metrics.js';
 import { tierFidelity } from '../src/eval/longFidelity.js';
@@ -63,7 +64,9 @@ const { values } = parseArgs({
     'real-frames': { type: 'string', default: '0' },
     'gate-only': { type: 'boolean', default: false },
     fidelity: { type: 'boolean', default: false },
+    /** noise | scene | photo (busy footage made from two photographs: --photos A.jpg,B.jpg, default the Rust book's JPEGs) */
     'busy-frames': { type: 'string', default: 'noise' },
+    photos: { type: 'string' },
     out: { type: 'string' },
     keep: { type: 'string' },
     // Internal: the measuring child.
@@ -172,7 +175,7 @@ async function parent(): Promise<void> {
         budgetBytes: scaledBudget,
         keepFullSec: scaledKeepFull,
         kvShare,
-        busyFrames: values['busy-frames'] as 'noise' | 'scene',
+        ...busyOptions(),
         ...(camera ? { camera } : {}),
         onProgress: (done, total, label) => {
           const pct = Math.floor((100 * done) / total);
@@ -459,7 +462,7 @@ async function fidelity(modelDir: string, scene: LongScene, days: number, scale:
       budgetBytes: Math.round(budget / scale),
       keepFullSec: Math.round(keepFullSec / scale),
       kvShare,
-      busyFrames: values['busy-frames'] as 'noise' | 'scene',
+      ...busyOptions(),
       ...(scene === 'camera' ? { camera: cameraGatePattern(DEFAULT_CAMERA) } : {}),
     });
     try {
@@ -502,7 +505,7 @@ async function realVsFastForward(modelDir: string, scene: LongScene, frames: num
         keepFullSec: keepFull,
         writeAll: true,
         realHaystack: mode === 'real',
-        busyFrames: values['busy-frames'] as 'noise' | 'scene',
+        ...busyOptions(),
         ...(scene === 'camera' ? { camera: cameraGatePattern(DEFAULT_CAMERA) } : {}),
         onProgress: (done, total) => {
           if (done % 50 === 0) log(`  ${mode} ${done}/${total}`);
@@ -533,4 +536,15 @@ async function realVsFastForward(modelDir: string, scene: LongScene, frames: num
     fs.rmSync(root, { recursive: true, force: true });
     await model.dispose();
   }
+}
+
+/** The busy scene's frame options: photo footage is rendered once (300 frames, used in turn). */
+let photoFrames: RawRgb[] | null = null;
+function busyOptions(): { busyFrames: 'noise' | 'scene' | 'photo'; busyPhotos?: RawRgb[] } {
+  const kind = values['busy-frames'];
+  if (kind !== 'noise' && kind !== 'scene' && kind !== 'photo') throw new Error(`--busy-frames must be noise, scene or photo, got ${kind}`);
+  if (kind !== 'photo') return { busyFrames: kind };
+  const photos = values.photos?.split(',');
+  photoFrames ??= photoFootage({ frames: 300, width: FRAME_W, height: FRAME_H, noise: true, ...(photos?.length === 2 ? { photos: [photos[0]!, photos[1]!] as const } : {}) });
+  return { busyFrames: kind, busyPhotos: photoFrames };
 }

@@ -53,8 +53,13 @@ export interface LongStreamOptions {
   windowFrames?: number;
   sinkFrames?: number;
   busyVariants?: number;
-  /** What the busy scene's frames look like: gray noise (default; the worst case for the archive's WebP) or a moving scene that compresses like footage. */
-  busyFrames?: 'noise' | 'scene';
+  /**
+   * What the busy scene's frames look like: gray noise (default; the worst case for the archive), a
+   * moving scene that compresses like footage, or `photo`: `busyPhotos`, frames of real photographs
+   * (src/eval/photoFootage.ts), used in turn.
+   */
+  busyFrames?: 'noise' | 'scene' | 'photo';
+  busyPhotos?: readonly RawRgb[];
   camera?: CameraGatePattern;
   /** Chunks per group commit (default 64). */
   groupChunks?: number;
@@ -142,7 +147,7 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
   };
   try {
     if (options.scene === 'busy') {
-      for (let v = 0; v < (options.busyVariants ?? 8); v++) templates.push(await encodeTemplate(options.busyFrames === 'scene' ? movingSceneFrame(1000 + 37 * v) : noiseFrame(1000 + v)));
+      for (let v = 0; v < (options.busyVariants ?? 8); v++) templates.push(await encodeTemplate(busyFrame(options, v, 1000 + v, 1000 + 37 * v)));
     } else {
       templates.push(await encodeTemplate(cameraFrame(base, 1, false)));
       events.push(await encodeTemplate(cameraFrame(base, 2, true)));
@@ -261,7 +266,7 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
         const ni = needleOf.get(t);
         const n = ni === undefined ? undefined : options.needles[ni]!;
         const event = spec !== undefined && t >= spec.firstEventAt && (t - spec.firstEventAt) % spec.eventEverySec < spec.eventSec;
-        const busy = () => (options.busyFrames === 'scene' ? movingSceneFrame(t) : noiseFrame(100_000 + t));
+        const busy = () => busyFrame(options, t, 100_000 + t, t);
         const rgb = n ? needleRgb(n.background, n.square) : options.scene === 'busy' ? busy() : cameraFrame(base, 7 * 1_000_003 + t, event);
         if (real.checkGate(rgb, t).encode) {
           const s = performance.now();
@@ -463,4 +468,14 @@ export async function askNeedle(session: StreamSession, background: string, expe
 
 export function longStreamDirs(root: string, name: string): string {
   return path.join(root, name);
+}
+
+/** The busy scene's frame number `index` (noise and scene frames drawn from their seeds). */
+function busyFrame(options: Pick<LongStreamOptions, 'busyFrames' | 'busyPhotos'>, index: number, noiseSeed: number, sceneSeed: number): RawRgb {
+  if (options.busyFrames === 'photo') {
+    const photos = options.busyPhotos;
+    if (!photos || photos.length === 0) throw new Error("busyFrames 'photo' needs busyPhotos");
+    return photos[index % photos.length]!;
+  }
+  return options.busyFrames === 'scene' ? movingSceneFrame(sceneSeed) : noiseFrame(noiseSeed);
 }
