@@ -3,7 +3,7 @@
  * made. A bucket that exists already is bound as it is (its first creator chose its replicas and
  * TTL); every node passes the same settings, so that is the same bucket.
  */
-import type { KV } from 'nats';
+import type { JetStreamManager, KV } from 'nats';
 import type { ClusterConnection } from './natsConnection.js';
 
 export const BUCKETS = {
@@ -23,6 +23,8 @@ export interface BucketOptions {
 }
 
 export interface ClusterBuckets {
+  /** For listings (asked of each bucket's stream leader, see listKeys). */
+  jsm: JetStreamManager;
   nodes: KV;
   desired: KV;
   leases: KV;
@@ -36,12 +38,28 @@ export async function openBuckets(conn: ClusterConnection, options: BucketOption
   const replicas = options.replicas ?? 1;
   const nodeTtlMs = options.nodeTtlMs ?? DEFAULT_NODE_TTL_MS;
   const kv = conn.js.views;
-  const nodes = await kv.kv(BUCKETS.nodes, { history: 1, replicas, ttl: nodeTtlMs });
+  // Registry and lease reads go to each bucket's stream leader (no direct get): a replica that lags
+  // could otherwise show a lease as still ours after it moved. Desired state may be read from any replica.
+  const nodes = await kv.kv(BUCKETS.nodes, { history: 1, replicas, ttl: nodeTtlMs, allow_direct: false });
   const desired = await kv.kv(BUCKETS.desired, { history: 1, replicas });
-  const leases = await kv.kv(BUCKETS.leases, { history: 1, replicas });
+  const leases = await kv.kv(BUCKETS.leases, { history: 1, replicas, allow_direct: false });
   // The bucket's own TTL rules (an existing bucket keeps the one it was made with): heartbeats follow it.
   const ttl = (await nodes.status()).ttl;
-  return { nodes, desired, leases, nodeTtlMs: ttl > 0 ? ttl : nodeTtlMs };
+  return { jsm: conn.jsm, nodes, desired, leases, nodeTtlMs: ttl > 0 ? ttl : nodeTtlMs };
+}
+
+/**
+ * The keys of a bucket under `prefix` (e.g. `node.`), as its stream leader counts them (stream info
+ * with a subject filter: one request, no consumer). nats.js's keys() reads through an ephemeral
+ * consumer, which was seen to come back empty while a NATS cluster moved a stream's leader.
+ * A deleted key may be listed (its delete marker): callers get() each key and skip those.
+ */
+export async function listKeys(jsm: JetStreamManager, bucket: string, prefix: string): Promise<string[]> {
+  const subjectPrefix = `$KV.${bucket}.`;
+  const info = await jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${subjectPrefix}${prefix}>` });
+  return Object.keys(info.state.subjects ?? {})
+    .map((subject) => subject.slice(subjectPrefix.length))
+    .sort();
 }
 
 /** Whether a KV write failed its compare-and-set (JetStream "wrong last sequence", 10071). */

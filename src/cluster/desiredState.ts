@@ -12,8 +12,7 @@ import { type KV, type KvEntry, KvWatchInclude } from 'nats';
 import { z } from 'zod';
 import { VigilError } from '../../common/errors.js';
 import { checkStreamId } from '../engine/dataLayout.js';
-import { decodeJson, encodeJson } from './buckets.js';
-import { collectKeys } from './nodeRegistry.js';
+import { BUCKETS, type ClusterBuckets, decodeJson, encodeJson, listKeys } from './buckets.js';
 
 const stateSchema = z
   .object({
@@ -45,10 +44,14 @@ export function desiredKey(streamId: string): string {
 }
 
 export class DesiredState {
+  private readonly kv: KV;
+
   constructor(
-    private readonly kv: KV,
+    private readonly buckets: Pick<ClusterBuckets, 'desired' | 'jsm'>,
     private readonly log: (line: string) => void = () => {},
-  ) {}
+  ) {
+    this.kv = buckets.desired;
+  }
 
   /**
    * Writes a stream's desired state (BAD_INPUT when it is not one). With `revision`, only when the
@@ -84,7 +87,7 @@ export class DesiredState {
   /** Every stream's desired state, by id (invalid values skipped and logged). */
   async list(): Promise<DesiredEntry[]> {
     const out: DesiredEntry[] = [];
-    for (const key of (await collectKeys(this.kv, 'stream.>')).sort()) {
+    for (const key of await listKeys(this.buckets.jsm, BUCKETS.desired, 'stream.')) {
       const entry = await this.kv.get(key);
       if (!entry || entry.operation !== 'PUT') continue;
       const state = this.parse(entry);

@@ -13,7 +13,7 @@ import crypto from 'node:crypto';
 import type { KV } from 'nats';
 import { z } from 'zod';
 import { VigilError } from '../../common/errors.js';
-import { type ClusterBuckets, decodeJson, encodeJson, isRevisionConflict } from './buckets.js';
+import { BUCKETS, type ClusterBuckets, decodeJson, encodeJson, isRevisionConflict, listKeys } from './buckets.js';
 
 /** A node id: letters, digits, "-" and "_" (a KV key part and a file name), up to 64. */
 export const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -120,7 +120,7 @@ export class NodeRegistry {
   /** The live nodes, by id (entries that do not parse are skipped). */
   static async list(buckets: ClusterBuckets): Promise<NodeInfo[]> {
     const nodes: NodeInfo[] = [];
-    for (const key of await collectKeys(buckets.nodes, 'node.>')) {
+    for (const key of await listKeys(buckets.jsm, BUCKETS.nodes, 'node.')) {
       const entry = await buckets.nodes.get(key);
       if (!entry || entry.operation !== 'PUT') continue;
       const record = parseRecord(entry.value);
@@ -215,11 +215,4 @@ export class NodeRegistry {
 
 function publicInfo(record: NodeRecord): NodeInfo {
   return { nodeId: record.nodeId, capacity: record.capacity, startedAt: record.startedAt, apiUrl: record.apiUrl };
-}
-
-/** Every key of a bucket matching `filter` (an empty bucket has none). */
-export async function collectKeys(kv: KV, filter: string): Promise<string[]> {
-  const keys: string[] = [];
-  for await (const key of await kv.keys(filter)) keys.push(key);
-  return keys;
 }

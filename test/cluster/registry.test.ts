@@ -180,9 +180,9 @@ describe('cluster: node registry and desired state', { skip: NATS_MISSING }, () 
   it('desired state: written on one node, read, listed and watched on another; compare-and-set; deletes', async () => {
     const [, b1] = await open();
     const [, b2] = await open();
-    const writer = new DesiredState(b1.desired);
+    const writer = new DesiredState(b1);
     const lines: string[] = [];
-    const reader = new DesiredState(b2.desired, (l) => lines.push(l));
+    const reader = new DesiredState(b2, (l) => lines.push(l));
     const changes: DesiredChange[] = [];
     const stop = await reader.watch((c) => changes.push(c));
     const rev = await writer.put({ id: 'door', settings: { source: 'rtsp://cam/door', model: 'probe-random-tiny' }, watches: [{ id: 'w1', question: 'is the door open?' }] });
@@ -218,7 +218,7 @@ describe('cluster: node registry and desired state', { skip: NATS_MISSING }, () 
   it('desired state: values are validated on write and on read (a bad value is STORE_CORRUPT on get, skipped by list)', async () => {
     const [, buckets] = await open();
     const lines: string[] = [];
-    const desired = new DesiredState(buckets.desired, (l) => lines.push(l));
+    const desired = new DesiredState(buckets, (l) => lines.push(l));
     await assert.rejects(desired.put({ id: 'bad id', settings: {}, watches: [] }), rejectsWith('BAD_INPUT', /stream id/));
     await assert.rejects(desired.put({ id: 'dup', settings: {}, watches: [{ id: 'w' }, { id: 'w' }] }), rejectsWith('BAD_INPUT', /watch ids must be unique/));
     await desired.put({ id: 'good', settings: {}, watches: [] });
