@@ -152,7 +152,8 @@ export class StreamReplicator {
 
   /** Starts the background loop (returns at once; nothing here waits for NATS). */
   start(): this {
-    this.loop ??= this.run();
+    // run() handles its own failures; this only keeps a bug there from becoming an unhandled rejection.
+    this.loop ??= this.run().catch((error: unknown) => this.options.onError?.(error instanceof Error ? error : new Error(String(error))));
     return this;
   }
 
@@ -194,7 +195,13 @@ export class StreamReplicator {
   }
 
   private lagSec(rp: RecoveryPoint | null): number {
-    const db = this.reader();
+    let db: Database.Database | null;
+    try {
+      db = this.reader();
+    } catch {
+      // The manifest cannot be read here now: the replica's age is the lag, as if newer chunks existed.
+      return rp === null ? 0 : Math.max(0, (Date.now() - rp.wallTime) / 1000);
+    }
     if (db === null) return 0;
     const newest = newestChunk(db);
     if (newest === null || (rp !== null && newest.chunkId <= rp.chunkId)) return 0;
@@ -216,7 +223,13 @@ export class StreamReplicator {
         await this.sleep(wait);
         continue;
       }
-      const change = await this.changeKey();
+      let change: string | null;
+      try {
+        change = await this.changeKey();
+      } catch (error) {
+        // The manifest could not be opened (a folder being created or removed): counted as a failed attempt below.
+        change = `unreadable: ${(error as Error).message}`;
+      }
       if (!forced && (change === null || change === this.lastChange)) {
         await this.sleep(IDLE_CHECK_MS);
         continue;

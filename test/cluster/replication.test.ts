@@ -123,7 +123,7 @@ describe('replicated memory: a stream folder to the JetStream object store and b
     await session.flush();
   }
 
-  it('a replicated stream restores into a new folder and answers the needle shown before the snapshot; later frames are a gap', async () => {
+  it('a replicated stream restores into a new folder and answers the needle shown before the snapshot; later frames are a gap', { timeout: 90_000 }, async () => {
     const dir = path.join(parts.scratch, 'cam-a');
     const wall0 = Date.now() - 40_000;
     let session = await StreamSession.open(parts.model, options(dir));
@@ -178,7 +178,7 @@ describe('replicated memory: a stream folder to the JetStream object store and b
     await assert.rejects(restoreStream(bucket, 'cam-none', path.join(parts.scratch, 'none')), (e: unknown) => isVigilError(e) && e.code === 'FILE_NOT_FOUND');
   });
 
-  it('demotion and retention deletions are mirrored: the removed segments leave the bucket', async () => {
+  it('demotion and retention deletions are mirrored: the removed segments leave the bucket', { timeout: 90_000 }, async () => {
     const dir = path.join(parts.scratch, 'cam-b');
     const session = await StreamSession.open(parts.model, options(dir));
     const replicator = new StreamReplicator({ bucket, streamId: 'cam-b', dir, intervalSec: 3600, pieceBytes: 16384 }).start();
@@ -229,7 +229,7 @@ describe('replicated memory: a stream folder to the JetStream object store and b
     }
   });
 
-  it('a damaged or missing object makes the restore refuse, and no folder is left', async () => {
+  it('a damaged or missing object makes the restore refuse, and no folder is left', { timeout: 90_000 }, async () => {
     const dir = path.join(parts.scratch, 'cam-c');
     const session = await StreamSession.open(parts.model, options(dir));
     const replicator = new StreamReplicator({ bucket, streamId: 'cam-c', dir, intervalSec: 3600, pieceBytes: 16384 }).start();
@@ -257,7 +257,7 @@ describe('replicated memory: a stream folder to the JetStream object store and b
     assert.deepEqual(fs.readdirSync(target), [], 'the empty folder stays empty');
   });
 
-  it('NATS killed during ingest: ingest goes on, replication catches up once NATS is back', async () => {
+  it('NATS killed during ingest: ingest goes on, replication catches up once NATS is back', { timeout: 90_000 }, async () => {
     const dir = path.join(parts.scratch, 'cam-d');
     const session = await StreamSession.open(parts.model, options(dir));
     const errors: Error[] = [];
