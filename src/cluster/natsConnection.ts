@@ -225,12 +225,12 @@ function isClusterSettling(text: string): boolean {
   return /timeout|leader|unavailable|insufficient resources/i.test(text);
 }
 
-let installed = false;
-
-/** Makes every nats.js connection dial through its policy (see the file comment). */
+/**
+ * Makes every nats.js connection dial through its policy (see the file comment). The factory is
+ * process-wide and nats.js's own connect() puts the plain transport back: so it is installed again
+ * on every open, and nothing in a serving process may call nats.js's connect() itself.
+ */
 function installPolicyTransport(): void {
-  if (installed) return;
-  installed = true;
   setTransportFactory({ factory: () => new PolicyTransport(), dnsResolveFn: nodeResolveHost });
 }
 
