@@ -170,6 +170,25 @@ describe('cluster: node registry and desired state', { skip: NATS_MISSING }, () 
     await doomed.close();
   });
 
+  it('NATS down longer than the TTL: the entry expires, and the node registers again after the reconnect', async () => {
+    const [conn, buckets] = await open();
+    const events: RegistryEvent[] = [];
+    const lines: string[] = [];
+    const node = await NodeRegistry.join(buckets, { nodeId: 'rejoiner', capacity: 2, startedAt: new Date().toISOString(), apiUrl: 'http://127.0.0.1:8005' }, { onEvent: (e) => events.push(e), log: (l) => lines.push(l) });
+    try {
+      await nats.kill();
+      await new Promise((r) => setTimeout(r, NODE_TTL_MS + 500));
+      await nats.restart();
+      await waitFor('the reconnect', () => conn.connected);
+      await waitFor(`the rejoin (${lines.join('; ')})`, () => events.length > 0);
+      assert.deepEqual(events, [{ kind: 'rejoined', nodeId: 'rejoiner' }]);
+      assert.ok((await NodeRegistry.list(buckets)).some((n) => n.nodeId === 'rejoiner' && n.capacity === 2));
+      assert.equal(node.registered, true);
+    } finally {
+      await node.close();
+    }
+  });
+
   it('refuses invalid node ids and capacities (BAD_CONFIG)', async () => {
     const [, buckets] = await open();
     const info = { startedAt: new Date().toISOString(), apiUrl: 'http://127.0.0.1:1' };
