@@ -18,7 +18,7 @@ import { NATS_MISSING, type NatsServer, startNatsCluster } from '../helpers/nats
 
 const policy = new OutboundPolicy({ allowNetworks: ['127.0.0.1/32'] });
 // Longer than the default 5 s: losing a stream's leader stalls its writes until the other servers
-// elect one (4-9 s measured with nats-server 2.9.10, docs/scale-out.md), and a lease must outlast that.
+// elect one (4.9-6.6 s measured with nats-server 2.9.10, docs/scale-out.md), and a lease must outlast that.
 const TTL = 12_000;
 
 async function waitFor<T>(what: string, check: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 15_000): Promise<T> {
