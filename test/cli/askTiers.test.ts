@@ -15,6 +15,7 @@ import { openOfflineVideo } from '../../src/engine/offlineVideo.js';
 import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
 import { probeModelDir } from '../helpers/probeModels.js';
 import { runVigil } from '../helpers/runVigil.js';
+import { runVigilCases } from '../helpers/vigilBatch.js';
 
 const WINDOW = 4;
 const BUDGET = 1_000_000;
@@ -77,21 +78,24 @@ describe('vigil ask tiers', () => {
 
   it('bad values, a too small --kv-share and tiers without --budget are one-line errors naming the limit', async () => {
     const data = path.join(scratch, 'bad');
-    for (const [args, message] of [
+    const cases = [
       [['--budget', '1MB', '--kv-share', '1.5'], /--kv-share.*from 0 to 1, got '1\.5'/],
       [['--budget', '1MB', '--keep-full', '-2'], /--keep-full.*seconds >= 0, got '-2'/],
       [['--keep-full', '30'], /--keep-full, --kv-share and --no-archive .*give --budget/],
       [['--no-archive'], /give --budget/],
-    ] as const) {
-      const r = await runVigil(['ask', clip, red, '--data', data, ...common, ...args]);
+    ] as const;
+    const model = await VisionLanguageModel.load(probeModelDir('probe-needle'));
+    const plan = planBudget(BUDGET, budgetShape(model, 'float32', WINDOW));
+    await model.dispose();
+    // The first case through the binary, the others (the too small --kv-share last) through the same main() in one process.
+    const runs = await runVigilCases([...cases.map(([args]) => args), ['--budget', '1MB', '--kv-share', '0.01']].map((args) => ['ask', clip, red, '--data', data, ...common, ...args]));
+    for (const [i, [args, message]] of cases.entries()) {
+      const r = runs[i]!;
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, message, r.stderr);
       assert.doesNotMatch(r.stderr, /\n\s+at /);
     }
-    const model = await VisionLanguageModel.load(probeModelDir('probe-needle'));
-    const plan = planBudget(BUDGET, budgetShape(model, 'float32', WINDOW));
-    await model.dispose();
-    const small = await runVigil(['ask', clip, red, '--data', data, ...common, '--budget', '1MB', '--kv-share', '0.01']);
+    const small = runs[cases.length]!;
     assert.equal(small.code, 2, small.stderr);
     assert.match(small.stderr, /--kv-share 0\.01 is too small for --budget 1000000 bytes/);
     assert.ok(small.stderr.includes(`one store segment (${plan.segmentBytes} bytes`), small.stderr);
