@@ -76,6 +76,8 @@ const { values } = parseArgs({
     needles: { type: 'string' },
   },
 });
+/** Photo footage for --busy-frames photo, rendered on first use (busyOptions). */
+let photoFrames: RawRgb[] | null = null;
 
 interface NeedleSpec extends LongNeedle {
   label: string;
@@ -539,7 +541,6 @@ async function realVsFastForward(modelDir: string, scene: LongScene, frames: num
 }
 
 /** The busy scene's frame options: photo footage is rendered once (300 frames, used in turn). */
-let photoFrames: RawRgb[] | null = null;
 function busyOptions(): { busyFrames: 'noise' | 'scene' | 'photo'; busyPhotos?: RawRgb[] } {
   const kind = values['busy-frames'];
   if (kind !== 'noise' && kind !== 'scene' && kind !== 'photo') throw new Error(`--busy-frames must be noise, scene or photo, got ${kind}`);
