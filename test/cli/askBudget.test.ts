@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeProbeClip } from '../../ingest/index.js';
 import { probeModelDir } from '../helpers/probeModels.js';
 import { runVigil } from '../helpers/runVigil.js';
+import { runVigilCases } from '../helpers/vigilBatch.js';
 
 /** Bytes of every regular file under the offline memory folders (kv/, index/, index-blocks/; not video.json). */
 function memoryBytes(data: string): { dir: string; bytes: number } {
@@ -76,15 +77,6 @@ describe('vigil ask --budget', () => {
       return used;
     };
     type Answer = { answer: string; evidence: Array<{ t: number }>; horizon: { from: number; spans: Array<{ tier: string }> } };
-    // The defaults: frame gating and tiers.
-    const smallData = path.join(scratch, 'small');
-    const small = await runVigil(['ask', clip, red, blue, '--data', smallData, '--budget', String(budget), '--window', '4', '--json']);
-    assert.equal(small.code, 0, small.stderr);
-    const answers = JSON.parse(small.stdout) as Answer[];
-    assert.deepEqual(answers.map((a) => a.answer), ['cyan', 'yellow'], 'every needle is answered');
-    const used = withinBudget(smallData);
-    process.stdout.write(`# acceptance: full memory S = ${S} B; --budget S/4 = ${budget} B -> ${used} B on disk (${((100 * used) / budget).toFixed(1)} % of the budget); needles: ${answers.map((a) => a.answer).join(', ')}\n`);
-
     // Every frame encoded under the same budget: the oldest frames go to the archive, so memory
     // reaches further back than with the archive off (KV tiers, then deletion); the recent needle
     // is answered either way. (At probe-needle scale a still is ~1/5 of a frame's KV, at
@@ -96,8 +88,19 @@ describe('vigil ask --budget', () => {
       withinBudget(data);
       return JSON.parse(r.stdout) as Answer; // one question: one object
     };
-    const archived = await busy('busy', []);
-    const plain = await busy('plain', ['--no-archive']);
+    // The defaults (frame gating and tiers), and the two busy memories: three data folders, asked at once.
+    const smallData = path.join(scratch, 'small');
+    const [small, archived, plain] = await Promise.all([
+      runVigil(['ask', clip, red, blue, '--data', smallData, '--budget', String(budget), '--window', '4', '--json']),
+      busy('busy', []),
+      busy('plain', ['--no-archive']),
+    ]);
+    assert.equal(small.code, 0, small.stderr);
+    const answers = JSON.parse(small.stdout) as Answer[];
+    assert.deepEqual(answers.map((a) => a.answer), ['cyan', 'yellow'], 'every needle is answered');
+    const used = withinBudget(smallData);
+    process.stdout.write(`# acceptance: full memory S = ${S} B; --budget S/4 = ${budget} B -> ${used} B on disk (${((100 * used) / budget).toFixed(1)} % of the budget); needles: ${answers.map((a) => a.answer).join(', ')}\n`);
+
     assert.equal(archived.answer, 'cyan');
     assert.equal(plain.answer, 'cyan');
     assert.equal(archived.horizon.spans[0]!.tier, 'archive');
@@ -120,8 +123,10 @@ describe('vigil ask --budget', () => {
       [['--budget', '100kB'], /--budget 100000 bytes \(100 kB\) is too small for one segment: the minimum is 279760 bytes/],
       [['--budget', '300kB', '--window', '64'], /cannot hold the sliding window of 64 frames: the minimum is \d+ bytes/],
     ];
-    for (const [args, pattern] of cases) {
-      const r = await runVigil(['ask', clip, red, '--data', data, '--gate', 'off', ...args]);
+    // One real spawn per command (the first ask, serve below); the other cases through the same main() in one process.
+    const runs = await runVigilCases(cases.map(([args]) => ['ask', clip, red, '--data', data, '--gate', 'off', ...args]));
+    for (const [i, [args, pattern]] of cases.entries()) {
+      const r = runs[i]!;
       assert.notEqual(r.code, 0, args.join(' '));
       assert.match(r.stderr, pattern, `${args.join(' ')}: ${r.stderr}`);
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
