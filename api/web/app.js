@@ -4,7 +4,7 @@
 // Authorization header). Text from the server is only ever set with textContent, never parsed as
 // HTML. The timeline, watches and alerts panels live in timeline.js, watches.js and alerts.js.
 
-import { $, api, apiError, auth, clock, gapText, headers, imageUrl, readEvents, span, withClass } from './common.js';
+import { $, api, apiError, auth, clock, fillStreamSelect, gapText, headers, imageUrl, readEvents, span, withClass } from './common.js';
 import { createTimeline } from './timeline.js';
 import { createWatches } from './watches.js';
 import { createAlerts } from './alerts.js';
@@ -174,20 +174,7 @@ function updateHorizon(card, h) {
 }
 
 function updateStreamSelect(streams) {
-  const select = $('#ask-stream');
-  const current = select.value;
-  const ids = streams.map((s) => s.id);
-  const existing = [...select.options].map((o) => o.value);
-  if (ids.join('\n') === existing.join('\n')) return;
-  select.replaceChildren(
-    ...streams.map((s) => {
-      const option = document.createElement('option');
-      option.value = s.id;
-      option.textContent = s.name === s.id ? s.id : `${s.name} (${s.id})`;
-      return option;
-    }),
-  );
-  if (ids.includes(current)) select.value = current;
+  fillStreamSelect($('#ask-stream'), streams);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -87,3 +87,23 @@ export async function* readEvents(body) {
     }
   }
 }
+
+/**
+ * Refills a stream <select> when the list of streams changed (keeps the chosen one where it still
+ * exists); true when it was refilled.
+ */
+export function fillStreamSelect(select, streams) {
+  const ids = streams.map((s) => s.id);
+  if (ids.join('\n') === [...select.options].map((o) => o.value).join('\n')) return false;
+  const current = select.value;
+  select.replaceChildren(
+    ...streams.map((s) => {
+      const option = document.createElement('option');
+      option.value = s.id;
+      option.textContent = s.name === s.id ? s.id : `${s.name} (${s.id})`;
+      return option;
+    }),
+  );
+  if (ids.includes(current)) select.value = current;
+  return true;
+}

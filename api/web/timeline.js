@@ -2,7 +2,7 @@
 // tiers (a thin band), scenes (a chunk's span; gated frames extend it), outages and alert markers
 // on one track, a time axis, and a filmstrip of the scenes' thumbnails (natural aspect ratio,
 // fetched as blob: URLs when they scroll into view). Clicking a scene asks about its time range.
-import { $, api, clock, gapText, imageUrl, span, withClass } from './common.js';
+import { $, api, clock, fillStreamSelect, gapText, imageUrl, span, withClass } from './common.js';
 
 /** Reloads of one stream's timeline are at least this far apart while it grows. */
 const MIN_RELOAD_MS = 3000;
@@ -63,17 +63,7 @@ export function createTimeline({ onAsk, onChoose }) {
   /** Keeps the stream list in step with the page's poll; reloads the shown timeline when its stream changed. */
   function setStreams(streams) {
     const ids = streams.map((s) => s.id);
-    if (ids.join('\n') !== [...select.options].map((o) => o.value).join('\n')) {
-      select.replaceChildren(
-        ...streams.map((s) => {
-          const option = document.createElement('option');
-          option.value = s.id;
-          option.textContent = s.name === s.id ? s.id : `${s.name} (${s.id})`;
-          return option;
-        }),
-      );
-      if (ids.includes(shown)) select.value = shown;
-    }
+    if (fillStreamSelect(select, streams) && ids.includes(shown)) select.value = shown;
     if (!ids.includes(shown)) {
       if (ids.length === 0) {
         shown = null;

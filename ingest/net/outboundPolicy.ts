@@ -35,6 +35,8 @@ export interface ConnectTarget {
   display: string;
   timeoutMs: number;
   signal?: AbortSignal;
+  /** TLS: trust these certificate authorities instead of the system's (PEM). */
+  ca?: string | Buffer;
 }
 
 const systemLookup: HostLookup = async (host) => (await dns.lookup(host, { all: true, verbatim: true })).map((a) => a.address);
@@ -103,11 +105,16 @@ export function refusedError(display: string, address: string): VigilError {
   );
 }
 
-function connectOnce(address: string, target: ConnectTarget): Promise<net.Socket> {
+/**
+ * One TCP or TLS connection to an address the policy already allowed (SNI and the certificate check
+ * against the target's host name, not the address); rejects on timeout or abort. Callers with their
+ * own retry and error reporting (the MQTT socket) use it directly after `resolve`.
+ */
+export function connectOnce(address: string, target: ConnectTarget): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const bareHost = target.host.replace(/^\[(.*)\]$/, '$1');
     const socket = target.tls
-      ? tls.connect({ host: address, port: target.port, ...(net.isIP(bareHost) ? {} : { servername: bareHost }), ALPNProtocols: [] })
+      ? tls.connect({ host: address, port: target.port, ...(net.isIP(bareHost) ? {} : { servername: bareHost }), ...(target.ca !== undefined ? { ca: target.ca } : {}), ALPNProtocols: [] })
       : net.connect({ host: address, port: target.port });
     const ready = target.tls ? 'secureConnect' : 'connect';
     const timer = setTimeout(() => fail(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), target.timeoutMs);

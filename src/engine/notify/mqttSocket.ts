@@ -9,8 +9,7 @@
  */
 import net from 'node:net';
 import { Duplex } from 'node:stream';
-import tls from 'node:tls';
-import type { OutboundPolicy } from '../../../ingest/net/outboundPolicy.js';
+import { connectOnce, type OutboundPolicy } from '../../../ingest/net/outboundPolicy.js';
 import type { CheckedMqtt } from './mqttConfig.js';
 
 export class PolicySocket extends Duplex {
@@ -81,31 +80,14 @@ export class PolicySocket extends Duplex {
 
   private connectTo(address: string): Promise<net.Socket> {
     const { broker } = this;
-    const bare = broker.host.replace(/^\[(.*)\]$/, '$1');
-    return new Promise((resolve, reject) => {
-      // TLS: SNI and the certificate check are against the URL's host name, not the address.
-      const socket = broker.tls
-        ? tls.connect({ host: address, port: broker.port, ...(net.isIP(bare) ? {} : { servername: bare }), ...(broker.ca !== undefined ? { ca: broker.ca } : {}) })
-        : net.connect({ host: address, port: broker.port });
-      const timer = setTimeout(() => fail(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), this.timeoutMs);
-      const onAbort = () => fail(Object.assign(new Error('the connection was closed'), { code: 'ECONNABORTED' }));
-      this.abort.signal.addEventListener('abort', onAbort, { once: true });
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.abort.signal.removeEventListener('abort', onAbort);
-        socket.off('error', fail);
-      };
-      function fail(error: Error) {
-        cleanup();
-        socket.destroy();
-        reject(error);
-      }
-      socket.once('error', fail);
-      socket.once(broker.tls ? 'secureConnect' : 'connect', () => {
-        cleanup();
-        socket.setNoDelay(true);
-        resolve(socket);
-      });
-    });
+    return connectOnce(address, {
+      host: broker.host,
+      port: broker.port,
+      tls: broker.tls,
+      display: broker.display,
+      timeoutMs: this.timeoutMs,
+      signal: this.abort.signal,
+      ...(broker.ca !== undefined ? { ca: broker.ca } : {}),
+    }).then((socket) => socket.setNoDelay(true));
   }
 }
