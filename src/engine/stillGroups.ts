@@ -127,7 +127,9 @@ async function encodeGroup(frames: readonly RgbImage[], crf: number): Promise<Ui
 async function decodeGroup(holder: Extract<StillKind, { kind: 'holder' }>, count: number): Promise<RgbImage[]> {
   const frameBytes = holder.width * holder.height * 3;
   const raw = await runFfmpegPipe(holder.video, {
-    input: ['-f', 'h264'],
+    // A raw H.264 stream has no timestamps: without a stated rate, ffmpeg 4.x guesses one and its
+    // constant-rate output drops or repeats frames, so frame k would not be the k-th still.
+    input: ['-f', 'h264', '-framerate', '1'],
     output: ['-frames:v', String(count), '-f', 'rawvideo', '-pix_fmt', 'rgb24'],
     label: 'archive still group decode',
     timeoutMs: CODEC_TIMEOUT_MS,

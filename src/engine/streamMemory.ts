@@ -247,6 +247,32 @@ export class StreamMemory implements QuestionMemory {
   }
 
   /**
+   * appendArchived for a run of consecutive chunks, their stills coded together first as demotion
+   * codes them (H.264 still groups: stillGroups.ts), so imported history costs what archived history
+   * does. The run is checked whole before anything is written (a member must not outlive a holder
+   * that was never written).
+   */
+  async appendArchivedRun(chunks: readonly UnnumberedChunk[]): Promise<FrameChunk[]> {
+    this.assertOpen();
+    if (this.window.sinkChunks.length > 0) throw new VigilError('BAD_INPUT', 'archived history can only be imported before the stream\'s first frame');
+    let last = this.lastT ?? -Infinity;
+    for (const c of chunks) {
+      if (c.still === undefined) throw new VigilError('BAD_INPUT', 'an archived import needs its frame\'s still');
+      if (c.tStart < last) throw new VigilError('BAD_INPUT', `frame time ${c.tStart} is before the previous frame (${last})`);
+      last = c.tEnd;
+    }
+    const first = this.nextChunkId;
+    const stills = await packStillGroups(chunks.map((c, i) => ({ chunkId: first + i, still: c.still! })));
+    const out: FrameChunk[] = [];
+    for (let i = 0; i < chunks.length; i++) {
+      const numbered = await this.appendArchived({ ...chunks[i]!, still: stills[i]! });
+      if (numbered.chunkId !== first + i) throw new VigilError('INTERNAL', `archived run: chunk ${numbered.chunkId} where ${first + i} was planned`);
+      out.push(numbered);
+    }
+    return out;
+  }
+
+  /**
    * Frame gating: a frame at stream time tEnd was not encoded (it barely differed from the newest
    * chunk's frame), so the newest chunk's span now reaches to tEnd. The chunk object (window, or
    * held back by a full disk) carries the new span to a commit still to come; a chunk whose row is

@@ -244,6 +244,11 @@ export class StreamSession {
     return this.serialize(() => this.memory.appendArchived(chunk));
   }
 
+  /** addArchivedChunk for consecutive chunks, their stills coded together (StreamMemory.appendArchivedRun). */
+  addArchivedChunks(chunks: readonly UnnumberedChunk[]): Promise<FrameChunk[]> {
+    return this.serialize(() => this.memory.appendArchivedRun(chunks));
+  }
+
   private checkFrameTime(t: number): void {
     if (!Number.isFinite(t) || t < 0) throw new VigilError('BAD_INPUT', `frame time must be a finite number >= 0, got ${t}`);
     const last = this.memory.lastFrameTime;

@@ -10,7 +10,8 @@
  *   (`StreamSession.addEncodedChunk`: window -> store -> index, demotion and retention as live);
  * - needle frames are encoded for real, in the stream, at their time (`StreamSession.addFrame`);
  * - history older than the KV tiers can hold is committed straight into the archive tier
- *   (`StreamSession.addArchivedChunk`, representatives + the frame's WebP still, no KV) when the
+ *   (`StreamSession.addArchivedChunks`, representatives + the frame's still, no KV; runs of stills
+ *   coded together as H.264 still groups, as demotion codes them) when the
  *   engine has it; needles there keep the representatives of their real encode. Without it, history
  *   the budget would delete anyway is not written at all (the first chunk written starts where the
  *   KV tiers' span can reach back, with a margin), so the stream starts later but holds the same.
@@ -28,6 +29,7 @@ import { budgetRetention, streamBudgetPlan } from '../engine/manager/streamBudge
 import type { PreprocessedImage } from '../model/preprocess/imagePreprocessor.js';
 import type { RgbImage } from '../engine/frameGate.js';
 import { encodeStill } from '../engine/stills.js';
+import { STILL_GROUP_FRAMES } from '../engine/stillGroups.js';
 import { preprocessVideoFrame } from '../model/preprocess/imagePreprocessor.js';
 import type { VisionLanguageModel } from '../model/visionLanguageModel.js';
 import { fixedSelection } from '../engine/contextLoader.js';
@@ -315,15 +317,27 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
       ...(tpl.still ? { still: tpl.still } : {}),
     } as UnnumberedChunk;
   };
+  // Archived imports go in runs, their stills coded together as demotion codes them (still groups).
+  const archiveRun: Array<{ chunk: UnnumberedChunk; done: (numbered: FrameChunk) => void }> = [];
+  const flushArchive = async (): Promise<void> => {
+    if (archiveRun.length === 0) return;
+    const run = archiveRun.splice(0);
+    const numbered = await session.addArchivedChunks(run.map((r) => r.chunk));
+    numbered.forEach((x, k) => run[k]!.done(x));
+  };
+  const importArchived = async (chunk: UnnumberedChunk, done: (numbered: FrameChunk) => void): Promise<void> => {
+    archiveRun.push({ chunk, done });
+    build.written.archived++;
+    if (archiveRun.length >= STILL_GROUP_FRAMES) await flushArchive();
+  };
   try {
     for (let i = skipBefore; i < plan.length; i++) {
       const c = plan[i]!;
       const toArchive = archiveAvailable && i < kvFrom;
-      let numbered: FrameChunk;
+      if (!toArchive) await flushArchive();
       if (c.kind === 'needle') {
         if (toArchive) {
-          numbered = await session.addArchivedChunk(asChunk(needleArchive[c.index]!, c, false));
-          build.written.archived++;
+          await importArchived(asChunk(needleArchive[c.index]!, c, false), (x) => (build.needleChunkIds[c.index] ??= x.chunkId));
         } else {
           let image = needleImages.get(c.index);
           if (!image) {
@@ -333,20 +347,20 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
             needleImages.set(c.index, image);
           }
           const s = performance.now();
-          numbered = await session.addFrame(image.pre, c.tStart, wallBase + c.tStart * 1000, image.rgb);
+          const numbered = await session.addFrame(image.pre, c.tStart, wallBase + c.tStart * 1000, image.rgb);
           if (c.tEnd > c.tStart) await session.skipFrame(c.tEnd);
           encodeMs += performance.now() - s;
           build.written.realEncoded++;
           build.written.kv++;
+          build.needleChunkIds[c.index] ??= numbered.chunkId;
         }
-        build.needleChunkIds[c.index] ??= numbered.chunkId;
       } else {
         const tpl = c.kind === 'event' ? events[0]! : templates[c.index % templates.length]!;
         if (toArchive) {
-          const x = await session.addArchivedChunk(asChunk(tpl, c, false));
-          hayOf.set(x.chunkId, tpl);
-          spanOf.set(x.chunkId, { tStart: c.tStart, tEnd: c.tEnd });
-          build.written.archived++;
+          await importArchived(asChunk(tpl, c, false), (x) => {
+            hayOf.set(x.chunkId, tpl);
+            spanOf.set(x.chunkId, { tStart: c.tStart, tEnd: c.tEnd });
+          });
         } else {
           const x = await session.addEncodedChunk(asChunk(tpl, c, true));
           hayOf.set(x.chunkId, tpl);
@@ -357,6 +371,7 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
       // The KV part goes at a stream's pace: a few chunks, then their commit and any demotion they
       // started (a live stream gives demotion 25-50x its own rate); the archive part in big groups.
       if ((toArchive ? (i + 1) % group === 0 : (i + 1) % kvGroup === 0) || i + 1 === plan.length) {
+        await flushArchive();
         await session.flush();
         // A stream's pace: background demotion keeps up with 1 frame/s by 25-50x, index sealing by
         // 170-350x; a fast-forward must not outrun either (appended back to back, archived imports
@@ -366,6 +381,7 @@ export async function buildLongStream(model: VisionLanguageModel, options: LongS
         progress(i + 1 - skipBefore, plan.length - skipBefore, `${options.scene} ${(c.tStart / 86400).toFixed(2)} d`);
       }
     }
+    await flushArchive();
     await session.flush();
     await session.store.demotionIdle();
     await session.index.idle();

@@ -142,17 +142,22 @@ describe('archive tier: needle questions', () => {
     }
   });
 
-  it('history imported straight into the archive (addArchivedChunk), then live frames: the imported needle is answered', async () => {
+  it('history imported straight into the archive (addArchivedChunks: one run, its stills coded as a group), then live frames: the imported needle is answered', async () => {
     const source = await ingest(path.join(scratch, 'source'));
     const target = await StreamSession.open(model, { dir: path.join(scratch, 'imported'), sinkFrames: 1, windowFrames: 4, retention: ROOMY, gate: 'off' });
     try {
       const ids = Array.from({ length: 16 }, (_, i) => i);
       const { chunks } = await source.store.readChunks(ids);
       const { stills } = await source.store.readStills(ids);
-      for (const id of ids) {
-        const c = chunks.get(id)!;
-        await target.addArchivedChunk({ ...c, keys: [], values: [], still: stills.get(id)! });
-      }
+      // A run out of time order is refused whole, before anything is written.
+      const run = ids.map((id) => ({ ...chunks.get(id)!, keys: [], values: [], still: stills.get(id)! }));
+      await assert.rejects(target.addArchivedChunks([run[1]!, run[0]!]), /before the previous frame/);
+      assert.equal(target.store.stats().chunkCount, 0);
+      const numbered = await target.addArchivedChunks(run);
+      assert.deepEqual(numbered.map((c) => c.chunkId), ids);
+      const imported = (await target.store.readStills(ids)).stills;
+      assert.equal(stillKind(imported.get(15)!).kind, 'holder');
+      assert.deepEqual(stillKind(imported.get(NEEDLE_AT)!), { kind: 'member', holder: 15, index: NEEDLE_AT });
       for (let i = 16; i < FRAMES; i++) await target.addFrame(frames[i]!.image, i, 1_700_000_000_000 + i * 1000, frames[i]!.raw);
       await target.flush();
       assert.equal(target.store.stats().chunkCount, FRAMES);

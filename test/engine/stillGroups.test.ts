@@ -76,6 +76,29 @@ test('consecutive stills become H.264 groups of at most STILL_GROUP_FRAMES; ever
   }
 });
 
+test('a frame unlike its neighbours (a needle among flat haystack) decodes as itself, with either ffmpeg', async () => {
+  const flat = (level: number): RgbImage => ({ data: new Uint8Array(SIDE * SIDE * 3).fill(level), width: SIDE, height: SIDE });
+  const red: RgbImage = { data: new Uint8Array(SIDE * SIDE * 3), width: SIDE, height: SIDE };
+  for (let i = 0; i < SIDE * SIDE; i++) red.data.set([250, 0, 0], 3 * i);
+  const frames = Array.from({ length: 10 }, (_, i) => (i === 5 ? red : flat(120 + i)));
+  const webp = await Promise.all(frames.map((f) => encodeStill(f)));
+  const packed = await packStillGroups(webp.map((still, chunkId) => ({ chunkId, still })));
+  const stored = new Map(packed.map((s, i) => [i, s] as const));
+  for (const binary of [undefined, 'system']) {
+    const saved = process.env.VIGIL_FFMPEG;
+    if (binary) process.env.VIGIL_FFMPEG = binary;
+    try {
+      for (const id of [4, 5, 6]) {
+        const { frames: got } = await readArchivedFrames(reader(stored), [id]);
+        assert.ok(meanAbsDiff(got.get(id)!, frames[id]!) < 8, `chunk ${id} (${binary ?? 'default'} ffmpeg): mean |diff| ${meanAbsDiff(got.get(id)!, frames[id]!).toFixed(1)}`);
+      }
+    } finally {
+      if (saved === undefined) delete process.env.VIGIL_FFMPEG;
+      else process.env.VIGIL_FFMPEG = saved;
+    }
+  }
+});
+
 test('a member whose holder is gone fails with the reason; single, odd-sized and already grouped stills are kept as they are', async () => {
   const webp = await Promise.all([0, 1, 2].map((i) => encodeStill(frame(i))));
   const packed = await packStillGroups(webp.map((still, i) => ({ chunkId: i, still })));
