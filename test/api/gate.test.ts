@@ -17,12 +17,14 @@ import { streamDir, streamStoreDir } from '../../src/engine/dataLayout.js';
 import { DEFAULT_GATE } from '../../src/engine/frameGate.js';
 import { assertNoChildrenLeft } from '../fixtures/processes.js';
 import { requireRtsp, type RtspServer, startRtspServer } from '../fixtures/rtspServer.js';
-import { runVigil } from '../helpers/runVigil.js';
+import { runVigilCases } from '../helpers/vigilBatch.js';
 import { AUTH, disposeSharedModel, question, startTestServer, tempDir, type TestServer, waitEnded, waitFor } from './helpers.js';
 
 const CLIP_S = 40;
 
-describe('frame gating in the service', () => {
+// The cases share only the clip and the server (each its own stream ids); the live camera has a
+// server of its own and mostly waits on real time: they run at once.
+describe('frame gating in the service', { concurrency: true }, () => {
   let server: TestServer;
   let clips: string;
   let camera: RtspServer | null = null;
@@ -115,8 +117,10 @@ describe('frame gating in the service', () => {
       [['ask', video, 'q', '--gate', 'off', '--gate-max-hold', '10', '--data', tempDir('vigil-gate-data-')], /--gate-max-hold needs the gate on/],
       [['serve', '--gate', 'sometimes'], /--gate.*expected 'off' or a fraction/],
     ];
-    for (const [args, pattern] of cases) {
-      const run = await runVigil(args);
+    // One real spawn per command (ask, serve); the other cases through the same main() in one process.
+    const runs = await runVigilCases(cases.map(([args]) => args), [0, cases.length - 1]);
+    for (const [i, [args, pattern]] of cases.entries()) {
+      const run = runs[i]!;
       assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
       assert.match(run.stderr, pattern);
     }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { runVigil } from '../helpers/runVigil.js';
+import { runVigilCases } from '../helpers/vigilBatch.js';
 import { startServe } from '../helpers/serveProcess.js';
 import { makeClips, tempDir, waitFor } from './helpers.js';
 
@@ -67,23 +67,33 @@ describe('vigil serve tiers', () => {
 
   it('a bad --kv-share, --keep-full or config tiers is a one-line error (exit 2)', async () => {
     const dir = tempDir();
-    for (const [args, message] of [
+    const flagCases = [
       [['--kv-share', '1.5'], /--kv-share.*from 0 to 1, got '1\.5'/],
       [['--kv-share', 'half'], /--kv-share.*from 0 to 1/],
       [['--keep-full', '-1'], /--keep-full.*seconds >= 0, got '-1'/],
-    ] as const) {
-      const r = await runVigil(['serve', '--no-auth', '--port', '0', '--data', dir, ...args]);
+    ] as const;
+    const configCases = [
+      [`defaults: { tiers: { kvShare: 2 } }\n`, /defaults\.tiers\.kvShare/],
+      [`cameras:\n  - { id: x, source: "rtsp://cam.example.com/s", tiers: { keepFullSec: -3 } }\n`, /cameras\.0\.tiers\.keepFullSec/],
+    ] as const;
+    const configs = configCases.map(([yaml], i) => {
+      const config = path.join(dir, `vigil-${i}.yaml`);
+      fs.writeFileSync(config, `data: ${path.join(dir, 'data')}\nport: 0\n${yaml}`);
+      return config;
+    });
+    // The first case through the binary, the others through the same main() in one process.
+    const runs = await runVigilCases([
+      ...flagCases.map(([args]) => ['serve', '--no-auth', '--port', '0', '--data', dir, ...args]),
+      ...configs.map((config) => ['serve', '--no-auth', '--config', config]),
+    ]);
+    for (const [i, [args, message]] of flagCases.entries()) {
+      const r = runs[i]!;
       assert.notEqual(r.code, 0, args.join(' '));
       assert.match(r.stderr, message, r.stderr);
       assert.doesNotMatch(r.stderr, /\n\s+at /);
     }
-    const config = path.join(dir, 'vigil.yaml');
-    for (const [yaml, message] of [
-      [`defaults: { tiers: { kvShare: 2 } }\n`, /defaults\.tiers\.kvShare/],
-      [`cameras:\n  - { id: x, source: "rtsp://cam.example.com/s", tiers: { keepFullSec: -3 } }\n`, /cameras\.0\.tiers\.keepFullSec/],
-    ] as const) {
-      fs.writeFileSync(config, `data: ${path.join(dir, 'data')}\nport: 0\n${yaml}`);
-      const bad = await runVigil(['serve', '--no-auth', '--config', config]);
+    for (const [i, [, message]] of configCases.entries()) {
+      const bad = runs[flagCases.length + i]!;
       assert.equal(bad.code, 2, bad.stderr);
       assert.match(bad.stderr, message, bad.stderr);
     }

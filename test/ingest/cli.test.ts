@@ -9,6 +9,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../fixtures/ingestClips.js';
+import { runVigilCases } from '../helpers/vigilBatch.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -47,17 +48,20 @@ describe('vigil clip make / vigil source check', () => {
     assert.match(text.stdout, /t= +1\.000 s +80x45/);
   });
 
-  it('bad input: exit code 2 and one line, no stack trace', () => {
+  it('bad input: exit code 2 and one line, no stack trace', async () => {
     const notVideo = path.join(dir, 'notes.mp4');
     fs.writeFileSync(notVideo, 'hello\n');
-    for (const [args, pattern] of [
+    const cases = [
       [['source', 'check', 'ftp://example.com/x.mp4'], /scheme "ftp:" is not allowed/],
       [['source', 'check', notVideo], /not a video/],
       [['source', 'check', path.join(dir, 'missing.mp4')], /not found/],
       [['clip', 'make', '--out', path.join(dir, 'x.mp4'), '--needle', '5:red:teal'], /unknown colour "teal"/],
       [['clip', 'make', '--out', path.join(dir, 'x.mp4'), '--duration', '10', '--needle', '8:red:green'], /past the end/],
-    ] as const) {
-      const r = vigil(...args);
+    ] as const;
+    // One real spawn per command (source, clip); the other cases through the same main() in one process.
+    const runs = await runVigilCases(cases.map(([args]) => [...args]), [0, 3]);
+    for (const [i, [args, pattern]] of cases.entries()) {
+      const r = runs[i]!;
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, pattern);
       assert.doesNotMatch(r.stderr, /\n\s+at /);
