@@ -14,7 +14,6 @@
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -24,6 +23,7 @@ import { ChunkStore } from '../memory/store/index.js';
 import { meanOverTokens } from '../kernels/pool.js';
 import { mulberry32 } from '../kernels/sampling.js';
 import { restoreStream, StreamReplicator } from '../src/cluster/replication.js';
+import { freePort } from '../test/helpers/freePort.js';
 
 const { values } = parseArgs({
   options: {
@@ -52,13 +52,6 @@ function chunk(g: Geometry, id: number, wallTime: number): FrameChunk {
   return { chunkId: id, tStart: id, tEnd: id + 1, wallTime, tokenCount: T, numLayers: L, numKvHeads: H, headDim: D, keys, values: Array.from({ length: L }, fill), representatives: keys.map((k) => meanOverTokens(k, H, T, D)) };
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function mean(xs: number[]): number {
   return xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length;

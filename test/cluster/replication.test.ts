@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect, type JetStreamClient, type NatsConnection, type ObjectStore } from 'nats';
@@ -18,18 +17,12 @@ import { REPLICATION_GAP_REASON, restoreStream, StreamReplicator } from '../../s
 import { manifestObject, parseReplicationManifest, referencedObjects, type ReplicationManifest } from '../../src/cluster/replicationManifest.js';
 import { StreamSession, type StreamSessionOptions } from '../../src/engine/streamSession.js';
 import { disposeNeedleStreamParts, loadNeedleStreamParts, type NeedleStreamParts } from '../helpers/needleStream.js';
+import { freePort } from '../helpers/freePort.js';
 
 const QUESTION = 'What color was the square on the red screen?';
 const NEEDLE_AT = 9;
 const BUCKET = 'vigil-memory-test';
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** A nats-server with JetStream on a loopback port; `start` again after `kill` keeps its store folder. */
 class NatsServer {

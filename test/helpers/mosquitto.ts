@@ -32,17 +32,9 @@ export interface Mosquitto {
   stop(): Promise<void>;
 }
 
-/** A port nothing listens on right now (the OS's pick, released at once). */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, () => resolve());
-  });
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { freePort } from './freePort.js';
+
+export { freePort };
 
 /** Starts mosquitto on 127.0.0.1 and resolves once its port accepts connections. */
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
