@@ -60,7 +60,9 @@ function fill(file: string): number {
   return written;
 }
 
-describe('disk full: ingest pauses and resumes', () => {
+// The three cases share nothing but the clips (each has its own server, camera and filesystem) and
+// mostly wait on real time (a live camera, the fill, the resume): they run at once.
+describe('disk full: ingest pauses and resumes', { concurrency: true }, () => {
   let clipDir: string;
   const clipSeconds = { live: 120, file: 60 };
   const cameras: RtspServer[] = [];
@@ -71,7 +73,8 @@ describe('disk full: ingest pauses and resumes', () => {
   before(async () => {
     clipDir = tempDir('vigil-full-clips-');
     const needles: Needle[] = [{ start: 2, duration: 2, background: 'red', square: 'green' }];
-    for (const [name, durationS] of Object.entries(clipSeconds)) await makeProbeClip({ out: path.join(clipDir, `${name}.mp4`), durationS, width: 160, height: 90, needles });
+    // Two ffmpeg encodes, at once.
+    await Promise.all(Object.entries(clipSeconds).map(([name, durationS]) => makeProbeClip({ out: path.join(clipDir, `${name}.mp4`), durationS, width: 160, height: 90, needles })));
   });
   after(async () => {
     try {
