@@ -25,8 +25,8 @@ let clip: ProbeClip;
 const servers: RtspServer[] = [];
 
 before(async () => {
-  // 40 s, needles early so the real-time stream reaches them quickly.
-  clip = await cachedProbeClip({ durationS: 40, width: 320, height: 180, fps: 10, gopS: 1, needles: ['2:red:green:2', '5.5:blue:yellow:1.5'].map(parseNeedle) });
+  // 20 s (no test reads more than 6 s of it), needles early so the real-time stream reaches them quickly.
+  clip = await cachedProbeClip({ durationS: 20, width: 320, height: 180, fps: 10, gopS: 1, needles: ['1:red:green:1.5', '3.5:blue:yellow:1.5'].map(parseNeedle) });
 });
 
 after(async () => {
@@ -37,6 +37,16 @@ after(async () => {
 async function server(python: string, options: Parameters<typeof startRtspServer>[1] = {}): Promise<RtspServer> {
   const s = await startRtspServer(python, { file: clip.clip, ...options });
   servers.push(s);
+  return s;
+}
+
+// One server for the tests that only read from it, one with credentials: each RTSP session plays
+// the clip from its start (the server's media is not shared between sessions).
+const sharedServers = new Map<string, Promise<RtspServer>>();
+function sharedServer(python: string, options: { user?: string; password?: string } = {}): Promise<RtspServer> {
+  const key = JSON.stringify(options);
+  let s = sharedServers.get(key);
+  if (!s) sharedServers.set(key, (s = server(python, options)));
   return s;
 }
 
@@ -63,9 +73,10 @@ describe('RTSP ingest from a real server', () => {
   it('over TCP: sampled timestamps match the needle times within one sample period', async (t) => {
     const python = requireRtsp(t);
     if (!python) return;
-    const s = await server(python);
+    const s = await sharedServer(python);
     const source = await openSource(s.url, { fps: 2, decode: 'all' });
-    const frames = await readUntil(source, (f) => (f.at(-1)?.t ?? 0) >= 7.5, 40_000);
+    // Half a second past the last needle's end.
+    const frames = await readUntil(source, (f) => (f.at(-1)?.t ?? 0) >= Math.max(...clip.truth.needles.map((n) => n.end)) + 0.5, 40_000);
     const stats = source.stats();
     await source.dispose();
     assert.equal(stats.kind, 'rtsp');
@@ -87,7 +98,7 @@ describe('RTSP ingest from a real server', () => {
     it(`over UDP and TCP with ffmpeg ${binary.version.text} (${binary.origin})`, async (t) => {
       const python = requireRtsp(t);
       if (!python) return;
-      const s = await server(python);
+      const s = await sharedServer(python);
       for (const transport of ['udp', 'tcp'] as const) {
         const report = await checkSource(s.url, { ffmpeg: binary, rtspTransport: transport, frames: 3, fps: 2, decode: 'all', timeoutS: 30 });
         // The first frame of an RTSP session can carry an estimated pts (its packet has none), so
@@ -103,7 +114,7 @@ describe('RTSP ingest from a real server', () => {
   it('keyframe-only decoding on a live stream when the keyframe interval allows it', async (t) => {
     const python = requireRtsp(t);
     if (!python) return;
-    const s = await server(python);
+    const s = await sharedServer(python);
     const report = await checkSource(s.url, { frames: 3, fps: 1, timeoutS: 30 });
     assert.equal(report.decodeMode, 'keyframes');
     assert.ok(report.keyframeIntervalS !== null && report.keyframeIntervalS <= 1.01);
@@ -157,13 +168,21 @@ describe('RTSP ingest from a real server', () => {
     if (!python) return;
     const port = await closedPort();
     const source = await openSource(`rtsp://127.0.0.1:${port}/stream`, { fps: 1, decode: 'all', socketTimeoutS: 2, backoff: { initialMs: 200, maxMs: 800, jitter: 0 } });
-    await source.waitFor(['backing-off'], 10_000);
-    await new Promise((r) => setTimeout(r, 1000));
-    assert.ok(source.stats().consecutiveFailures >= 2);
-    await server(python, { port });
-    const frames = await readUntil(source, (f) => f.length >= 2, 30_000);
-    const stats = source.stats();
-    await source.dispose();
+    let frames: Frame[];
+    let stats: ReturnType<VideoSource['stats']>;
+    try {
+      await source.waitFor(['backing-off'], 10_000);
+      // Polled rather than slept on (a retry on a loaded machine can take longer than a fixed wait).
+      const deadline = Date.now() + 10_000;
+      while (source.stats().consecutiveFailures < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(source.stats().consecutiveFailures >= 2, `retried while down: ${JSON.stringify(source.stats())}`);
+      await server(python, { port });
+      frames = await readUntil(source, (f) => f.length >= 2, 30_000);
+      stats = source.stats();
+    } finally {
+      // Also on a failure: a source left retrying would keep this test file from ever ending.
+      await source.dispose();
+    }
     assert.equal(frames[0]!.t, 0);
     assert.ok(frames[1]!.t > 0 && frames[1]!.t <= 1 + 1e-6);
     assert.equal(stats.consecutiveFailures, 0, 'backoff reset by the first frame');
@@ -176,7 +195,7 @@ describe('RTSP ingest from a real server', () => {
     it(`wrong credentials and a wrong path give clear errors (ffmpeg ${binary.version.text})`, async (t) => {
       const python = requireRtsp(t);
       if (!python) return;
-      const s = await server(python, { user: 'admin', password: 'right' });
+      const s = await sharedServer(python, { user: 'admin', password: 'right' });
       const url = new URL(s.url);
       const check = (u: string) => checkSource(u, { ffmpeg: binary, frames: 1, socketTimeoutS: 3, timeoutS: 15, decode: 'all' });
       await assert.rejects(check(url.href), (e: unknown) => isVigilError(e) && e.code === 'SOURCE_AUTH' && /401/.test(e.message));
