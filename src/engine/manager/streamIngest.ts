@@ -376,11 +376,7 @@ export class StreamIngest {
     const stats = source.stats();
     if (stats.state === 'failed' && this.framesEncoded === 0 && startAtS !== undefined && nothingLeft(source, startAtS, fps)) return 'ended';
     if (stats.state === 'failed') throw new VigilError((stats.lastError?.code as never) ?? 'SOURCE_FAILED', stats.lastError?.message ?? 'the source failed');
-    if (stats.endReason === 'stopped') return 'stopped';
-    // 'ended' means all of it is stored: the last frames' commits are awaited (a status read right
-    // after sees every chunk counted once, in the store and in the horizon alike).
-    await session.flush();
-    return 'ended';
+    return stats.endReason === 'stopped' ? 'stopped' : 'ended';
   }
 }
 
