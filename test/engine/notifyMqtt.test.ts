@@ -11,7 +11,6 @@
  * plays the refused broker.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -22,6 +21,7 @@ import { isVigilError } from '../../common/errors.js';
 import { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import { type Alert, Notifier, type NotifierOptions, type StreamStateView, checkMqttAddress } from '../../src/engine/notify/notifier.js';
 import { listenLoopback } from '../helpers/loopbackServer.js';
+import { spawnTsxScript } from '../helpers/tsxChild.js';
 import { MOSQUITTO_MISSING, freePort, startMosquitto, subscribe } from '../helpers/mosquitto.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -138,14 +138,9 @@ const timer = setInterval(() => { if (n.status().mqtt[0].connected) { process.st
 setInterval(() => {}, 1000);
 `,
     );
-    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+    const { child, stdout, stderr, exited } = spawnTsxScript(script, ROOT);
     try {
-      await waitFor(`the child to connect (stderr: ${err})`, () => out.includes('connected') && sub.messages.at(-1)?.payload === 'online', 20_000);
+      await waitFor(`the child to connect (stderr: ${stderr()})`, () => stdout().includes('connected') && sub.messages.at(-1)?.payload === 'online', 20_000);
       child.kill('SIGKILL');
       assert.equal(await exited, 'SIGKILL');
       const will = await waitFor('the Last Will', () => (sub.messages.at(-1)?.payload === 'offline' ? sub.messages.at(-1) : undefined));

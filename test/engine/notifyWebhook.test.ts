@@ -9,7 +9,7 @@
  * test/api/outboundPolicy.test.ts does); 127.0.0.1 stays refused and plays the victim.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -25,6 +25,7 @@ import { parseRetryAfter } from '../../src/engine/notify/webhook.js';
 import { OUTBOX_FILE, Outbox } from '../../src/engine/notify/outbox.js';
 import type { Alert as WatchAlert } from '../../src/engine/watches/types.js';
 import { listenLoopback } from '../helpers/loopbackServer.js';
+import { spawnTsxScript } from '../helpers/tsxChild.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SECRET = 'whsec-0123456789-do-not-log';
@@ -396,14 +397,9 @@ process.stdout.write('queued\\n');
 setInterval(() => {}, 1000);
 `,
     );
-    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+    const { child, stdout, stderr, exited } = spawnTsxScript(script, ROOT);
     try {
-      await waitFor(`the child to enqueue (stderr: ${err})`, () => out.includes('queued') && rx.requests.length === 1, 20_000);
+      await waitFor(`the child to enqueue (stderr: ${stderr()})`, () => stdout().includes('queued') && rx.requests.length === 1, 20_000);
     } catch (error) {
       child.kill('SIGKILL');
       throw error;

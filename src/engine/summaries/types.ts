@@ -5,7 +5,7 @@
  * generated; the evidence is the chunks that answer used.
  */
 import type { MemoryCoverage } from '../memoryHorizon.js';
-import type { TimelineGap } from '../manager/types.js';
+import type { GapEvidence, TimelineGap } from '../manager/types.js';
 
 /** Events per summary when the caller does not say, and at most. */
 export const DEFAULT_MAX_EVENTS = 8;
@@ -62,10 +62,8 @@ export interface SummaryEvent {
   evidence: SummaryEvidence[];
 }
 
-/** An outage inside the range, listed among the events in time order. */
-export interface SummaryGapEntry {
-  gap: TimelineGap;
-}
+/** An outage inside the range, listed among the events in time order (the same entry answers' evidence uses). */
+export type SummaryGapEntry = GapEvidence;
 
 export type SummaryEntry = SummaryEvent | SummaryGapEntry;
 
