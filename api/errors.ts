@@ -42,6 +42,7 @@ export const STATUS_BY_CODE: Readonly<Record<VigilErrorCode, number>> = {
   // Server faults.
   INTERNAL: 500,
   DISPOSED: 503,
+  CLUSTER_UNAVAILABLE: 503,
   STORE_CLOSED: 503,
   STORE_LOCKED: 503,
   DISK_FULL: 507,

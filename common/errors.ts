@@ -22,6 +22,7 @@ export type VigilErrorCode =
   // ingest/: sources that cannot be read, reached or decoded (docs/ingest.md lists which input gives which).
   | 'NOT_A_VIDEO' | 'CORRUPT_VIDEO' | 'UNSUPPORTED_CODEC' | 'SOURCE_UNREACHABLE' | 'SOURCE_AUTH' | 'SOURCE_NOT_FOUND' | 'SOURCE_TIMEOUT' | 'SOURCE_SCHEME' | 'SOURCE_STALLED' | 'SOURCE_FAILED' | 'FFMPEG_MISSING'
   | 'STREAM_NOT_FOUND' | 'STREAM_EXISTS' | 'STREAM_UNAVAILABLE' | 'SOURCE_FORBIDDEN' | 'OVERLOADED' | 'CANCELLED' // engine/manager: the multi-stream service.
+  | 'CLUSTER_UNAVAILABLE' // cluster/: NATS out of reach, the node not joined yet, or a stream between owners (retry).
   // Server faults, never the caller's: a broken invariant (a bug), and use of an object after dispose().
   | 'INTERNAL'
   | 'DISPOSED';
@@ -32,6 +33,7 @@ export const VIGIL_ERROR_CODES = [
   'STORE_CORRUPT', 'STORE_IO', 'STORE_CLOSED', 'STORE_LOCKED', 'DISK_FULL', 'INDEX_CORRUPT',
   'NOT_A_VIDEO', 'CORRUPT_VIDEO', 'UNSUPPORTED_CODEC', 'SOURCE_UNREACHABLE', 'SOURCE_AUTH', 'SOURCE_NOT_FOUND', 'SOURCE_TIMEOUT', 'SOURCE_SCHEME', 'SOURCE_STALLED', 'SOURCE_FAILED', 'FFMPEG_MISSING',
   'STREAM_NOT_FOUND', 'STREAM_EXISTS', 'STREAM_UNAVAILABLE', 'SOURCE_FORBIDDEN', 'OVERLOADED', 'CANCELLED',
+  'CLUSTER_UNAVAILABLE',
   'INTERNAL', 'DISPOSED',
 ] as const satisfies readonly VigilErrorCode[];
 // The list above names every code: a code added to the union but not to the list fails to compile here.

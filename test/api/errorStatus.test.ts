@@ -37,6 +37,7 @@ function fault(code: VigilErrorCode): 'caller' | 'server' {
       return 'caller';
     case 'INTERNAL':
     case 'DISPOSED':
+    case 'CLUSTER_UNAVAILABLE':
     case 'STORE_CLOSED':
     case 'STORE_LOCKED':
     case 'DISK_FULL':
