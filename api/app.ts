@@ -2,8 +2,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type Express, type RequestHandler } from 'express';
 import type { Registry } from 'prom-client';
+import type { ClusterRouting } from '../src/cluster/streamRoutes.js';
 import type { StreamManager } from '../src/engine/streamManager.js';
 import { type AuthConfig, bearerAuth } from './auth.js';
+import { clusterProxy } from './clusterProxy.js';
 import { ServiceContext } from './context.js';
 import { errorHandler, notFound } from './errors.js';
 import { createMetrics } from './metrics.js';
@@ -30,6 +32,8 @@ export interface AppOptions {
   requestLog?: boolean;
   /** Comment line interval of the alert event stream (`GET /v1/alerts/events`), ms. Default 15 s. */
   alertHeartbeatMs?: number;
+  /** Cluster mode: stream-bound calls are forwarded to the stream's owner node (api/clusterProxy.ts). */
+  cluster?: ClusterRouting;
 }
 
 export interface VigilApp {
@@ -71,6 +75,7 @@ export function createApp(options: AppOptions): VigilApp {
 
   const v1 = express.Router();
   v1.use(auth);
+  if (options.cluster) v1.use(clusterProxy(options.cluster, { log, maxBodyBytes }));
   v1.use('/streams', streamRoutes(ctx, { maxBodyBytes, maxUploadBytes }));
   v1.use(questionRoutes(ctx, maxBodyBytes));
   v1.use(chatRoutes(ctx, maxBodyBytes));

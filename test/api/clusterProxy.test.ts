@@ -6,6 +6,8 @@
  * input is a static ClusterRouting table, which is what a node gets from NATS (leases and the node
  * registry); here it is fixed so each routing decision is known. Real HTTP on loopback throughout,
  * through the real OutboundPolicy. Also prints the latency a forwarded GET adds over a direct one.
+ * Last, a real Vigil server (probe-random-tiny) in cluster mode (AppOptions.cluster): its own routes
+ * behind the proxy, with n2 as its peer and owner.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -19,6 +21,7 @@ import { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import { type ClusterRouting, FORWARDED_HEADER, type StreamRoute } from '../../src/cluster/streamRoutes.js';
 import { freePort } from '../helpers/freePort.js';
 import { listenLoopback } from '../helpers/loopbackServer.js';
+import { AUTH, disposeSharedModel, startTestServer, type TestServer } from './helpers.js';
 
 const TOKEN = 'Bearer proxy-test-secret-0123456789abcdef';
 /** Loopback nodes: allowed by name (allowNetworks), as an operator allows a cluster's network. */
@@ -451,5 +454,38 @@ describe('cluster routing: stream-bound calls go to the owner node', () => {
     const lines = [...n1.logs, ...n2.logs, ...strict.logs];
     assert.ok(lines.some((l) => l.includes('node n9')), 'the failures were logged');
     for (const line of lines) assert.ok(!line.includes('proxy-test-secret'), line);
+  });
+});
+
+describe('a Vigil server in cluster mode (createApp with cluster routing)', () => {
+  let owner: TestNode;
+  let vigil: TestServer;
+  before(async () => {
+    owner = await startNode('n2', { streams: ['cam-b'] });
+    const onOwner: StreamRoute = { kind: 'remote', nodeId: 'n2', url: owner.url };
+    vigil = await startTestServer({ server: { cluster: new StaticRouting('n1', { 'cam-b': onOwner }, [{ nodeId: 'n2', url: owner.url }], { kind: 'local' }, LOOPBACK) } });
+  });
+  after(async () => {
+    await vigil?.close();
+    await owner?.close();
+    await disposeSharedModel();
+  });
+
+  it("its own routes answer behind the proxy: merged listing, chat by model, the chat body still parsed for a local stream, uploads refused", async () => {
+    const headers = { authorization: AUTH.Authorization, 'content-type': 'application/json' };
+    const streams = await fetch(`${vigil.url}/v1/streams`, { headers });
+    assert.deepEqual(((await streams.json()) as { streams: Array<{ id: string }> }).streams.map((s) => s.id), ['cam-b']);
+    const chat = (model: string) => fetch(`${vigil.url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model, messages: [{ role: 'user', content: 'what color?' }] }) });
+    const remote = await chat('cam-b');
+    assert.equal(remote.headers.get('x-vigil-node'), 'n2');
+    assert.equal(((await remote.json()) as { node: string }).node, 'n2');
+    // Vigil's chat route read the model from the body the proxy parsed (else: 400, no messages).
+    const local = await chat('not-here');
+    assert.equal(local.status, 404);
+    assert.equal(((await local.json()) as { error: { code: string } }).error.code, 'STREAM_NOT_FOUND');
+    const form = new FormData();
+    form.set('file', new Blob([Buffer.from('not a video')]), 'a.mp4');
+    const upload = await fetch(`${vigil.url}/v1/streams`, { method: 'POST', headers: { authorization: AUTH.Authorization }, body: form });
+    assert.equal(upload.status, 400);
   });
 });
