@@ -15,15 +15,16 @@ import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import express from 'express';
 import sharp from 'sharp';
+import { createApp } from '../../api/app.js';
 import { clusterProxy, type ClusterProxy } from '../../api/clusterProxy.js';
 import { errorHandler, notFound } from '../../api/errors.js';
 import { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import { type ClusterRouting, FORWARDED_HEADER, type StreamRoute } from '../../src/cluster/streamRoutes.js';
 import { freePort } from '../helpers/freePort.js';
 import { listenLoopback } from '../helpers/loopbackServer.js';
-import { AUTH, disposeSharedModel, startTestServer, type TestServer } from './helpers.js';
+import { AUTH, disposeSharedModel, startTestServer, type TestServer, TOKEN } from './helpers.js';
 
-const TOKEN = 'Bearer proxy-test-secret-0123456789abcdef';
+const CLIENT_AUTH = 'Bearer proxy-test-secret-0123456789abcdef';
 /** Loopback nodes: allowed by name (allowNetworks), as an operator allows a cluster's network. */
 const LOOPBACK = new OutboundPolicy({ allowNetworks: ['127.0.0.1/32'] });
 
@@ -170,7 +171,7 @@ const keepAlive = new http.Agent({ keepAlive: true });
 /** One HTTP call; `chunks` are written one by one (chunked transfer, no content-length). */
 function call(url: string, options: { method?: string; headers?: Record<string, string>; body?: Buffer | string; chunks?: Buffer[] } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: options.method ?? 'GET', headers: { authorization: TOKEN, ...options.headers }, agent: keepAlive }, (res) => {
+    const req = http.request(url, { method: options.method ?? 'GET', headers: { authorization: CLIENT_AUTH, ...options.headers }, agent: keepAlive }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('error', reject);
@@ -243,7 +244,7 @@ describe('cluster routing: stream-bound calls go to the owner node', () => {
     const res = await call(`${n1.url}/v1/streams/cam-b`);
     assert.equal(res.status, 200);
     assert.equal(res.headers['x-vigil-node'], 'n2');
-    assert.deepEqual(res.json(), { id: 'cam-b', node: 'n2', forwardedBy: 'n1', authorization: TOKEN });
+    assert.deepEqual(res.json(), { id: 'cam-b', node: 'n2', forwardedBy: 'n1', authorization: CLIENT_AUTH });
     // A percent-encoded id is routed by its decoded value and forwarded as sent.
     const odd = await call(`${n1.url}/v1/streams/odd%20id`);
     assert.equal(odd.json().node, 'n2');
@@ -264,7 +265,7 @@ describe('cluster routing: stream-bound calls go to the owner node', () => {
   it('a forwarded POST body arrives byte-identical (chunked upload included)', async () => {
     const body = randomBytes(300_000);
     const sized = await call(`${n1.url}/v1/streams/cam-b/questions`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
-    assert.deepEqual(sized.json(), { sha256: sha(body), bytes: body.length, node: 'n2', forwardedBy: 'n1', authorization: TOKEN });
+    assert.deepEqual(sized.json(), { sha256: sha(body), bytes: body.length, node: 'n2', forwardedBy: 'n1', authorization: CLIENT_AUTH });
     const chunked = await call(`${n1.url}/v1/streams/cam-b/questions`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, chunks: [body.subarray(0, 1000), body.subarray(1000, 200_000), body.subarray(200_000)] });
     assert.equal(chunked.json().sha256, sha(body));
   });
@@ -273,7 +274,7 @@ describe('cluster routing: stream-bound calls go to the owner node', () => {
     const text = '{ "model" : "cam-b",\n  "messages": [{"role": "user", "content": "what color?  "}] }';
     const remote = await call(`${n1.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: text });
     assert.equal(remote.headers['x-vigil-node'], 'n2');
-    assert.deepEqual(remote.json(), { model: 'cam-b', sha256: sha(text), node: 'n2', forwardedBy: 'n1', authorization: TOKEN });
+    assert.deepEqual(remote.json(), { model: 'cam-b', sha256: sha(text), node: 'n2', forwardedBy: 'n1', authorization: CLIENT_AUTH });
     // Local: the route's own body parser finds the body already read and uses the parsed one.
     const local = await call(`${n1.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: text.replace('cam-b', 'cam-a') });
     assert.equal(local.status, 200);
@@ -290,7 +291,7 @@ describe('cluster routing: stream-bound calls go to the owner node', () => {
     const got: Array<{ i: number; node: string }> = [];
     const headers = await withTimeout(
       new Promise<http.IncomingHttpHeaders>((resolve, reject) => {
-        const req = http.request(`${n1.url}/v1/streams/cam-b/summaries`, { method: 'POST', headers: { authorization: TOKEN, accept: 'text/event-stream' } }, (res) => {
+        const req = http.request(`${n1.url}/v1/streams/cam-b/summaries`, { method: 'POST', headers: { authorization: CLIENT_AUTH, accept: 'text/event-stream' } }, (res) => {
           let text = '';
           res.setEncoding('utf8');
           res.on('data', (piece: string) => {
@@ -330,7 +331,7 @@ describe('cluster routing: stream-bound calls go to the owner node', () => {
   it('a client that leaves aborts the call to the owner', async () => {
     const cut = new Promise<void>((resolve) => n2.probe.cutShort.set('slow', resolve));
     await new Promise<void>((resolve, reject) => {
-      const req = http.get(`${n1.url}/v1/streams/cam-b/timeline`, { headers: { authorization: TOKEN } }, (res) => {
+      const req = http.get(`${n1.url}/v1/streams/cam-b/timeline`, { headers: { authorization: CLIENT_AUTH } }, (res) => {
         res.once('data', () => {
           req.destroy();
           resolve();
@@ -344,7 +345,7 @@ describe('cluster routing: stream-bound calls go to the owner node', () => {
   it('loop guard: a forwarded call is answered where it lands, never forwarded again', async () => {
     // n1 sends 'loop' to n2, whose table sends it back to n1: n2 answers it itself.
     const res = await call(`${n1.url}/v1/streams/loop`);
-    assert.deepEqual(res.json(), { id: 'loop', node: 'n2', forwardedBy: 'n1', authorization: TOKEN });
+    assert.deepEqual(res.json(), { id: 'loop', node: 'n2', forwardedBy: 'n1', authorization: CLIENT_AUTH });
     // A call carrying the header is answered locally even for a stream owned elsewhere.
     const here = await call(`${n1.url}/v1/streams/cam-b`, { headers: { [FORWARDED_HEADER]: 'n7' } });
     assert.equal(here.json().node, 'n1');
@@ -423,7 +424,7 @@ describe('cluster routing: stream-bound calls go to the owner node', () => {
     assert.equal(created.json().node, 'n2');
     const form = new FormData();
     form.set('file', new Blob([Buffer.from('not a video')]), 'a.mp4');
-    const upload = await fetch(`${n1.url}/v1/streams`, { method: 'POST', headers: { authorization: TOKEN }, body: form });
+    const upload = await fetch(`${n1.url}/v1/streams`, { method: 'POST', headers: { authorization: CLIENT_AUTH }, body: form });
     assert.equal(upload.status, 400);
     const error = ((await upload.json()) as { error: { code: string; message: string } }).error;
     assert.equal(error.code, 'BAD_INPUT');
@@ -459,14 +460,20 @@ describe('cluster routing: stream-bound calls go to the owner node', () => {
 
 describe('a Vigil server in cluster mode (createApp with cluster routing)', () => {
   let owner: TestNode;
-  let vigil: TestServer;
+  let server: TestServer;
+  let vigil: { url: string; close(): Promise<void> };
   before(async () => {
     owner = await startNode('n2', { streams: ['cam-b'] });
     const onOwner: StreamRoute = { kind: 'remote', nodeId: 'n2', url: owner.url };
-    vigil = await startTestServer({ server: { cluster: new StaticRouting('n1', { 'cam-b': onOwner }, [{ nodeId: 'n2', url: owner.url }], { kind: 'local' }, LOOPBACK) } });
+    // A test server's stream manager, served by an app built with the routing (what `vigil serve --cluster` does with its node).
+    server = await startTestServer();
+    const { app } = createApp({ manager: server.ready, auth: { tokens: [TOKEN] }, cluster: new StaticRouting('n1', { 'cam-b': onOwner }, [{ nodeId: 'n2', url: owner.url }], { kind: 'local' }, LOOPBACK) });
+    const listening = await listenLoopback(http.createServer(app), '127.0.0.1');
+    vigil = { url: `http://127.0.0.1:${listening.port}`, close: listening.close };
   });
   after(async () => {
     await vigil?.close();
+    await server?.close();
     await owner?.close();
     await disposeSharedModel();
   });
