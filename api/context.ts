@@ -1,3 +1,4 @@
+import type { ClusterStreams } from '../src/cluster/streamRoutes.js';
 import type { StreamManager } from '../src/engine/streamManager.js';
 import { publicMessage } from '../src/engine/manager/publicMessage.js';
 import { ApiError } from './errors.js';
@@ -14,6 +15,8 @@ export class ServiceContext {
   constructor(
     manager: StreamManager | Promise<StreamManager>,
     readonly log: (line: string) => void,
+    /** Cluster mode (`vigil serve --cluster`): stream creation, deletion, stop/start and watch changes go through the node. */
+    readonly cluster: ClusterStreams | null = null,
   ) {
     this.ready = Promise.resolve(manager).then(
       (m) => {

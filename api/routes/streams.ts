@@ -27,6 +27,7 @@ export function streamRoutes(ctx: ServiceContext, options: StreamRouteOptions): 
     if (req.is('multipart/form-data')) {
       const file = req.file;
       try {
+        if (ctx.cluster) throw new ApiError(400, 'BAD_INPUT', "uploads are not supported in cluster mode (a node's uploaded file would not survive a failover): give a source URL");
         if (!file) throw new ApiError(400, 'BAD_INPUT', 'the upload has no file: send the video in the multipart field "file"');
         const fields = parseInput(UploadFields, { ...(req.body as object) }, 'upload fields');
         status = await manager.create({ ...fields, upload: { file: file.path, name: file.originalname } });
@@ -35,7 +36,7 @@ export function streamRoutes(ctx: ServiceContext, options: StreamRouteOptions): 
       }
     } else {
       const body = parseInput(CreateStreamBody, req.body, 'body');
-      status = await manager.create(body);
+      status = ctx.cluster ? await ctx.cluster.createStream(body) : await manager.create(body);
     }
     res.status(201).location(`/v1/streams/${status.id}`).json(status);
   });
@@ -49,16 +50,20 @@ export function streamRoutes(ctx: ServiceContext, options: StreamRouteOptions): 
   });
 
   router.post('/:id/stop', async (req, res) => {
-    res.json(await ctx.manager().stop(req.params.id));
+    const manager = ctx.manager();
+    res.json(ctx.cluster ? await ctx.cluster.setStopped(req.params.id, true) : await manager.stop(req.params.id));
   });
 
   router.post('/:id/start', async (req, res) => {
-    res.json(await ctx.manager().start(req.params.id));
+    const manager = ctx.manager();
+    res.json(ctx.cluster ? await ctx.cluster.setStopped(req.params.id, false) : await manager.start(req.params.id));
   });
 
   router.delete('/:id', async (req, res) => {
     const { purge } = parseInput(DeleteQuery, req.query, 'query');
-    await ctx.manager().remove(req.params.id, { purge });
+    const manager = ctx.manager();
+    if (ctx.cluster) await ctx.cluster.removeStream(req.params.id, { purge });
+    else await manager.remove(req.params.id, { purge });
     res.status(204).end();
   });
 

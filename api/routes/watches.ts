@@ -29,6 +29,7 @@ export function watchRoutes(ctx: ServiceContext, options: WatchRouteOptions): Ro
     // kind 'health' is a health watch (no model); anything else a question watch.
     const body = (raw as { kind?: unknown }).kind === 'health' ? parseInput(CreateHealthWatchBody, raw, 'body') : parseInput(CreateWatchBody, raw, 'body');
     const watch = await manager.addWatch(req.params.id, body);
+    await ctx.cluster?.watchesChanged(req.params.id);
     res.status(201).location(`/v1/streams/${encodeURIComponent(watch.stream)}/watches/${encodeURIComponent(watch.id)}`).json(watch);
   });
 
@@ -43,9 +44,10 @@ export function watchRoutes(ctx: ServiceContext, options: WatchRouteOptions): Ro
     res.json(watch);
   });
 
-  router.delete('/streams/:id/watches/:watchId', (req, res) => {
+  router.delete('/streams/:id/watches/:watchId', async (req, res) => {
     const { id, watchId } = req.params;
     if (!ctx.manager().removeWatch(id, watchId)) throw noWatch(id, watchId);
+    await ctx.cluster?.watchesChanged(id);
     res.status(204).end();
   });
 

@@ -19,6 +19,8 @@ const stateSchema = z
     id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/),
     settings: z.record(z.string(), z.unknown()),
     watches: z.array(z.object({ id: z.string().min(1) }).catchall(z.unknown())),
+    /** Stopped by a caller (POST /v1/streams/{id}/stop): its owner keeps the memory answerable but ingests nothing. */
+    stopped: z.boolean().optional(),
     /** Epoch ms of the write (the writer's clock; informational). */
     updatedAt: z.number(),
   })
@@ -41,6 +43,11 @@ export interface DesiredChange {
 
 export function desiredKey(streamId: string): string {
   return `stream.${streamId}`;
+}
+
+/** A drain request (`vigil cluster drain NODE`) lives beside the streams' desired state. */
+export function drainKey(nodeId: string): string {
+  return `drain.${nodeId}`;
 }
 
 export class DesiredState {
@@ -115,6 +122,26 @@ export class DesiredState {
     })();
     loop.catch((error: unknown) => this.log(`desired state: the watch ended: ${(error as Error).message}`));
     return () => iter.stop();
+  }
+
+  /** Asks node `nodeId` to hand its streams over and take no new ones (`vigil cluster drain`); kept until undone. */
+  async requestDrain(nodeId: string): Promise<void> {
+    await this.kv.put(drainKey(nodeId), encodeJson({ nodeId, requestedAt: Date.now() }));
+  }
+
+  /** Undoes a drain request: the node takes streams again (those it handed over stay where they went). */
+  async cancelDrain(nodeId: string): Promise<void> {
+    await this.kv.delete(drainKey(nodeId));
+  }
+
+  /** Nodes asked to drain. */
+  async draining(): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const key of await listKeys(this.buckets.jsm, BUCKETS.desired, 'drain.')) {
+      const entry = await this.kv.get(key);
+      if (entry && entry.operation === 'PUT') out.add(key.slice('drain.'.length));
+    }
+    return out;
   }
 
   private parse(entry: KvEntry): StreamDesired | null {

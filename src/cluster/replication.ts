@@ -57,6 +57,12 @@ export interface StreamReplicatorOptions {
   retryMs?: { initial?: number; max?: number };
   /** A failed snapshot, for the owner's log (the replicator keeps going). */
   onError?: (error: Error) => void;
+  /**
+   * Called before each snapshot's manifest is written (the commit point of a snapshot): throws when
+   * this node may no longer write the stream (a cluster node's lease fence), so an owner that lost
+   * its lease never replaces the new owner's snapshot. Default: none.
+   */
+  beforeCommit?: () => Promise<void>;
 }
 
 export interface ReplicationStatus {
@@ -330,6 +336,7 @@ export class StreamReplicator {
       recoveryPoint: snapshot.recoveryPoint,
       files,
     };
+    await this.options.beforeCommit?.();
     await bucket.putBlob({ name: manifestObject(streamId) }, Buffer.from(JSON.stringify(manifest)));
     this.previous = this.current;
     this.current = manifest;

@@ -8,7 +8,7 @@
 // - the saved retrieval index (index/, replaced whole by each save: copied, then checked that no
 //   save swapped it meanwhile) and the sealed blocks it lists (immutable files in index-blocks/).
 import fs from 'node:fs';
-import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { streamIndexBlocksDir, streamIndexDir, streamStoreDir } from '../engine/dataLayout.js';
@@ -97,6 +97,7 @@ export async function captureSnapshot(db: Database.Database, streamDir: string, 
       copy.close();
     }
     const indexFiles = await copyIndex(streamDir, path.join(scratch, 'index'));
+    indexFiles.push(...(await copyWatches(streamDir, path.join(scratch, 'watches'))));
     return { takenAt, storeCreated, recoveryPoint, manifestCopy, segments, indexFiles, scratch };
   } catch (error) {
     await rm(scratch, { recursive: true, force: true });
@@ -106,6 +107,26 @@ export async function captureSnapshot(db: Database.Database, streamDir: string, 
 
 export async function disposeSnapshot(snapshot: LocalSnapshot): Promise<void> {
   await rm(snapshot.scratch, { recursive: true, force: true });
+}
+
+/**
+ * The stream's watches and their alert history (watches/: small files rewritten whole or appended
+ * to), copied so that a new owner keeps the watches' ids and alerts. At most a few MB (the alert
+ * history is bounded); a file that vanishes meanwhile is left out.
+ */
+async function copyWatches(streamDir: string, dest: string): Promise<WholeFile[]> {
+  const dir = path.join(streamDir, 'watches');
+  const files: WholeFile[] = [];
+  for (const name of ['watches.json', 'alerts.ndjson']) {
+    try {
+      await mkdir(dest, { recursive: true });
+      await copyFile(path.join(dir, name), path.join(dest, name));
+      files.push({ path: `watches/${name}`, source: path.join(dest, name), immutable: false });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+  return files;
 }
 
 /** What identifies one saved index: the folder (a save renames a new one in) and its meta file. */

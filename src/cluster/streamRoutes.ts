@@ -2,6 +2,8 @@
 // interface the API's forwarding middleware (api/clusterProxy.ts) asks, implemented by the node's
 // control loop (clusterNode.ts) from the leases and the node registry.
 import type { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
+import type { CreateStreamRequest, StreamStatus } from '../engine/streamManager.js';
+import type { ClusterStatus } from './clusterStatus.js';
 
 /** Where a stream-bound API call is served. */
 export type StreamRoute =
@@ -25,3 +27,15 @@ export interface ClusterRouting {
 
 /** Set on a forwarded request: the receiving node answers locally and never forwards it again. */
 export const FORWARDED_HEADER = 'x-vigil-forwarded-by';
+
+/**
+ * What the owner node does for the stream calls that change the cluster's desired state (the API's
+ * stream and watch routes call these in cluster mode instead of the manager's own).
+ */
+export interface ClusterStreams {
+  createStream(request: CreateStreamRequest): Promise<StreamStatus>;
+  removeStream(id: string, options?: { purge?: boolean }): Promise<void>;
+  setStopped(id: string, stopped: boolean): Promise<StreamStatus>;
+  watchesChanged(id: string): Promise<void>;
+  status(): Promise<ClusterStatus>;
+}

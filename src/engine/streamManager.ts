@@ -95,6 +95,16 @@ export interface StreamManagerOptions {
   diskBudget?: number;
   /** Restart the ingest of streams that were running when the process stopped. Default true. */
   resume?: boolean;
+  /**
+   * Open the streams recorded in the data folder at start. Default true; a cluster node passes
+   * false: it opens only the streams whose leases it takes (src/cluster/clusterNode.ts).
+   */
+  openRecorded?: boolean;
+  /**
+   * Called before every frame is stored, with the stream's id; throws to refuse the write. A
+   * cluster node's lease fence: a node that lost a stream's lease stores nothing more of it.
+   */
+  commitFence?: (streamId: string) => void;
   /** One line per lifecycle event (never contains credentials). */
   log?: (line: string) => void;
   /**
@@ -204,7 +214,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     const manager = new StreamManager(dataDir, model, owns, options);
     try {
       await manager.openNotifier();
-      await manager.restore();
+      if (options.openRecorded !== false) await manager.restore();
       manager.health.start();
     } catch (error) {
       await manager.dispose();
@@ -379,6 +389,30 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     else removeRecord(stream.dir);
     this.reshareDiskBudget();
     this.log(`stream ${id}: removed${options.purge ? ' and purged' : ''}`);
+  }
+
+  /**
+   * Hands a stream to another node (cluster mode): stops its ingest, closes its memory and forgets
+   * it here; its folder and record stay on disk. Nothing when this node does not have it.
+   */
+  async release(id: string): Promise<void> {
+    const stream = this.streams.get(id);
+    if (!stream) return;
+    this.streams.delete(id);
+    await this.detach(stream);
+    this.reshareDiskBudget();
+    this.log(`stream ${id}: released (handed to another node)`);
+  }
+
+  /** Cluster mode: the node and lease epoch a stream's status names (null: none). */
+  setOwnership(id: string, ownership: { owner: string; epoch: number } | null): void {
+    const stream = this.streams.get(id);
+    if (stream) stream.ownership = ownership;
+  }
+
+  /** Whether this manager has the stream open (cluster mode: owns it). */
+  has(id: string): boolean {
+    return this.streams.has(id);
   }
 
   /**
@@ -947,7 +981,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
         if (stream.recordUnsaved) stream.persistSoon();
       },
       ...(this.options.diskFull ? { diskFull: this.options.diskFull } : {}),
-      ...(this.options.testFaults?.beforeAddFrame ? { beforeAddFrame: () => this.options.testFaults!.beforeAddFrame!(record.id) } : {}),
+      ...(this.options.testFaults?.beforeAddFrame || this.options.commitFence ? { beforeAddFrame: () => this.beforeAddFrame(record.id) } : {}),
     });
     stream.ingest = ingest;
     stream.ingesting = true;
@@ -967,6 +1001,11 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
         this.log(`stream ${record.id}: ingest ${outcome.result}${outcome.error ? ` (${outcome.error.code}: ${outcome.error.message})` : ''}, ${ingest.framesEncoded} frames`);
       })
       .catch((error: unknown) => this.ingestEndFailed(stream, error));
+  }
+
+  private beforeAddFrame(streamId: string): void {
+    this.options.commitFence?.(streamId);
+    this.options.testFaults?.beforeAddFrame?.(streamId);
   }
 
   /**

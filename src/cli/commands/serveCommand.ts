@@ -1,9 +1,12 @@
+import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import type { AuthConfig } from '../../../api/auth.js';
 import { loadServiceConfig, mqttFromConfig, webhooksFromConfig } from '../../../api/config.js';
 import type { ServiceConfig } from '../../../api/schemas/config.js';
 import { startServer } from '../../../api/server.js';
+import { ClusterNode } from '../../cluster/clusterNode.js';
+import { SourcePolicy, type SourcePolicyOptions } from '../../engine/manager/sourcePolicy.js';
 import { vigilDataDir } from '../../cacheDir.js';
 import { checkRange } from '../../engine/streamManager.js';
 import { VigilError } from '../../../common/errors.js';
@@ -37,6 +40,12 @@ interface ServeOptions {
   keepFull?: number;
   kvShare?: number;
   archive?: boolean;
+  cluster?: string;
+  nodeId?: string;
+  capacity?: number;
+  advertiseUrl?: string;
+  clusterReplicas?: number;
+  leaseTtl?: number;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -66,6 +75,12 @@ export function serveCommand(): Command {
     .option('--no-archive', 'memory tiers of streams that set none: no archive tier (KV tiers only, then deletion)')
     .option('--gate <off|threshold>', 'frame gating of streams that set none: encode a frame only when this fraction of it changed since the last encoded one (default 0.005; off: every frame)', parseGateOption)
     .option('--gate-max-hold <s>', 'frame gating of streams that set none: encode a frame at least every s seconds (default 60)', parseGateMaxHold)
+    .option('--cluster <nats-urls>', 'join a cluster of nodes on NATS JetStream, e.g. nats://10.0.0.5:4222,nats://10.0.0.6:4222 (credentials: VIGIL_NATS_USER / VIGIL_NATS_PASSWORD; docs/scale-out.md)')
+    .option('--node-id <name>', 'this node\'s id in the cluster (default the host name)')
+    .option('--capacity <n>', 'streams this node may own in the cluster (default 4)', parseInteger(0, 10_000))
+    .option('--advertise-url <url>', 'where the other nodes reach this node\'s API (default the listening address)')
+    .option('--cluster-replicas <n>', 'JetStream replicas of the cluster\'s buckets: 3 on a 3-server NATS cluster (default 1)', parseInteger(1, 5))
+    .option('--lease-ttl <s>', 'seconds a stream\'s owner may go silent before another node takes it over (default 5; 10-12 on a NATS cluster: docs/scale-out.md)', parseInteger(1, 600))
     .option('--quiet', 'no request log')
     .option('--shutdown-timeout <s>', `seconds a graceful stop (SIGTERM/SIGINT/SIGHUP) may take before the process exits anyway (default ${DEFAULT_SHUTDOWN_TIMEOUT_S})`, parseInteger(1, 3600))
     .action(async (options: ServeOptions) => {
@@ -90,6 +105,14 @@ export function serveCommand(): Command {
       // --keep-full / --kv-share / --no-archive: field by field over the config file's default tiers.
       const tiers = tiersFromOptions(options);
       if (tiers !== undefined) config.defaults = { ...config.defaults, tiers: { ...config.defaults?.tiers, ...tiers } };
+      const policy = {
+        ...(config.urlPolicy?.allowedSchemes ? { allowedSchemes: config.urlPolicy.allowedSchemes } : {}),
+        allowPrivateNetworks: options.allowPrivate ?? config.urlPolicy?.allowPrivateNetworks ?? false,
+        allowNetworks: [...(config.urlPolicy?.allowNetworks ?? []), ...options.allowNetwork],
+        filesDir: options.allowFiles ?? config.urlPolicy?.allowFilesDir ?? null,
+      };
+      // Cluster mode: NATS answers (and has JetStream) before anything else starts, or the start fails here.
+      const clusterNode = options.cluster ? await connectCluster(options, policy, config, log) : null;
       const running = await startServer({
         host,
         port: options.port ?? config.port ?? 8080,
@@ -99,16 +122,14 @@ export function serveCommand(): Command {
         ...(options.maxUploadMb !== undefined ? { maxUploadBytes: options.maxUploadMb * 1024 ** 2 } : config.limits?.maxUploadBytes ? { maxUploadBytes: config.limits.maxUploadBytes } : {}),
         ...(config.limits?.maxBodyBytes ? { maxBodyBytes: config.limits.maxBodyBytes } : {}),
         cameras: config.cameras ?? [],
+        ...(clusterNode ? { clusterNode: { node: clusterNode, ...(options.advertiseUrl ? { url: options.advertiseUrl } : {}) } } : {}),
         manager: {
           dataDir: options.data ?? config.data ?? vigilDataDir(),
           model: modelDir,
           ...((options.queryTaps ?? config.queryTaps) ? { modelOptions: { queryTaps: options.queryTaps ?? config.queryTaps! } } : {}),
-          policy: {
-            ...(config.urlPolicy?.allowedSchemes ? { allowedSchemes: config.urlPolicy.allowedSchemes } : {}),
-            allowPrivateNetworks: options.allowPrivate ?? config.urlPolicy?.allowPrivateNetworks ?? false,
-            allowNetworks: [...(config.urlPolicy?.allowNetworks ?? []), ...options.allowNetwork],
-            filesDir: options.allowFiles ?? config.urlPolicy?.allowFilesDir ?? null,
-          },
+          policy,
+          // Cluster mode: the node opens only the streams whose leases it takes, and every frame passes its lease's fence.
+          ...(clusterNode ? { openRecorded: false, commitFence: (id: string) => clusterNode.assertOwner(id) } : {}),
           limits: {
             ...(config.limits?.maxStreams ? { maxStreams: config.limits.maxStreams } : {}),
             ...(config.limits?.questionsPerStream ? { questionsPerStream: config.limits.questionsPerStream } : {}),
@@ -125,16 +146,39 @@ export function serveCommand(): Command {
       const authText = 'disabled' in auth ? 'OFF (--no-auth)' : `bearer token (${auth.tokens.length} accepted)`;
       log(`vigil serve: listening on ${running.url} (auth: ${authText}); web page at ${running.url}/`);
       if ('disabled' in auth && !isLoopback(host)) log(`WARNING: auth is off and the server listens on ${host}: anyone on the network can use it`);
-      running.manager.then(
-        (m) => log(`ready: model ${modelDir}, ${m.list().length} streams`),
-        (error: unknown) => log(`could not start: ${(error as Error).message}`),
+      const started = running.manager.then(
+        (m) => {
+          log(`ready: model ${modelDir}, ${m.list().length} streams`);
+          return null;
+        },
+        (error: unknown) => {
+          log(`could not start: ${(error as Error).message}`);
+          return error;
+        },
       );
-      const reason = await shutdown.requested;
+      // A cluster node that cannot join (its id in use, NATS gone) stops: it must not serve alone.
+      const failedJoin = clusterNode ? started.then((error) => (error === null ? new Promise<never>(() => {}) : 'could not join the cluster')) : new Promise<never>(() => {});
+      const reason = await Promise.race([shutdown.requested, failedJoin]);
+      if (reason === 'could not join the cluster') process.exitCode = 1;
       log(`shutting down (${reason}): stopping ingest and saving memories (at most ${graceS} s; a second signal exits at once)`);
       await running.close();
       shutdown.finished();
       log('stopped');
     });
+}
+
+async function connectCluster(options: ServeOptions, policy: SourcePolicyOptions, config: ServiceConfig, log: (line: string) => void): Promise<ClusterNode> {
+  if (config.cameras && config.cameras.length > 0) throw new VigilError('BAD_CONFIG', 'cameras in the config file are not supported in cluster mode yet: create them through the API (POST /v1/streams) on any node');
+  return ClusterNode.connect({
+    servers: options.cluster!,
+    nodeId: options.nodeId ?? os.hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64),
+    capacity: options.capacity ?? 4,
+    policy: new SourcePolicy(policy).outbound,
+    ...(process.env.VIGIL_NATS_USER ? { user: process.env.VIGIL_NATS_USER, pass: process.env.VIGIL_NATS_PASSWORD ?? '' } : {}),
+    ...(options.clusterReplicas !== undefined ? { replicas: options.clusterReplicas } : {}),
+    ...(options.leaseTtl !== undefined ? { leaseTtlMs: options.leaseTtl * 1000 } : {}),
+    log,
+  });
 }
 
 /** Tokens from --token, then VIGIL_API_TOKENS / VIGIL_API_TOKEN, then the config file; none means refuse to start. */

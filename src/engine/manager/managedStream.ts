@@ -21,6 +21,8 @@ export class ManagedStream {
   ingesting = false;
   /** Why the memory could not be opened. */
   unavailable: { code: string; message: string } | null = null;
+  /** Cluster mode: this node's lease on the stream (shown in its status). */
+  ownership: { owner: string; epoch: number } | null = null;
   answered = 0;
   /** Finite sources: the length reported by the probe (s). */
   durationS: number | null = null;
@@ -195,6 +197,7 @@ export class ManagedStream {
       questions: { queued: questionsQueued, answered: this.answered },
       latestThumbnail: this.thumbnails.newestChunkId,
       error: error ? { code: error.code, message: publicMessage(error.message, roots) } : null,
+      ...(this.ownership ? { owner: this.ownership.owner, epoch: this.ownership.epoch } : {}),
     };
   }
 

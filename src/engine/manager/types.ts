@@ -124,6 +124,9 @@ export interface StreamStatus {
   latestThumbnail: number | null;
   /** Why the stream failed, is unavailable, or (live sources) is reconnecting; null otherwise. */
   error: { code: string; message: string } | null;
+  /** Cluster mode only (`vigil serve --cluster`): the node that owns the stream and its lease's epoch. */
+  owner?: string;
+  epoch?: number;
 }
 
 export interface StreamQuestion {

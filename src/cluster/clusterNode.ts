@@ -1,0 +1,459 @@
+// One Vigil node in a cluster (docs/scale-out.md): joins NATS, registers, and keeps the streams it
+// owns in its local StreamManager in line with the cluster's desired state. Every second
+// (`reconcileMs`) it reads the live nodes, the desired streams, their leases and drain requests,
+// runs place(), and acts on its own share only: it takes the leases of streams assigned to it
+// (restoring their memory from the object store when its own copy is not the newest), hands over
+// streams when it is drained, and drops streams nobody wants any more. A lease lost (taken, or not
+// renewed within its TTL) stops the stream here at once; the manager's commit fence refuses any
+// frame in between, and the replicator's fence refuses any snapshot. Races between nodes are
+// settled by the leases' compare-and-set, never by this loop's timing.
+import { randomBytes } from 'node:crypto';
+import type { ObjectStore } from 'nats';
+import { isVigilError, VigilError } from '../../common/errors.js';
+import type { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
+import { checkStreamId, streamDir } from '../engine/dataLayout.js';
+import { type CreateStreamRequest, OverloadedError, type StreamManager, type StreamStatus } from '../engine/streamManager.js';
+import { type ClusterBuckets, openBuckets } from './buckets.js';
+import { type ClusterStatus, publishReport, readClusterStatus, type StreamReport } from './clusterStatus.js';
+import { type DesiredEntry, DesiredState } from './desiredState.js';
+import type { EpochFence } from './fencing.js';
+import { type HeldLease, LeaseManager, type LeaseEvent } from './leases.js';
+import { ClusterConnection, type NatsConnectOptions } from './natsConnection.js';
+import { checkNodeInfo, NodeRegistry, type NodeInfo } from './nodeRegistry.js';
+import { place } from './placement.js';
+import { StreamReplicator } from './replication.js';
+import type { ClusterRouting, ClusterStreams, StreamRoute } from './streamRoutes.js';
+import { prepareTenureFolder } from './tenureFolder.js';
+
+/** The object store bucket of replicated stream memories. */
+export const MEMORY_BUCKET = 'vigil_memory';
+
+export interface ClusterNodeOptions {
+  /** `nats://host[:port]`, comma-separated or a list. */
+  servers: string | readonly string[];
+  nodeId: string;
+  /** How many streams this node may own. */
+  capacity: number;
+  /** Every NATS connection and every forwarded API call is checked by this policy. */
+  policy: OutboundPolicy;
+  /** NATS credentials (from the environment, never argv). */
+  user?: string;
+  pass?: string;
+  /** JetStream replicas of the buckets: 3 on a 3-server NATS cluster. Default 1. */
+  replicas?: number;
+  leaseTtlMs?: number;
+  skewMs?: number;
+  nodeTtlMs?: number;
+  /** How often the node compares desired state with what it runs, ms. Default 1000. */
+  reconcileMs?: number;
+  /** A snapshot of each owned stream's memory at most this often, seconds. Default 5. */
+  replicationIntervalSec?: number;
+  /** NATS connection tuning (timeouts, reconnect wait). */
+  connection?: Pick<NatsConnectOptions, 'connectTimeoutMs' | 'reconnectWaitMs' | 'requestTimeoutMs' | 'jetStreamWaitMs'>;
+  log?: (line: string) => void;
+}
+
+interface Owned {
+  epoch: number;
+  fence: EpochFence;
+  replicator: StreamReplicator;
+}
+
+const DEFAULT_RECONCILE_MS = 1000;
+const DEFAULT_REPLICATION_INTERVAL_S = 5;
+/** A stream this node failed to open is not tried again here for this long (another node may manage). */
+const ADOPT_BACKOFF_MS = 15_000;
+/** Leases read side by side in one reconcile. */
+const LEASE_READ_BATCH = 32;
+
+export class ClusterNode implements ClusterRouting, ClusterStreams {
+  readonly nodeId: string;
+  readonly outbound: OutboundPolicy;
+  private readonly log: (line: string) => void;
+  private readonly desired: DesiredState;
+  private readonly leases: LeaseManager;
+  private manager: StreamManager | null = null;
+  private registry: NodeRegistry | null = null;
+  private readonly owned = new Map<string, Owned>();
+  /** Streams being opened, handed over or dropped here (one operation per stream at a time). */
+  private readonly busy = new Set<string>();
+  private readonly backoff = new Map<string, number>();
+  private nodes: NodeInfo[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private reconciling: Promise<void> | null = null;
+  private readonly pending = new Set<Promise<void>>();
+  private unsubscribeLeases: (() => void) | null = null;
+  private closing: Promise<void> | null = null;
+  private lastReconcileError = '';
+
+  private constructor(
+    private readonly options: ClusterNodeOptions,
+    private readonly conn: ClusterConnection,
+    private readonly buckets: ClusterBuckets,
+    private readonly memory: ObjectStore,
+  ) {
+    this.nodeId = options.nodeId;
+    this.outbound = options.policy;
+    this.log = options.log ?? (() => {});
+    this.desired = new DesiredState(buckets, this.log);
+    this.leases = new LeaseManager(buckets.leases, {
+      nodeId: options.nodeId,
+      ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}),
+      ...(options.skewMs !== undefined ? { skewMs: options.skewMs } : {}),
+      log: this.log,
+    });
+  }
+
+  /**
+   * Connects to NATS and opens the buckets (BAD_CONFIG naming the servers when NATS does not answer
+   * or has no JetStream). Nothing is registered yet: join() does that once the API listens.
+   */
+  static async connect(options: ClusterNodeOptions): Promise<ClusterNode> {
+    checkNodeInfo({ nodeId: options.nodeId, capacity: options.capacity, startedAt: '', apiUrl: '' });
+    const conn = await ClusterConnection.open({
+      servers: options.servers,
+      policy: options.policy,
+      name: `vigil-${options.nodeId}`,
+      ...(options.user !== undefined ? { user: options.user, pass: options.pass ?? '' } : {}),
+      ...options.connection,
+      ...(options.log ? { log: options.log } : {}),
+    });
+    try {
+      const replicas = options.replicas ?? 1;
+      const buckets = await openBuckets(conn, { replicas, ...(options.nodeTtlMs !== undefined ? { nodeTtlMs: options.nodeTtlMs } : {}) });
+      const memory = await conn.js.views.os(MEMORY_BUCKET, { replicas });
+      return new ClusterNode(options, conn, buckets, memory);
+    } catch (error) {
+      await conn.close();
+      throw error;
+    }
+  }
+
+  /**
+   * The manager's commit fence: throws unless this node holds the stream's lease, renewed within
+   * its TTL (no I/O). Passed to the manager as `commitFence`.
+   */
+  assertOwner(streamId: string): void {
+    const owned = this.owned.get(streamId);
+    if (owned) return owned.fence.assertCurrent();
+    // Opening: the lease is held, the stream is not recorded as owned yet.
+    this.leases.fence(streamId).assertCurrent();
+  }
+
+  /** Registers this node (BAD_CONFIG when a live node has its id) and starts following desired state. */
+  async join(manager: StreamManager, apiUrl: string): Promise<void> {
+    this.manager = manager;
+    this.registry = await NodeRegistry.join(
+      this.buckets,
+      { nodeId: this.nodeId, capacity: this.options.capacity, startedAt: new Date().toISOString(), apiUrl },
+      { log: this.log, onEvent: (event) => this.log(`cluster: registry ${event.kind}${'reason' in event ? ` (${event.reason})` : ''}`) },
+    );
+    this.unsubscribeLeases = this.leases.on((event) => this.onLease(event));
+    this.log(`cluster: node ${this.nodeId} joined (capacity ${this.options.capacity}, API ${apiUrl})`);
+    this.timer = setInterval(() => this.reconcileSoon(), this.options.reconcileMs ?? DEFAULT_RECONCILE_MS);
+    this.reconcileSoon();
+  }
+
+  // ---- routing (api/clusterProxy.ts asks) -------------------------------------------------
+
+  async route(streamId: string): Promise<StreamRoute> {
+    if (this.owned.has(streamId)) return { kind: 'local' };
+    const lease = await this.kv(() => this.leases.read(streamId));
+    const owner = lease && !this.leases.isFree(lease.value) ? lease.value.owner : null;
+    if (owner === this.nodeId) return this.busy.has(streamId) ? { kind: 'moving', retryAfterS: 1 } : { kind: 'local' };
+    if (owner !== null) {
+      const node = this.nodes.find((n) => n.nodeId === owner) ?? (await this.refreshNodes()).find((n) => n.nodeId === owner);
+      if (node) return { kind: 'remote', nodeId: node.nodeId, url: node.apiUrl };
+    }
+    const desired = await this.kv(() => this.desired.get(streamId));
+    return desired ? { kind: 'moving', retryAfterS: Math.ceil((this.leases.ttlMs + this.leases.skewMs) / 1000) } : { kind: 'local' };
+  }
+
+  async placeNew(): Promise<StreamRoute> {
+    const status = await this.kv(() => readClusterStatus(this.buckets, this.desired, this.leases));
+    const nodes = status.nodes.map((n) => ({ nodeId: n.nodeId, capacity: n.capacity, draining: n.draining }));
+    const owners = Object.fromEntries(status.streams.map((s) => [s.id, s.owner]));
+    const probe = '\u{10FFFF}new';
+    const plan = place({ nodes, streams: [...status.streams.map((s) => s.id), probe], owners });
+    const target = plan.assignments.find((a) => a.streamId === probe)?.nodeId;
+    if (target === undefined) throw new OverloadedError(`every node of the cluster is at capacity (${nodes.length} nodes): add a node or raise --capacity`, 30);
+    if (target === this.nodeId) return { kind: 'local' };
+    const node = status.nodes.find((n) => n.nodeId === target)!;
+    return { kind: 'remote', nodeId: node.nodeId, url: node.apiUrl };
+  }
+
+  async peers(): Promise<Array<{ nodeId: string; url: string }>> {
+    return (await this.refreshNodes()).filter((n) => n.nodeId !== this.nodeId).map((n) => ({ nodeId: n.nodeId, url: n.apiUrl }));
+  }
+
+  // ---- stream operations on the owner (routed here by the API) ----------------------------
+
+  /** Creates a stream owned by this node: its lease, its desired state, then its memory and ingest. */
+  async createStream(request: CreateStreamRequest): Promise<StreamStatus> {
+    this.joined();
+    if (request.upload) throw new VigilError('BAD_INPUT', 'uploads are not supported in cluster mode (a node\'s uploaded file would not survive a failover): give a source URL');
+    const id = request.id !== undefined ? checkStreamId(request.id) : `s${randomBytes(4).toString('hex')}`;
+    if (await this.kv(() => this.desired.get(id))) throw new VigilError('STREAM_EXISTS', `a stream with id '${id}' already exists`);
+    // The lease first: the other nodes' loops then see the new stream as owned, and leave it be.
+    const lease = await this.kv(() => this.leases.acquire(id));
+    if (!lease) throw new VigilError('STREAM_EXISTS', `a stream with id '${id}' already exists (another node holds it)`);
+    this.busy.add(id);
+    try {
+      const settings: Omit<CreateStreamRequest, 'id'> = { ...request };
+      delete (settings as CreateStreamRequest).id;
+      try {
+        await this.desired.put({ id, settings: settings as Record<string, unknown>, watches: [] }, 0);
+      } catch (error) {
+        throw new VigilError('STREAM_EXISTS', `a stream with id '${id}' already exists`, { cause: error });
+      }
+      try {
+        return await this.open(id, lease, { id, settings: settings as Record<string, unknown>, watches: [], updatedAt: Date.now() });
+      } catch (error) {
+        await this.desired.delete(id).catch((e: unknown) => this.log(`cluster: stream ${id}: desired state not removed after a failed create: ${(e as Error).message}`));
+        throw error;
+      }
+    } catch (error) {
+      await this.leases.release(id);
+      throw error;
+    } finally {
+      this.busy.delete(id);
+    }
+  }
+
+  /** Deletes a stream this node owns: here, from desired state, and its lease. */
+  async removeStream(id: string, options: { purge?: boolean } = {}): Promise<void> {
+    const manager = this.joined();
+    this.busy.add(id);
+    try {
+      await manager.remove(id, options);
+      await this.forget(id);
+      await this.kv(() => this.desired.delete(id));
+      await this.leases.release(id);
+    } finally {
+      this.busy.delete(id);
+    }
+  }
+
+  /** Stops or starts a stream this node owns, and records it in desired state (a new owner keeps it so). */
+  async setStopped(id: string, stopped: boolean): Promise<StreamStatus> {
+    const manager = this.joined();
+    const status = stopped ? await manager.stop(id) : await manager.start(id);
+    await this.updateDesired(id, (state) => ({ ...state, stopped }));
+    return status;
+  }
+
+  /** After a watch was added or removed here: desired state lists the stream's watches (for the cluster status). */
+  async watchesChanged(id: string): Promise<void> {
+    const manager = this.joined();
+    const watches = manager.listWatches(id).map((w) => ({ id: w.id, ...('question' in w ? { question: w.question } : {}), ...('condition' in w ? { condition: w.condition } : {}) }));
+    await this.updateDesired(id, (state) => ({ ...state, watches }));
+  }
+
+  /** The cluster as KV has it now. */
+  status(): Promise<ClusterStatus> {
+    return this.kv(() => readClusterStatus(this.buckets, this.desired, this.leases));
+  }
+
+  /** Streams this node owns and their replication (for /metrics and its report). */
+  ownedStreams(): StreamReport[] {
+    const out: StreamReport[] = [];
+    for (const [id, owned] of this.owned) {
+      const r = owned.replicator.status();
+      let state = 'unknown';
+      try {
+        state = this.manager?.status(id).state ?? state;
+      } catch {
+        // Being released: the report says 'unknown' once.
+      }
+      out.push({ id, epoch: owned.epoch, state, lagSec: r.snapshots > 0 ? r.lagSec : null, recoveryPoint: r.recoveryPoint, bytesPerSec: r.bytesPerSec, snapshots: r.snapshots, failures: r.failures });
+    }
+    return out;
+  }
+
+  /** Hands every stream over (leases released after a last snapshot), leaves the registry, closes NATS. */
+  dispose(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.timer) clearInterval(this.timer);
+      await this.reconciling;
+      await Promise.allSettled([...this.pending]);
+      this.unsubscribeLeases?.();
+      await Promise.allSettled([...this.owned.keys()].map((id) => this.handOver(id)));
+      await this.leases.close();
+      await this.registry?.close().catch((error: unknown) => this.log(`cluster: leaving the registry failed: ${(error as Error).message}`));
+      await this.conn.close();
+    })();
+    return this.closing;
+  }
+
+  // ---- the loop -----------------------------------------------------------------------------
+
+  private reconcileSoon(): void {
+    if (this.reconciling || this.closing) return;
+    this.reconciling = this.reconcile()
+      .then(
+        () => {
+          this.lastReconcileError = '';
+        },
+        (error: unknown) => {
+          // NATS out of reach: what runs here keeps running (within its leases); said once per cause.
+          const message = (error as Error).message;
+          if (message !== this.lastReconcileError) this.log(`cluster: reconcile failed: ${message}`);
+          this.lastReconcileError = message;
+        },
+      )
+      .finally(() => {
+        this.reconciling = null;
+      });
+  }
+
+  private async reconcile(): Promise<void> {
+    const [nodes, entries, draining] = await Promise.all([this.refreshNodes(), this.desired.list(), this.desired.draining()]);
+    const byId = new Map(entries.map((e) => [e.state.id, e]));
+    const owners: Record<string, string | null> = {};
+    const ids = [...byId.keys()];
+    for (let i = 0; i < ids.length; i += LEASE_READ_BATCH) {
+      const batch = ids.slice(i, i + LEASE_READ_BATCH);
+      const leases = await Promise.all(batch.map((id) => this.leases.read(id)));
+      batch.forEach((id, j) => {
+        const lease = leases[j];
+        owners[id] = lease && !this.leases.isFree(lease.value) ? lease.value.owner : null;
+      });
+    }
+    const plan = place({ nodes: nodes.map((n) => ({ nodeId: n.nodeId, capacity: n.capacity, draining: draining.has(n.nodeId) })), streams: ids, owners });
+    const now = Date.now();
+    for (const { streamId, nodeId } of plan.assignments) {
+      if (nodeId !== this.nodeId || this.owned.has(streamId) || this.busy.has(streamId) || (this.backoff.get(streamId) ?? 0) > now) continue;
+      this.track(streamId, () => this.adopt(byId.get(streamId)!));
+    }
+    for (const { streamId, from } of plan.handOver) {
+      if (from === this.nodeId && this.owned.has(streamId) && !this.busy.has(streamId)) this.track(streamId, () => this.handOver(streamId));
+    }
+    // Deleted by a caller whose request did not reach this node (or while it was cut off).
+    for (const id of this.owned.keys()) {
+      if (!byId.has(id) && !this.busy.has(id)) this.track(id, () => this.handOver(id));
+    }
+    await publishReport(this.buckets, { nodeId: this.nodeId, at: now, streams: this.ownedStreams() });
+  }
+
+  /** Runs one operation on a stream in the background (at most one per stream), errors logged. */
+  private track(streamId: string, operation: () => Promise<void>): void {
+    this.busy.add(streamId);
+    const done = operation()
+      .catch((error: unknown) => this.log(`cluster: stream ${streamId}: ${(error as Error).message}`))
+      .finally(() => {
+        this.busy.delete(streamId);
+        this.pending.delete(done);
+      });
+    this.pending.add(done);
+  }
+
+  /** Takes a stream placed on this node: its lease (or nothing, when another node won it), then its memory. */
+  private async adopt(entry: DesiredEntry): Promise<void> {
+    const id = entry.state.id;
+    const lease = await this.leases.acquire(id);
+    if (!lease) return;
+    try {
+      await this.open(id, lease, entry.state);
+    } catch (error) {
+      this.backoff.set(id, Date.now() + ADOPT_BACKOFF_MS);
+      await this.leases.release(id);
+      throw new VigilError(isVigilError(error) ? error.code : 'INTERNAL', `could not be taken over: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /** Opens a stream under a lease this node holds: its folder for this tenure, the manager's stream, its replicator. */
+  private async open(id: string, lease: HeldLease, state: DesiredEntry['state']): Promise<StreamStatus> {
+    const manager = this.joined();
+    const dir = streamDir(manager.dataDir, id);
+    const origin = await prepareTenureFolder(this.memory, id, dir, this.nodeId, lease.epoch);
+    const fence = this.leases.fence(id);
+    let status: StreamStatus;
+    try {
+      status = await manager.create({ ...(state.settings as CreateStreamRequest), id });
+      if (state.stopped) status = await manager.stop(id);
+    } catch (error) {
+      await manager.release(id).catch(() => undefined);
+      throw error;
+    }
+    manager.setOwnership(id, { owner: this.nodeId, epoch: lease.epoch });
+    const replicator = new StreamReplicator({
+      bucket: this.memory,
+      streamId: id,
+      dir,
+      intervalSec: this.options.replicationIntervalSec ?? DEFAULT_REPLICATION_INTERVAL_S,
+      beforeCommit: () => fence.assertCurrentInKv(),
+      onError: (error) => this.log(`cluster: stream ${id}: replication: ${error.message}`),
+    }).start();
+    this.owned.set(id, { epoch: lease.epoch, fence, replicator });
+    const how = origin.kind === 'restored' ? `restored from snapshot ${origin.report.seq} (${origin.report.files} files, ${(origin.report.bytes / 1e6).toFixed(1)} MB, ${Math.round(origin.report.ms)} ms${origin.report.gap ? `, gap ${(origin.report.gap.tEnd - origin.report.gap.tStart).toFixed(1)} s` : ''})` : origin.kind === 'kept' ? 'its local memory is the newest' : 'new';
+    this.log(`cluster: stream ${id}: owned at epoch ${lease.epoch}, ${how}`);
+    return { ...status, owner: this.nodeId, epoch: lease.epoch };
+  }
+
+  /** Lets a stream go in order: ingest stopped, a last snapshot while the lease is still ours, then the lease. */
+  private async handOver(id: string): Promise<void> {
+    const owned = this.owned.get(id);
+    await this.manager?.release(id);
+    if (owned) {
+      try {
+        await owned.replicator.snapshotNow();
+      } catch (error) {
+        this.log(`cluster: stream ${id}: last snapshot before the hand-over failed (${(error as Error).message}); the next owner starts from the one before`);
+      }
+    }
+    await this.forget(id);
+    await this.leases.release(id);
+    this.log(`cluster: stream ${id}: handed over`);
+  }
+
+  /** A lease lost (taken, or run out): the stream stops here at once. */
+  private onLease(event: LeaseEvent): void {
+    if (event.kind !== 'lost' || !this.owned.has(event.streamId)) return;
+    const id = event.streamId;
+    this.log(`cluster: stream ${id}: lease lost (${event.reason}${event.owner ? `, now ${event.owner} at epoch ${event.ownerEpoch}` : ''}); ingest stopped here`);
+    this.track(id, async () => {
+      await this.manager?.release(id);
+      await this.forget(id);
+    });
+  }
+
+  private async forget(id: string): Promise<void> {
+    const owned = this.owned.get(id);
+    this.owned.delete(id);
+    await owned?.replicator.dispose();
+  }
+
+  private async updateDesired(id: string, change: (state: DesiredEntry['state']) => DesiredEntry['state']): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const entry = await this.kv(() => this.desired.get(id));
+      if (!entry) return;
+      try {
+        await this.desired.put(change(entry.state), entry.revision);
+        return;
+      } catch (error) {
+        if (attempt === 4) throw error;
+      }
+    }
+  }
+
+  private async refreshNodes(): Promise<NodeInfo[]> {
+    this.nodes = await NodeRegistry.list(this.buckets);
+    return this.nodes;
+  }
+
+  private joined(): StreamManager {
+    if (this.closing) throw new VigilError('CLUSTER_UNAVAILABLE', 'this node is leaving the cluster');
+    if (!this.manager) throw new VigilError('CLUSTER_UNAVAILABLE', 'this node has not joined the cluster yet');
+    return this.manager;
+  }
+
+  /** A KV request; NATS out of reach is CLUSTER_UNAVAILABLE (503, retry), not a bare client error. */
+  private async kv<T>(request: () => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (error) {
+      if (isVigilError(error)) throw error;
+      throw Object.assign(new VigilError('CLUSTER_UNAVAILABLE', `the cluster's NATS does not answer (${(error as Error).message}); retry`, { cause: error }), { retryAfterS: 2 });
+    }
+  }
+}
