@@ -1,6 +1,7 @@
 // Cluster mode's routing of API calls (docs/scale-out.md, "Routing"): any node accepts any call; a
 // call about a stream is served by the node that owns it, transparently to the client.
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { isVigilError } from '../common/errors.js';
 import { type ClusterRouting, FORWARDED_HEADER, type StreamRoute } from '../src/cluster/streamRoutes.js';
 import { forwardCall } from './cluster/forward.js';
 import { type Listing, mergedListing } from './cluster/listings.js';
@@ -40,18 +41,22 @@ export function clusterProxy(routing: ClusterRouting, options: ClusterProxyOptio
   const rawBodies = new WeakMap<Request, Buffer>();
   const chatBody = express.json({ limit: options.maxBodyBytes ?? 64 * 1024, verify: (req, _res, buf) => void rawBodies.set(req as Request, buf) });
 
-  /** Answers here or at the node `route` names; `subject` names the stream in errors. */
-  async function toOwner(route: Promise<StreamRoute>, subject: string, req: Request, res: Response, next: NextFunction, body?: Buffer): Promise<void> {
-    let where;
+  /** Answers here or at the node that owns stream `id` (null: a new stream, where placement puts it). */
+  async function toOwner(id: string | null, req: Request, res: Response, next: NextFunction, body?: Buffer): Promise<void> {
+    const subject = id === null ? 'the new stream' : `stream '${id}'`;
+    let where: StreamRoute;
     try {
-      where = await route;
+      where = await (id === null ? routing.placeNew() : routing.route(id));
     } catch (error) {
       log(`routing ${req.method} ${req.originalUrl.split('?')[0]}: the cluster state is unavailable: ${error instanceof Error ? error.message : String(error)}`);
+      // The node's own word (CLUSTER_UNAVAILABLE: NATS out of reach, not joined yet) as it is; anything else as below.
+      if (isVigilError(error)) throw error;
       throw new ApiError(503, 'STREAM_UNAVAILABLE', `cannot tell which node serves ${subject} now (the cluster state is unavailable); retry shortly`, { retryAfterS: 5 });
     }
     if (where.kind === 'local' || (where.kind === 'remote' && where.nodeId === routing.nodeId)) return next();
     if (where.kind === 'moving') {
-      throw new ApiError(503, 'STREAM_UNAVAILABLE', `${subject} is moving to another node (failover); retry in ${where.retryAfterS} s`, { retryAfterS: where.retryAfterS });
+      const why = id === null ? 'has no node to run it now (none live with room)' : 'is moving to another node (failover)';
+      throw new ApiError(503, 'STREAM_UNAVAILABLE', `${subject} ${why}; retry in ${where.retryAfterS} s`, { retryAfterS: where.retryAfterS });
     }
     await forwardCall(where, req, res, { client, fromNode: routing.nodeId, headersTimeoutMs, log, subject, ...(body ? { body } : {}) });
   }
@@ -63,21 +68,21 @@ export function clusterProxy(routing: ClusterRouting, options: ClusterProxyOptio
       case 'local':
         return next();
       case 'stream':
-        return toOwner(routing.route(target.id), `stream '${target.id}'`, req, res, next).catch(next);
+        return toOwner(target.id, req, res, next).catch(next);
       case 'list':
         return mergedListing(target.listing, req, res, next, listing);
       case 'create':
         // A node's uploaded file would not survive a failover: only sources the next owner can read again.
         if (req.is('multipart/form-data')) return next(new ApiError(400, 'BAD_INPUT', 'uploads are not supported in cluster mode: an uploaded file lives on one node and would be lost on a failover; give a source URL (JSON {"source": ...})'));
         if (!req.is('application/json')) return next();
-        return toOwner(routing.placeNew(), 'the new stream', req, res, next).catch((error: unknown) => next(error));
+        return toOwner(null, req, res, next).catch(next);
       case 'chat':
         return chatBody(req, res, (error?: unknown) => {
           if (error) return next(error);
           const model = (req.body as { model?: unknown } | undefined)?.model;
           // No stream named: the local route gives the validation error.
           if (typeof model !== 'string') return next();
-          toOwner(routing.route(model), `stream '${model}'`, req, res, next, rawBodies.get(req) ?? Buffer.alloc(0)).catch(next);
+          toOwner(model, req, res, next, rawBodies.get(req) ?? Buffer.alloc(0)).catch(next);
         });
     }
   };

@@ -64,9 +64,10 @@ export async function forwardCall(node: NodeAddress, req: Request, res: Response
     if (value !== undefined && !HOP_BY_HOP_RESPONSE.has(name)) res.setHeader(name, value);
   }
   res.setHeader(NODE_HEADER, node.nodeId);
-  // Headers out now and every piece as it comes: an SSE token stream must not wait for a buffer.
-  res.flushHeaders();
+  // Every piece goes out as it comes (no Nagle delay). A body of unknown length (an SSE token
+  // stream) gets its headers at once too, as the owner sent them; a sized one sends them with its bytes.
   res.socket?.setNoDelay(true);
+  if (upstream.headers['content-length'] === undefined) res.flushHeaders();
   pipeline(upstream, res, (error) => {
     if (error && !abort.signal.aborted) options.log(`forwarded ${req.method} ${req.originalUrl.split('?')[0]} from node ${node.nodeId} was cut: ${(error as NodeJS.ErrnoException).code ?? error.message}`);
   });

@@ -37,6 +37,8 @@ class StaticRouting implements ClusterRouting {
     readonly outbound: OutboundPolicy,
   ) {}
   route(streamId: string): Promise<StreamRoute> {
+    // What a node's routing does when it cannot read the cluster's state.
+    if (streamId === 'no-state') return Promise.reject(new Error('NATS connection lost'));
     return Promise.resolve(this.table[streamId] ?? { kind: 'local' });
   }
   placeNew(): Promise<StreamRoute> {
@@ -351,7 +353,7 @@ describe('cluster routing: stream-bound calls go to the owner node', () => {
     assert.equal(here.json().node, 'n1');
   });
 
-  it('owner down, moving, or hung before headers: 503 STREAM_UNAVAILABLE naming the node, no credentials', async () => {
+  it('owner down, moving, hung before headers, or routing unknown: 503 STREAM_UNAVAILABLE naming the node, no credentials', async () => {
     const down = await call(`${n1.url}/v1/streams/down`);
     assert.equal(down.status, 503);
     const error = down.json<{ error: { code: string; message: string } }>().error;
@@ -363,6 +365,10 @@ describe('cluster routing: stream-bound calls go to the owner node', () => {
     assert.equal(moving.status, 503);
     assert.equal(moving.headers['retry-after'], '3');
     assert.deepEqual(moving.json(), { error: { code: 'STREAM_UNAVAILABLE', message: "stream 'moving' is moving to another node (failover); retry in 3 s" } });
+
+    const unknown = await call(`${n1.url}/v1/streams/no-state`);
+    assert.equal(unknown.status, 503);
+    assert.match(unknown.json<{ error: { message: string } }>().error.message, /^cannot tell which node serves stream 'no-state' now/);
 
     const closed = new Promise<void>((resolve) => n2.probe.cutShort.set('hang', resolve));
     const started = performance.now();
