@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type Express, type RequestHandler } from 'express';
 import type { Registry } from 'prom-client';
-import type { ClusterRouting } from '../src/cluster/streamRoutes.js';
+import type { ClusterRouting, ClusterStreams } from '../src/cluster/streamRoutes.js';
 import type { StreamManager } from '../src/engine/streamManager.js';
 import { type AuthConfig, bearerAuth } from './auth.js';
 import { clusterProxy } from './clusterProxy.js';
@@ -34,6 +34,8 @@ export interface AppOptions {
   alertHeartbeatMs?: number;
   /** Cluster mode: stream-bound calls are forwarded to the stream's owner node (api/clusterProxy.ts). */
   cluster?: ClusterRouting;
+  /** Cluster mode: stream creation, deletion, stop/start and watch changes go through the node (src/cluster/clusterNode.ts). */
+  clusterStreams?: ClusterStreams;
 }
 
 export interface VigilApp {
@@ -53,7 +55,7 @@ const VERSION = '0.1.0';
  */
 export function createApp(options: AppOptions): VigilApp {
   const log = options.log ?? (() => {});
-  const ctx = new ServiceContext(options.manager, log);
+  const ctx = new ServiceContext(options.manager, log, options.clusterStreams ?? null);
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024;
   const maxUploadBytes = options.maxUploadBytes ?? 2 * 1024 ** 3;
   const auth = bearerAuth(options.auth);
