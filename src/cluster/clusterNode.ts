@@ -249,6 +249,13 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
     await this.updateDesired(id, (state) => ({ ...state, watches }));
   }
 
+  /** Asks a node to hand its streams over and take no new ones (undo: drain(nodeId, false)). BAD_INPUT for a node that is not live. */
+  async drain(nodeId: string, on = true): Promise<void> {
+    if (on && !(await this.refreshNodes()).some((n) => n.nodeId === nodeId)) throw new VigilError('BAD_INPUT', `no live node '${nodeId}' in the cluster`);
+    await this.kv(() => (on ? this.desired.requestDrain(nodeId) : this.desired.cancelDrain(nodeId)));
+    this.log(`cluster: node ${nodeId} ${on ? 'asked to drain' : 'no longer draining'}`);
+  }
+
   /** The cluster as KV has it now. */
   status(): Promise<ClusterStatus> {
     return this.kv(() => readClusterStatus(this.buckets, this.desired, this.leases));

@@ -3,7 +3,7 @@
 // control loop (clusterNode.ts) from the leases and the node registry.
 import type { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import type { CreateStreamRequest, StreamStatus } from '../engine/streamManager.js';
-import type { ClusterStatus } from './clusterStatus.js';
+import type { ClusterStatus, StreamReport } from './clusterStatus.js';
 
 /** Where a stream-bound API call is served. */
 export type StreamRoute =
@@ -38,4 +38,9 @@ export interface ClusterStreams {
   setStopped(id: string, stopped: boolean): Promise<StreamStatus>;
   watchesChanged(id: string): Promise<void>;
   status(): Promise<ClusterStatus>;
+  /** Asks a node to hand its streams over and take no new ones; `on` false undoes it. */
+  drain(nodeId: string, on?: boolean): Promise<void>;
+  /** Streams this node owns, with their replication (for /metrics). */
+  ownedStreams(): StreamReport[];
+  readonly nodeId: string;
 }
