@@ -11,6 +11,7 @@ import { errorHandler, notFound } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import { chatRoutes } from './routes/chat.js';
+import { clusterRoutes } from './routes/cluster.js';
 import { healthRoutes } from './routes/health.js';
 import { questionRoutes } from './routes/questions.js';
 import { streamRoutes } from './routes/streams.js';
@@ -84,6 +85,7 @@ export function createApp(options: AppOptions): VigilApp {
   v1.use(summaryRoutes(ctx, maxBodyBytes));
   v1.use(timelineRoutes(ctx));
   v1.use(watchRoutes(ctx, { maxBodyBytes, ...(options.alertHeartbeatMs !== undefined ? { heartbeatMs: options.alertHeartbeatMs } : {}) }));
+  v1.use(clusterRoutes(ctx));
   app.use('/v1', v1);
 
   app.use(express.static(WEB_DIR, { index: 'index.html', maxAge: 0 }));

@@ -1,6 +1,7 @@
 import type { RequestHandler } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { type MqttStatus, type QuestionEvent, STREAM_STATES, type StreamStatus, type WebhookStatus } from '../src/engine/streamManager.js';
+import { registerClusterMetrics } from './clusterMetrics.js';
 import type { ServiceContext } from './context.js';
 
 const PHASES = ['queue', 'retrieval', 'load', 'prefill', 'ttft', 'decode', 'total'] as const;
@@ -55,6 +56,8 @@ export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMe
   perStream('vigil_memory_disk_bytes', 'Bytes of KV segments on disk.', (s) => s.memory?.bytes ?? null);
   perStream('vigil_memory_budget_bytes', 'Disk budget in force (the stream budget or its share of the data-folder budget).', (s) => s.disk?.budgetBytes ?? null);
   perStream('vigil_memory_budget_used_bytes', 'Bytes on disk counted against the budget (chunk store and index folders, measured).', (s) => s.disk?.usedBytes ?? null);
+  // Cluster mode: this node's leases and replication, the cluster's nodes (api/clusterMetrics.ts).
+  if (ctx.cluster) registerClusterMetrics(registry, ctx.cluster, ctx.log);
   new Gauge({
     name: 'vigil_streams',
     help: 'Streams by state.',

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ChatCompletionBody, ChatCompletionResponse, ModelList } from './schemas/chat.js';
+import { ClusterStatusSchema } from './schemas/cluster.js';
 import { ErrorBody, HorizonSchema } from './schemas/common.js';
 import { AnswerSchema, ArchiveSchema, ChunkEvidence, Evidence, GapEvidence, QuestionBody, Skipped, Timing } from './schemas/questions.js';
 import { CreateStreamBody, Retention, StreamList, StreamStatusSchema, UploadForm } from './schemas/streams.js';
@@ -29,6 +30,7 @@ const ERROR_TEXT: Record<number, string> = {
 };
 const watchIdParam = { name: 'watchId', in: 'path', required: true, schema: { type: 'string' }, description: 'Watch id' };
 const streamQuery = { name: 'stream', in: 'query', schema: { type: 'string' }, description: "Only this stream's alerts (404 when unknown)." };
+const notCluster = { 404: { description: 'this server is not part of a cluster (vigil serve --cluster)', content: json('Error') } };
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' }, description: 'Stream id' };
 
 /**
@@ -37,7 +39,7 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
  */
 export function buildOpenApi(version: string): object {
   const registry = z.registry<{ id: string }>();
-  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList, CreateWatch: CreateWatchBody, CreateHealthWatch: CreateHealthWatchBody, Watch: WatchSchema, HealthWatch: HealthWatchSchema, WatchStats: WatchStatsSchema, HealthWatchStats: HealthWatchStatsSchema, WatchList, Alert: AlertSchema, AlertEvidence, AlertList, Notifications: NotificationsSchema, WebhookStatus: WebhookStatusSchema, Timeline: TimelineSchema, TimelineSpan: TimelineSpanSchema, TimelineAlert: TimelineAlertSchema };
+  const named = { Error: ErrorBody, CreateStream: CreateStreamBody, UploadStream: UploadForm, Retention, StreamStatus: StreamStatusSchema, StreamList, Question: QuestionBody, Evidence, ChunkEvidence, GapEvidence, Skipped, Timing, Horizon: HorizonSchema, Archive: ArchiveSchema, Answer: AnswerSchema, ChatCompletionRequest: ChatCompletionBody, ChatCompletion: ChatCompletionResponse, ModelList, CreateWatch: CreateWatchBody, CreateHealthWatch: CreateHealthWatchBody, Watch: WatchSchema, HealthWatch: HealthWatchSchema, WatchStats: WatchStatsSchema, HealthWatchStats: HealthWatchStatsSchema, WatchList, Alert: AlertSchema, AlertEvidence, AlertList, Notifications: NotificationsSchema, WebhookStatus: WebhookStatusSchema, Timeline: TimelineSchema, TimelineSpan: TimelineSpanSchema, TimelineAlert: TimelineAlertSchema, ClusterStatus: ClusterStatusSchema };
   for (const [id, schema] of Object.entries(named)) registry.add(schema as z.ZodType, { id });
   const summaries = { SummaryRequest: SummaryBody, Summary: SummarySchema, SummaryEntry: SummaryEntrySchema, SummaryEvent: SummaryEventSchema, SummaryEvidence, SummaryPlan: SummaryPlanSchema };
   for (const [id, schema] of Object.entries(summaries)) registry.add(schema as z.ZodType, { id });
@@ -162,6 +164,14 @@ export function buildOpenApi(version: string): object {
         },
       },
       '/v1/models': { get: { ...secured, summary: 'Streams as OpenAI models', responses: { 200: { description: 'list', content: json('ModelList') }, ...errors(401) } } },
+      '/v1/cluster': {
+        get: { ...secured, summary: 'Cluster mode: the nodes (capacity, streams owned, draining) and streams (owner, lease epoch, replication lag, recovery point), as KV has them; 404 when the server is not in a cluster', responses: { 200: { description: 'cluster status', content: json('ClusterStatus') }, ...errors(401, 503), ...notCluster } },
+      },
+      '/v1/cluster/nodes/{nodeId}/drain': {
+        parameters: [{ name: 'nodeId', in: 'path', required: true, schema: { type: 'string' }, description: 'Node id' }],
+        post: { ...secured, summary: 'Drain a live node: it hands its streams over to the other nodes and takes no new ones (no body)', responses: { 202: { description: 'drain requested' }, ...errors(400, 401, 503), ...notCluster } },
+        delete: { ...secured, summary: 'Undo a drain: the node may take streams again (those it handed over stay where they went)', responses: { 204: { description: 'drain cancelled' }, ...errors(400, 401, 503), ...notCluster } },
+      },
       '/healthz': { get: { summary: 'Liveness', responses: { 200: { description: 'alive' } } } },
       '/readyz': { get: { summary: 'Readiness (model and streams loaded)', responses: { 200: { description: 'ready' }, ...errors(503) } } },
       '/metrics': { get: { ...secured, summary: 'Prometheus metrics', responses: { 200: { description: 'text exposition format' }, ...errors(401) } } },

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { askCommand } from './cli/commands/askCommand.js';
 import { chatCommand } from './cli/commands/chatCommand.js';
+import { clusterCommand } from './cli/commands/clusterCommand.js';
 import { demoCommand } from './cli/commands/demoCommand.js';
 import { evalCommand } from './cli/commands/evalCommand.js';
 import { modelsCommand } from './cli/commands/modelsCommand.js';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   program.addCommand(serveCommand());
   program.addCommand(evalCommand());
   program.addCommand(watchCommand());
+  program.addCommand(clusterCommand());
   for (const command of program.commands) command.exitOverride();
   for (const command of program.commands.flatMap((c) => c.commands)) command.exitOverride();
   return program;

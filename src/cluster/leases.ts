@@ -33,6 +33,8 @@ const valueSchema = z.object({
   expiresAt: z.number(),
 });
 export type LeaseValue = z.infer<typeof valueSchema>;
+/** For readers that hold no lease (clusterAdmin.ts). */
+export { valueSchema as leaseValueSchema };
 
 export interface LeaseState {
   value: LeaseValue;
