@@ -2,12 +2,14 @@
 // bearer token (kept in this browser's localStorage); pictures are fetched with it and shown as
 // blob: URLs, and streamed answers and alerts are read from fetch() (EventSource cannot send an
 // Authorization header). Text from the server is only ever set with textContent, never parsed as
-// HTML. The timeline, watches and alerts panels live in timeline.js, watches.js and alerts.js.
+// HTML. The timeline, watches, alerts and cluster panels live in timeline.js, watches.js, alerts.js
+// and cluster.js.
 
 import { $, api, apiError, auth, clock, fillStreamSelect, gapText, headers, imageUrl, readEvents, span, withClass } from './common.js';
 import { createTimeline } from './timeline.js';
 import { createWatches } from './watches.js';
 import { createAlerts } from './alerts.js';
+import { createCluster } from './cluster.js';
 
 const POLL_MS = 1500;
 
@@ -19,6 +21,7 @@ const SCENE_QUESTION = 'What is happening in this scene?';
 
 const watches = createWatches();
 const timeline = createTimeline({ onAsk: askAboutRange, onChoose: (id) => watches.show(id) });
+const cluster = createCluster();
 const alerts = createAlerts({
   onAlert: (alert) => {
     timeline.addAlert(alert);
@@ -319,8 +322,10 @@ $('#token-form').addEventListener('submit', (event) => {
   auth.set($('#token').value.trim());
   refresh();
   alerts.connect();
+  cluster.refresh();
 });
 $('#add-form').addEventListener('submit', addStream);
 $('#ask-form').addEventListener('submit', ask);
 refresh().then(schedule);
 alerts.connect();
+cluster.start();

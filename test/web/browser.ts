@@ -4,7 +4,7 @@
  * (CI=true), where a missing browser fails it.
  */
 import fs from 'node:fs';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, chromium, type ConsoleMessage } from 'playwright-core';
 
 export const CHROMIUM = process.env.VIGIL_CHROMIUM ?? '/usr/bin/chromium';
 // The closed network here refuses Chromium's background connections: switch them all off.
@@ -22,4 +22,13 @@ export function requireChromium(t: { skip(message?: string): void }): boolean {
 /** Playwright starts Chromium with a new, empty profile (user data dir) of its own. */
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 60_000 });
+}
+
+/**
+ * Console errors the page causes on purpose: requests refused before the token is entered (401),
+ * and the cluster panel's probe of a server that is not in a cluster (404 from /v1/cluster).
+ */
+export function isExpectedConsoleError(message: ConsoleMessage): boolean {
+  const text = message.text();
+  return /status of 401/.test(text) || (/status of 404/.test(text) && new URL(message.location().url).pathname === '/v1/cluster');
 }

@@ -14,7 +14,7 @@ import type { Browser } from 'playwright-core';
 import request from 'supertest';
 import { disposeSharedModel, makeClips, startTestServer, type TestServer, TOKEN, waitEnded } from '../api/helpers.js';
 import { streamClock } from '../../src/engine/memoryHorizon.js';
-import { launchChromium, requireChromium } from './browser.js';
+import { isExpectedConsoleError, launchChromium, requireChromium } from './browser.js';
 
 describe('web page', () => {
   let server: TestServer;
@@ -39,8 +39,7 @@ describe('web page', () => {
     const problems: string[] = [];
     page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
     page.on('console', (message) => {
-      // The first poll, before the token is entered, is refused on purpose (401).
-      if (message.type() === 'error' && !/status of 401/.test(message.text())) problems.push(`console: ${message.text()}`);
+      if (message.type() === 'error' && !isExpectedConsoleError(message)) problems.push(`console: ${message.text()}`);
     });
     page.setDefaultTimeout(30_000);
 

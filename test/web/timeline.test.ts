@@ -20,7 +20,7 @@ import sharp from 'sharp';
 import request from 'supertest';
 import { VigilError } from '../../common/errors.js';
 import { AUTH, disposeSharedModel, makeClips, question, startTestServer, type TestServer, TOKEN, waitEnded, waitFor } from '../api/helpers.js';
-import { launchChromium, requireChromium } from './browser.js';
+import { isExpectedConsoleError, launchChromium, requireChromium } from './browser.js';
 
 const VIEWPORT = { width: 1280, height: 800 };
 
@@ -89,8 +89,7 @@ describe('web page: timeline, watches, live alerts', () => {
     const problems: string[] = [];
     page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
     page.on('console', (message) => {
-      // The first requests, before the token is entered, are refused on purpose (401).
-      if (message.type() === 'error' && !/status of 401/.test(message.text())) problems.push(`console: ${message.text()}`);
+      if (message.type() === 'error' && !isExpectedConsoleError(message)) problems.push(`console: ${message.text()}`);
     });
     let navigations = 0;
     page.on('framenavigated', () => navigations++);
