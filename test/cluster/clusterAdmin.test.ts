@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { makeProbeClip } from '../../ingest/index.js';
 import { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
+import { ClusterAdmin } from '../../src/cluster/clusterAdmin.js';
 import { ClusterNode } from '../../src/cluster/clusterNode.js';
 import type { ClusterStatus } from '../../src/cluster/clusterStatus.js';
 import { ClusterConnection } from '../../src/cluster/natsConnection.js';
@@ -172,7 +173,23 @@ describe('cluster status and drain', { skip: NATS_MISSING }, () => {
     ]);
     assert.equal(undo!.code, 0, undo!.stderr);
     assert.match(undo!.stdout, /node n1 is no longer draining/);
-    assert.equal((await cluster(0)).nodes.find((n) => n.nodeId === 'n1')?.draining, false);
+    const settled = await cluster(0);
+    assert.deepEqual(settled.nodes.map((n) => [n.nodeId, n.draining]), [
+      ['n1', false],
+      ['n2', false],
+    ]);
+    assert.deepEqual(settled.streams.map((s) => [s.id, s.owner, s.epoch]), [['cam', 'n2', 2]], 'cam never left n2');
+    // What `drain --wait` gives up on (exit 1 in the CLI): a node that still owns a stream when the time is up.
+    const admin = await ClusterAdmin.open({ servers: nats.url });
+    try {
+      const polls: string[][] = [];
+      const wait = await admin.waitDrained('n2', { timeoutMs: 300, pollMs: 100, onProgress: (p) => polls.push(p.owned) });
+      assert.equal(wait.drained, false);
+      assert.deepEqual(wait.last.owned, ['cam']);
+      assert.ok(polls.length >= 2 && polls.every((o) => o.join() === 'cam'), JSON.stringify(polls));
+    } finally {
+      await admin.dispose();
+    }
     assert.deepEqual([ghost!.code, ghost!.stderr], [2, "vigil: no live node 'ghost' in the cluster (live: n1, n2)\n"]);
     assert.deepEqual([noNats!.code, noNats!.stderr], [2, `vigil: cannot connect to NATS at nats://127.0.0.1:${closedPort}: connection refused (is nats-server running there?)\n`]);
     assert.equal(noCluster!.code, 2);
