@@ -61,8 +61,15 @@ interface Owned {
 
 const DEFAULT_RECONCILE_MS = 1000;
 const DEFAULT_REPLICATION_INTERVAL_S = 5;
-/** A stream this node failed to open is not tried again here for this long (another node may manage). */
-const ADOPT_BACKOFF_MS = 15_000;
+/**
+ * A stream this node failed to open is not tried again here for a while (another node may manage):
+ * long when the stream itself is at fault (its source refused, its settings no longer fit), short
+ * when NATS or the object store was (a leader election in progress).
+ */
+const ADOPT_BACKOFF_MS = { stream: 15_000, transient: 2000 };
+/** A restore gives up on an object that sends nothing for this long (then tries again after the short backoff). */
+const RESTORE_OBJECT_TIMEOUT_MS = 10_000;
+const TRANSIENT_CODES = new Set(['STORE_IO', 'CLUSTER_UNAVAILABLE', 'STORE_CORRUPT', 'INTERNAL', 'DISPOSED']);
 /** Leases read side by side in one reconcile. */
 const LEASE_READ_BATCH = 32;
 
@@ -332,8 +339,10 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
       if (nodeId !== this.nodeId || this.owned.has(streamId) || this.busy.has(streamId) || (this.backoff.get(streamId) ?? 0) > now) continue;
       this.track(streamId, () => this.adopt(byId.get(streamId)!));
     }
+    const unplaced = new Set(plan.unplaced);
     for (const { streamId, from } of plan.handOver) {
-      if (from === this.nodeId && this.owned.has(streamId) && !this.busy.has(streamId)) this.track(streamId, () => this.handOver(streamId));
+      // A draining node keeps what no other node has room for.
+      if (from === this.nodeId && !unplaced.has(streamId) && this.owned.has(streamId) && !this.busy.has(streamId)) this.track(streamId, () => this.handOver(streamId));
     }
     // Deleted by a caller whose request did not reach this node (or while it was cut off).
     for (const id of this.owned.keys()) {
@@ -362,7 +371,8 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
     try {
       await this.open(id, lease, entry.state);
     } catch (error) {
-      this.backoff.set(id, Date.now() + ADOPT_BACKOFF_MS);
+      const transient = !isVigilError(error) || TRANSIENT_CODES.has(error.code);
+      this.backoff.set(id, Date.now() + (transient ? ADOPT_BACKOFF_MS.transient : ADOPT_BACKOFF_MS.stream));
       await this.leases.release(id);
       throw new VigilError(isVigilError(error) ? error.code : 'INTERNAL', `could not be taken over: ${(error as Error).message}`, { cause: error });
     }
@@ -372,7 +382,7 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
   private async open(id: string, lease: HeldLease, state: DesiredEntry['state']): Promise<StreamStatus> {
     const manager = this.joined();
     const dir = streamDir(manager.dataDir, id);
-    const origin = await prepareTenureFolder(this.memory, id, dir, this.nodeId, lease.epoch);
+    const origin = await prepareTenureFolder(this.memory, id, dir, this.nodeId, lease.epoch, RESTORE_OBJECT_TIMEOUT_MS);
     const fence = this.leases.fence(id);
     let status: StreamStatus;
     try {
@@ -403,7 +413,7 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
     await this.manager?.release(id);
     if (owned) {
       try {
-        await owned.replicator.snapshotNow();
+        await owned.replicator.snapshotNow({ handOver: true });
       } catch (error) {
         this.log(`cluster: stream ${id}: last snapshot before the hand-over failed (${(error as Error).message}); the next owner starts from the one before`);
       }

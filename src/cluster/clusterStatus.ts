@@ -44,6 +44,8 @@ export interface ClusterStatus {
   }>;
 }
 
+const LEASE_READ_BATCH = 32;
+
 export function reportKey(nodeId: string): string {
   return `report.${nodeId}`;
 }
@@ -68,8 +70,16 @@ export async function readClusterStatus(buckets: ClusterBuckets, desired: Desire
   const [nodes, entries, draining, reports] = await Promise.all([NodeRegistry.list(buckets), desired.list(), desired.draining(), readReports(buckets)]);
   const live = new Set(nodes.map((n) => n.nodeId));
   const streams: ClusterStatus['streams'] = [];
-  for (const { state } of entries.sort((a, b) => (a.state.id < b.state.id ? -1 : 1))) {
-    const lease = await leases.read(state.id);
+  const sorted = entries.sort((a, b) => (a.state.id < b.state.id ? -1 : 1));
+  // Leases read side by side, a bounded number at a time.
+  const leaseOf = new Map<string, Awaited<ReturnType<LeaseManager['read']>>>();
+  for (let i = 0; i < sorted.length; i += LEASE_READ_BATCH) {
+    const batch = sorted.slice(i, i + LEASE_READ_BATCH);
+    const read = await Promise.all(batch.map((e) => leases.read(e.state.id)));
+    batch.forEach((e, j) => leaseOf.set(e.state.id, read[j] ?? null));
+  }
+  for (const { state } of sorted) {
+    const lease = leaseOf.get(state.id) ?? null;
     const held = lease && !leases.isFree(lease.value) && lease.value.owner !== null && live.has(lease.value.owner) ? lease.value : null;
     const report = held ? reports.get(held.owner!)?.streams.find((s) => s.id === state.id && s.epoch === held.epoch) : undefined;
     streams.push({

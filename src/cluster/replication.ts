@@ -142,6 +142,7 @@ export class StreamReplicator {
   private segments = new Map<number, SegmentState>();
   private immutableFiles = new Map<string, FilePiece[]>();
   private lastChange = '';
+  private handingOver = false;
   private lastStart = -Infinity;
   private readonly stats = { snapshots: 0, lastSnapshotAt: null as number | null, lastSnapshotBytes: 0, lastSnapshotMs: 0, bytesUploaded: 0, failures: 0, lastError: null as string | null };
 
@@ -164,7 +165,9 @@ export class StreamReplicator {
   }
 
   /** Takes a snapshot now (ignoring the interval) and resolves once it is complete in the bucket, or rejects with why it failed. */
-  snapshotNow(): Promise<ReplicationStatus> {
+  snapshotNow(options: { handOver?: boolean } = {}): Promise<ReplicationStatus> {
+    // A hand-over's snapshot (ingest already stopped) holds all the owner stored: its manifest says so.
+    if (options.handOver) this.handingOver = true;
     if (this.disposed) return Promise.reject(new VigilError('DISPOSED', 'this replicator has been disposed'));
     this.start();
     const done = new Promise<ReplicationStatus>((resolve, reject) => this.forced.push({ resolve, reject }));
@@ -335,6 +338,7 @@ export class StreamReplicator {
       storeCreated: snapshot.storeCreated,
       recoveryPoint: snapshot.recoveryPoint,
       files,
+      ...(this.handingOver ? { handedOver: true } : {}),
     };
     await this.options.beforeCommit?.();
     await bucket.putBlob({ name: manifestObject(streamId) }, Buffer.from(JSON.stringify(manifest)));

@@ -42,6 +42,11 @@ export interface ReplicationManifest {
   /** null: the store held no chunk yet. */
   recoveryPoint: RecoveryPoint | null;
   files: ReplicatedFile[];
+  /**
+   * Taken after the owner stopped ingesting to hand the stream over (a drain, a clean stop): it
+   * holds everything the owner stored, so a restore from it records no gap.
+   */
+  handedOver?: boolean;
 }
 
 /** Object names of one stream; every name starts with `<stream>/`. */
@@ -82,6 +87,7 @@ export function parseReplicationManifest(text: string, streamId: string): Replic
   if (!isCount(m.seq) || typeof m.takenAt !== 'number' || typeof m.storeCreated !== 'number') throw bad('bad seq, takenAt or storeCreated');
   const rp = m.recoveryPoint;
   if (rp !== null && (typeof rp !== 'object' || rp === undefined || !isCount(rp.chunkId) || !Number.isFinite(rp.streamTime) || !Number.isFinite(rp.wallTime))) throw bad('bad recovery point');
+  if (m.handedOver !== undefined && typeof m.handedOver !== 'boolean') throw bad('bad handedOver');
   if (!Array.isArray(m.files)) throw bad('no file list');
   const seen = new Set<string>();
   for (const f of m.files) {

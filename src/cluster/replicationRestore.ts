@@ -109,7 +109,7 @@ export async function restoreStream(bucket: ObjectStore, streamId: string, dir: 
   }
   const rp = manifest.recoveryPoint;
   let gap: RestoreReport['gap'] = null;
-  if (rp !== null) {
+  if (rp !== null && manifest.handedOver !== true) {
     const tEnd = Math.max(rp.streamTime, options.gapEnd ?? rp.streamTime + Math.max(0, (Date.now() - rp.wallTime) / 1000));
     gap = { tStart: rp.streamTime, tEnd, reason: REPLICATION_GAP_REASON };
     const store = ChunkStore.open({ dir: streamStoreDir(dir), create: false });

@@ -47,7 +47,7 @@ function writeTenure(dir: string, tenure: Tenure): void {
  * Makes `dir` the stream's memory for `nodeId`'s tenure at `epoch` and records it there. The
  * stream record (stream.json) is removed either way: the new owner writes it from desired state.
  */
-export async function prepareTenureFolder(bucket: ObjectStore, streamId: string, dir: string, nodeId: string, epoch: number): Promise<FolderOrigin> {
+export async function prepareTenureFolder(bucket: ObjectStore, streamId: string, dir: string, nodeId: string, epoch: number, objectTimeoutMs?: number): Promise<FolderOrigin> {
   const previous = readTenure(dir);
   let origin: FolderOrigin;
   if (previous && previous.nodeId === nodeId && previous.epoch === epoch - 1) {
@@ -55,7 +55,7 @@ export async function prepareTenureFolder(bucket: ObjectStore, streamId: string,
   } else {
     fs.rmSync(dir, { recursive: true, force: true });
     try {
-      origin = { kind: 'restored', report: await restoreStream(bucket, streamId, dir) };
+      origin = { kind: 'restored', report: await restoreStream(bucket, streamId, dir, objectTimeoutMs !== undefined ? { objectTimeoutMs } : {}) };
     } catch (error) {
       if (!isVigilError(error) || error.code !== 'FILE_NOT_FOUND') throw error;
       origin = { kind: 'fresh' };

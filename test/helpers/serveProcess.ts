@@ -14,6 +14,10 @@ export interface ServeProcess {
   stderr(): string;
   /** SIGTERM, then the exit code. */
   stop(): Promise<number | null>;
+  /** The child's pid (for SIGKILL / SIGSTOP / SIGCONT by the test that started it). */
+  pid: number;
+  /** Resolves with the exit code once the child has exited (however it was stopped). */
+  exited: Promise<number | null>;
 }
 
 export async function startServe(args: readonly string[], token: string, env: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
@@ -25,13 +29,17 @@ export async function startServe(args: readonly string[], token: string, env: No
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const stop = async (): Promise<number | null> => {
-    child.kill('SIGTERM');
+    if (child.exitCode === null && child.signalCode === null) {
+      // A stopped child (SIGSTOP) must run again to act on SIGTERM.
+      child.kill('SIGCONT');
+      child.kill('SIGTERM');
+    }
     return exited;
   };
   try {
     const url = await waitFor('the server to listen', () => /listening on (http:\/\/[^\s]+) /.exec(stderr)?.[1], 30_000);
     await waitFor('ready', async () => (await fetch(`${url}/readyz`)).ok, 30_000);
-    return { url, auth: { Authorization: `Bearer ${token}` }, stderr: () => stderr, stop };
+    return { url, auth: { Authorization: `Bearer ${token}` }, stderr: () => stderr, stop, pid: child.pid!, exited };
   } catch (error) {
     await stop();
     throw new Error(`vigil serve did not start: ${(error as Error).message}\n${stderr}`, { cause: error });
