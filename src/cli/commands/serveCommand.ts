@@ -157,13 +157,15 @@ export function serveCommand(): Command {
         },
       );
       // A cluster node that cannot join (its id in use, NATS gone) stops: it must not serve alone.
-      const failedJoin = clusterNode ? started.then((error) => (error === null ? new Promise<never>(() => {}) : 'could not join the cluster')) : new Promise<never>(() => {});
-      const reason = await Promise.race([shutdown.requested, failedJoin]);
-      if (reason === 'could not join the cluster') process.exitCode = 1;
+      const failedJoin = clusterNode ? started.then((error) => (error === null ? new Promise<never>(() => {}) : { error })) : new Promise<never>(() => {});
+      const stop = await Promise.race([shutdown.requested, failedJoin]);
+      const reason = typeof stop === 'string' ? stop : 'could not join the cluster';
       log(`shutting down (${reason}): stopping ingest and saving memories (at most ${graceS} s; a second signal exits at once)`);
       await running.close();
       shutdown.finished();
       log('stopped');
+      // The command fails like any other (exit code 2 for a configuration to fix, e.g. a node id in use).
+      if (typeof stop !== 'string') throw stop.error;
     });
 }
 
