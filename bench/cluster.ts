@@ -143,12 +143,19 @@ async function sampleReplication(): Promise<void> {
 
 interface FailoverResult {
   killed: string;
-  streams: Array<{ id: string; newOwner: string; leaseTakenS: number; ingestingS: number }>;
+  streams: Array<{ id: string; newOwner: string; leaseTakenS: number; openedS: number; ingestingS: number; restoreMs: number | null; restoredMB: number | null; gapS: number | null }>;
   maxLeaseS: number;
   maxIngestS: number;
   replacement: string;
   replacementStartS: number;
   placementAfter: Record<string, number>;
+}
+
+/** What the new owner logged when it took the stream (clusterNode's "owned at epoch N, restored from snapshot ..." line). */
+function restoreLogged(owner: string, id: string): { restoreMs: number | null; restoredMB: number | null; gapS: number | null } {
+  const pattern = new RegExp(`stream ${id}: owned at epoch \\d+, restored from snapshot \\d+ \\(\\d+ files, ([\\d.]+) MB, (\\d+) ms(?:, gap ([\\d.]+) s)?`, 'g');
+  const last = [...(nodes.get(owner)?.stderr() ?? '').matchAll(pattern)].at(-1);
+  return last ? { restoredMB: Number(last[1]), restoreMs: Number(last[2]), gapS: last[3] === undefined ? null : Number(last[3]) } : { restoreMs: null, restoredMB: null, gapS: null };
 }
 
 /** SIGKILL the node owning the most streams; time each of its streams' takeover, seen from another node. */
@@ -166,12 +173,17 @@ async function failover(): Promise<FailoverResult> {
   nodes.delete(killed);
   const taken = new Map<string, { at: number; owner: string }>();
   const ingesting = new Map<string, number>();
+  // When the new owner has restored the memory and created the stream: its "owned at epoch" log line.
+  const ownedLines = (node: string, id: string) => (nodes.get(node)?.stderr() ?? '').split(`stream ${id}: owned at epoch`).length - 1;
+  const linesBefore = new Map(victims.flatMap((id) => [...nodes.keys()].map((n) => [`${n}/${id}`, ownedLines(n, id)] as const)));
+  const opened = new Map<string, number>();
   await until(
     `${killed}'s streams ingesting elsewhere`,
     async () => {
       const status = await clusterStatus(observer);
       const now = performance.now();
       for (const s of status.streams) if (victims.includes(s.id) && s.owner && s.owner !== killed && !taken.has(s.id)) taken.set(s.id, { at: now - killedAt, owner: s.owner });
+      for (const [id, t] of taken) if (!opened.has(id) && ownedLines(t.owner, id) > (linesBefore.get(`${t.owner}/${id}`) ?? 0)) opened.set(id, performance.now() - killedAt);
       const streams = await listed(observer);
       const now2 = performance.now();
       for (const s of streams) if (victims.includes(s.id) && taken.has(s.id) && s.owner && s.owner !== killed && s.frames > 0 && !ingesting.has(s.id)) ingesting.set(s.id, now2 - killedAt);
@@ -180,8 +192,8 @@ async function failover(): Promise<FailoverResult> {
     60_000,
     100,
   );
-  const rows = victims.map((id) => ({ id, newOwner: taken.get(id)!.owner, leaseTakenS: round(taken.get(id)!.at / 1000), ingestingS: round(ingesting.get(id)! / 1000) }));
-  for (const r of rows) progress(`  ${r.id}: lease on ${r.newOwner} after ${r.leaseTakenS} s, ingesting after ${r.ingestingS} s`);
+  const rows = victims.map((id) => ({ id, newOwner: taken.get(id)!.owner, leaseTakenS: round(taken.get(id)!.at / 1000), openedS: round((opened.get(id) ?? NaN) / 1000), ingestingS: round(ingesting.get(id)! / 1000), ...restoreLogged(taken.get(id)!.owner, id) }));
+  for (const r of rows) progress(`  ${r.id}: lease on ${r.newOwner} after ${r.leaseTakenS} s, opened after ${r.openedS} s, ingesting after ${r.ingestingS} s (restore ${r.restoreMs ?? '?'} ms, ${r.restoredMB ?? '?'} MB, gap ${r.gapS ?? 'none'} s)`);
   const t0 = performance.now();
   const replacement = await startNode();
   await until(`${replacement} registered`, async () => ((await clusterStatus(replacement)).nodes.some((n) => n.nodeId === replacement) ? true : undefined), 30_000);
@@ -355,15 +367,15 @@ try {
     seconds: round((performance.now() - began) / 1000, 0),
   };
 
-  console.log(`\nCluster bench: ${NODES} nodes, ${STREAMS} RTSP streams at ${values.fps} frame/s (gate off), ${values.model}, lease TTL 5 s, snapshots every 5 s; load (1/5/15 min) ${startLoad} at start, ${result.load.end} at end; ${result.seconds} s`);
+  console.log(`\nCluster bench: ${NODES} nodes, ${STREAMS} RTSP streams at ${values.fps} frame/s (gate off), ${values.model}, lease TTL 5 s and snapshots every 5 s (the defaults); load (1/5/15 min) ${startLoad} at start, ${result.load.end} at end; ${result.seconds} s`);
   console.log('\n| placement (created through ' + first + ') | ' + Object.keys(placement).join(' | ') + ' | max / min |');
   console.log('|---|' + Object.keys(placement).map(() => '---:|').join('') + '---:|');
   console.log('| streams | ' + placementValues.join(' | ') + ` | ${result.placement.max} / ${result.placement.min} |`);
-  console.log('\n| failover | killed | stream -> new owner | lease taken (s) | ingesting again (s) |');
-  console.log('|---|---|---|---:|---:|');
+  console.log('\n| failover | killed | stream -> new owner | lease taken (s) | restored + opened (s) | ingesting again (s) | restore (ms, MB) | gap recorded (s) |');
+  console.log('|---|---|---|---:|---:|---:|---:|---:|');
   failovers.forEach((f, i) => {
-    for (const s of f.streams) console.log(`| ${i + 1} | ${f.killed} | ${s.id} -> ${s.newOwner} | ${s.leaseTakenS} | ${s.ingestingS} |`);
-    console.log(`| ${i + 1} | **max** | | **${f.maxLeaseS}** | **${f.maxIngestS}** |`);
+    for (const s of f.streams) console.log(`| ${i + 1} | ${f.killed} | ${s.id} -> ${s.newOwner} | ${s.leaseTakenS} | ${s.openedS} | ${s.ingestingS} | ${s.restoreMs ?? '?'}, ${s.restoredMB ?? '?'} | ${s.gapS ?? '-'} |`);
+    console.log(`| ${i + 1} | **max** | | **${f.maxLeaseS}** | | **${f.maxIngestS}** | | |`);
   });
   console.log(failovers.map((f, i) => `failover ${i + 1}: replacement ${f.replacement} registered ${f.replacementStartS} s after its start; placement after ${JSON.stringify(f.placementAfter)}`).join('\n'));
   console.log('\n| tier (KV dtype) | streams | steady lag samples | lag median (s) | lag p95 (s) | lag max (s) | lag max incl. failovers (s) | bytes/s per stream, mean | per stream |');
