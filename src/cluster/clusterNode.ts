@@ -69,6 +69,8 @@ const DEFAULT_REPLICATION_INTERVAL_S = 5;
 const ADOPT_BACKOFF_MS = { stream: 15_000, transient: 2000 };
 /** A restore gives up on an object that sends nothing for this long (then tries again after the short backoff). */
 const RESTORE_OBJECT_TIMEOUT_MS = 10_000;
+/** How long a node that just got NATS back leaves other nodes' lapsed streams to them (two heartbeats and a reconcile). */
+const QUIET_AFTER_OUTAGE_MS = 4000;
 const TRANSIENT_CODES = new Set(['STORE_IO', 'CLUSTER_UNAVAILABLE', 'STORE_CORRUPT', 'INTERNAL', 'DISPOSED']);
 /** Leases read side by side in one reconcile. */
 const LEASE_READ_BATCH = 32;
@@ -92,6 +94,7 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
   private unsubscribeLeases: (() => void) | null = null;
   private closing: Promise<void> | null = null;
   private lastReconcileError = '';
+  private quietUntil = 0;
 
   private constructor(
     private readonly options: ClusterNodeOptions,
@@ -309,6 +312,9 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
           this.lastReconcileError = '';
         },
         (error: unknown) => {
+          // After NATS was out of reach for this node, it takes no other node's streams for a moment:
+          // when the outage was everyone's, their owners take them back first (see reconcile()).
+          this.quietUntil = Date.now() + QUIET_AFTER_OUTAGE_MS;
           // NATS out of reach: what runs here keeps running (within its leases); said once per cause.
           const message = (error as Error).message;
           if (message !== this.lastReconcileError) this.log(`cluster: reconcile failed: ${message}`);
@@ -325,18 +331,27 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
     const byId = new Map(entries.map((e) => [e.state.id, e]));
     const owners: Record<string, string | null> = {};
     const ids = [...byId.keys()];
+    const now = Date.now();
+    const stays = new Set(nodes.filter((n) => !draining.has(n.nodeId)).map((n) => n.nodeId));
     for (let i = 0; i < ids.length; i += LEASE_READ_BATCH) {
       const batch = ids.slice(i, i + LEASE_READ_BATCH);
       const leases = await Promise.all(batch.map((id) => this.leases.read(id)));
       batch.forEach((id, j) => {
-        const lease = leases[j];
-        owners[id] = lease && !this.leases.isFree(lease.value) ? lease.value.owner : null;
+        const lease = leases[j]?.value;
+        // A lease that lapsed a moment ago while its owner is alive (NATS was out of reach for
+        // everyone, e.g. a NATS leader election) stays with that owner, which takes it back and
+        // keeps its local memory, rather than being shuffled among the nodes; a dead owner's goes.
+        const sticky = lease?.owner != null && stays.has(lease.owner) && now <= lease.expiresAt + this.leases.skewMs + this.leases.ttlMs;
+        owners[id] = lease && (!this.leases.isFree(lease, now) || sticky) ? lease.owner : null;
       });
     }
     const plan = place({ nodes: nodes.map((n) => ({ nodeId: n.nodeId, capacity: n.capacity, draining: draining.has(n.nodeId) })), streams: ids, owners });
-    const now = Date.now();
-    for (const { streamId, nodeId } of plan.assignments) {
-      if (nodeId !== this.nodeId || this.owned.has(streamId) || this.busy.has(streamId) || (this.backoff.get(streamId) ?? 0) > now) continue;
+    // Right after an outage of its own, a node only takes back what was its own.
+    const mine = now < this.quietUntil ? [] : plan.assignments.filter((a) => a.nodeId === this.nodeId).map((a) => a.streamId);
+    // Streams KV still names this node for that it does not hold (lapsed, or held by this node's previous process).
+    for (const id of ids) if (owners[id] === this.nodeId && !draining.has(this.nodeId)) mine.push(id);
+    for (const streamId of mine) {
+      if (this.owned.has(streamId) || this.busy.has(streamId) || (this.backoff.get(streamId) ?? 0) > now) continue;
       this.track(streamId, () => this.adopt(byId.get(streamId)!));
     }
     const unplaced = new Set(plan.unplaced);

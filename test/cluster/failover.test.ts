@@ -5,8 +5,9 @@
  *   - a node killed with SIGKILL mid-ingest: its streams are taken over and ingest again on the
  *     other nodes within 15 s (lease TTL 5 s), and the needle each saw before the kill is answered
  *     from its replicated memory, asked on any node;
- *   - a node frozen (SIGSTOP) until its leases moved, then continued: it stores no frame more of
- *     them (fencing) and lets them go;
+ *   - a node frozen (SIGSTOP) until its leases moved, then continued: it starts no frame more of
+ *     them (fencing: at most the one whose commit was under way when it froze completes, locally)
+ *     and lets them go;
  *   - a NATS server killed and restarted: no stream lost, and no stream ever runs on two nodes at
  *     once.
  * Each node is a real child process; the test only signals processes it started.
@@ -20,7 +21,6 @@ import Database from 'better-sqlite3';
 import { makeProbeClip } from '../../ingest/index.js';
 import { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import { BUCKETS } from '../../src/cluster/buckets.js';
-import { MEMORY_BUCKET } from '../../src/cluster/clusterNode.js';
 import { type ClusterConnection, connectNats } from '../../src/cluster/natsConnection.js';
 import { FORWARDED_HEADER } from '../../src/cluster/streamRoutes.js';
 import { requireRtsp, type RtspServer, startRtspServer } from '../fixtures/rtspServer.js';
@@ -87,7 +87,11 @@ describe('cluster: failover of live streams between three nodes', { skip: NATS_M
   });
 
   after(async () => {
-    for (const node of nodes.values()) await node.stop();
+    // Killed, not stopped: a graceful stop would hand every stream over first (tested elsewhere).
+    for (const node of nodes.values()) {
+      process.kill(node.pid, 'SIGKILL');
+      await node.exited;
+    }
     await rtsp?.kill();
     await conn?.close();
     for (const s of nats) await s.stop();
@@ -132,11 +136,12 @@ describe('cluster: failover of live streams between three nodes', { skip: NATS_M
     assert.equal((await ask('n1', victims[0]!)).text, 'green');
     assert.equal((await ask('n3', victims[1]!)).text, 'green');
 
-    // SIGSTOP n3 until its leases have moved to n1, then SIGCONT: it stores nothing more of them.
+    // SIGSTOP n3 until its leases have moved to n1, then SIGCONT: it starts no frame more of them.
     const frozenIds = await localIds('n3');
     assert.ok(frozenIds.length >= 2, `n3 runs ${frozenIds.join(', ')}`);
     const n3 = nodes.get('n3')!;
     process.kill(n3.pid, 'SIGSTOP');
+    let frozenCounts: Record<string, number> = {};
     try {
       await waitFor(
         "n3's streams on n1",
@@ -146,22 +151,28 @@ describe('cluster: failover of live streams between three nodes', { skip: NATS_M
         },
         30_000,
       );
+      // Counted while it is frozen (its store is read as committed so far).
+      frozenCounts = Object.fromEntries(frozenIds.map((id) => [id, chunksIn('n3', id)]));
     } finally {
       process.kill(n3.pid, 'SIGCONT');
     }
-    const before = Object.fromEntries(frozenIds.map((id) => [id, chunksIn('n3', id)]));
     await waitFor('n3 to let its old streams go', async () => (await localIds('n3')).length === 0, 15_000);
     await new Promise((r) => setTimeout(r, 2000));
-    for (const id of frozenIds) assert.equal(chunksIn('n3', id), before[id], `${id}: no frame stored by the stale owner after it resumed`);
+    // A frame whose commit was under way when the process froze (it passed the fence before) may
+    // complete, on this node's own disk only (its replicator is fenced too); no new frame starts.
+    for (const id of frozenIds) {
+      const after = chunksIn('n3', id) - frozenCounts[id]!;
+      assert.ok(after <= 1, `${id}: ${after} frames stored by the stale owner after it resumed`);
+    }
     assert.match(n3.stderr(), /lease lost/);
 
-    // A NATS server killed and restarted: every stream keeps exactly one owner, and none is lost. The
-    // victim leads neither the leases nor the replicated memory when there is such a server (losing
-    // a leader is test/cluster/natsCluster.test.ts's case, at the KV level: with the default 5 s TTL
-    // the leases lapse during its election and are taken again, docs/scale-out.md).
-    const leaders = new Set<string | undefined>();
-    for (const stream of [`KV_${BUCKETS.leases}`, `OBJ_${MEMORY_BUCKET}`, `KV_${BUCKETS.nodes}`]) leaders.add((await conn!.jsm.streams.info(stream)).cluster?.leader);
-    const victim = nats.find((s) => !leaders.has(s.name)) ?? nats.find((s) => s.name !== [...leaders][0])!;
+    // The NATS server leading the leases (the worst one to lose) killed and restarted: every stream
+    // keeps exactly one owner, and none is lost. With the 5 s TTL the leases lapse during the
+    // election (4.9-6.6 s); each owner, alive, takes its own back (docs/scale-out.md).
+    const leasesLeader = (await conn!.jsm.streams.info(`KV_${BUCKETS.leases}`)).cluster?.leader;
+    const ownersBefore = Object.fromEntries((await listed('n1')).map((s) => [s.id, s.owner]));
+    const victim = nats.find((s) => s.name === leasesLeader)!;
+    assert.ok(victim, `leases' leader ${leasesLeader}`);
     const doubles: string[] = [];
     let sampling = true;
     const sampler = (async () => {
@@ -201,6 +212,8 @@ describe('cluster: failover of live streams between three nodes', { skip: NATS_M
     }
     assert.deepEqual(doubles, [], 'no stream ever ran on two nodes at once');
     assert.deepEqual(settled.map((s) => s.id).sort(), STREAMS);
+    const changed = settled.filter((s) => s.owner !== ownersBefore[s.id]).map((s) => s.id);
+    process.stdout.write(`# NATS leader loss: ${changed.length} of ${settled.length} streams changed owner${changed.length ? ` (${changed.join(', ')})` : ''}\n`);
     const t0 = Object.fromEntries(settled.map((s) => [s.id, s.progress.t]));
     await waitFor('every stream to move on', async () => (await listed('n1')).every((s) => s.progress.t > t0[s.id]!), 20_000);
   });
