@@ -122,6 +122,8 @@ interface LagSample {
   epoch: number;
   lagSec: number;
   bytesPerSec: number;
+  /** performance.now() when the answer came. */
+  at: number;
   /** Taken between a SIGKILL and the cluster settling again (a dead owner's stream lags until taken over). */
   failingOver: boolean;
 }
@@ -132,7 +134,7 @@ async function sampleReplication(): Promise<void> {
   while (sampling) {
     try {
       for (const s of (await clusterStatus(anyNode())).streams) {
-        if (s.lagSec !== null && s.epoch !== null && s.bytesPerSec !== null) lagSamples.push({ id: s.id, epoch: s.epoch, lagSec: s.lagSec, bytesPerSec: s.bytesPerSec, failingOver });
+        if (s.lagSec !== null && s.epoch !== null && s.bytesPerSec !== null) lagSamples.push({ id: s.id, epoch: s.epoch, lagSec: s.lagSec, bytesPerSec: s.bytesPerSec, at: performance.now(), failingOver });
       }
     } catch {
       // a node being killed or started: the next round asks again
@@ -270,10 +272,12 @@ try {
   // 1. Placement: all streams created through the first node.
   const dtypes = ['float32', values.dtype2];
   const tierOf = new Map<string, string>();
+  const createdAt = new Map<string, number>();
   for (let i = 0; i < STREAMS; i++) {
     const id = `cam${i + 1}`;
     const storage = dtypes[i < STREAMS / 2 ? 0 : 1]!;
     tierOf.set(id, storage);
+    createdAt.set(id, performance.now());
     await call(first, '/v1/streams', { method: 'POST', body: JSON.stringify({ id, source: rtsp.url, window: 4, fps: Number(values.fps), storage, gate: 'off' }) });
   }
   const placement = await until(
@@ -324,11 +328,22 @@ try {
     const longest = [...byEpoch.values()].sort((a, b) => b.length - a.length)[0];
     return longest?.at(-1)?.bytesPerSec ?? NaN;
   };
+  // The replicator's bytes/s is a mean since its start, start-up seconds included. The steady rate:
+  // bytes sent (mean x seconds since the stream's creation, epoch 1) between a sample 20 s in and the last.
+  const steadyBytesOf = (id: string): number => {
+    const created = createdAt.get(id)!;
+    const first = lagSamples.filter((s) => s.id === id && s.epoch === 1);
+    const a = first.find((s) => s.at >= created + 20_000);
+    const b = first.at(-1);
+    if (!a || !b || b.at - a.at < 10_000) return NaN;
+    return (b.bytesPerSec * (b.at - created) - a.bytesPerSec * (a.at - created)) / (b.at - a.at);
+  };
   const tiers = dtypes.map((dtype) => {
     const ids = [...tierOf].filter(([, d]) => d === dtype).map(([id]) => id);
     const mine = lagSamples.filter((s) => ids.includes(s.id));
     const steady = mine.filter((s) => !s.failingOver).map((s) => s.lagSec);
     const bytes = Object.fromEntries(ids.map((id) => [id, Math.round(bytesOf(id))]));
+    const steadyBytes = Object.fromEntries(ids.map((id) => [id, Math.round(steadyBytesOf(id))]));
     return {
       dtype,
       streams: ids.length,
@@ -339,6 +354,8 @@ try {
       lagMaxWithFailoversS: round(maxOf(mine.map((s) => s.lagSec))),
       bytesPerSecMean: Math.round(mean(Object.values(bytes).filter((b) => Number.isFinite(b)))),
       bytesPerSecPerStream: bytes,
+      steadyBytesPerSecMean: Math.round(mean(Object.values(steadyBytes).filter((b) => Number.isFinite(b)))),
+      steadyBytesPerSecPerStream: steadyBytes,
     };
   });
 
@@ -378,11 +395,11 @@ try {
     console.log(`| ${i + 1} | **max** | | **${f.maxLeaseS}** | | **${f.maxIngestS}** | | |`);
   });
   console.log(failovers.map((f, i) => `failover ${i + 1}: replacement ${f.replacement} registered ${f.replacementStartS} s after its start; placement after ${JSON.stringify(f.placementAfter)}`).join('\n'));
-  console.log('\n| tier (KV dtype) | streams | steady lag samples | lag median (s) | lag p95 (s) | lag max (s) | lag max incl. failovers (s) | bytes/s per stream, mean | per stream |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---|');
+  console.log('\n| tier (KV dtype) | streams | steady lag samples | lag median (s) | lag p95 (s) | lag max (s) | lag max incl. failovers (s) | bytes/s per stream (tenure mean), mean | steady bytes/s, mean | steady bytes/s per stream |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const t of tiers) {
-    const each = Object.entries(t.bytesPerSecPerStream).map(([id, b]) => `${id} ${b}`).join(', ');
-    console.log(`| ${t.dtype} | ${t.streams} | ${t.steadySamples} | ${t.lagMedianS} | ${t.lagP95S} | ${t.lagMaxS} | ${t.lagMaxWithFailoversS} | ${t.bytesPerSecMean} | ${each} |`);
+    const each = Object.entries(t.steadyBytesPerSecPerStream).map(([id, b]) => `${id} ${b}`).join(', ');
+    console.log(`| ${t.dtype} | ${t.streams} | ${t.steadySamples} | ${t.lagMedianS} | ${t.lagP95S} | ${t.lagMaxS} | ${t.lagMaxWithFailoversS} | ${t.bytesPerSecMean} | ${t.steadyBytesPerSecMean} | ${each} |`);
   }
   const r = result.routing;
   console.log(`\n| routing (${SAMPLES} each, ${r.stream} on ${r.owner}, via ${r.via}; load ${routingLoad}) | direct p50 / p95 (ms) | routed p50 / p95 (ms) | added p50 (ms) |`);
