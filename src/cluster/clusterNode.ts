@@ -12,7 +12,7 @@ import type { ObjectStore } from 'nats';
 import { isVigilError, VigilError } from '../../common/errors.js';
 import type { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import { checkStreamId, streamDir } from '../engine/dataLayout.js';
-import { type CreateStreamRequest, OverloadedError, type StreamManager, type StreamStatus } from '../engine/streamManager.js';
+import { type CreateStreamRequest, OverloadedError, type StreamManager, type StreamManagerOptions, type StreamStatus } from '../engine/streamManager.js';
 import { type ClusterBuckets, openBuckets } from './buckets.js';
 import { type ClusterStatus, publishReport, readClusterStatus, type StreamReport } from './clusterStatus.js';
 import { type DesiredEntry, DesiredState } from './desiredState.js';
@@ -23,7 +23,7 @@ import { checkNodeInfo, NodeRegistry, type NodeInfo } from './nodeRegistry.js';
 import { place } from './placement.js';
 import { StreamReplicator } from './replication.js';
 import type { ClusterRouting, ClusterStreams, StreamRoute } from './streamRoutes.js';
-import { prepareTenureFolder } from './tenureFolder.js';
+import { prepareTenureFolder, recordTenure } from './tenureFolder.js';
 
 /** The object store bucket of replicated stream memories. */
 export const MEMORY_BUCKET = 'vigil_memory';
@@ -57,6 +57,11 @@ interface Owned {
   epoch: number;
   fence: EpochFence;
   replicator: StreamReplicator;
+  /**
+   * The lease lapsed (no renew reached NATS within the TTL) and this node is taking it back: frames
+   * wait (commitGate) until it has, or until another node turns out to hold it.
+   */
+  lapsed: { since: number; wake: Array<() => void> } | null;
 }
 
 const DEFAULT_RECONCILE_MS = 1000;
@@ -140,6 +145,14 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
   }
 
   /**
+   * What the node's StreamManager must be opened with: no stream opened by itself (the node opens
+   * those whose leases it takes), every frame through the lease gate and fence.
+   */
+  managerOptions(): Required<Pick<StreamManagerOptions, 'openRecorded' | 'commitFence' | 'commitGate'>> {
+    return { openRecorded: false, commitFence: (id) => this.assertOwner(id), commitGate: (id, signal) => this.awaitLease(id, signal) };
+  }
+
+  /**
    * The manager's commit fence: throws unless this node holds the stream's lease, renewed within
    * its TTL (no I/O). Passed to the manager as `commitFence`.
    */
@@ -148,6 +161,27 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
     if (owned) return owned.fence.assertCurrent();
     // Opening: the lease is held, the stream is not recorded as owned yet.
     this.leases.fence(streamId).assertCurrent();
+  }
+
+  /**
+   * The manager's commit gate: waits while the stream's lease lapsed and this node is taking it
+   * back (NATS out of reach); throws when the stream is no longer this node's.
+   */
+  async awaitLease(streamId: string, signal: AbortSignal): Promise<void> {
+    for (;;) {
+      const owned = this.owned.get(streamId);
+      if (!owned) throw new VigilError('STREAM_UNAVAILABLE', `stream '${streamId}': this node no longer owns it`);
+      if (!owned.lapsed) return;
+      signal.throwIfAborted();
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        owned.lapsed!.wake.push(done);
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
   }
 
   /** Registers this node (BAD_CONFIG when a live node has its id) and starts following desired state. */
@@ -354,6 +388,9 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
       if (this.owned.has(streamId) || this.busy.has(streamId) || (this.backoff.get(streamId) ?? 0) > now) continue;
       this.track(streamId, () => this.adopt(byId.get(streamId)!));
     }
+    for (const [id, owned] of this.owned) {
+      if (owned.lapsed && !this.busy.has(id)) this.track(id, () => this.takeBack(id, byId.get(id)?.state));
+    }
     const unplaced = new Set(plan.unplaced);
     for (const { streamId, from } of plan.handOver) {
       // A draining node keeps what no other node has room for.
@@ -413,10 +450,11 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
       streamId: id,
       dir,
       intervalSec: this.options.replicationIntervalSec ?? DEFAULT_REPLICATION_INTERVAL_S,
-      beforeCommit: () => fence.assertCurrentInKv(),
+      // The fence of the tenure in force (a lease taken back after a lapse has a new epoch).
+      beforeCommit: () => this.fenceOf(id).assertCurrentInKv(),
       onError: (error) => this.log(`cluster: stream ${id}: replication: ${error.message}`),
     }).start();
-    this.owned.set(id, { epoch: lease.epoch, fence, replicator });
+    this.owned.set(id, { epoch: lease.epoch, fence, replicator, lapsed: null });
     const how = origin.kind === 'restored' ? `restored from snapshot ${origin.report.seq} (${origin.report.files} files, ${(origin.report.bytes / 1e6).toFixed(1)} MB, ${Math.round(origin.report.ms)} ms${origin.report.gap ? `, gap ${(origin.report.gap.tEnd - origin.report.gap.tStart).toFixed(1)} s` : ''})` : origin.kind === 'kept' ? 'its local memory is the newest' : 'new';
     this.log(`cluster: stream ${id}: owned at epoch ${lease.epoch}, ${how}`);
     return { ...status, owner: this.nodeId, epoch: lease.epoch };
@@ -438,15 +476,66 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
     this.log(`cluster: stream ${id}: handed over`);
   }
 
-  /** A lease lost (taken, or run out): the stream stops here at once. */
+  /**
+   * A lease lost. Taken by another node: the stream stops here at once. Run out (no renew reached
+   * NATS within the TTL): frames are held (the fence already refuses them) and the stream stays open
+   * while this node tries to take the lease back (reconcile); it stops if another node has it.
+   */
   private onLease(event: LeaseEvent): void {
-    if (event.kind !== 'lost' || !this.owned.has(event.streamId)) return;
+    const owned = this.owned.get(event.streamId);
+    if (event.kind !== 'lost' || !owned) return;
     const id = event.streamId;
+    if (event.reason === 'expired') {
+      owned.lapsed ??= { since: Date.now(), wake: [] };
+      this.log(`cluster: stream ${id}: lease lapsed at epoch ${event.epoch} (NATS out of reach?); frames held until it is taken back`);
+      return;
+    }
     this.log(`cluster: stream ${id}: lease lost (${event.reason}${event.owner ? `, now ${event.owner} at epoch ${event.ownerEpoch}` : ''}); ingest stopped here`);
-    this.track(id, async () => {
-      await this.manager?.release(id);
-      await this.forget(id);
-    });
+    this.track(id, () => this.letGo(id));
+  }
+
+  /** Takes a lapsed lease back (a new epoch, the same memory), or lets the stream go when another node holds it. */
+  private async takeBack(id: string, state: DesiredEntry['state'] | undefined): Promise<void> {
+    const owned = this.owned.get(id);
+    if (!owned?.lapsed) return;
+    const current = await this.leases.read(id);
+    if (current && current.value.owner !== null && current.value.owner !== this.nodeId && !this.leases.isFree(current.value)) {
+      this.log(`cluster: stream ${id}: ${current.value.owner} holds it now (epoch ${current.value.epoch}); ingest stopped here`);
+      return this.letGo(id);
+    }
+    const lease = await this.leases.acquire(id);
+    if (!lease) {
+      // Not free yet by this node's clock (expiry plus skew), or another node won it just now.
+      const now = await this.leases.read(id);
+      if (now && now.value.owner !== this.nodeId && now.value.owner !== null && !this.leases.isFree(now.value)) return this.letGo(id);
+      return;
+    }
+    const manager = this.joined();
+    recordTenure(streamDir(manager.dataDir, id), this.nodeId, lease.epoch);
+    owned.epoch = lease.epoch;
+    owned.fence = this.leases.fence(id);
+    const waiting = owned.lapsed.wake;
+    const heldMs = Date.now() - owned.lapsed.since;
+    owned.lapsed = null;
+    manager.setOwnership(id, { owner: this.nodeId, epoch: lease.epoch });
+    for (const wake of waiting) wake();
+    // A frame that passed the gate as the lease ran out was refused by the fence, which ended the ingest: start it again.
+    if (state?.stopped !== true && manager.status(id).state === 'failed') await manager.start(id);
+    this.log(`cluster: stream ${id}: lease taken back at epoch ${lease.epoch} after ${(heldMs / 1000).toFixed(1)} s; held frames go on`);
+  }
+
+  /** The stream stops here: ingest and memory closed, replicator stopped, held frames dropped. */
+  private async letGo(id: string): Promise<void> {
+    const owned = this.owned.get(id);
+    await this.manager?.release(id);
+    await this.forget(id);
+    for (const wake of owned?.lapsed?.wake.splice(0) ?? []) wake();
+  }
+
+  private fenceOf(id: string): EpochFence {
+    const owned = this.owned.get(id);
+    if (!owned) throw new VigilError('STREAM_UNAVAILABLE', `stream '${id}': this node no longer owns it`);
+    return owned.fence;
   }
 
   private async forget(id: string): Promise<void> {

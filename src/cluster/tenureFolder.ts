@@ -30,6 +30,10 @@ function readTenure(dir: string): Tenure | null {
 }
 
 /** Records this node's tenure in the folder (written, fsynced, renamed into place). */
+export function recordTenure(dir: string, nodeId: string, epoch: number): void {
+  writeTenure(dir, { nodeId, epoch });
+}
+
 function writeTenure(dir: string, tenure: Tenure): void {
   const file = path.join(dir, TENURE_FILE);
   const temp = `${file}.tmp`;

@@ -105,6 +105,12 @@ export interface StreamManagerOptions {
    * cluster node's lease fence: a node that lost a stream's lease stores nothing more of it.
    */
   commitFence?: (streamId: string) => void;
+  /**
+   * Awaited before every frame is encoded, with the stream's id and the ingest's abort signal: may
+   * wait (frames wait in the source's bounded queue) or throw to end the ingest. A cluster node
+   * holds frames here while NATS is out of reach and it takes its lapsed lease back.
+   */
+  commitGate?: (streamId: string, signal: AbortSignal) => Promise<void>;
   /** One line per lifecycle event (never contains credentials). */
   log?: (line: string) => void;
   /**
@@ -982,6 +988,7 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
       },
       ...(this.options.diskFull ? { diskFull: this.options.diskFull } : {}),
       ...(this.options.testFaults?.beforeAddFrame || this.options.commitFence ? { beforeAddFrame: () => this.beforeAddFrame(record.id) } : {}),
+      ...(this.options.commitGate ? { beforeStore: (signal: AbortSignal) => this.options.commitGate!(record.id, signal) } : {}),
     });
     stream.ingest = ingest;
     stream.ingesting = true;

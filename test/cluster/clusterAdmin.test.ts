@@ -62,7 +62,7 @@ describe('cluster status and drain', { skip: NATS_MISSING }, () => {
       servers.push(
         await startTestServer({
           filesDir: clips,
-          manager: { openRecorded: false, commitFence: (id) => node.assertOwner(id) },
+          manager: node.managerOptions(),
           server: { clusterNode: { node } },
         }),
       );

@@ -128,8 +128,9 @@ export function serveCommand(): Command {
           model: modelDir,
           ...((options.queryTaps ?? config.queryTaps) ? { modelOptions: { queryTaps: options.queryTaps ?? config.queryTaps! } } : {}),
           policy,
-          // Cluster mode: the node opens only the streams whose leases it takes, and every frame passes its lease's fence.
-          ...(clusterNode ? { openRecorded: false, commitFence: (id: string) => clusterNode.assertOwner(id) } : {}),
+          // Cluster mode: the node opens only the streams whose leases it takes; every frame waits while
+          // a lapsed lease is taken back (NATS out of reach), then passes the lease's fence.
+          ...(clusterNode ? clusterNode.managerOptions() : {}),
           limits: {
             ...(config.limits?.maxStreams ? { maxStreams: config.limits.maxStreams } : {}),
             ...(config.limits?.questionsPerStream ? { questionsPerStream: config.limits.questionsPerStream } : {}),

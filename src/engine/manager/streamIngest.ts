@@ -27,6 +27,12 @@ export interface StreamIngestOptions {
   onFrame?: (frame: Frame) => void;
   diskFull?: DiskFullOptions;
   /**
+   * Awaited before each frame is encoded and stored: may wait (the frames meanwhile wait in the
+   * source's bounded queue; a live source drops its oldest past the queue's capacity) or throw to
+   * end the ingest. A cluster node waits here while it takes a lapsed lease back.
+   */
+  beforeStore?: (signal: AbortSignal) => Promise<void>;
+  /**
    * Tests only: runs before each frame's addFrame and may throw. Used where no small real
    * filesystem can be mounted, to stand in for the DISK_FULL a full disk makes the store throw.
    */
@@ -160,6 +166,7 @@ export class StreamIngest {
       if (this.pause) await this.settleBeforeRetry(this.pause);
       let chunkId: number;
       try {
+        if (this.options.beforeStore) await this.options.beforeStore(signal);
         const side = modelFrameSide(session);
         const image = await frameToModelInput(frame, session.model.imageConfig, side, { out: (this.pixels ??= new Float32Array(3 * side * side)) });
         const chunk = await scheduler.run(
