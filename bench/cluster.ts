@@ -329,10 +329,12 @@ try {
     return longest?.at(-1)?.bytesPerSec ?? NaN;
   };
   // The replicator's bytes/s is a mean since its start, start-up seconds included. The steady rate:
-  // bytes sent (mean x seconds since the stream's creation, epoch 1) between a sample 20 s in and the last.
+  // bytes sent (mean x seconds since the stream's creation, epoch 1) between a sample 20 s in and the
+  // last one taken before a failover (after a SIGKILL the dead owner's last report stays until its
+  // lease moves: the same mean, no more bytes).
   const steadyBytesOf = (id: string): number => {
     const created = createdAt.get(id)!;
-    const first = lagSamples.filter((s) => s.id === id && s.epoch === 1);
+    const first = lagSamples.filter((s) => s.id === id && s.epoch === 1 && !s.failingOver);
     const a = first.find((s) => s.at >= created + 20_000);
     const b = first.at(-1);
     if (!a || !b || b.at - a.at < 10_000) return NaN;
