@@ -14,7 +14,7 @@ import type { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import { checkStreamId, streamDir } from '../engine/dataLayout.js';
 import { type CreateStreamRequest, OverloadedError, type StreamManager, type StreamManagerOptions, type StreamStatus } from '../engine/streamManager.js';
 import { type ClusterBuckets, openBuckets } from './buckets.js';
-import { type ClusterStatus, publishReport, readClusterStatus, type StreamReport } from './clusterStatus.js';
+import { type ClusterStatus, publishReport, readClusterStatus, readReports, type StreamReport } from './clusterStatus.js';
 import { type DesiredEntry, DesiredState } from './desiredState.js';
 import type { EpochFence } from './fencing.js';
 import { type HeldLease, LeaseManager, type LeaseEvent } from './leases.js';
@@ -361,14 +361,30 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
   }
 
   private async reconcile(): Promise<void> {
-    const [nodes, entries, draining] = await Promise.all([this.refreshNodes(), this.desired.list(), this.desired.draining()]);
+    // Requests per second of each node: one for desired state (unless it changed), the registry and
+    // the reports (one per node), and the leases of streams no live node reports as its own: not
+    // one read per stream (docs/scale-out.md, "Up to 1,000 cameras").
+    const [nodes, { entries, draining }, reports] = await Promise.all([this.refreshNodes(), this.desired.snapshot(), readReports(this.buckets)]);
     const byId = new Map(entries.map((e) => [e.state.id, e]));
     const owners: Record<string, string | null> = {};
     const ids = [...byId.keys()];
     const now = Date.now();
     const stays = new Set(nodes.filter((n) => !draining.has(n.nodeId)).map((n) => n.nodeId));
-    for (let i = 0; i < ids.length; i += LEASE_READ_BATCH) {
-      const batch = ids.slice(i, i + LEASE_READ_BATCH);
+    const live = new Set(nodes.map((n) => n.nodeId));
+    const claims = new Map<string, string[]>();
+    for (const report of reports.values()) {
+      if (!live.has(report.nodeId) || report.nodeId === this.nodeId) continue;
+      for (const s of report.streams) claims.set(s.id, [...(claims.get(s.id) ?? []), report.nodeId]);
+    }
+    for (const id of this.owned.keys()) claims.set(id, [...(claims.get(id) ?? []), this.nodeId]);
+    const unclaimed: string[] = [];
+    for (const id of ids) {
+      const by = claims.get(id);
+      if (by?.length === 1) owners[id] = by[0]!;
+      else unclaimed.push(id);
+    }
+    for (let i = 0; i < unclaimed.length; i += LEASE_READ_BATCH) {
+      const batch = unclaimed.slice(i, i + LEASE_READ_BATCH);
       const leases = await Promise.all(batch.map((id) => this.leases.read(id)));
       batch.forEach((id, j) => {
         const lease = leases[j]?.value;

@@ -54,7 +54,8 @@ export async function publishReport(buckets: ClusterBuckets, report: NodeReport)
   await buckets.nodes.put(reportKey(report.nodeId), encodeJson(report));
 }
 
-async function readReports(buckets: ClusterBuckets): Promise<Map<string, NodeReport>> {
+/** Every live node's latest report, by node id. */
+export async function readReports(buckets: ClusterBuckets): Promise<Map<string, NodeReport>> {
   const out = new Map<string, NodeReport>();
   for (const key of await listKeys(buckets.jsm, BUCKETS.nodes, 'report.')) {
     const entry = await buckets.nodes.get(key);

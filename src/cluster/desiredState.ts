@@ -52,6 +52,8 @@ export function drainKey(nodeId: string): string {
 
 export class DesiredState {
   private readonly kv: KV;
+  /** The last snapshot() and the bucket version it was read at. */
+  private cached: { version: string; entries: DesiredEntry[]; draining: Set<string> } | null = null;
 
   constructor(
     private readonly buckets: Pick<ClusterBuckets, 'desired' | 'jsm'>,
@@ -122,6 +124,19 @@ export class DesiredState {
     })();
     loop.catch((error: unknown) => this.log(`desired state: the watch ended: ${(error as Error).message}`));
     return () => iter.stop();
+  }
+
+  /**
+   * Every stream's desired state and the drain requests, read again only when the bucket changed
+   * since the last call (one request when nothing did): what a node's loop reads every second.
+   */
+  async snapshot(): Promise<{ entries: DesiredEntry[]; draining: Set<string> }> {
+    const info = await this.buckets.jsm.streams.info(`KV_${BUCKETS.desired}`);
+    const version = `${info.state.last_seq}:${info.state.messages}`;
+    if (this.cached?.version === version) return { entries: this.cached.entries, draining: new Set(this.cached.draining) };
+    const [entries, draining] = await Promise.all([this.list(), this.draining()]);
+    this.cached = { version, entries, draining };
+    return { entries, draining: new Set(draining) };
   }
 
   /** Asks node `nodeId` to hand its streams over and take no new ones (`vigil cluster drain`); kept until undone. */
