@@ -99,6 +99,8 @@ const DEFAULT_PIECE_BYTES = 4 << 20;
 const MANIFEST_PIECE_BYTES = 256 << 10;
 /** Small tail pieces of a growing segment are merged this many at a time (bounded object count). */
 const MERGE_FANOUT = 8;
+/** Snapshots start at least this many of the last snapshot's durations apart (a 10% duty cycle at most). */
+const SNAPSHOT_DUTY_FACTOR = 10;
 /** Pieces sent side by side. */
 const UPLOADS_IN_FLIGHT = 4;
 /** When nothing changed at the due time, look again this often. */
@@ -227,7 +229,10 @@ export class StreamReplicator {
     let backoff = this.retryInitial;
     while (!this.disposed) {
       const forced = this.forced.length > 0;
-      const wait = forced ? 0 : Math.max(0, this.lastStart + this.intervalMs - Date.now());
+      // A snapshot reads the whole manifest (its online backup): as the manifest grows (weeks of
+      // history) snapshots are spaced so that taking them stays under a tenth of the time.
+      const spacing = Math.max(this.intervalMs, SNAPSHOT_DUTY_FACTOR * this.stats.lastSnapshotMs);
+      const wait = forced ? 0 : Math.max(0, this.lastStart + spacing - Date.now());
       if (wait > 0) {
         await this.sleep(wait);
         continue;
