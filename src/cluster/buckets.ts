@@ -4,6 +4,7 @@
  * TTL); every node passes the same settings, so that is the same bucket.
  */
 import type { JetStreamManager, KV } from 'nats';
+import { isVigilError, VigilError } from '../../common/errors.js';
 import type { ClusterConnection } from './natsConnection.js';
 
 export const BUCKETS = {
@@ -66,6 +67,19 @@ export async function listKeys(jsm: JetStreamManager, bucket: string, prefix: st
 export function isRevisionConflict(error: unknown): boolean {
   const api = (error as { api_error?: { err_code?: number } } | null)?.api_error;
   return api?.err_code === 10071 || /wrong last sequence/i.test(error instanceof Error ? error.message : '');
+}
+
+/**
+ * A request to NATS (KV, stream info): a failure that is not Vigil's own is CLUSTER_UNAVAILABLE
+ * (503, retry in 2 s) with the client's reason, never a bare client error.
+ */
+export async function clusterRequest<T>(request: () => Promise<T>): Promise<T> {
+  try {
+    return await request();
+  } catch (error) {
+    if (isVigilError(error)) throw error;
+    throw Object.assign(new VigilError('CLUSTER_UNAVAILABLE', `the cluster's NATS does not answer (${(error as Error).message}); retry`, { cause: error }), { retryAfterS: 2 });
+  }
 }
 
 /** JSON bytes of a value. */

@@ -6,10 +6,10 @@
 import type { JetStreamManager, KV } from 'nats';
 import { isVigilError, VigilError } from '../../common/errors.js';
 import { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
-import { BUCKETS, type ClusterBuckets, DEFAULT_NODE_TTL_MS, decodeJson } from './buckets.js';
+import { BUCKETS, type ClusterBuckets, clusterRequest, DEFAULT_NODE_TTL_MS } from './buckets.js';
 import { type ClusterStatus, readClusterStatus } from './clusterStatus.js';
 import { DesiredState } from './desiredState.js';
-import { DEFAULT_SKEW_MS, leaseKey, type LeaseState, leaseValueSchema, type LeaseValue } from './leases.js';
+import { DEFAULT_SKEW_MS, leaseIsFree, type LeaseState, type LeaseValue, readLease } from './leases.js';
 import { ClusterConnection, type NatsConnectOptions } from './natsConnection.js';
 import { NODE_ID, NodeRegistry } from './nodeRegistry.js';
 
@@ -108,15 +108,10 @@ export class ClusterAdmin {
     return this.closing;
   }
 
-  /** A KV request; NATS failing mid-way is CLUSTER_UNAVAILABLE with its reason, not a bare client error. */
-  private async kv<T>(request: () => Promise<T>): Promise<T> {
-    try {
-      return await request();
-    } catch (error) {
-      if (isVigilError(error)) throw error;
-      throw new VigilError('CLUSTER_UNAVAILABLE', `the cluster's NATS does not answer (${(error as Error).message})`, { cause: error });
-    }
+  private kv<T>(request: () => Promise<T>): Promise<T> {
+    return clusterRequest(request);
   }
+
 }
 
 function checkNodeId(nodeId: string): void {
@@ -159,15 +154,11 @@ class LeaseReader {
     private readonly skewMs: number,
   ) {}
 
-  async read(streamId: string): Promise<LeaseState | null> {
-    const entry = await this.kv.get(leaseKey(streamId));
-    if (!entry || entry.operation !== 'PUT') return null;
-    const parsed = leaseValueSchema.safeParse(decodeJson(entry.value));
-    if (!parsed.success) throw new VigilError('STORE_CORRUPT', `the lease of stream '${streamId}' in KV is not a lease value (revision ${entry.revision})`);
-    return { value: parsed.data, revision: entry.revision };
+  read(streamId: string): Promise<LeaseState | null> {
+    return readLease(this.kv, streamId);
   }
 
   isFree(value: LeaseValue, now = Date.now()): boolean {
-    return value.owner === null || now > value.expiresAt + this.skewMs;
+    return leaseIsFree(value, this.skewMs, now);
   }
 }

@@ -13,7 +13,7 @@ import { isVigilError, VigilError } from '../../common/errors.js';
 import type { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import { checkStreamId, streamDir } from '../engine/dataLayout.js';
 import { type CreateStreamRequest, OverloadedError, type StreamManager, type StreamManagerOptions, type StreamStatus } from '../engine/streamManager.js';
-import { type ClusterBuckets, openBuckets } from './buckets.js';
+import { type ClusterBuckets, clusterRequest, openBuckets } from './buckets.js';
 import { type ClusterStatus, publishReport, readClusterStatus, readReports, type StreamReport } from './clusterStatus.js';
 import { type DesiredEntry, DesiredState } from './desiredState.js';
 import type { EpochFence } from './fencing.js';
@@ -584,13 +584,8 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
     return this.manager;
   }
 
-  /** A KV request; NATS out of reach is CLUSTER_UNAVAILABLE (503, retry), not a bare client error. */
-  private async kv<T>(request: () => Promise<T>): Promise<T> {
-    try {
-      return await request();
-    } catch (error) {
-      if (isVigilError(error)) throw error;
-      throw Object.assign(new VigilError('CLUSTER_UNAVAILABLE', `the cluster's NATS does not answer (${(error as Error).message}); retry`, { cause: error }), { retryAfterS: 2 });
-    }
+  private kv<T>(request: () => Promise<T>): Promise<T> {
+    return clusterRequest(request);
   }
+
 }

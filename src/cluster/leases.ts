@@ -34,7 +34,6 @@ const valueSchema = z.object({
 });
 export type LeaseValue = z.infer<typeof valueSchema>;
 /** For readers that hold no lease (clusterAdmin.ts). */
-export { valueSchema as leaseValueSchema };
 
 export interface LeaseState {
   value: LeaseValue;
@@ -73,6 +72,20 @@ interface Held extends HeldLease {
   renewing: boolean;
 }
 
+/** A stream's lease as KV has it now, or null when it never had one; STORE_CORRUPT for a value that is not a lease. */
+export async function readLease(kv: KV, streamId: string): Promise<LeaseState | null> {
+  const entry = await kv.get(leaseKey(streamId));
+  if (!entry || entry.operation !== 'PUT') return null;
+  const parsed = valueSchema.safeParse(decodeJson(entry.value));
+  if (!parsed.success) throw new VigilError('STORE_CORRUPT', `the lease of stream '${streamId}' in KV is not a lease value (revision ${entry.revision})`);
+  return { value: parsed.data, revision: entry.revision };
+}
+
+/** Whether a lease may be taken now: released, or expired `skewMs` ago by this clock. */
+export function leaseIsFree(value: LeaseValue, skewMs: number, now = Date.now()): boolean {
+  return value.owner === null || now > value.expiresAt + skewMs;
+}
+
 export function leaseKey(streamId: string): string {
   return `stream.${streamId}`;
 }
@@ -109,17 +122,13 @@ export class LeaseManager {
   }
 
   /** The lease as KV has it now, or null when the stream never had one. STORE_CORRUPT for a value that is not a lease. */
-  async read(streamId: string): Promise<LeaseState | null> {
-    const entry = await this.kv.get(leaseKey(streamId));
-    if (!entry || entry.operation !== 'PUT') return null;
-    const parsed = valueSchema.safeParse(decodeJson(entry.value));
-    if (!parsed.success) throw new VigilError('STORE_CORRUPT', `the lease of stream '${streamId}' in KV is not a lease value (revision ${entry.revision})`);
-    return { value: parsed.data, revision: entry.revision };
+  read(streamId: string): Promise<LeaseState | null> {
+    return readLease(this.kv, streamId);
   }
 
   /** Whether a lease as read from KV may be taken now (by this node's clock). */
   isFree(value: LeaseValue, now = Date.now()): boolean {
-    return value.owner === null || now > value.expiresAt + this.skewMs;
+    return leaseIsFree(value, this.skewMs, now);
   }
 
   /**
