@@ -9,7 +9,7 @@ import { boundCommand, childOf } from './ffmpegCommand.js';
 import type { DecodeArgs } from './ffmpegArgs.js';
 import type { FfmpegBinary } from './ffmpegBinary.js';
 import { redactInText } from './ffmpegErrors.js';
-import { type DecodedFrameInfo, isCorruptionLine, logLevelOf, parseSelect, parseShowinfo } from './ffmpegLog.js';
+import { type DecodedFrameInfo, isCorruptionLine, logLevelOf, parseSelect, parseShowinfo, parseStreamVideo, type StreamVideoInfo } from './ffmpegLog.js';
 import { FrameAssembler, type RawFrame } from './frameAssembler.js';
 import { killChild, type TrackedChild } from './processRegistry.js';
 
@@ -18,6 +18,8 @@ export interface RunHandlers {
   onDecoded(info: DecodedFrameInfo): void;
   /** A damaged-stream line (decode error); the run goes on. */
   onCorruption?(line: string): void;
+  /** The input's video stream as ffmpeg opened it (once per run, before any frame). */
+  onInputVideo?(info: StreamVideoInfo): void;
 }
 
 export interface RunResult {
@@ -55,6 +57,7 @@ export class DecodeRun {
     const startedAt = Date.now();
     const { command, started } = boundCommand(binary, input, `ffmpeg ${display}`);
     command.inputOptions(...args.inputOptions).outputOptions(...args.outputOptions, '-vf', args.filter);
+    let inputSeen = false;
 
     command.on('stderr', (line: string) => {
       const decoded = parseSelect(line);
@@ -63,6 +66,13 @@ export class DecodeRun {
       if (sampled) return assembler.header(sampled);
       const level = logLevelOf(line);
       if (level === 'debug' || level === 'trace') return;
+      if (!inputSeen && handlers.onInputVideo) {
+        const video = parseStreamVideo(line);
+        if (video) {
+          inputSeen = true;
+          handlers.onInputVideo(video);
+        }
+      }
       if (handlers.onCorruption && isCorruptionLine(line)) handlers.onCorruption(redactInText(line));
       this.tail.push(redactInText(line));
       if (this.tail.length > TAIL_LINES) this.tail.shift();

@@ -58,3 +58,21 @@ export function logLevelOf(line: string): string | null {
 export function isCorruptionLine(line: string): boolean {
   return /\[(error|warning)\]/.test(line) && /(corrupt|error while decoding|Invalid NAL|partial file|concealing|missing picture|Truncat|invalid data|decode_slice_header error|co located POCs unavailable|no frame!|Packet corrupt)/i.test(line);
 }
+
+/** The codec and coded picture size of a video stream, from ffmpeg's stream dump. */
+export interface StreamVideoInfo {
+  codec: string;
+  width: number;
+  height: number;
+}
+
+// "[info]   Stream #0:0[0x1](und), 1, 1/90000: Video: h264 (High), yuv420p(progressive), 320x180 [SAR 1:1 ...]"
+const STREAM_VIDEO = /Stream #\d+:\d+[^:]*: Video: ([\w-]+).*?, (\d+)x(\d+)\b/;
+
+/** A "Stream #…: Video:" line of the dump (the input's comes before the output's). */
+export function parseStreamVideo(line: string): StreamVideoInfo | null {
+  if (!line.includes(': Video: ')) return null;
+  const m = STREAM_VIDEO.exec(line);
+  if (!m) return null;
+  return { codec: m[1]!, width: Number(m[2]), height: Number(m[3]) };
+}

@@ -6,7 +6,7 @@ import { VigilError } from '../common/errors.js';
 import { DEFAULT_BACKOFF } from './backoff.js';
 import type { FfmpegBinary } from './ffmpegBinary.js';
 import { OutboundPolicy } from './net/outboundPolicy.js';
-import type { BackoffOptions, DecodeMode, OutputSize, QueueOptions, VideoInfo } from './types.js';
+import type { BackoffOptions, DecodeMode, OutputSize, ProbeInfo, QueueOptions, VideoInfo } from './types.js';
 
 export interface OpenSourceOptions {
   /** Sample rate F in frames per second of stream time. Default 1. */
@@ -51,6 +51,13 @@ export interface OpenSourceOptions {
    * URL policy for sources from API callers.
    */
   policy?: OutboundPolicy;
+  /**
+   * Live network sources: the probe of an earlier connection to the same source (a restart, a
+   * cluster node taking the stream over). The first connection skips probing and decodes at once;
+   * if the stream does not match it (codec or picture size) or that first run fails before a
+   * frame, it is dropped and the source is probed as usual. Ignored for files, uploads and finite URLs.
+   */
+  knownProbe?: ProbeInfo;
 }
 
 export interface ResolvedOptions {
@@ -71,6 +78,7 @@ export interface ResolvedOptions {
   threads: number;
   scaleFlags: string;
   policy: OutboundPolicy;
+  knownProbe: ProbeInfo | null;
 }
 
 function positive(name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -123,7 +131,30 @@ export function resolveOptions(options: OpenSourceOptions): ResolvedOptions {
     threads: options.threads ?? 0,
     scaleFlags: options.scaleFlags ?? 'bicubic',
     policy: options.policy ?? OutboundPolicy.trusted,
+    knownProbe: options.knownProbe === undefined ? null : checkKnownProbe(options.knownProbe),
   };
+}
+
+/** A loose shape check (a saved probe comes from a file): what decoding relies on must be there. */
+function checkKnownProbe(probe: ProbeInfo): ProbeInfo {
+  const video = (probe as Partial<ProbeInfo> | null)?.video;
+  const keyframes = (probe as Partial<ProbeInfo> | null)?.keyframes;
+  const ok =
+    typeof probe === 'object' &&
+    probe !== null &&
+    typeof video === 'object' &&
+    video !== null &&
+    typeof video.codec === 'string' &&
+    Number.isInteger(video.width) &&
+    video.width > 0 &&
+    Number.isInteger(video.height) &&
+    video.height > 0 &&
+    (video.fps === null || (typeof video.fps === 'number' && video.fps > 0)) &&
+    typeof video.sar === 'number' &&
+    video.sar > 0 &&
+    (keyframes === null || (typeof keyframes === 'object' && keyframes !== undefined && (keyframes.maxIntervalS === null || typeof keyframes.maxIntervalS === 'number')));
+  if (!ok) throw new VigilError('BAD_INPUT', 'knownProbe is not a probe result (video codec, size, fps, sar and keyframes are needed).');
+  return probe;
 }
 
 /** The ffmpeg output size for a requested size and the probed stream (display aspect, rotation). */

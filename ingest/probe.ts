@@ -28,12 +28,20 @@ type Json = Record<string, unknown>;
 
 const CRASH_SIGNALS = new Set<string>(['SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGABRT', 'SIGFPE']);
 
+let probesStarted = 0;
+
+/** Probes started in this process (a statistic: tests prove a saved probe spared one). */
+export function probeCount(): number {
+  return probesStarted;
+}
+
 /**
  * Network streams are first analysed for 1 s (ffprobe's default 5 s costs ~2 s per RTSP connect,
  * spent measuring the frame rate, which the keyframe scan's packets give anyway); if that was too
  * short to learn the picture size, once more with the default.
  */
 export async function probeSource(spec: SourceSpec, binary: FfmpegBinary, options: ProbeOptions): Promise<ProbeInfo> {
+  probesStarted++;
   const network = spec.kind !== 'file' && spec.kind !== 'upload';
   if (!network) return probeOnce(spec, binary, options, 0);
   try {

@@ -14,7 +14,7 @@ import { DecodeRun, type RunResult } from './decodeRun.js';
 import { type DecodePlan, decodeArgs } from './ffmpegArgs.js';
 import { type FfmpegBinary, describeVersion } from './ffmpegBinary.js';
 import { ffmpegFailure } from './ffmpegErrors.js';
-import type { DecodedFrameInfo } from './ffmpegLog.js';
+import type { DecodedFrameInfo, StreamVideoInfo } from './ffmpegLog.js';
 import type { RawFrame } from './frameAssembler.js';
 import { MediaGateway } from './mediaGateway.js';
 import { FrameQueue } from './frameQueue.js';
@@ -49,6 +49,8 @@ export interface VideoSourceEvents {
   state: [state: SourceState, stats: SourceStats];
   gap: [gap: SourceStats['gaps'][number]];
   warning: [message: string];
+  /** A probe was run and its result adopted (not emitted for a known probe taken from the options). */
+  probe: [probe: ProbeInfo];
 }
 
 export class VideoSource extends EventEmitter<VideoSourceEvents> {
@@ -77,6 +79,8 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
   private forceAllFrames = false;
   private maxFramesReached = false;
   private sleepTimer: { timer: NodeJS.Timeout; resolve: () => void } | null = null;
+  /** The probe came from the options (knownProbe) and no frame has confirmed it yet. */
+  private probeOnTrial = false;
 
   private framesDecoded = 0;
   private framesSampled = 0;
@@ -103,6 +107,14 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
     this.backoff = new Backoff({ ...DEFAULT_BACKOFF, ...options.backoff });
     this.watchdog = new StallWatchdog(options.stallTimeoutS * 1000, (silentMs) => this.onStall(silentMs));
     this.gateway = new MediaGateway(spec, { policy: options.policy, socketTimeoutS: options.socketTimeoutS });
+    // A saved probe only stands in for a live network stream's (RTSP, or a URL whose probe found no
+    // end); a file or a finite URL is probed.
+    const known = options.knownProbe;
+    const network = spec.kind !== 'file' && spec.kind !== 'upload';
+    if (known && network && (this.live === true || (this.live === null && known.durationS === null))) {
+      this.probe = known;
+      this.probeOnTrial = true;
+    }
     this.finished = this.loop()
       .catch((error: unknown) => {
         // Only a throwing event listener can get here; the source must still end cleanly.
@@ -310,8 +322,8 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
         break;
       }
       if (outcome.kind === 'restart') {
-        // A live restart loses the frames of the reconnect time: that is an outage too.
-        if (this.live) this.emit('gap', { ...this.gaps.begin(this.lastT ?? 0, outcome.reason, null) });
+        // A live restart loses the frames of the reconnect time: that is an outage too (once there were frames).
+        if (this.live && this.lastT !== null) this.emit('gap', { ...this.gaps.begin(this.lastT ?? 0, outcome.reason, null) });
         continue;
       }
 
@@ -389,6 +401,10 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
         this.queue.setPolicy('block');
         this.queuePolicyFixed = true;
       }
+      this.emit('probe', probe);
+    } else if (this.live === null) {
+      // A known probe is a live stream's (see the constructor); the endpoint may know better.
+      this.live = endpoint.live ?? true;
     }
     if (this.stopping) return { kind: 'stopped' };
     const plan = this.makePlan(this.probe);
@@ -399,14 +415,37 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       onFrame: (raw) => this.onFrame(run, raw),
       onDecoded: (info) => this.onDecoded(info),
       onCorruption: (line) => this.onCorruption(line),
+      ...(this.probeOnTrial ? { onInputVideo: (video: StreamVideoInfo) => this.checkKnownProbe(run, video) } : {}),
     });
     this.run = run;
+    const sampledBefore = this.framesSampled;
     // In keyframe mode a quiet stretch of one keyframe interval is normal: never stall below 2.5 of them.
     const keyInterval = plan.mode === 'keyframes' ? (this.probe.keyframes?.maxIntervalS ?? 0) : 0;
     this.watchdog.arm(Math.max(this.options.stallTimeoutS, 2.5 * keyInterval) * 1000);
     const result = await run.done;
     this.watchdog.disarm();
-    return this.judge(result, plan);
+    const outcome = this.judge(result, plan);
+    // A known probe whose first run failed or stalled before a frame may be what is wrong: probe again.
+    if (this.probeOnTrial && this.framesSampled === sampledBefore && (outcome.kind === 'failure' || outcome.kind === 'restart')) {
+      this.dropKnownProbe(outcome.kind === 'failure' ? outcome.error.message : outcome.reason);
+    }
+    return outcome;
+  }
+
+  /** ffmpeg opened the stream under a known probe: a different codec or picture size means it no longer fits. */
+  private checkKnownProbe(run: DecodeRun, video: StreamVideoInfo): void {
+    const known = this.probe;
+    if (!this.probeOnTrial || !known || run !== this.run) return;
+    if (video.codec === known.video.codec && video.width === known.video.width && video.height === known.video.height) return;
+    this.dropKnownProbe(`the stream is ${video.codec} ${video.width}x${video.height}, the saved probe says ${known.video.codec} ${known.video.width}x${known.video.height}`);
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- DecodeRun.kill() cannot reject
+    void run.kill('probe-mismatch');
+  }
+
+  private dropKnownProbe(why: string): void {
+    this.probeOnTrial = false;
+    this.probe = null;
+    this.warn(`the saved probe of "${this.spec.display}" did not fit (${why}); probing again.`);
   }
 
   private makePlan(probe: ProbeInfo): DecodePlan {
@@ -442,6 +481,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       return { kind: 'failure', error: new VigilError('SOURCE_STALLED', `"${display}": ${result.killedFor}; ffmpeg was killed and will be restarted.`), fatal: false };
     }
     if (result.killedFor === 'mode-switch') return { kind: 'restart', reason: 'keyframes too sparse for the sample rate' };
+    if (result.killedFor === 'probe-mismatch') return { kind: 'restart', reason: 'the saved probe did not fit the stream' };
     if (result.killedFor?.startsWith('desync')) {
       return { kind: 'failure', error: new VigilError('SOURCE_FAILED', `"${display}": ffmpeg sent frames without their timestamps (log lines missing).`), fatal: false };
     }
@@ -556,6 +596,7 @@ export class VideoSource extends EventEmitter<VideoSourceEvents> {
       keyframe: raw.info.keyframe,
     };
     this.framesSampled++;
+    this.probeOnTrial = false;
     this.rate.mark(now);
     this.lastT = t;
     this.lastWall = now;

@@ -65,7 +65,8 @@ export function referencedObjects(manifest: ReplicationManifest): Set<string> {
   return names;
 }
 
-const FILE_PATH = /^(kv\/(manifest\.sqlite|seg-\d{6,}\.kvseg)|index\/[\w.-]+(\/[\w.-]+)*|index-blocks\/[\w.-]+)$/;
+// The memory (kv/, index/, index-blocks/) and the small files of replicationSnapshot.ts SMALL_FILES.
+const FILE_PATH = /^(kv\/(manifest\.sqlite|seg-\d{6,}\.kvseg)|index\/[\w.-]+(\/[\w.-]+)*|index-blocks\/[\w.-]+|watches\/(watches\.json|alerts\.ndjson)|source-probe\.json)$/;
 
 function isCount(x: unknown): x is number {
   return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;

@@ -12,6 +12,7 @@ import { copyFile, cp, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promis
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { streamIndexBlocksDir, streamIndexDir, streamStoreDir } from '../engine/dataLayout.js';
+import { SOURCE_PROBE_FILE } from '../engine/manager/sourceProbeFile.js';
 import type { RecoveryPoint } from './replicationManifest.js';
 
 export const MANIFEST_FILE = 'manifest.sqlite';
@@ -97,7 +98,7 @@ export async function captureSnapshot(db: Database.Database, streamDir: string, 
       copy.close();
     }
     const indexFiles = await copyIndex(streamDir, path.join(scratch, 'index'));
-    indexFiles.push(...(await copyWatches(streamDir, path.join(scratch, 'watches'))));
+    indexFiles.push(...(await copySmallFiles(streamDir, path.join(scratch, 'small'))));
     return { takenAt, storeCreated, recoveryPoint, manifestCopy, segments, indexFiles, scratch };
   } catch (error) {
     await rm(scratch, { recursive: true, force: true });
@@ -110,18 +111,21 @@ export async function disposeSnapshot(snapshot: LocalSnapshot): Promise<void> {
 }
 
 /**
- * The stream's watches and their alert history (watches/: small files rewritten whole or appended
- * to), copied so that a new owner keeps the watches' ids and alerts. At most a few MB (the alert
- * history is bounded); a file that vanishes meanwhile is left out.
+ * Small files of the stream folder rewritten whole or appended to, copied so that a new owner keeps
+ * them: the watches and their alert history (the watches' ids and alerts; at most a few MB, the
+ * alert history is bounded) and the source's last probe (its first connection skips probing). A
+ * file that is absent, or vanishes meanwhile, is left out.
  */
-async function copyWatches(streamDir: string, dest: string): Promise<WholeFile[]> {
-  const dir = path.join(streamDir, 'watches');
+export const SMALL_FILES: readonly string[] = ['watches/watches.json', 'watches/alerts.ndjson', SOURCE_PROBE_FILE];
+
+async function copySmallFiles(streamDir: string, dest: string): Promise<WholeFile[]> {
   const files: WholeFile[] = [];
-  for (const name of ['watches.json', 'alerts.ndjson']) {
+  for (const name of SMALL_FILES) {
+    const target = path.join(dest, ...name.split('/'));
     try {
-      await mkdir(dest, { recursive: true });
-      await copyFile(path.join(dir, name), path.join(dest, name));
-      files.push({ path: `watches/${name}`, source: path.join(dest, name), immutable: false });
+      await mkdir(path.dirname(target), { recursive: true });
+      await copyFile(path.join(streamDir, ...name.split('/')), target);
+      files.push({ path: name, source: target, immutable: false });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }

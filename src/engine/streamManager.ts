@@ -972,13 +972,17 @@ export class StreamManager extends EventEmitter<ManagerEvents> {
     if (!stream.session || stream.ingesting || this.closing) return;
     const { record } = stream;
     const input = record.origin === 'config' ? expandEnv(record.source, process.env, `stream '${record.id}'`) : record.source;
+    // A live source probed before (by this node, or by a cluster node that owned the stream) starts without probing.
+    const knownProbe = stream.sourceProbe.load(input);
     const ingest = new StreamIngest({
       streamId: record.id,
       session: stream.session,
       scheduler: this.scheduler,
       thumbnails: stream.thumbnails,
       input,
-      source: { ...this.options.sourceOptions, fps: record.settings.fps, policy: this.policy.outboundFor(record.origin) },
+      source: { ...this.options.sourceOptions, fps: record.settings.fps, policy: this.policy.outboundFor(record.origin), ...(knownProbe ? { knownProbe } : {}) },
+      onProbe: (probe) => stream.sourceProbe.save(input, probe, (line) => this.log(`stream ${record.id}: ${line}`)),
+      onWarning: (message) => this.log(`stream ${record.id}: ${message}`),
       spaceDirs: [stream.dir, streamStoreDir(stream.dir), streamIndexDir(stream.dir), stream.thumbnails.dir],
       onGap: (gap) => stream.noteGap(gap),
       onFrame: (frame) => this.health.observeFrame(stream, frame),

@@ -124,6 +124,10 @@ describe('replicated memory: a stream folder to the JetStream object store and b
     // A clean close saves the index (with sealed blocks); the stream goes on after a reopen.
     await session.dispose();
     session = await StreamSession.open(parts.model, options(dir));
+    // The small files of the folder travel too: the watches and the source's saved probe.
+    const smallFiles = { 'source-probe.json': '{"version":1,"probe":{}}\n', 'watches/watches.json': '{"watches":[]}\n' };
+    fs.mkdirSync(path.join(dir, 'watches'), { recursive: true });
+    for (const [name, text] of Object.entries(smallFiles)) fs.writeFileSync(path.join(dir, name), text);
     const replicator = new StreamReplicator({ bucket, streamId: 'cam-a', dir, intervalSec: 3600, pieceBytes: 16384 }).start();
     try {
       const status = await replicator.snapshotNow();
@@ -150,6 +154,7 @@ describe('replicated memory: a stream folder to the JetStream object store and b
     const restoreStarted = Date.now();
     const report = await restoreStream(bucket, 'cam-a', restored);
     assert.equal(report.recoveryPoint?.chunkId, 23);
+    for (const [name, text] of Object.entries(smallFiles)) assert.equal(fs.readFileSync(path.join(restored, name), 'utf8'), text, `${name} restored`);
     // From the recovery point to the restore (the wall time since its chunk): it covers the frames lost (24..29).
     const elapsed = (restoreStarted - (wall0 + 23_000)) / 1000;
     assert.ok(report.gap && report.gap.tStart === 23 && report.gap.tEnd >= 23 + elapsed && report.gap.tEnd >= 29, JSON.stringify(report.gap));

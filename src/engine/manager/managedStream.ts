@@ -3,6 +3,7 @@ import { tiersInForce } from '../../../common/settings.js';
 import { DEFAULT_GATE } from '../frameGate.js';
 import type { StreamSession } from '../streamSession.js';
 import { type PathRoots, publicMessage } from './publicMessage.js';
+import { SourceProbeFile } from './sourceProbeFile.js';
 import type { StreamIngest } from './streamIngest.js';
 import { type StreamRecord, writeRecord } from './streamRecord.js';
 import { ThumbnailStore } from './thumbnails.js';
@@ -27,6 +28,8 @@ export class ManagedStream {
   /** Finite sources: the length reported by the probe (s). */
   durationS: number | null = null;
   readonly thumbnails: ThumbnailStore;
+  /** The last probe of a live source (source-probe.json), handed to its next ingest. */
+  readonly sourceProbe: SourceProbeFile;
   /** The record changed but stream.json could not be written (disk full): written by the next save. */
   recordUnsaved = false;
   /**
@@ -43,6 +46,7 @@ export class ManagedStream {
     public record: StreamRecord,
   ) {
     this.thumbnails = new ThumbnailStore(path.join(dir, 'thumbs'));
+    this.sourceProbe = new SourceProbeFile(dir);
   }
 
   get id(): string {

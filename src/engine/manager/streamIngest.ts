@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Frame, openSource, type OpenSourceOptions, type SourceInput, type SourceStats, type VideoSource } from '../../../ingest/index.js';
+import { type Frame, openSource, type OpenSourceOptions, type ProbeInfo, type SourceInput, type SourceStats, type VideoSource } from '../../../ingest/index.js';
 import { frameToModelInput, modelFrameSize } from '../../../ingest/modelAdapter.js';
 import { RateMeter } from '../../../ingest/stats.js';
 import { isVigilError, VigilError } from '../../../common/errors.js';
@@ -25,6 +25,10 @@ export interface StreamIngestOptions {
   onResumed?: () => void;
   /** Every frame taken from the source, before the gate (health watches look for a frozen image); must not throw. */
   onFrame?: (frame: Frame) => void;
+  /** A live source was probed (the manager keeps the result for the next start: source-probe.json); must not throw. */
+  onProbe?: (probe: ProbeInfo) => void;
+  /** The source's non-fatal warnings (a saved probe that did not fit, decode errors); must not throw. */
+  onWarning?: (message: string) => void;
   diskFull?: DiskFullOptions;
   /**
    * Awaited before each frame is encoded and stored: may wait (the frames meanwhile wait in the
@@ -330,6 +334,10 @@ export class StreamIngest {
       size: modelFrameSize(side),
     });
     this.source = source;
+    source.on('probe', (probe) => {
+      if (source.stats().live) this.options.onProbe?.(probe);
+    });
+    if (this.options.onWarning) source.on('warning', this.options.onWarning);
     if (signal.aborted) {
       await source.dispose();
       return 'stopped';
