@@ -34,6 +34,8 @@ export class SourceProbeFile {
 
   /** The saved probe of `source`, or null: none, another source's, or unreadable (never throws). */
   load(source: string): ProbeInfo | null {
+    // Whatever was saved before no longer counts unless it is read back here.
+    this.savedJson = null;
     let saved: Partial<SavedProbe>;
     try {
       saved = JSON.parse(fs.readFileSync(this.file, 'utf8')) as Partial<SavedProbe>;
