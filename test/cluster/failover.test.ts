@@ -101,7 +101,7 @@ describe('cluster: failover of live streams between three nodes', { skip: NATS_M
   it('balances six cameras, fails a killed node over within 15 s, fences a frozen one, and survives a NATS server loss', async (t) => {
     if (!rtsp) return t.skip('no RTSP server');
     // Six cameras, created on n1: each lands where placement says (2/2/2).
-    for (const id of STREAMS) await api('n1', '/v1/streams', { method: 'POST', body: JSON.stringify({ id, source: rtsp.url, window: 4, fps: 2 }) });
+    for (const id of STREAMS) await api('n1', '/v1/streams', { method: 'POST', body: JSON.stringify({ id, source: rtsp.url, window: 4 }) });
     const owners = await waitFor('every stream owned', async () => {
       const streams = await listed('n2');
       return streams.length === 6 && streams.every((s) => s.owner) ? streams : undefined;
