@@ -27,6 +27,7 @@ import type { ClusterStatus } from '../src/cluster/clusterStatus.js';
 import { rtspAvailability, type RtspServer, startRtspServer } from '../test/fixtures/rtspServer.js';
 import { type NatsServer, startNats } from '../test/helpers/natsServer.js';
 import { type ServeProcess, startServe } from '../test/helpers/serveProcess.js';
+import type { ListedStream } from '../test/helpers/clusterListing.js';
 
 const { values } = parseArgs({
   options: {
@@ -51,13 +52,6 @@ const TOKEN = 'bench-cluster-token-0123456789';
 const QUESTION = 'What colour is the square shown on the red screen? Answer with one word.';
 if (!(NODES >= 2 && STREAMS >= 2 && FAILOVERS >= 0 && SAMPLES >= 1)) throw new Error('need --nodes >= 2, --streams >= 2, --failovers >= 0, --samples >= 1');
 
-interface ListedStream {
-  id: string;
-  owner?: string;
-  epoch?: number;
-  state: string;
-  frames: number;
-}
 
 const progress = (line: string): void => void process.stderr.write(`[${((performance.now() - began) / 1000).toFixed(0)} s] ${line}\n`);
 const load = (): string => os.loadavg().map((l) => l.toFixed(2)).join(' / ');

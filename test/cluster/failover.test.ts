@@ -27,19 +27,12 @@ import { requireRtsp, type RtspServer, startRtspServer } from '../fixtures/rtspS
 import { NATS_MISSING, type NatsServer, startNatsCluster } from '../helpers/natsServer.js';
 import { type ServeProcess, startServe } from '../helpers/serveProcess.js';
 import { waitFor } from '../api/helpers.js';
+import type { ListedStream } from '../helpers/clusterListing.js';
 
 const TOKEN = 'cluster-failover-test-token';
 const QUESTION = 'What colour is the square shown on the red screen? Answer with one word.';
 const STREAMS = ['cam1', 'cam2', 'cam3', 'cam4', 'cam5', 'cam6'];
 
-interface ListedStream {
-  id: string;
-  owner?: string;
-  epoch?: number;
-  state: string;
-  frames: number;
-  progress: { t: number };
-}
 
 describe('cluster: failover of live streams between three nodes', { skip: NATS_MISSING }, () => {
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-failover-'));
