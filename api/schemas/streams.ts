@@ -177,6 +177,8 @@ export const StreamStatusSchema = z
       .strictObject({ code: z.string(), message: z.string() })
       .nullable()
       .meta({ description: 'Why the stream failed or is unavailable, or why a live source is reconnecting (backing-off); null otherwise.' }),
+    owner: z.string().optional().meta({ description: 'Cluster mode only: the node that owns the stream (holds its lease).' }),
+    epoch: z.int().optional().meta({ description: "Cluster mode only: the owner's lease epoch (+1 on every new owner)." }),
   });
 
 export const StreamList = z.strictObject({ streams: z.array(StreamStatusSchema) });
