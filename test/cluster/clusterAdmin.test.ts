@@ -92,6 +92,8 @@ describe('cluster status and drain', { skip: NATS_MISSING }, () => {
     const views = [await cluster(0), await cluster(1)];
     for (const [i, view] of views.entries()) {
       valid('ClusterStatus', view);
+      // A stream's own status in cluster mode (owner, epoch) is a StreamStatus too.
+      valid('StreamStatus', (await api(i).get('/v1/streams/cam').set(AUTH).expect(200)).body);
       assert.equal(view.node, `n${i + 1}`, 'each node answers itself (not forwarded)');
       assert.deepEqual(view.nodes.map((n) => [n.nodeId, n.capacity, n.apiUrl, n.draining, n.streams]), [
         ['n1', 2, servers[0]!.url, false, ['cam']],
