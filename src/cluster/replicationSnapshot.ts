@@ -98,7 +98,7 @@ export async function captureSnapshot(db: Database.Database, streamDir: string, 
       copy.close();
     }
     const indexFiles = await copyIndex(streamDir, path.join(scratch, 'index'));
-    indexFiles.push(...(await copySmallFiles(streamDir, path.join(scratch, 'small'))));
+    for (const file of await copySmallFiles(streamDir, path.join(scratch, 'small'))) indexFiles.push(file);
     return { takenAt, storeCreated, recoveryPoint, manifestCopy, segments, indexFiles, scratch };
   } catch (error) {
     await rm(scratch, { recursive: true, force: true });

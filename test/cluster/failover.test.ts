@@ -67,6 +67,7 @@ describe('cluster: failover of live streams between three nodes', { skip: NATS_M
     conn = await connectNats({ servers: nats.map((s) => s.url), policy: new OutboundPolicy({ allowNetworks: ['127.0.0.1/32'] }), jetStreamWaitMs: 15_000 });
     const clip = path.join(scratch, 'camera.mp4');
     await makeProbeClip({ out: clip, durationS: 300, width: 160, height: 90, needles: [{ start: 2, duration: 4, background: 'red', square: 'green' }] });
+    // In CI a missing RTSP server throws here (the suite fails); elsewhere it is reported loudly and the test skips.
     const python = requireRtsp({ skip: () => {} });
     if (python) rtsp = await startRtspServer(python, { file: clip });
     const servers = nats.map((s) => s.url).join(',');

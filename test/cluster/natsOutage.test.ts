@@ -30,6 +30,7 @@ describe('cluster: NATS lost under a running node', { skip: NATS_MISSING }, () =
     const clips = tempDir('vigil-outage-');
     const clip = path.join(clips, 'camera.mp4');
     [nats] = await Promise.all([startNats(), makeProbeClip({ out: clip, durationS: 120, width: 160, height: 90, needles: [{ start: 2, duration: 3, background: 'red', square: 'green' }] })]);
+    // In CI a missing RTSP server throws here (the suite fails); elsewhere it is reported loudly and the test skips.
     const python = requireRtsp({ skip: () => {} });
     if (python) rtsp = await startRtspServer(python, { file: clip });
     node = await ClusterNode.connect({
