@@ -37,7 +37,7 @@ export function createMetrics(ctx: ServiceContext): { registry: Registry; httpMe
   };
   perStream('vigil_ingest_fps', 'Frames encoded per second (10 s window).', (s) => s.ingest?.fps ?? null);
   perStream('vigil_ingest_source_fps', 'Frames sampled from the source per second (10 s window).', (s) => s.ingest?.sourceFps ?? null);
-  perStream('vigil_ingest_lag_seconds', 'Age of the oldest frame waiting for the model.', (s) => (s.ingest ? s.ingest.lagMs / 1000 : null));
+  perStream('vigil_ingest_lag_seconds', 'How far ingest is behind the source: age of the oldest delivered frame not stored yet (queued or in the model).', (s) => (s.ingest ? s.ingest.lagMs / 1000 : null));
   perStream('vigil_ingest_frames_dropped_total', 'Frames dropped because the model was behind (live sources).', (s) => s.ingest?.drops ?? null, true);
   perStream('vigil_ingest_reconnects_total', 'Source restarts (reconnects, watchdog kills).', (s) => s.ingest?.restarts ?? null, true);
   perStream('vigil_ingest_gaps_total', 'Outages recorded in the stream timeline.', (s) => s.ingest?.gaps ?? null, true);

@@ -156,7 +156,7 @@ export const StreamStatusSchema = z
       .strictObject({
         fps: z.number(),
         sourceFps: z.number(),
-        lagMs: z.number(),
+        lagMs: z.number().meta({ description: 'How far ingest is behind the source (ms): the age of the oldest frame the source delivered that is not stored yet, waiting in the queue or for/in the model; 0 when caught up.' }),
         drops: z.int(),
         gaps: z.int(),
         restarts: z.int(),

@@ -6,6 +6,7 @@
  */
 import { redactInText } from '../../../ingest/ffmpegErrors.js';
 import type { HealthProbe } from '../watches/healthMonitor.js';
+import { ingestLagMs } from './ingestLag.js';
 import type { ManagedStream } from './managedStream.js';
 import { type PathRoots, publicMessage } from './publicMessage.js';
 
@@ -26,7 +27,7 @@ export function healthProbe(stream: ManagedStream, now: number, roots: PathRoots
     startedAt: ingest?.startedAt ?? now,
     delivering: source?.state === 'live',
     reason: reasonOf(stream, roots),
-    lagMs: Math.max(source?.lagMs ?? 0, held === null ? 0 : now - held),
+    lagMs: ingestLagMs(source?.lagMs ?? 0, held, now),
     lastT: session?.memory.lastFrameTime ?? null,
     latest: newest ? { chunkId: newest.chunkId, t: newest.tStart, tEnd: newest.tEnd, score: 0, change: 0 } : null,
   };

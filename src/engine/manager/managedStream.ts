@@ -8,6 +8,7 @@ import type { StreamIngest } from './streamIngest.js';
 import { type StreamRecord, writeRecord } from './streamRecord.js';
 import { ThumbnailStore } from './thumbnails.js';
 import { isDiskFull } from './diskSpace.js';
+import { ingestLagMs } from './ingestLag.js';
 import type { StreamState, StreamStatus, TimelineGap } from './types.js';
 
 /**
@@ -181,7 +182,7 @@ export class ManagedStream {
           ? {
               fps: this.ingest.encodeFps(),
               sourceFps: source.currentFps,
-              lagMs: Math.round(source.lagMs),
+              lagMs: Math.round(ingestLagMs(source.lagMs, this.ingest.inFlightWall, Date.now())),
               drops: source.framesDropped,
               gaps: source.gaps.length,
               restarts: source.restarts,

@@ -100,7 +100,7 @@ export interface StreamStatus {
     fps: number;
     /** Frames sampled from the source per second (10-s window). */
     sourceFps: number;
-    /** Age of the oldest frame waiting for the model (ms). */
+    /** How far ingest is behind the source: age of the oldest delivered frame not stored yet, queued or in the model (ms). */
     lagMs: number;
     /** Frames dropped because the model was behind (live sources). */
     drops: number;
