@@ -12,6 +12,8 @@ export interface OpOptions {
   /** Node name relative to the current scope, e.g. 'q_proj/MatMul'. Defaults to the op type. */
   name?: string;
   domain?: string;
+  /** Output value names (default `<node name>_output_<k>`): a rewrite that replaces a node keeps its output's name. */
+  outputs?: readonly string[];
 }
 
 interface TensorProtoObject {
@@ -167,6 +169,11 @@ export class GraphBuilder {
     }
   }
 
+  /** The full name a node called `name` gets in the current scope (before any de-duplicating suffix). */
+  scopedName(name: string): string {
+    return `${this.scopes.join('')}/${name}`;
+  }
+
   op(opType: string, inputs: readonly string[], attrs: Record<string, AttributeValue> = {}, options: OpOptions = {}): string {
     return this.opMulti(opType, inputs, 1, attrs, options)[0]!;
   }
@@ -178,8 +185,9 @@ export class GraphBuilder {
     attrs: Record<string, AttributeValue> = {},
     options: OpOptions = {},
   ): string[] {
-    const nodeName = this.uniqueNodeName(`${this.scopes.join('')}/${options.name ?? opType}`);
-    const outputs = Array.from({ length: outputCount }, (_, k) => `${nodeName}_output_${k}`);
+    const nodeName = this.uniqueNodeName(this.scopedName(options.name ?? opType));
+    if (options.outputs && options.outputs.length !== outputCount) throw new Error(`${nodeName}: ${options.outputs.length} output names for ${outputCount} outputs`);
+    const outputs = options.outputs ? [...options.outputs] : Array.from({ length: outputCount }, (_, k) => `${nodeName}_output_${k}`);
     const node = this.makeNode(opType, inputs, outputs, attrs, nodeName);
     if (options.domain) {
       node.domain = options.domain;

@@ -1,7 +1,7 @@
 import { ropeInvFreq } from '../../../kernels/rope.js';
 import type { GraphBuilder } from '../onnx/graphBuilder.js';
 import type { TextGeometry } from './geometry.js';
-import { type AttentionPath, floatScalar, linear, maskValue, MS_DOMAIN, type ProbeGraphContext, weight } from './graphHelpers.js';
+import { type AttentionPath, floatScalar, linear, maskValue, MS_DOMAIN, type ProbeGraphContext, weight, weightMatMul } from './graphHelpers.js';
 
 /**
  * Llama/Qwen2-style decoder with the ONNX VLM contract's I/O:
@@ -85,10 +85,7 @@ export function buildDecoderGraph(
   }
 
   const finalNorm = g.scope('/model/norm', () => rmsNorm(ctx, hidden, 'model.norm.weight', H, geo.rmsNormEps));
-  const logits = g.scope('/lm_head', () => {
-    const w = weight(ctx, 'lm_head.weight', [H, geo.vocabSize], 'linear');
-    return g.op('MatMul', [finalNorm, w]);
-  });
+  const logits = g.scope('/lm_head', () => weightMatMul(ctx, finalNorm, 'lm_head.weight', H, geo.vocabSize, 'linear', 'MatMul'));
   g.output(logits, 'logits', dtype, ['batch_size', 'sequence_length', geo.vocabSize]);
   // Exports list logits first, then present.{i}.key/value in layer order; the query taps come last
   // (stock exports have none: `queryTaps: false` builds such a graph, to test the graph surgery).

@@ -1,5 +1,6 @@
 import { float32ToFloat16 } from '../../../kernels/fp16.js';
 import type { GraphBuilder } from '../onnx/graphBuilder.js';
+import { quantizedMatMul, type QuantizedMatMulOptions } from './quantizedMatMul.js';
 import type { WeightRole, WeightSource } from './weightSource.js';
 
 export type FloatType = 'float32' | 'float16';
@@ -20,6 +21,8 @@ export interface ProbeGraphContext {
   g: GraphBuilder;
   weights: WeightSource;
   dtype: FloatType;
+  /** Weight MatMuls (x·W, W an initializer) quantized this way (quantizedMatMul.ts); absent: float MatMul. */
+  matmul?: QuantizedMatMulOptions;
 }
 
 /** Adds a named weight, stored in the model's float type. MatMul weights are laid out [in, out]. */
@@ -50,9 +53,15 @@ export function linear(
   bias: boolean,
   role: WeightRole = 'linear',
 ): string {
-  const w = weight(ctx, `${prefix}.${layer}.weight`, [inFeatures, outFeatures], role);
-  const y = ctx.g.op('MatMul', [x, w], {}, { name: `${layer}/MatMul` });
+  const y = weightMatMul(ctx, x, `${prefix}.${layer}.weight`, inFeatures, outFeatures, role, `${layer}/MatMul`);
   if (!bias) return y;
   const b = weight(ctx, `${prefix}.${layer}.bias`, [outFeatures], 'bias');
   return ctx.g.op('Add', [y, b], {}, { name: `${layer}/Add` });
+}
+
+/** x·W for a [K, N] weight: a float MatMul node `nodeName`, or its quantized form when `ctx.matmul` says so (same output name). */
+export function weightMatMul(ctx: ProbeGraphContext, x: string, weightName: string, K: number, N: number, role: WeightRole, nodeName: string): string {
+  if (!ctx.matmul) return ctx.g.op('MatMul', [x, weight(ctx, weightName, [K, N], role)], {}, { name: nodeName });
+  if (ctx.dtype !== 'float32') throw new Error(`${ctx.matmul.weights} weights: float32 graphs only, not ${ctx.dtype}`);
+  return quantizedMatMul(ctx.g, x, weightName, ctx.weights(weightName, [K, N], role), K, N, nodeName, ctx.matmul);
 }

@@ -124,7 +124,7 @@ function publish(partial: string, dir: string, stamp: string): void {
 }
 
 function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onProgress?: (p: ProbeBuildProgress) => void): void {
-  const stages = ['tokenizer', 'embed_tokens', 'vision_encoder', 'decoder'];
+  const stages = ['tokenizer', 'embed_tokens', 'vision_encoder', 'decoder', ...(spec.quantizedGraphs ? ['quantized'] : [])];
   const report = (stage: string) => onProgress?.({ stage, done: stages.indexOf(stage), total: stages.length });
   const suffix = spec.dtype === 'float16' ? '_fp16' : '';
 
@@ -139,10 +139,10 @@ function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onPro
   writeJson(path.join(dir, 'tokenizer.json'), tokenizerJson);
   for (const [file, content] of Object.entries(files)) writeJson(path.join(dir, file), content);
 
-  const writeGraph = (stage: string, file: string, build: (ctx: ProbeGraphContext) => void) => {
+  const writeGraph = (stage: string, file: string, build: (ctx: ProbeGraphContext) => void, fileSuffix = suffix) => {
     report(stage);
     const writer = new OnnxModelWriter({
-      path: path.join(dir, 'onnx', `${file}${suffix}.onnx`),
+      path: path.join(dir, 'onnx', `${file}${fileSuffix}.onnx`),
       graphName: file,
       opset: OPSET,
       externalDataThresholdBytes: spec.externalData ? 1024 : Infinity,
@@ -153,17 +153,30 @@ function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onPro
   };
   writeGraph('embed_tokens', 'embed_tokens', (ctx) => buildEmbedGraph(ctx, spec.text.vocabSize, spec.text.hiddenSize));
   const attention = spec.attention ?? 'eager';
-  writeGraph('vision_encoder', 'vision_encoder', (ctx) => {
+  const buildVision = (ctx: ProbeGraphContext) => {
     if (!needle) return buildVisionGraph(ctx, spec.vision, spec.text.hiddenSize, { attention });
     const energy = spec.needleRandomLayers?.tokenEnergy ?? 0;
     const tokenRows =
       energy > 0 ? fixedEnergyRows(tokensPerImage(spec.vision), spec.text.hiddenSize, NEEDLE_DIMS.used, energy, seed ^ TOKEN_ENERGY_SEEDS.image) : undefined;
     return buildNeedleVisionGraph(ctx, spec.vision, spec.text.hiddenSize, tokenRows ? { tokenRows } : {});
-  });
+  };
+  const buildDecoder = (ctx: ProbeGraphContext) => buildDecoderGraph(ctx, spec.text, { queryTaps: spec.queryTaps ?? true, attention });
+  writeGraph('vision_encoder', 'vision_encoder', buildVision);
   if (spec.genaiDecoder) {
     writeGenaiDecoders(dir, spec, seed, weights, report);
   } else {
-    writeGraph('decoder', 'decoder_model_merged', (ctx) => buildDecoderGraph(ctx, spec.text, { queryTaps: spec.queryTaps ?? true, attention }));
+    writeGraph('decoder', 'decoder_model_merged', buildDecoder);
+  }
+  if (spec.quantizedGraphs) {
+    for (const [format, fileSuffix] of [['q8', '_quantized'], ['q4', '_q4']] as const) {
+      const matmul = { weights: format };
+      // The needle vision graph is hand-built (no weight MatMuls): its quantized files are the fp32 graph,
+      // as is every embed_tokens file (a Gather, which q4 exports leave in float too).
+      const copies = needle ? ['embed_tokens', 'vision_encoder'] : ['embed_tokens'];
+      for (const graph of copies) fs.copyFileSync(path.join(dir, 'onnx', `${graph}.onnx`), path.join(dir, 'onnx', `${graph}${fileSuffix}.onnx`));
+      if (!needle) writeGraph('quantized', 'vision_encoder', (ctx) => buildVision({ ...ctx, matmul }), fileSuffix);
+      writeGraph('quantized', 'decoder_model_merged', (ctx) => buildDecoder({ ...ctx, matmul }), fileSuffix);
+    }
   }
   onProgress?.({ stage: 'done', done: stages.length, total: stages.length });
 }

@@ -39,6 +39,16 @@ export interface ProbeModelSpec {
    * and k (Qwen3/Gemma-3); `useCacheBranch`: a use_cache_branch input.
    */
   genaiDecoder?: { qNorm?: boolean; useCacheBranch?: boolean };
+  /**
+   * Also write the quantized files real exports ship (issue 19; float32 specs with the eager/fused
+   * decoder only): `vision_encoder_quantized` / `decoder_model_merged_quantized` (dynamic int8: the
+   * DynamicQuantizeLinear -> MatMulInteger pattern of onnxruntime's quantize_dynamic, per-tensor
+   * symmetric int8 weights) and `vision_encoder_q4` / `decoder_model_merged_q4` (MatMulNBits 4-bit,
+   * block 32, accuracy level 4), for every weight MatMul (quantizedMatMul.ts). embed_tokens (a
+   * Gather) and the needle models' hand-built vision graph have none: their `_quantized` / `_q4`
+   * files are the fp32 graphs.
+   */
+  quantizedGraphs?: boolean;
 }
 
 const SMOLVLM_VOCAB = 49280;
@@ -129,7 +139,9 @@ function randomProbe(
   // Fused attention where bench/attention-paths.ts measured it faster: float32. In float16 the
   // fused decoder's decode step was slower (x1.14), so the half models stay eager.
   const attention: AttentionPath | undefined = dtype === 'float32' ? 'fused' : undefined;
-  return { name, description, text, vision, dtype, weights: 'random', externalData, ...(attention ? { attention } : {}) };
+  // int8 / 4-bit files for the float32 models (float16 graphs have no quantized form here).
+  const quantized = dtype === 'float32' ? { quantizedGraphs: true } : {};
+  return { name, description, text, vision, dtype, weights: 'random', externalData, ...(attention ? { attention } : {}), ...quantized };
 }
 
 /**
@@ -141,7 +153,9 @@ const NEEDLE_GQA_TEXT: TextGeometry = { ...NEEDLE_TEXT, headDim: 32, rotaryDim: 
 
 /** A random probe whose decoder is in the model-builder style (see ProbeModelSpec.genaiDecoder). */
 function genaiProbe(name: string, description: string, base: string, genaiDecoder: NonNullable<ProbeModelSpec['genaiDecoder']>): ProbeModelSpec {
-  const spec = PROBE_MODELS_BASE.find((s) => s.name === base)!;
+  const spec: ProbeModelSpec = { ...PROBE_MODELS_BASE.find((s) => s.name === base)! };
+  // Their quantized decoders are the model builder's (_q4, _q4f16), not quantize_dynamic's.
+  delete spec.quantizedGraphs;
   return { ...spec, name, description, genaiDecoder };
 }
 
@@ -172,6 +186,7 @@ const PROBE_MODELS_BASE: readonly ProbeModelSpec[] = [
     dtype: 'float32',
     weights: 'needle',
     externalData: false,
+    quantizedGraphs: true,
   },
   {
     name: 'probe-needle-256m',
@@ -184,6 +199,7 @@ const PROBE_MODELS_BASE: readonly ProbeModelSpec[] = [
     externalData: true,
     attention: 'fused',
     needleRandomLayers: { ...NEEDLE_256M_RANDOM_LAYERS },
+    quantizedGraphs: true,
   },
 ];
 

@@ -1,6 +1,6 @@
 import type { VisionGeometry } from './geometry.js';
 import { tokensPerImage } from './geometry.js';
-import { type AttentionPath, floatScalar, linear, maskValue, MS_DOMAIN, type ProbeGraphContext, weight } from './graphHelpers.js';
+import { type AttentionPath, floatScalar, linear, maskValue, MS_DOMAIN, type ProbeGraphContext, weight, weightMatMul } from './graphHelpers.js';
 
 /**
  * Idefics3/SmolVLM-style vision encoder:
@@ -79,8 +79,7 @@ export function buildVisionGraph(
     const s = geo.scaleFactor;
     const shuffled = pixelShuffle(ctx, x, side, Hv, s);
     return g.scope('/modality_projection', () => {
-      const w = weight(ctx, 'model.connector.modality_projection.proj.weight', [Hv * s * s, textHidden], 'linear');
-      return g.op('MatMul', [shuffled, w], {}, { name: 'proj/MatMul' });
+      return weightMatMul(ctx, shuffled, 'model.connector.modality_projection.proj.weight', Hv * s * s, textHidden, 'linear', 'proj/MatMul');
     });
   });
   g.output(features, 'image_features', dtype, ['num_real_images', tokensPerImage(geo), textHidden]);
