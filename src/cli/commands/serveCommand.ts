@@ -16,7 +16,8 @@ import { resolveModelDir } from '../resolveModel.js';
 import { gateFromOptions, parseGateMaxHold, parseGateOption } from '../gateOption.js';
 import { watchShutdown } from '../shutdown.js';
 import type { QueryTapMode } from '../../model/queryTapLoader.js';
-import { parseQueryTapsOption, QUERY_TAPS_HELP } from '../modelLoadOptions.js';
+import { DTYPE_HELP, modelLoadOptions, parseDtypeOption, parseQueryTapsOption, QUERY_TAPS_HELP } from '../modelLoadOptions.js';
+import type { GraphDtype } from '../../model/graphFiles.js';
 
 interface ServeOptions {
   config?: string;
@@ -25,6 +26,7 @@ interface ServeOptions {
   data?: string;
   model?: string;
   queryTaps?: QueryTapMode;
+  dtype?: GraphDtype;
   token: string[];
   auth: boolean;
   allowFiles?: string;
@@ -62,6 +64,7 @@ export function serveCommand(): Command {
     .option('--data <dir>', `data folder (default ${vigilDataDir()})`)
     .option('--model <dir|name>', 'model folder or probe model name (default probe-needle)')
     .option('--query-taps <mode>', `${QUERY_TAPS_HELP} (over the config file's queryTaps)`, parseQueryTapsOption)
+    .option('--dtype <dtype>', DTYPE_HELP, parseDtypeOption)
     .option('--token <token>', 'accepted bearer token (repeatable); better: VIGIL_API_TOKENS=a,b in the environment', collect, [])
     .option('--no-auth', 'accept requests without a token (local use only)')
     .option('--allow-files <dir>', 'let API callers ingest server-side video files from this folder')
@@ -126,7 +129,7 @@ export function serveCommand(): Command {
         manager: {
           dataDir: options.data ?? config.data ?? vigilDataDir(),
           model: modelDir,
-          ...((options.queryTaps ?? config.queryTaps) ? { modelOptions: { queryTaps: options.queryTaps ?? config.queryTaps! } } : {}),
+          ...((options.queryTaps ?? config.queryTaps) || options.dtype ? { modelOptions: modelLoadOptions({ dtype: options.dtype, queryTaps: options.queryTaps ?? config.queryTaps }) } : {}),
           policy,
           // Cluster mode: the node opens only the streams whose leases it takes; every frame waits while
           // a lapsed lease is taken back (NATS out of reach), then passes the lease's fence.
