@@ -33,6 +33,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { cachedProbeClip, type ColorName, type Needle, type ProbeClip } from '../ingest/index.js';
+import { resolveModelDir } from '../src/cli/resolveModel.js';
 import { parseGraphDtype } from '../src/model/graphFiles.js';
 import { rtspAvailability, type RtspServer, startRtspServer } from '../test/fixtures/rtspServer.js';
 import { type ServeProcess, startServe } from '../test/helpers/serveProcess.js';
@@ -85,7 +86,11 @@ const MAX_EVENTS = 6;
 /** First event (clip s): after the warm-up, so every event falls in the measured run. */
 const FIRST_EVENT_S = WARMUP_S + 5;
 
-/** Camera `i`'s events: up to 6, 4 s each, spread over the measured run, backgrounds rotated per camera. */
+/**
+ * Camera `i`'s events: up to 6, 4 s each, spread over the measured run, backgrounds rotated per
+ * camera. Cameras' events are staggered by 1/8 of the spacing (cameras 0-7, then again): unrelated
+ * cameras do not all change at the same second (all at once would measure one burst, not the load).
+ */
 function eventsOf(i: number): Needle[] {
   const span = WARMUP_S + RUN_S - 10 - FIRST_EVENT_S;
   const count = Math.max(1, Math.min(MAX_EVENTS, Math.floor(span / 10)));
@@ -93,7 +98,7 @@ function eventsOf(i: number): Needle[] {
   return Array.from({ length: count }, (_, k) => {
     const background = BACKGROUNDS[(i + k) % BACKGROUNDS.length]!;
     const square = BACKGROUNDS[(i + k + 3) % BACKGROUNDS.length]!;
-    return { start: Math.round(FIRST_EVENT_S + k * every), duration: 4, background, square };
+    return { start: Math.round(FIRST_EVENT_S + (k + (i % 8) / 8) * every), duration: 4, background, square };
   });
 }
 
@@ -217,7 +222,7 @@ async function runCameras(count: number, python: string, scratch: string): Promi
   const startLoad = load();
   try {
     for (const clip of clips) cameras.push(await startRtspServer(python, { file: clip.clip }));
-    const args = ['--port', '0', '--data', path.join(scratch, `data-${count}`), '--model', values.model, '--dtype', DTYPE, '--allow-network', '127.0.0.0/8', '--quiet'];
+    const args = ['--port', '0', '--data', path.join(scratch, `data-${count}`), '--model', modelDir, '--dtype', DTYPE, '--allow-network', '127.0.0.0/8', '--quiet'];
     if (GATE === 'off') args.push('--gate', 'off');
     serve = await startServe(args, TOKEN);
     const s = serve;
@@ -296,10 +301,13 @@ async function runCameras(count: number, python: string, scratch: string): Promi
   }
 }
 
+let modelDir = values.model;
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-cameras-'));
 try {
   const python = rtspAvailability().python;
   if (!python) throw new Error(rtspAvailability().reason);
+  // Built (or found) here, once: serve's start-up then only loads it.
+  modelDir = resolveModelDir(values.model);
   const results: RunResult[] = [];
   for (const count of COUNTS) {
     const r = await runCameras(count, python, scratch);
