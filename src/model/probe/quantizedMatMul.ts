@@ -17,6 +17,11 @@ export interface QuantizedMatMulOptions {
   blockSize?: number;
   /** q4: MatMulNBits accuracy_level 4 = int8 activations (the CPU int4 path); 0 = float. */
   accuracyLevel?: 0 | 4;
+  /**
+   * q8: also quantize MatMuls of two activations (eager attention's Q·K^T and P·V), as quantize_dynamic
+   * does by default (its MatMulConstBOnly option is off in dynamic mode): u8 x u8 MatMulInteger.
+   */
+  activationMatMuls?: boolean;
 }
 
 /** Each activation is quantized once however many MatMuls read it (q, k and v share their input), as quantize_dynamic does. */
@@ -77,5 +82,20 @@ export function quantizedMatMul(
   const product = g.op('MatMulInteger', [xq, wq, xZero, wZero], {}, { name: `${nodeName}_quant`, outputs: [`${out}_quantized`] });
   const asFloat = g.op('Cast', [product], { to: 1 }, { name: `${nodeName}_quant_output_quantized_cast` });
   const scale = g.op('Mul', [xScale, wScale], {}, { name: `${nodeName}_quant_scales_mul` });
+  return g.op('Mul', [asFloat, scale], {}, { name: `${nodeName}_quant_output_scale_mul`, outputs: [out] });
+}
+
+/**
+ * a · b of two activations as quantize_dynamic writes it when MatMulConstBOnly is off: both inputs
+ * by DynamicQuantizeLinear (uint8, own scale and zero point), u8 x u8 MatMulInteger, Cast, Mul by
+ * (a_scale · b_scale). Same output name as a float MatMul node called `nodeName`.
+ */
+export function quantizedActivationMatMul(g: GraphBuilder, a: string, b: string, nodeName: string): string {
+  const out = `${g.scopedName(nodeName)}_output_0`;
+  const [aq, aScale, aZero] = dynamicQuantize(g, a);
+  const [bq, bScale, bZero] = dynamicQuantize(g, b);
+  const product = g.op('MatMulInteger', [aq, bq, aZero, bZero], {}, { name: `${nodeName}_quant`, outputs: [`${out}_quantized`] });
+  const asFloat = g.op('Cast', [product], { to: 1 }, { name: `${nodeName}_quant_output_quantized_cast` });
+  const scale = g.op('Mul', [aScale, bScale], {}, { name: `${nodeName}_quant_scales_mul` });
   return g.op('Mul', [asFloat, scale], {}, { name: `${nodeName}_quant_output_scale_mul`, outputs: [out] });
 }

@@ -1,5 +1,6 @@
 import type { VisionGeometry } from './geometry.js';
 import { tokensPerImage } from './geometry.js';
+import { quantizedActivationMatMul } from './quantizedMatMul.js';
 import { type AttentionPath, floatScalar, linear, maskValue, MS_DOMAIN, type ProbeGraphContext, weight, weightMatMul } from './graphHelpers.js';
 
 /**
@@ -102,12 +103,15 @@ function selfAttention(ctx: ProbeGraphContext, x: string, prefix: string, geo: V
   const q = heads('q_proj');
   const k = heads('k_proj');
   const v = heads('v_proj');
-  let scores = g.op('Mul', [g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 3, 2] })]), floatScalar(ctx, 1 / Math.sqrt(headDim))]);
+  // quantize_dynamic with MatMulConstBOnly off quantizes these activation MatMuls too (u8 x u8).
+  const int8 = ctx.matmul?.weights === 'q8' && ctx.matmul.activationMatMuls === true;
+  const matmul = (a: string, b: string, name: string) => (int8 ? quantizedActivationMatMul(g, a, b, name) : g.op('MatMul', [a, b], {}, { name }));
+  let scores = g.op('Mul', [matmul(q, g.op('Transpose', [k], { perm: [0, 1, 3, 2] }), 'MatMul'), floatScalar(ctx, 1 / Math.sqrt(headDim))]);
   if (dtype === 'float16') scores = g.op('Cast', [scores], { to: 1 });
   scores = g.op('Where', [allowed, scores, g.scalar('float32', maskValue('float32'))]);
   let probs = g.op('Softmax', [scores], { axis: -1 });
   if (dtype === 'float16') probs = g.op('Cast', [probs], { to: 10 });
-  const context = g.op('Transpose', [g.op('MatMul', [probs, v])], { perm: [0, 2, 1, 3] });
+  const context = g.op('Transpose', [matmul(probs, v, 'MatMul_1')], { perm: [0, 2, 1, 3] });
   const merged = g.op('Reshape', [context, g.int64s([0, 0, Hv])]);
   return linear(ctx, merged, prefix, 'out_proj', Hv, Hv, true);
 }
