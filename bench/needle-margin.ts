@@ -93,7 +93,8 @@ console.log(
 console.log('| scale | needle in context (red asked) | needle absent (red asked) | all frames, blue asked | build s | onnx MB |');
 console.log('| --- | --- | --- | --- | --- | --- |');
 for (const outputScale of scales) {
-  const spec: ProbeModelSpec = { ...base, needleRandomLayers: { outputScale, writeCircuitDims: args['write-circuit-dims'], ...(tokenEnergy ? { tokenEnergy } : {}) } };
+  // fp32 files only (no _quantized / _q4), so build time and MB compare with the figures of before.
+  const spec: ProbeModelSpec = { ...base, quantizedGraphs: false, needleRandomLayers: { outputScale, writeCircuitDims: args['write-circuit-dims'], ...(tokenEnergy ? { tokenEnergy } : {}) } };
   const { buildS, bytes, cases } = await measure(spec);
   const [withNeedle, absent, blue] = cases as [First, First, First];
   console.log(`| ${outputScale} | ${cell(withNeedle, ' green')} | ${cell(absent, ' unknown')} | ${cell(blue, ' unknown')} | ${buildS.toFixed(1)} | ${(bytes / 1e6).toFixed(0)} |`);
