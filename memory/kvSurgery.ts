@@ -20,17 +20,28 @@ function tokensAsFloat32(src: Float32Array | Uint16Array, shape: KvShape, total:
 }
 
 /** Keys of tokens [start, start+count) (post-RoPE at those positions in a `total`-token array), rotated back to pre-RoPE. */
-export function preRopeKeys(key: Float32Array | Uint16Array, shape: KvShape, total: number, start: number, count: number): Float32Array {
+export function preRopeKeys(key: Float32Array | Uint16Array, shape: KvShape, total: number, start: number, count: number, firstPosition = start): Float32Array {
   const keys = tokensAsFloat32(key, shape, total, start, count);
-  const positions = Array.from({ length: count }, (_, i) => start + i);
+  const positions = Array.from({ length: count }, (_, i) => firstPosition + i);
   return rotateHeads(keys, shape.numKvHeads, count, shape.headDim, positions, shape.invFreq, -1, keys);
 }
 
-/** Tokens [start, start+count) of every layer: keys un-rotated to pre-RoPE, values as they are. */
-export function newTokensPreRope(layers: readonly LayerKv[], shape: KvShape, total: number, start: number, count: number): { keys: Float32Array[]; values: Float32Array[] } {
+/**
+ * Tokens [start, start+count) of every layer: keys un-rotated to pre-RoPE, values as they are. The
+ * keys sat at positions firstPosition.. (default: their index, as in a `present`; a call's new rows
+ * alone start at 0 but sit after the call's past).
+ */
+export function newTokensPreRope(
+  layers: readonly LayerKv[],
+  shape: KvShape,
+  total: number,
+  start: number,
+  count: number,
+  firstPosition = start,
+): { keys: Float32Array[]; values: Float32Array[] } {
   if (layers.length !== shape.numLayers) throw new RangeError(`${layers.length} layers of KV for a ${shape.numLayers}-layer shape`);
   return {
-    keys: layers.map((layer) => preRopeKeys(layer.key, shape, total, start, count)),
+    keys: layers.map((layer) => preRopeKeys(layer.key, shape, total, start, count, firstPosition)),
     values: layers.map((layer) => tokensAsFloat32(layer.value, shape, total, start, count)),
   };
 }

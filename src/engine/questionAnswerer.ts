@@ -140,28 +140,30 @@ export async function questionQueries(encoder: StreamEncoder, window: ContextWin
   const context = window.layout();
   const info = model.decoder.info;
   const queryKind = info.queryTapNames ? 'taps' : 'keys';
-  // Its present (past + question, tens of MB) goes into pooled memory, needed only for the key fallback.
-  const presents = new PresentBuffers(info, context.length + rawIds.length, sharedBufferPool, 1);
-  try {
-    const pass1 = await model.decoder.step({
-      inputsEmbeds: await model.embed(rawIds),
-      past: toKvCache(context, info),
-      logits: 'none',
-      queries: queryKind === 'taps',
-      presentInto: presents.take(context.length + rawIds.length),
-    });
+  const inputsEmbeds = await model.embed(rawIds);
+  const past = toKvCache(context, info);
+  if (queryKind === 'taps' || info.kvTaps) {
+    // No `present` fetched (onnxruntime-node would copy the whole context out): the taps, or the
+    // question's own rows for the key fallback.
+    const pass1 = await model.decoder.stepRows({ inputsEmbeds, past, logits: 'none', queries: queryKind === 'taps', kv: queryKind === 'taps' ? 'none' : 'new' });
     const queries =
       queryKind === 'taps'
         ? retrievalQueries(pass1.queries!, { numHeads: info.numHeads, numKvHeads: info.numKvHeads, headDim: info.headDim })
-        : questionKeyMeans(pass1.present, context.length, rawIds.length, window);
+        : questionKeyMeans(pass1.newRows!, 0, rawIds.length, window, context.length);
     return { queries, queryKind };
+  }
+  // Its present (past + question, tens of MB) goes into pooled memory: the key fallback's rows.
+  const presents = new PresentBuffers(info, context.length + rawIds.length, sharedBufferPool, 1);
+  try {
+    const pass1 = await model.decoder.step({ inputsEmbeds, past, logits: 'none', presentInto: presents.take(context.length + rawIds.length) });
+    return { queries: questionKeyMeans(pass1.present, context.length, rawIds.length, window), queryKind };
   } finally {
     presents.release();
   }
 }
 
 /** Fallback query: the mean pre-RoPE key of the question tokens per layer (already in KV-group form). */
-function questionKeyMeans(present: KvCache, start: number, count: number, window: ContextWindow): Float32Array[] {
-  const keys = layerArrays(present).map((layer) => preRopeKeys(layer.key, window.shape, present.length, start, count));
+function questionKeyMeans(present: KvCache, start: number, count: number, window: ContextWindow, firstPosition = start): Float32Array[] {
+  const keys = layerArrays(present).map((layer) => preRopeKeys(layer.key, window.shape, present.length, start, count, firstPosition));
   return meanKeys(keys, window.shape, count);
 }

@@ -97,9 +97,14 @@ export class StreamEncoder {
     const context = window.layout();
     const past = toKvCache(context, this.model.decoder.info);
     const t2 = performance.now();
-    const out = await this.model.decoder.step({ inputsEmbeds: embeds, past, logits: 'none', presentInto: this.presentBuffer(context.length + ids.length) });
+    const { decoder } = this.model;
+    // Only the frame's own rows are needed: fetched alone where the decoder has kv taps (fetching
+    // `present` makes onnxruntime-node copy the whole context out).
+    const rows = decoder.info.kvTaps
+      ? { kv: (await decoder.stepRows({ inputsEmbeds: embeds, past, logits: 'none', kv: 'new' })).newRows!, start: 0 }
+      : { kv: (await decoder.step({ inputsEmbeds: embeds, past, logits: 'none', presentInto: this.presentBuffer(context.length + ids.length) })).present, start: context.length };
     const t3 = performance.now();
-    const { keys, values } = newTokensPreRope(layerArrays(out.present), this.shape, out.present.length, context.length, ids.length);
+    const { keys, values } = newTokensPreRope(layerArrays(rows.kv), this.shape, rows.kv.length, rows.start, ids.length, context.length);
     const { numLayers, numKvHeads, headDim } = this.shape;
     const chunk: UnnumberedChunk = {
       tStart: t,

@@ -3,6 +3,8 @@ import { VigilError } from '../../common/errors.js';
 import { ropeInvFreq, rotateHeads } from '../../kernels/rope.js';
 import { emptyKvCache, KvCache, type KvSpec } from './kvCache.js';
 import type { ModelConfig } from './modelConfig.js';
+import { newRowsAsCache } from './newKvRows.js';
+import type { KvTaps } from './onnx/kvTapPlan.js';
 import type { OnnxGraph } from './onnxGraph.js';
 import { asFloatType, type FloatType, floatTensor, int64Tensor, toFloat32 } from './tensors.js';
 
@@ -19,6 +21,8 @@ export interface DecoderInfo extends KvSpec {
   hasPositionIds: boolean;
   hasUseCacheBranch: boolean;
   hasNumLogitsToKeep: boolean;
+  /** Outputs holding each layer's new key/value rows (src/model/onnx/kvTapPlan.ts), when the graph has them. */
+  kvTaps: KvTaps | undefined;
 }
 
 export interface DecoderStepInput {
@@ -44,6 +48,22 @@ export interface DecoderStepInput {
   presentInto?: KvCache;
 }
 
+/** A call that fetches no `present`: only this call's new key/value rows ('new'), or no KV at all ('none'). */
+export interface DecoderRowsInput extends Omit<DecoderStepInput, 'presentInto'> {
+  kv: 'new' | 'none';
+  /**
+   * The valid rows of `past` when its tensors are a longer buffer ([1, KV, capacity, D], rows after
+   * pastLength unused): only for graphs that read lengths from the mask (kvTaps.lengthsFromMask).
+   * Default: the whole past.
+   */
+  pastLength?: number;
+}
+
+export interface DecoderRowsOutput extends Omit<DecoderStepOutput, 'present'> {
+  /** [1, KV, S, D] this call's rows (post-RoPE keys), for kv 'new'. */
+  newRows: KvCache | undefined;
+}
+
 export interface DecoderStepOutput {
   /** float32 [rows, vocab]; rows = S for 'all', 1 for 'last', 0 for 'none'. */
   logits: Float32Array;
@@ -64,8 +84,16 @@ export class Decoder {
     readonly graph: OnnxGraph,
     private readonly config: ModelConfig,
     tapNames?: string[],
+    kvTaps?: KvTaps,
   ) {
     this.info = readDecoderInfo(graph, config);
+    if (kvTaps) {
+      const missing = kvTaps.layers.flatMap((l) => [l.key, l.value]).find((n) => !graph.outputNames.includes(n));
+      if (kvTaps.layers.length !== this.info.numLayers || missing !== undefined) {
+        throw new VigilError('INTERNAL', `${graph.file}: kv taps for ${kvTaps.layers.length} of ${this.info.numLayers} layers${missing ? `, '${missing}' is not an output` : ''}`);
+      }
+      this.info.kvTaps = kvTaps;
+    }
     if (tapNames) {
       const missing = tapNames.find((n) => !graph.outputNames.includes(n));
       if (tapNames.length !== this.info.numLayers || missing !== undefined) {
@@ -109,8 +137,8 @@ export class Decoder {
     for (let i = 0; i < probe.length; i++) probe[i] = Math.sin(0.37 * i + 0.1);
     const embeds = floatTensor(info.embedType, probe, [1, 1, info.hiddenSize]);
     const keyAt = async (pastLen: number): Promise<Float32Array> => {
-      const out = await this.run({ inputsEmbeds: embeds, past: emptyKvCache(info, pastLen), logits: 'none' });
-      const key = toFloat32(out.present.layers[0]!.key);
+      const out = await this.run({ inputsEmbeds: embeds, past: emptyKvCache(info, pastLen), logits: 'none', kv: 'present' });
+      const key = toFloat32(out.present!.layers[0]!.key);
       const total = pastLen + 1;
       return Float32Array.from({ length: numKvHeads * headDim }, (_, j) => key[(Math.floor(j / headDim) * total + pastLen) * headDim + (j % headDim)]!);
     };
@@ -142,10 +170,34 @@ export class Decoder {
   async step(input: DecoderStepInput): Promise<DecoderStepOutput> {
     this.steps++;
     if (!this.info.hasPositionIds) await this.verifyImplicitRope();
-    return this.run(input);
+    const out = await this.run({ ...input, kv: 'present' });
+    return { logits: out.logits, logitRows: out.logitRows, present: out.present!, queries: out.queries };
   }
 
-  private async run(input: DecoderStepInput): Promise<DecoderStepOutput> {
+  /**
+   * A step that fetches only this call's new key/value rows (or none) instead of `present`:
+   * onnxruntime-node copies every fetched output into fresh JavaScript memory, so fetching `present`
+   * costs a copy of the whole context per call (docs/PERFORMANCE.md "Decode in place"). Needs kv
+   * taps for 'new' (the decoder loaded with query taps 'auto' and a graph whose structure shows them).
+   */
+  async stepRows(input: DecoderRowsInput): Promise<DecoderRowsOutput> {
+    if (input.kv === 'new' && !this.info.kvTaps) throw new VigilError('INTERNAL', `${this.graph.file} has no kv taps: fetch present instead`);
+    this.steps++;
+    if (!this.info.hasPositionIds) await this.verifyImplicitRope();
+    const out = await this.run(input);
+    return { logits: out.logits, logitRows: out.logitRows, newRows: out.newRows, queries: out.queries };
+  }
+
+  private invFreqTable: Float32Array | undefined;
+
+  private get invFreq(): Float32Array {
+    this.invFreqTable ??= ropeInvFreq(this.config.text.rotaryDim, this.config.text.ropeTheta);
+    return this.invFreqTable;
+  }
+
+  private async run(
+    input: DecoderStepInput & { kv: 'present' | 'new' | 'none'; pastLength?: number },
+  ): Promise<Omit<DecoderStepOutput, 'present'> & { present: KvCache | undefined; newRows: KvCache | undefined }> {
     const { info } = this;
     const dims = input.inputsEmbeds.dims;
     if (dims.length !== 3 || dims[0] !== 1 || dims[2] !== info.hiddenSize) {
@@ -155,7 +207,13 @@ export class Decoder {
       throw new VigilError('SHAPE_MISMATCH', `KV context has ${input.past.layers.length} layers, the decoder has ${info.numLayers}`);
     }
     const seqLen = dims[1]!;
-    const pastLen = input.past.length;
+    const pastLen = input.pastLength ?? input.past.length;
+    if (!Number.isInteger(pastLen) || pastLen < 0 || pastLen > input.past.length) {
+      throw new VigilError('INTERNAL', `past length ${pastLen} outside the ${input.past.length} rows given`);
+    }
+    if (pastLen !== input.past.length && !info.kvTaps?.lengthsFromMask) {
+      throw new VigilError('INTERNAL', `${this.graph.name} reads its whole past input (its attention is not GroupQueryAttention): a past buffer longer than the context cannot be fed`);
+    }
     const total = pastLen + seqLen;
     const feeds: Record<string, ort.Tensor> = { inputs_embeds: input.inputsEmbeds };
 
@@ -188,10 +246,12 @@ export class Decoder {
       throw new VigilError('NOT_A_MODEL', `${this.graph.file} exposes no query taps (load it with queryTaps 'auto'; model.queryTaps says why there are none)`);
     }
     const fetches = input.logits === 'none' ? [] : ['logits'];
-    for (let i = 0; i < info.numLayers; i++) fetches.push(`present.${i}.key`, `present.${i}.value`);
+    if (input.kv === 'present') for (let i = 0; i < info.numLayers; i++) fetches.push(`present.${i}.key`, `present.${i}.value`);
+    if (input.kv === 'new') for (const l of info.kvTaps!.layers) fetches.push(l.key, l.value);
     if (wantQueries) fetches.push(...info.queryTapNames!);
+    if (fetches.length === 0) throw new VigilError('INTERNAL', 'a decoder call must fetch something (logits, KV or query taps)');
     let into: Record<string, ort.Tensor> | undefined;
-    if (input.presentInto) {
+    if (input.presentInto && input.kv === 'present') {
       const target = input.presentInto;
       const wrongType = target.layers.some((l) => l.key.type !== info.type || l.value.type !== info.type);
       if (target.length !== total || target.layers.length !== info.numLayers || wrongType) {
@@ -233,11 +293,16 @@ export class Decoder {
         logitRows = 1;
       }
     }
-    const present = new KvCache(
-      Array.from({ length: info.numLayers }, (_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! })),
-    );
+    const present =
+      input.kv === 'present'
+        ? new KvCache(Array.from({ length: info.numLayers }, (_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! })))
+        : undefined;
+    const newRows =
+      input.kv === 'new'
+        ? newRowsAsCache(out, info.kvTaps!, info, seqLen, input.positions ?? Array.from({ length: seqLen }, (_, i) => pastLen + i), this.invFreq)
+        : undefined;
     const queries = wantQueries ? info.queryTapNames!.map((name) => toFloat32(out[name]!)) : undefined;
-    return { logits, logitRows, present, queries };
+    return { logits, logitRows, present, newRows, queries };
   }
 }
 
@@ -309,5 +374,6 @@ function readDecoderInfo(graph: OnnxGraph, config: ModelConfig): DecoderInfo {
     hasPositionIds: graph.hasInput('position_ids'),
     hasUseCacheBranch: graph.hasInput('use_cache_branch'),
     hasNumLogitsToKeep: graph.hasInput('num_logits_to_keep'),
+    kvTaps: undefined,
   };
 }

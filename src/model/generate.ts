@@ -3,6 +3,7 @@ import { argmax } from '../../kernels/topk.js';
 import { mulberry32, sampleTopP } from '../../kernels/sampling.js';
 import { VigilError } from '../../common/errors.js';
 import { type BufferPool, sharedBufferPool } from './bufferPool.js';
+import { KvBuffer } from './kvBuffer.js';
 import type { KvCache } from './kvCache.js';
 import { PresentBuffers } from './presentBuffers.js';
 import type { VisionLanguageModel } from './visionLanguageModel.js';
@@ -18,8 +19,14 @@ export interface SamplingOptions {
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
-  /** Where the decoder's `present` of each step goes (reused memory); default the process's shared pool. */
+  /** Where the decoder's KV of each step goes (reused memory); default the process's shared pool. */
   buffers?: BufferPool;
+  /**
+   * Decode in place (default: where the decoder allows it, GroupQueryAttention graphs with kv taps):
+   * the context is one growing buffer and each call fetches only its new rows. false: every call
+   * fetches `present` (the whole context, copied by onnxruntime-node): kept to measure against.
+   */
+  inPlace?: boolean;
   /** Called with each new piece of text as soon as it decodes to whole characters. */
   onText?: (piece: string) => void;
 }
@@ -64,25 +71,51 @@ export async function generate(
   const started = performance.now();
   const past = prompt.past ?? model.decoder.emptyCache();
   const promptLength = past.length + prompt.inputsEmbeds.dims[1]!;
+  const capacity = promptLength + options.maxNewTokens;
+  const pool = options.buffers ?? sharedBufferPool;
+  const decoder = model.decoder;
+  if ((options.inPlace ?? true) && decoder.info.kvTaps?.lengthsFromMask) {
+    // One buffer of prompt + answer rows; each call appends its new rows to it.
+    const kv = new KvBuffer(decoder.info, capacity, pool);
+    try {
+      kv.append(past);
+      const next: NextLogits = async (inputsEmbeds) => {
+        const out = await decoder.stepRows({ inputsEmbeds, past: kv.cache, pastLength: kv.length, kv: 'new', logits: 'last' });
+        kv.append(out.newRows!);
+        return out.logits;
+      };
+      return await decodeLoop(model, prompt.inputsEmbeds, next, options, pick, started);
+    } finally {
+      kv.dispose();
+    }
+  }
   // Every step's present (past + 1 token) goes into pooled memory, alternating between two sets.
-  const presents = new PresentBuffers(model.decoder.info, promptLength + options.maxNewTokens, options.buffers ?? sharedBufferPool);
+  const presents = new PresentBuffers(decoder.info, capacity, pool);
   try {
-    return await decodeLoop(model, prompt.inputsEmbeds, past, presents, options, pick, started);
+    let context = past;
+    const next: NextLogits = async (inputsEmbeds) => {
+      const step = await decoder.step({ inputsEmbeds, past: context, logits: 'last', presentInto: presents.take(context.length + inputsEmbeds.dims[1]!) });
+      context = step.present;
+      return step.logits;
+    };
+    return await decodeLoop(model, prompt.inputsEmbeds, next, options, pick, started);
   } finally {
     presents.release();
   }
 }
 
+/** One decoder call on top of everything before it: the last row's logits. */
+type NextLogits = (inputsEmbeds: ort.Tensor) => Promise<Float32Array>;
+
 async function decodeLoop(
   model: VisionLanguageModel,
   inputsEmbeds: ort.Tensor,
-  past: KvCache,
-  presents: PresentBuffers,
+  next: NextLogits,
   options: GenerateOptions,
   pick: (logits: Float32Array) => number,
   started: number,
 ): Promise<GenerationResult> {
-  let step = await model.decoder.step({ inputsEmbeds, past, logits: 'last', presentInto: presents.take(past.length + inputsEmbeds.dims[1]!) });
+  let logits = await next(inputsEmbeds);
   const prefillMs = performance.now() - started;
 
   const tokenIds: number[] = [];
@@ -90,7 +123,7 @@ async function decodeLoop(
   let stopReason: GenerationResult['stopReason'] = 'max_new_tokens';
   const decodeStarted = performance.now();
   for (;;) {
-    const token = pick(step.logits);
+    const token = pick(logits);
     if (model.eosTokenIds.has(token)) {
       stopReason = 'eos';
       break;
@@ -103,8 +136,7 @@ async function decodeLoop(
       emitted = text;
     }
     if (tokenIds.length >= options.maxNewTokens) break;
-    const next = await model.embed([token]);
-    step = await model.decoder.step({ inputsEmbeds: next, past: step.present, logits: 'last', presentInto: presents.take(step.present.length + 1) });
+    logits = await next(await model.embed([token]));
   }
   const decodeMs = performance.now() - decodeStarted;
   const text = model.tokenizer.decode(tokenIds, { skipSpecialTokens: true });

@@ -1,3 +1,4 @@
+import type { KvTaps } from './onnx/kvTapPlan.js';
 import { prepareQueryTaps, type QueryTapStatus, recordQueryTapFailure, recordQueryTapSuccess } from './onnx/queryTapSurgery.js';
 import { OnnxGraph } from './onnxGraph.js';
 
@@ -10,6 +11,8 @@ export interface LoadedDecoderGraph {
   /** Per-layer output names of the pre-RoPE queries; undefined when the graph has none (fallback or off). */
   tapNames: string[] | undefined;
   status: QueryTapStatus;
+  /** Each layer's new key/value rows as outputs of `graph` (the same surgery adds them), when found. */
+  kvTaps: KvTaps | undefined;
 }
 
 /**
@@ -26,28 +29,30 @@ export async function openDecoderWithQueryTaps(
   /** How a graph is opened (tests stand in an onnxruntime that refuses the copy). */
   open: (file: string) => Promise<OnnxGraph> = (file) => OnnxGraph.open(file),
 ): Promise<LoadedDecoderGraph> {
-  if (mode === 'off') return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'off' } };
+  if (mode === 'off') return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'off' }, kvTaps: undefined };
+  const kvTapsOf = (graph: OnnxGraph, kvTaps: KvTaps | undefined) =>
+    kvTaps?.layers.every((l) => graph.outputNames.includes(l.key) && graph.outputNames.includes(l.value)) ? kvTaps : undefined;
   let prepared: ReturnType<typeof prepareQueryTaps>;
   try {
     prepared = prepareQueryTaps(decoderFile, cacheDir);
   } catch (error) {
     // An unreadable cache or a graph Vigil cannot parse: the stock graph still loads.
     const reason = `query-tap surgery failed: ${(error as Error).message}`;
-    return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason } };
+    return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason }, kvTaps: undefined };
   }
   if (prepared.kind === 'failed') {
     const reason = prepared.cached ? `${prepared.reason} (cached)` : prepared.reason;
-    return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason, ...(prepared.plan ? { plan: prepared.plan } : {}) } };
+    return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason, ...(prepared.plan ? { plan: prepared.plan } : {}) }, kvTaps: undefined };
   }
   if (prepared.kind === 'cached') {
     try {
       const graph = await open(prepared.file);
-      if (prepared.tapNames.every((n) => graph.outputNames.includes(n))) return { graph, tapNames: prepared.tapNames, status: { state: prepared.state } };
+      if (prepared.tapNames.every((n) => graph.outputNames.includes(n))) return { graph, tapNames: prepared.tapNames, status: { state: prepared.state }, kvTaps: kvTapsOf(graph, prepared.kvTaps) };
       await graph.dispose();
     } catch {
       // The cached copy went bad (a data file removed by hand): fall through to the stock graph.
     }
-    return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason: `the cached query-tap graph ${prepared.file} no longer loads; delete it to redo the surgery` } };
+    return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason: `the cached query-tap graph ${prepared.file} no longer loads; delete it to redo the surgery` }, kvTaps: undefined };
   }
   const { candidate } = prepared;
   let graph: OnnxGraph | undefined;
@@ -57,14 +62,16 @@ export async function openDecoderWithQueryTaps(
     const missing = candidate.tapNames.filter((n) => !graph!.outputNames.includes(n));
     if (missing.length === 0) {
       recordQueryTapSuccess(candidate);
-      return { graph, tapNames: candidate.tapNames, status: { state: candidate.state, plan: candidate.plan } };
+      return { graph, tapNames: candidate.tapNames, status: { state: candidate.state, plan: candidate.plan }, kvTaps: kvTapsOf(graph, candidate.kvTaps) };
     }
     failure = `onnxruntime lists no output ${missing[0]}`;
   } catch (error) {
-    if (candidate.state === 'exposed') throw error;
+    if (candidate.state === 'exposed' && !candidate.copy) throw error;
     failure = `onnxruntime refused the graph with query taps: ${(error as Error).message}`;
   }
   await graph?.dispose();
   recordQueryTapFailure(candidate, failure);
-  return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason: failure, plan: candidate.plan } };
+  // The original already outputs its query taps: only the kv taps (added by the copy) are lost.
+  if (candidate.state === 'exposed') return { graph: await open(decoderFile), tapNames: candidate.tapNames, status: { state: 'exposed', plan: candidate.plan }, kvTaps: undefined };
+  return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason: failure, plan: candidate.plan }, kvTaps: undefined };
 }

@@ -64,7 +64,7 @@ export class VisionLanguageModel {
       for (const f of files.slice(0, 2)) opened.push(await OnnxGraph.open(f));
       const loaded = await openDecoderWithQueryTaps(files[2], options.queryTaps ?? 'auto', vigilCacheDir());
       opened.push(loaded.graph);
-      decoder = new Decoder(loaded.graph, config, loaded.tapNames);
+      decoder = new Decoder(loaded.graph, config, loaded.tapNames, loaded.kvTaps);
       queryTaps = loaded.status;
       // A graph that applies RoPE itself (no position_ids) must rotate as the config says, or streamed keys go wrong.
       await decoder.verifyImplicitRope();

@@ -351,12 +351,14 @@ describe('query taps of the probe models, by structure', () => {
     }
   });
 
-  it('a loaded probe model reports its taps as exposed and uses the original graph', async () => {
+  it('a loaded probe model reports its taps as exposed; the copy it loads adds only the kv taps', async () => {
     const dir = probeModelDir('probe-needle');
     const model = await VisionLanguageModel.load(dir);
     try {
       assert.equal(model.queryTaps.state, 'exposed');
-      assert.equal(model.decoder.graph.file, path.join(dir, 'onnx', 'decoder_model_merged.onnx'));
+      assert.equal(path.basename(model.decoder.graph.file), 'decoder_model_merged.onnx');
+      assert.equal(path.basename(path.dirname(path.dirname(model.decoder.graph.file))), 'query-taps');
+      assert.ok(model.decoder.info.kvTaps, 'the copy outputs each layer\'s new key/value rows');
       assert.deepEqual(model.decoder.info.queryTapNames, Array.from({ length: model.decoder.info.numLayers }, (_, i) => queryTapName(i)));
     } finally {
       await model.dispose();

@@ -34,7 +34,10 @@ async function loadedFacts(dir: string, options: InspectOptions): Promise<Record
       queryTaps: info.queryTapNames ? 'yes' : 'no',
       queryTapState: vlm.queryTaps.state,
       ...(vlm.queryTaps.reason ? { queryTapReason: vlm.queryTaps.reason } : {}),
-      loadedFiles: [vlm.vision.file, vlm.embedder.file, vlm.decoder.graph.file].map((f) => path.relative(config.dir, f)),
+      // How answers decode: one growing KV buffer fetching each call's new rows, or `present` per call.
+      decode: info.kvTaps?.lengthsFromMask ? 'in place' : info.kvTaps ? 'new rows' : 'present',
+      // The decoder may be the query-tap surgery's copy in Vigil's cache: absolute path then.
+      loadedFiles: [vlm.vision.file, vlm.embedder.file, vlm.decoder.graph.file].map((f) => (f.startsWith(config.dir + path.sep) ? path.relative(config.dir, f) : f)),
     };
   } finally {
     await vlm.dispose();
@@ -68,7 +71,7 @@ export async function inspectModelCommand(model: string, options: InspectOptions
       const probe = loaded.probe as { name: string; seed: number } | null;
       lines.push(
         `  loaded (${(loaded.loadedFiles as string[]).join(', ')})${probe ? `: probe model ${probe.name} seed ${probe.seed}` : ''}`,
-        `    KV cache ${String(loaded.kvType)}; query taps: ${String(loaded.queryTaps)} (${String(loaded.queryTapState)}${reason}); ` +
+        `    KV cache ${String(loaded.kvType)}; decode: ${String(loaded.decode)}; query taps: ${String(loaded.queryTaps)} (${String(loaded.queryTapState)}${reason}); ` +
           `${String(loaded.tokensPerImage)} tokens per image, ${String(loaded.tokensPerFrame)} per stream frame; eos ${(loaded.eosTokenIds as number[]).join(', ')}`,
       );
     } else if (!report.supported) {

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { planQueryTaps, type QueryTapPlan } from './attentionStructure.js';
+import { type KvTaps, planKvTaps } from './kvTapPlan.js';
 import { ATTRIBUTE_TYPE, ONNX_DATA_TYPE } from './onnxSchema.js';
 import { modelProtoType } from './onnxSchema.js';
 import { readGraphStructureFromFile } from './onnxStructure.js';
@@ -10,9 +11,9 @@ import { readGraphStructureFromFile } from './onnxStructure.js';
  * Bumped whenever discovery or surgery changes what they produce: the cache key includes it, so a
  * failure cached by an older Vigil is retried by a fixed one (and never by the same one).
  * 1: q_proj found by node name, typed like inputs_embeds. 2: found by structure, typed from the graph (Slice for packed QKV). 3: Transpose for a query
- * rotated in [B,heads,S,D] order after q_norm.
+ * rotated in [B,heads,S,D] order after q_norm. 4: each layer's new key/value rows exposed too (kvTapPlan.ts).
  */
-export const QUERY_TAP_SURGERY_VERSION = 3;
+export const QUERY_TAP_SURGERY_VERSION = 4;
 
 /** What a load did about query taps (VisionLanguageModel.queryTaps). */
 export interface QueryTapStatus {
@@ -28,7 +29,7 @@ export interface QueryTapStatus {
 
 /** taps.json in a cache entry: written only once onnxruntime has loaded the graph with the taps. */
 type CacheRecord =
-  | { version: number; state: 'exposed' | 'surgery'; tapNames: string[] }
+  | { version: number; state: 'exposed' | 'surgery'; tapNames: string[]; kvTaps?: KvTaps; copy?: boolean }
   | { version: number; state: 'failed'; reason: string };
 
 export interface SurgeryCandidate {
@@ -39,10 +40,14 @@ export interface SurgeryCandidate {
   tapNames: string[];
   state: 'exposed' | 'surgery';
   plan: QueryTapPlan;
+  /** Each layer's new key/value rows, when the graph's structure shows them (outputs of `file`). */
+  kvTaps: KvTaps | undefined;
+  /** `file` is the surgery copy (query taps or kv taps were added), not the original. */
+  copy: boolean;
 }
 
 export type QueryTapPreparation =
-  | { kind: 'cached'; file: string; tapNames: string[]; state: 'exposed' | 'surgery' }
+  | { kind: 'cached'; file: string; tapNames: string[]; state: 'exposed' | 'surgery'; kvTaps: KvTaps | undefined; copy: boolean }
   | { kind: 'failed'; reason: string; plan?: QueryTapPlan; cached: boolean }
   | { kind: 'candidate'; candidate: SurgeryCandidate };
 
@@ -95,8 +100,9 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
       const record = JSON.parse(fs.readFileSync(done, 'utf8')) as CacheRecord;
       if (record.version === QUERY_TAP_SURGERY_VERSION) {
         if (record.state === 'failed') return { kind: 'failed', reason: record.reason, cached: true };
-        const file = record.state === 'surgery' ? path.join(dir, path.basename(decoderFile)) : decoderFile;
-        if (fs.existsSync(file)) return { kind: 'cached', file, tapNames: record.tapNames, state: record.state };
+        const copy = record.copy ?? record.state === 'surgery';
+        const file = copy ? path.join(dir, path.basename(decoderFile)) : decoderFile;
+        if (fs.existsSync(file)) return { kind: 'cached', file, tapNames: record.tapNames, state: record.state, kvTaps: record.kvTaps, copy };
       }
     } catch {
       // A damaged record is redone below.
@@ -111,7 +117,12 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
   }
   const tapNames = plan.layers.map((l) => l.tensorName!);
   const missing = plan.layers.filter((l) => !l.exposed);
-  if (missing.length === 0) return { kind: 'candidate', candidate: { dir, file: decoderFile, tapNames, state: 'exposed', plan } };
+  const state = missing.length === 0 ? 'exposed' : 'surgery';
+  const kvPlan = planKvTaps(structure);
+  const kvTaps = kvPlan.complete ? { layers: kvPlan.layers, layout: kvPlan.layout, keysPreRope: kvPlan.keysPreRope, lengthsFromMask: kvPlan.lengthsFromMask } : undefined;
+  const graphOutputs = new Set(structure.outputs);
+  const missingKv = (kvTaps?.layers ?? []).flatMap((l) => [l.key, l.value]).filter((n) => !graphOutputs.has(n));
+  if (missing.length === 0 && missingKv.length === 0) return { kind: 'candidate', candidate: { dir, file: decoderFile, tapNames, state, plan, kvTaps, copy: false } };
 
   const slices = missing.filter((l) => l.slice);
   const constant = (name: string, values: number[]) => ({
@@ -142,7 +153,13 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
       attribute: [{ name: 'perm', type: ATTRIBUTE_TYPE.INTS, ints: [0, 2, 1, 3] }],
     });
   }
-  const output = missing.map((l) => ({ name: l.tensorName!, type: { tensor_type: { elem_type: ONNX_DATA_TYPE[l.dtype!] } } }));
+  const output: Array<{ name: string; type: { tensor_type: { elem_type: number } } }> = missing.map((l) => ({
+    name: l.tensorName!,
+    type: { tensor_type: { elem_type: ONNX_DATA_TYPE[l.dtype!] } },
+  }));
+  // The new rows have the KV's type (a q4f16 graph's are float16).
+  const kvElemType = structure.inputs.get('past_key_values.0.key')?.elemType ?? ONNX_DATA_TYPE.float32;
+  for (const name of missingKv) output.push({ name, type: { tensor_type: { elem_type: structure.elemType(name) ?? kvElemType } } });
   const type = modelProtoType();
   const appendix = type.encode(type.fromObject({ graph: { node, initializer, output } })).finish();
 
@@ -164,20 +181,21 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
       fs.copyFileSync(target, link);
     }
   }
-  return { kind: 'candidate', candidate: { dir, file, tapNames, state: 'surgery', plan } };
+  return { kind: 'candidate', candidate: { dir, file, tapNames, state, plan, kvTaps, copy: true } };
 }
 
 /** Records that onnxruntime loaded the candidate and it outputs every tap. */
 export function recordQueryTapSuccess(candidate: SurgeryCandidate): void {
-  writeRecord(candidate.dir, { version: QUERY_TAP_SURGERY_VERSION, state: candidate.state, tapNames: candidate.tapNames });
+  writeRecord(candidate.dir, { version: QUERY_TAP_SURGERY_VERSION, state: candidate.state, tapNames: candidate.tapNames, kvTaps: candidate.kvTaps, copy: candidate.copy });
 }
 
 /** Records that the candidate failed (this surgery version will not try this file again) and removes the copy. */
 export function recordQueryTapFailure(candidate: SurgeryCandidate, reason: string): void {
-  if (candidate.state === 'surgery') {
+  if (candidate.copy) {
     for (const entry of fs.readdirSync(candidate.dir)) if (entry !== 'taps.json') fs.rmSync(path.join(candidate.dir, entry), { recursive: true, force: true });
   }
-  // A failure on a graph that already outputs its taps is the graph's own (the caller rethrows it): not recorded.
+  // A failure on a graph that already outputs its query taps is the graph's own (the caller rethrows
+  // it) or the kv taps' (the caller loads the original, with its taps): not recorded either way.
   if (candidate.state === 'exposed') return;
   writeRecord(candidate.dir, { version: QUERY_TAP_SURGERY_VERSION, state: 'failed', reason });
 }

@@ -1,0 +1,202 @@
+/**
+ * Decode in place vs fetching `present` (issue 19): one-token decode steps over a past of each
+ * --contexts length, the way generate() runs them.
+ *
+ *   node --import tsx bench/decode-in-place.ts [--contexts 1000,2500,5000,10000] [--steps 8] [--cases ...] [--out DIR]
+ *
+ * 'present' cases: Decoder.step fetching `present` (past + 1 token) into a reused buffer; every step
+ * onnxruntime-node copies the whole context out into fresh memory (what Vigil did before).
+ * 'in-place' cases: one KvBuffer of capacity context + steps; Decoder.stepRows fetches only the new
+ * token's key/value rows (kv taps) and appends them (what generate() does now).
+ * Models: probe-random-smolvlm2-256m (GroupQueryAttention, RoPE outside) fp32, and its
+ * model-builder twin -gqa (GroupQueryAttention do_rotary) fp32 / q4 / q4f16. The first in-place
+ * step's logits are compared with the present step's (max |diff| printed).
+ * Rounds rotate through every case of a context (load from other work hits them alike); median and
+ * best ms per step, tokens/s, and % of the bandwidth bound: bytes a step must read (the decoder's
+ * weights + the past KV) over this run's measured copy bandwidth (best of 10 128-MiB set() copies).
+ * --out writes decode-in-place.json and decode-in-place.png (tokens/s vs context).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import ort from 'onnxruntime-node';
+import { float32ToFloat16 } from '../kernels/fp16.js';
+import { mulberry32 } from '../kernels/sampling.js';
+import type { GraphDtype } from '../src/model/graphFiles.js';
+import { KvBuffer } from '../src/model/kvBuffer.js';
+import { BufferPool } from '../src/model/bufferPool.js';
+import { emptyKvCache, type KvCache } from '../src/model/kvCache.js';
+import { buildProbeModel } from '../src/model/probe/probeModelFolder.js';
+import { VisionLanguageModel } from '../src/model/visionLanguageModel.js';
+import { writeLineChartPng } from './lineChart.js';
+
+const { values: args } = parseArgs({
+  options: {
+    contexts: { type: 'string', default: '1000,2500,5000,10000' },
+    steps: { type: 'string', default: '8' },
+    cases: { type: 'string', default: 'eager-present,eager-inplace,gqa-present,gqa-inplace,q4-inplace,q4f16-present,q4f16-inplace' },
+    out: { type: 'string' },
+  },
+});
+const contexts = args.contexts!.split(',').map(Number);
+const steps = Number(args.steps);
+const WARMUP = 2;
+
+interface Case {
+  label: string;
+  model: string;
+  dtype: GraphDtype;
+  inPlace: boolean;
+}
+
+const CASES: Record<string, Case> = {
+  'eager-present': { label: 'smolvlm2-256m fp32, present', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: false },
+  'eager-inplace': { label: 'smolvlm2-256m fp32, in place', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: true },
+  'gqa-present': { label: '-gqa fp32, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'fp32', inPlace: false },
+  'gqa-inplace': { label: '-gqa fp32, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'fp32', inPlace: true },
+  'q4-present': { label: '-gqa q4, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', inPlace: false },
+  'q4-inplace': { label: '-gqa q4, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', inPlace: true },
+  'q4f16-present': { label: '-gqa q4f16, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4f16', inPlace: false },
+  'q4f16-inplace': { label: '-gqa q4f16, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4f16', inPlace: true },
+};
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** Seeded values (~0.3 rms) in the first `tokens` rows of every [1, KV, rows, D] tensor. */
+function fillRows(cache: KvCache, tokens: number, seed: number): void {
+  const random = mulberry32(seed);
+  for (const layer of cache.layers) {
+    for (const tensor of [layer.key, layer.value]) {
+      const [, heads, rows, dim] = tensor.dims as [number, number, number, number];
+      const values = new Float32Array(tokens * dim);
+      for (let h = 0; h < heads; h++) {
+        for (let i = 0; i < values.length; i++) values[i] = random() - 0.5;
+        if (tensor.type === 'float16') (tensor.data as Uint16Array).set(float32ToFloat16(values), h * rows * dim);
+        else (tensor.data as Float32Array).set(values, h * rows * dim);
+      }
+    }
+  }
+}
+
+/** Best copy bandwidth (GB/s) of a 128-MiB Float32Array set(), the bound's denominator. */
+function copyBandwidth(): number {
+  const a = new Float32Array(32 * 2 ** 20).fill(1);
+  const b = new Float32Array(a.length);
+  let best = Infinity;
+  for (let i = 0; i < 10; i++) {
+    const t = performance.now();
+    b.set(a);
+    best = Math.min(best, performance.now() - t);
+  }
+  return (a.byteLength / (best / 1000)) / 1e9;
+}
+
+/** Bytes of the decoder's weights: its .onnx file plus its external data files. */
+function weightBytes(model: VisionLanguageModel): number {
+  const file = model.decoder.graph.file;
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  return fs.readdirSync(dir).filter((f) => f === base || f.startsWith(`${base}_data`) || f === `${base}.data`).reduce((sum, f) => sum + fs.statSync(path.join(dir, f)).size, 0);
+}
+
+const bandwidth = copyBandwidth();
+process.stdout.write(`decode steps, ${steps} rounds after ${WARMUP} warm-up; ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(2)}; copy bandwidth ${bandwidth.toFixed(1)} GB/s\n`);
+const selected = args.cases!.split(',').map((name) => {
+  const c = CASES[name];
+  if (!c) throw new Error(`unknown case '${name}' (cases: ${Object.keys(CASES).join(', ')})`);
+  return c;
+});
+const models = new Map<string, VisionLanguageModel>();
+for (const c of selected) {
+  const key = `${c.model}:${c.dtype}`;
+  if (!models.has(key)) models.set(key, await VisionLanguageModel.load(buildProbeModel(c.model).dir, { dtype: c.dtype }));
+  const model = models.get(key)!;
+  if (c.inPlace && !model.decoder.info.kvTaps?.lengthsFromMask) throw new Error(`${c.label}: the decoder has no kv taps read from the mask (${model.queryTaps.state})`);
+}
+
+interface Row {
+  context: number;
+  label: string;
+  medianMs: number;
+  bestMs: number;
+  boundMs: number;
+  note: string;
+}
+const rows: Row[] = [];
+const pool = new BufferPool(4 * 2 ** 30);
+for (const context of contexts) {
+  const prepared = await Promise.all(
+    selected.map(async (c) => {
+      const model = models.get(`${c.model}:${c.dtype}`)!;
+      const info = model.decoder.info;
+      const random = mulberry32(3);
+      const embeds = new ort.Tensor('float32', Float32Array.from({ length: info.hiddenSize }, () => random() - 0.5), [1, 1, info.hiddenSize]);
+      const kvBytes = 2 * info.numLayers * info.numKvHeads * context * info.headDim * (info.type === 'float16' ? 2 : 4);
+      const boundMs = ((weightBytes(model) + kvBytes) / (bandwidth * 1e9)) * 1000;
+      const samples: number[] = [];
+      if (!c.inPlace) {
+        const past = emptyKvCache(info, context);
+        fillRows(past, context, 11);
+        const into = emptyKvCache(info, context + 1);
+        const run = async () => {
+          await model.decoder.step({ inputsEmbeds: embeds, past, logits: 'last', presentInto: into });
+        };
+        const reference = async () => (await model.decoder.step({ inputsEmbeds: embeds, past, logits: 'last' })).logits;
+        return { c, run, samples, boundMs, reference, dispose: () => undefined };
+      }
+      const kv = new KvBuffer(info, context + WARMUP + steps + 1, pool);
+      const past = emptyKvCache(info, context);
+      fillRows(past, context, 11);
+      kv.append(past);
+      const run = async () => {
+        const out = await model.decoder.stepRows({ inputsEmbeds: embeds, past: kv.cache, pastLength: kv.length, kv: 'new', logits: 'last' });
+        kv.append(out.newRows!);
+      };
+      const reference = async () => (await model.decoder.stepRows({ inputsEmbeds: embeds, past: kv.cache, pastLength: kv.length, kv: 'new', logits: 'last' })).logits;
+      return { c, run, samples, boundMs, reference, dispose: () => kv.dispose() };
+    }),
+  );
+  // Same model and context: the in-place step must compute the present step's logits.
+  const notes = new Map<string, string>();
+  for (const p of prepared.filter((q) => q.c.inPlace)) {
+    const twin = prepared.find((q) => !q.c.inPlace && q.c.model === p.c.model && q.c.dtype === p.c.dtype);
+    if (!twin) continue;
+    const [a, b] = [await twin.reference(), await p.reference()];
+    let diff = 0;
+    for (let v = 0; v < a.length; v++) diff = Math.max(diff, Math.abs(a[v]! - b[v]!));
+    notes.set(p.c.label, `max |logit diff| vs present ${diff.toExponential(1)}`);
+  }
+  for (let r = 0; r < WARMUP + steps; r++) {
+    for (let k = 0; k < prepared.length; k++) {
+      const p = prepared[(k + r) % prepared.length]!;
+      const started = performance.now();
+      await p.run();
+      if (r >= WARMUP) p.samples.push(performance.now() - started);
+    }
+  }
+  for (const p of prepared) {
+    const row = { context, label: p.c.label, medianMs: median(p.samples), bestMs: Math.min(...p.samples), boundMs: p.boundMs, note: notes.get(p.c.label) ?? '' };
+    rows.push(row);
+    process.stdout.write(`${context} ${row.label}: median ${row.medianMs.toFixed(1)} ms (${(1000 / row.medianMs).toFixed(1)} tokens/s), best ${row.bestMs.toFixed(1)}, bound ${row.boundMs.toFixed(1)} ms ${row.note}\n`);
+    p.dispose();
+  }
+}
+process.stdout.write(`load at the end ${os.loadavg()[0]!.toFixed(2)}\n\n`);
+process.stdout.write('| context | decoder, KV hand-over | ms / step (median) | best | tokens/s (median) | x present (median) | % of bound (median) | check |\n|---:|---|---:|---:|---:|---:|---:|---|\n');
+for (const row of rows) {
+  const twin = rows.find((r) => r.context === row.context && r.label === row.label.replace('in place', 'present') && r !== row);
+  const speedup = twin ? (twin.medianMs / row.medianMs).toFixed(2) : '';
+  process.stdout.write(`| ${row.context} | ${row.label} | ${row.medianMs.toFixed(1)} | ${row.bestMs.toFixed(1)} | ${(1000 / row.medianMs).toFixed(1)} | ${speedup} | ${((100 * row.boundMs) / row.medianMs).toFixed(0)}% | ${row.note} |\n`);
+}
+for (const model of models.values()) await model.dispose();
+if (args.out) {
+  fs.mkdirSync(args.out, { recursive: true });
+  fs.writeFileSync(path.join(args.out, 'decode-in-place.json'), JSON.stringify({ bandwidthGBs: bandwidth, rows }, null, 2));
+  const series = selected.map((c) => ({ name: c.label, points: rows.filter((r) => r.label === c.label).map((r): [number, number] => [r.context, 1000 / r.medianMs]) }));
+  await writeLineChartPng({ title: 'Decode tokens/s vs context (median step)', xLabel: 'context tokens', panels: [{ yLabel: 'tokens/s', series }] }, path.join(args.out, 'decode-in-place.png'));
+  process.stdout.write(`wrote ${args.out}/decode-in-place.json and .png\n`);
+}

@@ -1,0 +1,68 @@
+import ort from 'onnxruntime-node';
+import { VigilError } from '../../common/errors.js';
+import type { BufferPool } from './bufferPool.js';
+import { KvCache, type KvSpec } from './kvCache.js';
+
+/**
+ * A KV context that grows in place: every layer's key and value are [1, KV, capacity, D] tensors
+ * over one pooled buffer, filled from row 0. A decoder whose attention reads the valid lengths from
+ * the mask (GroupQueryAttention, kvTaps.lengthsFromMask) takes `cache` as its past with
+ * pastLength = `length`, and the call's new rows are appended here: a decode step moves S rows,
+ * not the whole context (the contiguous [1, KV, T, D] form must be laid out anew for every T).
+ */
+export class KvBuffer {
+  readonly cache: KvCache;
+  private rows = 0;
+  private readonly buffer: ArrayBuffer;
+
+  constructor(
+    private readonly spec: KvSpec,
+    readonly capacity: number,
+    private readonly pool: BufferPool,
+  ) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`KV buffer capacity must be a positive integer, got ${capacity}`);
+    const { numLayers, numKvHeads, headDim, type } = spec;
+    const slot = numKvHeads * capacity * headDim;
+    const bytesPerElement = type === 'float16' ? 2 : 4;
+    this.buffer = pool.take(2 * numLayers * slot * bytesPerElement);
+    const dims = [1, numKvHeads, capacity, headDim];
+    const view = (i: number): ort.Tensor =>
+      type === 'float16'
+        ? new ort.Tensor('float16', new Uint16Array(this.buffer, i * slot * 2, slot), dims)
+        : new ort.Tensor('float32', new Float32Array(this.buffer, i * slot * 4, slot), dims);
+    this.cache = new KvCache(Array.from({ length: numLayers }, (_, layer) => ({ key: view(2 * layer), value: view(2 * layer + 1) })));
+  }
+
+  /** Rows filled so far (the past length to feed with `cache`). */
+  get length(): number {
+    return this.rows;
+  }
+
+  /** Copies `rows` ([1, KV, T, D] per layer, the KV type) in after the rows already here. */
+  append(rows: KvCache): void {
+    const { numKvHeads, headDim, numLayers } = this.spec;
+    const count = rows.length;
+    if (this.rows + count > this.capacity) throw new VigilError('INTERNAL', `KV buffer of ${this.capacity} rows cannot take ${count} more after ${this.rows}`);
+    if (rows.layers.length !== numLayers) throw new VigilError('SHAPE_MISMATCH', `${rows.layers.length} layers appended to a ${numLayers}-layer KV buffer`);
+    rows.layers.forEach((layer, i) => {
+      const target = this.cache.layers[i]!;
+      for (const kind of ['key', 'value'] as const) {
+        const src = layer[kind].data as Float32Array | Uint16Array;
+        const dst = target[kind].data as Float32Array | Uint16Array;
+        if (src.constructor !== dst.constructor || layer[kind].dims[1] !== numKvHeads || layer[kind].dims[3] !== headDim) {
+          throw new VigilError('SHAPE_MISMATCH', `appended layer ${i} ${kind} is ${layer[kind].type} [${layer[kind].dims.join(', ')}], the buffer holds ${target[kind].type} [1, ${numKvHeads}, T, ${headDim}]`);
+        }
+        for (let h = 0; h < numKvHeads; h++) {
+          // Same element type on both sides (checked above): set() is a plain copy.
+          (dst as Float32Array).set((src as Float32Array).subarray(h * count * headDim, (h + 1) * count * headDim), (h * this.capacity + this.rows) * headDim);
+        }
+      }
+    });
+    this.rows += count;
+  }
+
+  /** Gives the memory back to the pool: neither `cache` nor anything read from it may be used afterwards. */
+  dispose(): void {
+    this.pool.give(this.buffer);
+  }
+}
