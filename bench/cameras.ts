@@ -10,7 +10,8 @@
  *   - CPU of the serve process tree (serve + its ffmpeg children, user + system) as cores used, and
  *     RSS (serve alone, and the tree); the camera servers' CPU apart (they share the machine).
  * The first `--warmup` seconds (default 30: connecting, the first frames, onnxruntime's first calls)
- * are left out of every figure. At the end it asks one question per event per camera
+ * are left out of every figure. At the end, once every stream has stored past its last event (two
+ * minutes at most: a stream behind still is), it asks one question per event per camera
  * ("What color was the square on the <background> screen?", maxTokens 4) while the cameras still
  * stream: with a needle model the answer (from the model's logits) is scored against the clip's
  * truth; with a random-weight model answers mean nothing and are not scored, but whether an event
@@ -169,6 +170,8 @@ interface RunResult {
   serveRssMiBMax: number;
   treeRssMiBMax: number;
   events: EventResult[];
+  /** Seconds waited after the run until every stream had stored past its last event (120 at most). */
+  caughtUpS: number;
   eventsAnswered: number | null;
   eventsWithOwnChunk: number;
   load: { start: number[]; end: number[] };
@@ -266,7 +269,17 @@ async function runCameras(count: number, python: string, scratch: string): Promi
     const gated = delta((x) => sum(x, 'gated'));
     const dropped = delta((x) => sum(x, 'drops'));
     const cpu = delta((x) => x.cpuS);
-    progress(`N=${count}: asking ${clips.reduce((n, c) => n + c.truth.needles.length, 0)} questions (one per event per camera)`);
+    // Questions once every stream has stored past its last event (a stream behind is still behind:
+    // waiting tells an event not yet stored from one lost), two minutes at most.
+    const waitStart = performance.now();
+    const ends = new Map(clips.map((c, i) => [`cam${i + 1}`, maxOf(c.truth.needles.map((e) => e.end)) + 1]));
+    for (;;) {
+      const listed = await call<{ streams: Array<{ id: string; progress: { t: number } }> }>(s, '/v1/streams');
+      if (listed.streams.every((st) => st.progress.t >= (ends.get(st.id) ?? 0)) || performance.now() - waitStart > 120_000) break;
+      await sleep(1000);
+    }
+    const caughtUpS = round((performance.now() - waitStart) / 1000, 1);
+    progress(`N=${count}: asking ${clips.reduce((n, c) => n + c.truth.needles.length, 0)} questions (one per event per camera) after waiting ${caughtUpS} s for the last events to be stored`);
     const events = await askEvents(s, clips);
     const lagMaxMs = maxOf(allLags);
     return {
@@ -289,6 +302,7 @@ async function runCameras(count: number, python: string, scratch: string): Promi
       serveRssMiBMax: mib(maxOf(measured.map((x) => x.serveRssBytes))),
       treeRssMiBMax: mib(maxOf(measured.map((x) => x.treeRssBytes))),
       events,
+      caughtUpS,
       eventsAnswered: SCORED ? events.filter((e) => e.correct).length : null,
       eventsWithOwnChunk: events.filter((e) => e.ownChunk).length,
       load: { start: startLoad, end: load() },
@@ -317,11 +331,11 @@ try {
   const held = results.filter((r) => r.boundedLag).sort((a, b) => b.cameras - a.cameras)[0] ?? null;
   const settings = `${values.model} ${DTYPE}, gate ${GATE}, ${values.minutes} min per N after a ${WARMUP_S}-s warm-up (left out), 1 frame/s, window 16 (serve defaults)`;
   console.log(`\nCameras per machine: ${settings}; ${os.cpus().length} cores; ${((performance.now() - began) / 1000).toFixed(0)} s`);
-  console.log('\n| N | lag max (s) | lag p95 (s) | lag median (s) | encoded / gated / dropped frames | encoded/s | CPU cores (serve tree) | CPU s per encoded frame | serve RSS max (MiB) | tree RSS max (MiB) | cameras\' CPU (cores) | events: own chunk | events answered | load 1/5/15 start -> end |');
-  console.log('|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+  console.log('\n| N | lag max (s) | lag p95 (s) | lag median (s) | encoded / gated / dropped frames | encoded/s | CPU cores (serve tree) | CPU s per encoded frame | serve RSS max (MiB) | tree RSS max (MiB) | cameras\' CPU (cores) | wait for last events (s) | events: own chunk | events answered | load 1/5/15 start -> end |');
+  console.log('|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const r of results) {
     console.log(
-      `| ${r.cameras} | ${(r.lagMaxMs / 1000).toFixed(1)} | ${(r.lagP95Ms / 1000).toFixed(1)} | ${(r.lagMedianMs / 1000).toFixed(1)} | ${r.framesEncoded} / ${r.framesGated} / ${r.framesDropped} | ${r.encodedPerS} | ${r.cpuCores} | ${r.cpuSPerEncodedFrame ?? '-'} | ${r.serveRssMiBMax} | ${r.treeRssMiBMax} | ${r.camerasCpuCores} | ${r.eventsWithOwnChunk}/${r.events.length} | ${r.eventsAnswered === null ? 'not scored (random weights)' : `${r.eventsAnswered}/${r.events.length}`} | ${r.load.start.join(' / ')} -> ${r.load.end.join(' / ')} |`,
+      `| ${r.cameras} | ${(r.lagMaxMs / 1000).toFixed(1)} | ${(r.lagP95Ms / 1000).toFixed(1)} | ${(r.lagMedianMs / 1000).toFixed(1)} | ${r.framesEncoded} / ${r.framesGated} / ${r.framesDropped} | ${r.encodedPerS} | ${r.cpuCores} | ${r.cpuSPerEncodedFrame ?? '-'} | ${r.serveRssMiBMax} | ${r.treeRssMiBMax} | ${r.camerasCpuCores} | ${r.caughtUpS} | ${r.eventsWithOwnChunk}/${r.events.length} | ${r.eventsAnswered === null ? 'not scored (random weights)' : `${r.eventsAnswered}/${r.events.length}`} | ${r.load.start.join(' / ')} -> ${r.load.end.join(' / ')} |`,
     );
   }
   console.log(
