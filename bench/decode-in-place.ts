@@ -2,7 +2,8 @@
  * Decode in place vs fetching `present` (issue 19): one-token decode steps over a past of each
  * --contexts length, the way generate() runs them.
  *
- *   node --import tsx bench/decode-in-place.ts [--contexts 1000,2500,5000,10000] [--steps 8] [--cases ...] [--out DIR]
+ *   node --import tsx bench/decode-in-place.ts [--contexts 1000,2500,5000,8000] [--steps 8] [--cases ...]
+ *        [--configs 1:1,2:1,2:0 (onnxruntime threads:spinning)] [--out DIR]
  *
  * 'present' cases: Decoder.step fetching `present` (past + 1 token) into a reused buffer; every step
  * onnxruntime-node copies the whole context out into fresh memory (what Vigil did before).
@@ -14,6 +15,7 @@
  * Rounds rotate through every case of a context (load from other work hits them alike); median and
  * best ms per step, tokens/s, and % of the bandwidth bound: bytes a step must read (the decoder's
  * weights + the past KV) over this run's measured copy bandwidth (best of 10 128-MiB set() copies).
+ * (8000 is the -gqa probes' limit: their cos/sin caches hold max_position_embeddings = 8192 rows.)
  * --out writes decode-in-place.json and decode-in-place.png (tokens/s vs context).
  */
 import fs from 'node:fs';
@@ -33,11 +35,18 @@ import { writeLineChartPng } from './lineChart.js';
 
 const { values: args } = parseArgs({
   options: {
-    contexts: { type: 'string', default: '1000,2500,5000,10000' },
+    contexts: { type: 'string', default: '1000,2500,5000,8000' },
     steps: { type: 'string', default: '8' },
     cases: { type: 'string', default: 'eager-present,eager-inplace,gqa-present,gqa-inplace,q4-inplace,q4f16-present,q4f16-inplace' },
+    // onnxruntime threads:spinning per session, e.g. 1:1,2:1,2:0 (every case under each, interleaved in one process).
+    configs: { type: 'string', default: `${os.availableParallelism()}:1` },
     out: { type: 'string' },
   },
+});
+const configs = args.configs!.split(',').map((c) => {
+  const [threads, spinning] = c.split(':');
+  if (!/^\d+$/.test(threads ?? '') || (spinning !== '0' && spinning !== '1')) throw new Error(`--configs takes threads:spinning pairs such as 2:1, got '${c}'`);
+  return { threads: threads!, spinning };
 });
 const contexts = args.contexts!.split(',').map(Number);
 const steps = Number(args.steps);
@@ -105,14 +114,20 @@ function weightBytes(model: VisionLanguageModel): number {
 
 const bandwidth = copyBandwidth();
 process.stdout.write(`decode steps, ${steps} rounds after ${WARMUP} warm-up; ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(2)}; copy bandwidth ${bandwidth.toFixed(1)} GB/s\n`);
-const selected = args.cases!.split(',').map((name) => {
-  const c = CASES[name];
-  if (!c) throw new Error(`unknown case '${name}' (cases: ${Object.keys(CASES).join(', ')})`);
-  return c;
-});
+const selected = configs.flatMap(({ threads, spinning }) =>
+  args.cases!.split(',').map((name) => {
+    const c = CASES[name];
+    if (!c) throw new Error(`unknown case '${name}' (cases: ${Object.keys(CASES).join(', ')})`);
+    return { ...c, label: configs.length > 1 ? `${c.label}, ${threads} threads, spinning ${spinning === '1' ? 'on' : 'off'}` : c.label, threads, spinning };
+  }),
+);
+const modelKey = (c: (typeof selected)[number]) => `${c.model}:${c.dtype}:${c.threads}:${c.spinning}`;
 const models = new Map<string, VisionLanguageModel>();
 for (const c of selected) {
-  const key = `${c.model}:${c.dtype}`;
+  const key = modelKey(c);
+  // Sessions read their threading from the environment when created (src/model/onnxGraph.ts).
+  process.env.VIGIL_THREADS = c.threads;
+  process.env.VIGIL_ORT_SPINNING = c.spinning;
   if (!models.has(key)) models.set(key, await VisionLanguageModel.load(buildProbeModel(c.model).dir, { dtype: c.dtype }));
   const model = models.get(key)!;
   if (c.inPlace && !model.decoder.info.kvTaps?.lengthsFromMask) throw new Error(`${c.label}: the decoder has no kv taps read from the mask (${model.queryTaps.state})`);
@@ -131,7 +146,7 @@ const pool = new BufferPool(4 * 2 ** 30);
 for (const context of contexts) {
   const prepared = await Promise.all(
     selected.map(async (c) => {
-      const model = models.get(`${c.model}:${c.dtype}`)!;
+      const model = models.get(modelKey(c))!;
       const info = model.decoder.info;
       const random = mulberry32(3);
       const embeds = new ort.Tensor('float32', Float32Array.from({ length: info.hiddenSize }, () => random() - 0.5), [1, 1, info.hiddenSize]);
@@ -163,7 +178,7 @@ for (const context of contexts) {
   // Same model and context: the in-place step must compute the present step's logits.
   const notes = new Map<string, string>();
   for (const p of prepared.filter((q) => q.c.inPlace)) {
-    const twin = prepared.find((q) => !q.c.inPlace && q.c.model === p.c.model && q.c.dtype === p.c.dtype);
+    const twin = prepared.find((q) => !q.c.inPlace && modelKey(q.c) === modelKey(p.c));
     if (!twin) continue;
     const [a, b] = [await twin.reference(), await p.reference()];
     let diff = 0;

@@ -6,7 +6,7 @@
  * the memory's size and the context's length, not on what the frames show.
  *
  *   node --import tsx bench/question-latency.ts [--minutes 5,15,30,60] [--full-minutes 1,2.5,5]
- *        [--repeats 3] [--tokens 8] [--full-max-tokens 40000] [--out DIR]
+ *        [--repeats 3] [--tokens 8] [--full-max-tokens 40000] [--decode in-place,present] [--out DIR]
  *
  * `full` puts every stored frame in context, so it runs only where that fits --full-max-tokens
  * (its KV is 46 KiB per token at this geometry, and each decode step copies it in and out); the
@@ -32,6 +32,8 @@ const { values } = parseArgs({
     'full-max-tokens': { type: 'string', default: '40000' },
     model: { type: 'string', default: 'probe-random-smolvlm2-256m' },
     window: { type: 'string', default: '16' },
+    // Decode modes (VIGIL_DECODE), each method's answers alternating between them: 'in-place,present' compares the two.
+    decode: { type: 'string', default: 'in-place' },
     out: { type: 'string' },
   },
 });
@@ -42,6 +44,8 @@ const repeats = Number(values.repeats);
 const maxNewTokens = Number(values.tokens);
 const fullMaxTokens = Number(values['full-max-tokens']);
 const QUESTION = 'What happened right before the person left the room?';
+const decodeModes = values.decode!.split(',');
+for (const mode of decodeModes) if (mode !== 'in-place' && mode !== 'present') throw new Error(`--decode takes in-place and/or present, got '${mode}'`);
 
 interface Method {
   name: string;
@@ -118,15 +122,20 @@ try {
           continue;
         }
       }
-      const ask = () => session.ask({ question: QUESTION, mode: method.mode, retrieve: method.retrieve, maxNewTokens });
+      const ask = (decode: string) => {
+        process.env.VIGIL_DECODE = decode;
+        return session.ask({ question: QUESTION, mode: method.mode, retrieve: method.retrieve, maxNewTokens });
+      };
       // One answer first, not timed: it grows the pooled buffers and onnxruntime's arena to this
       // context's size (a cold first question at a new size pays page faults: docs/PERFORMANCE.md).
-      await ask();
-      const answers: SessionAnswer[] = [];
-      for (let r = 0; r < repeats; r++) answers.push(await ask());
-      const row = summarize(minutes, method.name, answers);
-      rows.push(row);
-      process.stderr.write(`${minutes} min ${method.name}: TTFT ${row.ttftMs!.toFixed(0)} ms, ${row.contextTokens} context tokens (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
+      for (const decode of decodeModes) await ask(decode);
+      const answers = new Map<string, SessionAnswer[]>(decodeModes.map((d) => [d, []]));
+      for (let r = 0; r < repeats; r++) for (const decode of decodeModes) answers.get(decode)!.push(await ask(decode));
+      for (const decode of decodeModes) {
+        const row = summarize(minutes, decodeModes.length > 1 ? `${method.name} (${decode})` : method.name, answers.get(decode)!);
+        rows.push(row);
+        process.stderr.write(`${minutes} min ${row.method}: TTFT ${row.ttftMs!.toFixed(0)} ms, ${row.contextTokens} context tokens, ${row.decodeTokensPerSecond!.toFixed(1)} tokens/s (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
+      }
     }
   }
   await session.dispose();

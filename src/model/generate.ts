@@ -74,7 +74,7 @@ export async function generate(
   const capacity = promptLength + options.maxNewTokens;
   const pool = options.buffers ?? sharedBufferPool;
   const decoder = model.decoder;
-  if ((options.inPlace ?? true) && decoder.info.kvTaps?.lengthsFromMask) {
+  if ((options.inPlace ?? decodeInPlaceByDefault()) && decoder.info.kvTaps?.lengthsFromMask) {
     // One buffer of prompt + answer rows; each call appends its new rows to it.
     const kv = new KvBuffer(decoder.info, capacity, pool);
     try {
@@ -102,6 +102,17 @@ export async function generate(
   } finally {
     presents.release();
   }
+}
+
+/**
+ * VIGIL_DECODE: 'in-place' (default) or 'present' (every call fetches `present`, as before kv
+ * taps: the escape hatch should an export's new rows ever disagree with its present, and the
+ * baseline benches measure against). Read at every generation, so a bench can switch it per round.
+ */
+function decodeInPlaceByDefault(): boolean {
+  const mode = process.env.VIGIL_DECODE ?? 'in-place';
+  if (mode !== 'in-place' && mode !== 'present') throw new VigilError('BAD_CONFIG', `VIGIL_DECODE must be 'in-place' or 'present', got '${mode}'`);
+  return mode === 'in-place';
 }
 
 /** One decoder call on top of everything before it: the last row's logits. */
