@@ -18,7 +18,9 @@
  * started a chunk of its own (the timeline's spans) is still checked: what gating must not lose.
  *
  *   node --import tsx bench/cameras.ts [--cameras 1,2,3,4] [--minutes 10] [--warmup 30]
- *     [--model probe-random-smolvlm2-256m] [--dtype fp32] [--gate on|off] [--out DIR]
+ *     [--model probe-random-smolvlm2-256m] [--dtype fp32] [--gate on|off] [--until-fail] [--out DIR]
+ *
+ * --until-fail: the sweep stops after the first N whose lag went past 5 s (a larger N would too).
  *
  * --model default probe-random-smolvlm2-256m: its vision encoder is SigLIP-base/16 at 512 px, the
  * cost that bounds N (~80% of a frame). probe-needle-256m has the same decoder but a hand-built
@@ -49,6 +51,7 @@ const { values } = parseArgs({
     model: { type: 'string', default: 'probe-random-smolvlm2-256m' },
     dtype: { type: 'string', default: 'fp32' },
     gate: { type: 'string', default: 'on' },
+    'until-fail': { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
@@ -327,6 +330,10 @@ try {
     const r = await runCameras(count, python, scratch);
     results.push(r);
     progress(`N=${count}: lag max ${(r.lagMaxMs / 1000).toFixed(1)} s, dropped ${r.framesDropped}, ${r.cpuCores} cores, RSS ${r.serveRssMiBMax} MiB; events answered ${r.eventsAnswered ?? 'n/a'}, own chunk ${r.eventsWithOwnChunk}/${r.events.length}`);
+    if (values['until-fail'] && !r.boundedLag) {
+      progress(`N=${count} did not keep lag < ${LAG_BOUND_MS / 1000} s: --until-fail ends the sweep`);
+      break;
+    }
   }
   const held = results.filter((r) => r.boundedLag).sort((a, b) => b.cameras - a.cameras)[0] ?? null;
   const settings = `${values.model} ${DTYPE}, gate ${GATE}, ${values.minutes} min per N after a ${WARMUP_S}-s warm-up (left out), 1 frame/s, window 16 (serve defaults)`;
