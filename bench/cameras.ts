@@ -21,6 +21,7 @@
  *     [--model probe-random-smolvlm2-256m] [--dtype fp32] [--gate on|off] [--until-fail] [--out DIR]
  *
  * --until-fail: the sweep stops after the first N whose lag went past 5 s (a larger N would too).
+ * --clips-only: make the cameras' clips (cached in the Vigil cache folder) and exit.
  *
  * --model default probe-random-smolvlm2-256m: its vision encoder is SigLIP-base/16 at 512 px, the
  * cost that bounds N (~80% of a frame). probe-needle-256m has the same decoder but a hand-built
@@ -52,6 +53,7 @@ const { values } = parseArgs({
     dtype: { type: 'string', default: 'fp32' },
     gate: { type: 'string', default: 'on' },
     'until-fail': { type: 'boolean', default: false },
+    'clips-only': { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
@@ -318,6 +320,10 @@ async function runCameras(count: number, python: string, scratch: string): Promi
   }
 }
 
+if (values['clips-only']) {
+  for (let i = 0; i < maxOf(COUNTS); i++) progress(`camera ${i + 1}: ${(await cameraClip(i)).clip}`);
+  process.exit(0);
+}
 let modelDir = values.model;
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-cameras-'));
 try {
