@@ -185,6 +185,26 @@ for (const dtype of VISION_ROWS) {
   out(`- ${dtype} (model_run ${fmt(profile.runMs)} ms): ${profile.ops.slice(0, 8).map((o) => `${o.op} ${fmt(o.ms)} (${fmt(100 * o.share)}%)`).join(', ')}`);
 }
 
+// Amdahl: the MatMul work int8 replaces vs everything else (attention, GELU, norms, adds), per frame.
+const MATMUL_OPS = new Set(['MatMul', 'FusedMatMul', 'Gemm', 'MatMulInteger', 'DynamicQuantizeMatMul', 'MatMulIntegerToFloat', 'MatMulNBits', 'DynamicQuantizeLinear']);
+const split = (dtype: VisionRow) => {
+  const ops = profiles[dtype]!.ops;
+  const matmul = ops.filter((o) => MATMUL_OPS.has(o.op)).reduce((n, o) => n + o.ms, 0);
+  const rest = ops.filter((o) => !MATMUL_OPS.has(o.op)).reduce((n, o) => n + o.ms, 0);
+  return { matmul, rest };
+};
+const fp32Split = split('fp32');
+const q8Split = split('q8');
+const amdahl = {
+  fp32MatMulShare: fp32Split.matmul / (fp32Split.matmul + fp32Split.rest),
+  q8MatMulSpeedup: fp32Split.matmul / q8Split.matmul,
+  boundIfMatMulsFree: (fp32Split.matmul + fp32Split.rest) / fp32Split.rest,
+};
+out(
+  `- MatMul work (MatMul/FusedMatMul in fp32; DynamicQuantizeLinear + MatMulInteger forms in q8): fp32 ${fmt(fp32Split.matmul)} ms = ${fmt(100 * amdahl.fp32MatMulShare)}% of node time, q8 ${fmt(q8Split.matmul)} ms (x${fmt(amdahl.q8MatMulSpeedup, 2)}); ` +
+    `everything else fp32 ${fmt(fp32Split.rest)} ms, q8 ${fmt(q8Split.rest)} ms. Frames/s bound if the MatMuls took no time at all: x${fmt(amdahl.boundIfMatMulsFree, 2)}`,
+);
+
 // ---- 3. Accuracy ----
 const features = new Map<VisionRow, Float32Array[]>();
 for (const row of VISION_ROWS) {
@@ -243,7 +263,21 @@ for (const dtype of ['q8', 'q4'] as const) {
   out(`| q8-int8-attention (vision only) | ${f.maxAbs.toExponential(2)} | ${f.relativeL2.toExponential(2)} | ${f.cosine.toFixed(6)} | | | |`);
 }
 const maxAbs = (values: Float32Array) => values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-out(`(${frames.length} frames, ${prompts.length} prompts; max |feature| ${fmt(maxAbs(concat(features.get('fp32')!)), 3)}, max |logit| ${fmt(maxAbs(concat(logits.get('fp32')!)), 3)} in fp32)`);
+// How decided fp32's own top-1 is (random weights give near-flat logits): the gap to the runner-up.
+const gaps: number[] = [];
+for (const ref of logits.get('fp32')!) {
+  for (let row = 0; row < ref.length / vocab; row++) {
+    const top = argmaxRow(ref, vocab, row);
+    let second = -Infinity;
+    for (let i = 0; i < vocab; i++) if (i !== top) second = Math.max(second, ref[row * vocab + i]!);
+    gaps.push(ref[row * vocab + top]! - second);
+  }
+}
+const top1Gap = { median: median(gaps), min: gaps.reduce((m, g) => Math.min(m, g), Infinity) };
+out(
+  `(${frames.length} frames, ${prompts.length} prompts; max |feature| ${fmt(maxAbs(concat(features.get('fp32')!)), 3)}, max |logit| ${fmt(maxAbs(concat(logits.get('fp32')!)), 3)} in fp32; ` +
+    `fp32's top-1 leads its runner-up by ${top1Gap.median.toExponential(2)} (median over positions), ${top1Gap.min.toExponential(2)} at least)`,
+);
 await visionGraphs.get('q8-int8-attention')!.dispose();
 for (const model of models.values()) await model.dispose();
 fs.rmSync(scratch, { recursive: true, force: true });
@@ -300,7 +334,9 @@ out(
     vision: visionRows,
     decode: decodeRows,
     profiles: Object.fromEntries(Object.entries(profiles).map(([d, p]) => [d, { runMs: round(p.runMs, 1), ops: p.ops.slice(0, 10).map((o) => ({ op: o.op, ms: round(o.ms, 1), share: round(o.share) })) }])),
+    amdahl,
     accuracy,
+    top1Gap,
     vniah: { model: args['needle-model'], runs: vniah, identical: vniahSame },
   }),
 );
