@@ -54,7 +54,8 @@ async function pass2(session: StreamSession, question: string, selection: Select
   const loaded = await session.memory.load(selection, false, recalled);
   try {
     const ids = model.tokenizer.encode(session.encoder.format.question(question));
-    const { logits } = await model.decoder.step({ inputsEmbeds: await model.embed(ids), past: toKvCache(loaded.context, model.decoder.info), logits: 'last' });
+    // Only the logits: no `present` fetched (onnxruntime-node would copy the whole context out).
+    const { logits } = await model.decoder.stepRows({ inputsEmbeds: await model.embed(ids), past: toKvCache(loaded.context, model.decoder.info), logits: 'last', kv: 'none' });
     return Float32Array.from(logits);
   } finally {
     loaded.dispose();

@@ -460,7 +460,8 @@ export async function askNeedle(session: StreamSession, background: string, expe
     const loaded = await recall.load(selection, false);
     try {
       const promptIds = model.tokenizer.encode(session.encoder.format.question(question));
-      const { logits } = await model.decoder.step({ inputsEmbeds: await model.embed(promptIds), past: toKvCache(loaded.context, model.decoder.info), logits: 'last' });
+      // Only the logits: no `present` fetched (onnxruntime-node would copy the whole context out).
+      const { logits } = await model.decoder.stepRows({ inputsEmbeds: await model.embed(promptIds), past: toKvCache(loaded.context, model.decoder.info), logits: 'last', kv: 'none' });
       let other = -Infinity;
       for (let v = 0; v < logits.length; v++) if (v !== want && logits[v]! > other) other = logits[v]!;
       margin = logits[want]! - other;

@@ -73,7 +73,9 @@ describe(NAME, () => {
       [...decoder.inputNames].sort(),
       ['attention_mask', 'inputs_embeds', 'position_ids', ...layers.flatMap((i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`])].sort(),
     );
-    assert.deepEqual(decoder.outputNames, ['logits', ...layers.flatMap((i) => [`present.${i}.key`, `present.${i}.value`]), ...layers.map(queryTapName)]);
+    // The file's own outputs, then the kv taps the query-tap surgery's copy adds (each layer's new key/value rows).
+    const kvTaps = model.decoder.info.kvTaps!.layers.flatMap((l) => [l.key, l.value]);
+    assert.deepEqual(decoder.outputNames, ['logits', ...layers.flatMap((i) => [`present.${i}.key`, `present.${i}.value`]), ...layers.map(queryTapName), ...kvTaps]);
     assert.deepEqual(decoder.input('past_key_values.29.value').shape, ['batch_size', 3, 'past_sequence_length', 64]);
     assert.equal(decoder.input('inputs_embeds').type, 'float32');
     assert.deepEqual(model.vision.input('pixel_values').shape, ['batch_size', 'num_images', 3, 512, 512]);
