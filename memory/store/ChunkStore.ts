@@ -823,6 +823,23 @@ export class ChunkStore {
   }
 
   /**
+   * stats().chunkCount and stats().segmentBytes without the rest: from the running totals and the
+   * segment sizes in RAM, no folder walk (stats() stats every file for diskBytes: 88% of its 0.3 ms
+   * at an hour of stream). For callers that ask often (StreamMemory.stats()).
+   */
+  sizes(): { chunkCount: number; segmentBytes: number } {
+    if (this.readOnly) {
+      // A reader's counts are only as fresh as stats()'s reload makes them.
+      const { chunkCount, segmentBytes } = this.stats();
+      return { chunkCount, segmentBytes };
+    }
+    this.assertOpen();
+    let segmentBytes = 0;
+    for (const s of this.segments.values()) segmentBytes += s.fileBytes;
+    return { chunkCount: this.manifest.totals().chunkCount, segmentBytes };
+  }
+
+  /**
    * Counts, bytes and spans from the per-segment summaries kept in RAM (O(segments), no query over
    * the chunk rows). A read-only store re-reads the summaries table and the segment files first, so
    * it sees what its writer committed since.

@@ -379,8 +379,9 @@ export class StreamMemory implements QuestionMemory {
     return out;
   }
 
+  /** Counters from RAM (no folder walk: ChunkStore.sizes()). */
   stats(): StreamMemoryStats {
-    const store = this.store.stats();
+    const store = this.store.sizes();
     return {
       nextChunkId: this.nextChunkId,
       contextFrames: this.window.contextChunks.length,

@@ -1,6 +1,6 @@
 // stats() from the persisted per-segment summaries, checked against a brute-force count over the
 // chunk rows and the segment files after every kind of change: appends, retention, drops, crash
-// recovery, reopen, migration of a store made before the summaries table, and a reader.
+// recovery, reopen, migration of a store made before the summaries table, and a reader; sizes() with them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -76,7 +76,10 @@ function counted(s: StoreStats): Counted {
 
 function assertStats(store: ChunkStore, dir: string, what: string): Counted {
   const got = counted(store.stats());
-  assert.deepEqual(got, bruteForce(dir), what);
+  const expected = bruteForce(dir);
+  assert.deepEqual(got, expected, what);
+  // sizes(): the same two counts without the folder walk (StreamMemory.stats() asks for them).
+  assert.deepEqual(store.sizes(), { chunkCount: expected.chunkCount, segmentBytes: expected.segmentBytes }, `${what}: sizes()`);
   return got;
 }
 
