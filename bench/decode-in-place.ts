@@ -3,7 +3,7 @@
  * --contexts length, the way generate() runs them.
  *
  *   node --import tsx bench/decode-in-place.ts [--contexts 1000,2500,5000,8000] [--steps 8] [--cases ...]
- *        [--configs 1:1,2:1,2:0 (onnxruntime threads:spinning)] [--out DIR]
+ *        [--configs 1:1,2:1,2:0 (onnxruntime threads:spinning)] [--new-tokens 1] [--out DIR]
  *
  * 'present' cases: Decoder.step fetching `present` (past + 1 token) into a reused buffer; every step
  * onnxruntime-node copies the whole context out into fresh memory (what Vigil did before).
@@ -40,6 +40,8 @@ const { values: args } = parseArgs({
     cases: { type: 'string', default: 'eager-present,eager-inplace,gqa-present,gqa-inplace,q4-inplace,q4f16-present,q4f16-inplace' },
     // onnxruntime threads:spinning per session, e.g. 1:1,2:1,2:0 (every case under each, interleaved in one process).
     configs: { type: 'string', default: `${os.availableParallelism()}:1` },
+    // Tokens per call: 1 = decode steps; e.g. 77 = a stream frame's prefill over a window (in-place cases then fetch the frame's rows, nothing appended).
+    'new-tokens': { type: 'string', default: '1' },
     out: { type: 'string' },
   },
 });
@@ -49,6 +51,7 @@ const configs = args.configs!.split(',').map((c) => {
   return { threads: threads!, spinning };
 });
 const contexts = args.contexts!.split(',').map(Number);
+const newTokens = Number(args['new-tokens']);
 const steps = Number(args.steps);
 const WARMUP = 2;
 
@@ -149,19 +152,29 @@ for (const context of contexts) {
       const model = models.get(modelKey(c))!;
       const info = model.decoder.info;
       const random = mulberry32(3);
-      const embeds = new ort.Tensor('float32', Float32Array.from({ length: info.hiddenSize }, () => random() - 0.5), [1, 1, info.hiddenSize]);
+      const embeds = new ort.Tensor('float32', Float32Array.from({ length: newTokens * info.hiddenSize }, () => random() - 0.5), [1, newTokens, info.hiddenSize]);
       const kvBytes = 2 * info.numLayers * info.numKvHeads * context * info.headDim * (info.type === 'float16' ? 2 : 4);
       const boundMs = ((weightBytes(model) + kvBytes) / (bandwidth * 1e9)) * 1000;
       const samples: number[] = [];
       if (!c.inPlace) {
         const past = emptyKvCache(info, context);
         fillRows(past, context, 11);
-        const into = emptyKvCache(info, context + 1);
+        const into = emptyKvCache(info, context + newTokens);
         const run = async () => {
           await model.decoder.step({ inputsEmbeds: embeds, past, logits: 'last', presentInto: into });
         };
         const reference = async () => (await model.decoder.step({ inputsEmbeds: embeds, past, logits: 'last' })).logits;
         return { c, run, samples, boundMs, reference, dispose: () => undefined };
+      }
+      if (newTokens > 1) {
+        // A frame's prefill as ingest runs it: the window's past as it is, only the frame's rows fetched.
+        const past = emptyKvCache(info, context);
+        fillRows(past, context, 11);
+        const call = () => model.decoder.stepRows({ inputsEmbeds: embeds, past, kv: 'new', logits: 'last' });
+        const run = async () => {
+          await call();
+        };
+        return { c, run, samples, boundMs, reference: async () => (await call()).logits, dispose: () => undefined };
       }
       const kv = new KvBuffer(info, context + WARMUP + steps + 1, pool);
       const past = emptyKvCache(info, context);
