@@ -39,17 +39,20 @@ const { values: args } = parseArgs({
     steps: { type: 'string', default: '8' },
     cases: { type: 'string', default: 'eager-present,eager-inplace,gqa-present,gqa-inplace,q4-inplace,q4f16-present,q4f16-inplace' },
     // onnxruntime threads:spinning per session, e.g. 1:1,2:1,2:0 (every case under each, interleaved in one process).
-    configs: { type: 'string', default: `${os.availableParallelism()}:1` },
+    // Default: the environment's (VIGIL_THREADS / VIGIL_ORT_SPINNING, else Vigil's defaults).
+    configs: { type: 'string', default: '' },
     // Tokens per call: 1 = decode steps; e.g. 77 = a stream frame's prefill over a window (in-place cases then fetch the frame's rows, nothing appended).
     'new-tokens': { type: 'string', default: '1' },
     out: { type: 'string' },
   },
 });
-const configs = args.configs!.split(',').map((c) => {
-  const [threads, spinning] = c.split(':');
-  if (!/^\d+$/.test(threads ?? '') || (spinning !== '0' && spinning !== '1')) throw new Error(`--configs takes threads:spinning pairs such as 2:1, got '${c}'`);
-  return { threads: threads!, spinning };
-});
+const configs: Array<{ threads: string | undefined; spinning: string | undefined }> = args.configs
+  ? args.configs.split(',').map((c) => {
+      const [threads, spinning] = c.split(':');
+      if (!/^\d+$/.test(threads ?? '') || (spinning !== '0' && spinning !== '1')) throw new Error(`--configs takes threads:spinning pairs such as 2:1, got '${c}'`);
+      return { threads: threads!, spinning };
+    })
+  : [{ threads: process.env.VIGIL_THREADS, spinning: process.env.VIGIL_ORT_SPINNING }];
 const contexts = args.contexts!.split(',').map(Number);
 const newTokens = Number(args['new-tokens']);
 const steps = Number(args.steps);
@@ -129,8 +132,9 @@ const models = new Map<string, VisionLanguageModel>();
 for (const c of selected) {
   const key = modelKey(c);
   // Sessions read their threading from the environment when created (src/model/onnxGraph.ts).
-  process.env.VIGIL_THREADS = c.threads;
-  process.env.VIGIL_ORT_SPINNING = c.spinning;
+  const setEnv = (name: string, value: string | undefined) => (value === undefined ? delete process.env[name] : (process.env[name] = value));
+  setEnv('VIGIL_THREADS', c.threads);
+  setEnv('VIGIL_ORT_SPINNING', c.spinning);
   if (!models.has(key)) models.set(key, await VisionLanguageModel.load(buildProbeModel(c.model).dir, { dtype: c.dtype }));
   const model = models.get(key)!;
   if (c.inPlace && !model.decoder.info.kvTaps?.lengthsFromMask) throw new Error(`${c.label}: the decoder has no kv taps read from the mask (${model.queryTaps.state})`);

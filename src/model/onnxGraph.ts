@@ -15,30 +15,38 @@ export interface TensorInfo {
  * onnxruntime's CPU threading, from the environment. VIGIL_THREADS: intra-op threads (default: every
  * core this process may use; 0: onnxruntime's own default, which picked one thread on the project's
  * 2-core VMs and ran the vision encoder at half speed, docs/PERFORMANCE.md). VIGIL_ORT_SPINNING:
- * 1 (default) lets idle pool threads spin for work, 0 makes them sleep at once.
+ * 1 lets idle pool threads spin for work, 0 makes them sleep at once. Unset, each graph gets what
+ * measured faster for it: the vision encoder and embeddings spin (many short parallel ops), the
+ * decoder does not (its pool threads spinning between calls took the cores from the main thread's
+ * work and other streams: decode and frame prefill were slower, docs/PERFORMANCE.md "Decode in place").
  */
-export function ortThreading(): { intraOpThreads: number; spinning: boolean } {
+export function ortThreading(): { intraOpThreads: number; spinning: boolean; decoderSpinning: boolean } {
   const threadsText = process.env.VIGIL_THREADS;
   const threads = threadsText === undefined || threadsText === '' ? os.availableParallelism() : Number(threadsText);
   if (!Number.isInteger(threads) || threads < 0) {
     throw new VigilError('BAD_CONFIG', `VIGIL_THREADS must be a whole number >= 0 (0: onnxruntime's default), got '${threadsText}'`);
   }
-  const spinningText = process.env.VIGIL_ORT_SPINNING ?? '1';
-  if (spinningText !== '0' && spinningText !== '1') {
+  const spinningText = process.env.VIGIL_ORT_SPINNING;
+  if (spinningText !== undefined && spinningText !== '' && spinningText !== '0' && spinningText !== '1') {
     throw new VigilError('BAD_CONFIG', `VIGIL_ORT_SPINNING must be 0 or 1, got '${spinningText}'`);
   }
-  return { intraOpThreads: threads, spinning: spinningText === '1' };
+  const explicit = spinningText === '0' || spinningText === '1' ? spinningText === '1' : undefined;
+  return { intraOpThreads: threads, spinning: explicit ?? true, decoderSpinning: explicit ?? false };
 }
 
+/** Which graph a session runs: its threading defaults differ (ortThreading). */
+export type GraphRole = 'decoder' | 'other';
+
 /** onnxruntime options from the environment: VIGIL_EXECUTION_PROVIDERS (e.g. "cuda,cpu") and ortThreading(). */
-function sessionOptions(): ort.InferenceSession.SessionOptions {
+function sessionOptions(role: GraphRole): ort.InferenceSession.SessionOptions {
   const providers = (process.env.VIGIL_EXECUTION_PROVIDERS ?? 'cpu').split(',').map((p) => p.trim()).filter(Boolean);
-  const { intraOpThreads, spinning } = ortThreading();
+  const threading = ortThreading();
+  const spinning = role === 'decoder' ? threading.decoderSpinning : threading.spinning;
   return {
     executionProviders: providers,
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
-    ...(intraOpThreads > 0 ? { intraOpNumThreads: intraOpThreads } : {}),
+    ...(threading.intraOpThreads > 0 ? { intraOpNumThreads: threading.intraOpThreads } : {}),
     extra: { session: { intra_op: { allow_spinning: spinning ? '1' : '0' } } },
   };
 }
@@ -56,11 +64,11 @@ export class OnnxGraph {
     private readonly outputs: Map<string, TensorInfo>,
   ) {}
 
-  static async open(file: string): Promise<OnnxGraph> {
+  static async open(file: string, role: GraphRole = 'other'): Promise<OnnxGraph> {
     if (!fs.existsSync(file)) throw new VigilError('FILE_NOT_FOUND', `ONNX graph not found: ${file}`);
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(file, sessionOptions());
+      session = await ort.InferenceSession.create(file, sessionOptions(role));
     } catch (error) {
       const message = (error as Error).message ?? String(error);
       const external = /external data|onnx_data/i.test(message);

@@ -27,7 +27,7 @@ export async function openDecoderWithQueryTaps(
   mode: QueryTapMode,
   cacheDir: string,
   /** How a graph is opened (tests stand in an onnxruntime that refuses the copy). */
-  open: (file: string) => Promise<OnnxGraph> = (file) => OnnxGraph.open(file),
+  open: (file: string) => Promise<OnnxGraph> = (file) => OnnxGraph.open(file, 'decoder'),
 ): Promise<LoadedDecoderGraph> {
   if (mode === 'off') return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'off' }, kvTaps: undefined };
   const kvTapsOf = (graph: OnnxGraph, kvTaps: KvTaps | undefined) =>

@@ -25,16 +25,18 @@ describe('onnxruntime threading', () => {
     restore('VIGIL_ORT_SPINNING', saved.spinning);
   });
 
-  it('defaults to every core and spinning on', () => {
+  it('defaults to every core, spinning on except in the decoder', () => {
     delete process.env.VIGIL_THREADS;
     delete process.env.VIGIL_ORT_SPINNING;
-    assert.deepEqual(ortThreading(), { intraOpThreads: os.availableParallelism(), spinning: true });
+    assert.deepEqual(ortThreading(), { intraOpThreads: os.availableParallelism(), spinning: true, decoderSpinning: false });
   });
 
-  it('takes explicit counts (0: onnxruntime decides) and spinning off', () => {
+  it('takes explicit counts (0: onnxruntime decides) and spinning for every graph', () => {
     process.env.VIGIL_THREADS = '0';
     process.env.VIGIL_ORT_SPINNING = '0';
-    assert.deepEqual(ortThreading(), { intraOpThreads: 0, spinning: false });
+    assert.deepEqual(ortThreading(), { intraOpThreads: 0, spinning: false, decoderSpinning: false });
+    process.env.VIGIL_ORT_SPINNING = '1';
+    assert.deepEqual(ortThreading(), { intraOpThreads: 0, spinning: true, decoderSpinning: true });
     process.env.VIGIL_THREADS = '3';
     assert.equal(ortThreading().intraOpThreads, 3);
   });
@@ -60,10 +62,12 @@ describe('onnxruntime threading', () => {
       for (const [threads, spinning] of [['2', '1'], ['1', '0'], ['0', '1']] as const) {
         process.env.VIGIL_THREADS = threads;
         process.env.VIGIL_ORT_SPINNING = spinning;
-        const graph = await OnnxGraph.open(file);
-        const out = await graph.session.run({ x: new ort.Tensor('float32', Float32Array.from([1, 2]), [2]) });
-        assert.deepEqual([...(out.y!.data as Float32Array)], [2, 4]);
-        await graph.dispose();
+        for (const role of ['decoder', 'other'] as const) {
+          const graph = await OnnxGraph.open(file, role);
+          const out = await graph.session.run({ x: new ort.Tensor('float32', Float32Array.from([1, 2]), [2]) });
+          assert.deepEqual([...(out.y!.data as Float32Array)], [2, 4]);
+          await graph.dispose();
+        }
       }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
