@@ -9,8 +9,8 @@
  * onnxruntime-node copies the whole context out into fresh memory (what Vigil did before).
  * 'in-place' cases: one KvBuffer of capacity context + steps; Decoder.stepRows fetches only the new
  * token's key/value rows (kv taps) and appends them (what generate() does now).
- * Models: probe-random-smolvlm2-256m (GroupQueryAttention, RoPE outside) fp32, and its
- * model-builder twin -gqa (GroupQueryAttention do_rotary) fp32 / q4 / q4f16. The first in-place
+ * Models (labels): probe-random-smolvlm2-256m (256m: GroupQueryAttention, RoPE outside) fp32, and its
+ * model-builder twin probe-random-smolvlm2-256m-gqa (gqa: GroupQueryAttention do_rotary) fp32 / q4 / q4f16. The first in-place
  * step's logits are compared with the present step's (max |diff| printed).
  * Rounds rotate through every case of a context (load from other work hits them alike); median and
  * best ms per step, tokens/s, and % of the bandwidth bound: bytes a step must read (the decoder's
@@ -66,14 +66,14 @@ interface Case {
 }
 
 const CASES: Record<string, Case> = {
-  'eager-present': { label: 'smolvlm2-256m fp32, present', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: false },
-  'eager-inplace': { label: 'smolvlm2-256m fp32, in place', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: true },
-  'gqa-present': { label: '-gqa fp32, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'fp32', inPlace: false },
-  'gqa-inplace': { label: '-gqa fp32, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'fp32', inPlace: true },
-  'q4-present': { label: '-gqa q4, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', inPlace: false },
-  'q4-inplace': { label: '-gqa q4, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', inPlace: true },
-  'q4f16-present': { label: '-gqa q4f16, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4f16', inPlace: false },
-  'q4f16-inplace': { label: '-gqa q4f16, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4f16', inPlace: true },
+  'eager-present': { label: '256m fp32, present', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: false },
+  'eager-inplace': { label: '256m fp32, in place', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: true },
+  'gqa-present': { label: 'gqa fp32, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'fp32', inPlace: false },
+  'gqa-inplace': { label: 'gqa fp32, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'fp32', inPlace: true },
+  'q4-present': { label: 'gqa q4, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', inPlace: false },
+  'q4-inplace': { label: 'gqa q4, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', inPlace: true },
+  'q4f16-present': { label: 'gqa q4f16, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4f16', inPlace: false },
+  'q4f16-inplace': { label: 'gqa q4f16, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4f16', inPlace: true },
 };
 
 function median(xs: readonly number[]): number {
