@@ -2,8 +2,8 @@
  * Int8 and 4-bit probe files (issue 19): the int8 weight quantizer against hand-computed values and
  * the DynamicQuantizeLinear -> MatMulInteger pattern against a JS reference of the ONNX spec (run by
  * onnxruntime, exact without its optimizer); the probe's `_quantized` / `_q4` vision encoder and
- * decoder within a stated distance of fp32; `dtype: 'q8'` loads the needle model and it answers from
- * its logits.
+ * decoder within a stated distance of fp32; query taps found by structure in quantized decoders
+ * without tap outputs; `dtype: 'q8'` loads the needle model and it answers from its logits.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -14,9 +14,12 @@ import ort from 'onnxruntime-node';
 import { mulberry32 } from '../../kernels/sampling.js';
 import { argmaxRow, outputDifference } from '../../src/eval/outputDifference.js';
 import { generate } from '../../src/model/generate.js';
+import { planQueryTapsForFile } from '../../src/model/onnx/attentionStructure.js';
 import { modelProtoType } from '../../src/model/onnx/onnxSchema.js';
 import { OnnxModelWriter } from '../../src/model/onnx/modelWriter.js';
 import { dynamicQuantizeLinear, quantizeInt8, roundHalfEven } from '../../src/model/probe/quantizeInt8.js';
+import { buildProbeFolder } from '../../src/model/probe/probeModelFolder.js';
+import { findProbeSpec } from '../../src/model/probe/probeSpecs.js';
 import { quantizedMatMul } from '../../src/model/probe/quantizedMatMul.js';
 import type { FrameChunk } from '../../memory/frameChunk.js';
 import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
@@ -155,6 +158,27 @@ describe('probe-random-tiny: _quantized and _q4 files', () => {
       assert.equal(argmaxRow(outputs.get('q8')!.logits, vocab, last), argmaxRow(fp32.logits, vocab, last), 'q8 keeps the top-1 token');
     } finally {
       await Promise.all([...models.values()].map((m) => m.dispose()));
+    }
+  });
+});
+
+describe('query taps of quantized decoders that do not output them (as real quantize_dynamic / q4 exports)', () => {
+  it('the structure walk finds each layer\'s q projection output through the MatMulInteger and MatMulNBits forms', () => {
+    const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-q8-notaps-'));
+    try {
+      const tiny = findProbeSpec('probe-random-tiny')!;
+      const { dir } = buildProbeFolder({ ...tiny, name: 'probe-test-q8-no-taps', queryTaps: false }, { outDir: path.join(outDir, 'model') });
+      for (const file of ['decoder_model_merged_quantized', 'decoder_model_merged_q4']) {
+        const plan = planQueryTapsForFile(path.join(dir, 'onnx', `${file}.onnx`));
+        assert.ok(plan.complete, `${file}: ${plan.layers.map((l) => l.reason).join('; ')}`);
+        assert.deepEqual(
+          plan.layers.map((l) => [l.tensorName, l.exposed, l.qNorm]),
+          [0, 1].map((i) => [`/model/layers.${i}/self_attn/q_proj/MatMul_output_0`, false, false]),
+          file,
+        );
+      }
+    } finally {
+      fs.rmSync(outDir, { recursive: true, force: true });
     }
   });
 });
