@@ -3,7 +3,7 @@ import { argmax } from '../../kernels/topk.js';
 import { mulberry32, sampleTopP } from '../../kernels/sampling.js';
 import { VigilError } from '../../common/errors.js';
 import { type BufferPool, sharedBufferPool } from './bufferPool.js';
-import { KvBuffer } from './kvBuffer.js';
+import { concatKvInto, KvBuffer } from './kvBuffer.js';
 import type { KvCache } from './kvCache.js';
 import { PresentBuffers } from './presentBuffers.js';
 import type { VisionLanguageModel } from './visionLanguageModel.js';
@@ -93,6 +93,17 @@ export async function generate(
   const presents = new PresentBuffers(decoder.info, capacity, pool);
   try {
     let context = past;
+    if ((options.inPlace ?? decodeInPlaceByDefault()) && decoder.info.kvTaps) {
+      // A graph that reads its whole past (Concat): fetch the new rows, lay the next context out here.
+      const next: NextLogits = async (inputsEmbeds) => {
+        const out = await decoder.stepRows({ inputsEmbeds, past: context, kv: 'new', logits: 'last' });
+        const into = presents.take(context.length + out.newRows!.length);
+        concatKvInto(context, out.newRows!, into);
+        context = into;
+        return out.logits;
+      };
+      return await decodeLoop(model, prompt.inputsEmbeds, next, options, pick, started);
+    }
     const next: NextLogits = async (inputsEmbeds) => {
       const step = await decoder.step({ inputsEmbeds, past: context, logits: 'last', presentInto: presents.take(context.length + inputsEmbeds.dims[1]!) });
       context = step.present;

@@ -66,3 +66,34 @@ export class KvBuffer {
     this.pool.give(this.buffer);
   }
 }
+
+/**
+ * Writes `past` then `rows` ([1, KV, P, D] and [1, KV, S, D] per layer) into `into` ([1, KV, P + S,
+ * D], the same type): the context a graph that reads its whole past input (a Concat of the past,
+ * not GroupQueryAttention) needs next, laid out in reused memory instead of fetched as `present`
+ * (which onnxruntime-node copies into fresh memory, page faults included).
+ */
+export function concatKvInto(past: KvCache, rows: KvCache, into: KvCache): void {
+  const total = past.length + rows.length;
+  if (into.length !== total || into.layers.length !== past.layers.length || rows.layers.length !== past.layers.length) {
+    throw new VigilError('SHAPE_MISMATCH', `cannot lay ${past.length} + ${rows.length} rows of ${past.layers.length} layers into ${into.length} rows of ${into.layers.length}`);
+  }
+  into.layers.forEach((target, i) => {
+    for (const kind of ['key', 'value'] as const) {
+      const dst = target[kind].data as Float32Array;
+      const [, heads, , dim] = target[kind].dims as [number, number, number, number];
+      const parts: Array<[Float32Array, number]> = [
+        [past.layers[i]![kind].data as Float32Array, past.length],
+        [rows.layers[i]![kind].data as Float32Array, rows.length],
+      ];
+      for (let h = 0; h < heads; h++) {
+        let offset = h * total * dim;
+        for (const [src, count] of parts) {
+          // float16 bits travel as Uint16Array: set() copies either element type as it is.
+          dst.set(src.subarray(h * count * dim, (h + 1) * count * dim), offset);
+          offset += count * dim;
+        }
+      }
+    }
+  });
+}

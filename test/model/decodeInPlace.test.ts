@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { generate } from '../../src/model/generate.js';
-import { KvBuffer } from '../../src/model/kvBuffer.js';
+import { concatKvInto, KvBuffer } from '../../src/model/kvBuffer.js';
 import { BufferPool } from '../../src/model/bufferPool.js';
-import type { KvCache } from '../../src/model/kvCache.js';
+import { emptyKvCache, type KvCache } from '../../src/model/kvCache.js';
 import { planKvTaps } from '../../src/model/onnx/kvTapPlan.js';
 import { readGraphStructureFromFile } from '../../src/model/onnx/onnxStructure.js';
 import { toFloat32 } from '../../src/model/tensors.js';
@@ -111,6 +111,26 @@ describe('decode in place', () => {
       });
     });
   }
+
+  it('concatKvInto lays past then rows out head by head, in either float type', () => {
+    for (const type of ['float32', 'float16'] as const) {
+      const spec = { numLayers: 2, numKvHeads: 2, headDim: 3, type };
+      const [past, rows, into] = [emptyKvCache(spec, 2), emptyKvCache(spec, 1), emptyKvCache(spec, 3)];
+      // Element value = 100 * head + 10 * token + dim; rows' tokens numbered after the past's.
+      const fill = (cache: KvCache, first: number) =>
+        cache.layers.forEach((l) => [l.key, l.value].forEach((t) => (t.data as Float32Array | Uint16Array).forEach((_, j, a) => {
+          const [h, rest] = [Math.floor(j / (cache.length * 3)), j % (cache.length * 3)];
+          a[j] = 100 * h + 10 * (first + Math.floor(rest / 3)) + (rest % 3);
+        })));
+      fill(past, 0);
+      fill(rows, 2);
+      concatKvInto(past, rows, into);
+      const expected = emptyKvCache(spec, 3);
+      fill(expected, 0);
+      into.layers.forEach((l, i) => assert.deepEqual([...(l.value.data as Float32Array)], [...(expected.layers[i]!.value.data as Float32Array)], type));
+      assert.throws(() => concatKvInto(past, rows, past), /cannot lay 2 \+ 1 rows/);
+    }
+  });
 
   it('without query-tap surgery (queryTaps off) there are no kv taps and generation fetches present', async () => {
     const model = await VisionLanguageModel.load(probeModelDir('probe-random-tiny'), { queryTaps: 'off' });
