@@ -218,7 +218,7 @@ for (const context of contexts) {
   }
 }
 process.stdout.write(`load at the end ${os.loadavg()[0]!.toFixed(2)}\n\n`);
-process.stdout.write('| context | decoder, KV hand-over | ms / step (median) | best | tokens/s (median) | x present (median) | % of bound (median) | check |\n|---:|---|---:|---:|---:|---:|---:|---|\n');
+process.stdout.write('| context | decoder, KV hand-over | ms / step (median) | best | tokens/s (median) | x present (median) | % of copy-bandwidth bound (median) | check |\n|---:|---|---:|---:|---:|---:|---:|---|\n');
 for (const row of rows) {
   const twin = rows.find((r) => r.context === row.context && r.label === row.label.replace('in place', 'present') && r !== row);
   const speedup = twin ? (twin.medianMs / row.medianMs).toFixed(2) : '';
