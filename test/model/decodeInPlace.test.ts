@@ -5,6 +5,9 @@
  * the logits of a past fed from a longer buffer, and the tokens generated.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generate } from '../../src/model/generate.js';
 import { concatKvInto, KvBuffer } from '../../src/model/kvBuffer.js';
@@ -12,6 +15,7 @@ import { BufferPool } from '../../src/model/bufferPool.js';
 import { emptyKvCache, type KvCache } from '../../src/model/kvCache.js';
 import { planKvTaps } from '../../src/model/onnx/kvTapPlan.js';
 import { readGraphStructureFromFile } from '../../src/model/onnx/onnxStructure.js';
+import { openDecoderWithQueryTaps } from '../../src/model/queryTapLoader.js';
 import { toFloat32 } from '../../src/model/tensors.js';
 import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
 import { randomTokenIds } from '../helpers/decoderInputs.js';
@@ -129,6 +133,25 @@ describe('decode in place', () => {
       fill(expected, 0);
       into.layers.forEach((l, i) => assert.deepEqual([...(l.value.data as Float32Array)], [...(expected.layers[i]!.value.data as Float32Array)], type));
       assert.throws(() => concatKvInto(past, rows, past), /cannot lay 2 \+ 1 rows/);
+    }
+  });
+
+  it('a cache Vigil cannot write costs the kv taps, not the query taps a graph already outputs', async () => {
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-kvtaps-'));
+    try {
+      // A regular file where the cache folder should be: every write under it fails (even as root).
+      fs.writeFileSync(path.join(scratch, 'not-a-folder'), '');
+      const loaded = await openDecoderWithQueryTaps(decoderFile('probe-needle'), 'auto', path.join(scratch, 'not-a-folder', 'cache'));
+      try {
+        assert.equal(loaded.status.state, 'exposed');
+        assert.equal(loaded.graph.file, decoderFile('probe-needle'));
+        assert.ok(loaded.tapNames?.length);
+        assert.equal(loaded.kvTaps, undefined);
+      } finally {
+        await loaded.graph.dispose();
+      }
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
     }
   });
 

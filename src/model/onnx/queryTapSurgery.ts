@@ -163,16 +163,29 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
   const type = modelProtoType();
   const appendix = type.encode(type.fromObject({ graph: { node, initializer, output } })).finish();
 
-  fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, path.basename(decoderFile));
+  try {
+    writeSurgeryCopy(decoderFile, file, appendix, structure.externalDataLocations);
+  } catch (error) {
+    // Only kv taps were to be added (the query taps are outputs already): without a writable
+    // cache the original still serves, decoding through `present`.
+    if (state === 'exposed') return { kind: 'candidate', candidate: { dir, file: decoderFile, tapNames, state, plan, kvTaps: undefined, copy: false } };
+    throw error;
+  }
+  return { kind: 'candidate', candidate: { dir, file, tapNames, state, plan, kvTaps, copy: true } };
+}
+
+/** The decoder's bytes plus `appendix` at `file`, its external data hard-linked (or copied) beside it. */
+function writeSurgeryCopy(decoderFile: string, file: string, appendix: Uint8Array, externalDataLocations: Iterable<string>): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
   // Copy then append: no second in-memory copy of a decoder that keeps its weights inline.
   const partial = `${file}.partial-${process.pid}`;
   fs.copyFileSync(decoderFile, partial);
   fs.appendFileSync(partial, appendix);
   fs.renameSync(partial, file);
-  for (const location of structure.externalDataLocations) {
+  for (const location of externalDataLocations) {
     const target = path.resolve(path.dirname(decoderFile), location);
-    const link = path.join(dir, location);
+    const link = path.join(path.dirname(file), location);
     fs.mkdirSync(path.dirname(link), { recursive: true });
     fs.rmSync(link, { force: true });
     try {
@@ -181,7 +194,6 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
       fs.copyFileSync(target, link);
     }
   }
-  return { kind: 'candidate', candidate: { dir, file, tapNames, state, plan, kvTaps, copy: true } };
 }
 
 /** Records that onnxruntime loaded the candidate and it outputs every tap. */
