@@ -23,7 +23,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
-import { float32ToFloat16 } from '../kernels/fp16.js';
 import { mulberry32 } from '../kernels/sampling.js';
 import type { GraphDtype } from '../src/model/graphFiles.js';
 import { KvBuffer } from '../src/model/kvBuffer.js';
@@ -31,7 +30,9 @@ import { BufferPool } from '../src/model/bufferPool.js';
 import { emptyKvCache, type KvCache } from '../src/model/kvCache.js';
 import { buildProbeModel } from '../src/model/probe/probeModelFolder.js';
 import { VisionLanguageModel } from '../src/model/visionLanguageModel.js';
+import { fillKvRows } from './kvFill.js';
 import { writeLineChartPng } from './lineChart.js';
+import { median } from './streamHarness.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -76,26 +77,7 @@ const CASES: Record<string, Case> = {
   'q4f16-inplace': { label: 'gqa q4f16, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4f16', inPlace: true },
 };
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
-/** Seeded values (~0.3 rms) in the first `tokens` rows of every [1, KV, rows, D] tensor. */
-function fillRows(cache: KvCache, tokens: number, seed: number): void {
-  const random = mulberry32(seed);
-  for (const layer of cache.layers) {
-    for (const tensor of [layer.key, layer.value]) {
-      const [, heads, rows, dim] = tensor.dims as [number, number, number, number];
-      const values = new Float32Array(tokens * dim);
-      for (let h = 0; h < heads; h++) {
-        for (let i = 0; i < values.length; i++) values[i] = random() - 0.5;
-        if (tensor.type === 'float16') (tensor.data as Uint16Array).set(float32ToFloat16(values), h * rows * dim);
-        else (tensor.data as Float32Array).set(values, h * rows * dim);
-      }
-    }
-  }
-}
 
 /** Best copy bandwidth (GB/s) of a 128-MiB Float32Array set(), the bound's denominator. */
 function copyBandwidth(): number {
@@ -162,7 +144,7 @@ for (const context of contexts) {
       const samples: number[] = [];
       if (!c.inPlace) {
         const past = emptyKvCache(info, context);
-        fillRows(past, context, 11);
+        fillKvRows(past, context, 11);
         const into = emptyKvCache(info, context + newTokens);
         const run = async () => {
           await model.decoder.step({ inputsEmbeds: embeds, past, logits: 'last', presentInto: into });
@@ -173,7 +155,7 @@ for (const context of contexts) {
       if (newTokens > 1) {
         // A frame's prefill as ingest runs it: the window's past as it is, only the frame's rows fetched.
         const past = emptyKvCache(info, context);
-        fillRows(past, context, 11);
+        fillKvRows(past, context, 11);
         const call = () => model.decoder.stepRows({ inputsEmbeds: embeds, past, kv: 'new', logits: 'last' });
         const run = async () => {
           await call();
@@ -182,7 +164,7 @@ for (const context of contexts) {
       }
       const kv = new KvBuffer(info, context + WARMUP + steps + 1, pool);
       const past = emptyKvCache(info, context);
-      fillRows(past, context, 11);
+      fillKvRows(past, context, 11);
       kv.append(past);
       const run = async () => {
         const out = await model.decoder.stepRows({ inputsEmbeds: embeds, past: kv.cache, pastLength: kv.length, kv: 'new', logits: 'last' });

@@ -22,13 +22,14 @@
 import { parseArgs } from 'node:util';
 import os from 'node:os';
 import ort from 'onnxruntime-node';
-import { float32ToFloat16 } from '../kernels/fp16.js';
 import { mulberry32 } from '../kernels/sampling.js';
 import { emptyKvCache, KvCache } from '../src/model/kvCache.js';
 import type { GraphDtype } from '../src/model/graphFiles.js';
 import { buildProbeModel } from '../src/model/probe/probeModelFolder.js';
 import { int64Tensor } from '../src/model/tensors.js';
 import { VisionLanguageModel } from '../src/model/visionLanguageModel.js';
+import { fillKvRows } from './kvFill.js';
+import { median } from './streamHarness.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -57,27 +58,7 @@ const CASES: Record<string, Case> = {
   'shared-q4': { label: '-gqa q4, past/present one buffer', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', shared: true },
 };
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
-/** Fills the first `tokens` rows of every [1, KV, capacity, D] tensor with seeded values (~0.5 rms). */
-function fillPast(cache: KvCache, tokens: number, seed: number): void {
-  const random = mulberry32(seed);
-  for (const layer of cache.layers) {
-    for (const tensor of [layer.key, layer.value]) {
-      const [, heads, capacity, dim] = tensor.dims as [number, number, number, number];
-      const values = new Float32Array(tokens * dim);
-      for (let h = 0; h < heads; h++) {
-        for (let i = 0; i < values.length; i++) values[i] = random() - 0.5;
-        const offset = h * capacity * dim;
-        if (tensor.type === 'float16') (tensor.data as Uint16Array).set(float32ToFloat16(values), offset);
-        else (tensor.data as Float32Array).set(values, offset);
-      }
-    }
-  }
-}
 
 function embedOne(model: VisionLanguageModel, seed: number): ort.Tensor {
   const random = mulberry32(seed);
@@ -100,7 +81,7 @@ async function prepare(c: Case): Promise<Prepared> {
   const info = model.decoder.info;
   const embeds = embedOne(model, 3);
   const past = emptyKvCache(info, context);
-  fillPast(past, context, 11);
+  fillKvRows(past, context, 11);
   if (!c.shared) {
     const into = emptyKvCache(info, context + 1);
     const run = async () => {
@@ -110,7 +91,7 @@ async function prepare(c: Case): Promise<Prepared> {
   }
   const reference = await model.decoder.step({ inputsEmbeds: embeds, past, logits: 'last' });
   const buffer = emptyKvCache(info, context + WARMUP + steps);
-  fillPast(buffer, context, 11);
+  fillKvRows(buffer, context, 11);
   const session = model.decoder.graph.session;
   let firstLogits: Float32Array | undefined;
   const run = async (s: number) => {
