@@ -10,7 +10,8 @@
  * 'in-place' cases: one KvBuffer of capacity context + steps; Decoder.stepRows fetches only the new
  * token's key/value rows (kv taps) and appends them (what generate() does now).
  * Models (labels): probe-random-smolvlm2-256m (256m: GroupQueryAttention, RoPE outside) fp32, and its
- * model-builder twin probe-random-smolvlm2-256m-gqa (gqa: GroupQueryAttention do_rotary) fp32 / q4 / q4f16. The first in-place
+ * _quantized (q8: int8 MatMulInteger weights) decoder, and its model-builder twin
+ * probe-random-smolvlm2-256m-gqa (gqa: GroupQueryAttention do_rotary) fp32 / q4 / q4f16. The first in-place
  * step's logits are compared with the present step's (max |diff| printed).
  * Rounds rotate through every case of a context (load from other work hits them alike); median and
  * best ms per step, tokens/s, and % of the bandwidth bound: bytes a step must read (the decoder's
@@ -38,7 +39,7 @@ const { values: args } = parseArgs({
   options: {
     contexts: { type: 'string', default: '1000,2500,5000,8000' },
     steps: { type: 'string', default: '8' },
-    cases: { type: 'string', default: 'eager-present,eager-inplace,gqa-present,gqa-inplace,q4-inplace,q4f16-present,q4f16-inplace' },
+    cases: { type: 'string', default: 'eager-present,eager-inplace,q8-present,q8-inplace,gqa-present,gqa-inplace,q4-inplace,q4f16-present,q4f16-inplace' },
     // onnxruntime threads:spinning per session, e.g. 1:1,2:1,2:0 (every case under each, interleaved in one process).
     // Default: the environment's (VIGIL_THREADS / VIGIL_ORT_SPINNING, else Vigil's defaults).
     configs: { type: 'string', default: '' },
@@ -73,6 +74,8 @@ const CASES: Record<string, Case> = {
   'gqa-inplace': { label: 'gqa fp32, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'fp32', inPlace: true },
   'q4-present': { label: 'gqa q4, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', inPlace: false },
   'q4-inplace': { label: 'gqa q4, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', inPlace: true },
+  'q8-present': { label: '256m q8, present', model: 'probe-random-smolvlm2-256m', dtype: 'q8', inPlace: false },
+  'q8-inplace': { label: '256m q8, in place', model: 'probe-random-smolvlm2-256m', dtype: 'q8', inPlace: true },
   'q4f16-present': { label: 'gqa q4f16, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4f16', inPlace: false },
   'q4f16-inplace': { label: 'gqa q4f16, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4f16', inPlace: true },
 };
