@@ -74,7 +74,8 @@ export async function generate(
   const capacity = promptLength + options.maxNewTokens;
   const pool = options.buffers ?? sharedBufferPool;
   const decoder = model.decoder;
-  if ((options.inPlace ?? decodeInPlaceByDefault()) && decoder.info.kvTaps?.lengthsFromMask) {
+  const inPlace = (options.inPlace ?? decodeInPlaceByDefault()) && decoder.info.kvTaps !== undefined;
+  if (inPlace && decoder.info.kvTaps!.lengthsFromMask) {
     // One buffer of prompt + answer rows; each call appends its new rows to it.
     const kv = new KvBuffer(decoder.info, capacity, pool);
     try {
@@ -93,7 +94,7 @@ export async function generate(
   const presents = new PresentBuffers(decoder.info, capacity, pool);
   try {
     let context = past;
-    if ((options.inPlace ?? decodeInPlaceByDefault()) && decoder.info.kvTaps) {
+    if (inPlace) {
       // A graph that reads its whole past (Concat): fetch the new rows, lay the next context out here.
       const next: NextLogits = async (inputsEmbeds) => {
         const out = await decoder.stepRows({ inputsEmbeds, past: context, kv: 'new', logits: 'last' });
