@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, afterEach, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { makeProbeClip } from '../../ingest/index.js';
 import { planBudget } from '../../memory/store/budget.js';
@@ -41,6 +42,20 @@ function streamDiskBytes(dataDir: string, id: string): number {
 
 // Frame gating (issue 15, item 3) may skip near-identical frames; these tests need every sampled
 // frame stored, so they ask for no gate where the server knows the setting (ignored where it does not).
+/**
+ * The stream's status with the bytes on disk measured just before and after it, equal: an ended
+ * stream's folder can still change for a moment (the index saved, SQLite checkpointing its WAL).
+ */
+async function settledStatus(url: string, dataDir: string, id: string): Promise<{ status: { disk: { budgetBytes: number; usedBytes: number; percent: number } }; onDisk: number }> {
+  for (let attempt = 0; ; attempt++) {
+    const before = streamDiskBytes(dataDir, id);
+    const status = (await request(url).get(`/v1/streams/${id}`).set(AUTH).expect(200)).body;
+    const onDisk = streamDiskBytes(dataDir, id);
+    if (before === onDisk || attempt === 50) return { status, onDisk };
+    await sleep(100);
+  }
+}
+
 const noGate: Record<string, unknown> = { gate: 'off' };
 const DEFAULTS = noGate as StreamDefaults;
 
@@ -61,8 +76,12 @@ describe('disk budgets', () => {
     const model = await sharedModel();
     segmentBytes = planBudget(BUDGET, budgetShape(model, 'float32', WINDOW)).segmentBytes;
   });
-  after(async () => {
+  // A failed test leaves its server open: closed here, or the file's process never exits.
+  afterEach(async () => {
     await server?.close();
+    server = undefined;
+  });
+  after(async () => {
     await disposeSharedModel();
     assertNoChildrenLeft('after the service was closed');
   });
@@ -97,9 +116,9 @@ describe('disk budgets', () => {
     // The budget holds ~41 float32 frames: the older ones went to the archive (their stills), so far
     // more of the clip is remembered than KV alone could hold.
     assert.ok(ended.memory!.chunks > 50, `${ended.memory!.chunks} chunks kept`);
-    const status = (await request(server.url).get('/v1/streams/cam').set(AUTH).expect(200)).body;
+    const { status, onDisk } = await settledStatus(server.url, dataDir, 'cam');
     assert.equal(status.disk.budgetBytes, BUDGET);
-    assert.equal(status.disk.usedBytes, streamDiskBytes(dataDir, 'cam'));
+    assert.equal(status.disk.usedBytes, onDisk);
     assert.equal(status.disk.percent, Math.round((10_000 * status.disk.usedBytes) / BUDGET) / 100);
     const answer = await request(server.url).post('/v1/streams/cam/questions').set(AUTH).send({ question: question('red'), r: 4, maxTokens: 8 }).expect(200);
     assert.equal(answer.body.text, 'green');
