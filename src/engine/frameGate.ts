@@ -63,6 +63,21 @@ export function gateSettings(request: GateRequest | undefined, fallback: GateSet
   };
 }
 
+/**
+ * A stream's max-hold phase, in [0, maxHoldSec): where in the max-hold period its forced encodes
+ * fall (FrameGate). Derived from the stream id alone (FNV-1a, then murmur3's finalizer so that ids
+ * differing in one character land far apart), so a restart keeps it and cameras created together
+ * spread their refreshes over the period instead of encoding on the same second.
+ */
+export function gatePhaseSec(streamId: string, maxHoldSec: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < streamId.length; i++) h = Math.imul(h ^ streamId.charCodeAt(i), 0x01000193);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  h = (h ^ (h >>> 16)) >>> 0;
+  return (h / 2 ** 32) * maxHoldSec;
+}
+
 /** A gate setting as text: "off" or "0.005 (encode at least every 60 s)". */
 export function describeGate(gate: GateSetting): string {
   return gate === 'off' ? 'off' : `${gate.threshold} (encode at least every ${gate.maxHoldSec} s)`;
@@ -72,17 +87,35 @@ export function describeGate(gate: GateSetting): string {
  * One stream's gate. check() looks at a frame (a thumbnail into a candidate buffer, a comparison
  * with the reference); accept() makes the candidate the reference once the frame was encoded.
  * Nothing is kept across restarts: the first frame after one is always encoded.
+ *
+ * Max hold: an unchanged frame is encoded anyway maxHoldSec after the last encoded one, except the
+ * first hold after a 'first' frame (a start, an outage, a size change), which is maxHoldSec - phase
+ * (phase = gatePhaseSec(streamId), in [0, maxHoldSec)): streams started together (a service restart,
+ * cameras created at once) would otherwise encode their refreshes on the same second for as long as
+ * their scenes stay static; the phase spreads them over the period. No hold is longer than
+ * maxHoldSec. Only that one hold is shortened: every later max-hold encode is exactly maxHoldSec after
+ * the previous encode, which is how summaries tell a refresh from a change (segmentEvents.ts). No
+ * id: phase 0.
  */
 export class FrameGate {
   private reference: Float32Array | null = null;
   private referenceT = 0;
+  /** Stream seconds after referenceT from which an unchanged frame is encoded anyway (max hold). */
+  private holdSec = 0;
   private candidate: Float32Array = new Float32Array(GATE_THUMBNAIL_SIDE * GATE_THUMBNAIL_SIDE);
   private candidateT: number | null = null;
   private candidateSide = 0;
   private referenceSide = 0;
   private readonly sums = new Uint32Array(GATE_THUMBNAIL_SIDE * GATE_THUMBNAIL_SIDE);
+  /** How much sooner than maxHoldSec the first max-hold after a 'first' frame comes (s, < maxHoldSec). */
+  readonly phaseSec: number;
 
-  constructor(readonly settings: GateSetting = DEFAULT_GATE) {}
+  constructor(
+    readonly settings: GateSetting = DEFAULT_GATE,
+    streamId?: string,
+  ) {
+    this.phaseSec = settings !== 'off' && streamId !== undefined ? gatePhaseSec(streamId, settings.maxHoldSec) : 0;
+  }
 
   get enabled(): boolean {
     return this.settings !== 'off';
@@ -101,7 +134,7 @@ export class FrameGate {
     const cells = side * side;
     const { changedFraction } = lumaChange(this.candidate.subarray(0, cells), this.reference.subarray(0, cells), GATE_PIXEL_DELTA);
     if (changedFraction >= settings.threshold) return { encode: true, reason: 'changed', changed: changedFraction };
-    if (t - this.referenceT >= settings.maxHoldSec) return { encode: true, reason: 'max-hold', changed: changedFraction };
+    if (t - this.referenceT >= this.holdSec) return { encode: true, reason: 'max-hold', changed: changedFraction };
     return { encode: false, reason: 'unchanged', changed: changedFraction };
   }
 
@@ -121,11 +154,14 @@ export class FrameGate {
       this.forget();
       return;
     }
+    // After the frame check() called 'first', the stream's phase shortens the hold.
+    const first = this.reference === null || this.referenceSide !== this.candidateSide;
     const previous = this.reference ?? new Float32Array(this.candidate.length);
     this.reference = this.candidate;
     this.referenceSide = this.candidateSide;
     this.referenceT = t;
     this.candidate = previous;
     this.candidateT = null;
+    this.holdSec = this.settings.maxHoldSec - (first ? this.phaseSec : 0);
   }
 }

@@ -136,7 +136,8 @@ export class StreamSession {
       ...(options.windowTokens !== undefined ? { windowTokens: options.windowTokens } : {}),
     });
     const memory = await StreamMemory.open(window, options);
-    const session = new StreamSession(encoder, memory, new FrameGate(options.gate ?? DEFAULT_GATE), options.dir, options.runModelTask);
+    // The folder's name is the stream id: its max-hold phase (frameGate.ts) survives restarts.
+    const session = new StreamSession(encoder, memory, new FrameGate(options.gate ?? DEFAULT_GATE, path.basename(options.dir)), options.dir, options.runModelTask);
     // The model owns its sessions: it refuses new ones once disposed, and disposes live ones first.
     session.leaveModel = model.adopt(session);
     // Persisted watches: their queries again (one pass 1 each; the model may have changed since).

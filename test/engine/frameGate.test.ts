@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isVigilError } from '../../common/errors.js';
-import { DEFAULT_GATE, FrameGate, gateSettings, type RgbImage } from '../../src/engine/frameGate.js';
+import { DEFAULT_GATE, FrameGate, gatePhaseSec, gateSettings, type GateVerdict, type RgbImage } from '../../src/engine/frameGate.js';
 
 const W = 128;
 const H = 96;
@@ -63,6 +63,87 @@ test('max hold: an unchanged frame is encoded once maxHoldSec passed since the l
   assert.deepEqual([held.encode, held.reason], [true, 'max-hold']);
   gate.accept(110);
   assert.equal(gate.check(scene(), 115).encode, false);
+});
+
+/** Feeds frames at t = from..to (step 1 s) through the gate, accepting what it encodes; returns what was encoded. */
+function run(gate: FrameGate, frameAt: (t: number) => RgbImage, from: number, to: number): Array<{ t: number; reason: GateVerdict['reason'] }> {
+  const encoded: Array<{ t: number; reason: GateVerdict['reason'] }> = [];
+  for (let t = from; t <= to; t++) {
+    const verdict = gate.check(frameAt(t), t);
+    if (!verdict.encode) continue;
+    gate.accept(t);
+    encoded.push({ t, reason: verdict.reason });
+  }
+  return encoded;
+}
+
+const STATIC = scene();
+const CHANGED = [scene({ square: { x: 10, y: 10, size: 20, rgb: [250, 20, 20] } }), scene({ square: { x: 70, y: 50, size: 20, rgb: [20, 20, 250] } })];
+
+test('max-hold phase: the same id always gets the same phase, different ids different ones, in [0, maxHoldSec)', () => {
+  assert.equal(gatePhaseSec('cam1', 60), gatePhaseSec('cam1', 60));
+  assert.equal(new FrameGate(DEFAULT_GATE, 'cam1').phaseSec, gatePhaseSec('cam1', DEFAULT_GATE.maxHoldSec));
+  const ids = Array.from({ length: 200 }, (_, i) => `cam${i}`);
+  const phases = ids.map((id) => gatePhaseSec(id, 60));
+  assert.equal(new Set(phases).size, ids.length);
+  assert.ok(phases.every((p) => p >= 0 && p < 60));
+  // Ids one character apart land far apart (a plain FNV-1a would put cam1..cam9 within ~2 s).
+  assert.ok(Math.abs(gatePhaseSec('cam1', 60) - gatePhaseSec('cam2', 60)) > 2);
+  // Spread over the whole period: every sixth of it has some of the 200.
+  for (let k = 0; k < 6; k++) assert.ok(phases.some((p) => p >= k * 10 && p < (k + 1) * 10), `no phase in [${k * 10}, ${k * 10 + 10})`);
+  assert.equal(new FrameGate('off', 'cam1').phaseSec, 0);
+  assert.equal(new FrameGate(DEFAULT_GATE).phaseSec, 0);
+});
+
+test('max-hold phase: no frame is held longer than maxHoldSec, whatever the id and the changes', () => {
+  for (const maxHoldSec of [1, 7, 60]) {
+    for (let i = 0; i < 12; i++) {
+      const gate = new FrameGate({ threshold: 0.01, maxHoldSec }, `stream-${i}`);
+      // Changes at pseudo-random seconds (a fixed LCG per stream), the scene static in between.
+      let seed = 12345 + i;
+      const changes = new Map<number, RgbImage>();
+      for (let t = 0; t < 400; t++) {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        if (seed % 61 === 0) changes.set(t, CHANGED[t % 2]!);
+      }
+      const encoded = run(gate, (t) => changes.get(t) ?? STATIC, 0, 400);
+      assert.equal(encoded[0]!.reason, 'first');
+      for (let k = 1; k < encoded.length; k++) {
+        assert.ok(encoded[k]!.t - encoded[k - 1]!.t <= maxHoldSec, `stream-${i}, maxHold ${maxHoldSec}: held ${encoded[k - 1]!.t} -> ${encoded[k]!.t}`);
+      }
+      assert.ok(400 - encoded.at(-1)!.t < maxHoldSec);
+      assert.ok(encoded.some((e) => e.reason === 'max-hold'));
+    }
+  }
+});
+
+test('max-hold phase: cameras started together over a static scene force their encodes on distinct seconds', () => {
+  const forced = new Map<number, string>();
+  for (const id of ['cam1', 'cam2', 'cam3', 'cam4']) {
+    const encoded = run(new FrameGate(DEFAULT_GATE, id), () => STATIC, 0, 600);
+    const holds = encoded.filter((e) => e.reason === 'max-hold').map((e) => e.t);
+    // Predicted from the id: the first at ceil(60 - phase) after the first frame, then every 60 s.
+    const firstDue = Math.ceil(60 - gatePhaseSec(id, 60));
+    assert.deepEqual(holds, Array.from({ length: Math.floor((600 - firstDue) / 60) + 1 }, (_, k) => firstDue + 60 * k), id);
+    for (const t of holds) {
+      assert.ok(!forced.has(t), `${id} and ${forced.get(t)} both forced an encode at ${t} s`);
+      forced.set(t, id);
+    }
+  }
+});
+
+test('max-hold phase: only the hold after a first frame is shortened (after a change or a refresh it is maxHoldSec); an outage applies it again', () => {
+  const gate = new FrameGate(DEFAULT_GATE, 'cam1');
+  const firstDue = Math.ceil(60 - gate.phaseSec);
+  assert.ok(firstDue < 60);
+  const encoded = run(gate, (t) => (t === 100 ? CHANGED[0]! : STATIC), 0, 300);
+  assert.deepEqual(
+    encoded.map((e) => [e.t, e.reason]),
+    [[0, 'first'], [firstDue, 'max-hold'], [100, 'changed'], [101, 'changed'], [161, 'max-hold'], [221, 'max-hold'], [281, 'max-hold']],
+  );
+  gate.forget();
+  const again = run(gate, () => STATIC, 1000, 1100);
+  assert.deepEqual(again.map((e) => [e.t, e.reason]), [[1000, 'first'], [1000 + firstDue, 'max-hold'], [1060 + firstDue, 'max-hold']].filter(([t]) => (t as number) <= 1100));
 });
 
 test('a frame encoded without a check leaves no reference (the next one is encoded); off encodes everything', () => {
