@@ -18,8 +18,13 @@
  * started a chunk of its own (the timeline's spans) is still checked: what gating must not lose.
  *
  *   node --import tsx bench/cameras.ts [--cameras 1,2,3,4] [--minutes 10] [--warmup 30]
- *     [--model probe-random-smolvlm2-256m] [--dtype fp32] [--gate on|off] [--until-fail] [--out DIR]
+ *     [--model probe-random-smolvlm2-256m] [--dtype fp32] [--gate on|off] [--fill] [--until-fail] [--out DIR]
  *
+ * --fill: each clip opens with a busy stretch (FILL_FRAMES back-to-back 1-s scene changes from 2 s:
+ * people walking past), so every frame of it is encoded and each stream's context window (16 + 1
+ * sink, serve's defaults) is full before the measured run: RSS and lag with full windows. Give the
+ * warm-up time to encode them all (N x 17 encodes; e.g. --warmup 240 at N = 4, fp32); the
+ * table shows the context frames each stream held at the start and end of the measured run.
  * --until-fail: the sweep stops after the first N whose lag went past 5 s (a larger N would too).
  * --clips-only: make the cameras' clips (cached in the Vigil cache folder) and exit.
  *
@@ -52,6 +57,7 @@ const { values } = parseArgs({
     model: { type: 'string', default: 'probe-random-smolvlm2-256m' },
     dtype: { type: 'string', default: 'fp32' },
     gate: { type: 'string', default: 'on' },
+    fill: { type: 'boolean', default: false },
     'until-fail': { type: 'boolean', default: false },
     'clips-only': { type: 'boolean', default: false },
     out: { type: 'string' },
@@ -68,6 +74,9 @@ const TOKEN = 'bench-cameras-token-0123456789';
 if (!COUNTS.every((n) => Number.isInteger(n) && n >= 1)) throw new Error(`--cameras must list positive integers, got '${values.cameras}'`);
 if (!(RUN_S > 0 && WARMUP_S >= 0)) throw new Error('--minutes must be > 0 and --warmup >= 0');
 if (GATE !== 'on' && GATE !== 'off') throw new Error(`--gate must be on or off, got '${GATE}'`);
+/** --fill: scene changes that fill a 16-frame window and its sink (serve's defaults) during the warm-up. */
+const FILL_FRAMES = values.fill ? 17 : 0;
+if (values.fill && WARMUP_S < FILL_FRAMES + 5) throw new Error(`--fill needs --warmup >= ${FILL_FRAMES + 5} (it encodes its frames in the warm-up)`);
 /** Needle models answer "the square on the <colour> screen"; random-weight ones answer nothing meaningful. */
 const SCORED = values.model.startsWith('probe-needle');
 
@@ -108,11 +117,24 @@ function eventsOf(i: number): Needle[] {
   });
 }
 
+/** --fill's busy start: 1-s scenes back to back from 2 s, each unlike the one before (never asked about). */
+function fillOf(i: number): Needle[] {
+  return Array.from({ length: FILL_FRAMES }, (_, k) => ({
+    start: 2 + k,
+    duration: 1,
+    background: BACKGROUNDS[(i + k) % BACKGROUNDS.length]!,
+    square: BACKGROUNDS[(i + k + 2) % BACKGROUNDS.length]!,
+  }));
+}
+
 /** A static textured scene (the probe haystack's noise frozen) with the events; long enough to outlast the run. */
 function cameraClip(i: number): Promise<ProbeClip> {
   const seconds = WARMUP_S + RUN_S + 90;
-  return cachedProbeClip({ durationS: seconds, width: 640, height: 360, fps: 10, noiseFps: 1 / seconds, needles: eventsOf(i) });
+  return cachedProbeClip({ durationS: seconds, width: 640, height: 360, fps: 10, noiseFps: 1 / seconds, needles: [...fillOf(i), ...eventsOf(i)] });
 }
+
+/** The clip's events the bench asks about (not --fill's busy start). */
+const eventsIn = (clip: ProbeClip) => clip.truth.needles.filter((e) => e.start >= FIRST_EVENT_S);
 
 const headers = { Authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
 async function call<T>(serve: ServeProcess, route: string, init: RequestInit = {}, timeoutMs = 30_000): Promise<T> {
@@ -127,13 +149,14 @@ interface ListedStatus {
   state: string;
   frames: number;
   ingest: { lagMs: number; drops: number; gated: number; fps: number } | null;
+  memory: { contextFrames: number } | null;
 }
 
 interface Sample {
   /** Seconds since the streams were created. */
   s: number;
   /** Per stream: lag (ms), frames encoded, gated, dropped; absent while the stream has no ingest yet. */
-  streams: Record<string, { lagMs: number; frames: number; gated: number; drops: number; state: string }>;
+  streams: Record<string, { lagMs: number; frames: number; gated: number; drops: number; state: string; contextFrames: number }>;
   cpuS: number;
   serveCpuS: number;
   serveRssBytes: number;
@@ -158,6 +181,7 @@ interface RunResult {
   /** Over the measured run (after the warm-up), every stream. */
   lagMaxMs: number;
   lagP95Ms: number;
+  lagP99Ms: number;
   lagMedianMs: number;
   lagMaxPerStreamMs: Record<string, number>;
   boundedLag: boolean;
@@ -173,7 +197,13 @@ interface RunResult {
   /** CPU seconds of the serve tree per encoded frame (onnxruntime's threads included). */
   cpuSPerEncodedFrame: number | null;
   serveRssMiBMax: number;
+  /** serve's RSS at the first and last sample of the measured run. */
+  serveRssMiBStart: number;
+  serveRssMiBEnd: number;
   treeRssMiBMax: number;
+  /** Frames in each stream's context (sinks + window) at the first and last sample of the measured run. */
+  contextFramesStart: number[];
+  contextFramesEnd: number[];
   events: EventResult[];
   /** Seconds waited after the run until every stream had stored past its last event (120 at most). */
   caughtUpS: number;
@@ -197,7 +227,7 @@ async function sample(serve: ServeProcess, cameras: RtspServer[], t0: number): P
   if (!use) return null;
   const streams: Sample['streams'] = {};
   for (const st of listed.streams) {
-    if (st.ingest) streams[st.id] = { lagMs: st.ingest.lagMs, frames: st.frames, gated: st.ingest.gated, drops: st.ingest.drops, state: st.state };
+    if (st.ingest) streams[st.id] = { lagMs: st.ingest.lagMs, frames: st.frames, gated: st.ingest.gated, drops: st.ingest.drops, state: st.state, contextFrames: st.memory?.contextFrames ?? 0 };
   }
   return { s: (performance.now() - t0) / 1000, streams, ...use };
 }
@@ -207,7 +237,7 @@ async function askEvents(serve: ServeProcess, clips: ProbeClip[]): Promise<Event
   const results: EventResult[] = [];
   for (const [i, clip] of clips.entries()) {
     const id = `cam${i + 1}`;
-    for (const e of clip.truth.needles) {
+    for (const e of eventsIn(clip)) {
       const t = performance.now();
       const body = JSON.stringify({ question: `What color was the square on the ${e.background} screen?`, maxTokens: 4 });
       const answer = (await call<{ text: string }>(serve, `/v1/streams/${id}/questions`, { method: 'POST', body }, 120_000)).text.trim();
@@ -277,20 +307,21 @@ async function runCameras(count: number, python: string, scratch: string): Promi
     // Questions once every stream has stored past its last event (a stream behind is still behind:
     // waiting tells an event not yet stored from one lost), two minutes at most.
     const waitStart = performance.now();
-    const ends = new Map(clips.map((c, i) => [`cam${i + 1}`, maxOf(c.truth.needles.map((e) => e.end)) + 1]));
+    const ends = new Map(clips.map((c, i) => [`cam${i + 1}`, maxOf(eventsIn(c).map((e) => e.end)) + 1]));
     for (;;) {
       const listed = await call<{ streams: Array<{ id: string; progress: { t: number } }> }>(s, '/v1/streams');
       if (listed.streams.every((st) => st.progress.t >= (ends.get(st.id) ?? 0)) || performance.now() - waitStart > 120_000) break;
       await sleep(1000);
     }
     const caughtUpS = round((performance.now() - waitStart) / 1000, 1);
-    progress(`N=${count}: asking ${clips.reduce((n, c) => n + c.truth.needles.length, 0)} questions (one per event per camera) after waiting ${caughtUpS} s for the last events to be stored`);
+    progress(`N=${count}: asking ${clips.reduce((n, c) => n + eventsIn(c).length, 0)} questions (one per event per camera) after waiting ${caughtUpS} s for the last events to be stored`);
     const events = await askEvents(s, clips);
     const lagMaxMs = maxOf(allLags);
     return {
       cameras: count,
       lagMaxMs,
       lagP95Ms: pct(allLags, 95),
+      lagP99Ms: pct(allLags, 99),
       lagMedianMs: pct(allLags, 50),
       lagMaxPerStreamMs: Object.fromEntries(ids.map((id) => [id, maxOf(lagsOf(id))])),
       boundedLag: missing.length === 0 && lagMaxMs < LAG_BOUND_MS,
@@ -305,6 +336,10 @@ async function runCameras(count: number, python: string, scratch: string): Promi
       camerasCpuCores: round(delta((x) => x.camerasCpuS) / wall, 3),
       cpuSPerEncodedFrame: encoded > 0 ? round(cpu / encoded, 3) : null,
       serveRssMiBMax: mib(maxOf(measured.map((x) => x.serveRssBytes))),
+      serveRssMiBStart: mib(first.serveRssBytes),
+      serveRssMiBEnd: mib(last.serveRssBytes),
+      contextFramesStart: ids.map((id) => first.streams[id]?.contextFrames ?? 0),
+      contextFramesEnd: ids.map((id) => last.streams[id]?.contextFrames ?? 0),
       treeRssMiBMax: mib(maxOf(measured.map((x) => x.treeRssBytes))),
       events,
       caughtUpS,
@@ -342,13 +377,13 @@ try {
     }
   }
   const held = results.filter((r) => r.boundedLag).sort((a, b) => b.cameras - a.cameras)[0] ?? null;
-  const settings = `${values.model} ${DTYPE}, gate ${GATE}, ${values.minutes} min per N after a ${WARMUP_S}-s warm-up (left out), 1 frame/s, window 16 (serve defaults)`;
+  const settings = `${values.model} ${DTYPE}, gate ${GATE}${values.fill ? `, --fill (${FILL_FRAMES} busy seconds first)` : ''}, ${values.minutes} min per N after a ${WARMUP_S}-s warm-up (left out), 1 frame/s, window 16 (serve defaults)`;
   console.log(`\nCameras per machine: ${settings}; ${os.cpus().length} cores; ${((performance.now() - began) / 1000).toFixed(0)} s`);
-  console.log('\n| N | lag max (s) | lag p95 (s) | lag median (s) | encoded / gated / dropped frames | encoded/s | CPU cores (serve tree) | CPU s per encoded frame | serve RSS max (MiB) | tree RSS max (MiB) | cameras\' CPU (cores) | wait for last events (s) | events: own chunk | events answered | load 1/5/15 start -> end |');
-  console.log('|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+  console.log('\n| N | lag max (s) | lag p99 (s) | lag p95 (s) | lag median (s) | encoded / gated / dropped frames | encoded/s | CPU cores (serve tree) | CPU s per encoded frame | serve RSS max (MiB) | serve RSS start -> end (MiB) | tree RSS max (MiB) | context frames per stream, start -> end | cameras\' CPU (cores) | wait for last events (s) | events: own chunk | events answered | load 1/5/15 start -> end |');
+  console.log('|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---|');
   for (const r of results) {
     console.log(
-      `| ${r.cameras} | ${(r.lagMaxMs / 1000).toFixed(1)} | ${(r.lagP95Ms / 1000).toFixed(1)} | ${(r.lagMedianMs / 1000).toFixed(1)} | ${r.framesEncoded} / ${r.framesGated} / ${r.framesDropped} | ${r.encodedPerS} | ${r.cpuCores} | ${r.cpuSPerEncodedFrame ?? '-'} | ${r.serveRssMiBMax} | ${r.treeRssMiBMax} | ${r.camerasCpuCores} | ${r.caughtUpS} | ${r.eventsWithOwnChunk}/${r.events.length} | ${r.eventsAnswered === null ? 'not scored (random weights)' : `${r.eventsAnswered}/${r.events.length}`} | ${r.load.start.join(' / ')} -> ${r.load.end.join(' / ')} |`,
+      `| ${r.cameras} | ${(r.lagMaxMs / 1000).toFixed(1)} | ${(r.lagP99Ms / 1000).toFixed(1)} | ${(r.lagP95Ms / 1000).toFixed(1)} | ${(r.lagMedianMs / 1000).toFixed(1)} | ${r.framesEncoded} / ${r.framesGated} / ${r.framesDropped} | ${r.encodedPerS} | ${r.cpuCores} | ${r.cpuSPerEncodedFrame ?? '-'} | ${r.serveRssMiBMax} | ${r.serveRssMiBStart} -> ${r.serveRssMiBEnd} | ${r.treeRssMiBMax} | ${r.contextFramesStart.join(', ')} -> ${r.contextFramesEnd.join(', ')} | ${r.camerasCpuCores} | ${r.caughtUpS} | ${r.eventsWithOwnChunk}/${r.events.length} | ${r.eventsAnswered === null ? 'not scored (random weights)' : `${r.eventsAnswered}/${r.events.length}`} | ${r.load.start.join(' / ')} -> ${r.load.end.join(' / ')} |`,
     );
   }
   console.log(
