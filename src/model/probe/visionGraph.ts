@@ -4,6 +4,17 @@ import { quantizedActivationMatMul } from './quantizedMatMul.js';
 import { type AttentionPath, floatScalar, linear, maskValue, MS_DOMAIN, type ProbeGraphContext, weight, weightMatMul } from './graphHelpers.js';
 
 /**
+ * How the MLP writes gelu(approximate='tanh') (SigLIP's gelu_pytorch_tanh).
+ * 'export': torch.onnx's own decomposition (symbolic_opset9 `gelu`, used by torch.onnx.export and
+ * optimum up to opset 19), node for node: 8 elementwise nodes, which onnxruntime's session optimizer
+ * leaves alone (its FastGeluFusion knows the Megatron form and the Pow form, not this one).
+ * 'fast': one com.microsoft FastGelu(x, bias) in place of the fc1 bias Add and those 8 nodes, what
+ * onnxruntime's transformer optimizer (FusionFastGelu, then FusionBiasGelu) writes for that export;
+ * float32 only, as onnxruntime's CPU kernel. docs/PERFORMANCE.md "Int8 and 4-bit encoders".
+ */
+export type GeluForm = 'export' | 'fast';
+
+/**
  * Idefics3/SmolVLM-style vision encoder:
  *   pixel_values [B,N,3,S,S], pixel_attention_mask [B,N,S,S] -> image_features [N_real, T, textHidden]
  * All-zero (padding) images are dropped as the real encoder does; patches whose mask is all false are
@@ -13,15 +24,19 @@ import { type AttentionPath, floatScalar, linear, maskValue, MS_DOMAIN, type Pro
  *
  * `attention: 'fused'` computes the (full, bidirectional) attention with onnxruntime's com.microsoft
  * MultiHeadAttention on [N,T,Hv] q/k/v, the patch mask entering as an additive attention_bias.
+ * `gelu` (GeluForm) defaults to 'fast' with fused attention in float32, else 'export': the fused
+ * build is the export as onnxruntime's transformer optimizer leaves it, the eager one as exported.
  */
 export function buildVisionGraph(
   ctx: ProbeGraphContext,
   geo: VisionGeometry,
   textHidden: number,
-  options: { attention?: AttentionPath } = {},
+  options: { attention?: AttentionPath; gelu?: GeluForm } = {},
 ): void {
   const fused = (options.attention ?? 'eager') === 'fused';
   const { g, dtype } = ctx;
+  const gelu = options.gelu ?? (fused && dtype === 'float32' ? 'fast' : 'export');
+  if (gelu === 'fast' && dtype !== 'float32') throw new Error(`FastGelu has a float32 CPU kernel only, not ${dtype}`);
   const S = geo.imageSize;
   const side = S / geo.patchSize;
   const patches = side * side;
@@ -68,8 +83,14 @@ export function buildVisionGraph(
       const afterAttn = g.op('Add', [x, attn]);
       const h2 = g.scope('/layer_norm2', () => layerNorm(ctx, afterAttn, `${prefix}.layer_norm2`, Hv, geo.layerNormEps));
       const mlp = g.scope('/mlp', () => {
-        const up = linear(ctx, h2, `${prefix}.mlp`, 'fc1', Hv, geo.intermediateSize, true);
-        return linear(ctx, geluTanh(ctx, up), `${prefix}.mlp`, 'fc2', geo.intermediateSize, Hv, true);
+        let activated: string;
+        if (gelu === 'fast') {
+          activated = fastGeluLinear(ctx, h2, `${prefix}.mlp`, 'fc1', Hv, geo.intermediateSize);
+        } else {
+          const up = linear(ctx, h2, `${prefix}.mlp`, 'fc1', Hv, geo.intermediateSize, true);
+          activated = g.scope('/activation_fn', () => geluTanhExport(ctx, up));
+        }
+        return linear(ctx, activated, `${prefix}.mlp`, 'fc2', geo.intermediateSize, Hv, true);
       });
       return g.op('Add', [afterAttn, mlp], {}, { name: 'Add_1' });
     });
@@ -131,13 +152,25 @@ function fusedSelfAttention(ctx: ProbeGraphContext, x: string, prefix: string, g
   return linear(ctx, context, prefix, 'out_proj', Hv, Hv, true);
 }
 
-/** gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-function geluTanh(ctx: ProbeGraphContext, x: string): string {
+/**
+ * gelu_pytorch_tanh, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as torch.onnx's symbolic_opset9
+ * `gelu(approximate='tanh')` writes it, operand order included (the scalars first where torch has
+ * them first): Mul(x, Mul(x, x)), Mul(kappa, .), Add(x, .), Mul(beta, .), Tanh, Add(one, .), Mul(x, .),
+ * Mul(half, .). The same values as any other order (each product and sum is commutative in float).
+ */
+function geluTanhExport(ctx: ProbeGraphContext, x: string): string {
   const { g } = ctx;
-  const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
-  const inner = g.op('Mul', [g.op('Add', [x, g.op('Mul', [cube, floatScalar(ctx, 0.044715)])]), floatScalar(ctx, Math.sqrt(2 / Math.PI))]);
-  const gate = g.op('Add', [g.op('Tanh', [inner]), floatScalar(ctx, 1)]);
-  return g.op('Mul', [g.op('Mul', [x, gate]), floatScalar(ctx, 0.5)]);
+  const cube = g.op('Mul', [x, g.op('Mul', [x, x])]);
+  const inner = g.op('Mul', [floatScalar(ctx, Math.sqrt(2 / Math.PI)), g.op('Add', [x, g.op('Mul', [floatScalar(ctx, 0.044715), cube])])]);
+  const gate = g.op('Add', [floatScalar(ctx, 1), g.op('Tanh', [inner])]);
+  return g.op('Mul', [floatScalar(ctx, 0.5), g.op('Mul', [x, gate])]);
+}
+
+/** gelu_pytorch_tanh(x·W + b) as com.microsoft FastGelu(x·W, b): the bias enters the fused node. */
+function fastGeluLinear(ctx: ProbeGraphContext, x: string, prefix: string, layer: string, inFeatures: number, outFeatures: number): string {
+  const y = weightMatMul(ctx, x, `${prefix}.${layer}.weight`, inFeatures, outFeatures, 'linear', `${layer}/MatMul`);
+  const bias = weight(ctx, `${prefix}.${layer}.bias`, [outFeatures], 'bias');
+  return ctx.g.op('FastGelu', [y, bias], {}, { domain: MS_DOMAIN, name: 'activation_fn/FastGelu' });
 }
 
 /** Idefics3Connector.pixel_shuffle: [N, side*side, C] -> [N, (side/s)^2, C*s*s]. */
