@@ -365,7 +365,7 @@ try {
   const python = rtspAvailability().python;
   if (!python) throw new Error(rtspAvailability().reason);
   // Built (or found) here, once: serve's start-up then only loads it.
-  modelDir = resolveModelDir(values.model);
+  modelDir = resolveModelDir(values.model, { dtype: DTYPE });
   const results: RunResult[] = [];
   for (const count of COUNTS) {
     const r = await runCameras(count, python, scratch);

@@ -120,7 +120,7 @@ for (const c of selected) {
   const setEnv = (name: string, value: string | undefined) => (value === undefined ? delete process.env[name] : (process.env[name] = value));
   setEnv('VIGIL_THREADS', c.threads);
   setEnv('VIGIL_ORT_SPINNING', c.spinning);
-  if (!models.has(key)) models.set(key, await VisionLanguageModel.load(buildProbeModel(c.model).dir, { dtype: c.dtype }));
+  if (!models.has(key)) models.set(key, await VisionLanguageModel.load(buildProbeModel(c.model, { dtype: c.dtype }).dir, { dtype: c.dtype }));
   const model = models.get(key)!;
   if (c.inPlace && !model.decoder.info.kvTaps?.lengthsFromMask) throw new Error(`${c.label}: the decoder has no kv taps read from the mask (${model.queryTaps.state})`);
 }

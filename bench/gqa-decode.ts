@@ -77,7 +77,7 @@ interface Prepared {
 }
 
 async function prepare(c: Case): Promise<Prepared> {
-  const model = await VisionLanguageModel.load(buildProbeModel(c.model).dir, { dtype: c.dtype, queryTaps: 'off' });
+  const model = await VisionLanguageModel.load(buildProbeModel(c.model, { dtype: c.dtype }).dir, { dtype: c.dtype, queryTaps: 'off' });
   const info = model.decoder.info;
   const embeds = embedOne(model, 3);
   const past = emptyKvCache(info, context);

@@ -15,7 +15,7 @@
  *    decoder's logits over a few prompts (max |diff|, relative L2, top-1 agreement over every position).
  * 4. V-NIAH on probe-needle-256m, fp32 vs q8 (the existing runner, a small grid: 1-minute clip, needles
  *    at 0/50/100%, rekv and window, float32 KV): every answer must be the same.
- * Models: probe-random-smolvlm2-256m (built on first use into the cache, with its _quantized/_q4 files).
+ * Models: probe-random-smolvlm2-256m (built on first use into the cache; its _quantized/_q4 files are added on request).
  * Prints tables, the thread count and os.loadavg (the machine may be shared), then one JSON line.
  */
 import fs from 'node:fs';
@@ -66,9 +66,11 @@ type Dtype = (typeof DTYPES)[number];
  * Vision rows: the three files, plus q8 with eager attention whose Q·K^T and P·V are int8 too (u8 x u8
  * MatMulInteger, what quantize_dynamic makes of an eager export by default), built here into a
  * temporary folder from the probe's own weights: does quantizing the attention buy what int8
- * projections leave (the attention's share)?
+ * projections leave (the attention's share)? And fp32 / q8 with the MLP's tanh-GELU as torch.onnx
+ * exports it (8 elementwise nodes, which onnxruntime leaves unfused) instead of the folder's
+ * com.microsoft FastGelu: the before of that change, in the same run.
  */
-const VISION_ROWS = [...DTYPES, 'q8-int8-attention'] as const;
+const VISION_ROWS = [...DTYPES, 'q8-int8-attention', 'fp32-export-gelu', 'q8-export-gelu'] as const;
 type VisionRow = (typeof VISION_ROWS)[number];
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const fmt = (x: number, digits = 1) => x.toFixed(digits);
@@ -77,7 +79,7 @@ const loadStart = os.loadavg();
 
 out(`quantized: ${threads} onnxruntime threads (spinning ${ortThreading().spinning ? 'on' : 'off'}), ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}), ${rounds} rounds, load average ${loadStart.map((l) => fmt(l, 2)).join(' ')}`);
 
-const modelDir = buildProbeModel(args.model!).dir;
+const modelDir = buildProbeModel(args.model!, { dtype: 'q8' }).dir;
 const models = new Map<Dtype, VisionLanguageModel>();
 for (const dtype of DTYPES) models.set(dtype, await VisionLanguageModel.load(modelDir, { dtype, queryTaps: 'off' }));
 const fp32Model = models.get('fp32')!;
@@ -93,6 +95,14 @@ const int8AttentionFile = path.join(scratch, 'vision_encoder_int8_attention.onnx
 }
 const visionGraphs = new Map<VisionRow, OnnxGraph>(DTYPES.map((d) => [d, models.get(d)!.vision]));
 visionGraphs.set('q8-int8-attention', await OnnxGraph.open(int8AttentionFile));
+for (const [row, matmul] of [['fp32-export-gelu', undefined], ['q8-export-gelu', { weights: 'q8' }]] as const) {
+  const file = path.join(scratch, `vision_encoder_${row}.onnx`);
+  const writer = new OnnxModelWriter({ path: file, graphName: 'vision_encoder', opset: 17, externalDataThresholdBytes: 1024 });
+  const ctx = { g: writer.graph, weights: randomWeightSource(0), dtype: 'float32' as const, ...(matmul ? { matmul } : {}) };
+  buildVisionGraph(ctx, spec.vision, spec.text.hiddenSize, { attention: spec.attention ?? 'eager', gelu: 'export' });
+  writer.save();
+  visionGraphs.set(row, await OnnxGraph.open(file));
+}
 const side = fp32Model.imageConfig.tileSize ?? 512;
 const random = mulberry32(5);
 
@@ -156,6 +166,10 @@ for (const dtype of VISION_ROWS) {
   visionRows[dtype] = row;
   out(`| ${dtype} | ${fmt(row.medianMs)} | ${fmt(row.bestMs)} | ${fmt(1000 / row.medianMs, 2)} | ${fmt(1000 / row.bestMs, 2)} | ${fmt(row.ratioMedians, 2)} | ${fmt(row.ratioPaired, 2)} |`);
 }
+{
+  const [fp32, q8] = [visionMs.get('fp32-export-gelu')!, visionMs.get('q8-export-gelu')!];
+  out(`q8 x fp32 with the exported (unfused) GELU in both: ${fmt(median(fp32) / median(q8), 2)} (medians), ${fmt(pairedRatio(fp32, q8), 2)} (paired)`);
+}
 out(`\n| decode 1 token (Decoder.step) | context | median ms | best ms | tokens/s (median) | x fp32 (medians) | x fp32 (paired) |\n|---|---:|---:|---:|---:|---:|---:|`);
 const decodeRows: Record<string, unknown> = {};
 for (const context of contexts) {
@@ -182,7 +196,7 @@ out(`\nvision encoder time by op type (onnxruntime profile after its optimizer, 
 for (const dtype of VISION_ROWS) {
   const profile = await profileOpTypes(visionGraphs.get(dtype)!.file, visionFeeds, profileOptions, quick ? 1 : 2);
   profiles[dtype] = profile;
-  out(`- ${dtype} (model_run ${fmt(profile.runMs)} ms): ${profile.ops.slice(0, 8).map((o) => `${o.op} ${fmt(o.ms)} (${fmt(100 * o.share)}%)`).join(', ')}`);
+  out(`- ${dtype} (model_run ${fmt(profile.runMs)} ms): ${profile.ops.slice(0, 10).map((o) => `${o.op} ${fmt(o.ms)} (${fmt(100 * o.share)}%)`).join(', ')}`);
 }
 
 // Amdahl: the MatMul work int8 replaces vs everything else (attention, GELU, norms, adds), per frame.
@@ -257,10 +271,10 @@ for (const dtype of ['q8', 'q4'] as const) {
   accuracy[dtype] = { features: f, logits: l, top1: agree / positions, positions };
   out(`| ${dtype} | ${f.maxAbs.toExponential(2)} | ${f.relativeL2.toExponential(2)} | ${f.cosine.toFixed(6)} | ${l.maxAbs.toExponential(2)} | ${l.relativeL2.toExponential(2)} | ${agree}/${positions} |`);
 }
-{
-  const f = outputDifference(concat(features.get('fp32')!), concat(features.get('q8-int8-attention')!));
-  accuracy['q8-int8-attention'] = { features: f };
-  out(`| q8-int8-attention (vision only) | ${f.maxAbs.toExponential(2)} | ${f.relativeL2.toExponential(2)} | ${f.cosine.toFixed(6)} | | | |`);
+for (const row of ['q8-int8-attention', 'fp32-export-gelu', 'q8-export-gelu'] as const) {
+  const f = outputDifference(concat(features.get('fp32')!), concat(features.get(row)!));
+  accuracy[row] = { features: f };
+  out(`| ${row} (vision only) | ${f.maxAbs.toExponential(2)} | ${f.relativeL2.toExponential(2)} | ${f.cosine.toFixed(6)} | | | |`);
 }
 const maxAbs = (values: Float32Array) => values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 // How decided fp32's own top-1 is (random weights give near-flat logits): the gap to the runner-up.
@@ -278,7 +292,7 @@ out(
   `(${frames.length} frames, ${prompts.length} prompts; max |feature| ${fmt(maxAbs(concat(features.get('fp32')!)), 3)}, max |logit| ${fmt(maxAbs(concat(logits.get('fp32')!)), 3)} in fp32; ` +
     `fp32's top-1 leads its runner-up by ${top1Gap.median.toExponential(2)} (median over positions), ${top1Gap.min.toExponential(2)} at least)`,
 );
-await visionGraphs.get('q8-int8-attention')!.dispose();
+for (const row of ['q8-int8-attention', 'fp32-export-gelu', 'q8-export-gelu'] as const) await visionGraphs.get(row)!.dispose();
 for (const model of models.values()) await model.dispose();
 fs.rmSync(scratch, { recursive: true, force: true });
 
@@ -297,7 +311,7 @@ if (!args['no-vniah']) {
     retrieve: 4,
     repeats: 1,
   };
-  const needleDir = buildProbeModel(args['needle-model']!).dir;
+  const needleDir = buildProbeModel(args['needle-model']!, { dtype: 'q8' }).dir;
   const cellsBy = new Map<Dtype, VniahCell[]>();
   for (const dtype of ['fp32', 'q8'] as const) {
     const memoryRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-quantized-vniah-'));

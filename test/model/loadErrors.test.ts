@@ -81,8 +81,8 @@ describe('model folder errors', () => {
   it('a missing graph lists what is there', async () => {
     const dir = brokenCopy('no-decoder', (d) => fs.rmSync(path.join(d, 'onnx', 'decoder_model_merged.onnx')));
     await assertLoadFails(dir, 'FILE_NOT_FOUND', 'decoder_model_merged.onnx');
-    // Probe folders hold fp32, _quantized and _q4 files: a dtype they lack must name what is there.
-    await assert.rejects(VisionLanguageModel.load(source, { dtype: 'bnb4' }), /(decoder_model_merged|vision_encoder)_bnb4.onnx not found \(dtype bnb4\); available: .*_q4\.onnx/);
+    // A dtype the folder lacks must name what is there (fp32 files; _quantized / _q4 only once asked for).
+    await assert.rejects(VisionLanguageModel.load(source, { dtype: 'bnb4' }), /(decoder_model_merged|vision_encoder)_bnb4.onnx not found \(dtype bnb4\); available: .*(decoder_model_merged|vision_encoder)\.onnx/);
   });
 
   it('a corrupt (truncated) ONNX file', async () => {

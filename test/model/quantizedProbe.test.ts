@@ -3,7 +3,9 @@
  * the DynamicQuantizeLinear -> MatMulInteger pattern against a JS reference of the ONNX spec (run by
  * onnxruntime, exact without its optimizer); the probe's `_quantized` / `_q4` vision encoder and
  * decoder within a stated distance of fp32; query taps found by structure in quantized decoders
- * without tap outputs; `dtype: 'q8'` loads the needle model and it answers from its logits.
+ * without tap outputs; `dtype: 'q8'` loads the needle model and it answers from its logits. The
+ * quantized files are built only on request (a q8 / q4 dtype): added to a complete folder beside it,
+ * the second stamp last, byte-equal to a folder built with them at once; by the CLI path too.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -122,7 +124,7 @@ describe('the q8 MatMul pattern in onnxruntime', () => {
 
 describe('probe-random-tiny: _quantized and _q4 files', () => {
   it('every weight MatMul quantized; features and logits near fp32 (q8 rel L2 < 2% / 4%, q4 < 15% / 30%)', async (t) => {
-    const dir = probeModelDir('probe-random-tiny');
+    const dir = probeModelDir('probe-random-tiny', { dtype: 'q8' });
     const onnx = (file: string) => path.join(dir, 'onnx', `${file}.onnx`);
     // 1 vision layer x 6 linears + the projection; 2 decoder layers x 7 + lm_head.
     for (const [graph, expected] of [['vision_encoder', 7], ['decoder_model_merged', 15]] as const) {
@@ -167,7 +169,7 @@ describe('query taps of quantized decoders that do not output them (as real quan
     const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-q8-notaps-'));
     try {
       const tiny = findProbeSpec('probe-random-tiny')!;
-      const { dir } = buildProbeFolder({ ...tiny, name: 'probe-test-q8-no-taps', queryTaps: false }, { outDir: path.join(outDir, 'model') });
+      const { dir } = buildProbeFolder({ ...tiny, name: 'probe-test-q8-no-taps', queryTaps: false }, { outDir: path.join(outDir, 'model'), dtype: 'q4' });
       for (const file of ['decoder_model_merged_quantized', 'decoder_model_merged_q4']) {
         const plan = planQueryTapsForFile(path.join(dir, 'onnx', `${file}.onnx`));
         assert.ok(plan.complete, `${file}: ${plan.layers.map((l) => l.reason).join('; ')}`);
@@ -186,7 +188,7 @@ describe('query taps of quantized decoders that do not output them (as real quan
 describe('probe-needle loaded with dtype q8', () => {
   let model: VisionLanguageModel;
   before(async () => {
-    model = await VisionLanguageModel.load(probeModelDir('probe-needle'), { dtype: 'q8' });
+    model = await VisionLanguageModel.load(probeModelDir('probe-needle', { dtype: 'q8' }), { dtype: 'q8' });
   });
   after(async () => model?.dispose());
 

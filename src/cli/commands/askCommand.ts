@@ -128,7 +128,7 @@ export function askCommand(): Command {
       const tiers = tiersFromOptions(options);
       if (tiers !== undefined && options.budget === undefined) throw new VigilError('BAD_INPUT', '--keep-full, --kv-share and --no-archive set the memory tiers under a disk budget: give --budget too');
       const quiet = options.json ?? false;
-      const model = await VisionLanguageModel.load(resolveModelDir(options.model, { quiet }), modelLoadOptions(options));
+      const model = await VisionLanguageModel.load(resolveModelDir(options.model, { quiet, dtype: options.dtype }), modelLoadOptions(options));
       const progress = stageProgress('encoding', quiet);
       // Ctrl-C stops the encode cleanly; the memory stays marked incomplete and the next run resumes it.
       const abort = new AbortController();

@@ -35,7 +35,7 @@ export function chatCommand(): Command {
     .option('--json', 'print the answer and timings as JSON')
     .addHelpText('after', '\nWith a probe-random model the answer is meaningless text; the command still runs every stage and reports speed.')
     .action(async (question: string, options: ChatOptions) => {
-      const dir = resolveModelDir(options.model, { quiet: options.json ?? false });
+      const dir = resolveModelDir(options.model, { quiet: options.json ?? false, dtype: options.dtype });
       const image = options.image ?? (await defaultTestImage());
       const loadStarted = performance.now();
       const model = await VisionLanguageModel.load(dir, modelLoadOptions(options));

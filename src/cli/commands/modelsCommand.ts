@@ -1,7 +1,10 @@
 import fs from 'node:fs';
 import { Command } from 'commander';
+import { VigilError } from '../../../common/errors.js';
+import type { GraphDtype } from '../../model/graphFiles.js';
 import { buildProbeModel, defaultProbeDir } from '../../model/probe/probeModelFolder.js';
-import { PROBE_MODELS } from '../../model/probe/probeSpecs.js';
+import { needsQuantizedFiles, probeFolderDtypes, quantizedGraphsPresent } from '../../model/probe/probeQuantizedFiles.js';
+import { findProbeSpec, PROBE_MODELS } from '../../model/probe/probeSpecs.js';
 import { DTYPE_HELP, parseDtypeOption, parseQueryTapsOption, QUERY_TAPS_HELP } from '../modelLoadOptions.js';
 import { parseInteger, printJson } from '../options.js';
 import { stageProgress } from '../progress.js';
@@ -23,6 +26,9 @@ export function modelsCommand(): Command {
           dtype: spec.dtype,
           layers: spec.text.numLayers,
           built: fs.existsSync(dir),
+          // The weight formats its folder can hold; q8 / q4 of the float32 probes are built on request.
+          dtypes: probeFolderDtypes(spec),
+          ...(needsQuantizedFiles(spec, 'q8') ? { quantizedBuilt: quantizedGraphsPresent(dir) } : {}),
           dir,
         };
       });
@@ -39,13 +45,24 @@ export function modelsCommand(): Command {
     .option('--out <dir>', 'output folder (default: the cache, ~/.cache/vigil/models/<name>-seed<N>)')
     .option('--seed <n>', 'weight seed', parseInteger(0, 0xffffffff), 0)
     .option('--force', 'rebuild even if the folder is already complete')
-    .action((name: string, options: { out?: string; seed: number; force?: boolean }) => {
+    .option(
+      '--dtype <dtype>',
+      'the weight format you will load: q8 or q4 also writes the int8 (_quantized) and 4-bit (_q4) files of the float32 probes ' +
+        '(both together; added to a folder built without them); default: the float files only',
+      parseDtypeOption,
+    )
+    .action((name: string, options: { out?: string; seed: number; force?: boolean; dtype?: GraphDtype }) => {
+      const spec = findProbeSpec(name);
+      if (spec && options.dtype && !probeFolderDtypes(spec).includes(options.dtype)) {
+        throw new VigilError('BAD_INPUT', `${name} has no ${options.dtype} files (its dtypes: ${probeFolderDtypes(spec).join(', ')})`);
+      }
       const progress = stageProgress(`building ${name}`);
       try {
         const built = buildProbeModel(name, {
           ...(options.out ? { outDir: options.out } : {}),
           seed: options.seed,
           force: options.force ?? false,
+          ...(options.dtype ? { dtype: options.dtype } : {}),
           onProgress: (p) => progress.update(p.done, p.total, p.stage),
         });
         progress.stop();

@@ -51,7 +51,7 @@ async function loadedFacts(dir: string, options: InspectOptions): Promise<Record
  * fails to load prints the static report, then fails with the load error.
  */
 export async function inspectModelCommand(model: string, options: InspectOptions): Promise<void> {
-  const dir = resolveModelDir(model);
+  const dir = resolveModelDir(model, { dtype: options.dtype });
   const report: ModelInspection = inspectModelFolder(dir, options.dtype ? { dtypes: [options.dtype] } : {});
   let loaded: Record<string, unknown> | undefined;
   let loadError: unknown;

@@ -95,7 +95,7 @@ export function serveCommand(): Command {
       for (const range of options.allowNetwork) checkRange(range);
       const host = options.host ?? config.host ?? '127.0.0.1';
       const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
-      const modelDir = resolveModelDir(options.model ?? config.model ?? 'probe-needle');
+      const modelDir = resolveModelDir(options.model ?? config.model ?? 'probe-needle', { dtype: options.dtype });
       const graceS = options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT_S;
       // Listening for signals (and for the launcher's exit) before the model loads: a stop asked
       // for during start-up is honoured once the server is up.

@@ -71,7 +71,7 @@ export function watchCommand(): Command {
       const gateRequest = gateFromOptions(options.gate, options.gateMaxHold);
       const gate: GateSetting | undefined = gateRequest === undefined ? undefined : gateSettings(gateRequest);
       const quiet = options.json ?? false;
-      const model = await VisionLanguageModel.load(resolveModelDir(options.model, { quiet }), modelLoadOptions(options));
+      const model = await VisionLanguageModel.load(resolveModelDir(options.model, { quiet, dtype: options.dtype }), modelLoadOptions(options));
       const progress = stageProgress('watching', quiet);
       const abort = new AbortController();
       const onSigint = () => abort.abort();

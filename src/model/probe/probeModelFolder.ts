@@ -2,26 +2,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { vigilCacheDir } from '../../cacheDir.js';
 import { VigilError } from '../../../common/errors.js';
+import type { GraphDtype } from '../graphFiles.js';
 import { OnnxModelWriter } from '../onnx/modelWriter.js';
-import { buildDecoderGraph } from './decoderGraph.js';
 import { buildEmbedGraph } from './embedGraph.js';
 import { buildGenaiDecoderGraph, genaiFloatType, type GenaiWeights } from './genaiDecoderGraph.js';
-import { tokensPerImage, validateGeometry } from './geometry.js';
-import type { ProbeGraphContext } from './graphHelpers.js';
-import { findProbeSpec, PROBE_MODELS, type ProbeModelSpec } from './probeSpecs.js';
-import { buildProbeTokenizer } from './probeTokenizer.js';
-import { PROBE_WORDS } from './probeVocabulary.js';
-import { buildNeedleVisionGraph } from './needleVisionGraph.js';
-import { fixedEnergyRows, NEEDLE_CONSTRUCTION_VERSION, needleTokenIds, needleWeightSource, TOKEN_ENERGY_SEEDS } from './needleWeights.js';
-import { NEEDLE_DIMS } from './needleLayout.js';
-import { randomWeightSource } from './randomWeights.js';
+import { validateGeometry } from './geometry.js';
+import { NEEDLE_CONSTRUCTION_VERSION } from './needleWeights.js';
+import { probeGraphSource, PROBE_OPSET, type ProbeGraphSource } from './probeGraphs.js';
 import { probeModelFiles } from './probeConfigFiles.js';
-import { buildVisionGraph } from './visionGraph.js';
+import { addQuantizedFiles, hasQuantizedFiles, needsQuantizedFiles, writeQuantizedGraphs, writeQuantizedStamp } from './probeQuantizedFiles.js';
+import { findProbeSpec, PROBE_MODELS, type ProbeModelSpec } from './probeSpecs.js';
 
 /** Bump when the generated graphs or files change, so cached folders are rebuilt. */
 const PROBE_BUILDER_VERSION = 2;
 const STAMP_FILE = 'vigil-probe.json';
-const OPSET = 17;
 
 export interface ProbeBuildProgress {
   stage: string;
@@ -36,10 +30,17 @@ export interface BuildProbeOptions {
   /** Rebuild even if a complete folder for the same spec and seed exists. */
   force?: boolean;
   onProgress?: (progress: ProbeBuildProgress) => void;
+  /**
+   * The weight format the caller will load (the dtype `VisionLanguageModel.load` will ask for): 'q8'
+   * or 'q4' on a spec with `quantizedGraphs` also writes its `_quantized` and `_q4` files, or adds
+   * them to a complete folder that lacks them. Absent (or any other dtype): the folder without them.
+   */
+  dtype?: GraphDtype;
 }
 
 export interface BuiltProbeModel {
   dir: string;
+  /** Nothing was written: the folder was complete, with the quantized files if they were asked for. */
   reused: boolean;
   spec: ProbeModelSpec;
 }
@@ -67,7 +68,8 @@ function isComplete(dir: string, stamp: string): boolean {
 /**
  * Builds a probe model folder in the Hugging Face ONNX layout. The folder is written beside its
  * destination and renamed into place only when complete (the stamp file is written last), so an
- * interrupted build never leaves a folder that looks usable.
+ * interrupted build never leaves a folder that looks usable. The quantized files come only with a
+ * q8 / q4 `dtype`, and are added to a complete folder the same way (probeQuantizedFiles.ts).
  */
 export function buildProbeModel(name: string, options: BuildProbeOptions = {}): BuiltProbeModel {
   const spec = findProbeSpec(name);
@@ -86,13 +88,21 @@ export function buildProbeFolder(spec: ProbeModelSpec, options: BuildProbeOption
   validateGeometry(spec.text, spec.vision);
   const dir = path.resolve(options.outDir ?? defaultProbeDir(spec.name, seed));
   const stamp = stampFor(spec, seed);
-  if (!options.force && isComplete(dir, stamp)) return { dir, reused: true, spec };
+  const quantized = needsQuantizedFiles(spec, options.dtype);
+  if (!options.force && isComplete(dir, stamp)) {
+    if (!quantized || hasQuantizedFiles(dir, stamp)) return { dir, reused: true, spec };
+    options.onProgress?.({ stage: 'quantized', done: 0, total: 1 });
+    addQuantizedFiles(dir, spec, seed, stamp);
+    options.onProgress?.({ stage: 'done', done: 1, total: 1 });
+    return { dir, reused: false, spec };
+  }
 
   const partial = `${dir}.partial-${process.pid}`;
   fs.rmSync(partial, { recursive: true, force: true });
   fs.mkdirSync(path.join(partial, 'onnx'), { recursive: true });
   try {
-    writeProbeFolder(partial, spec, seed, options.onProgress);
+    writeProbeFolder(partial, spec, seed, quantized, options.onProgress);
+    if (quantized) writeQuantizedStamp(partial, stamp);
     fs.writeFileSync(path.join(partial, STAMP_FILE), stamp);
     if (options.force) fs.rmSync(dir, { recursive: true, force: true });
     publish(partial, dir, stamp);
@@ -100,7 +110,29 @@ export function buildProbeFolder(spec: ProbeModelSpec, options: BuildProbeOption
     fs.rmSync(partial, { recursive: true, force: true });
     throw error;
   }
+  // Another process may have published the same folder without the quantized files first.
+  if (quantized && !hasQuantizedFiles(dir, stamp)) addQuantizedFiles(dir, spec, seed, stamp);
   return { dir, reused: false, spec };
+}
+
+/**
+ * A folder given by path that is a probe folder of this builder (its stamp is current) gets the
+ * files `dtype` needs, as a probe given by name does; any other folder is left as it is. Returns
+ * whether the folder is such a probe folder.
+ */
+export function completeProbeFolder(dir: string, dtype: GraphDtype | undefined, onProgress?: (progress: ProbeBuildProgress) => void): boolean {
+  let text: string;
+  let stamp: { seed?: unknown; spec?: ProbeModelSpec };
+  try {
+    text = fs.readFileSync(path.join(dir, STAMP_FILE), 'utf8');
+    stamp = JSON.parse(text) as typeof stamp;
+  } catch {
+    return false;
+  }
+  const { seed, spec } = stamp;
+  if (typeof seed !== 'number' || typeof spec !== 'object' || spec === null || stampFor(spec, seed) !== text) return false;
+  buildProbeFolder(spec, { outDir: dir, seed, ...(dtype ? { dtype } : {}), ...(onProgress ? { onProgress } : {}) });
+  return true;
 }
 
 /**
@@ -123,60 +155,29 @@ function publish(partial: string, dir: string, stamp: string): void {
   fs.renameSync(partial, dir);
 }
 
-function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onProgress?: (p: ProbeBuildProgress) => void): void {
-  const stages = ['tokenizer', 'embed_tokens', 'vision_encoder', 'decoder', ...(spec.quantizedGraphs ? ['quantized'] : [])];
+function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, quantized: boolean, onProgress?: (p: ProbeBuildProgress) => void): void {
+  const stages = ['tokenizer', 'embed_tokens', 'vision_encoder', 'decoder', ...(quantized ? ['quantized'] : [])];
   const report = (stage: string) => onProgress?.({ stage, done: stages.indexOf(stage), total: stages.length });
-  const suffix = spec.dtype === 'float16' ? '_fp16' : '';
 
   report('tokenizer');
-  const { tokenizerJson, tokenizerConfigJson } = buildProbeTokenizer({ vocabSize: spec.text.vocabSize, words: [...PROBE_WORDS] });
-  // The needle model's hand-set weights address tokens by id, so they need the tokenizer first.
-  const needle = spec.weights === 'needle';
-  const randomLayers = spec.needleRandomLayers ? { seed, ...spec.needleRandomLayers } : undefined;
-  const weights = needle ? needleWeightSource(spec.text, needleTokenIds(tokenizerJson), randomLayers) : randomWeightSource(seed);
-
-  const files = probeModelFiles(spec, seed, suffix, tokenizerConfigJson);
-  writeJson(path.join(dir, 'tokenizer.json'), tokenizerJson);
+  const source = probeGraphSource(spec, seed);
+  const files = probeModelFiles(spec, seed, source.floatSuffix, source.tokenizerConfigJson);
+  writeJson(path.join(dir, 'tokenizer.json'), source.tokenizerJson);
   for (const [file, content] of Object.entries(files)) writeJson(path.join(dir, file), content);
 
-  const writeGraph = (stage: string, file: string, build: (ctx: ProbeGraphContext) => void, fileSuffix = suffix) => {
-    report(stage);
-    const writer = new OnnxModelWriter({
-      path: path.join(dir, 'onnx', `${file}${fileSuffix}.onnx`),
-      graphName: file,
-      opset: OPSET,
-      externalDataThresholdBytes: spec.externalData ? 1024 : Infinity,
-      metadata: { 'vigil.probe': spec.name, 'vigil.seed': String(seed) },
-    });
-    build({ g: writer.graph, weights, dtype: spec.dtype });
-    writer.save();
-  };
-  writeGraph('embed_tokens', 'embed_tokens', (ctx) => buildEmbedGraph(ctx, spec.text.vocabSize, spec.text.hiddenSize));
-  const attention = spec.attention ?? 'eager';
-  const buildVision = (ctx: ProbeGraphContext) => {
-    if (!needle) return buildVisionGraph(ctx, spec.vision, spec.text.hiddenSize, { attention });
-    const energy = spec.needleRandomLayers?.tokenEnergy ?? 0;
-    const tokenRows =
-      energy > 0 ? fixedEnergyRows(tokensPerImage(spec.vision), spec.text.hiddenSize, NEEDLE_DIMS.used, energy, seed ^ TOKEN_ENERGY_SEEDS.image) : undefined;
-    return buildNeedleVisionGraph(ctx, spec.vision, spec.text.hiddenSize, tokenRows ? { tokenRows } : {});
-  };
-  const buildDecoder = (ctx: ProbeGraphContext) => buildDecoderGraph(ctx, spec.text, { queryTaps: spec.queryTaps ?? true, attention });
-  writeGraph('vision_encoder', 'vision_encoder', buildVision);
+  report('embed_tokens');
+  source.writeGraph(dir, 'embed_tokens', (ctx) => buildEmbedGraph(ctx, spec.text.vocabSize, spec.text.hiddenSize));
+  report('vision_encoder');
+  source.writeGraph(dir, 'vision_encoder', (ctx) => source.buildVision(ctx));
   if (spec.genaiDecoder) {
-    writeGenaiDecoders(dir, spec, seed, weights, report);
+    writeGenaiDecoders(dir, source, report);
   } else {
-    writeGraph('decoder', 'decoder_model_merged', buildDecoder);
+    report('decoder');
+    source.writeGraph(dir, 'decoder_model_merged', (ctx) => source.buildDecoder(ctx));
   }
-  if (spec.quantizedGraphs) {
-    for (const [format, fileSuffix] of [['q8', '_quantized'], ['q4', '_q4']] as const) {
-      const matmul = { weights: format };
-      // The needle vision graph is hand-built (no weight MatMuls): its quantized files are the fp32 graph,
-      // as is every embed_tokens file (a Gather, which q4 exports leave in float too).
-      const copies = needle ? ['embed_tokens', 'vision_encoder'] : ['embed_tokens'];
-      for (const graph of copies) fs.copyFileSync(path.join(dir, 'onnx', `${graph}.onnx`), path.join(dir, 'onnx', `${graph}${fileSuffix}.onnx`));
-      if (!needle) writeGraph('quantized', 'vision_encoder', (ctx) => buildVision({ ...ctx, matmul }), fileSuffix);
-      writeGraph('quantized', 'decoder_model_merged', (ctx) => buildDecoder({ ...ctx, matmul }), fileSuffix);
-    }
+  if (quantized) {
+    report('quantized');
+    writeQuantizedGraphs(source, dir, dir);
   }
   onProgress?.({ stage: 'done', done: stages.length, total: stages.length });
 }
@@ -186,20 +187,15 @@ function writeProbeFolder(dir: string, spec: ProbeModelSpec, seed: number, onPro
  * q4f16 vision and embed files are the fp32 graphs under those names (a copy of the .onnx only: it
  * names its .onnx_data file, which they share), as real q4 exports leave Gather unquantized.
  */
-function writeGenaiDecoders(
-  dir: string,
-  spec: ProbeModelSpec,
-  seed: number,
-  weights: ProbeGraphContext['weights'],
-  report: (stage: string) => void,
-): void {
+function writeGenaiDecoders(dir: string, source: ProbeGraphSource, report: (stage: string) => void): void {
+  const { spec, seed, weights } = source;
   const formats: Array<[GenaiWeights, string]> = [['fp32', ''], ['q4', '_q4'], ['q4f16', '_q4f16']];
   for (const [format, suffix] of formats) {
     report('decoder');
     const writer = new OnnxModelWriter({
       path: path.join(dir, 'onnx', `decoder_model_merged${suffix}.onnx`),
       graphName: 'decoder_model_merged',
-      opset: OPSET,
+      opset: PROBE_OPSET,
       externalDataThresholdBytes: spec.externalData ? 1024 : Infinity,
       metadata: { 'vigil.probe': spec.name, 'vigil.seed': String(seed), 'vigil.weights': format },
     });
