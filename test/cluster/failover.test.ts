@@ -21,6 +21,7 @@ import Database from 'better-sqlite3';
 import { makeProbeClip } from '../../ingest/index.js';
 import { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import { BUCKETS } from '../../src/cluster/buckets.js';
+import type { ClusterStatus } from '../../src/cluster/clusterStatus.js';
 import { type ClusterConnection, connectNats } from '../../src/cluster/natsConnection.js';
 import { FORWARDED_HEADER } from '../../src/cluster/streamRoutes.js';
 import { requireRtsp, type RtspServer, startRtspServer } from '../fixtures/rtspServer.js';
@@ -63,21 +64,29 @@ describe('cluster: failover of live streams between three nodes', { skip: NATS_M
   };
 
   before(async () => {
-    nats = await startNatsCluster(3);
-    conn = await connectNats({ servers: nats.map((s) => s.url), policy: new OutboundPolicy({ allowNetworks: ['127.0.0.1/32'] }), jetStreamWaitMs: 15_000 });
     const clip = path.join(scratch, 'camera.mp4');
-    await makeProbeClip({ out: clip, durationS: 300, width: 160, height: 90, needles: [{ start: 2, duration: 4, background: 'red', square: 'green' }] });
-    // In CI a missing RTSP server throws here (the suite fails); elsewhere it is reported loudly and the test skips.
-    const python = requireRtsp({ skip: () => {} });
-    if (python) rtsp = await startRtspServer(python, { file: clip });
-    const servers = nats.map((s) => s.url).join(',');
-    await Promise.all(
-      ['n1', 'n2', 'n3'].map(async (id) => {
-        const args = ['--port', '0', '--data', path.join(scratch, `data-${id}`), '--model', 'probe-needle', '--allow-network', '127.0.0.0/8'];
-        args.push('--cluster', servers, '--node-id', id, '--capacity', '6', '--cluster-replicas', '3', '--quiet');
-        nodes.set(id, await startServe(args, TOKEN));
-      }),
-    );
+    // The camera (clip, then RTSP server) and the cluster (NATS, then the nodes) start side by side.
+    const camera = (async () => {
+      await makeProbeClip({ out: clip, durationS: 300, width: 160, height: 90, needles: [{ start: 2, duration: 4, background: 'red', square: 'green' }] });
+      // In CI a missing RTSP server throws here (the suite fails); elsewhere it is reported loudly and the test skips.
+      const python = requireRtsp({ skip: () => {} });
+      if (python) rtsp = await startRtspServer(python, { file: clip });
+    })();
+    const cluster = (async () => {
+      nats = await startNatsCluster(3);
+      conn = await connectNats({ servers: nats.map((s) => s.url), policy: new OutboundPolicy({ allowNetworks: ['127.0.0.1/32'] }), jetStreamWaitMs: 15_000 });
+      const servers = nats.map((s) => s.url).join(',');
+      await Promise.all(
+        ['n1', 'n2', 'n3'].map(async (id) => {
+          const args = ['--port', '0', '--data', path.join(scratch, `data-${id}`), '--model', 'probe-needle', '--allow-network', '127.0.0.0/8'];
+          args.push('--cluster', servers, '--node-id', id, '--capacity', '6', '--cluster-replicas', '3', '--quiet');
+          nodes.set(id, await startServe(args, TOKEN));
+        }),
+      );
+    })();
+    // Both settled before a failure is thrown, so after() finds every process that was started.
+    const [a, b] = await Promise.allSettled([camera, cluster]);
+    for (const r of [a, b]) if (r.status === 'rejected') throw r.reason;
   });
 
   after(async () => {
@@ -88,7 +97,7 @@ describe('cluster: failover of live streams between three nodes', { skip: NATS_M
     }
     await rtsp?.kill();
     await conn?.close();
-    for (const s of nats) await s.stop();
+    await Promise.all(nats.map((s) => s.stop()));
     fs.rmSync(scratch, { recursive: true, force: true });
   });
 
@@ -103,8 +112,12 @@ describe('cluster: failover of live streams between three nodes', { skip: NATS_M
     const load = (streams: ListedStream[]) => Object.fromEntries(['n1', 'n2', 'n3'].map((n) => [n, streams.filter((s) => s.owner === n).length]));
     assert.deepEqual(load(owners), { n1: 2, n2: 2, n3: 2 });
 
-    // Past the needle (2-6 s) and two snapshot intervals (5 s) later: the needle is replicated.
-    await waitFor('every stream past 16 s', async () => (await listed('n1')).every((s) => s.progress.t >= 16), 90_000);
+    // The needle (2-6 s) replicated: each stream's recovery point (the newest chunk in its last
+    // snapshot, as its owner reports it) is past it.
+    await waitFor('the needle in every stream\'s replicated memory', async () => {
+      const { streams } = await api<ClusterStatus>('n1', '/v1/cluster');
+      return streams.length === 6 && streams.every((s) => (s.recoveryPoint?.streamTime ?? 0) >= 6);
+    }, 90_000);
 
     // SIGKILL n2 mid-ingest.
     const victims = owners.filter((s) => s.owner === 'n2').map((s) => s.id);
