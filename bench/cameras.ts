@@ -20,11 +20,13 @@
  *   node --import tsx bench/cameras.ts [--cameras 1,2,3,4] [--minutes 10] [--warmup 30]
  *     [--model probe-random-smolvlm2-256m] [--dtype fp32] [--gate on|off] [--fill] [--until-fail] [--out DIR]
  *
- * --fill: each clip opens with a busy stretch (FILL_FRAMES back-to-back 1-s scene changes from 2 s:
- * people walking past), so every frame of it is encoded and each stream's context window (16 + 1
- * sink, serve's defaults) is full before the measured run: RSS and lag with full windows. Give the
- * warm-up time to encode them all (N x 17 encodes; e.g. --warmup 240 at N = 4, fp32); the
- * table shows the context frames each stream held at the start and end of the measured run.
+ * --fill: each clip opens with a busy stretch, FILL_SCENES scenes of FILL_SCENE_S seconds back to back
+ * from 2 s (each a coloured screen unlike the one before), so that with the first frame each
+ * stream encodes at least 17 frames and its context (16-frame window + 1 sink, serve's defaults) is
+ * full before the measured run: RSS and lag with full windows. A scene outlasts the live queue (16
+ * frames at 1 frame/s), so a loaded model that drops the oldest frames still encodes every scene.
+ * The warm-up must cover it: --warmup >= 2 + FILL_SCENES x FILL_SCENE_S (386 s). The table shows
+ * the context frames each stream held at the start and end of the measured run.
  * --until-fail: the sweep stops after the first N whose lag went past 5 s (a larger N would too).
  * --clips-only: make the cameras' clips (cached in the Vigil cache folder) and exit.
  *
@@ -74,9 +76,11 @@ const TOKEN = 'bench-cameras-token-0123456789';
 if (!COUNTS.every((n) => Number.isInteger(n) && n >= 1)) throw new Error(`--cameras must list positive integers, got '${values.cameras}'`);
 if (!(RUN_S > 0 && WARMUP_S >= 0)) throw new Error('--minutes must be > 0 and --warmup >= 0');
 if (GATE !== 'on' && GATE !== 'off') throw new Error(`--gate must be on or off, got '${GATE}'`);
-/** --fill: scene changes that fill a 16-frame window and its sink (serve's defaults) during the warm-up. */
-const FILL_FRAMES = values.fill ? 17 : 0;
-if (values.fill && WARMUP_S < FILL_FRAMES + 5) throw new Error(`--fill needs --warmup >= ${FILL_FRAMES + 5} (it encodes its frames in the warm-up)`);
+/** --fill: scenes that with the first frame fill a 16-frame window and its sink (serve's defaults) during the warm-up. */
+const FILL_SCENES = values.fill ? 16 : 0;
+const FILL_SCENE_S = 24;
+const FILL_END_S = 2 + FILL_SCENES * FILL_SCENE_S;
+if (values.fill && WARMUP_S < FILL_END_S) throw new Error(`--fill needs --warmup >= ${FILL_END_S} (its scenes are in the warm-up)`);
 /** Needle models answer "the square on the <colour> screen"; random-weight ones answer nothing meaningful. */
 const SCORED = values.model.startsWith('probe-needle');
 
@@ -117,11 +121,11 @@ function eventsOf(i: number): Needle[] {
   });
 }
 
-/** --fill's busy start: 1-s scenes back to back from 2 s, each unlike the one before (never asked about). */
+/** --fill's busy start: scenes back to back from 2 s, each unlike the one before (never asked about). */
 function fillOf(i: number): Needle[] {
-  return Array.from({ length: FILL_FRAMES }, (_, k) => ({
-    start: 2 + k,
-    duration: 1,
+  return Array.from({ length: FILL_SCENES }, (_, k) => ({
+    start: 2 + k * FILL_SCENE_S,
+    duration: FILL_SCENE_S,
     background: BACKGROUNDS[(i + k) % BACKGROUNDS.length]!,
     square: BACKGROUNDS[(i + k + 2) % BACKGROUNDS.length]!,
   }));
@@ -377,7 +381,7 @@ try {
     }
   }
   const held = results.filter((r) => r.boundedLag).sort((a, b) => b.cameras - a.cameras)[0] ?? null;
-  const settings = `${values.model} ${DTYPE}, gate ${GATE}${values.fill ? `, --fill (${FILL_FRAMES} busy seconds first)` : ''}, ${values.minutes} min per N after a ${WARMUP_S}-s warm-up (left out), 1 frame/s, window 16 (serve defaults)`;
+  const settings = `${values.model} ${DTYPE}, gate ${GATE}${values.fill ? `, --fill (${FILL_SCENES} scenes of ${FILL_SCENE_S} s first)` : ''}, ${values.minutes} min per N after a ${WARMUP_S}-s warm-up (left out), 1 frame/s, window 16 (serve defaults)`;
   console.log(`\nCameras per machine: ${settings}; ${os.cpus().length} cores; ${((performance.now() - began) / 1000).toFixed(0)} s`);
   console.log('\n| N | lag max (s) | lag p99 (s) | lag p95 (s) | lag median (s) | encoded / gated / dropped frames | encoded/s | CPU cores (serve tree) | CPU s per encoded frame | serve RSS max (MiB) | serve RSS start -> end (MiB) | tree RSS max (MiB) | context frames per stream, start -> end | cameras\' CPU (cores) | wait for last events (s) | events: own chunk | events answered | load 1/5/15 start -> end |');
   console.log('|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---|');
