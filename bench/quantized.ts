@@ -169,6 +169,8 @@ for (const dtype of VISION_ROWS) {
 {
   const [fp32, q8] = [visionMs.get('fp32-export-gelu')!, visionMs.get('q8-export-gelu')!];
   out(`q8 x fp32 with the exported (unfused) GELU in both: ${fmt(median(fp32) / median(q8), 2)} (medians), ${fmt(pairedRatio(fp32, q8), 2)} (paired)`);
+  const q8Fast = visionMs.get('q8')!;
+  out(`q8 (FastGelu) x fp32 with the exported GELU: ${fmt(median(fp32) / median(q8Fast), 2)} (medians), ${fmt(pairedRatio(fp32, q8Fast), 2)} (paired)`);
 }
 out(`\n| decode 1 token (Decoder.step) | context | median ms | best ms | tokens/s (median) | x fp32 (medians) | x fp32 (paired) |\n|---|---:|---:|---:|---:|---:|---:|`);
 const decodeRows: Record<string, unknown> = {};
