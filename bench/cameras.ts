@@ -18,8 +18,11 @@
  * started a chunk of its own (the timeline's spans) is still checked: what gating must not lose.
  *
  *   node --import tsx bench/cameras.ts [--cameras 1,2,3,4] [--minutes 10] [--warmup 30]
- *     [--model probe-random-smolvlm2-256m] [--dtype fp32] [--gate on|off] [--fill] [--until-fail] [--out DIR]
+ *     [--model probe-random-smolvlm2-256m] [--dtype fp32] [--gate on|off] [--events 6] [--fill] [--until-fail] [--out DIR]
  *
+ * --events: events per camera (default 6, at most 6); 0 leaves every scene static: what is left
+ * to encode is each stream's first frame and the gate's max-hold refreshes (docs/ingest.md, "Frame
+ * gating"), so cameras created together show whether those refreshes fall together.
  * --fill: each clip opens with a busy stretch, FILL_SCENES scenes of FILL_SCENE_S seconds back to back
  * from 2 s (each a coloured screen unlike the one before), so that with the first frame each
  * stream encodes at least 17 frames and its context (16-frame window + 1 sink, serve's defaults) is
@@ -59,6 +62,7 @@ const { values } = parseArgs({
     model: { type: 'string', default: 'probe-random-smolvlm2-256m' },
     dtype: { type: 'string', default: 'fp32' },
     gate: { type: 'string', default: 'on' },
+    events: { type: 'string', default: '6' },
     fill: { type: 'boolean', default: false },
     'until-fail': { type: 'boolean', default: false },
     'clips-only': { type: 'boolean', default: false },
@@ -101,7 +105,8 @@ function pct(xs: readonly number[], p: number): number {
 // Backgrounds the needle models name (docs/needle-model.md's palette; ffmpeg's orange is not the
 // needle's #FFA500, so it is left out), one event per background per camera: a question names one.
 const BACKGROUNDS: ColorName[] = ['red', 'blue', 'yellow', 'green', 'cyan', 'magenta', 'white'];
-const MAX_EVENTS = 6;
+const MAX_EVENTS = Number(values.events);
+if (!(Number.isInteger(MAX_EVENTS) && MAX_EVENTS >= 0 && MAX_EVENTS <= 6)) throw new Error(`--events must be 0..6, got '${values.events}'`);
 /** First event (clip s): after the warm-up, so every event falls in the measured run. */
 const FIRST_EVENT_S = WARMUP_S + 5;
 
@@ -112,7 +117,7 @@ const FIRST_EVENT_S = WARMUP_S + 5;
  */
 function eventsOf(i: number): Needle[] {
   const span = WARMUP_S + RUN_S - 10 - FIRST_EVENT_S;
-  const count = Math.max(1, Math.min(MAX_EVENTS, Math.floor(span / 10)));
+  const count = Math.min(MAX_EVENTS, Math.max(1, Math.floor(span / 10)));
   const every = span / count;
   return Array.from({ length: count }, (_, k) => {
     const background = BACKGROUNDS[(i + k) % BACKGROUNDS.length]!;
@@ -381,7 +386,7 @@ try {
     }
   }
   const held = results.filter((r) => r.boundedLag).sort((a, b) => b.cameras - a.cameras)[0] ?? null;
-  const settings = `${values.model} ${DTYPE}, gate ${GATE}${values.fill ? `, --fill (${FILL_SCENES} scenes of ${FILL_SCENE_S} s first)` : ''}, ${values.minutes} min per N after a ${WARMUP_S}-s warm-up (left out), 1 frame/s, window 16 (serve defaults)`;
+  const settings = `${values.model} ${DTYPE}, gate ${GATE}${MAX_EVENTS !== 6 ? `, ${MAX_EVENTS} events per camera` : ''}${values.fill ? `, --fill (${FILL_SCENES} scenes of ${FILL_SCENE_S} s first)` : ''}, ${values.minutes} min per N after a ${WARMUP_S}-s warm-up (left out), 1 frame/s, window 16 (serve defaults)`;
   console.log(`\nCameras per machine: ${settings}; ${os.cpus().length} cores; ${((performance.now() - began) / 1000).toFixed(0)} s`);
   console.log('\n| N | lag max (s) | lag p99 (s) | lag p95 (s) | lag median (s) | encoded / gated / dropped frames | encoded/s | CPU cores (serve tree) | CPU s per encoded frame | serve RSS max (MiB) | serve RSS start -> end (MiB) | tree RSS max (MiB) | context frames per stream, start -> end | cameras\' CPU (cores) | wait for last events (s) | events: own chunk | events answered | load 1/5/15 start -> end |');
   console.log('|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---|');
