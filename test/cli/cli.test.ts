@@ -63,7 +63,9 @@ describe('vigil CLI', () => {
   });
 
   it('models list, build and inspect', async () => {
-    const list = await vigil(['models', 'list', '--json'], { VIGIL_CACHE_DIR: cache });
+    const out = path.join(scratch, 'built-fp16');
+    // list and build are independent: side by side.
+    const [list, build] = await Promise.all([vigil(['models', 'list', '--json'], { VIGIL_CACHE_DIR: cache }), vigil(['models', 'build', 'probe-random-tiny-fp16', '--out', out, '--seed', '3'])]);
     assert.equal(list.code, 0);
     const names = (JSON.parse(list.stdout) as Array<{ name: string }>).map((m) => m.name);
     assert.deepEqual(names, [
@@ -71,8 +73,6 @@ describe('vigil CLI', () => {
       'probe-random-tiny-gqa', 'probe-random-tiny-gqa-qnorm', 'probe-random-tiny-gqa-cache-branch', 'probe-random-smolvlm2-256m-gqa',
       'probe-random-smolvlm2-256m-gqa-qnorm', 'probe-needle-gqa', 'probe-needle-256m-gqa',
     ]);
-    const out = path.join(scratch, 'built-fp16');
-    const build = await vigil(['models', 'build', 'probe-random-tiny-fp16', '--out', out, '--seed', '3']);
     assert.equal(build.code, 0, build.stderr);
     assert.equal(build.stdout.trim(), out);
     assert.ok(fs.existsSync(path.join(out, 'onnx', 'decoder_model_merged_fp16.onnx')));

@@ -34,7 +34,8 @@ describe('vigil store', () => {
   after(() => fs.rmSync(data, { recursive: true, force: true }));
 
   it('stats reports chunks, bytes and time span', async () => {
-    const run = await runVigil(['store', 'stats', '--data', data, '--json']);
+    // Read-only runs, side by side.
+    const [run, human] = await Promise.all([runVigil(['store', 'stats', '--data', data, '--json']), runVigil(['store', 'stats', '--data', data])]);
     assert.equal(run.code, 0, run.stderr);
     const [stats] = JSON.parse(run.stdout) as Array<{ stream: string; chunkCount: number; tStart: number; tEnd: number; bytesByDtype: { float32: number } }>;
     assert.equal(stats!.stream, 'cam-1');
@@ -42,7 +43,6 @@ describe('vigil store', () => {
     assert.equal(stats!.tStart, 0);
     assert.equal(stats!.tEnd, 14);
     assert.ok(stats!.bytesByDtype.float32 > 0);
-    const human = await runVigil(['store', 'stats', '--data', data]);
     assert.match(human.stdout, /cam-1: 8 chunks \(0\.\.7\)/);
   });
 
@@ -137,12 +137,15 @@ describe('vigil store', () => {
       const before = snapshot();
       const rows = () => (session.store.stats().chunkCount);
 
-      const stats = await runVigil(['store', 'stats', '--data', data, '--stream', 'live-1', '--json']);
+      // Side by side: neither takes the lock, so neither waits for nor disturbs the other.
+      const [stats, verify] = await Promise.all([
+        runVigil(['store', 'stats', '--data', data, '--stream', 'live-1', '--json']),
+        runVigil(['store', 'verify', '--data', data, '--stream', 'live-1']),
+      ]);
       assert.equal(stats.code, 0, stats.stderr);
       const [s] = JSON.parse(stats.stdout) as Array<{ chunkCount: number; tEnd: number }>;
       assert.equal(s!.chunkCount, 5);
       assert.equal(s!.tEnd, 4);
-      const verify = await runVigil(['store', 'verify', '--data', data, '--stream', 'live-1']);
       assert.equal(verify.code, 0, verify.stderr);
       assert.match(verify.stdout, /live-1: 5 chunks checked, 0 damaged/);
 
@@ -166,10 +169,9 @@ describe('vigil store', () => {
   });
 
   it('bad arguments are one clear line', async () => {
-    const run = await runVigil(['store', 'stats', '--data', data, '--stream', 'nope']);
+    const [run, bad] = await Promise.all([runVigil(['store', 'stats', '--data', data, '--stream', 'nope']), runVigil(['store', 'stats', '--data', data, '--stream', '../etc'])]);
     assert.equal(run.code, 2);
     assert.match(run.stderr, /stream 'nope' has no memory/);
-    const bad = await runVigil(['store', 'stats', '--data', data, '--stream', '../etc']);
     assert.match(bad.stderr, /stream id '\.\.\/etc' is not valid/);
   });
 });

@@ -136,11 +136,11 @@ describe('vigil store repair', () => {
     assert.ok(bad !== undefined);
     const holder = await holdStore(streamStoreDir(streamDir(data, 'cam-2')));
     try {
-      const refused = await runVigil(['store', 'repair', '--data', data, '--stream', 'cam-2']);
+      // One stream, and every stream (the free one is repaired and reported, the held one refused,
+      // and the run fails), side by side: they lock different stores, or are refused.
+      const [refused, all] = await Promise.all([runVigil(['store', 'repair', '--data', data, '--stream', 'cam-2']), runVigil(['store', 'repair', '--data', data, '--json'])]);
       assert.equal(refused.code, 2);
       assert.match(refused.stderr, new RegExp(`repair refused for cam-2: memory store .* is already open in process ${holder.pid}`));
-      // Every stream: the free one is repaired and reported, the held one refused (and the run fails).
-      const all = await runVigil(['store', 'repair', '--data', data, '--json']);
       assert.equal(all.code, 2);
       const reports = JSON.parse(all.stdout) as Array<{ stream: string; refused?: { code: string } }>;
       assert.deepEqual(reports.map((r) => [r.stream, r.refused?.code ?? null]), [['cam-1', null], ['cam-2', 'STORE_LOCKED']]);

@@ -52,12 +52,15 @@ describe('vigil watch', () => {
   });
 
   it('a table by default; a watch on a screen that never appears reports nothing', async () => {
-    const table = await runVigil(['watch', clip, red, '--trigger', 'answer-matches', '--pattern', 'green']);
+    // Two independent runs (no data folder), side by side.
+    const [table, never] = await Promise.all([
+      runVigil(['watch', clip, red, '--trigger', 'answer-matches', '--pattern', 'green']),
+      runVigil(['watch', clip, 'What color was the square on the cyan screen?']),
+    ]);
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /\| became true \| false again \| answer \| evidence \(s: score\) \| check \|/);
     assert.match(table.stdout, /\| 0:10 \| 0:13 \| green \| 0:10: 9\.\d\d \| \d+ ms \|/);
     assert.match(table.stderr, /model checks \(\d+\.\d% of frames/);
-    const never = await runVigil(['watch', clip, 'What color was the square on the cyan screen?']);
     assert.equal(never.code, 0, never.stderr);
     assert.match(never.stdout, /the answer never changed/);
   });
