@@ -261,7 +261,8 @@ describe('RTSP framing and auth (units)', () => {
 
 // ---- with real ffmpeg and GStreamer ------------------------------------------------------------
 
-describe('RTSP relay with real ffmpeg', () => {
+// Side by side: each test has its own servers, relays and victim, and waits mostly on ffmpeg and the network.
+describe('RTSP relay with real ffmpeg', { concurrency: true }, () => {
   for (const transport of ['tcp', 'udp'] as const) {
     it(`relays a real server to ffmpeg over ${transport.toUpperCase()}; ffmpeg sees only relay URLs`, async (t) => {
       const python = requireRtsp(t);
