@@ -123,8 +123,12 @@ describe('vigil ask --budget', () => {
       [['--budget', '100kB'], /--budget 100000 bytes \(100 kB\) is too small for one segment: the minimum is 279760 bytes/],
       [['--budget', '300kB', '--window', '64'], /cannot hold the sliding window of 64 frames: the minimum is \d+ bytes/],
     ];
-    // One real spawn per command (the first ask, serve below); the other cases through the same main() in one process.
-    const runs = await runVigilCases(cases.map(([args]) => ['ask', clip, red, '--data', data, '--gate', 'off', ...args]));
+    // One real spawn per command (the first ask, and serve), side by side with the other cases, which
+    // go through the same main() in one process.
+    const [runs, serve] = await Promise.all([
+      runVigilCases(cases.map(([args]) => ['ask', clip, red, '--data', data, '--gate', 'off', ...args])),
+      runVigil(['serve', '--no-auth', '--data', data, '--disk-budget', '1.5 XB']),
+    ]);
     for (const [i, [args, pattern]] of cases.entries()) {
       const r = runs[i]!;
       assert.notEqual(r.code, 0, args.join(' '));
@@ -132,7 +136,6 @@ describe('vigil ask --budget', () => {
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     }
     assert.equal(fs.existsSync(path.join(data, 'offline')) && fs.readdirSync(path.join(data, 'offline')).some((f) => !f.endsWith('.json')), false, 'no memory was started');
-    const serve = await runVigil(['serve', '--no-auth', '--data', data, '--disk-budget', '1.5 XB']);
     assert.notEqual(serve.code, 0);
     assert.match(serve.stderr, /unknown unit 'XB'/);
   });
