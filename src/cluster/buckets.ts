@@ -5,7 +5,7 @@
  */
 import type { JetStreamManager, KV } from 'nats';
 import { isVigilError, VigilError } from '../../common/errors.js';
-import type { ClusterConnection } from './natsConnection.js';
+import { type ClusterConnection, isClusterSettling } from './natsConnection.js';
 
 export const BUCKETS = {
   /** Live nodes: key `node.<id>`, removed by the bucket's TTL (max age) when its heartbeats stop. */
@@ -47,6 +47,26 @@ export async function openBuckets(conn: ClusterConnection, options: BucketOption
   // The bucket's own TTL rules (an existing bucket keeps the one it was made with): heartbeats follow it.
   const ttl = (await nodes.status()).ttl;
   return { jsm: conn.jsm, nodes, desired, leases, nodeTtlMs: ttl > 0 ? ttl : nodeTtlMs };
+}
+
+/**
+ * Runs `open` (bucket creation or binding) again while the cluster is still settling, up to `waitMs`.
+ * Nodes started beside a NATS cluster that has just formed create its replicated buckets at once,
+ * and a 3-replica create can outlast one request timeout while the peers elect the stream's leader
+ * (seen as a bare TIMEOUT that stopped `vigil serve --cluster` at start). Creating is idempotent:
+ * a retry binds a bucket the timed-out request did make.
+ */
+export async function openWhenSettled<T>(open: () => Promise<T>, waitMs: number): Promise<T> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      return await open();
+    } catch (error) {
+      const text = error instanceof Error ? `${error.message} ${String((error as { code?: unknown }).code ?? '')}` : String(error);
+      if (isVigilError(error) || !isClusterSettling(text) || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
 }
 
 /**

@@ -13,7 +13,7 @@ import { isVigilError, VigilError } from '../../common/errors.js';
 import type { OutboundPolicy } from '../../ingest/net/outboundPolicy.js';
 import { checkStreamId, streamDir } from '../engine/dataLayout.js';
 import { type CreateStreamRequest, OverloadedError, type StreamManager, type StreamManagerOptions, type StreamStatus } from '../engine/streamManager.js';
-import { type ClusterBuckets, clusterRequest, openBuckets } from './buckets.js';
+import { type ClusterBuckets, clusterRequest, openBuckets, openWhenSettled } from './buckets.js';
 import { type ClusterStatus, publishReport, readClusterStatus, readReports, type StreamReport } from './clusterStatus.js';
 import { type DesiredEntry, DesiredState } from './desiredState.js';
 import type { EpochFence } from './fencing.js';
@@ -74,6 +74,8 @@ const DEFAULT_REPLICATION_INTERVAL_S = 5;
 const ADOPT_BACKOFF_MS = { stream: 15_000, transient: 2000 };
 /** A restore gives up on an object that sends nothing for this long (then tries again after the short backoff). */
 const RESTORE_OBJECT_TIMEOUT_MS = 10_000;
+/** How long a starting node retries creating its buckets while a new NATS cluster settles. */
+const BUCKETS_SETTLE_MS = 20_000;
 /** How long a node that just got NATS back leaves other nodes' lapsed streams to them (two heartbeats and a reconcile). */
 const QUIET_AFTER_OUTAGE_MS = 4000;
 const TRANSIENT_CODES = new Set(['STORE_IO', 'CLUSTER_UNAVAILABLE', 'STORE_CORRUPT', 'INTERNAL', 'DISPOSED']);
@@ -135,8 +137,8 @@ export class ClusterNode implements ClusterRouting, ClusterStreams {
     });
     try {
       const replicas = options.replicas ?? 1;
-      const buckets = await openBuckets(conn, { replicas, ...(options.nodeTtlMs !== undefined ? { nodeTtlMs: options.nodeTtlMs } : {}) });
-      const memory = await conn.js.views.os(MEMORY_BUCKET, { replicas });
+      const buckets = await openWhenSettled(() => openBuckets(conn, { replicas, ...(options.nodeTtlMs !== undefined ? { nodeTtlMs: options.nodeTtlMs } : {}) }), BUCKETS_SETTLE_MS);
+      const memory = await openWhenSettled(() => conn.js.views.os(MEMORY_BUCKET, { replicas }), BUCKETS_SETTLE_MS);
       return new ClusterNode(options, conn, buckets, memory);
     } catch (error) {
       await conn.close();

@@ -221,7 +221,7 @@ async function waitForJetStream(nc: NatsConnection, timeoutMs: number, waitMs: n
 }
 
 /** A cluster still electing its JetStream meta leader answers with these (retry, not a configuration fault). */
-function isClusterSettling(text: string): boolean {
+export function isClusterSettling(text: string): boolean {
   return /timeout|leader|unavailable|insufficient resources/i.test(text);
 }
 
