@@ -14,7 +14,7 @@ import { addQuantizedFiles, hasQuantizedFiles, needsQuantizedFiles, writeQuantiz
 import { findProbeSpec, PROBE_MODELS, type ProbeModelSpec } from './probeSpecs.js';
 
 /** Bump when the generated graphs or files change, so cached folders are rebuilt. */
-const PROBE_BUILDER_VERSION = 4;
+const PROBE_BUILDER_VERSION = 3;
 const STAMP_FILE = 'vigil-probe.json';
 
 export interface ProbeBuildProgress {

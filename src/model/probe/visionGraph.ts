@@ -23,7 +23,7 @@ export type GeluForm = 'export' | 'fast';
  * then pixel shuffle by scaleFactor and a bias-free projection to the text hidden size.
  *
  * `attention: 'fused'` computes the (full, bidirectional) attention with onnxruntime's com.microsoft
- * MultiHeadAttention on [N,T,Hv] q/k/v, the patch mask entering as its [N,T] key padding mask.
+ * MultiHeadAttention on [N,T,Hv] q/k/v, the patch mask entering as an additive attention_bias.
  * `gelu` (GeluForm) defaults to 'fast' with fused attention in float32, else 'export': the fused
  * build is the export as onnxruntime's transformer optimizer leaves it, the eager one as exported.
  */
@@ -58,10 +58,10 @@ export function buildVisionGraph(
       g.scalar('float32', 0),
     ]);
     if (!fused) return { images, patchAllowed };
-    // [N,T] int32 key padding mask (1 = a real patch), as the transformer optimizer's attention
-    // fusion passes a padding mask: onnxruntime's CPU MultiHeadAttention keeps its fast path with it,
-    // while an additive [N,1,T,T] attention_bias (even all zeros) cost the call 1.23x.
-    return { images, patchAllowed: g.op('Cast', [g.op('Reshape', [patchAllowed, g.int64s([-1, patches])])], { to: 6 }) };
+    // [N,1,S,T] additive: 0 for real patches, the most negative value for masked-out ones.
+    const bias = g.op('Where', [patchAllowed, floatScalar(ctx, 0), floatScalar(ctx, maskValue(dtype))]);
+    const biasShape = g.op('Concat', [g.op('Slice', [g.op('Shape', [images]), g.int64s([0]), g.int64s([1])]), g.int64s([1, patches, patches])], { axis: 0 });
+    return { images, patchAllowed: g.op('Expand', [bias, biasShape]) };
   });
 
   let x = g.scope('/model/vision_model/embeddings', () => {
@@ -137,15 +137,15 @@ function selfAttention(ctx: ProbeGraphContext, x: string, prefix: string, geo: V
   return linear(ctx, merged, prefix, 'out_proj', Hv, Hv, true);
 }
 
-/** The same attention by com.microsoft MultiHeadAttention; `keyPadding` is the [N,T] int32 patch mask. */
-function fusedSelfAttention(ctx: ProbeGraphContext, x: string, prefix: string, geo: VisionGeometry, keyPadding: string): string {
+/** The same attention by com.microsoft MultiHeadAttention; `bias` is the additive [N,1,T,T] patch mask. */
+function fusedSelfAttention(ctx: ProbeGraphContext, x: string, prefix: string, geo: VisionGeometry, bias: string): string {
   const { g } = ctx;
   const Hv = geo.hiddenSize;
   const headDim = Hv / geo.numHeads;
   const project = (name: string) => linear(ctx, x, prefix, name, Hv, Hv, true, name === 'v_proj' ? 'linear' : 'query_key');
   const context = g.op(
     'MultiHeadAttention',
-    [project('q_proj'), project('k_proj'), project('v_proj'), '', keyPadding],
+    [project('q_proj'), project('k_proj'), project('v_proj'), '', '', bias],
     { num_heads: geo.numHeads, scale: { float: 1 / Math.sqrt(headDim) } },
     { domain: MS_DOMAIN },
   );
