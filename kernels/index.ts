@@ -16,3 +16,4 @@ export { quantizeKivi4, dequantizeKivi4, kivi4Bytes, kivi4Groups, packNibbles, u
 export type { Kivi4Tensor, KiviAxis } from './kivi.js';
 export { tokenNorms, attentionReceived, keepTopTokens, gatherTokens } from './tokenPruning.js';
 export { resizeBilinear, poolFrameGrids, pooledGridSide } from './bilinearResize.js';
+export { fnv1a32 } from './hash.js';

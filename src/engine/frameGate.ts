@@ -2,7 +2,7 @@
 // the last ENCODED frame is not encoded; the previous chunk's time span is extended over it instead
 // (StreamMemory.extendLast). Comparing with the last encoded frame, not the last one seen, means a
 // slow drift (light, a creeping shadow) still adds up to a change and gets encoded.
-import { lumaChange, lumaThumbnail } from '../../kernels/index.js';
+import { fnv1a32, lumaChange, lumaThumbnail } from '../../kernels/index.js';
 import { VigilError } from '../../common/errors.js';
 import { LIMITS, parseSetting, Settings } from '../../common/settings.js';
 
@@ -70,8 +70,7 @@ export function gateSettings(request: GateRequest | undefined, fallback: GateSet
  * spread their refreshes over the period instead of encoding on the same second.
  */
 export function gatePhaseSec(streamId: string, maxHoldSec: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < streamId.length; i++) h = Math.imul(h ^ streamId.charCodeAt(i), 0x01000193);
+  let h = fnv1a32(streamId);
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   h = (h ^ (h >>> 16)) >>> 0;

@@ -1,15 +1,6 @@
+import { fnv1a32 } from '../../../kernels/hash.js';
 import { mulberry32 } from '../../../kernels/sampling.js';
 import type { WeightRole, WeightSource } from './weightSource.js';
-
-/** FNV-1a: a stable 32-bit hash so each tensor's stream depends only on (seed, name), not build order. */
-function hashName(name: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < name.length; i++) {
-    h ^= name.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
 
 /** Uniform values with the standard deviation of HF's default init (0.02), in [-a, a] with a = std*sqrt(3). */
 const STD_BY_ROLE: Record<Exclude<WeightRole, 'query_key'>, number> = {
@@ -35,7 +26,8 @@ export function randomWeightSource(seed: number): WeightSource {
   return (name, dims, role) => {
     const count = dims.reduce((a, b) => a * b, 1);
     const values = new Float32Array(count);
-    const random = mulberry32((hashName(name) ^ Math.imul(seed, 0x9e3779b1)) >>> 0);
+    // FNV-1a of the name: each tensor's stream depends only on (seed, name), not build order.
+    const random = mulberry32((fnv1a32(name) ^ Math.imul(seed, 0x9e3779b1)) >>> 0);
     const std = role === 'query_key' ? QUERY_KEY_GAIN / Math.sqrt(dims[0]!) : STD_BY_ROLE[role];
     const amplitude = std * Math.sqrt(3);
     const offset = role === 'norm' ? 1 : 0;
