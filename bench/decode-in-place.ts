@@ -8,7 +8,9 @@
  * 'present' cases: Decoder.step fetching `present` (past + 1 token) into a reused buffer; every step
  * onnxruntime-node copies the whole context out into fresh memory (what Vigil did before).
  * 'in-place' cases: one KvBuffer of capacity context + steps; Decoder.stepRows fetches only the new
- * token's key/value rows (kv taps) and appends them (what generate() does now).
+ * token's key/value rows (kv taps) and appends them (what generate() does now), with the export's
+ * GroupQueryAttention ('inplace') or split decode attention ('split', Vigil's default since issue 19:
+ * src/model/onnx/splitAttention.ts; applies to GroupQueryAttention with RoPE outside, so not to -gqa).
  * Models (labels): probe-random-smolvlm2-256m (256m: GroupQueryAttention, RoPE outside) fp32, and its
  * _quantized (q8: int8 MatMulInteger weights) decoder, and its model-builder twin
  * probe-random-smolvlm2-256m-gqa (gqa: GroupQueryAttention do_rotary) fp32 / q4 / q4f16. The first in-place
@@ -30,7 +32,7 @@ import { KvBuffer } from '../src/model/kvBuffer.js';
 import { BufferPool } from '../src/model/bufferPool.js';
 import { emptyKvCache, type KvCache } from '../src/model/kvCache.js';
 import { buildProbeModel } from '../src/model/probe/probeModelFolder.js';
-import { VisionLanguageModel } from '../src/model/visionLanguageModel.js';
+import { type DecodeAttention, VisionLanguageModel } from '../src/model/visionLanguageModel.js';
 import { fillKvRows } from './kvFill.js';
 import { writeLineChartPng } from './lineChart.js';
 import { median } from './streamHarness.js';
@@ -65,11 +67,15 @@ interface Case {
   model: string;
   dtype: GraphDtype;
   inPlace: boolean;
+  /** The decoder's attention as loaded (VisionLanguageModel.load's decodeAttention); default 'gqa'. */
+  attention?: DecodeAttention;
 }
 
 const CASES: Record<string, Case> = {
   'eager-present': { label: '256m fp32, present', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: false },
   'eager-inplace': { label: '256m fp32, in place', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: true },
+  'eager-split': { label: '256m fp32, in place, split attention', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: true, attention: 'split' },
+  'q8-split': { label: '256m q8, in place, split attention', model: 'probe-random-smolvlm2-256m', dtype: 'q8', inPlace: true, attention: 'split' },
   'gqa-present': { label: 'gqa fp32, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'fp32', inPlace: false },
   'gqa-inplace': { label: 'gqa fp32, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'fp32', inPlace: true },
   'q4-present': { label: 'gqa q4, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', inPlace: false },
@@ -112,7 +118,7 @@ const selected = configs.flatMap(({ threads, spinning }) =>
     return { ...c, label: configs.length > 1 ? `${c.label}, ${threads} threads, spinning ${spinning === '1' ? 'on' : 'off'}` : c.label, threads, spinning };
   }),
 );
-const modelKey = (c: (typeof selected)[number]) => `${c.model}:${c.dtype}:${c.threads}:${c.spinning}`;
+const modelKey = (c: (typeof selected)[number]) => `${c.model}:${c.dtype}:${c.threads}:${c.spinning}:${c.attention ?? 'gqa'}`;
 const models = new Map<string, VisionLanguageModel>();
 for (const c of selected) {
   const key = modelKey(c);
@@ -120,7 +126,7 @@ for (const c of selected) {
   const setEnv = (name: string, value: string | undefined) => (value === undefined ? delete process.env[name] : (process.env[name] = value));
   setEnv('VIGIL_THREADS', c.threads);
   setEnv('VIGIL_ORT_SPINNING', c.spinning);
-  if (!models.has(key)) models.set(key, await VisionLanguageModel.load(buildProbeModel(c.model, { dtype: c.dtype }).dir, { dtype: c.dtype }));
+  if (!models.has(key)) models.set(key, await VisionLanguageModel.load(buildProbeModel(c.model, { dtype: c.dtype }).dir, { dtype: c.dtype, decodeAttention: c.attention ?? 'gqa' }));
   const model = models.get(key)!;
   if (c.inPlace && !model.decoder.info.kvTaps?.lengthsFromMask) throw new Error(`${c.label}: the decoder has no kv taps read from the mask (${model.queryTaps.state})`);
 }
@@ -180,7 +186,9 @@ for (const context of contexts) {
   // Same model and context: the in-place step must compute the present step's logits.
   const notes = new Map<string, string>();
   for (const p of prepared.filter((q) => q.c.inPlace)) {
-    const twin = prepared.find((q) => !q.c.inPlace && modelKey(q.c) === modelKey(p.c));
+    // The same file's present path (split attention is a rewrite of the same weights).
+    const sameFile = (q: (typeof prepared)[number]) => modelKey({ ...q.c, attention: 'gqa' }) === modelKey({ ...p.c, attention: 'gqa' });
+    const twin = prepared.find((q) => !q.c.inPlace && sameFile(q));
     if (!twin) continue;
     const [a, b] = [await twin.reference(), await p.reference()];
     let diff = 0;
@@ -205,7 +213,7 @@ for (const context of contexts) {
 process.stdout.write(`load at the end ${os.loadavg()[0]!.toFixed(2)}\n\n`);
 process.stdout.write('| context | decoder, KV hand-over | ms / step (median) | best | tokens/s (median) | x present (median) | % of copy-bandwidth bound (median) | check |\n|---:|---|---:|---:|---:|---:|---:|---|\n');
 for (const row of rows) {
-  const twin = rows.find((r) => r.context === row.context && r.label === row.label.replace('in place', 'present') && r !== row);
+  const twin = rows.find((r) => r.context === row.context && r.label === row.label.replace('in place', 'present').replace(', split attention', '') && r !== row);
   const speedup = twin ? (twin.medianMs / row.medianMs).toFixed(2) : '';
   process.stdout.write(`| ${row.context} | ${row.label} | ${row.medianMs.toFixed(1)} | ${row.bestMs.toFixed(1)} | ${(1000 / row.medianMs).toFixed(1)} | ${speedup} | ${((100 * row.boundMs) / row.medianMs).toFixed(0)}% | ${row.note} |\n`);
 }

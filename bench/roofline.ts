@@ -10,8 +10,10 @@
  *    then the best of N.
  * 2. The model's calls: the vision encoder on one frame (FLOPs counted from the graph's
  *    MatMul/Gemm/Conv nodes, bench/graphFlops.ts) -> GFLOP/s and % of the fp32 matmul peak; a
- *    one-token decode step over a past of --context tokens (past KV in, present written into a reused
- *    buffer, as bench/gqa-decode.ts does) -> bytes that must be read per step (weights + past KV) /
+ *    one-token decode step over a past of --context tokens as generate() runs it (the past fed from one
+ *    growing KvBuffer, only the new rows fetched; split decode attention where the graph allows it,
+ *    src/model/onnx/splitAttention.ts; VIGIL_DECODE_ATTENTION=gqa for the export's attention)
+ *    -> bytes that must be read per step (weights + past KV) /
  *    time -> GB/s, % of the memcpy bandwidth, tokens/s and the bandwidth-bound tokens/s. The step is
  *    also run, in alternating rounds, through a profiled session of the same file: onnxruntime's own
  *    run time vs session.run's wall time vs Decoder.step splits the step's time into graph work,
@@ -25,6 +27,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import { mulberry32 } from '../kernels/sampling.js';
+import { BufferPool } from '../src/model/bufferPool.js';
+import { KvBuffer } from '../src/model/kvBuffer.js';
 import { emptyKvCache } from '../src/model/kvCache.js';
 import { ortThreading } from '../src/model/onnxGraph.js';
 import { fullPixelMask } from '../src/model/preprocess/pixelAttentionMask.js';
@@ -72,8 +76,9 @@ async function time(run: () => Promise<void> | void, repeats = REPEATS, warmup =
 }
 
 /** Vigil's own session settings (src/model/onnxGraph.ts) at --threads. */
-function sessionOptions(): ort.InferenceSession.SessionOptions {
-  const { spinning } = ortThreading();
+function sessionOptions(role: 'decoder' | 'other' = 'other'): ort.InferenceSession.SessionOptions {
+  // As src/model/onnxGraph.ts: the decoder's pool does not spin (spinning threads would hold the cores the other session's steps need).
+  const spinning = role === 'decoder' ? ortThreading().decoderSpinning : ortThreading().spinning;
   return {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
@@ -186,7 +191,7 @@ out(`| onnxruntime Add x+1 (read + write, ${threads} threads) | ${fmt(bandwidth.
 out(`| onnxruntime ReduceSum (read only, ${threads} threads) | ${fmt(bandwidth.ortReduceSumRead)} | ${fmt(bandwidth.ortReduceSumReadWall)} |`);
 
 // ---- 2. The model's calls ----
-const model = await VisionLanguageModel.load(buildProbeModel(args.model!).dir, { queryTaps: 'off' });
+const model = await VisionLanguageModel.load(buildProbeModel(args.model!).dir, { queryTaps: 'auto' });
 const side = model.imageConfig.tileSize ?? 512;
 const pixels = Float32Array.from({ length: 3 * side * side }, () => random() * 2 - 1);
 const frame = { pixelValues: pixels, count: 1, height: side, width: side, rows: 0, cols: 0 };
@@ -210,7 +215,6 @@ for (const layer of past.layers) {
     for (let i = 0; i < data.length; i++) data[i] = info.type === 'float16' ? 0x3000 + ((i * 2654435761) >>> 22) : random() - 0.5;
   }
 }
-const presentInto = emptyKvCache(info, context + 1);
 const embeds = floatTensor(info.embedType, Float32Array.from({ length: info.hiddenSize }, () => (random() - 0.5) * 0.1), [1, 1, info.hiddenSize]);
 const decoderFile = model.decoder.graph.file;
 const decoderInputs = new Set(model.decoder.graph.session.inputNames);
@@ -228,23 +232,26 @@ stepFeeds.attention_mask = new ort.Tensor('int64', new BigInt64Array(context + 1
 if (decoderInputs.has('position_ids')) stepFeeds.position_ids = new ort.Tensor('int64', BigInt64Array.of(BigInt(context)), [1, 1]);
 if (decoderInputs.has('use_cache_branch')) stepFeeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(1), [1]);
 if (decoderInputs.has('num_logits_to_keep')) stepFeeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(1n), []);
-const profiledInto = emptyKvCache(info, context + 1);
-const stepFetches: Record<string, ort.Tensor | null> = { logits: null };
+// The profiled session fetches what Decoder.stepRows fetches: logits and the new rows (kv taps).
+const kvTaps = info.kvTaps;
+if (!kvTaps?.lengthsFromMask) throw new Error(`${decoderFile}: no kv taps read from the mask (query taps ${model.queryTaps.state}): this bench measures the in-place decode path`);
+const stepFetches = ['logits', ...kvTaps.layers.flatMap((l) => [l.key, l.value])];
 past.layers.forEach((layer, i) => {
   stepFeeds[`past_key_values.${i}.key`] = layer.key;
   stepFeeds[`past_key_values.${i}.value`] = layer.value;
-  stepFetches[`present.${i}.key`] = profiledInto.layers[i]!.key;
-  stepFetches[`present.${i}.value`] = profiledInto.layers[i]!.value;
 });
-const profileDir = fs.mkdtempSync(path.join(dir, 'decoder-profile-'));
-const profiled = await ort.InferenceSession.create(decoderFile, { ...sessionOptions(), enableProfiling: true, profileFilePrefix: path.join(profileDir, 'run') });
 const decodeSteps = quick ? 5 : 10;
+const kvBuffer = new KvBuffer(info, context + WARMUP + decodeSteps + 1, new BufferPool(0));
+kvBuffer.append(past);
+const profileDir = fs.mkdtempSync(path.join(dir, 'decoder-profile-'));
+const profiled = await ort.InferenceSession.create(decoderFile, { ...sessionOptions('decoder'), enableProfiling: true, profileFilePrefix: path.join(profileDir, 'run') });
 const stepSamples: number[] = [];
 const sessionSamples: number[] = [];
 try {
   for (let r = 0; r < WARMUP + decodeSteps; r++) {
     let started = performance.now();
-    await model.decoder.step({ inputsEmbeds: embeds, past, logits: 'last', presentInto });
+    const step = await model.decoder.stepRows({ inputsEmbeds: embeds, past: kvBuffer.cache, pastLength: kvBuffer.length, kv: 'new', logits: 'last' });
+    kvBuffer.append(step.newRows!);
     if (r >= WARMUP) stepSamples.push(performance.now() - started);
     started = performance.now();
     await profiled.run(stepFeeds, stepFetches);
@@ -252,6 +259,7 @@ try {
   }
   profiled.endProfiling();
 } finally {
+  kvBuffer.dispose();
   await profiled.release();
 }
 const decode = summarize(stepSamples);
@@ -265,7 +273,7 @@ out(`decode step at ${context} tokens: weights ${fmt(weightBytes / 1e6)} MB + pa
 out(`\n| call | median ms | best ms | achieved (median) | % of peak (median) | % of peak (best) | peak |\n|---|---:|---:|---:|---:|---:|---|`);
 out(`| vision encoder ${side}x${side} | ${fmt(vision.median)} | ${fmt(vision.best)} | ${fmt(visionRate(vision.median))} GFLOP/s | ${pct(visionRate(vision.median), fp32Peak)} | ${pct(visionRate(vision.best), fp32Peak)} | fp32 MatMul ${fmt(fp32Peak)} GFLOP/s |`);
 const decodeRate = (ms: number) => stepBytes / ms / 1e6;
-out(`| decode 1 token at ${context} (Vigil's Decoder.step) | ${fmt(decode.median)} | ${fmt(decode.best)} | ${fmt(decodeRate(decode.median))} GB/s | ${pct(decodeRate(decode.median), memcpyPeak)} | ${pct(decodeRate(decode.best), memcpyPeak)} | memcpy ${fmt(memcpyPeak)} GB/s |`);
+out(`| decode 1 token at ${context} (Vigil's in-place step, Decoder.stepRows) | ${fmt(decode.median)} | ${fmt(decode.best)} | ${fmt(decodeRate(decode.median))} GB/s | ${pct(decodeRate(decode.median), memcpyPeak)} | ${pct(decodeRate(decode.best), memcpyPeak)} | memcpy ${fmt(memcpyPeak)} GB/s |`);
 out(`| same step, onnxruntime's own run time (profiled 2nd session of the file) | ${fmt(decodeProfiled.ort.median)} | ${fmt(decodeProfiled.ort.best)} | ${fmt(decodeRate(decodeProfiled.ort.median))} GB/s | ${pct(decodeRate(decodeProfiled.ort.median), memcpyPeak)} | ${pct(decodeRate(decodeProfiled.ort.best), memcpyPeak)} | memcpy ${fmt(memcpyPeak)} GB/s |`);
 out(`| same step, that session's session.run wall time | ${fmt(decodeProfiled.wall.median)} | ${fmt(decodeProfiled.wall.best)} | ${fmt(decodeRate(decodeProfiled.wall.median))} GB/s | ${pct(decodeRate(decodeProfiled.wall.median), memcpyPeak)} | ${pct(decodeRate(decodeProfiled.wall.best), memcpyPeak)} | memcpy ${fmt(memcpyPeak)} GB/s |`);
 out(`\ndecode: ${fmt(1000 / decode.median)} tokens/s (median), ${fmt(1000 / decode.best)} (best); bandwidth-bound ${fmt(1000 / boundMs)} tokens/s at the memcpy ${fmt(memcpyPeak)} GB/s, ${fmt((1e3 * bandwidth.ortReduceSumRead) / (stepBytes / 1e6))} at the read-only ${fmt(bandwidth.ortReduceSumRead)} GB/s`);

@@ -1,6 +1,7 @@
 import ort from 'onnxruntime-node';
 import { VigilError } from '../../common/errors.js';
 import { ropeInvFreq, rotateHeads } from '../../kernels/rope.js';
+import { concatKvInto } from './kvBuffer.js';
 import { emptyKvCache, KvCache, type KvSpec } from './kvCache.js';
 import type { ModelConfig } from './modelConfig.js';
 import { newRowsAsCache } from './newKvRows.js';
@@ -78,6 +79,8 @@ export interface DecoderStepOutput {
 export class Decoder {
   readonly info: DecoderInfo;
   private steps = 0;
+  /** False for split-attention graphs (src/model/onnx/splitAttention.ts): `present` is then the past plus the fetched new rows. */
+  private readonly hasPresent: boolean;
 
   /** `tapNames`: per-layer outputs to use as query taps (src/model/queryTapLoader.ts); default: none. */
   constructor(
@@ -94,6 +97,8 @@ export class Decoder {
       }
       this.info.kvTaps = kvTaps;
     }
+    this.hasPresent = graph.outputNames.includes('present.0.key');
+    if (!this.hasPresent && !this.info.kvTaps) throw new VigilError('INTERNAL', `${graph.file} outputs neither present.N.* nor kv taps: no KV can be read from it`);
     if (tapNames) {
       const missing = tapNames.find((n) => !graph.outputNames.includes(n));
       if (tapNames.length !== this.info.numLayers || missing !== undefined) {
@@ -245,9 +250,12 @@ export class Decoder {
     if (wantQueries && !info.queryTapNames) {
       throw new VigilError('NOT_A_MODEL', `${this.graph.file} exposes no query taps (load it with queryTaps 'auto'; model.queryTaps says why there are none)`);
     }
+    // A graph without present outputs gives its new rows, laid after the past here (the same values).
+    const assemblePresent = input.kv === 'present' && !this.hasPresent;
+    const kvFetch = assemblePresent ? 'new' : input.kv;
     const fetches = input.logits === 'none' ? [] : ['logits'];
-    if (input.kv === 'present') for (let i = 0; i < info.numLayers; i++) fetches.push(`present.${i}.key`, `present.${i}.value`);
-    if (input.kv === 'new') for (const l of info.kvTaps!.layers) fetches.push(l.key, l.value);
+    if (kvFetch === 'present') for (let i = 0; i < info.numLayers; i++) fetches.push(`present.${i}.key`, `present.${i}.value`);
+    if (kvFetch === 'new') for (const l of info.kvTaps!.layers) fetches.push(l.key, l.value);
     if (wantQueries) fetches.push(...info.queryTapNames!);
     if (fetches.length === 0) throw new VigilError('INTERNAL', 'a decoder call must fetch something (logits, KV or query taps)');
     let into: Record<string, ort.Tensor> | undefined;
@@ -257,6 +265,9 @@ export class Decoder {
       if (target.length !== total || target.layers.length !== info.numLayers || wrongType) {
         throw new VigilError('SHAPE_MISMATCH', `presentInto must be ${info.numLayers} layers of ${total} tokens in ${info.type}`);
       }
+    }
+    if (input.presentInto && kvFetch === 'present') {
+      const target = input.presentInto;
       into = {};
       target.layers.forEach((layer, i) => {
         into![`present.${i}.key`] = layer.key;
@@ -293,16 +304,18 @@ export class Decoder {
         logitRows = 1;
       }
     }
-    const present =
-      input.kv === 'present'
-        ? new KvCache(Array.from({ length: info.numLayers }, (_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! })))
-        : undefined;
     const newRows =
-      input.kv === 'new'
+      kvFetch === 'new'
         ? newRowsAsCache(out, info.kvTaps!, info, seqLen, input.positions ?? Array.from({ length: seqLen }, (_, i) => pastLen + i), this.invFreq)
         : undefined;
+    let present: KvCache | undefined;
+    if (kvFetch === 'present') present = new KvCache(Array.from({ length: info.numLayers }, (_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! })));
+    if (assemblePresent) {
+      present = input.presentInto ?? emptyKvCache(info, total);
+      concatKvInto(input.past, newRows!, present);
+    }
     const queries = wantQueries ? info.queryTapNames!.map((name) => toFloat32(out[name]!)) : undefined;
-    return { logits, logitRows, present, newRows, queries };
+    return { logits, logitRows, present, newRows: input.kv === 'new' ? newRows : undefined, queries };
   }
 }
 

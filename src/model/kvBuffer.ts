@@ -11,9 +11,11 @@ import { KvCache, type KvSpec } from './kvCache.js';
  * not the whole context (the contiguous [1, KV, T, D] form must be laid out anew for every T).
  */
 export class KvBuffer {
-  readonly cache: KvCache;
+  private readonly layersCache: KvCache;
   private rows = 0;
   private readonly buffer: ArrayBuffer;
+  /** Rows [length, capacity) hold zeros (the pool's memory may hold anything, NaN included). */
+  private tailZeroed = false;
 
   constructor(
     private readonly spec: KvSpec,
@@ -30,7 +32,26 @@ export class KvBuffer {
       type === 'float16'
         ? new ort.Tensor('float16', new Uint16Array(this.buffer, i * slot * 2, slot), dims)
         : new ort.Tensor('float32', new Float32Array(this.buffer, i * slot * 4, slot), dims);
-    this.cache = new KvCache(Array.from({ length: numLayers }, (_, layer) => ({ key: view(2 * layer), value: view(2 * layer + 1) })));
+    this.layersCache = new KvCache(Array.from({ length: numLayers }, (_, layer) => ({ key: view(2 * layer), value: view(2 * layer + 1) })));
+  }
+
+  /**
+   * The buffer as a [1, KV, capacity, D] past, rows after `length` zeroed (once; appends keep them so):
+   * split decode attention (src/model/onnx/splitAttention.ts) masks those rows' scores but still
+   * multiplies their values by a zero weight, which pooled memory holding NaN would turn into NaN.
+   */
+  get cache(): KvCache {
+    if (!this.tailZeroed) {
+      const { numKvHeads, headDim } = this.spec;
+      for (const layer of this.layersCache.layers) {
+        for (const tensor of [layer.key, layer.value]) {
+          const data = tensor.data as Float32Array | Uint16Array;
+          for (let h = 0; h < numKvHeads; h++) data.fill(0, (h * this.capacity + this.rows) * headDim, (h + 1) * this.capacity * headDim);
+        }
+      }
+      this.tailZeroed = true;
+    }
+    return this.layersCache;
   }
 
   /** Rows filled so far (the past length to feed with `cache`). */
@@ -45,7 +66,7 @@ export class KvBuffer {
     if (this.rows + count > this.capacity) throw new VigilError('INTERNAL', `KV buffer of ${this.capacity} rows cannot take ${count} more after ${this.rows}`);
     if (rows.layers.length !== numLayers) throw new VigilError('SHAPE_MISMATCH', `${rows.layers.length} layers appended to a ${numLayers}-layer KV buffer`);
     rows.layers.forEach((layer, i) => {
-      const target = this.cache.layers[i]!;
+      const target = this.layersCache.layers[i]!;
       for (const kind of ['key', 'value'] as const) {
         const src = layer[kind].data as Float32Array | Uint16Array;
         const dst = target[kind].data as Float32Array | Uint16Array;

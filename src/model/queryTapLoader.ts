@@ -28,13 +28,15 @@ export async function openDecoderWithQueryTaps(
   cacheDir: string,
   /** How a graph is opened (tests stand in an onnxruntime that refuses the copy). */
   open: (file: string) => Promise<OnnxGraph> = (file) => OnnxGraph.open(file, 'decoder'),
+  /** Replace GroupQueryAttention by split decode attention where it applies (src/model/onnx/splitAttention.ts). */
+  splitAttention = false,
 ): Promise<LoadedDecoderGraph> {
   if (mode === 'off') return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'off' }, kvTaps: undefined };
   const kvTapsOf = (graph: OnnxGraph, kvTaps: KvTaps | undefined) =>
     kvTaps?.layers.every((l) => graph.outputNames.includes(l.key) && graph.outputNames.includes(l.value)) ? kvTaps : undefined;
   let prepared: ReturnType<typeof prepareQueryTaps>;
   try {
-    prepared = prepareQueryTaps(decoderFile, cacheDir);
+    prepared = prepareQueryTaps(decoderFile, cacheDir, { splitAttention });
   } catch (error) {
     // An unreadable cache or a graph Vigil cannot parse: the stock graph still loads.
     const reason = `query-tap surgery failed: ${(error as Error).message}`;
@@ -70,6 +72,11 @@ export async function openDecoderWithQueryTaps(
     failure = `onnxruntime refused the graph with query taps: ${(error as Error).message}`;
   }
   await graph?.dispose();
+  // A split-attention copy onnxruntime refuses: keep the taps, with GroupQueryAttention.
+  if (candidate.splitAttention) {
+    recordQueryTapFailure(candidate, failure);
+    return openDecoderWithQueryTaps(decoderFile, mode, cacheDir, open, false);
+  }
   recordQueryTapFailure(candidate, failure);
   // The original already outputs its query taps: only the kv taps (added by the copy) are lost.
   if (candidate.state === 'exposed') return { graph: await open(decoderFile), tapNames: candidate.tapNames, status: { state: 'exposed', plan: candidate.plan }, kvTaps: undefined };

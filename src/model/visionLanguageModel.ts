@@ -25,6 +25,20 @@ export interface LoadModelOptions {
    * to the question's keys).
    */
   queryTaps?: QueryTapMode;
+  /**
+   * 'split' (default; VIGIL_DECODE_ATTENTION): a GroupQueryAttention decoder's attention is rewritten
+   * to read the past in place (src/model/onnx/splitAttention.ts, on the query-tap surgery's copy);
+   * 'gqa': the export's GroupQueryAttention as it is.
+   */
+  decodeAttention?: DecodeAttention;
+}
+
+export type DecodeAttention = 'split' | 'gqa';
+
+function decodeAttentionDefault(): DecodeAttention {
+  const value = process.env.VIGIL_DECODE_ATTENTION ?? 'split';
+  if (value !== 'split' && value !== 'gqa') throw new VigilError('BAD_CONFIG', `VIGIL_DECODE_ATTENTION must be 'split' or 'gqa', got '${value}'`);
+  return value;
 }
 
 /**
@@ -62,7 +76,8 @@ export class VisionLanguageModel {
     let queryTaps: QueryTapStatus;
     try {
       for (const f of files.slice(0, 2)) opened.push(await OnnxGraph.open(f));
-      const loaded = await openDecoderWithQueryTaps(files[2], options.queryTaps ?? 'auto', vigilCacheDir());
+      const split = (options.decodeAttention ?? decodeAttentionDefault()) === 'split';
+      const loaded = await openDecoderWithQueryTaps(files[2], options.queryTaps ?? 'auto', vigilCacheDir(), undefined, split);
       opened.push(loaded.graph);
       decoder = new Decoder(loaded.graph, config, loaded.tapNames, loaded.kvTaps);
       queryTaps = loaded.status;

@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FrameChunk } from '../../memory/frameChunk.js';
 import { StreamSession } from '../../src/engine/streamSession.js';
 import type { PreprocessedImage } from '../../src/model/preprocess/imagePreprocessor.js';
+import { readGraphStructureFromFile } from '../../src/model/onnx/onnxStructure.js';
 import { queryTapName } from '../../src/model/probe/decoderGraph.js';
 import { NEEDLE_CIRCUIT_LAYERS } from '../../src/model/probe/needleWeights.js';
 import { findProbeSpec } from '../../src/model/probe/probeSpecs.js';
@@ -75,7 +76,10 @@ describe(NAME, () => {
     );
     // The file's own outputs, then the kv taps the query-tap surgery's copy adds (each layer's new key/value rows).
     const kvTaps = model.decoder.info.kvTaps!.layers.flatMap((l) => [l.key, l.value]);
-    assert.deepEqual(decoder.outputNames, ['logits', ...layers.flatMap((i) => [`present.${i}.key`, `present.${i}.value`]), ...layers.map(queryTapName), ...kvTaps]);
+    const fileOutputs = readGraphStructureFromFile(path.join(dir, 'onnx', 'decoder_model_merged.onnx')).outputs;
+    assert.deepEqual(fileOutputs, ['logits', ...layers.flatMap((i) => [`present.${i}.key`, `present.${i}.value`]), ...layers.map(queryTapName)]);
+    // The loaded copy's attention is split (src/model/onnx/splitAttention.ts): no present outputs.
+    assert.deepEqual(decoder.outputNames, ['logits', ...layers.map(queryTapName), ...kvTaps]);
     assert.deepEqual(decoder.input('past_key_values.29.value').shape, ['batch_size', 3, 'past_sequence_length', 64]);
     assert.equal(decoder.input('inputs_embeds').type, 'float32');
     assert.deepEqual(model.vision.input('pixel_values').shape, ['batch_size', 'num_images', 3, 512, 512]);

@@ -97,7 +97,7 @@ message ModelProto {
 
 let cachedRoot: protobuf.Root | undefined;
 
-function onnxRoot(): protobuf.Root {
+export function onnxRoot(): protobuf.Root {
   cachedRoot ??= protobuf.parse(ONNX_SUBSET_PROTO, { keepCase: true }).root;
   return cachedRoot;
 }

@@ -271,7 +271,7 @@ export function readGraphStructure(bytes: Uint8Array): GraphStructure {
 }
 
 /** Reads of a file by protobuf wire format through a 64 KiB window, seeking over what is not needed. */
-class WireFileReader {
+export class WireFileReader {
   pos = 0;
   private readonly window = Buffer.alloc(1 << 16);
   private windowStart = 0;
@@ -355,7 +355,8 @@ export function readGraphStructureFromFile(file: string): GraphStructure {
         const length = r.varint();
         const end = r.pos + length;
         if (field === 8) opsets.push(opsetType.toObject(opsetType.decode(r.bytes(r.pos, end)), TO_OBJECT) as { domain?: string; version?: number });
-        else graph = readGraph(r, end, graphType, entryType);
+        // A graph field that appears again (a surgery copy's appendix) merges as protobuf merges it: repeated fields append.
+        else graph = mergeGraphs(graph, readGraph(r, end, graphType, entryType));
         r.pos = end;
       } else {
         r.skip(wireType);
@@ -365,6 +366,11 @@ export function readGraphStructureFromFile(file: string): GraphStructure {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+function mergeGraphs(a: DecodedGraph, b: DecodedGraph): DecodedGraph {
+  const join = <T>(x: T[] | undefined, y: T[] | undefined): T[] => [...(x ?? []), ...(y ?? [])];
+  return { node: join(a.node, b.node), initializer: join(a.initializer, b.initializer), input: join(a.input, b.input), output: join(a.output, b.output), value_info: join(a.value_info, b.value_info) };
 }
 
 /** GraphProto fields between r.pos and end: initializers (5) parsed header by header, the rest decoded. */

@@ -2,18 +2,21 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { planQueryTaps, type QueryTapPlan } from './attentionStructure.js';
+import { type GraphEdit, writeEditedModel } from './graphRewrite.js';
 import { type KvTaps, planKvTaps } from './kvTapPlan.js';
 import { ATTRIBUTE_TYPE, ONNX_DATA_TYPE } from './onnxSchema.js';
 import { modelProtoType } from './onnxSchema.js';
 import { readGraphStructureFromFile } from './onnxStructure.js';
+import { type NodeProtoObject, planSplitAttention } from './splitAttention.js';
 
 /**
  * Bumped whenever discovery or surgery changes what they produce: the cache key includes it, so a
  * failure cached by an older Vigil is retried by a fixed one (and never by the same one).
  * 1: q_proj found by node name, typed like inputs_embeds. 2: found by structure, typed from the graph (Slice for packed QKV). 3: Transpose for a query
  * rotated in [B,heads,S,D] order after q_norm. 4: each layer's new key/value rows exposed too (kvTapPlan.ts).
+ * 5: GroupQueryAttention replaced by split decode attention where it applies (splitAttention.ts).
  */
-export const QUERY_TAP_SURGERY_VERSION = 4;
+export const QUERY_TAP_SURGERY_VERSION = 5;
 
 /** What a load did about query taps (VisionLanguageModel.queryTaps). */
 export interface QueryTapStatus {
@@ -29,7 +32,7 @@ export interface QueryTapStatus {
 
 /** taps.json in a cache entry: written only once onnxruntime has loaded the graph with the taps. */
 type CacheRecord =
-  | { version: number; state: 'exposed' | 'surgery'; tapNames: string[]; kvTaps?: KvTaps; copy?: boolean }
+  | { version: number; state: 'exposed' | 'surgery'; tapNames: string[]; kvTaps?: KvTaps; copy?: boolean; splitAttention?: boolean }
   | { version: number; state: 'failed'; reason: string };
 
 export interface SurgeryCandidate {
@@ -44,19 +47,21 @@ export interface SurgeryCandidate {
   kvTaps: KvTaps | undefined;
   /** `file` is the surgery copy (query taps or kv taps were added), not the original. */
   copy: boolean;
+  /** The copy's attention is split decode attention (no present outputs: splitAttention.ts). */
+  splitAttention: boolean;
 }
 
 export type QueryTapPreparation =
-  | { kind: 'cached'; file: string; tapNames: string[]; state: 'exposed' | 'surgery'; kvTaps: KvTaps | undefined; copy: boolean }
+  | { kind: 'cached'; file: string; tapNames: string[]; state: 'exposed' | 'surgery'; kvTaps: KvTaps | undefined; copy: boolean; splitAttention: boolean }
   | { kind: 'failed'; reason: string; plan?: QueryTapPlan; cached: boolean }
   | { kind: 'candidate'; candidate: SurgeryCandidate };
 
 /** The cache folder of a decoder file's query taps: keyed on the file (path, size, mtime) and the surgery version. */
-export function queryTapCacheEntry(decoderFile: string, cacheDir: string, version = QUERY_TAP_SURGERY_VERSION): string {
+export function queryTapCacheEntry(decoderFile: string, cacheDir: string, version = QUERY_TAP_SURGERY_VERSION, splitAttention = false): string {
   const stat = fs.statSync(decoderFile);
   const key = crypto
     .createHash('sha256')
-    .update(`${path.resolve(decoderFile)}|${stat.size}|${stat.mtimeMs}|surgery-v${version}`)
+    .update(`${path.resolve(decoderFile)}|${stat.size}|${stat.mtimeMs}|surgery-v${version}${splitAttention ? '|split-attention' : ''}`)
     .digest('hex')
     .slice(0, 20);
   return path.join(cacheDir, 'query-taps', key);
@@ -92,8 +97,8 @@ function writeRecord(dir: string, record: CacheRecord): void {
  * filesystems. Nothing is recorded as working yet: the caller loads the candidate in onnxruntime,
  * then calls recordQueryTapSuccess or recordQueryTapFailure.
  */
-export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTapPreparation {
-  const dir = queryTapCacheEntry(decoderFile, cacheDir);
+export function prepareQueryTaps(decoderFile: string, cacheDir: string, options: { splitAttention?: boolean } = {}): QueryTapPreparation {
+  const dir = queryTapCacheEntry(decoderFile, cacheDir, QUERY_TAP_SURGERY_VERSION, options.splitAttention ?? false);
   const done = path.join(dir, 'taps.json');
   if (fs.existsSync(done)) {
     try {
@@ -102,7 +107,7 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
         if (record.state === 'failed') return { kind: 'failed', reason: record.reason, cached: true };
         const copy = record.copy ?? record.state === 'surgery';
         const file = copy ? path.join(dir, path.basename(decoderFile)) : decoderFile;
-        if (fs.existsSync(file)) return { kind: 'cached', file, tapNames: record.tapNames, state: record.state, kvTaps: record.kvTaps, copy };
+        if (fs.existsSync(file)) return { kind: 'cached', file, tapNames: record.tapNames, state: record.state, kvTaps: record.kvTaps, copy, splitAttention: record.splitAttention ?? false };
       }
     } catch {
       // A damaged record is redone below.
@@ -122,7 +127,12 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
   const kvTaps = kvPlan.complete ? { layers: kvPlan.layers, layout: kvPlan.layout, keysPreRope: kvPlan.keysPreRope, lengthsFromMask: kvPlan.lengthsFromMask } : undefined;
   const graphOutputs = new Set(structure.outputs);
   const missingKv = (kvTaps?.layers ?? []).flatMap((l) => [l.key, l.value]).filter((n) => !graphOutputs.has(n));
-  if (missing.length === 0 && missingKv.length === 0) return { kind: 'candidate', candidate: { dir, file: decoderFile, tapNames, state, plan, kvTaps, copy: false } };
+  // Split attention only where the new rows can be fetched (it removes `present`) and every layer qualifies.
+  const split = options.splitAttention && kvTaps?.lengthsFromMask ? planSplitAttention(structure) : undefined;
+  const splitPlan = split?.complete ? split : undefined;
+  if (missing.length === 0 && missingKv.length === 0 && !splitPlan) {
+    return { kind: 'candidate', candidate: { dir, file: decoderFile, tapNames, state, plan, kvTaps, copy: false, splitAttention: false } };
+  }
 
   const slices = missing.filter((l) => l.slice);
   const constant = (name: string, values: number[]) => ({
@@ -164,24 +174,34 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string): QueryTa
   const appendix = type.encode(type.fromObject({ graph: { node, initializer, output } })).finish();
 
   const file = path.join(dir, path.basename(decoderFile));
+  const edit = splitPlan
+    ? {
+        replaceNodes: new Map<number, readonly NodeProtoObject[]>(splitPlan.layers.flatMap((l) => [[l.node.index, l.replacement], ...l.identities.map((n): [number, NodeProtoObject[]] => [n.index, []])])),
+        removeOutputs: new Set(splitPlan.removedOutputs),
+      }
+    : undefined;
   try {
-    writeSurgeryCopy(decoderFile, file, appendix, structure.externalDataLocations);
+    writeSurgeryCopy(decoderFile, file, appendix, structure.externalDataLocations, edit);
   } catch (error) {
     // Only kv taps were to be added (the query taps are outputs already): without a writable
     // cache the original still serves, decoding through `present`.
-    if (state === 'exposed') return { kind: 'candidate', candidate: { dir, file: decoderFile, tapNames, state, plan, kvTaps: undefined, copy: false } };
+    if (state === 'exposed') return { kind: 'candidate', candidate: { dir, file: decoderFile, tapNames, state, plan, kvTaps: undefined, copy: false, splitAttention: false } };
     throw error;
   }
-  return { kind: 'candidate', candidate: { dir, file, tapNames, state, plan, kvTaps, copy: true } };
+  return { kind: 'candidate', candidate: { dir, file, tapNames, state, plan, kvTaps, copy: true, splitAttention: splitPlan !== undefined } };
 }
 
-/** The decoder's bytes plus `appendix` at `file`, its external data hard-linked (or copied) beside it. */
-function writeSurgeryCopy(decoderFile: string, file: string, appendix: Uint8Array, externalDataLocations: Iterable<string>): void {
+/** The decoder's bytes (edited, when `edit` is given) plus `appendix` at `file`, its external data hard-linked (or copied) beside it. */
+function writeSurgeryCopy(decoderFile: string, file: string, appendix: Uint8Array, externalDataLocations: Iterable<string>, edit: GraphEdit | undefined): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   // Copy then append: no second in-memory copy of a decoder that keeps its weights inline.
   const partial = `${file}.partial-${process.pid}`;
-  fs.copyFileSync(decoderFile, partial);
-  fs.appendFileSync(partial, appendix);
+  if (edit) {
+    writeEditedModel(decoderFile, partial, edit, appendix);
+  } else {
+    fs.copyFileSync(decoderFile, partial);
+    fs.appendFileSync(partial, appendix);
+  }
   fs.renameSync(partial, file);
   for (const location of externalDataLocations) {
     const target = path.resolve(path.dirname(decoderFile), location);
@@ -198,7 +218,7 @@ function writeSurgeryCopy(decoderFile: string, file: string, appendix: Uint8Arra
 
 /** Records that onnxruntime loaded the candidate and it outputs every tap. */
 export function recordQueryTapSuccess(candidate: SurgeryCandidate): void {
-  writeRecord(candidate.dir, { version: QUERY_TAP_SURGERY_VERSION, state: candidate.state, tapNames: candidate.tapNames, kvTaps: candidate.kvTaps, copy: candidate.copy });
+  writeRecord(candidate.dir, { version: QUERY_TAP_SURGERY_VERSION, state: candidate.state, tapNames: candidate.tapNames, kvTaps: candidate.kvTaps, copy: candidate.copy, splitAttention: candidate.splitAttention });
 }
 
 /** Records that the candidate failed (this surgery version will not try this file again) and removes the copy. */

@@ -1,0 +1,199 @@
+import { ATTRIBUTE_TYPE, ONNX_DATA_TYPE } from './onnxSchema.js';
+import type { GraphStructure, StructureNode } from './onnxStructure.js';
+
+/**
+ * Split decode attention (issue 19, docs/PERFORMANCE.md "Split decode attention"): each layer's
+ * com.microsoft GroupQueryAttention is replaced by the same attention written as two parts, the past
+ * (read in place from its input, a buffer whose rows after the valid length are masked) and this
+ * call's new rows, joined only at the scores: softmax over [past scores ++ new scores], then
+ * P_past·V_past + P_new·V_new. GroupQueryAttention copies the whole past into its `present` every
+ * call (~230 MB a step at a 5k context) and onnxruntime runs it even when `present` is not fetched;
+ * the split form reads the past once and writes no present at all, so the rewritten graph has no
+ * `present.N.*` outputs (Decoder assembles `present` from the new rows when a caller wants it).
+ */
+
+/** An ONNX NodeProto as protobufjs encodes it (src/model/onnx/onnxSchema.ts). */
+export interface NodeProtoObject {
+  name: string;
+  op_type: string;
+  domain: string;
+  input: string[];
+  output: string[];
+  attribute?: Array<Record<string, unknown>>;
+}
+
+export interface SplitAttentionLayer {
+  /** The GroupQueryAttention node to remove (its index in the graph's node list). */
+  node: StructureNode;
+  /** Nodes computing the node's output 0 (same name) without it, in topological order. */
+  replacement: NodeProtoObject[];
+  /** Identity nodes between its present outputs and the graph's `present.N.*` (exports name outputs so): removed too. */
+  identities: StructureNode[];
+}
+
+export type SplitAttentionPlan =
+  | { complete: true; layers: SplitAttentionLayer[]; removedOutputs: string[] }
+  | { complete: false; reason: string };
+
+/** onnxruntime's float32 mask value: exp() of it is 0, and two of them sum to -inf, never NaN unless a row sees nothing. */
+const MASKED = -3.4028234663852886e38;
+const INT64_MAX = 9223372036854775807n;
+
+/**
+ * Plans the rewrite for a decoder whose every layer's present.N.key/value is output 1/2 of a
+ * GroupQueryAttention that takes separate query/key/value (RoPE outside it, do_rotary = 0), float32,
+ * with no sliding window, softcap, smooth softmax or head sink, and whose present outputs feed
+ * nothing but the graph's outputs. Anything else keeps GroupQueryAttention (`reason` says why).
+ */
+export function planSplitAttention(g: GraphStructure): SplitAttentionPlan {
+  const opsetVersion = g.opsets.get('') ?? 0;
+  const numLayers = [...g.inputs.keys()].filter((n) => /^past_key_values\.\d+\.key$/.test(n)).length;
+  if (numLayers === 0) return { complete: false, reason: 'no past_key_values.N.key inputs' };
+  // Reshape's allowzero (a zero-row past, before the first frame) needs opset 14.
+  if (opsetVersion < 14) return { complete: false, reason: `opset ${opsetVersion} < 14` };
+  const past = g.inputs.get('past_key_values.0.key');
+  if (past?.elemType !== ONNX_DATA_TYPE.float32) return { complete: false, reason: 'the KV is not float32' };
+  const headDim = past.dims?.[3];
+  if (typeof headDim !== 'number') return { complete: false, reason: 'past_key_values.0.key has no static head size' };
+  const consumers = new Map<string, number>();
+  for (const node of g.nodes) for (const input of node.inputs) consumers.set(input, (consumers.get(input) ?? 0) + 1);
+  const layers: SplitAttentionLayer[] = [];
+  const removedOutputs: string[] = [];
+  // Exports name their outputs through Identity nodes: look past them (each may feed nothing else).
+  const source = (name: string, identities: StructureNode[]): string | undefined => {
+    let current = name;
+    for (let node = g.producer.get(current); node?.opType === 'Identity' && node.domain === ''; node = g.producer.get(current)) {
+      if ((consumers.get(current) ?? 0) > 0) return undefined;
+      identities.push(node);
+      current = node.inputs[0]!;
+    }
+    return (consumers.get(current) ?? 0) > (current === name ? 0 : 1) ? undefined : current;
+  };
+  for (let i = 0; i < numLayers; i++) {
+    const identities: StructureNode[] = [];
+    const keySource = source(`present.${i}.key`, identities);
+    const valueSource = source(`present.${i}.value`, identities);
+    if (!keySource || !valueSource) return { complete: false, reason: `layer ${i}: a node reads present.${i}.*` };
+    const node = g.producer.get(keySource);
+    if (!node || node.opType !== 'GroupQueryAttention' || node.domain !== 'com.microsoft') return { complete: false, reason: `layer ${i}: present.${i}.key is not a GroupQueryAttention output` };
+    const why = unsupported(node, i);
+    if (why) return { complete: false, reason: why };
+    if (node.outputs[1] !== keySource || node.outputs[2] !== valueSource) return { complete: false, reason: `layer ${i}: present outputs are not the node's outputs 1/2` };
+    const numHeads = Number(node.attributes.get('num_heads'));
+    const kvHeads = Number(node.attributes.get('kv_num_heads'));
+    if (!(numHeads > 0 && kvHeads > 0 && numHeads % kvHeads === 0)) return { complete: false, reason: `layer ${i}: num_heads ${numHeads} / kv_num_heads ${kvHeads}` };
+    const scale = Number(node.attributes.get('scale') ?? 0) || 1 / Math.sqrt(headDim);
+    layers.push({ node, identities, replacement: splitAttentionNodes(node, i, { numHeads, kvHeads, headDim, scale }) });
+    removedOutputs.push(`present.${i}.key`, `present.${i}.value`);
+  }
+  return { complete: true, layers, removedOutputs };
+}
+
+function unsupported(node: StructureNode, layer: number): string | undefined {
+  const attr = (name: string) => node.attributes.get(name);
+  if (Number(attr('do_rotary') ?? 0) !== 0) return `layer ${layer}: GroupQueryAttention rotates q/k itself (do_rotary)`;
+  if (Number(attr('local_window_size') ?? -1) !== -1) return `layer ${layer}: sliding-window GroupQueryAttention`;
+  if (Number(attr('softcap') ?? 0) !== 0) return `layer ${layer}: softcap`;
+  if (Number(attr('smooth_softmax') ?? 0) !== 0) return `layer ${layer}: smooth softmax`;
+  if (Number(attr('qk_output') ?? 0) !== 0) return `layer ${layer}: qk output`;
+  const [query, key, value] = node.inputs;
+  if (!query || !key || !value) return `layer ${layer}: packed QKV`;
+  // Inputs 7-9 (cos/sin caches, position_ids) belong to do_rotary; 11 is a head sink.
+  if (node.inputs.slice(7, 10).some(Boolean) || node.inputs.slice(11).some(Boolean)) return `layer ${layer}: rotary caches, position_ids or head sink inputs`;
+  if (node.outputs.length > 3 && node.outputs.slice(3).some(Boolean)) return `layer ${layer}: extra outputs`;
+  return undefined;
+}
+
+interface Geometry {
+  numHeads: number;
+  kvHeads: number;
+  headDim: number;
+  scale: number;
+}
+
+/** The replacement of one GroupQueryAttention (inputs as the op defines them) by standard ops plus FusedMatMul. */
+function splitAttentionNodes(gqa: StructureNode, layer: number, geo: Geometry): NodeProtoObject[] {
+  const { numHeads: N, kvHeads: KV, headDim: D, scale } = geo;
+  const G = N / KV;
+  const [query, key, value, pastKey, pastValue, seqlensK, totalLength] = gqa.inputs.slice(0, 7).map((name) => name ?? '') as [string, string, string, string, string, string, string];
+  const bias = gqa.inputs[10] || undefined;
+  const prefix = `/vigil/split_attention/layers.${layer}`;
+  const nodes: NodeProtoObject[] = [];
+  let counter = 0;
+  const op = (opType: string, inputs: string[], attrs: Record<string, number | number[] | { float: number }> = {}, domain = '', output?: string): string => {
+    const name = `${prefix}/${opType}_${counter++}`;
+    const out = output ?? `${name}_output_0`;
+    const attribute = Object.entries(attrs).map(([attrName, v]) =>
+      typeof v === 'number'
+        ? { name: attrName, type: ATTRIBUTE_TYPE.INT, i: v }
+        : Array.isArray(v)
+          ? { name: attrName, type: ATTRIBUTE_TYPE.INTS, ints: v }
+          : { name: attrName, type: ATTRIBUTE_TYPE.FLOAT, f: v.float },
+    );
+    nodes.push({ name, op_type: opType, domain, input: inputs, output: [out], ...(attribute.length ? { attribute } : {}) });
+    return out;
+  };
+  const int64s = (values: Array<number | bigint>) => {
+    const data = BigInt64Array.from(values, (v) => BigInt(v));
+    return constantNode(nodes, `${prefix}/Constant_${counter++}`, ONNX_DATA_TYPE.int64, [values.length], new Uint8Array(data.buffer));
+  };
+  const float = (v: number) => constantNode(nodes, `${prefix}/Constant_${counter++}`, ONNX_DATA_TYPE.float32, [], new Uint8Array(Float32Array.of(v).buffer));
+  const dim = (tensor: string, axis: number) => op('Slice', [op('Shape', [tensor]), int64s([axis]), int64s([axis + 1])]);
+  const scalar = (oneElement: string) => op('Reshape', [oneElement, int64s([])]);
+
+  const batch = dim(query, 0);
+  const seqLen = dim(query, 1);
+  const capacity = dim(pastKey, 2);
+  // q [B,S,N*D] -> [B,KV,G,S,D] -> [B,KV,G*S,D]: each KV head's G query heads in one MatMul, reading its past once.
+  const queryHeads = op('Transpose', [op('Reshape', [query, int64s([0, 0, KV, G, D])])], { perm: [0, 2, 3, 1, 4] });
+  const queryRows = op('Reshape', [queryHeads, int64s([0, KV, -1, D])]);
+  const newKey = op('Transpose', [op('Reshape', [key, int64s([0, 0, KV, D])])], { perm: [0, 2, 1, 3] });
+  const newValue = op('Transpose', [op('Reshape', [value, int64s([0, 0, KV, D])])], { perm: [0, 2, 1, 3] });
+  const pastScores = op('FusedMatMul', [queryRows, pastKey], { transB: 1, alpha: { float: scale } }, 'com.microsoft');
+  const newScores = op('FusedMatMul', [queryRows, newKey], { transB: 1, alpha: { float: scale } }, 'com.microsoft');
+  // [B,KV,G*S,X] -> [B,KV,G,S,X] (X may be 0: an empty past), so per-query-row masks broadcast.
+  const fiveD = (scores: string, columns: string) =>
+    op('Reshape', [scores, op('Concat', [batch, int64s([KV, G]), seqLen, columns], { axis: 0 })], { allowzero: 1 });
+
+  // Past rows valid per batch: seqlens_k + 1 - S (GroupQueryAttention's own rule); the rest of the buffer is masked.
+  const pastLength = op('Sub', [op('Add', [op('Cast', [seqlensK], { to: ONNX_DATA_TYPE.int64 }), int64s([1])]), seqLen]);
+  const columns = op('Range', [scalar(int64s([0])), scalar(capacity), scalar(int64s([1]))]);
+  const validPast = op('Less', [columns, op('Reshape', [pastLength, int64s([-1, 1, 1, 1, 1])])]);
+  let pastPart = op('Add', [fiveD(pastScores, capacity), op('Where', [validPast, float(0), float(MASKED)])]);
+  // New rows: token s sees new tokens j <= s.
+  const steps = op('Range', [scalar(int64s([0])), scalar(seqLen), scalar(int64s([1]))]);
+  const future = op('Less', [op('Reshape', [steps, int64s([-1, 1])]), op('Reshape', [steps, int64s([1, -1])])]);
+  let newPart = op('Add', [fiveD(newScores, seqLen), op('Where', [future, float(MASKED), float(0)])]);
+  if (bias) {
+    // attention_bias [B|1, 1|N, S, T]: columns [0, T - S) are the past, the last S the new tokens.
+    const biasPast = op('Sub', [op('Cast', [op('Reshape', [totalLength, int64s([1])])], { to: ONNX_DATA_TYPE.int64 }), seqLen]);
+    const heads = dim(bias, 1);
+    const groups = op('Min', [heads, int64s([G])]);
+    const biasShape = (cols: string) => op('Concat', [dim(bias, 0), op('Div', [heads, groups]), groups, seqLen, cols], { axis: 0 });
+    const pastBias = op('Pad', [op('Slice', [bias, int64s([0]), biasPast, int64s([3])]), op('Concat', [int64s([0, 0, 0, 0, 0, 0, 0]), op('Sub', [capacity, biasPast])], { axis: 0 }), float(MASKED)]);
+    const newBias = op('Slice', [bias, biasPast, int64s([INT64_MAX]), int64s([3])]);
+    pastPart = op('Add', [pastPart, op('Reshape', [pastBias, biasShape(capacity)], { allowzero: 1 })]);
+    newPart = op('Add', [newPart, op('Reshape', [newBias, biasShape(seqLen)], { allowzero: 1 })]);
+  }
+  const probs = op('Softmax', [op('Concat', [pastPart, newPart], { axis: 4 })], { axis: -1 });
+  const pastProbs = op('Reshape', [op('Slice', [probs, int64s([0]), capacity, int64s([4])]), op('Shape', [pastScores])], { allowzero: 1 });
+  const newProbs = op('Reshape', [op('Slice', [probs, capacity, int64s([INT64_MAX]), int64s([4])]), op('Shape', [newScores])]);
+  const context = op('Add', [op('MatMul', [pastProbs, pastValue]), op('MatMul', [newProbs, newValue])]);
+  // [B,KV,G*S,D] -> [B,KV,G,S,D] -> [B,S,KV,G,D] -> [B,S,N*D]: query head h = kv * G + g, as GroupQueryAttention orders them.
+  const perHead = op('Transpose', [op('Reshape', [context, int64s([0, KV, G, -1, D])])], { perm: [0, 3, 1, 2, 4] });
+  op('Reshape', [perHead, int64s([0, 0, N * D])], {}, '', gqa.outputs[0]!);
+  return nodes;
+}
+
+function constantNode(nodes: NodeProtoObject[], name: string, dataType: number, dims: number[], raw: Uint8Array): string {
+  const output = `${name}_output_0`;
+  nodes.push({
+    name,
+    op_type: 'Constant',
+    domain: '',
+    input: [],
+    output: [output],
+    attribute: [{ name: 'value', type: ATTRIBUTE_TYPE.TENSOR, t: { dims, data_type: dataType, raw_data: raw } }],
+  });
+  return output;
+}
