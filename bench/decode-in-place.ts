@@ -9,8 +9,8 @@
  * onnxruntime-node copies the whole context out into fresh memory (what Vigil did before).
  * 'in-place' cases: one KvBuffer of capacity context + steps; Decoder.stepRows fetches only the new
  * token's key/value rows (kv taps) and appends them (what generate() does now), with the export's
- * GroupQueryAttention ('inplace') or split decode attention ('split', Vigil's default since issue 19:
- * src/model/onnx/splitAttention.ts; applies to GroupQueryAttention with RoPE outside, so not to -gqa).
+ * GroupQueryAttention ('inplace') or split decode attention ('split' cases and labels, Vigil's default since issue 19:
+ * src/model/onnx/splitAttention.ts; float32 KV only, so not to q4f16).
  * Models (labels): probe-random-smolvlm2-256m (256m: GroupQueryAttention, RoPE outside) fp32, and its
  * _quantized (q8: int8 MatMulInteger weights) decoder, and its model-builder twin
  * probe-random-smolvlm2-256m-gqa (gqa: GroupQueryAttention do_rotary) fp32 / q4 / q4f16. The first in-place
@@ -41,7 +41,7 @@ const { values: args } = parseArgs({
   options: {
     contexts: { type: 'string', default: '1000,2500,5000,8000' },
     steps: { type: 'string', default: '8' },
-    cases: { type: 'string', default: 'eager-present,eager-inplace,q8-present,q8-inplace,gqa-present,gqa-inplace,q4-inplace,q4f16-present,q4f16-inplace' },
+    cases: { type: 'string', default: 'eager-present,eager-inplace,eager-split,q8-inplace,q8-split,gqa-present,gqa-inplace,gqa-split,q4-inplace,q4-split,q4f16-inplace' },
     // onnxruntime threads:spinning per session, e.g. 1:1,2:1,2:0 (every case under each, interleaved in one process).
     // Default: the environment's (VIGIL_THREADS / VIGIL_ORT_SPINNING, else Vigil's defaults).
     configs: { type: 'string', default: '' },
@@ -74,10 +74,12 @@ interface Case {
 const CASES: Record<string, Case> = {
   'eager-present': { label: '256m fp32, present', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: false },
   'eager-inplace': { label: '256m fp32, in place', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: true },
-  'eager-split': { label: '256m fp32, in place, split attention', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: true, attention: 'split' },
-  'q8-split': { label: '256m q8, in place, split attention', model: 'probe-random-smolvlm2-256m', dtype: 'q8', inPlace: true, attention: 'split' },
+  'eager-split': { label: '256m fp32, split', model: 'probe-random-smolvlm2-256m', dtype: 'fp32', inPlace: true, attention: 'split' },
+  'q8-split': { label: '256m q8, split', model: 'probe-random-smolvlm2-256m', dtype: 'q8', inPlace: true, attention: 'split' },
   'gqa-present': { label: 'gqa fp32, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'fp32', inPlace: false },
   'gqa-inplace': { label: 'gqa fp32, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'fp32', inPlace: true },
+  'gqa-split': { label: 'gqa fp32, split', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'fp32', inPlace: true, attention: 'split' },
+  'q4-split': { label: 'gqa q4, split', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', inPlace: true, attention: 'split' },
   'q4-present': { label: 'gqa q4, present', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', inPlace: false },
   'q4-inplace': { label: 'gqa q4, in place', model: 'probe-random-smolvlm2-256m-gqa', dtype: 'q4', inPlace: true },
   'q8-present': { label: '256m q8, present', model: 'probe-random-smolvlm2-256m', dtype: 'q8', inPlace: false },
@@ -213,7 +215,7 @@ for (const context of contexts) {
 process.stdout.write(`load at the end ${os.loadavg()[0]!.toFixed(2)}\n\n`);
 process.stdout.write('| context | decoder, KV hand-over | ms / step (median) | best | tokens/s (median) | x present (median) | % of copy-bandwidth bound (median) | check |\n|---:|---|---:|---:|---:|---:|---:|---|\n');
 for (const row of rows) {
-  const twin = rows.find((r) => r.context === row.context && r.label === row.label.replace('in place', 'present').replace(', split attention', '') && r !== row);
+  const twin = rows.find((r) => r.context === row.context && r.label === row.label.replace(/in place|split/, 'present') && r !== row);
   const speedup = twin ? (twin.medianMs / row.medianMs).toFixed(2) : '';
   process.stdout.write(`| ${row.context} | ${row.label} | ${row.medianMs.toFixed(1)} | ${row.bestMs.toFixed(1)} | ${(1000 / row.medianMs).toFixed(1)} | ${speedup} | ${((100 * row.boundMs) / row.medianMs).toFixed(0)}% | ${row.note} |\n`);
 }

@@ -108,6 +108,11 @@ export class Decoder {
     }
   }
 
+  /** The graph's attention is Vigil's split decode attention (src/model/onnx/splitAttention.ts): it has no present outputs. */
+  get splitAttention(): boolean {
+    return !this.hasPresent;
+  }
+
   emptyCache(): KvCache {
     return KvCache.empty(this.info);
   }

@@ -172,6 +172,7 @@ describe('models inspect', () => {
     assert.deepEqual(info.loadedFiles.slice(0, 2), ['onnx/vision_encoder.onnx', 'onnx/embed_tokens.onnx']);
     assert.match(info.loadedFiles[2]!, new RegExp(`^${path.join(scratch, 'cache', 'query-taps')}/[0-9a-f]{20}/decoder_model_merged\\.onnx$`));
     assert.equal((info as unknown as { decode: string }).decode, 'in place');
+    assert.equal((info as unknown as { decodeAttention: string }).decodeAttention, 'split');
     assert.equal(info.files.find((f) => f.graph === 'decoder_model_merged')!.decoder!.queryTaps.complete, true);
   });
 });

@@ -36,6 +36,8 @@ async function loadedFacts(dir: string, options: InspectOptions): Promise<Record
       ...(vlm.queryTaps.reason ? { queryTapReason: vlm.queryTaps.reason } : {}),
       // How answers decode: one growing KV buffer fetching each call's new rows, or `present` per call.
       decode: info.kvTaps?.lengthsFromMask ? 'in place' : info.kvTaps ? 'new rows' : 'present',
+      // 'split': GroupQueryAttention rewritten to read the past in place (src/model/onnx/splitAttention.ts); 'export': as the file has it.
+      decodeAttention: vlm.decoder.splitAttention ? 'split' : 'export',
       // The decoder may be the query-tap surgery's copy in Vigil's cache: absolute path then.
       loadedFiles: [vlm.vision.file, vlm.embedder.file, vlm.decoder.graph.file].map((f) => (f.startsWith(config.dir + path.sep) ? path.relative(config.dir, f) : f)),
     };

@@ -124,12 +124,17 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string, options:
   const missing = plan.layers.filter((l) => !l.exposed);
   const state = missing.length === 0 ? 'exposed' : 'surgery';
   const kvPlan = planKvTaps(structure);
-  const kvTaps = kvPlan.complete ? { layers: kvPlan.layers, layout: kvPlan.layout, keysPreRope: kvPlan.keysPreRope, lengthsFromMask: kvPlan.lengthsFromMask } : undefined;
-  const graphOutputs = new Set(structure.outputs);
-  const missingKv = (kvTaps?.layers ?? []).flatMap((l) => [l.key, l.value]).filter((n) => !graphOutputs.has(n));
+  let kvTaps: KvTaps | undefined = kvPlan.complete ? { layers: kvPlan.layers, layout: kvPlan.layout, keysPreRope: kvPlan.keysPreRope, lengthsFromMask: kvPlan.lengthsFromMask } : undefined;
   // Split attention only where the new rows can be fetched (it removes `present`) and every layer qualifies.
   const split = options.splitAttention && kvTaps?.lengthsFromMask ? planSplitAttention(structure) : undefined;
   const splitPlan = split?.complete ? split : undefined;
+  if (kvTaps && splitPlan?.layers.every((l) => l.rotatedKey)) {
+    // The rewrite rotates the keys itself (do_rotary): tap them post-RoPE, so the graph's rotation, not
+    // Vigil's, is what streams store (and what Decoder.verifyImplicitRope checks against config.json).
+    kvTaps = { ...kvTaps, keysPreRope: false, layers: kvTaps.layers.map((l, i) => ({ key: splitPlan.layers[i]!.rotatedKey!, value: l.value })) };
+  }
+  const graphOutputs = new Set(structure.outputs);
+  const missingKv = (kvTaps?.layers ?? []).flatMap((l) => [l.key, l.value]).filter((n) => !graphOutputs.has(n));
   if (missing.length === 0 && missingKv.length === 0 && !splitPlan) {
     return { kind: 'candidate', candidate: { dir, file: decoderFile, tapNames, state, plan, kvTaps, copy: false, splitAttention: false } };
   }

@@ -29,6 +29,11 @@ export interface SplitAttentionLayer {
   replacement: NodeProtoObject[];
   /** Identity nodes between its present outputs and the graph's `present.N.*` (exports name outputs so): removed too. */
   identities: StructureNode[];
+  /**
+   * For do_rotary: the replacement's rotated new keys [B, S, KV * D] (com.microsoft RotaryEmbedding
+   * of the node's key input at GroupQueryAttention's positions), post-RoPE as `present` held them.
+   */
+  rotatedKey?: string;
 }
 
 export type SplitAttentionPlan =
@@ -83,7 +88,14 @@ export function planSplitAttention(g: GraphStructure): SplitAttentionPlan {
     const kvHeads = Number(node.attributes.get('kv_num_heads'));
     if (!(numHeads > 0 && kvHeads > 0 && numHeads % kvHeads === 0)) return { complete: false, reason: `layer ${i}: num_heads ${numHeads} / kv_num_heads ${kvHeads}` };
     const scale = Number(node.attributes.get('scale') ?? 0) || 1 / Math.sqrt(headDim);
-    layers.push({ node, identities, replacement: splitAttentionNodes(node, i, { numHeads, kvHeads, headDim, scale }) });
+    let rotary: Geometry['rotary'];
+    if (Number(node.attributes.get('do_rotary') ?? 0) === 1) {
+      const cosWidth = g.initializers.get(node.inputs[7] ?? '')?.dims?.[1];
+      if (typeof cosWidth !== 'number' || !node.inputs[8]) return { complete: false, reason: `layer ${i}: do_rotary without a static cos_cache / sin_cache` };
+      rotary = { cos: node.inputs[7]!, sin: node.inputs[8], dim: 2 * cosWidth, interleaved: Number(node.attributes.get('rotary_interleaved') ?? 0) };
+    }
+    const replacement = splitAttentionNodes(node, i, { numHeads, kvHeads, headDim, scale, rotary });
+    layers.push({ node, identities, replacement, ...(rotary ? { rotatedKey: rotatedKeyName(i) } : {}) });
     removedOutputs.push(`present.${i}.key`, `present.${i}.value`);
   }
   return { complete: true, layers, removedOutputs };
@@ -91,15 +103,15 @@ export function planSplitAttention(g: GraphStructure): SplitAttentionPlan {
 
 function unsupported(node: StructureNode, layer: number): string | undefined {
   const attr = (name: string) => node.attributes.get(name);
-  if (Number(attr('do_rotary') ?? 0) !== 0) return `layer ${layer}: GroupQueryAttention rotates q/k itself (do_rotary)`;
   if (Number(attr('local_window_size') ?? -1) !== -1) return `layer ${layer}: sliding-window GroupQueryAttention`;
   if (Number(attr('softcap') ?? 0) !== 0) return `layer ${layer}: softcap`;
   if (Number(attr('smooth_softmax') ?? 0) !== 0) return `layer ${layer}: smooth softmax`;
   if (Number(attr('qk_output') ?? 0) !== 0) return `layer ${layer}: qk output`;
   const [query, key, value] = node.inputs;
   if (!query || !key || !value) return `layer ${layer}: packed QKV`;
-  // Inputs 7-9 (cos/sin caches, position_ids) belong to do_rotary; 11 is a head sink.
-  if (node.inputs.slice(7, 10).some(Boolean) || node.inputs.slice(11).some(Boolean)) return `layer ${layer}: rotary caches, position_ids or head sink inputs`;
+  // Input 9 (explicit position_ids) and 11 (a head sink) are not rewritten.
+  if (node.inputs[9] || node.inputs.slice(11).some(Boolean)) return `layer ${layer}: position_ids or head sink inputs`;
+  if (Number(attr('do_rotary') ?? 0) === 0 && node.inputs.slice(7, 9).some(Boolean)) return `layer ${layer}: cos/sin caches without do_rotary`;
   if (node.outputs.length > 3 && node.outputs.slice(3).some(Boolean)) return `layer ${layer}: extra outputs`;
   return undefined;
 }
@@ -109,13 +121,19 @@ interface Geometry {
   kvHeads: number;
   headDim: number;
   scale: number;
+  /** do_rotary: GroupQueryAttention's cos/sin caches [max positions, dim / 2] and layout. */
+  rotary?: { cos: string; sin: string; dim: number; interleaved: number };
+}
+
+function rotatedKeyName(layer: number): string {
+  return `/vigil/split_attention/layers.${layer}/rotated_key`;
 }
 
 /** The replacement of one GroupQueryAttention (inputs as the op defines them) by standard ops plus FusedMatMul. */
 function splitAttentionNodes(gqa: StructureNode, layer: number, geo: Geometry): NodeProtoObject[] {
   const { numHeads: N, kvHeads: KV, headDim: D, scale } = geo;
   const G = N / KV;
-  const [query, key, value, pastKey, pastValue, seqlensK, totalLength] = gqa.inputs.slice(0, 7).map((name) => name ?? '') as [string, string, string, string, string, string, string];
+  const [rawQuery, rawKey, value, pastKey, pastValue, seqlensK, totalLength] = gqa.inputs.slice(0, 7).map((name) => name ?? '') as [string, string, string, string, string, string, string];
   const bias = gqa.inputs[10] || undefined;
   const prefix = `/vigil/split_attention/layers.${layer}`;
   const nodes: NodeProtoObject[] = [];
@@ -141,9 +159,23 @@ function splitAttentionNodes(gqa: StructureNode, layer: number, geo: Geometry): 
   const dim = (tensor: string, axis: number) => op('Slice', [op('Shape', [tensor]), int64s([axis]), int64s([axis + 1])]);
   const scalar = (oneElement: string) => op('Reshape', [oneElement, int64s([])]);
 
-  const batch = dim(query, 0);
-  const seqLen = dim(query, 1);
+  const batch = dim(rawQuery, 0);
+  const seqLen = dim(rawQuery, 1);
   const capacity = dim(pastKey, 2);
+  // Past rows valid per batch: seqlens_k + 1 - S (GroupQueryAttention's own rule); the rest of the buffer is masked.
+  const pastLength = op('Sub', [op('Add', [op('Cast', [seqlensK], { to: ONNX_DATA_TYPE.int64 }), int64s([1])]), seqLen]);
+  let query = rawQuery;
+  let key = rawKey;
+  if (geo.rotary) {
+    // do_rotary places new token s at past length + s: the same positions, rotated by RotaryEmbedding from the same caches.
+    const { cos, sin, dim: rotaryDim, interleaved } = geo.rotary;
+    const steps = op('Range', [scalar(int64s([0])), scalar(seqLen), scalar(int64s([1]))]);
+    const positions = op('Add', [op('Reshape', [pastLength, int64s([-1, 1])]), op('Reshape', [steps, int64s([1, -1])])]);
+    const rotate = (x: string, heads: number, output?: string) =>
+      op('RotaryEmbedding', [x, positions, cos, sin], { interleaved, num_heads: heads, rotary_embedding_dim: rotaryDim }, 'com.microsoft', output);
+    query = rotate(rawQuery, N);
+    key = rotate(rawKey, KV, rotatedKeyName(layer));
+  }
   // q [B,S,N*D] -> [B,KV,G,S,D] -> [B,KV,G*S,D]: each KV head's G query heads in one MatMul, reading its past once.
   const queryHeads = op('Transpose', [op('Reshape', [query, int64s([0, 0, KV, G, D])])], { perm: [0, 2, 3, 1, 4] });
   const queryRows = op('Reshape', [queryHeads, int64s([0, KV, -1, D])]);
@@ -155,8 +187,6 @@ function splitAttentionNodes(gqa: StructureNode, layer: number, geo: Geometry): 
   const fiveD = (scores: string, columns: string) =>
     op('Reshape', [scores, op('Concat', [batch, int64s([KV, G]), seqLen, columns], { axis: 0 })], { allowzero: 1 });
 
-  // Past rows valid per batch: seqlens_k + 1 - S (GroupQueryAttention's own rule); the rest of the buffer is masked.
-  const pastLength = op('Sub', [op('Add', [op('Cast', [seqlensK], { to: ONNX_DATA_TYPE.int64 }), int64s([1])]), seqLen]);
   const columns = op('Range', [scalar(int64s([0])), scalar(capacity), scalar(int64s([1]))]);
   const validPast = op('Less', [columns, op('Reshape', [pastLength, int64s([-1, 1, 1, 1, 1])])]);
   let pastPart = op('Add', [fiveD(pastScores, capacity), op('Where', [validPast, float(0), float(MASKED)])]);
