@@ -3,7 +3,7 @@
  * layer of the probe's vision encoder, q/k/v [1, 1024, 768] (12 heads of 64, full bidirectional
  * attention), at --threads onnxruntime threads, and how close each form's output is.
  *
- *   flock /tmp/bench.lock node --import tsx bench/vision-attention.ts [--rounds 40] [--threads 2]
+ *   flock /tmp/bench.lock node --import tsx bench/vision-attention.ts [--rounds 60] [--threads 2] [--gap-ms 30] [--frame <file> --frame-rounds 16]
  *
  * Each candidate is a small graph written with Vigil's own ONNX writer (GraphBuilder + the ONNX
  * protobuf schema, as bench/rooflineGraphs.ts does), run by its own session with Vigil's session
@@ -11,17 +11,20 @@
  * round runs each candidate once, the order rotating, so load drift hits all alike; per candidate the
  * median and best session.run wall time, the ratio of medians to (1) and the median of per-round
  * ratios (paired), the 25th percentiles (less moved by other processes' bursts than the median on a
- * shared machine) and the process CPU time per call (user + system; spinning workers included). Accuracy: relative L2 and max |diff| of each output against (1) and against a
- * float64 reference computed here in JS. Candidates whose session cannot be made (no CPU kernel)
- * are listed with onnxruntime's message. The all-zero bias / masks are initializers, as the real
- * graph computes its bias once per frame, not per layer.
- * Prints the table, load averages before/after, then one JSON line. ~1.5 minutes on 2 cores.
+ * shared machine) and the process CPU time per call (user + system; spinning workers included).
+ * --gap-ms of idle before each call lets the previous session's spinning workers stop first.
+ * Accuracy: relative L2 and max |diff| of each output against (1) and against a float64 reference
+ * computed here in JS. Candidates whose session cannot be made (no CPU kernel) are listed with
+ * onnxruntime's message. The all-zero bias / masks are initializers, as the real graph computes its
+ * bias once per frame, not per layer. Prints the table, load averages before/after, then one JSON
+ * line (per-call samples included). ~1.5 minutes on 2 cores at 60 rounds.
  *
  * --frame <vision_encoder*.onnx> (repeatable; a built probe folder's file, read only): a what-if for
- * the whole frame. A copy of the file whose MultiHeadAttention nodes lose their attention_bias input
- * (so onnxruntime takes its flash path) is written to a temp folder beside a link to the weights;
- * then --frame-rounds alternating rounds encode one 512x512 frame (full pixel mask) with each, and
- * the features are compared. Only valid for unpadded frames: it is a measurement, not a model.
+ * the whole frame. Two copies of the file go to a temp folder beside a hard link to its weights: one
+ * whose MultiHeadAttention nodes lose their attention_bias (onnxruntime's flash path), one with ONNX
+ * Attention (opset 23) and no mask in their place; then --frame-rounds alternating rounds encode one
+ * 512x512 frame (full pixel mask) with each form and the file as built, and the features are
+ * compared. Only valid for unpadded frames: a measurement, not a model.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -37,12 +40,12 @@ import { modelProtoType } from '../src/model/onnx/onnxSchema.js';
 
 const { values: args } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '40' },
+    rounds: { type: 'string', default: '60' },
     threads: { type: 'string', default: '2' },
     warmup: { type: 'string', default: '3' },
     'gap-ms': { type: 'string', default: '30' },
     frame: { type: 'string', multiple: true, default: [] },
-    'frame-rounds': { type: 'string', default: '10' },
+    'frame-rounds': { type: 'string', default: '16' },
   },
 });
 const rounds = Number(args.rounds);
@@ -168,7 +171,8 @@ const candidates: Candidate[] = [
   },
   {
     name: 'fp16-mha',
-    note: 'Cast q/k/v to float16, MultiHeadAttention float16, Cast back',
+    // No float16 MultiHeadAttention on CPU: onnxruntime's optimizer drops the Casts, so this runs as mha-nomask.
+    note: 'Cast q/k/v to float16, MultiHeadAttention, Cast back (runs in float32: the Casts are optimized away)',
     build: (g) => {
       const half = (x: string) => g.op('Cast', [x], { to: FLOAT16 });
       return g.op('Cast', [mha(g, [half('q'), half('k'), half('v')])], { to: FLOAT });
@@ -291,19 +295,45 @@ interface Live {
   output: Float32Array;
 }
 
-/** `file` with every MultiHeadAttention's attention_bias (input 5) dropped, written into `dir`. */
-function writeMaskFreeCopy(file: string): string {
+type FrameForm = 'mha-nomask' | 'onnx-attention';
+
+interface NodeObject {
+  name: string;
+  op_type: string;
+  domain?: string;
+  input: string[];
+  attribute?: Array<{ name: string; type: number; i?: unknown; ints?: unknown[]; f?: number }>;
+}
+interface ModelObject {
+  ir_version: unknown;
+  opset_import: Array<{ domain?: string; version: unknown }>;
+  graph: { node: NodeObject[]; initializer: Array<Record<string, unknown>> };
+}
+
+/**
+ * `file` rewritten into `dir`: 'mha-nomask' drops every MultiHeadAttention's attention_bias (input 5);
+ * 'onnx-attention' makes each of them an ONNX Attention without a mask, the file moving to opset 23
+ * (ReduceMax's axes become an input, as opset 18 has them; the probe's other ops read the same).
+ */
+function writeFrameVariant(file: string, form: FrameForm): string {
   const type = modelProtoType();
-  const model = type.toObject(type.decode(fs.readFileSync(file))) as { graph: { node: Array<{ op_type: string; input: string[] }> } };
-  let stripped = 0;
+  const model = type.toObject(type.decode(fs.readFileSync(file))) as ModelObject;
+  let rewritten = 0;
   for (const node of model.graph.node) {
     if (node.op_type === 'MultiHeadAttention' && node.input.length > 5) {
       node.input = node.input.slice(0, 3);
-      stripped++;
+      if (form === 'onnx-attention') toOnnxAttention(node);
+      rewritten++;
+    } else if (form === 'onnx-attention' && node.op_type === 'ReduceMax') {
+      axesToInput(model, node);
     }
   }
-  if (stripped === 0) throw new Error(`${file}: no MultiHeadAttention with an attention_bias`);
-  const copy = path.join(dir, `maskfree-${path.basename(file)}`);
+  if (rewritten === 0) throw new Error(`${file}: no MultiHeadAttention with an attention_bias`);
+  if (form === 'onnx-attention') {
+    model.ir_version = IR_VERSION;
+    for (const opset of model.opset_import) if (!opset.domain) opset.version = 23;
+  }
+  const copy = path.join(dir, `${form}-${path.basename(file)}`);
   fs.writeFileSync(copy, type.encode(type.fromObject(model)).finish());
   // The external data is named relative to the .onnx file and onnxruntime refuses symlinks out of
   // the model's folder: a hard link beside the copy (a copy across filesystems).
@@ -319,6 +349,28 @@ function writeMaskFreeCopy(file: string): string {
   return copy;
 }
 
+function toOnnxAttention(node: NodeObject): void {
+  const heads = node.attribute!.find((a) => a.name === 'num_heads')!.i;
+  const scale = node.attribute!.find((a) => a.name === 'scale');
+  node.op_type = 'Attention';
+  node.domain = '';
+  node.attribute = [
+    { name: 'q_num_heads', type: 2, i: heads },
+    { name: 'kv_num_heads', type: 2, i: heads },
+    ...(scale ? [scale] : []),
+  ];
+}
+
+function axesToInput(model: ModelObject, node: NodeObject): void {
+  const axes = node.attribute?.find((a) => a.name === 'axes');
+  if (!axes) return;
+  node.attribute = node.attribute!.filter((a) => a !== axes);
+  const values = BigInt64Array.from(axes.ints!, (v) => BigInt(String(v)));
+  const name = `${node.name}/axes`;
+  model.graph.initializer.push({ name, dims: [values.length], data_type: 7, raw_data: new Uint8Array(values.buffer) });
+  node.input = [node.input[0]!, name];
+}
+
 async function frameWhatIf(file: string, frameRounds: number): Promise<Record<string, unknown>> {
   const side = 512;
   const random = mulberry32(5);
@@ -326,11 +378,17 @@ async function frameWhatIf(file: string, frameRounds: number): Promise<Record<st
     pixel_values: new ort.Tensor('float32', Float32Array.from({ length: 3 * side * side }, () => random() * 2 - 1), [1, 1, 3, side, side]),
     pixel_attention_mask: new ort.Tensor('bool', new Uint8Array(side * side).fill(1), [1, 1, side, side]),
   };
-  const variants = [
-    { name: 'as built (bias)', session: await ort.InferenceSession.create(file, sessionOptions()), samples: [] as number[], features: undefined as Float32Array | undefined },
-    { name: 'mask-free', session: await ort.InferenceSession.create(writeMaskFreeCopy(file), sessionOptions()), samples: [] as number[], features: undefined as Float32Array | undefined },
+  const forms: Array<{ name: string; file: string }> = [
+    { name: 'as built (bias)', file },
+    { name: 'mha-nomask', file: writeFrameVariant(file, 'mha-nomask') },
+    { name: 'onnx-attention', file: writeFrameVariant(file, 'onnx-attention') },
   ];
-  for (const v of variants) v.features = Float32Array.from((await v.session.run(feeds)).image_features!.data as Float32Array);
+  const variants = [];
+  for (const form of forms) {
+    const session = await ort.InferenceSession.create(form.file, sessionOptions());
+    const features = Float32Array.from((await session.run(feeds)).image_features!.data as Float32Array);
+    variants.push({ name: form.name, session, features, samples: [] as number[] });
+  }
   for (let round = 0; round < frameRounds; round++) {
     for (let c = 0; c < variants.length; c++) {
       const v = variants[(c + round) % variants.length]!;
@@ -340,25 +398,24 @@ async function frameWhatIf(file: string, frameRounds: number): Promise<Record<st
       v.samples.push(performance.now() - started);
     }
   }
-  const [built, free] = variants;
-  const result = {
-    file,
-    builtMedianMs: median(built!.samples),
-    builtBestMs: Math.min(...built!.samples),
-    maskFreeMedianMs: median(free!.samples),
-    maskFreeBestMs: Math.min(...free!.samples),
-    speedup: median(built!.samples) / median(free!.samples),
-    pairedSpeedup: median(built!.samples.map((s, i) => s / free!.samples[i]!)),
-    features: compare(free!.features!, built!.features!),
-    builtSamples: built!.samples.map((x) => Number(x.toFixed(1))),
-    maskFreeSamples: free!.samples.map((x) => Number(x.toFixed(1))),
-  };
-  out(
-    `frame ${path.basename(file)}: as built ${fmt(result.builtMedianMs)} / ${fmt(result.builtBestMs)} ms, mask-free ${fmt(result.maskFreeMedianMs)} / ${fmt(result.maskFreeBestMs)} ms (median / best), ` +
-      `x ${fmt(result.speedup, 2)} (medians), ${fmt(result.pairedSpeedup, 2)} (paired); features rel L2 ${result.features.relL2.toExponential(1)}, max abs ${result.features.maxAbs.toExponential(1)}`,
-  );
+  const built = variants[0]!;
+  const rows = variants.map((v) => ({
+    name: v.name,
+    medianMs: median(v.samples),
+    bestMs: Math.min(...v.samples),
+    speedup: median(built.samples) / median(v.samples),
+    pairedSpeedup: median(built.samples.map((s, i) => s / v.samples[i]!)),
+    features: compare(v.features, built.features),
+    samples: v.samples.map((x) => Number(x.toFixed(1))),
+  }));
+  out(`\nframe what-if, ${path.basename(file)} (one ${side}x${side} frame, full pixel mask, ${frameRounds} alternating rounds):`);
+  out('| form | median / best ms | x as built: medians; paired | features rel L2 / max abs vs as built |');
+  out('|---|---:|---:|---:|');
+  for (const r of rows) {
+    out(`| ${r.name} | ${fmt(r.medianMs)} / ${fmt(r.bestMs)} | ${fmt(r.speedup, 2)}; ${fmt(r.pairedSpeedup, 2)} | ${r.features.relL2.toExponential(1)} / ${r.features.maxAbs.toExponential(1)} |`);
+  }
   for (const v of variants) await v.session.release();
-  return result;
+  return { file, rows };
 }
 
 async function main(): Promise<void> {
