@@ -81,7 +81,7 @@ out(`quantized: ${threads} onnxruntime threads (spinning ${ortThreading().spinni
 
 const modelDir = buildProbeModel(args.model!, { dtype: 'q8' }).dir;
 const models = new Map<Dtype, VisionLanguageModel>();
-for (const dtype of DTYPES) models.set(dtype, await VisionLanguageModel.load(modelDir, { dtype, queryTaps: 'off' }));
+for (const dtype of DTYPES) models.set(dtype, await VisionLanguageModel.load(modelDir, { dtype, queryTaps: 'auto' }));
 const fp32Model = models.get('fp32')!;
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-quantized-'));
 const spec = findProbeSpec(args.model!);
