@@ -9,6 +9,11 @@ import { describe, it } from 'node:test';
 import { ChunkStore } from '../../memory/store/index.js';
 import { type ChunkRows, representativeDistance, scanRange, type SceneUnit } from '../../src/engine/summaries/rangeScan.js';
 import { changeThreshold, MAX_CHANGE_THRESHOLD, MIN_CHANGE_DISTANCE, segmentEvents, type SegmentOptions } from '../../src/engine/summaries/segmentEvents.js';
+import { VigilError } from '../../common/errors.js';
+import { FrameGate, gatePhaseSec } from '../../src/engine/frameGate.js';
+import { memoryHorizon } from '../../src/engine/memoryHorizon.js';
+import { summarizeRange, type SummarySource } from '../../src/engine/summaries/summarizeRange.js';
+import type { SummaryPlan } from '../../src/engine/summaries/types.js';
 import { makeChunk, tempDir, TINY } from '../memory/helpers.js';
 
 /** Units one second apart (tStart = tEnd = i), with the given distances from the previous unit (and, where `back` says, from the one before it). */
@@ -111,6 +116,109 @@ describe('summary segmentation', () => {
         [10, 14, 'change'],
       ],
     );
+  });
+
+  it('with the gate on: the shortened first hold after a stream start or an outage is a refresh, a change inside it a gate change', () => {
+    // maxHoldSec 10, phase 4: the refresh after a first encode comes 6 s after it, every later one 10 s after the previous encode.
+    const gate = { threshold: 0.01, maxHoldSec: 10 };
+    const held = (tStart: number, tEnd: number): SceneUnit => ({ chunkId: tStart, tStart, tEnd, distance: 0.001, distance2: 0.001, lastChunkId: tStart });
+    const phased = (over: Partial<SegmentOptions> = {}) => base({ gate, gatePhaseSec: 4, firstEncodeTimes: [0], gaps: [{ from: 30, to: 40 }], ...over });
+    const show = (u: SceneUnit[], options: SegmentOptions) => segmentEvents(u, options).spans.map((s) => [s.from, s.startedBy]);
+    // A static scene: the first refresh at 6, a normal one at 16; then an encode 6 s after that
+    // normal refresh is a change. After the outage: the first refresh at 46, a normal one at 56.
+    const still = [held(0, 5), held(6, 15), held(16, 21), held(22, 30), held(40, 45), held(46, 55), held(56, 60)];
+    assert.deepEqual(show(still, phased()), [
+      [0, 'range-start'],
+      [22, 'gate'],
+      [40, 'gap'],
+    ]);
+    // Changes inside the shortened holds (5 s after the stream's first chunk and after the outage's first) are gate changes.
+    const changed = [held(0, 4), held(5, 15), held(16, 30), held(40, 44), held(45, 55), held(56, 60)];
+    assert.deepEqual(show(changed, phased()), [
+      [0, 'range-start'],
+      [5, 'gate'],
+      [40, 'gap'],
+      [45, 'gate'],
+    ]);
+    // The first unit of the range after an outage before it (known by its end time), the range starting inside it.
+    assert.deepEqual(show(still.slice(4), phased({ from: 42, firstEncodeTimes: [40], gaps: [] })), [[42, 'range-start']]);
+    assert.deepEqual(show(changed.slice(3), phased({ from: 42, firstEncodeTimes: [40], gaps: [] })), [
+      [42, 'range-start'],
+      [45, 'gate'],
+    ]);
+    // Not a first encode (retention deleted the stream's first chunk): the refresh 6 s after it reads as a change.
+    assert.deepEqual(show(still.slice(0, 3), phased({ firstEncodeTimes: [] })), [
+      [0, 'range-start'],
+      [6, 'gate'],
+    ]);
+  });
+
+  it('summarizeRange over a real store fed by a real FrameGate (stream id phase, an outage): a static scene is one event per outage side, a change after a first frame starts one', async (t) => {
+    const streamId = 'lobby';
+    const gate = { threshold: 0.01, maxHoldSec: 10 };
+    const phase = gatePhaseSec(streamId, gate.maxHoldSec);
+    // The phase moves the first refresh to the first frame at or after 10 - phase: 6 s at 1 frame/s.
+    assert.ok(phase > 4 && phase < 5, String(phase));
+    const frame = (level: number) => ({ data: new Uint8Array(16 * 16 * 3).fill(level), width: 16, height: 16 });
+    const plan = async (name: string, levelAt: (t: number) => number) => {
+      const store = ChunkStore.open({ dir: tempDir(t, `vigil-summary-${name}-`), geometry: TINY, fsync: 'none' });
+      t.after(() => store.dispose());
+      const frameGate = new FrameGate(gate, streamId);
+      // Every chunk has the same keys: only the gate can tell a change (as in a scene the keys barely see).
+      const representatives = makeChunk(0, TINY, 1).representatives;
+      let chunkId = -1;
+      for (let s = 0; s <= 60; s++) {
+        if (s >= 25 && s < 30) continue;
+        if (s === 30) {
+          // An outage (24..30 s): recorded, and the gate forgets its reference (StreamIngest).
+          store.recordGap({ tStart: 24, tEnd: 30, reason: 'test outage' });
+          frameGate.forget();
+        }
+        if (frameGate.check(frame(levelAt(s)), s).encode) {
+          await store.append({ ...makeChunk(++chunkId, TINY, 1), tStart: s, tEnd: s, representatives });
+          frameGate.accept(s);
+        } else store.extendChunk(chunkId, s);
+      }
+      await store.flush();
+      const source: SummarySource = {
+        streamId,
+        store,
+        gate,
+        horizon: () => memoryHorizon(store.stats(), (from, to, limit) => store.gaps({ from, to, limit })),
+      };
+      let planned: SummaryPlan | undefined;
+      // Only the plan is looked at: the first event's question stops the summary.
+      const stop = () => Promise.reject(new VigilError('CANCELLED', 'the plan is all this test needs'));
+      const events = async (from: number) => {
+        await assert.rejects(summarizeRange(source, { from, to: 60 }, stop, { onPlan: (p) => (planned = p) }), /the plan is all/);
+        return planned!.events.map((e) => [e.from, e.startedBy]);
+      };
+      return { starts: store.listChunks({ limit: 100 }).map((c) => c.tStart), events };
+    };
+
+    const still = await plan('still', () => 100);
+    // The gate's own encodes: the shortened first refresh (6), normal ones (16, 26 lies in the outage), the same after it.
+    assert.deepEqual(still.starts, [0, 6, 16, 30, 36, 46, 56]);
+    assert.deepEqual(await still.events(0), [
+      [0, 'range-start'],
+      [30, 'gap'],
+    ]);
+    // The range starts inside the first chunk after the outage: that outage lies before the range.
+    assert.deepEqual(await still.events(33), [[33, 'range-start']]);
+
+    // The picture changes 3 s after the stream's first frame and 4 s after the outage: both inside the shortened hold.
+    const changed = await plan('changed', (s) => (s < 3 ? 100 : s < 30 ? 200 : s < 34 ? 50 : 150));
+    assert.deepEqual(changed.starts, [0, 3, 13, 23, 30, 34, 44, 54]);
+    assert.deepEqual(await changed.events(0), [
+      [0, 'range-start'],
+      [3, 'gate'],
+      [30, 'gap'],
+      [34, 'gate'],
+    ]);
+    assert.deepEqual(await changed.events(31), [
+      [31, 'range-start'],
+      [34, 'gate'],
+    ]);
   });
 
   it('scanRange on a real chunk store: binary search over ids (with a hole), distances, sampling, bounded reads', async (t) => {

@@ -11,7 +11,9 @@
  *   to calibrate on: its median is the change itself);
  * - with frame gating on, a **gate change**: a chunk that held unchanged frames (its span reaches past
  *   its start) followed by a chunk the gate encoded because the picture changed (sooner than the
- *   gate's maxHoldSec, which re-encodes an unchanged scene).
+ *   gate's maxHoldSec, which re-encodes an unchanged scene). After a first encode (the stream's
+ *   first chunk, the first after an outage) the gate's refresh comes maxHoldSec - phase after it
+ *   (FrameGate), so from such a chunk only an encode sooner than that is a change.
  *
  * A blip (a change into one chunk shorter than MIN_EVENT_SEC and straight back: the chunk after it is
  * as close to the one before it as the threshold) is no change at all. Then scenes shorter than MIN_EVENT_SEC are merged into the neighbour across their weaker boundary
@@ -19,7 +21,7 @@
  * removed (outages last). A boundary's strength is its distance over the threshold (a gate change at
  * least 1; an outage infinite).
  */
-import type { GateSetting } from '../frameGate.js';
+import type { GateSetting, GateSettings } from '../frameGate.js';
 import type { SceneUnit } from './rangeScan.js';
 import type { EventStart } from './types.js';
 
@@ -45,6 +47,14 @@ export interface SegmentOptions {
   gaps: ReadonlyArray<{ from: number; to: number }>;
   /** Where unit i's chunks end (a sampled unit stands for the chunks up to the next sample); default its own tEnd. */
   endOf?: (index: number) => number;
+  /** The stream's max-hold phase (FrameGate.phaseSec): the first hold after a first encode is maxHoldSec - this. Default 0. */
+  gatePhaseSec?: number;
+  /**
+   * Start times (stream s) of chunks the gate encoded with nothing to compare them with, besides
+   * the first unit after an outage in `gaps`: the stream's first chunk, the end of an outage before
+   * the range (its first frame is encoded). Frame size changes are not recorded: not known here.
+   */
+  firstEncodeTimes?: readonly number[];
 }
 
 /** One event's span over the units. */
@@ -86,13 +96,15 @@ export function segmentEvents(units: readonly SceneUnit[], options: SegmentOptio
   // The boundary before each unit (null: none).
   const kinds: Array<EventStart | null> = [null];
   let gapAt = 0;
+  const firstEncodeAt = startsAt(options.firstEncodeTimes ?? []);
   for (let i = 1; i < units.length; i++) {
     const prev = units[i - 1]!;
     const unit = units[i]!;
     // Outages are in time order: skip those ending before this pair, then see if one lies between them.
     while (gapAt < options.gaps.length && options.gaps[gapAt]!.to <= prev.tEnd + EPS) gapAt++;
     const gap = gapAt < options.gaps.length && options.gaps[gapAt]!.from < unit.tStart - EPS;
-    const gateChange = options.gate !== null && options.gate !== 'off' && prev.tEnd > prev.tStart + EPS && unit.tStart - prev.tStart < options.gate.maxHoldSec - EPS;
+    const afterFirst = kinds[i - 1] === 'gap' || firstEncodeAt(prev.tStart);
+    const gateChange = options.gate !== null && options.gate !== 'off' && prev.tEnd > prev.tStart + EPS && unit.tStart - prev.tStart < maxHold(options.gate, options.gatePhaseSec ?? 0, afterFirst) - EPS;
     kinds.push(gap ? 'gap' : unit.distance > threshold ? 'change' : gateChange ? 'gate' : null);
   }
   const changes = kinds.filter((k) => k !== null && k !== 'gap').length;
@@ -157,6 +169,16 @@ export function segmentEvents(units: readonly SceneUnit[], options: SegmentOptio
     threshold,
     changes,
   };
+}
+
+/** The gate's hold after an encode (FrameGate): shortened by the phase after a first encode. */
+function maxHold(gate: GateSettings, phaseSec: number, afterFirst: boolean): number {
+  return gate.maxHoldSec - (afterFirst ? phaseSec : 0);
+}
+
+/** Whether a time is one of `times` (within float slack). */
+function startsAt(times: readonly number[]): (t: number) => boolean {
+  return (t) => times.some((x) => Math.abs(x - t) <= EPS);
 }
 
 function medianOf(values: readonly number[]): number {

@@ -8,10 +8,10 @@
 import { VigilError } from '../../../common/errors.js';
 import { LIMITS, MAX_QUESTION_CHARS } from '../../../common/settings.js';
 import type { StreamGap } from '../../../memory/store/types.js';
-import type { GateSetting } from '../frameGate.js';
+import { type GateSetting, gatePhaseSec } from '../frameGate.js';
 import type { AskHooks, StreamAnswer, StreamQuestion } from '../manager/types.js';
 import { memoryCoverage, type MemoryHorizon, streamClock } from '../memoryHorizon.js';
-import { type ChunkRows, scanRange, unitEnd } from './rangeScan.js';
+import { type ChunkRows, scanRange, type SceneUnit, unitEnd } from './rangeScan.js';
 import { type EventSpan, segmentEvents } from './segmentEvents.js';
 import {
   DEFAULT_MAX_EVENTS,
@@ -62,7 +62,8 @@ export async function summarizeRange(source: SummarySource, request: SummaryRequ
   const { from, to, maxEvents, maxTokens, question } = checkSummaryRequest(request);
   const started = performance.now();
   const allGaps = source.store.gaps({ from, to });
-  const coverage = memoryCoverage(source.horizon(), { start: from, end: to }, allGaps);
+  const horizon = source.horizon();
+  const coverage = memoryCoverage(horizon, { start: from, end: to }, allGaps);
   const gaps = allGaps.slice(0, MAX_SUMMARY_GAPS).map((g) => ({ from: g.tStart, to: g.tEnd, reason: g.reason }));
   const scan = coverage.outOfMemory ? { units: [], sampled: false } : scanRange(source.store, from, to, MAX_SCANNED_CHUNKS);
   const gate = scan.sampled ? null : source.gate;
@@ -74,6 +75,9 @@ export async function summarizeRange(source: SummarySource, request: SummaryRequ
     gate,
     gaps,
     endOf: (i) => unitEnd(source.store, scan.units[i]!),
+    // The stream's gate is built with its id (StreamSession.open: the folder's name is the id).
+    gatePhaseSec: gate !== null && gate !== 'off' ? gatePhaseSec(source.streamId, gate.maxHoldSec) : 0,
+    firstEncodeTimes: firstEncodeTimes(source, horizon, scan.units[0]),
   });
   const segmentation: SegmentationReport = {
     method: gate !== null && gate !== 'off' ? 'gate+keys' : 'keys',
@@ -128,6 +132,19 @@ export async function summarizeRange(source: SummarySource, request: SummaryRequ
     segmentation,
     timing: { segmentMs: round(segmentMs, 2), queueMs: round(queueMs, 2), modelMs: round(modelMs, 2), totalMs: round(performance.now() - started, 2) },
   };
+}
+
+/**
+ * Where the gate encoded with nothing to compare, as far as the range's first unit needs it (the
+ * outages inside the range segmentEvents finds itself): the stream's first chunk, unless retention
+ * deleted it (the oldest kept one is then an ordinary encode), and the end of an outage just before
+ * the first unit (its first frame is encoded there).
+ */
+function firstEncodeTimes(source: SummarySource, horizon: MemoryHorizon, first: SceneUnit | undefined): number[] {
+  if (first === undefined) return [];
+  const times = horizon.forgottenChunks === 0 && horizon.from !== null ? [horizon.from] : [];
+  for (const g of source.store.gaps({ from: first.tStart, to: first.tStart, limit: 4 })) times.push(g.tEnd);
+  return times;
 }
 
 function round(x: number, digits: number): number {
