@@ -164,12 +164,12 @@ function splitAttentionNodes(gqa: StructureNode, layer: number, geo: Geometry): 
   const capacity = dim(pastKey, 2);
   // Past rows valid per batch: seqlens_k + 1 - S (GroupQueryAttention's own rule); the rest of the buffer is masked.
   const pastLength = op('Sub', [op('Add', [op('Cast', [seqlensK], { to: ONNX_DATA_TYPE.int64 }), int64s([1])]), seqLen]);
+  const steps = op('Range', [scalar(int64s([0])), scalar(seqLen), scalar(int64s([1]))]);
   let query = rawQuery;
   let key = rawKey;
   if (geo.rotary) {
     // do_rotary places new token s at past length + s: the same positions, rotated by RotaryEmbedding from the same caches.
     const { cos, sin, dim: rotaryDim, interleaved } = geo.rotary;
-    const steps = op('Range', [scalar(int64s([0])), scalar(seqLen), scalar(int64s([1]))]);
     const positions = op('Add', [op('Reshape', [pastLength, int64s([-1, 1])]), op('Reshape', [steps, int64s([1, -1])])]);
     const rotate = (x: string, heads: number, output?: string) =>
       op('RotaryEmbedding', [x, positions, cos, sin], { interleaved, num_heads: heads, rotary_embedding_dim: rotaryDim }, 'com.microsoft', output);
@@ -191,7 +191,6 @@ function splitAttentionNodes(gqa: StructureNode, layer: number, geo: Geometry): 
   const validPast = op('Less', [columns, op('Reshape', [pastLength, int64s([-1, 1, 1, 1, 1])])]);
   let pastPart = op('Add', [fiveD(pastScores, capacity), op('Where', [validPast, float(0), float(MASKED)])]);
   // New rows: token s sees new tokens j <= s.
-  const steps = op('Range', [scalar(int64s([0])), scalar(seqLen), scalar(int64s([1]))]);
   const future = op('Less', [op('Reshape', [steps, int64s([-1, 1])]), op('Reshape', [steps, int64s([1, -1])])]);
   let newPart = op('Add', [fiveD(newScores, seqLen), op('Where', [future, float(MASKED), float(0)])]);
   if (bias) {
