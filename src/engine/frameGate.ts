@@ -92,9 +92,10 @@ export function describeGate(gate: GateSetting): string {
  * (phase = gatePhaseSec(streamId), in [0, maxHoldSec)): streams started together (a service restart,
  * cameras created at once) would otherwise encode their refreshes on the same second for as long as
  * their scenes stay static; the phase spreads them over the period. No hold is longer than
- * maxHoldSec. Only that one hold is shortened: every later max-hold encode is exactly maxHoldSec after
- * the previous encode, which is how summaries tell a refresh from a change (segmentEvents.ts). No
- * id: phase 0.
+ * maxHoldSec. Only that one hold is shortened, so summaries can tell a refresh from a change
+ * (segmentEvents.ts): a refresh comes maxHoldSec after the previous encode, or maxHoldSec - phase after
+ * a first one they know of (the stream's first chunk, the first after a recorded outage; the phase
+ * from the stream id, as here). No id: phase 0.
  */
 export class FrameGate {
   private reference: Float32Array | null = null;

@@ -3,7 +3,8 @@
  * probe-needle model and a generated clip with scheduled scenes: a still noise scene, a green square
  * on a red screen (7-10 s), a blue square on a red screen (15-18 s) and a magenta square on a
  * yellow screen (23-26 s). Two streams of it: the default frame gate (each scene is one chunk) and
- * gating off (every second a chunk; scenes found from the frames' key distances). Checks coverage
+ * gating off (every second a chunk; scenes found from the frames' key distances); and a still clip
+ * whose only encodes are the gate's refreshes (the first shortened by the stream's phase). Checks coverage
  * (every scene in the range has an event overlapping it), order, evidence inside each event, the
  * model's text for the red-screen events (what probe-needle answers: the square's color on the
  * asked background), the event stream, bad input, and (last) thumbnails in alert evidence.
@@ -20,6 +21,7 @@ import { AUTH, disposeSharedModel, openApiValidator, parseSse, question, startTe
 after(() => disposeSharedModel());
 
 const CLIP_S = 30;
+const STILL_S = 20;
 const NEEDLES: Needle[] = [
   { start: 7, duration: 3, background: 'red', square: 'green' },
   { start: 15, duration: 3, background: 'red', square: 'blue' },
@@ -64,6 +66,8 @@ describe('summaries of a time range over the API', () => {
     const clips = tempDir('vigil-summary-clips-');
     // A still haystack (one noise frame for the whole clip), so the gate holds each scene in one chunk.
     await makeProbeClip({ out: path.join(clips, 'scenes.mp4'), durationS: CLIP_S, width: 160, height: 90, noiseFps: 1 / (CLIP_S + 0.5), needles: NEEDLES });
+    // One still picture for 20 s: only the gate's refreshes are encoded.
+    await makeProbeClip({ out: path.join(clips, 'still.mp4'), durationS: STILL_S, width: 160, height: 90, noiseFps: 1 / (STILL_S + 0.5), needles: [] });
     server = await startTestServer({
       filesDir: clips,
       manager: {
@@ -78,8 +82,10 @@ describe('summaries of a time range over the API', () => {
     valid = await openApiValidator(server.url);
     await api().post('/v1/streams').set(AUTH).send({ id: 'gated', source: 'scenes.mp4', window: 4 }).expect(201);
     await api().post('/v1/streams').set(AUTH).send({ id: 'all', source: 'scenes.mp4', window: 4, gate: 'off' }).expect(201);
+    await api().post('/v1/streams').set(AUTH).send({ id: 'lobby', source: 'still.mp4', window: 4, gate: { maxHoldSec: 10 } }).expect(201);
     await waitEnded(server, 'gated');
     await waitEnded(server, 'all');
+    await waitEnded(server, 'lobby');
   });
   after(() => server?.close());
 
@@ -131,6 +137,17 @@ describe('summaries of a time range over the API', () => {
       assert.equal(res.body.coverage.outOfMemory, false);
     });
   }
+
+  it("a still scene is one event: the gate's shortened first refresh (by the stream id's phase) is no change", async () => {
+    // 'lobby' has phase 4.51 s of 10: refreshes at 6 (the first, 10 - 4.51 after the stream's first frame) and 16.
+    const res = await summarize('lobby', { from: 0, to: STILL_S, question: question('red'), maxTokens: 3 });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.body.segmentation.chunks, 3);
+    assert.deepEqual(
+      res.body.events.map((e: Event) => [e.from, e.startedBy]),
+      [[0, 'range-start']],
+    );
+  });
 
   it('maxEvents caps the events (scenes merged across their weakest boundaries); a sub-range covers its scenes; the default question', async () => {
     const capped = await summarize('all', { from: 0, to: CLIP_S, maxEvents: 3, question: question('red'), maxTokens: 3 });

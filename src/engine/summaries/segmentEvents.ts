@@ -52,7 +52,8 @@ export interface SegmentOptions {
   /**
    * Start times (stream s) of chunks the gate encoded with nothing to compare them with, besides
    * the first unit after an outage in `gaps`: the stream's first chunk, the end of an outage before
-   * the range (its first frame is encoded). Frame size changes are not recorded: not known here.
+   * the range (its first frame is encoded). Not recorded, so not known here: a frame size change, a
+   * restart that left no outage, a disk-full resume (stored unchecked: the gate's first may be a frame later).
    */
   firstEncodeTimes?: readonly number[];
 }
