@@ -42,6 +42,8 @@ export async function openDecoderWithQueryTaps(
     const reason = `query-tap surgery failed: ${(error as Error).message}`;
     return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason }, kvTaps: undefined };
   }
+  // The split cache entry failed (a copy onnxruntime refused, recorded below): the taps without the split.
+  if (prepared.kind === 'failed' && splitAttention) return openDecoderWithQueryTaps(decoderFile, mode, cacheDir, open, false);
   if (prepared.kind === 'failed') {
     const reason = prepared.cached ? `${prepared.reason} (cached)` : prepared.reason;
     return { graph: await open(decoderFile), tapNames: undefined, status: { state: 'fallback', reason, ...(prepared.plan ? { plan: prepared.plan } : {}) }, kvTaps: undefined };
@@ -74,7 +76,7 @@ export async function openDecoderWithQueryTaps(
   await graph?.dispose();
   // A split-attention copy onnxruntime refuses: keep the taps, with GroupQueryAttention.
   if (candidate.splitAttention) {
-    recordQueryTapFailure(candidate, failure);
+    recordQueryTapFailure(candidate, failure, { always: true });
     return openDecoderWithQueryTaps(decoderFile, mode, cacheDir, open, false);
   }
   recordQueryTapFailure(candidate, failure);

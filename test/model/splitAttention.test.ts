@@ -5,6 +5,9 @@
  * buffer whose extra rows are garbage, with padding in the mask, and token for token in generation.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BufferPool } from '../../src/model/bufferPool.js';
 import { generate } from '../../src/model/generate.js';
@@ -12,6 +15,8 @@ import { KvBuffer } from '../../src/model/kvBuffer.js';
 import type { KvCache } from '../../src/model/kvCache.js';
 import { readGraphStructureFromFile } from '../../src/model/onnx/onnxStructure.js';
 import { planSplitAttention } from '../../src/model/onnx/splitAttention.js';
+import { OnnxGraph } from '../../src/model/onnxGraph.js';
+import { openDecoderWithQueryTaps } from '../../src/model/queryTapLoader.js';
 import { toFloat32 } from '../../src/model/tensors.js';
 import { VisionLanguageModel } from '../../src/model/visionLanguageModel.js';
 import { randomTokenIds } from '../helpers/decoderInputs.js';
@@ -48,6 +53,34 @@ describe('split decode attention', () => {
     assert.ok(rotary.complete && rotary.layers.every((l) => l.rotatedKey && l.replacement.some((n) => n.op_type === 'RotaryEmbedding')), 'do_rotary graphs rotate with their own caches');
     const concat = planSplitAttention(readGraphStructureFromFile(decoderFile('probe-needle')));
     assert.ok(!concat.complete && /reads present|not a GroupQueryAttention/.test(concat.reason), 'eager attention (present = Concat) is left alone');
+  });
+
+  it('a split copy onnxruntime refuses falls back to GroupQueryAttention with the taps, once', async () => {
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-split-refused-'));
+    // Stands in an onnxruntime that refuses graphs without present outputs (the real one loads them).
+    const refused: string[] = [];
+    const open = async (file: string) => {
+      const graph = await OnnxGraph.open(file, 'decoder');
+      if (graph.outputNames.includes('present.0.key')) return graph;
+      await graph.dispose();
+      refused.push(file);
+      throw new Error('refused by the test');
+    };
+    try {
+      for (let load = 0; load < 2; load++) {
+        const loaded = await openDecoderWithQueryTaps(decoderFile('probe-random-tiny'), 'auto', cacheDir, open, true);
+        try {
+          assert.equal(loaded.status.state, 'exposed');
+          assert.ok(loaded.kvTaps?.lengthsFromMask, 'the kv taps are kept');
+          assert.ok(loaded.graph.outputNames.includes('present.0.key'), 'GroupQueryAttention as exported');
+        } finally {
+          await loaded.graph.dispose();
+        }
+      }
+      assert.equal(refused.length, 1, 'the refusal is remembered: the second load does not rewrite the graph again');
+    } finally {
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    }
   });
 
   // probe-random-tiny: RoPE outside the attention (position_ids); -gqa: model-builder style, do_rotary.

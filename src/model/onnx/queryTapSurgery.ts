@@ -226,13 +226,16 @@ export function recordQueryTapSuccess(candidate: SurgeryCandidate): void {
   writeRecord(candidate.dir, { version: QUERY_TAP_SURGERY_VERSION, state: candidate.state, tapNames: candidate.tapNames, kvTaps: candidate.kvTaps, copy: candidate.copy, splitAttention: candidate.splitAttention });
 }
 
-/** Records that the candidate failed (this surgery version will not try this file again) and removes the copy. */
-export function recordQueryTapFailure(candidate: SurgeryCandidate, reason: string): void {
+/**
+ * Records that the candidate failed (this surgery version will not try this file again) and removes the copy.
+ * `always`: record it even for a graph that outputs its taps already (a split-attention copy's own cache entry).
+ */
+export function recordQueryTapFailure(candidate: SurgeryCandidate, reason: string, options: { always?: boolean } = {}): void {
   if (candidate.copy) {
     for (const entry of fs.readdirSync(candidate.dir)) if (entry !== 'taps.json') fs.rmSync(path.join(candidate.dir, entry), { recursive: true, force: true });
   }
   // A failure on a graph that already outputs its query taps is the graph's own (the caller rethrows
   // it) or the kv taps' (the caller loads the original, with its taps): not recorded either way.
-  if (candidate.state === 'exposed') return;
+  if (candidate.state === 'exposed' && !options.always) return;
   writeRecord(candidate.dir, { version: QUERY_TAP_SURGERY_VERSION, state: 'failed', reason });
 }
