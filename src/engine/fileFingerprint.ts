@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { removeStalePartials } from '../../common/stalePartials.js';
 
 interface CacheEntry {
   size: number;
@@ -36,6 +37,7 @@ function readCache(file: string): Record<string, CacheEntry> {
 
 function writeCache(file: string, cache: Record<string, CacheEntry>): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
+  removeStalePartials(file);
   const partial = `${file}.partial-${process.pid}`;
   fs.writeFileSync(partial, JSON.stringify(cache));
   fs.renameSync(partial, file);

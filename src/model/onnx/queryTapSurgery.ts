@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { removeStalePartials } from '../../../common/stalePartials.js';
 import { planQueryTaps, type QueryTapPlan } from './attentionStructure.js';
 import { type GraphEdit, writeEditedModel } from './graphRewrite.js';
 import { type KvTaps, planKvTaps } from './kvTapPlan.js';
@@ -200,6 +201,7 @@ export function prepareQueryTaps(decoderFile: string, cacheDir: string, options:
 function writeSurgeryCopy(decoderFile: string, file: string, appendix: Uint8Array, externalDataLocations: Iterable<string>, edit: GraphEdit | undefined): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   // Copy then append: no second in-memory copy of a decoder that keeps its weights inline.
+  removeStalePartials(file);
   const partial = `${file}.partial-${process.pid}`;
   if (edit) {
     writeEditedModel(decoderFile, partial, edit, appendix);

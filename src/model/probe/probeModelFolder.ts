@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { vigilCacheDir } from '../../cacheDir.js';
 import { VigilError } from '../../../common/errors.js';
+import { removeStalePartials } from '../../../common/stalePartials.js';
 import type { GraphDtype } from '../graphFiles.js';
 import { OnnxModelWriter } from '../onnx/modelWriter.js';
 import { buildEmbedGraph } from './embedGraph.js';
@@ -89,6 +90,7 @@ export function buildProbeFolder(spec: ProbeModelSpec, options: BuildProbeOption
   const dir = path.resolve(options.outDir ?? defaultProbeDir(spec.name, seed));
   const stamp = stampFor(spec, seed);
   const quantized = needsQuantizedFiles(spec, options.dtype);
+  removeStalePartials(dir);
   if (!options.force && isComplete(dir, stamp)) {
     if (!quantized || hasQuantizedFiles(dir, stamp)) return { dir, reused: true, spec };
     options.onProgress?.({ stage: 'quantized', done: 0, total: 1 });

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { removeStalePartials } from '../../../common/stalePartials.js';
 import type { GraphDtype } from '../graphFiles.js';
 import { probeGraphSource, type ProbeGraphSource } from './probeGraphs.js';
 import type { ProbeModelSpec } from './probeSpecs.js';
@@ -80,6 +81,7 @@ export function quantizedGraphsPresent(dir: string): boolean {
  * An interrupted add never leaves a folder that claims them.
  */
 export function addQuantizedFiles(dir: string, spec: ProbeModelSpec, seed: number, stamp: string): void {
+  removeStalePartials(dir);
   const partial = `${dir}.partial-quantized-${process.pid}`;
   fs.rmSync(partial, { recursive: true, force: true });
   fs.mkdirSync(path.join(partial, 'onnx'), { recursive: true });
