@@ -1,7 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import sharp from 'sharp';
 import type { Frame } from '../../../ingest/index.js';
+
+/** sharp loads libvips (~0.13 s); it is imported on first use so that commands which never touch pixels start sooner. */
+let sharpModule: Promise<typeof import('sharp')> | undefined;
+async function loadSharp(): Promise<typeof import('sharp').default> {
+  return (await (sharpModule ??= import('sharp'))).default;
+}
 
 /** Longest edge of a stored thumbnail (px): enough to recognise a scene in a list of evidence. */
 export const THUMBNAIL_EDGE = 160;
@@ -25,6 +30,7 @@ export class ThumbnailStore {
   }
 
   async write(chunkId: number, frame: Frame): Promise<void> {
+    const sharp = await loadSharp();
     const jpeg = await sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } })
       .resize({ width: THUMBNAIL_EDGE, height: THUMBNAIL_EDGE, fit: 'inside', withoutEnlargement: true })
       .jpeg({ quality: 70 })

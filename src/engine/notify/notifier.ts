@@ -20,7 +20,7 @@ import { VigilError } from '../../../common/errors.js';
 import type { OutboundPolicy } from '../../../ingest/net/outboundPolicy.js';
 import { Outbox, type OutboxEntry } from './outbox.js';
 import { type MqttConfig, checkMqtt } from './mqttConfig.js';
-import { MqttTarget, type StreamStateView } from './mqttTarget.js';
+import type { MqttTarget, StreamStateView } from './mqttTarget.js';
 import { type CheckedWebhook, WebhookClient, type WebhookConfig, checkWebhook, signBody } from './webhook.js';
 
 export { checkWebhookAddress, signBody, verifySignature, type WebhookConfig } from './webhook.js';
@@ -252,6 +252,11 @@ interface TargetState {
   stats: TargetStats;
 }
 
+/** mqtt.js takes ~0.15 s to load, so it is imported only when an MQTT broker is configured. */
+async function loadMqttTarget(): Promise<typeof MqttTarget> {
+  return (await import('./mqttTarget.js')).MqttTarget;
+}
+
 export class Notifier {
   /** Webhooks and MQTT brokers by id. */
   private readonly hooks = new Map<string, TargetState>();
@@ -267,6 +272,8 @@ export class Notifier {
     hooks: CheckedWebhook[],
     brokers: ReturnType<typeof checkMqtt>[],
     options: NotifierOptions,
+    /** Loaded by open() whenever `brokers` is not empty. */
+    mqttTarget: typeof MqttTarget | null,
   ) {
     this.retry = { baseMs: 1000, maxMs: 300_000, maxAttempts: 25, maxRetryAfterMs: 3_600_000, ...options.retry };
     this.concurrency = options.concurrency ?? 4;
@@ -283,7 +290,7 @@ export class Notifier {
     for (const hook of hooks) this.hooks.set(hook.id, { ...fresh(new WebhookTransport(hook, options.policy)), hook });
     const logConnection = options.logConnection ?? (() => {});
     for (const broker of brokers) {
-      const mqtt = new MqttTarget(broker, {
+      const mqtt = new mqttTarget!(broker, {
         policy: options.policy,
         connectTimeoutMs: options.timeoutMs ?? 10_000,
         reconnectMs: options.mqttReconnectMs ?? 2000,
@@ -307,11 +314,12 @@ export class Notifier {
       if (ids.has(id)) throw new VigilError('BAD_CONFIG', `two notification targets (webhooks, MQTT brokers) have the id "${id}"`);
       ids.add(id);
     }
+    const mqttTarget = brokers.length > 0 ? await loadMqttTarget() : null;
     const outbox = await Outbox.open<Alert>(options.dir, {
       ...(options.maxEntries !== undefined ? { maxEntries: options.maxEntries } : {}),
       ...(options.maxEntryBytes !== undefined ? { maxEntryBytes: options.maxEntryBytes } : {}),
     });
-    const notifier = new Notifier(outbox, hooks, brokers, options);
+    const notifier = new Notifier(outbox, hooks, brokers, options, mqttTarget);
     try {
       await notifier.resume();
     } catch (error) {

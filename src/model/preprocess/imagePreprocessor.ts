@@ -12,7 +12,6 @@
  */
 import { rgbToPlanar } from '../../../kernels/pixels.js';
 import { stat } from 'node:fs/promises';
-import sharp from 'sharp';
 import type { KernelEnum, Metadata, Sharp, SharpOptions } from 'sharp';
 import { VigilError } from '../../../common/errors.js';
 import { modelFamily } from '../families/index.js';
@@ -352,11 +351,11 @@ async function openImage(input: ImageInput, what: string): Promise<Sharp> {
     }
     if (!info.isFile()) throw new VigilError('BAD_INPUT', `${capitalise(what)} is not a regular file.`);
     if (info.size === 0) throw new VigilError('BAD_INPUT', `${capitalise(what)} is empty (0 bytes).`);
-    return sharp(input, options);
+    return (await loadSharp())(input, options);
   }
   if (Buffer.isBuffer(input)) {
     if (input.length === 0) throw new VigilError('BAD_INPUT', 'Encoded image buffer is empty (0 bytes).');
-    return sharp(input, options);
+    return (await loadSharp())(input, options);
   }
   const { data, width, height, channels } = input;
   const dimsOk = [width, height].every((v) => Number.isInteger(v) && v > 0);
@@ -371,7 +370,13 @@ async function openImage(input: ImageInput, what: string): Promise<Sharp> {
     const got = data instanceof Uint8Array ? `${data.length} bytes` : 'no Uint8Array';
     throw new VigilError('BAD_INPUT', `Raw ${width}x${height}x${channels} image needs ${needed} bytes (got ${got}).`);
   }
-  return sharp(data, { raw: { width, height, channels } });
+  return (await loadSharp())(data, { raw: { width, height, channels } });
+}
+
+/** sharp loads libvips (~0.13 s); it is imported on first use so that commands which never touch pixels start sooner. */
+let sharpModule: Promise<typeof import('sharp')> | undefined;
+async function loadSharp(): Promise<typeof import('sharp').default> {
+  return (await (sharpModule ??= import('sharp'))).default;
 }
 
 function decodeError(what: string, error: unknown): VigilError {
@@ -386,6 +391,7 @@ function capitalise(text: string): string {
 async function resizeRgb(image: RgbImage, size: Size, kernel: keyof KernelEnum): Promise<RgbImage> {
   if (image.width === size.width && image.height === size.height) return image;
   const raw = { width: image.width, height: image.height, channels: 3 } as const;
+  const sharp = await loadSharp();
   const { data, info } = await sharp(image.data, { raw })
     .resize(size.width, size.height, { fit: 'fill', kernel })
     .raw()
