@@ -100,6 +100,24 @@ describe('stale partials of killed builds', () => {
     assert.ok(fs.existsSync(live));
   });
 
+  it('a `vigil models build` killed mid-build leaves its partial; the next build of that folder removes it', async () => {
+    const outDir = path.join(root, 'killed', 'model');
+    // The 256m probe takes seconds to write, so the partial is there to be caught.
+    const child = spawn(process.execPath, [path.resolve('bin/vigil.js'), 'models', 'build', 'probe-random-smolvlm2-256m', '--out', outDir], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const partial = `${outDir}.partial-${child.pid}`;
+    const deadline = Date.now() + 120_000;
+    while (!fs.existsSync(path.join(partial, 'onnx')) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGKILL');
+    await exited;
+    assert.ok(fs.existsSync(partial), 'the killed build left its partial');
+    assert.ok(!fs.existsSync(outDir), 'and no folder');
+
+    // Any build into that folder cleans it; the tiny probe's is quick.
+    buildProbeFolder(findProbeSpec('probe-random-tiny')!, { outDir });
+    assert.ok(!fs.existsSync(partial), 'the next build removed it');
+  });
+
   it('adding the quantized files removes a dead add\'s partial and keeps a live one', () => {
     const spec = findProbeSpec('probe-random-tiny')!;
     const { dir } = buildProbeFolder(spec, { outDir: path.join(root, 'quantized', 'model') });
