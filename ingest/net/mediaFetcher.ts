@@ -7,12 +7,16 @@
  */
 import net from 'node:net';
 import type { Readable } from 'node:stream';
-import { Agent, buildConnector, request } from 'undici';
+import type { Agent, request } from 'undici';
 import { VigilError, isVigilError } from '../../common/errors.js';
 import { Authenticator, credentialsOf, parseChallenges } from './auth.js';
 import { networkError, type OutboundPolicy } from './outboundPolicy.js';
 
 export { networkError };
+
+/** undici takes ~0.1 s to load and only http(s) sources use it, so it is imported at the first request. */
+let undiciModule: Promise<typeof import('undici')> | undefined;
+const loadUndici = (): Promise<typeof import('undici')> => (undiciModule ??= import('undici'));
 
 const MAX_REDIRECTS = 5;
 const USER_AGENT = 'Vigil/0.1';
@@ -34,16 +38,28 @@ export interface MediaResponse {
 }
 
 export class MediaFetcher {
-  private readonly agent: Agent;
+  /** Made at the first request (see loadUndici). */
+  private agent: Agent | null = null;
   /** How the source's origin wants its credentials (chosen from its last 401 challenge). */
   private authenticator: Authenticator | null = null;
   private disposed = false;
 
-  constructor(private readonly options: MediaFetcherOptions) {
-    const base = buildConnector({ timeout: options.timeoutMs });
-    this.agent = new Agent({
+  constructor(private readonly options: MediaFetcherOptions) {}
+
+  /** undici's request and the agent whose every connection goes through the policy. */
+  private async client(): Promise<{ agent: Agent; request: typeof request }> {
+    const undici = await loadUndici();
+    if (this.disposed) throw new VigilError('CANCELLED', `fetching "${this.options.display}" after its source stopped`);
+    this.agent ??= this.newAgent(undici);
+    return { agent: this.agent, request: undici.request };
+  }
+
+  private newAgent(undici: typeof import('undici')): Agent {
+    const { policy, display, timeoutMs } = this.options;
+    const base = undici.buildConnector({ timeout: timeoutMs });
+    return new undici.Agent({
       connect: (opts, callback) => {
-        options.policy.resolve(opts.hostname, options.display).then(
+        policy.resolve(opts.hostname, display).then(
           (addresses) => {
             const bare = opts.hostname.replace(/^\[(.*)\]$/, '$1');
             const servername = opts.servername ?? (net.isIP(bare) ? undefined : bare);
@@ -65,6 +81,7 @@ export class MediaFetcher {
     const credentials = credentialsOf(url);
     let current = withoutCredentials(url);
     let challenged = false;
+    const { agent, request } = await this.client();
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept: '*/*' };
       if (init.range) headers['range'] = init.range;
@@ -74,7 +91,7 @@ export class MediaFetcher {
       let response: Awaited<ReturnType<typeof request>>;
       try {
         response = await request(current, {
-          dispatcher: this.agent,
+          dispatcher: agent,
           method: 'GET',
           headers,
           headersTimeout: this.options.timeoutMs,
@@ -150,7 +167,7 @@ export class MediaFetcher {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    await this.agent.destroy();
+    await this.agent?.destroy();
   }
 }
 

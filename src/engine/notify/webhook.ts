@@ -8,7 +8,7 @@
  */
 import crypto from 'node:crypto';
 import net from 'node:net';
-import { Agent, buildConnector, request } from 'undici';
+import type { Agent, request } from 'undici';
 import { VigilError, isVigilError } from '../../../common/errors.js';
 import type { OutboundPolicy } from '../../../ingest/net/outboundPolicy.js';
 
@@ -115,17 +115,37 @@ export function parseRetryAfter(value: string | undefined, now: number): number 
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
+/** undici takes ~0.1 s to load and only configured webhooks use it, so it is imported at the first POST. */
+let undiciModule: Promise<typeof import('undici')> | undefined;
+const loadUndici = (): Promise<typeof import('undici')> => (undiciModule ??= import('undici'));
+
 /** POSTs to one webhook; keeps connections alive between deliveries. */
 export class WebhookClient {
-  private readonly agent: Agent;
+  /** Made at the first POST (see loadUndici). */
+  private agent: Agent | null = null;
+  private closed = false;
 
   constructor(
     readonly hook: CheckedWebhook,
-    policy: OutboundPolicy,
-  ) {
+    private readonly policy: OutboundPolicy,
+  ) {}
+
+  /** undici's request and the agent whose every connection goes through the policy. */
+  private async client(): Promise<{ agent: Agent; request: typeof request }> {
+    const undici = await loadUndici();
+    if (!this.agent) {
+      this.agent = this.newAgent(undici);
+      // After close() a POST meets a destroyed agent, as it did when the agent was made up front.
+      if (this.closed) await this.agent.destroy();
+    }
+    return { agent: this.agent, request: undici.request };
+  }
+
+  private newAgent(undici: typeof import('undici')): Agent {
+    const { hook, policy } = this;
     // TLS (https): SNI and the certificate check are against the URL's host name, not the address.
-    const base = buildConnector({ timeout: hook.timeoutMs, ...(hook.ca !== undefined ? { ca: hook.ca } : {}) });
-    this.agent = new Agent({
+    const base = undici.buildConnector({ timeout: hook.timeoutMs, ...(hook.ca !== undefined ? { ca: hook.ca } : {}) });
+    return new undici.Agent({
       connect: (opts, callback) => {
         policy.resolve(opts.hostname, hook.display).then(
           (addresses) => {
@@ -144,8 +164,9 @@ export class WebhookClient {
   async post(body: string, headers: Record<string, string>, signal: AbortSignal): Promise<AttemptResult> {
     let response: Awaited<ReturnType<typeof request>>;
     try {
+      const { agent, request } = await this.client();
       response = await request(this.hook.url, {
-        dispatcher: this.agent,
+        dispatcher: agent,
         method: 'POST',
         headers: { 'content-type': 'application/json', 'user-agent': USER_AGENT, ...headers },
         body,
@@ -173,7 +194,8 @@ export class WebhookClient {
   }
 
   async close(): Promise<void> {
-    await this.agent.destroy();
+    this.closed = true;
+    await this.agent?.destroy();
   }
 }
 
