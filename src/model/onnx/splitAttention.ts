@@ -95,7 +95,9 @@ export function planSplitAttention(g: GraphStructure): SplitAttentionPlan {
       rotary = { cos: node.inputs[7]!, sin: node.inputs[8], dim: 2 * cosWidth, interleaved: Number(node.attributes.get('rotary_interleaved') ?? 0) };
     }
     const replacement = splitAttentionNodes(node, i, { numHeads, kvHeads, headDim, scale, rotary });
-    layers.push({ node, identities, replacement, ...(rotary ? { rotatedKey: rotatedKeyName(i) } : {}) });
+    const layer: SplitAttentionLayer = { node, identities, replacement };
+    if (rotary) layer.rotatedKey = rotatedKeyName(i);
+    layers.push(layer);
     removedOutputs.push(`present.${i}.key`, `present.${i}.value`);
   }
   return { complete: true, layers, removedOutputs };
@@ -148,7 +150,9 @@ function splitAttentionNodes(gqa: StructureNode, layer: number, geo: Geometry): 
           ? { name: attrName, type: ATTRIBUTE_TYPE.INTS, ints: v }
           : { name: attrName, type: ATTRIBUTE_TYPE.FLOAT, f: v.float },
     );
-    nodes.push({ name, op_type: opType, domain, input: inputs, output: [out], ...(attribute.length ? { attribute } : {}) });
+    const node: NodeProtoObject = { name, op_type: opType, domain, input: inputs, output: [out] };
+    if (attribute.length > 0) node.attribute = attribute;
+    nodes.push(node);
     return out;
   };
   const int64s = (values: Array<number | bigint>) => {
