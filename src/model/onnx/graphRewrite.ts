@@ -63,8 +63,17 @@ function editGraph(r: WireFileReader, end: number, edit: GraphEdit, encodeNode: 
     const start = r.pos;
     const tag = r.varint();
     const field = tag >>> 3;
-    r.skip(tag & 7);
-    if (field === GRAPH_NODE_FIELD && (tag & 7) === 2) {
+    const lengthDelimited = (tag & 7) === 2;
+    // A length-delimited field's payload starts after its length varint.
+    let payload = r.pos;
+    if (lengthDelimited) {
+      const length = r.varint();
+      payload = r.pos;
+      r.pos += length;
+    } else {
+      r.skip(tag & 7);
+    }
+    if (field === GRAPH_NODE_FIELD && lengthDelimited) {
       const replacement = edit.replaceNodes.get(nodeIndex++);
       if (replacement) {
         replaced.add(nodeIndex - 1);
@@ -74,10 +83,8 @@ function editGraph(r: WireFileReader, end: number, edit: GraphEdit, encodeNode: 
         }
         continue;
       }
-    } else if (field === GRAPH_OUTPUT_FIELD && (tag & 7) === 2) {
-      const whole = r.bytes(start, r.pos);
-      const tagAndLength = lengthPrefixSize(whole);
-      const name = outputName(whole.subarray(tagAndLength));
+    } else if (field === GRAPH_OUTPUT_FIELD && lengthDelimited) {
+      const name = outputName(r.bytes(payload, r.pos));
       if (edit.removeOutputs.has(name)) {
         removed.add(name);
         continue;
@@ -90,15 +97,6 @@ function editGraph(r: WireFileReader, end: number, edit: GraphEdit, encodeNode: 
   const missingOutput = [...edit.removeOutputs].find((n) => !removed.has(n));
   if (missingOutput !== undefined) throw new Error(`graph has no output '${missingOutput}' to remove`);
   return segments;
-}
-
-/** Bytes of a field's tag and length varints (the payload follows). */
-function lengthPrefixSize(field: Uint8Array): number {
-  let i = 0;
-  while (field[i]! >= 0x80) i++; // tag
-  i++;
-  while (field[i]! >= 0x80) i++; // length
-  return i + 1;
 }
 
 function varint(value: number): Uint8Array {

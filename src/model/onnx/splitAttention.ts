@@ -74,6 +74,7 @@ export function planSplitAttention(g: GraphStructure): SplitAttentionPlan {
     }
     return (consumers.get(current) ?? 0) > (current === name ? 0 : 1) ? undefined : current;
   };
+  let shared: { key: string; terms: SharedTerms } | undefined;
   for (let i = 0; i < numLayers; i++) {
     const identities: StructureNode[] = [];
     const keySource = source(`present.${i}.key`, identities);
@@ -94,7 +95,12 @@ export function planSplitAttention(g: GraphStructure): SplitAttentionPlan {
       if (typeof cosWidth !== 'number' || !node.inputs[8]) return { complete: false, reason: `layer ${i}: do_rotary without a static cos_cache / sin_cache` };
       rotary = { cos: node.inputs[7]!, sin: node.inputs[8], dim: 2 * cosWidth, interleaved: Number(node.attributes.get('rotary_interleaved') ?? 0) };
     }
-    const replacement = splitAttentionNodes(node, i, { numHeads, kvHeads, headDim, scale, rotary });
+    const geo = { numHeads, kvHeads, headDim, scale, rotary };
+    const w = new NodeWriter(`/vigil/split_attention/layers.${i}`);
+    // Layers whose masks come from the same inputs share one computation of them, written before layer 0's attention.
+    const sharingKey = JSON.stringify([node.inputs.slice(5, 9), node.inputs[10] ?? '', rotary ?? null, kvHeads, numHeads]);
+    if (shared?.key !== sharingKey) shared = { key: sharingKey, terms: sharedTerms(w, node, geo) };
+    const replacement = splitAttentionNodes(w, node, i, geo, shared.terms);
     const layer: SplitAttentionLayer = { node, identities, replacement };
     if (rotary) layer.rotatedKey = rotatedKeyName(i);
     layers.push(layer);
@@ -131,18 +137,16 @@ function rotatedKeyName(layer: number): string {
   return `/vigil/split_attention/layers.${layer}/rotated_key`;
 }
 
-/** The replacement of one GroupQueryAttention (inputs as the op defines them) by standard ops plus FusedMatMul. */
-function splitAttentionNodes(gqa: StructureNode, layer: number, geo: Geometry): NodeProtoObject[] {
-  const { numHeads: N, kvHeads: KV, headDim: D, scale } = geo;
-  const G = N / KV;
-  const [rawQuery, rawKey, value, pastKey, pastValue, seqlensK, totalLength] = gqa.inputs.slice(0, 7).map((name) => name ?? '') as [string, string, string, string, string, string, string];
-  const bias = gqa.inputs[10] || undefined;
-  const prefix = `/vigil/split_attention/layers.${layer}`;
-  const nodes: NodeProtoObject[] = [];
-  let counter = 0;
-  const op = (opType: string, inputs: string[], attrs: Record<string, number | number[] | { float: number }> = {}, domain = '', output?: string): string => {
-    const name = `${prefix}/${opType}_${counter++}`;
-    const out = output ?? `${name}_output_0`;
+/** Writes nodes under one name prefix: ops, int64 / float constants, a tensor's dim, a one-element tensor as a scalar. */
+class NodeWriter {
+  readonly nodes: NodeProtoObject[] = [];
+  private counter = 0;
+
+  constructor(private readonly prefix: string) {}
+
+  op(opType: string, inputs: string[], attrs: Record<string, number | number[] | { float: number }> = {}, domain = '', output?: string): string {
+    const name = `${this.prefix}/${opType}_${this.counter++}`;
+    const node: NodeProtoObject = { name, op_type: opType, domain, input: inputs, output: [output ?? `${name}_output_0`] };
     const attribute = Object.entries(attrs).map(([attrName, v]) =>
       typeof v === 'number'
         ? { name: attrName, type: ATTRIBUTE_TYPE.INT, i: v }
@@ -150,83 +154,128 @@ function splitAttentionNodes(gqa: StructureNode, layer: number, geo: Geometry): 
           ? { name: attrName, type: ATTRIBUTE_TYPE.INTS, ints: v }
           : { name: attrName, type: ATTRIBUTE_TYPE.FLOAT, f: v.float },
     );
-    const node: NodeProtoObject = { name, op_type: opType, domain, input: inputs, output: [out] };
     if (attribute.length > 0) node.attribute = attribute;
-    nodes.push(node);
-    return out;
-  };
-  const int64s = (values: Array<number | bigint>) => {
-    const data = BigInt64Array.from(values, (v) => BigInt(v));
-    return constantNode(nodes, `${prefix}/Constant_${counter++}`, ONNX_DATA_TYPE.int64, [values.length], new Uint8Array(data.buffer));
-  };
-  const float = (v: number) => constantNode(nodes, `${prefix}/Constant_${counter++}`, ONNX_DATA_TYPE.float32, [], new Uint8Array(Float32Array.of(v).buffer));
-  const dim = (tensor: string, axis: number) => op('Slice', [op('Shape', [tensor]), int64s([axis]), int64s([axis + 1])]);
-  const scalar = (oneElement: string) => op('Reshape', [oneElement, int64s([])]);
+    this.nodes.push(node);
+    return node.output[0]!;
+  }
 
-  const batch = dim(rawQuery, 0);
-  const seqLen = dim(rawQuery, 1);
-  const capacity = dim(pastKey, 2);
+  int64s(values: Array<number | bigint>): string {
+    return this.constant(ONNX_DATA_TYPE.int64, [values.length], new Uint8Array(BigInt64Array.from(values, (v) => BigInt(v)).buffer));
+  }
+
+  float(value: number): string {
+    return this.constant(ONNX_DATA_TYPE.float32, [], new Uint8Array(Float32Array.of(value).buffer));
+  }
+
+  dim(tensor: string, axis: number): string {
+    return this.op('Slice', [this.op('Shape', [tensor]), this.int64s([axis]), this.int64s([axis + 1])]);
+  }
+
+  scalar(oneElement: string): string {
+    return this.op('Reshape', [oneElement, this.int64s([])]);
+  }
+
+  private constant(dataType: number, dims: number[], raw: Uint8Array): string {
+    const name = `${this.prefix}/Constant_${this.counter++}`;
+    this.nodes.push({
+      name,
+      op_type: 'Constant',
+      domain: '',
+      input: [],
+      output: [`${name}_output_0`],
+      attribute: [{ name: 'value', type: ATTRIBUTE_TYPE.TENSOR, t: { dims, data_type: dataType, raw_data: raw } }],
+    });
+    return `${name}_output_0`;
+  }
+}
+
+/** What every layer's attention needs that does not depend on the layer's own q/k/v (see sharedTerms). */
+interface SharedTerms {
+  /** [1] each: S and the past buffer's rows. */
+  seqLen: string;
+  capacity: string;
+  /** [B, S] int64: the new tokens' positions (do_rotary only). */
+  positions?: string;
+  /** [5] shapes [B, KV, G, S, capacity] / [B, KV, G, S, S] for the scores. */
+  pastShape: string;
+  newShape: string;
+  /** Additive masks broadcasting over those: past rows beyond the valid length, the causal new rows, attention_bias. */
+  pastMask: string;
+  newMask: string;
+}
+
+/**
+ * The layer-independent terms, from one layer's GroupQueryAttention inputs: its query (batch, S), its
+ * past (capacity), seqlens_k, total_sequence_length and attention_bias. Every layer of a decoder sees
+ * the same sequence and is fed the same past capacity, so computing them once serves all layers
+ * (a layer fed another capacity would fail on the mask's shape, not compute wrongly).
+ */
+function sharedTerms(w: NodeWriter, gqa: StructureNode, geo: Geometry): SharedTerms {
+  const { kvHeads: KV } = geo;
+  const G = geo.numHeads / KV;
+  const [query, , , pastKey, , seqlensK, totalLength] = gqa.inputs.slice(0, 7).map((name) => name ?? '');
+  const bias = gqa.inputs[10] || undefined;
+  const batch = w.dim(query!, 0);
+  const seqLen = w.dim(query!, 1);
+  const capacity = w.dim(pastKey!, 2);
+  const shape = (columns: string) => w.op('Concat', [batch, w.int64s([KV, G]), seqLen, columns], { axis: 0 });
   // Past rows valid per batch: seqlens_k + 1 - S (GroupQueryAttention's own rule); the rest of the buffer is masked.
-  const pastLength = op('Sub', [op('Add', [op('Cast', [seqlensK], { to: ONNX_DATA_TYPE.int64 }), int64s([1])]), seqLen]);
-  const steps = op('Range', [scalar(int64s([0])), scalar(seqLen), scalar(int64s([1]))]);
+  const pastLength = w.op('Sub', [w.op('Add', [w.op('Cast', [seqlensK!], { to: ONNX_DATA_TYPE.int64 }), w.int64s([1])]), seqLen]);
+  const steps = w.op('Range', [w.scalar(w.int64s([0])), w.scalar(seqLen), w.scalar(w.int64s([1]))]);
+  const columns = w.op('Range', [w.scalar(w.int64s([0])), w.scalar(capacity), w.scalar(w.int64s([1]))]);
+  const validPast = w.op('Less', [columns, w.op('Reshape', [pastLength, w.int64s([-1, 1, 1, 1, 1])])]);
+  let pastMask = w.op('Where', [validPast, w.float(0), w.float(MASKED)]);
+  // New rows: token s sees new tokens j <= s.
+  const future = w.op('Less', [w.op('Reshape', [steps, w.int64s([-1, 1])]), w.op('Reshape', [steps, w.int64s([1, -1])])]);
+  let newMask = w.op('Where', [future, w.float(MASKED), w.float(0)]);
+  if (bias) {
+    // attention_bias [B|1, 1|N, S, T]: columns [0, T - S) are the past, the last S the new tokens.
+    const biasPast = w.op('Sub', [w.op('Cast', [w.op('Reshape', [totalLength!, w.int64s([1])])], { to: ONNX_DATA_TYPE.int64 }), seqLen]);
+    const heads = w.dim(bias, 1);
+    const groups = w.op('Min', [heads, w.int64s([G])]);
+    const biasShape = (cols: string) => w.op('Concat', [w.dim(bias, 0), w.op('Div', [heads, groups]), groups, seqLen, cols], { axis: 0 });
+    const pads = w.op('Concat', [w.int64s([0, 0, 0, 0, 0, 0, 0]), w.op('Sub', [capacity, biasPast])], { axis: 0 });
+    const pastBias = w.op('Pad', [w.op('Slice', [bias, w.int64s([0]), biasPast, w.int64s([3])]), pads, w.float(MASKED)]);
+    const newBias = w.op('Slice', [bias, biasPast, w.int64s([INT64_MAX]), w.int64s([3])]);
+    pastMask = w.op('Add', [pastMask, w.op('Reshape', [pastBias, biasShape(capacity)], { allowzero: 1 })]);
+    newMask = w.op('Add', [newMask, w.op('Reshape', [newBias, biasShape(seqLen)], { allowzero: 1 })]);
+  }
+  // do_rotary places new token s at past length + s.
+  const positions = geo.rotary ? w.op('Add', [w.op('Reshape', [pastLength, w.int64s([-1, 1])]), w.op('Reshape', [steps, w.int64s([1, -1])])]) : undefined;
+  return { seqLen, capacity, pastShape: shape(capacity), newShape: shape(seqLen), pastMask, newMask, ...(positions ? { positions } : {}) };
+}
+
+/** The replacement of one GroupQueryAttention (inputs as the op defines them) by standard ops plus FusedMatMul. */
+function splitAttentionNodes(w: NodeWriter, gqa: StructureNode, layer: number, geo: Geometry, shared: SharedTerms): NodeProtoObject[] {
+  const { numHeads: N, kvHeads: KV, headDim: D, scale } = geo;
+  const G = N / KV;
+  const [rawQuery, rawKey, value, pastKey, pastValue] = gqa.inputs.slice(0, 5).map((name) => name ?? '') as [string, string, string, string, string];
   let query = rawQuery;
   let key = rawKey;
   if (geo.rotary) {
-    // do_rotary places new token s at past length + s: the same positions, rotated by RotaryEmbedding from the same caches.
+    // The same positions as do_rotary, rotated by RotaryEmbedding from the same caches.
     const { cos, sin, dim: rotaryDim, interleaved } = geo.rotary;
-    const positions = op('Add', [op('Reshape', [pastLength, int64s([-1, 1])]), op('Reshape', [steps, int64s([1, -1])])]);
     const rotate = (x: string, heads: number, output?: string) =>
-      op('RotaryEmbedding', [x, positions, cos, sin], { interleaved, num_heads: heads, rotary_embedding_dim: rotaryDim }, 'com.microsoft', output);
+      w.op('RotaryEmbedding', [x, shared.positions!, cos, sin], { interleaved, num_heads: heads, rotary_embedding_dim: rotaryDim }, 'com.microsoft', output);
     query = rotate(rawQuery, N);
     key = rotate(rawKey, KV, rotatedKeyName(layer));
   }
   // q [B,S,N*D] -> [B,KV,G,S,D] -> [B,KV,G*S,D]: each KV head's G query heads in one MatMul, reading its past once.
-  const queryHeads = op('Transpose', [op('Reshape', [query, int64s([0, 0, KV, G, D])])], { perm: [0, 2, 3, 1, 4] });
-  const queryRows = op('Reshape', [queryHeads, int64s([0, KV, -1, D])]);
-  const newKey = op('Transpose', [op('Reshape', [key, int64s([0, 0, KV, D])])], { perm: [0, 2, 1, 3] });
-  const newValue = op('Transpose', [op('Reshape', [value, int64s([0, 0, KV, D])])], { perm: [0, 2, 1, 3] });
-  const pastScores = op('FusedMatMul', [queryRows, pastKey], { transB: 1, alpha: { float: scale } }, 'com.microsoft');
-  const newScores = op('FusedMatMul', [queryRows, newKey], { transB: 1, alpha: { float: scale } }, 'com.microsoft');
-  // [B,KV,G*S,X] -> [B,KV,G,S,X] (X may be 0: an empty past), so per-query-row masks broadcast.
-  const fiveD = (scores: string, columns: string) =>
-    op('Reshape', [scores, op('Concat', [batch, int64s([KV, G]), seqLen, columns], { axis: 0 })], { allowzero: 1 });
-
-  const columns = op('Range', [scalar(int64s([0])), scalar(capacity), scalar(int64s([1]))]);
-  const validPast = op('Less', [columns, op('Reshape', [pastLength, int64s([-1, 1, 1, 1, 1])])]);
-  let pastPart = op('Add', [fiveD(pastScores, capacity), op('Where', [validPast, float(0), float(MASKED)])]);
-  // New rows: token s sees new tokens j <= s.
-  const future = op('Less', [op('Reshape', [steps, int64s([-1, 1])]), op('Reshape', [steps, int64s([1, -1])])]);
-  let newPart = op('Add', [fiveD(newScores, seqLen), op('Where', [future, float(MASKED), float(0)])]);
-  if (bias) {
-    // attention_bias [B|1, 1|N, S, T]: columns [0, T - S) are the past, the last S the new tokens.
-    const biasPast = op('Sub', [op('Cast', [op('Reshape', [totalLength, int64s([1])])], { to: ONNX_DATA_TYPE.int64 }), seqLen]);
-    const heads = dim(bias, 1);
-    const groups = op('Min', [heads, int64s([G])]);
-    const biasShape = (cols: string) => op('Concat', [dim(bias, 0), op('Div', [heads, groups]), groups, seqLen, cols], { axis: 0 });
-    const pastBias = op('Pad', [op('Slice', [bias, int64s([0]), biasPast, int64s([3])]), op('Concat', [int64s([0, 0, 0, 0, 0, 0, 0]), op('Sub', [capacity, biasPast])], { axis: 0 }), float(MASKED)]);
-    const newBias = op('Slice', [bias, biasPast, int64s([INT64_MAX]), int64s([3])]);
-    pastPart = op('Add', [pastPart, op('Reshape', [pastBias, biasShape(capacity)], { allowzero: 1 })]);
-    newPart = op('Add', [newPart, op('Reshape', [newBias, biasShape(seqLen)], { allowzero: 1 })]);
-  }
-  const probs = op('Softmax', [op('Concat', [pastPart, newPart], { axis: 4 })], { axis: -1 });
-  const pastProbs = op('Reshape', [op('Slice', [probs, int64s([0]), capacity, int64s([4])]), op('Shape', [pastScores])], { allowzero: 1 });
-  const newProbs = op('Reshape', [op('Slice', [probs, capacity, int64s([INT64_MAX]), int64s([4])]), op('Shape', [newScores])]);
-  const context = op('Add', [op('MatMul', [pastProbs, pastValue]), op('MatMul', [newProbs, newValue])]);
+  const queryHeads = w.op('Transpose', [w.op('Reshape', [query, w.int64s([0, 0, KV, G, D])])], { perm: [0, 2, 3, 1, 4] });
+  const queryRows = w.op('Reshape', [queryHeads, w.int64s([0, KV, -1, D])]);
+  const newKey = w.op('Transpose', [w.op('Reshape', [key, w.int64s([0, 0, KV, D])])], { perm: [0, 2, 1, 3] });
+  const newValue = w.op('Transpose', [w.op('Reshape', [value, w.int64s([0, 0, KV, D])])], { perm: [0, 2, 1, 3] });
+  const pastScores = w.op('FusedMatMul', [queryRows, pastKey], { transB: 1, alpha: { float: scale } }, 'com.microsoft');
+  const newScores = w.op('FusedMatMul', [queryRows, newKey], { transB: 1, alpha: { float: scale } }, 'com.microsoft');
+  // [B,KV,G*S,X] -> [B,KV,G,S,X] (X may be 0: an empty past), so the per-query-row masks broadcast.
+  const pastPart = w.op('Add', [w.op('Reshape', [pastScores, shared.pastShape], { allowzero: 1 }), shared.pastMask]);
+  const newPart = w.op('Add', [w.op('Reshape', [newScores, shared.newShape], { allowzero: 1 }), shared.newMask]);
+  const probs = w.op('Softmax', [w.op('Concat', [pastPart, newPart], { axis: 4 })], { axis: -1 });
+  const pastProbs = w.op('Reshape', [w.op('Slice', [probs, w.int64s([0]), shared.capacity, w.int64s([4])]), w.op('Shape', [pastScores])], { allowzero: 1 });
+  const newProbs = w.op('Reshape', [w.op('Slice', [probs, shared.capacity, w.int64s([INT64_MAX]), w.int64s([4])]), w.op('Shape', [newScores])]);
+  const context = w.op('Add', [w.op('MatMul', [pastProbs, pastValue]), w.op('MatMul', [newProbs, newValue])]);
   // [B,KV,G*S,D] -> [B,KV,G,S,D] -> [B,S,KV,G,D] -> [B,S,N*D]: query head h = kv * G + g, as GroupQueryAttention orders them.
-  const perHead = op('Transpose', [op('Reshape', [context, int64s([0, KV, G, -1, D])])], { perm: [0, 3, 1, 2, 4] });
-  op('Reshape', [perHead, int64s([0, 0, N * D])], {}, '', gqa.outputs[0]!);
-  return nodes;
-}
-
-function constantNode(nodes: NodeProtoObject[], name: string, dataType: number, dims: number[], raw: Uint8Array): string {
-  const output = `${name}_output_0`;
-  nodes.push({
-    name,
-    op_type: 'Constant',
-    domain: '',
-    input: [],
-    output: [output],
-    attribute: [{ name: 'value', type: ATTRIBUTE_TYPE.TENSOR, t: { dims, data_type: dataType, raw_data: raw } }],
-  });
-  return output;
+  const perHead = w.op('Transpose', [w.op('Reshape', [context, w.int64s([0, KV, G, -1, D])])], { perm: [0, 3, 1, 2, 4] });
+  w.op('Reshape', [perHead, w.int64s([0, 0, N * D])], {}, '', gqa.outputs[0]!);
+  return w.nodes;
 }
